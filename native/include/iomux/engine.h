@@ -1,0 +1,146 @@
+// The native side of the iomux Backend contract.
+//
+// Every backend (epoll, io_uring, kqueue, IOCP, select, blocking_io) implements `Engine`. The
+// contract is at socket level (accept, data, drain, end, close) rather than fd readiness, so
+// readiness kernels (epoll, kqueue, select) and completion kernels (io_uring, IOCP) fit alike.
+//
+// Threading: every Engine method runs on Node's main thread and never blocks. An engine tells the
+// glue when it has work through `wait_fd()` (an fd libuv watches with uv_poll: the epoll fd, an
+// io_uring eventfd, ...). `poll()` then drains up to `EventSink::capacity` events without waiting.
+//
+// Ids: connections and listeners share one id space (small integers, reused). An id that an
+// engine releases is not handed out again before the next `poll()`, so an event batch that JS is
+// still walking never refers to two different sockets by one id.
+#ifndef IOMUX_ENGINE_H_
+#define IOMUX_ENGINE_H_
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace iomux {
+
+// Event records: four int32 each, [type, id, a, b], in a shared Int32Array.
+enum EventType : int32_t {
+  kEventAccept = 1,       // id: new connection, a: listener id
+  kEventConnect = 2,      // id: connection, a: 0 or errno (the id is released on error)
+  kEventData = 3,         // id, a: offset in the batch's slab, b: length
+  kEventEnd = 4,          // id: the peer finished sending (FIN)
+  kEventDrain = 5,        // id: the write queue became empty
+  kEventClose = 6,        // id: the socket is closed and the id released; a: 0 or errno
+  kEventAcceptError = 7,  // id: listener, a: errno (EMFILE, ENFILE, ...); the listener stays open
+};
+
+constexpr int kEventInts = 4;
+// The most events one socket adds while being served once (e.g. DATA, END, CLOSE).
+constexpr int kMaxEventsPerSocket = 3;
+
+// Where an engine's poll() writes the batch that JS reads in one crossing.
+struct EventSink {
+  int32_t* events = nullptr;  // capacity * kEventInts int32
+  int capacity = 0;
+  int count = 0;
+  uint8_t* slab = nullptr;  // read data of this batch; JS gets one copy of slab[0, slab_used)
+  size_t slab_capacity = 0;
+  size_t slab_used = 0;
+  bool slab_exhausted = false;  // set by an engine that had data to read but no room left
+
+  bool full() const { return slab_exhausted || count + kMaxEventsPerSocket > capacity; }
+  void push(int32_t type, int32_t id, int32_t a = 0, int32_t b = 0) {
+    int32_t* e = events + static_cast<ptrdiff_t>(count) * kEventInts;
+    e[0] = type;
+    e[1] = id;
+    e[2] = a;
+    e[3] = b;
+    ++count;
+  }
+  void reset() {
+    count = 0;
+    slab_used = 0;
+    slab_exhausted = false;
+  }
+};
+
+// Cumulative counters an engine keeps; read by reactor.stats().
+struct Counters {
+  uint64_t polls = 0;
+  uint64_t events = 0;
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t accepted = 0;
+  uint64_t closed = 0;
+  uint64_t writes_queued = 0;  // writes that did not go out at once and were queued
+  uint64_t accept_errors = 0;
+};
+
+struct EngineConfig {
+  int max_events = 1024;
+  size_t read_chunk = 64 * 1024;  // largest single read into the slab
+};
+
+struct ListenRequest {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  int backlog = 511;
+  bool reuse_port = false;
+  bool ipv6_only = false;
+};
+
+// Result of Engine::shutdown: whether the socket is already fully closed.
+enum class ShutdownResult { kPending, kClosed };
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // The fd libuv should watch for readability; poll() is called when it fires.
+  virtual int wait_fd() const = 0;
+
+  // Drains ready work into the sink without blocking. Returns the number of events, or -errno when
+  // the engine itself failed (the reactor then falls back).
+  virtual int poll(EventSink* sink) = 0;
+
+  // Opens a listening socket. Returns its id, or -errno (EADDRINUSE, EACCES, ...).
+  virtual int listen(const ListenRequest& request) = 0;
+
+  // Starts a non-blocking connect. Returns the connection id, or -errno. Completion is reported
+  // by a kEventConnect.
+  virtual int connect(const sockaddr_storage& addr, socklen_t addr_len) = 0;
+
+  // Sends at once what the kernel takes and queues the rest (copied). Returns the bytes still
+  // queued after this call, or -errno (EPIPE after end(), ECONNRESET, ...).
+  virtual int64_t write(int id, const iovec* bufs, int count) = 0;
+
+  // Stops or restarts reading; data stays in the kernel while paused.
+  virtual int set_reading(int id, bool reading) = 0;
+
+  // Half-closes after the queue is flushed. kClosed: the peer had already ended, so the socket is
+  // closed and the id released now (no kEventClose follows).
+  virtual int shutdown(int id, ShutdownResult* result) = 0;
+
+  // Closes at once, dropping queued writes. No kEventClose follows.
+  virtual int destroy(int id) = 0;
+
+  // Local (peer = false) or remote address of a socket.
+  virtual int address(int id, bool peer, sockaddr_storage* out, socklen_t* len) = 0;
+
+  virtual const Counters& counters() const = 0;
+};
+
+// Each backend package defines these two in its kernel-facing file.
+namespace backend {
+// Short name: "epoll", "io_uring", "select", ...
+extern const char* const kName;
+// Empty when the backend can run here, else why not (checked without side effects that last).
+std::string probe();
+// Creates an engine, or returns null and sets *error to -errno.
+std::unique_ptr<Engine> create(const EngineConfig& config, int* error);
+}  // namespace backend
+
+}  // namespace iomux
+
+#endif  // IOMUX_ENGINE_H_

@@ -1,0 +1,359 @@
+// N-API glue shared by every backend: one JS class over the backend's Engine, driven by a uv_poll
+// on the engine's wait fd inside Node's own loop. One JS call per batch of events.
+#include <arpa/inet.h>
+#include <napi.h>
+#include <netinet/in.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "iomux/engine.h"
+
+namespace iomux {
+
+namespace {
+
+constexpr size_t kMaxWritevBuffers = 1024;
+
+bool parse_ip(const std::string& host, int port, sockaddr_storage* out, socklen_t* len) {
+  std::memset(out, 0, sizeof(*out));
+  auto* v4 = reinterpret_cast<sockaddr_in*>(out);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(out);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeBackend",
+                       {
+                           InstanceMethod<&NativeBackend::Listen>("listen"),
+                           InstanceMethod<&NativeBackend::Connect>("connect"),
+                           InstanceMethod<&NativeBackend::Write>("write"),
+                           InstanceMethod<&NativeBackend::Writev>("writev"),
+                           InstanceMethod<&NativeBackend::SetReading>("setReading"),
+                           InstanceMethod<&NativeBackend::Shutdown>("shutdown"),
+                           InstanceMethod<&NativeBackend::Destroy>("destroy"),
+                           InstanceMethod<&NativeBackend::Address>("address"),
+                           InstanceMethod<&NativeBackend::Poll>("poll"),
+                           InstanceMethod<&NativeBackend::Start>("start"),
+                           InstanceMethod<&NativeBackend::Stop>("stop"),
+                           InstanceMethod<&NativeBackend::Ref>("ref"),
+                           InstanceMethod<&NativeBackend::Unref>("unref"),
+                           InstanceMethod<&NativeBackend::Counters>("counters"),
+                           InstanceMethod<&NativeBackend::Close>("close"),
+                           InstanceAccessor<&NativeBackend::Events>("events"),
+                       });
+  }
+
+  // new NativeBackend({ maxEvents, slabBytes, readChunk }, onEvents(count, slab))
+  explicit NativeBackend(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeBackend>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject() || !info[1].IsFunction()) {
+      Napi::TypeError::New(env, "NativeBackend(options, onEvents)").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object options = info[0].As<Napi::Object>();
+    EngineConfig config;
+    config.max_events = options.Get("maxEvents").ToNumber().Int32Value();
+    config.read_chunk = static_cast<size_t>(options.Get("readChunk").ToNumber().Int64Value());
+    size_t slab_bytes = static_cast<size_t>(options.Get("slabBytes").ToNumber().Int64Value());
+    if (config.max_events < 1 || config.read_chunk < 1024 || slab_bytes < config.read_chunk) {
+      Napi::RangeError::New(env, "NativeBackend: invalid sizes").ThrowAsJavaScriptException();
+      return;
+    }
+    int error = 0;
+    engine_ = backend::create(config, &error);
+    if (!engine_) {
+      Napi::Error e = Napi::Error::New(env, std::string(backend::kName) + " setup failed: " +
+                                                std::strerror(-error));
+      e.Set("errno", Napi::Number::New(env, -error));
+      e.ThrowAsJavaScriptException();
+      return;
+    }
+    events_array_ = Napi::Persistent(
+        Napi::Int32Array::New(env, static_cast<size_t>(config.max_events) * kEventInts));
+    slab_.resize(slab_bytes);
+    sink_.events = events_array_.Value().Data();
+    sink_.capacity = config.max_events;
+    sink_.slab = slab_.data();
+    sink_.slab_capacity = slab_.size();
+    on_events_ = Napi::Persistent(info[1].As<Napi::Function>());
+    async_context_ = std::make_unique<Napi::AsyncContext>(env, "iomux.poll");
+
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_handle_ = new uv_poll_t;
+    int rc = uv_poll_init(loop, poll_handle_, engine_->wait_fd());
+    if (rc != 0) {
+      delete poll_handle_;
+      poll_handle_ = nullptr;
+      engine_.reset();
+      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc))
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    poll_handle_->data = this;
+  }
+
+  ~NativeBackend() override { Teardown(); }
+
+ private:
+  Napi::Value Events(const Napi::CallbackInfo&) { return events_array_.Value(); }
+
+  static int IdArg(const Napi::CallbackInfo& info) { return info[0].As<Napi::Number>().Int32Value(); }
+
+  Napi::Value Result(Napi::Env env, int64_t value) {
+    return Napi::Number::New(env, static_cast<double>(value));
+  }
+
+  Napi::Value Closed(Napi::Env env) { return Result(env, -EBADF); }
+
+  // listen(host, port, backlog, reusePort, ipv6Only) -> id | -errno
+  Napi::Value Listen(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    ListenRequest request;
+    if (!parse_ip(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
+                  &request.addr, &request.addr_len)) {
+      return Result(info.Env(), -EINVAL);
+    }
+    request.backlog = info[2].As<Napi::Number>().Int32Value();
+    request.reuse_port = info[3].ToBoolean().Value();
+    request.ipv6_only = info[4].ToBoolean().Value();
+    return Result(info.Env(), engine_->listen(request));
+  }
+
+  // connect(host, port) -> id | -errno
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    sockaddr_storage addr;
+    socklen_t len = 0;
+    if (!parse_ip(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
+                  &addr, &len)) {
+      return Result(info.Env(), -EINVAL);
+    }
+    return Result(info.Env(), engine_->connect(addr, len));
+  }
+
+  // write(id, buffer) -> bytes still queued | -errno
+  Napi::Value Write(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+    iovec iov{data.Data(), data.ByteLength()};
+    return Result(info.Env(), engine_->write(IdArg(info), &iov, 1));
+  }
+
+  // writev(id, buffers[]) -> bytes still queued | -errno
+  Napi::Value Writev(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    Napi::Array list = info[1].As<Napi::Array>();
+    uint32_t count = list.Length();
+    if (count > kMaxWritevBuffers) return Result(info.Env(), -E2BIG);
+    iov_scratch_.resize(count);
+    for (uint32_t i = 0; i < count; ++i) {
+      Napi::Uint8Array data = list.Get(i).As<Napi::Uint8Array>();
+      iov_scratch_[i] = iovec{data.Data(), data.ByteLength()};
+    }
+    return Result(info.Env(), engine_->write(IdArg(info), iov_scratch_.data(),
+                                             static_cast<int>(count)));
+  }
+
+  Napi::Value SetReading(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    return Result(info.Env(), engine_->set_reading(IdArg(info), info[1].ToBoolean().Value()));
+  }
+
+  // shutdown(id) -> 0 pending | 1 closed now | -errno
+  Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    ShutdownResult result = ShutdownResult::kPending;
+    int rc = engine_->shutdown(IdArg(info), &result);
+    if (rc < 0) return Result(info.Env(), rc);
+    return Result(info.Env(), result == ShutdownResult::kClosed ? 1 : 0);
+  }
+
+  Napi::Value Destroy(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    return Result(info.Env(), engine_->destroy(IdArg(info)));
+  }
+
+  // address(id, peer) -> [ip, port, family] | -errno
+  Napi::Value Address(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    sockaddr_storage addr;
+    socklen_t len = 0;
+    int rc = engine_->address(IdArg(info), info[1].ToBoolean().Value(), &addr, &len);
+    if (rc < 0) return Result(env, rc);
+    char text[INET6_ADDRSTRLEN] = {0};
+    int port = 0;
+    if (addr.ss_family == AF_INET6) {
+      auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+      inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
+      port = ntohs(v6->sin6_port);
+    } else {
+      auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+      inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
+      port = ntohs(v4->sin_port);
+    }
+    Napi::Array out = Napi::Array::New(env, 3);
+    out.Set(0u, Napi::String::New(env, text));
+    out.Set(1u, Napi::Number::New(env, port));
+    out.Set(2u, Napi::Number::New(env, addr.ss_family == AF_INET6 ? 6 : 4));
+    return out;
+  }
+
+  // poll() -> events dispatched (synchronously, through onEvents) | -errno when the engine failed
+  Napi::Value Poll(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    if (dispatching_) return Result(info.Env(), -EBUSY);
+    return Result(info.Env(), Drain(false));
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    return Result(info.Env(), uv_poll_start(poll_handle_, UV_READABLE, &NativeBackend::OnReadable));
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    return Result(info.Env(), uv_poll_stop(poll_handle_));
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (poll_handle_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_handle_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (poll_handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_handle_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Counters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    if (!engine_) return out;
+    const iomux::Counters& c = engine_->counters();
+    auto put = [&](const char* name, uint64_t value) {
+      out.Set(name, Napi::Number::New(env, static_cast<double>(value)));
+    };
+    put("polls", c.polls);
+    put("events", c.events);
+    put("bytesRead", c.bytes_read);
+    put("bytesWritten", c.bytes_written);
+    put("accepted", c.accepted);
+    put("closed", c.closed);
+    put("writesQueued", c.writes_queued);
+    put("acceptErrors", c.accept_errors);
+    return out;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Teardown();
+    return info.Env().Undefined();
+  }
+
+  void Teardown() {
+    if (poll_handle_ != nullptr) {
+      uv_poll_stop(poll_handle_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_handle_),
+               [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+      poll_handle_ = nullptr;
+    }
+    engine_.reset();
+  }
+
+  static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
+    auto* self = static_cast<NativeBackend*>(handle->data);
+    if (status < 0) {
+      self->Deliver(status, true);
+      return;
+    }
+    self->Drain(true);
+  }
+
+  // Runs one engine poll and hands the batch to JS. Returns the event count or -errno.
+  int Drain(bool from_loop) {
+    if (dispatching_) return 0;
+    sink_.reset();
+    int count = engine_->poll(&sink_);
+    if (count == 0) return 0;
+    Deliver(count, from_loop);
+    return count;
+  }
+
+  void Deliver(int count, bool from_loop) {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    Napi::Value slab = env.Undefined();
+    if (count > 0 && sink_.slab_used > 0) {
+      // One copy per batch: JS may keep the views as long as it likes.
+      slab = Napi::Buffer<uint8_t>::Copy(env, slab_.data(), sink_.slab_used);
+    }
+    napi_value args[] = {Napi::Number::New(env, count), slab};
+    dispatching_ = true;
+    if (from_loop) {
+      // MakeCallback runs queued microtasks and nextTicks afterwards, as Node's own I/O does.
+      on_events_.MakeCallback(Value(), {args[0], args[1]}, *async_context_);
+    } else {
+      on_events_.Call(Value(), {args[0], args[1]});
+    }
+    dispatching_ = false;
+    if (from_loop && env.IsExceptionPending()) {
+      napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+    }
+  }
+
+  std::unique_ptr<Engine> engine_;
+  uv_poll_t* poll_handle_ = nullptr;
+  Napi::Reference<Napi::Int32Array> events_array_;
+  Napi::FunctionReference on_events_;
+  std::unique_ptr<Napi::AsyncContext> async_context_;
+  std::vector<uint8_t> slab_;
+  std::vector<iovec> iov_scratch_;
+  EventSink sink_;
+  bool dispatching_ = false;
+};
+
+}  // namespace
+
+}  // namespace iomux
+
+static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
+  using namespace iomux;
+  exports.Set("name", Napi::String::New(env, backend::kName));
+  exports.Set("probe", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::String::New(info.Env(), backend::probe());
+              }));
+  exports.Set("NativeBackend", NativeBackend::Define(env));
+  Napi::Object constants = Napi::Object::New(env);
+  constants.Set("ACCEPT", static_cast<int>(kEventAccept));
+  constants.Set("CONNECT", static_cast<int>(kEventConnect));
+  constants.Set("DATA", static_cast<int>(kEventData));
+  constants.Set("END", static_cast<int>(kEventEnd));
+  constants.Set("DRAIN", static_cast<int>(kEventDrain));
+  constants.Set("CLOSE", static_cast<int>(kEventClose));
+  constants.Set("ACCEPT_ERROR", static_cast<int>(kEventAcceptError));
+  constants.Set("EVENT_INTS", static_cast<int>(kEventInts));
+  exports.Set("events", constants);
+  return exports;
+}
+
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitIomuxAddon)

@@ -1,0 +1,95 @@
+// Socket logic shared by the readiness kernels (epoll, kqueue, select). A backend supplies only a
+// Poller; ReadinessEngine turns readiness into the socket-level events of iomux/engine.h.
+//
+// The poller is level-triggered: a socket that still has data (because the batch filled up) is
+// reported again on the next poll, so no event can be missed. An fd with no interest left is
+// removed from the poller, because kernels report hang-up even for an empty interest set.
+#ifndef IOMUX_READINESS_H_
+#define IOMUX_READINESS_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "conn_table.h"
+#include "iomux/engine.h"
+#include "write_queue.h"
+
+namespace iomux {
+
+enum Interest : uint8_t { kInterestNone = 0, kInterestRead = 1, kInterestWrite = 2 };
+
+struct Readiness {
+  int token;  // the id given to add()
+  bool readable;
+  bool writable;
+  bool failed;  // error or hang-up: the next read or write tells which
+};
+
+class Poller {
+ public:
+  virtual ~Poller() = default;
+  // The fd that becomes readable when wait() has something to report.
+  virtual int wait_fd() const = 0;
+  virtual int add(int fd, int token, uint8_t interest) = 0;
+  virtual int modify(int fd, int token, uint8_t interest) = 0;
+  virtual int remove(int fd) = 0;
+  // Reports up to max ready fds without blocking. Returns the count or -errno.
+  virtual int wait(Readiness* out, int max) = 0;
+};
+
+class ReadinessEngine final : public Engine {
+ public:
+  ReadinessEngine(std::unique_ptr<Poller> poller, const EngineConfig& config);
+  ~ReadinessEngine() override;
+
+  int wait_fd() const override { return poller_->wait_fd(); }
+  int poll(EventSink* sink) override;
+  int listen(const ListenRequest& request) override;
+  int connect(const sockaddr_storage& addr, socklen_t addr_len) override;
+  int64_t write(int id, const iovec* bufs, int count) override;
+  int set_reading(int id, bool reading) override;
+  int shutdown(int id, ShutdownResult* result) override;
+  int destroy(int id) override;
+  int address(int id, bool peer, sockaddr_storage* out, socklen_t* len) override;
+  const Counters& counters() const override { return counters_; }
+
+ private:
+  struct Socket {
+    bool in_use = false;
+    bool listener = false;
+    bool connecting = false;
+    bool paused = false;
+    bool read_eof = false;
+    bool shutdown_requested = false;
+    bool write_shut = false;
+    bool drain_pending = false;
+    uint8_t interest = kInterestNone;
+    int fd = -1;
+    WriteQueue queue;
+  };
+
+  int add_socket(int fd, bool listener, bool connecting, uint8_t interest);
+  void accept_ready(int id, EventSink* sink);
+  void connect_ready(int id, EventSink* sink);
+  void read_ready(int id, EventSink* sink);
+  // Sends queued bytes; returns false when the socket failed and was closed.
+  bool flush(int id, EventSink* sink);
+  // Applies shutdown once the queue is empty; true when the socket is now fully closed.
+  bool finish_shutdown(int id);
+  int update_interest(int id);
+  void close_socket(int id);
+  void fail(int id, int err, EventSink* sink);
+  int shed_connection(int listen_fd, int err);
+
+  std::unique_ptr<Poller> poller_;
+  EngineConfig config_;
+  ConnTable<Socket> sockets_;
+  std::vector<Readiness> ready_;
+  Counters counters_;
+  int reserve_fd_ = -1;  // spare fd given up to accept-and-close a peer when out of fds
+};
+
+}  // namespace iomux
+
+#endif  // IOMUX_READINESS_H_

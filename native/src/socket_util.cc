@@ -1,0 +1,108 @@
+#include "socket_util.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace iomux {
+
+namespace {
+
+int set_int_option(int fd, int level, int name, int value) {
+  if (setsockopt(fd, level, name, &value, sizeof(value)) != 0) return -errno;
+  return 0;
+}
+
+int fail_and_close(int fd) {
+  int err = -errno;
+  close_fd(fd);
+  return err;
+}
+
+}  // namespace
+
+void close_fd(int fd) {
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+}
+
+int open_listener(const ListenRequest& request) {
+  int family = request.addr.ss_family;
+  int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int rc = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  if (rc == 0 && request.reuse_port) rc = set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+  if (rc == 0 && family == AF_INET6) {
+    rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, request.ipv6_only ? 1 : 0);
+  }
+  if (rc != 0) {
+    close_fd(fd);
+    return rc;
+  }
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&request.addr), request.addr_len) != 0) {
+    return fail_and_close(fd);
+  }
+  if (::listen(fd, request.backlog) != 0) return fail_and_close(fd);
+  return fd;
+}
+
+int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int rc = set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  if (rc != 0) {
+    close_fd(fd);
+    return rc;
+  }
+  while (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EINPROGRESS) break;
+    return fail_and_close(fd);
+  }
+  return fd;
+}
+
+int accept_connection(int listen_fd) {
+  for (;;) {
+    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      // Loopback and AF_UNIX-like peers may refuse the option; the connection is still usable.
+      (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+      return fd;
+    }
+    if (errno == EINTR) continue;
+    return -errno;
+  }
+}
+
+int pending_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err;
+}
+
+ssize_t send_vectored(int fd, const iovec* bufs, int count) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(bufs);
+  msg.msg_iovlen = static_cast<size_t>(count);
+  for (;;) {
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    return -errno;
+  }
+}
+
+int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len) {
+  *len = sizeof(*out);
+  int rc = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(out), len)
+                : getsockname(fd, reinterpret_cast<sockaddr*>(out), len);
+  return rc == 0 ? 0 : -errno;
+}
+
+}  // namespace iomux

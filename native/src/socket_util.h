@@ -1,0 +1,29 @@
+// Plain POSIX socket steps every Unix backend shares. All return -errno on failure.
+#ifndef IOMUX_SOCKET_UTIL_H_
+#define IOMUX_SOCKET_UTIL_H_
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "iomux/engine.h"
+
+namespace iomux {
+
+// Non-blocking, close-on-exec listening socket, bound and listening.
+int open_listener(const ListenRequest& request);
+// Non-blocking socket with a connect in progress (or done). TCP_NODELAY set.
+int open_connecting(const sockaddr_storage& addr, socklen_t addr_len);
+// Accepts one connection as non-blocking, close-on-exec, TCP_NODELAY.
+int accept_connection(int listen_fd);
+// The pending error of a socket (SO_ERROR), as a positive errno or 0.
+int pending_error(int fd);
+// sendmsg without SIGPIPE. Returns bytes sent.
+ssize_t send_vectored(int fd, const iovec* bufs, int count);
+int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len);
+// close() that keeps errno untouched and ignores EINTR (the fd is gone either way on Linux).
+void close_fd(int fd);
+
+}  // namespace iomux
+
+#endif  // IOMUX_SOCKET_UTIL_H_

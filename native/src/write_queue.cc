@@ -1,0 +1,103 @@
+#include "write_queue.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace iomux {
+
+WriteQueue::WriteQueue(WriteQueue&& other) noexcept
+    : head_(std::exchange(other.head_, nullptr)),
+      tail_(std::exchange(other.tail_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)) {}
+
+WriteQueue& WriteQueue::operator=(WriteQueue&& other) noexcept {
+  if (this != &other) {
+    clear();
+    head_ = std::exchange(other.head_, nullptr);
+    tail_ = std::exchange(other.tail_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+bool WriteQueue::append(const uint8_t* data, size_t len) {
+  iovec one{const_cast<uint8_t*>(data), len};
+  return append(&one, 1, 0);
+}
+
+// One allocation at most per call, so a failed call leaves the queue as it was.
+bool WriteQueue::append(const iovec* bufs, int count, size_t skip) {
+  size_t total = 0;
+  for (int i = 0; i < count; ++i) total += bufs[i].iov_len;
+  if (skip >= total) return true;
+  total -= skip;
+
+  Chunk* target = tail_;
+  if (target == nullptr || target->capacity - target->end < total) {
+    size_t capacity = total < kMinChunk ? kMinChunk : total;
+    target = static_cast<Chunk*>(std::malloc(sizeof(Chunk) + capacity));
+    if (target == nullptr) return false;
+    target->next = nullptr;
+    target->start = 0;
+    target->end = 0;
+    target->capacity = capacity;
+    if (tail_ == nullptr) {
+      head_ = target;
+    } else {
+      tail_->next = target;
+    }
+    tail_ = target;
+  }
+  for (int i = 0; i < count; ++i) {
+    size_t len = bufs[i].iov_len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    std::memcpy(target->data() + target->end, static_cast<const uint8_t*>(bufs[i].iov_base) + skip,
+                len - skip);
+    target->end += len - skip;
+    skip = 0;
+  }
+  bytes_ += total;
+  return true;
+}
+
+int WriteQueue::gather(iovec* out, int max) const {
+  int n = 0;
+  for (Chunk* c = head_; c != nullptr && n < max; c = c->next) {
+    out[n].iov_base = c->data() + c->start;
+    out[n].iov_len = c->end - c->start;
+    ++n;
+  }
+  return n;
+}
+
+void WriteQueue::consume(size_t n) {
+  bytes_ -= n;
+  while (n > 0 && head_ != nullptr) {
+    size_t in_head = head_->end - head_->start;
+    if (n < in_head) {
+      head_->start += n;
+      return;
+    }
+    n -= in_head;
+    Chunk* next = head_->next;
+    std::free(head_);
+    head_ = next;
+  }
+  if (head_ == nullptr) tail_ = nullptr;
+}
+
+void WriteQueue::clear() {
+  while (head_ != nullptr) {
+    Chunk* next = head_->next;
+    std::free(head_);
+    head_ = next;
+  }
+  tail_ = nullptr;
+  bytes_ = 0;
+}
+
+}  // namespace iomux
