@@ -78,8 +78,15 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
       Napi::RangeError::New(env, "NativeBackend: invalid sizes").ThrowAsJavaScriptException();
       return;
     }
-    int error = 0;
-    engine_ = backend::create(config, &error);
+    // Fault injection (tests, failure rehearsal): fail setup with an errno, or fail the poll that
+    // comes after `faultPollAfter` successful ones with `faultPollErrno`.
+    int error = options.Has("faultSetupErrno") ? -options.Get("faultSetupErrno").ToNumber().Int32Value() : 0;
+    if (options.Has("faultPollAfter")) {
+      fault_poll_after_ = options.Get("faultPollAfter").ToNumber().Int64Value();
+      fault_poll_errno_ = options.Get("faultPollErrno").ToNumber().Int32Value();
+      if (fault_poll_errno_ <= 0) fault_poll_errno_ = EIO;
+    }
+    if (error == 0) engine_ = backend::create(config, &error);
     if (!engine_) {
       Napi::Error e = Napi::Error::New(env, std::string(backend::kName) + " setup failed: " +
                                                 std::strerror(-error));
@@ -293,7 +300,13 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   int Drain(bool from_loop) {
     if (dispatching_) return 0;
     sink_.reset();
-    int count = engine_->poll(&sink_);
+    int count;
+    if (fault_poll_after_ >= 0 && polls_done_ >= fault_poll_after_) {
+      count = -fault_poll_errno_;
+    } else {
+      ++polls_done_;
+      count = engine_->poll(&sink_);
+    }
     if (count == 0) return 0;
     Deliver(count, from_loop);
     return count;
@@ -330,6 +343,9 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   std::vector<iovec> iov_scratch_;
   EventSink sink_;
   bool dispatching_ = false;
+  int64_t polls_done_ = 0;
+  int64_t fault_poll_after_ = -1;
+  int fault_poll_errno_ = 0;
 };
 
 }  // namespace
@@ -340,7 +356,8 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
   using namespace iomux;
   exports.Set("name", Napi::String::New(env, backend::kName));
   exports.Set("probe", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                return Napi::String::New(info.Env(), backend::probe());
+                int simulated = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+                return Napi::String::New(info.Env(), backend::probe(simulated));
               }));
   exports.Set("NativeBackend", NativeBackend::Define(env));
   Napi::Object constants = Napi::Object::New(env);

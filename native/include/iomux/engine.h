@@ -136,7 +136,9 @@ namespace backend {
 // Short name: "epoll", "io_uring", "select", ...
 extern const char* const kName;
 // Empty when the backend can run here, else why not (checked without side effects that last).
-std::string probe();
+// A non-zero simulated_errno asks for the explanation the backend would give had its setup syscall
+// failed with that errno (fault injection: e.g. EPERM for io_uring under a seccomp filter).
+std::string probe(int simulated_errno);
 // Creates an engine, or returns null and sets *error to -errno.
 std::unique_ptr<Engine> create(const EngineConfig& config, int* error);
 }  // namespace backend

@@ -63,9 +63,10 @@ namespace backend {
 
 const char* const kName = "epoll";
 
-std::string probe() {
-  int fd = epoll_create1(EPOLL_CLOEXEC);
-  if (fd < 0) return std::string("epoll_create1 failed: ") + std::strerror(errno);
+std::string probe(int simulated_errno) {
+  int fd = simulated_errno != 0 ? -1 : epoll_create1(EPOLL_CLOEXEC);
+  int err = simulated_errno != 0 ? simulated_errno : errno;
+  if (fd < 0) return std::string("epoll_create1 failed: ") + std::strerror(err);
   close_fd(fd);
   return "";
 }
