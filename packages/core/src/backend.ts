@@ -1,0 +1,222 @@
+/**
+ * The Backend contract: what every native backend package provides, the same shape for epoll,
+ * io_uring, kqueue, IOCP, select and blocking_io. The C++ side of the same contract is
+ * `native/include/iomux/engine.h`; `native/src/addon.cc` turns it into the {@link NativeAddon}
+ * described here.
+ *
+ * The contract is at socket level (accept, data, drain, end, close), not fd readiness, so readiness
+ * kernels and completion kernels fit alike. Availability is data: a backend that cannot run here
+ * says why through {@link BackendModule.unavailabilityCause}; nothing throws at import time.
+ * @module
+ */
+import { createRequire } from 'node:module';
+import { BACKEND_NAMES, type BackendName } from './config.js';
+import { IomuxError } from './errors.js';
+
+/** Event type codes in the shared event array (one record = four int32: type, id, a, b). */
+export interface NativeEventCodes {
+  /** id: new connection, a: listener id. */
+  readonly ACCEPT: number;
+  /** id: connection, a: 0 or errno (the id is released on error). */
+  readonly CONNECT: number;
+  /** id: connection, a: offset into the batch's slab, b: length. */
+  readonly DATA: number;
+  /** id: connection; the peer will send no more. */
+  readonly END: number;
+  /** id: connection; its write queue became empty. */
+  readonly DRAIN: number;
+  /** id: socket closed by the backend and id released; a: 0 or errno. */
+  readonly CLOSE: number;
+  /** id: listener, a: errno of a failed accept (EMFILE, ...); the listener stays open. */
+  readonly ACCEPT_ERROR: number;
+  /** int32 per event record (4). */
+  readonly EVENT_INTS: number;
+}
+
+/** Cumulative counters a native backend keeps. */
+export interface NativeCounters {
+  polls: number;
+  events: number;
+  bytesRead: number;
+  bytesWritten: number;
+  accepted: number;
+  closed: number;
+  writesQueued: number;
+  acceptErrors: number;
+}
+
+/** Options a native backend is created with. */
+export interface NativeBackendOptions {
+  /** Capacity of one event batch. */
+  maxEvents: number;
+  /** Largest single read. */
+  readChunk: number;
+  /** Bytes of read data one batch can carry. */
+  slabBytes: number;
+  /** Fault injection: make setup fail with this errno. */
+  faultSetupErrno?: number;
+  /** Fault injection: fail every poll after this many successful ones... */
+  faultPollAfter?: number;
+  /** ...with this errno (default EIO). */
+  faultPollErrno?: number;
+}
+
+/**
+ * Receives one batch: `count` event records in {@link NativeBackendHandle.events}, and the read
+ * data of the batch (views into it stay valid forever). A negative count is `-errno`: the backend
+ * itself failed and must not be polled again.
+ */
+export type NativeEventsCallback = (count: number, slab: Buffer | undefined) => void;
+
+/**
+ * One backend instance. Methods never throw for socket failures: they return `-errno`.
+ */
+export interface NativeBackendHandle {
+  /** The shared event array the batches are written into. */
+  readonly events: Int32Array;
+  /** Opens a listener on an IP literal. Returns its id or -errno. */
+  listen(host: string, port: number, backlog: number, reusePort: boolean, ipv6Only: boolean): number;
+  /** Starts a connect to an IP literal. Returns the connection id or -errno; CONNECT follows. */
+  connect(host: string, port: number): number;
+  /** Sends at once what the kernel takes, queues the rest. Returns bytes still queued or -errno. */
+  write(id: number, data: Uint8Array): number;
+  /** Vectored {@link write}. */
+  writev(id: number, data: readonly Uint8Array[]): number;
+  /** Pauses (false) or resumes (true) reading, or accepting for a listener. */
+  setReading(id: number, reading: boolean): number;
+  /** Half-closes once the queue is flushed. 1: the socket is already fully closed (no CLOSE follows). */
+  shutdown(id: number): number;
+  /** Closes at once, dropping queued writes; no CLOSE follows. */
+  destroy(id: number): number;
+  /** `[ip, port, family]` of the local (peer = false) or remote end, or -errno. */
+  address(id: number, peer: boolean): [string, number, 4 | 6] | number;
+  /** Drains ready events now, synchronously, through the callback. Returns the count or -errno. */
+  poll(): number;
+  /** Starts delivering batches from Node's event loop as the kernel reports work. */
+  start(): number;
+  /** Stops delivering batches from the event loop; {@link poll} still works. */
+  stop(): number;
+  /** Lets the backend keep the process alive while started (the default). */
+  ref(): void;
+  /** Lets the process exit even while started. */
+  unref(): void;
+  /** Cumulative counters. */
+  counters(): NativeCounters;
+  /** Closes every socket and the kernel object; the handle is unusable afterwards. */
+  close(): void;
+}
+
+/** What a backend package's loader returns: its compiled addon. */
+export interface NativeAddon {
+  /** The backend name it implements. */
+  readonly name: string;
+  /** `''` when usable here, else why not. `simulatedErrno` explains a setup failure with that errno. */
+  probe(simulatedErrno?: number): string;
+  /** Event type codes. */
+  readonly events: NativeEventCodes;
+  /** Creates a backend instance; throws (with `errno`) when the kernel refuses. */
+  readonly NativeBackend: new (options: NativeBackendOptions, onEvents: NativeEventsCallback) => NativeBackendHandle;
+}
+
+/** A backend as the reactor sees it: availability as data, and a factory. */
+export interface BackendModule {
+  /** Backend name. */
+  readonly name: BackendName;
+  /** True when the backend can run on this machine. Never throws. */
+  isAvailable(): boolean;
+  /** Why the backend cannot run here, or undefined when it can. Never throws. */
+  unavailabilityCause(): string | undefined;
+  /** The loaded addon; throws {@link IomuxError} `IOMUX_BACKEND_UNAVAILABLE` when unavailable. */
+  addon(): NativeAddon;
+}
+
+interface BackendPackage {
+  readonly packageName: string;
+  readonly platforms: readonly NodeJS.Platform[];
+}
+
+const PACKAGES: Record<BackendName, BackendPackage> = {
+  epoll: { packageName: '@iomux/native-epoll', platforms: ['linux'] },
+  io_uring: { packageName: '@iomux/native-iouring', platforms: ['linux'] },
+  kqueue: { packageName: '@iomux/native-kqueue', platforms: ['darwin', 'freebsd', 'openbsd'] },
+  iocp: { packageName: '@iomux/native-iocp', platforms: ['win32'] },
+  select: { packageName: '@iomux/fallback-select', platforms: ['linux', 'darwin', 'freebsd', 'openbsd'] },
+  blocking_io: { packageName: '@iomux/fallback-select', platforms: ['linux', 'darwin', 'freebsd', 'openbsd'] },
+};
+
+/**
+ * The best-first order `io_model: 'auto'` tries on each platform. io_uring leads on Linux only
+ * once it measures ahead of epoll (see the benchmark report); until then epoll leads.
+ */
+export const AUTO_ORDER: Partial<Record<NodeJS.Platform, readonly BackendName[]>> = {
+  linux: ['epoll', 'io_uring', 'select', 'blocking_io'],
+  darwin: ['kqueue', 'select', 'blocking_io'],
+  freebsd: ['kqueue', 'select', 'blocking_io'],
+  win32: ['iocp'],
+};
+
+const localRequire = createRequire(import.meta.url);
+
+function loadAddon(name: BackendName): { addon?: NativeAddon; cause?: string } {
+  const pkg = PACKAGES[name];
+  if (!pkg.platforms.includes(process.platform)) {
+    return { cause: `${name} does not run on ${process.platform} (only ${pkg.platforms.join(', ')})` };
+  }
+  let loaders: Record<string, (() => unknown) | undefined>;
+  try {
+    loaders = localRequire(pkg.packageName) as Record<string, (() => unknown) | undefined>;
+  } catch (err) {
+    return { cause: `package ${pkg.packageName} is not installed (${(err as Error).message.split('\n')[0] ?? ''})` };
+  }
+  const loader = loaders[name];
+  if (loader === undefined) return { cause: `package ${pkg.packageName} does not provide ${name}` };
+  let addon: NativeAddon;
+  try {
+    addon = loader() as NativeAddon;
+  } catch (err) {
+    return { cause: `${name} addon could not be loaded: ${(err as Error).message.split('\n')[0] ?? ''}` };
+  }
+  const probe = addon.probe();
+  return probe === '' ? { addon } : { cause: probe };
+}
+
+class LoadedBackend implements BackendModule {
+  private state: { addon?: NativeAddon; cause?: string } | undefined;
+  constructor(readonly name: BackendName) {}
+
+  private load(): { addon?: NativeAddon; cause?: string } {
+    this.state ??= loadAddon(this.name);
+    return this.state;
+  }
+
+  isAvailable(): boolean {
+    return this.load().addon !== undefined;
+  }
+
+  unavailabilityCause(): string | undefined {
+    return this.load().cause;
+  }
+
+  addon(): NativeAddon {
+    const { addon, cause } = this.load();
+    if (addon === undefined) {
+      throw new IomuxError('IOMUX_BACKEND_UNAVAILABLE', `backend ${this.name} is unavailable: ${cause ?? 'unknown cause'}`);
+    }
+    return addon;
+  }
+}
+
+const modules = new Map<BackendName, BackendModule>(BACKEND_NAMES.map((n) => [n, new LoadedBackend(n)]));
+
+/** The backend module of that name (loaded lazily; availability is checked without throwing). */
+export function getBackend(name: BackendName): BackendModule {
+  return modules.get(name)!;
+}
+
+/** Every known backend with its availability here, e.g. for a status table. */
+export function listBackends(): { name: BackendName; available: boolean; cause: string | undefined }[] {
+  return BACKEND_NAMES.map((name) => {
+    const backend = getBackend(name);
+    return { name, available: backend.isAvailable(), cause: backend.unavailabilityCause() };
+  });
+}

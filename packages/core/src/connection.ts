@@ -1,0 +1,222 @@
+import { EventEmitter } from 'node:events';
+import type { NativeBackendHandle } from './backend.js';
+import { IomuxError, socketError } from './errors.js';
+
+/** What a connection needs from its reactor. */
+export interface ConnectionHost {
+  readonly native: NativeBackendHandle;
+  readonly highWaterMark: number;
+  readonly allowHalfOpen: boolean;
+  /** Called once when the connection is closed, to drop it from the reactor's table. */
+  forget(id: number): void;
+}
+
+/** Events of a {@link Connection}. */
+export interface ConnectionEvents {
+  /** Bytes arrived. The Buffer is a view into the batch's read slab; keep it as long as you like. */
+  data: [chunk: Buffer];
+  /** The write queue fell below the high-water mark after `write()` returned false. */
+  drain: [];
+  /** The peer finished sending (FIN). Unless `allowHalfOpen`, iomux then ends our side too. */
+  end: [];
+  /** Emitted only when a listener is attached; the same error is passed to `close`. */
+  error: [error: IomuxError];
+  /** The socket is closed; `error` is set when it closed because of one (reset, ...). */
+  close: [error: IomuxError | undefined];
+}
+
+/**
+ * One TCP connection of a reactor. Per-connection state lives in native memory; this object is
+ * the only JS object a connection costs.
+ *
+ * @example
+ * ```ts
+ * conn.on('data', (chunk) => {
+ *   if (!conn.write(chunk)) conn.pause(); // backpressure: queue above the high-water mark
+ * });
+ * conn.on('drain', () => conn.resume());
+ * ```
+ */
+export class Connection extends EventEmitter<ConnectionEvents> {
+  /** Bytes received so far. */
+  bytesRead = 0;
+  /** Bytes accepted by `write()` so far (sent or queued). */
+  bytesWritten = 0;
+  /** The error the connection closed with, if any. */
+  error: IomuxError | undefined;
+
+  private readonly host: ConnectionHost;
+  private queuedBytes = 0;
+  private needDrain = false;
+  private paused = false;
+  private ending = false;
+  private remoteEnded = false;
+  private isClosed = false;
+
+  /** @internal */
+  constructor(host: ConnectionHost, readonly id: number) {
+    super();
+    this.host = host;
+  }
+
+  /** Bytes waiting in the native write queue, as of the last write or drain. */
+  get writableLength(): number {
+    return this.queuedBytes;
+  }
+
+  /** True once `end()` was called or the connection closed: `write()` is no longer allowed. */
+  get writableEnded(): boolean {
+    return this.ending || this.isClosed;
+  }
+
+  /** True once the peer has sent FIN. */
+  get readableEnded(): boolean {
+    return this.remoteEnded;
+  }
+
+  /** True once the socket is closed. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** True while reading is paused. */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Remote IP address. */
+  get remoteAddress(): string | undefined {
+    return this.address(true)?.[0];
+  }
+
+  /** Remote port. */
+  get remotePort(): number | undefined {
+    return this.address(true)?.[1];
+  }
+
+  /** Local IP address. */
+  get localAddress(): string | undefined {
+    return this.address(false)?.[0];
+  }
+
+  /** Local port. */
+  get localPort(): number | undefined {
+    return this.address(false)?.[1];
+  }
+
+  /**
+   * Sends `data`: what the kernel takes goes out at once, the rest is copied to the native queue
+   * and sent in order. Returns false when the queue has reached the high-water mark; wait for
+   * `'drain'` before writing more. Writing to a closed connection returns false and sends nothing.
+   * @throws {@link IomuxError} `IOMUX_WRITE_AFTER_END` after `end()`.
+   */
+  write(data: Uint8Array | string): boolean {
+    if (this.isClosed) return false;
+    if (this.ending) throw new IomuxError('IOMUX_WRITE_AFTER_END', `write after end() on connection ${this.id}`);
+    const buffer = typeof data === 'string' ? Buffer.from(data) : data;
+    return this.afterWrite(this.host.native.write(this.id, buffer), buffer.byteLength);
+  }
+
+  /** Sends several chunks with one vectored write; same contract as {@link write}. */
+  writev(chunks: readonly Uint8Array[]): boolean {
+    if (this.isClosed) return false;
+    if (this.ending) throw new IomuxError('IOMUX_WRITE_AFTER_END', `writev after end() on connection ${this.id}`);
+    let total = 0;
+    for (const chunk of chunks) total += chunk.byteLength;
+    return this.afterWrite(this.host.native.writev(this.id, chunks), total);
+  }
+
+  private afterWrite(queued: number, bytes: number): boolean {
+    if (queued < 0) {
+      this.destroy(socketError(queued, 'write'));
+      return false;
+    }
+    this.bytesWritten += bytes;
+    this.queuedBytes = queued;
+    if (queued >= this.host.highWaterMark) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Half-closes: sends `data` if given, flushes everything queued, then sends FIN. The socket
+   * closes once the peer has ended too.
+   */
+  end(data?: Uint8Array | string): void {
+    if (this.isClosed || this.ending) return;
+    if (data !== undefined) this.write(data);
+    if (this.isClosed) return;
+    this.ending = true;
+    const result = this.host.native.shutdown(this.id);
+    if (result === 1) this.finish(undefined, true);
+    else if (result < 0) this.finish(socketError(result, 'shutdown'), true);
+  }
+
+  /** Closes at once, dropping queued writes. `error`, if given, is reported to the listeners. */
+  destroy(error?: IomuxError): void {
+    if (this.isClosed) return;
+    this.host.native.destroy(this.id);
+    this.finish(error, true);
+  }
+
+  /** Stops reading; the kernel buffers (and then the peer) hold further data. */
+  pause(): void {
+    if (this.paused || this.isClosed) return;
+    this.paused = true;
+    this.host.native.setReading(this.id, false);
+  }
+
+  /** Restarts reading after {@link pause}. */
+  resume(): void {
+    if (!this.paused || this.isClosed) return;
+    this.paused = false;
+    this.host.native.setReading(this.id, true);
+  }
+
+  /** @internal */
+  onData(chunk: Buffer): void {
+    this.bytesRead += chunk.byteLength;
+    this.emit('data', chunk);
+  }
+
+  /** @internal */
+  onDrain(): void {
+    this.queuedBytes = 0;
+    if (!this.needDrain) return;
+    this.needDrain = false;
+    this.emit('drain');
+  }
+
+  /** @internal */
+  onEnd(): void {
+    this.remoteEnded = true;
+    this.emit('end');
+    if (!this.host.allowHalfOpen) this.end();
+  }
+
+  /** @internal */
+  onClose(errno: number): void {
+    this.finish(errno === 0 ? undefined : socketError(errno, 'read'), false);
+  }
+
+  private address(peer: boolean): [string, number, 4 | 6] | undefined {
+    if (this.isClosed) return undefined;
+    const result = this.host.native.address(this.id, peer);
+    return typeof result === 'number' ? undefined : result;
+  }
+
+  private finish(error: IomuxError | undefined, deferred: boolean): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.error = error;
+    this.host.forget(this.id);
+    const emitClose = (): void => {
+      if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
+      this.emit('close', error);
+    };
+    if (deferred) process.nextTick(emitClose);
+    else emitClose();
+  }
+}

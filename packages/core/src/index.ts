@@ -1,0 +1,41 @@
+/**
+ * iomux: a pluggable async I/O runtime for Node.js. Start with {@link createReactor}.
+ * @module
+ */
+export { createReactor, Reactor, Listener } from './reactor.js';
+export type {
+  ConnectOptions,
+  FallbackRecord,
+  FaultInjection,
+  ListenerEvents,
+  ListenOptions,
+  Logger,
+  ReactorEvents,
+  ReactorOptions,
+  ReactorStats,
+} from './reactor.js';
+export { Connection } from './connection.js';
+export type { ConnectionEvents, ConnectionHost } from './connection.js';
+export {
+  BACKEND_NAMES,
+  CONFIG_DEFAULTS,
+  CONFIG_LIMITS,
+  IO_MODELS,
+  isResolvedConfig,
+  loadConfigFile,
+  parseConfigDocument,
+  resolveConfig,
+} from './config.js';
+export type { BackendName, IoModel, ReactorConfig, ResolvedConfig, RetryConfig, SnakeCaseConfig } from './config.js';
+export { AUTO_ORDER, getBackend, listBackends } from './backend.js';
+export type {
+  BackendModule,
+  NativeAddon,
+  NativeBackendHandle,
+  NativeBackendOptions,
+  NativeCounters,
+  NativeEventCodes,
+  NativeEventsCallback,
+} from './backend.js';
+export { ConfigError, IomuxError, errnoName, socketError } from './errors.js';
+export type { IomuxErrorCode } from './errors.js';

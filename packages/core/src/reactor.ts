@@ -1,0 +1,588 @@
+import { lookup } from 'node:dns/promises';
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import {
+  AUTO_ORDER,
+  getBackend,
+  type NativeAddon,
+  type NativeBackendHandle,
+  type NativeBackendOptions,
+  type NativeCounters,
+  type NativeEventCodes,
+} from './backend.js';
+import { isResolvedConfig, resolveConfig, type BackendName, type ReactorConfig, type ResolvedConfig, type SnakeCaseConfig } from './config.js';
+import { Connection, type ConnectionHost } from './connection.js';
+import { IomuxError, errnoName, socketError } from './errors.js';
+
+/** Faults to inject, for tests and for rehearsing failure. */
+export interface FaultInjection {
+  /** Make creating these backends fail with this errno (name like `'EPERM'` or number). */
+  setup?: Partial<Record<BackendName, string | number>>;
+  /** Make the backend's poll fail after this many successful polls. */
+  pollAfter?: Partial<Record<BackendName, number>>;
+  /** The errno a failing poll reports (default `EIO`). */
+  pollErrno?: string | number;
+}
+
+/** Anything with pino's method shape; `debug` lines are only built when `isLevelEnabled` allows. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  isLevelEnabled?(level: string): boolean;
+}
+
+/** Reactor options that are not part of the I/O configuration document. */
+export interface ReactorOptions {
+  /** Environment to read `IOMUX_BACKEND` from. Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Queued bytes at which `write()` returns false. Default 64 KiB. */
+  highWaterMark?: number;
+  /** Keep our side open after the peer ends (you call `end()` yourself). Default false. */
+  allowHalfOpen?: boolean;
+  /** Largest single read in bytes. Default 64 KiB. */
+  readChunk?: number;
+  /** Bytes of read data one poll can carry. Default 1 MiB. */
+  slabBytes?: number;
+  /** How long `close()` waits for connections to flush and close gracefully. Default 2000 ms. */
+  closeTimeoutMs?: number;
+  /** Dispatch events from Node's loop as they arrive. Set false to pump with `pollEvents()`. Default true. */
+  autoRun?: boolean;
+  /** Fault injection. */
+  faults?: FaultInjection;
+  /** A pino-compatible logger. Default: none. */
+  logger?: Logger;
+}
+
+/** Options of {@link Reactor.listen}. */
+export interface ListenOptions {
+  /** IP address or host name to bind. Default `0.0.0.0`. */
+  host?: string;
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** Pending-connection queue length. Default 511. */
+  backlog?: number;
+  /** SO_REUSEPORT, so several reactors (threads, processes) can share the port. Default false. */
+  reusePort?: boolean;
+  /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
+  ipv6Only?: boolean;
+}
+
+/** Options of {@link Reactor.connect}. */
+export interface ConnectOptions {
+  /** IP address or host name. Default `127.0.0.1`. */
+  host?: string;
+  port: number;
+}
+
+/** One entry of {@link Reactor.fallbackHistory}: a backend that could not be used, and why. */
+export interface FallbackRecord {
+  /** The backend that failed. */
+  backend: BackendName;
+  /** Attempt number for that backend (1-based). */
+  attempt: number;
+  /** Why it failed. */
+  cause: string;
+  /** When (ms since epoch). */
+  at: number;
+  /** At start-up, or while serving. */
+  phase: 'startup' | 'runtime';
+}
+
+/** A snapshot of a reactor's counters. */
+export interface ReactorStats extends NativeCounters {
+  backend: BackendName;
+  connections: number;
+  listeners: number;
+}
+
+/** Events of a {@link Listener}. */
+export interface ListenerEvents {
+  /** Accepting failed (EMFILE, ...); the listener stays open. Emitted only when listened to. */
+  error: [error: IomuxError];
+  /** The listener is closed. */
+  close: [];
+}
+
+/** A listening socket. */
+export class Listener extends EventEmitter<ListenerEvents> {
+  private isClosed = false;
+
+  /** @internal */
+  constructor(
+    private readonly reactor: Reactor,
+    /** Backend id. */
+    readonly id: number,
+    /** Bound address. */
+    readonly host: string,
+    /** Bound port (the real one when 0 was asked for). */
+    readonly port: number,
+    /** @internal */
+    readonly onConnection: (connection: Connection) => void,
+  ) {
+    super();
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Stops accepting; open connections are not affected. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.reactor.closeListener(this);
+    process.nextTick(() => this.emit('close'));
+  }
+}
+
+interface PendingConnect {
+  readonly kind: 'pending';
+  resolve(connection: Connection): void;
+  reject(error: IomuxError): void;
+}
+
+type Slot = Connection | Listener | PendingConnect | undefined;
+
+/** Events of a {@link Reactor}. */
+export interface ReactorEvents {
+  /** The backend failed while serving. */
+  error: [error: IomuxError];
+  /** A backend could not be used and another took over. */
+  fallback: [record: FallbackRecord];
+}
+
+const DEFAULTS = {
+  highWaterMark: 64 * 1024,
+  readChunk: 64 * 1024,
+  slabBytes: 1024 * 1024,
+  closeTimeoutMs: 2000,
+} as const;
+
+function errnoOf(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const errno = (osConstants.errno as Record<string, number | undefined>)[value];
+  if (errno === undefined) throw new IomuxError('IOMUX_INVALID_ARGUMENT', `unknown errno name in fault injection: ${value}`);
+  return errno;
+}
+
+function positiveInt(name: string, value: number | undefined, min: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min) {
+    throw new IomuxError('IOMUX_INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkPort(port: unknown, what: string): number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new IomuxError('IOMUX_INVALID_ARGUMENT', `${what}: port must be an integer from 0 to 65535, got ${String(port)}`);
+  }
+  return port;
+}
+
+async function resolveHost(host: string): Promise<string> {
+  if (isIP(host) !== 0) return host;
+  try {
+    return (await lookup(host)).address;
+  } catch (err) {
+    throw new IomuxError('ENOTFOUND', `cannot resolve host ${host}`, { syscall: 'getaddrinfo', cause: err });
+  }
+}
+
+/**
+ * An event loop over one backend, running inside Node's own loop. Create it with
+ * {@link createReactor}.
+ */
+export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHost {
+  /** Name of the backend in use. */
+  readonly backend: BackendName;
+  /** The validated configuration. */
+  readonly config: ResolvedConfig;
+  /** Backends that were tried and could not be used, oldest first. */
+  readonly fallbackHistory: FallbackRecord[];
+  /** @internal */
+  readonly native: NativeBackendHandle;
+  /** @internal */
+  readonly highWaterMark: number;
+  /** @internal */
+  readonly allowHalfOpen: boolean;
+
+  private readonly codes: NativeEventCodes;
+  private readonly events: Int32Array;
+  private readonly closeTimeoutMs: number;
+  private readonly slots: Slot[] = [];
+  private connections = 0;
+  private listeners_ = 0;
+  private pendingConnects = 0;
+  private referenced = false;
+  private running: boolean;
+  private closing: Promise<void> | undefined;
+  private isClosed = false;
+  private waiters: ((count: number) => void)[] = [];
+  private readonly idleWaiters = new Set<() => void>();
+
+  /** @internal Use {@link createReactor}. */
+  constructor(config: ResolvedConfig, options: ReactorOptions) {
+    super();
+    this.config = config;
+    this.highWaterMark = positiveInt('highWaterMark', options.highWaterMark, 1, DEFAULTS.highWaterMark);
+    this.allowHalfOpen = options.allowHalfOpen ?? false;
+    this.closeTimeoutMs = positiveInt('closeTimeoutMs', options.closeTimeoutMs, 0, DEFAULTS.closeTimeoutMs);
+    const readChunk = positiveInt('readChunk', options.readChunk, 1024, DEFAULTS.readChunk);
+    const slabBytes = positiveInt('slabBytes', options.slabBytes, readChunk, Math.max(DEFAULTS.slabBytes, readChunk));
+    const opened = openBackend(config, options, { maxEvents: config.maxEvents, readChunk, slabBytes }, (count, slab) => {
+      this.dispatch(count, slab);
+    });
+    this.backend = opened.name;
+    this.native = opened.handle;
+    this.codes = opened.addon.events;
+    this.events = this.native.events;
+    this.fallbackHistory = opened.history;
+    for (const record of opened.history) {
+      options.logger?.warn({ backend: record.backend, attempt: record.attempt, cause: record.cause }, 'iomux backend unavailable, falling back');
+    }
+    this.running = options.autoRun ?? true;
+    this.native.unref();
+    if (this.running) this.native.start();
+  }
+
+  /**
+   * Listens for TCP connections; `onConnection` receives each accepted {@link Connection}.
+   * @throws {@link IomuxError} `EADDRINUSE`, `EACCES`, `EADDRNOTAVAIL`, `IOMUX_INVALID_ARGUMENT`.
+   * @example
+   * ```ts
+   * const listener = await reactor.listen({ port: 7000 }, (conn) => {
+   *   conn.on('data', (chunk) => conn.write(chunk));
+   * });
+   * ```
+   */
+  async listen(options: ListenOptions, onConnection: (connection: Connection) => void): Promise<Listener> {
+    const port = checkPort(options.port, 'listen');
+    const backlog = positiveInt('backlog', options.backlog, 1, 511);
+    if (typeof onConnection !== 'function') throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'listen: onConnection must be a function');
+    const host = await resolveHost(options.host ?? '0.0.0.0');
+    this.assertOpen();
+    const id = this.native.listen(host, port, backlog, options.reusePort ?? false, options.ipv6Only ?? false);
+    if (id < 0) throw socketError(id, 'listen', `${host}:${port}`);
+    const address = this.native.address(id, false);
+    const boundPort = typeof address === 'number' ? port : address[1];
+    const listener = new Listener(this, id, host, boundPort, onConnection);
+    this.slots[id] = listener;
+    this.listeners_ += 1;
+    this.updateRef();
+    return listener;
+  }
+
+  /**
+   * Opens a TCP connection; resolves once it is established.
+   * @throws {@link IomuxError} `ECONNREFUSED`, `ETIMEDOUT`, `ENETUNREACH`, ...
+   */
+  async connect(options: ConnectOptions): Promise<Connection> {
+    const port = checkPort(options.port, 'connect');
+    const host = await resolveHost(options.host ?? '127.0.0.1');
+    this.assertOpen();
+    const id = this.native.connect(host, port);
+    if (id < 0) throw socketError(id, 'connect', `${host}:${port}`);
+    return new Promise<Connection>((resolve, reject) => {
+      this.slots[id] = { kind: 'pending', resolve, reject };
+      this.pendingConnects += 1;
+      this.updateRef();
+    });
+  }
+
+  /** Open TCP connections (accepted and connected), not counting listeners. */
+  connectionCount(): number {
+    return this.connections;
+  }
+
+  /** Counters of the backend and the reactor. */
+  stats(): ReactorStats {
+    return { ...this.native.counters(), backend: this.backend, connections: this.connections, listeners: this.listeners_ };
+  }
+
+  /** True while events are dispatched from Node's loop as they arrive. */
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  /** True once {@link close} has finished. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Dispatches events from Node's loop as they arrive (the default after creation). */
+  run(): void {
+    this.assertOpen();
+    if (this.running) return;
+    this.running = true;
+    this.native.start();
+  }
+
+  /** Stops dispatching from Node's loop; use {@link pollEvents} to pump events yourself. */
+  stop(): void {
+    if (!this.running || this.isClosed) return;
+    this.running = false;
+    if (this.waiters.length === 0) this.native.stop();
+  }
+
+  /**
+   * Dispatches ready events now; if there are none, waits up to `timeoutMs` (default: the
+   * configured `timeout_ms`) for some without blocking Node's thread. Resolves with the number of
+   * events dispatched. This is the game-loop pump: poll for up to one tick, then run the tick.
+   */
+  async pollEvents(timeoutMs: number = this.config.timeoutMs): Promise<number> {
+    this.assertOpen();
+    const count = this.native.poll();
+    if (count === -osConstants.errno.EBUSY) return 0;
+    if (count !== 0 || timeoutMs <= 0) return Math.max(count, 0);
+    return new Promise<number>((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== done);
+        if (!this.running && this.waiters.length === 0 && !this.isClosed) this.native.stop();
+        resolve(0);
+      }, timeoutMs);
+      const done = (n: number): void => {
+        clearTimeout(timer);
+        resolve(n);
+      };
+      this.waiters.push(done);
+      if (!this.running) this.native.start();
+    });
+  }
+
+  /**
+   * Closes the reactor: stops listening, ends every connection gracefully (queued writes are
+   * flushed), waits up to `closeTimeoutMs` for them to close, destroys the rest and releases the
+   * backend. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdownAll();
+    return this.closing;
+  }
+
+  private async shutdownAll(): Promise<void> {
+    if (!this.running) this.native.start();
+    for (const [id, slot] of this.slots.entries()) {
+      if (slot instanceof Listener) slot.close();
+      else if (slot !== undefined && !(slot instanceof Connection)) {
+        this.native.destroy(id);
+        this.forgetSlot(id);
+        slot.reject(new IomuxError('IOMUX_REACTOR_CLOSED', 'reactor closed before the connection was established'));
+      }
+    }
+    for (const slot of this.slots) if (slot instanceof Connection) slot.end();
+    if (this.connections > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, this.closeTimeoutMs);
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.idleWaiters.add(done);
+      });
+    }
+    for (const slot of this.slots) if (slot instanceof Connection) slot.destroy();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.isClosed = true;
+    this.native.close();
+    for (const waiter of this.waiters) waiter(0);
+    this.waiters = [];
+  }
+
+  /** @internal */
+  forget(id: number): void {
+    if (this.slots[id] instanceof Connection) this.connections -= 1;
+    this.forgetSlot(id);
+    if (this.connections === 0) for (const done of this.idleWaiters) done();
+  }
+
+  /** @internal */
+  closeListener(listener: Listener): void {
+    if (this.slots[listener.id] !== listener) return;
+    this.native.destroy(listener.id);
+    this.listeners_ -= 1;
+    this.forgetSlot(listener.id);
+  }
+
+  private forgetSlot(id: number): void {
+    const slot = this.slots[id];
+    if (slot === undefined) return;
+    if (!(slot instanceof Connection) && !(slot instanceof Listener)) this.pendingConnects -= 1;
+    this.slots[id] = undefined;
+    this.updateRef();
+  }
+
+  private updateRef(): void {
+    const wanted = this.connections + this.listeners_ + this.pendingConnects > 0;
+    if (wanted === this.referenced || this.isClosed) return;
+    this.referenced = wanted;
+    if (wanted) this.native.ref();
+    else this.native.unref();
+  }
+
+  private assertOpen(): void {
+    if (this.isClosed || this.closing !== undefined) throw new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed');
+  }
+
+  private dispatch(count: number, slab: Buffer | undefined): void {
+    if (count < 0) {
+      this.backendFailed(-count);
+      return;
+    }
+    const events = this.events;
+    const codes = this.codes;
+    for (let i = 0, p = 0; i < count; i += 1, p += 4) {
+      const type = events[p]!;
+      const id = events[p + 1]!;
+      const a = events[p + 2]!;
+      try {
+        if (type === codes.DATA) {
+          const slot = this.slots[id];
+          if (slot instanceof Connection) slot.onData(slab!.subarray(a, a + events[p + 3]!));
+        } else if (type === codes.ACCEPT) {
+          this.accepted(id, a);
+        } else if (type === codes.DRAIN) {
+          const slot = this.slots[id];
+          if (slot instanceof Connection) slot.onDrain();
+        } else if (type === codes.END) {
+          const slot = this.slots[id];
+          if (slot instanceof Connection) slot.onEnd();
+        } else if (type === codes.CLOSE) {
+          const slot = this.slots[id];
+          if (slot instanceof Connection) slot.onClose(a);
+        } else if (type === codes.CONNECT) {
+          this.connected(id, a);
+        } else if (type === codes.ACCEPT_ERROR) {
+          const slot = this.slots[id];
+          if (slot instanceof Listener && slot.listenerCount('error') > 0) slot.emit('error', socketError(a, 'accept'));
+        }
+      } catch (err) {
+        // A throwing handler must not cost the rest of the batch; report it as uncaught.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
+    if (this.waiters.length > 0) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const waiter of waiters) waiter(count);
+      if (!this.running && !this.isClosed) this.native.stop();
+    }
+  }
+
+  private accepted(id: number, listenerId: number): void {
+    const listener = this.slots[listenerId];
+    if (!(listener instanceof Listener)) {
+      this.native.destroy(id);
+      return;
+    }
+    const connection = new Connection(this, id);
+    this.slots[id] = connection;
+    this.connections += 1;
+    this.updateRef();
+    listener.onConnection(connection);
+  }
+
+  private connected(id: number, errno: number): void {
+    const pending = this.slots[id];
+    if (pending === undefined || pending instanceof Connection || pending instanceof Listener) return;
+    this.forgetSlot(id);
+    if (errno !== 0) {
+      pending.reject(socketError(errno, 'connect'));
+      return;
+    }
+    const connection = new Connection(this, id);
+    this.slots[id] = connection;
+    this.connections += 1;
+    this.updateRef();
+    pending.resolve(connection);
+  }
+
+  private backendFailed(errno: number): void {
+    this.native.stop();
+    const error = new IomuxError('IOMUX_BACKEND_FAILED', `backend ${this.backend} failed while polling: ${errnoName(errno)}`, { errno, syscall: 'poll' });
+    this.fallbackHistory.push({ backend: this.backend, attempt: 1, cause: error.message, at: Date.now(), phase: 'runtime' });
+    for (const slot of this.slots) if (slot instanceof Connection) slot.destroy(error);
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+}
+
+interface OpenedBackend {
+  name: BackendName;
+  addon: NativeAddon;
+  handle: NativeBackendHandle;
+  history: FallbackRecord[];
+}
+
+function candidates(config: ResolvedConfig): { name: BackendName; attempts: number }[] {
+  const primary: BackendName[] =
+    config.ioModel === 'auto' ? [...(AUTO_ORDER[process.platform] ?? ['select', 'blocking_io'])] : [config.ioModel];
+  const list = primary.map((name) => ({ name, attempts: config.retry.maxAttempts }));
+  for (const name of config.retry.fallback) {
+    if (!list.some((c) => c.name === name)) list.push({ name, attempts: 1 });
+  }
+  return list;
+}
+
+function openBackend(
+  config: ResolvedConfig,
+  options: ReactorOptions,
+  sizes: Pick<NativeBackendOptions, 'maxEvents' | 'readChunk' | 'slabBytes'>,
+  onEvents: (count: number, slab: Buffer | undefined) => void,
+): OpenedBackend {
+  const history: FallbackRecord[] = [];
+  const faults = options.faults ?? {};
+  for (const { name, attempts } of candidates(config)) {
+    const backend = getBackend(name);
+    if (!backend.isAvailable()) {
+      history.push({ backend: name, attempt: 1, cause: backend.unavailabilityCause() ?? 'unavailable', at: Date.now(), phase: 'startup' });
+      continue;
+    }
+    const addon = backend.addon();
+    const setupFault = faults.setup?.[name];
+    const pollAfter = faults.pollAfter?.[name];
+    const nativeOptions: NativeBackendOptions = { ...sizes };
+    if (setupFault !== undefined) nativeOptions.faultSetupErrno = errnoOf(setupFault);
+    if (pollAfter !== undefined) {
+      nativeOptions.faultPollAfter = pollAfter;
+      nativeOptions.faultPollErrno = errnoOf(faults.pollErrno ?? 'EIO');
+    }
+    for (let attempt = 1; attempt <= attempts; attempt += 1) {
+      try {
+        return { name, addon, handle: new addon.NativeBackend(nativeOptions, onEvents), history };
+      } catch (err) {
+        const errno = (err as { errno?: number }).errno;
+        const cause = errno === undefined ? (err as Error).message : addon.probe(errno) || (err as Error).message;
+        history.push({ backend: name, attempt, cause, at: Date.now(), phase: 'startup' });
+      }
+    }
+  }
+  const causes = history.map((r) => `${r.backend}: ${r.cause}`).join('; ');
+  throw new IomuxError('IOMUX_BACKEND_UNAVAILABLE', `no usable backend (${causes})`);
+}
+
+/**
+ * Creates a reactor. The configuration is validated first (nothing opens on a bad value); then
+ * the configured backend is tried `retry_config.max_attempts` times and, failing that, each
+ * fallback in order. What failed and why is in {@link Reactor.fallbackHistory}.
+ *
+ * @example
+ * ```ts
+ * import { createReactor } from '@iomux/core';
+ * const reactor = createReactor({ ioModel: 'auto' });
+ * await reactor.listen({ host: '127.0.0.1', port: 7000 }, (conn) => {
+ *   conn.on('data', (chunk) => conn.write(chunk));
+ * });
+ * console.log(`serving on ${reactor.backend}`);
+ * ```
+ * @throws {@link ConfigError} for an invalid configuration; {@link IomuxError}
+ * `IOMUX_BACKEND_UNAVAILABLE` when no backend of the chain can run.
+ */
+export function createReactor(config: ReactorConfig | SnakeCaseConfig | ResolvedConfig, options: ReactorOptions = {}): Reactor {
+  const resolved = isResolvedConfig(config) ? config : resolveConfig(config, options.env ?? process.env);
+  return new Reactor(resolved, options);
+}
