@@ -1,0 +1,81 @@
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
+import { createReactor, getBackend, type BackendName, type Reactor, type ReactorOptions } from '../src/index.js';
+import { BACKEND_NAMES } from '../src/config.js';
+
+/** Open fds of this process, to prove a test leaked none. */
+export function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** Every backend with its availability, for describe.each / skipIf. */
+export const backends = BACKEND_NAMES.map((name) => {
+  const module = getBackend(name);
+  return { name, available: module.isAvailable(), cause: module.unavailabilityCause() ?? '' };
+});
+
+/** A describe-block title that names the skip reason when the backend cannot run here. */
+export function backendTitle(b: { name: string; available: boolean; cause: string }): string {
+  return b.available ? b.name : `${b.name} (skipped: ${b.cause})`;
+}
+
+/** A reactor forced onto one backend (no silent fallback: the test fails if another is used). */
+export function reactorOn(name: BackendName, options: ReactorOptions = {}): Reactor {
+  const reactor = createReactor(
+    { ioModel: 'auto', retry: { fallback: [name] } },
+    { closeTimeoutMs: 2000, ...options, env: { IOMUX_BACKEND: name } },
+  );
+  if (reactor.backend !== name) throw new Error(`asked for ${name}, got ${reactor.backend}`);
+  return reactor;
+}
+
+/** Deterministic pseudo-random bytes. */
+export function pattern(size: number, seed = 1): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i += 1) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** Connects a node:net client, sends `payload`, resolves with the first `expect` bytes echoed. */
+export function netRoundTrip(port: number, payload: Buffer, expect = payload.length): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    const chunks: Buffer[] = [];
+    let received = 0;
+    socket.on('error', reject);
+    socket.on('data', (chunk) => {
+      chunks.push(chunk);
+      received += chunk.length;
+      if (received >= expect) {
+        socket.end();
+        resolve(Buffer.concat(chunks));
+      }
+    });
+    socket.on('connect', () => socket.write(payload));
+  });
+}
+
+/** Opens a node:net connection and waits until it is established. */
+export function netConnect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1' }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Resolves when `check()` is true, polling every few ms; rejects after `timeoutMs`. */
+export async function until(check: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
