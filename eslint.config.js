@@ -1,8 +1,11 @@
 import js from '@eslint/js';
+import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/build/**', '**/node_modules/**', 'docs/api/**', 'bench/results/**'] },
+  {
+    ignores: ['**/dist/**', '**/build/**', '**/node_modules/**', 'docs/api/**', 'bench/results/**'],
+  },
   js.configs.recommended,
   {
     files: ['**/*.ts'],
@@ -17,8 +20,6 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
-    languageOptions: {
-      globals: { process: 'readonly', console: 'readonly', require: 'readonly', module: 'writable', __dirname: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly' },
-    },
+    languageOptions: { globals: globals.node },
   },
 );

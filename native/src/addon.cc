@@ -80,7 +80,9 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     }
     // Fault injection (tests, failure rehearsal): fail setup with an errno, or fail the poll that
     // comes after `faultPollAfter` successful ones with `faultPollErrno`.
-    int error = options.Has("faultSetupErrno") ? -options.Get("faultSetupErrno").ToNumber().Int32Value() : 0;
+    int error = options.Has("faultSetupErrno")
+                    ? -options.Get("faultSetupErrno").ToNumber().Int32Value()
+                    : 0;
     if (options.Has("faultPollAfter")) {
       fault_poll_after_ = options.Get("faultPollAfter").ToNumber().Int64Value();
       fault_poll_errno_ = options.Get("faultPollErrno").ToNumber().Int32Value();
@@ -88,8 +90,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     }
     if (error == 0) engine_ = backend::create(config, &error);
     if (!engine_) {
-      Napi::Error e = Napi::Error::New(env, std::string(backend::kName) + " setup failed: " +
-                                                std::strerror(-error));
+      Napi::Error e = Napi::Error::New(
+          env, std::string(backend::kName) + " setup failed: " + std::strerror(-error));
       e.Set("errno", Napi::Number::New(env, -error));
       e.ThrowAsJavaScriptException();
       return;
@@ -124,7 +126,9 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
  private:
   Napi::Value Events(const Napi::CallbackInfo&) { return events_array_.Value(); }
 
-  static int IdArg(const Napi::CallbackInfo& info) { return info[0].As<Napi::Number>().Int32Value(); }
+  static int IdArg(const Napi::CallbackInfo& info) {
+    return info[0].As<Napi::Number>().Int32Value();
+  }
 
   Napi::Value Result(Napi::Env env, int64_t value) {
     return Napi::Number::New(env, static_cast<double>(value));
@@ -177,8 +181,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
       Napi::Uint8Array data = list.Get(i).As<Napi::Uint8Array>();
       iov_scratch_[i] = iovec{data.Data(), data.ByteLength()};
     }
-    return Result(info.Env(), engine_->write(IdArg(info), iov_scratch_.data(),
-                                             static_cast<int>(count)));
+    return Result(info.Env(),
+                  engine_->write(IdArg(info), iov_scratch_.data(), static_cast<int>(count)));
   }
 
   Napi::Value SetReading(const Napi::CallbackInfo& info) {

@@ -66,7 +66,7 @@ int ReadinessEngine::poll(EventSink* sink) {
   sockets_.recycle();
   ++counters_.polls;
   int max = sink->capacity < static_cast<int>(ready_.size()) ? sink->capacity
-                                                              : static_cast<int>(ready_.size());
+                                                             : static_cast<int>(ready_.size());
   int n = poller_->wait(ready_.data(), max);
   if (n < 0) return n;
   for (int i = 0; i < n && !sink->full(); ++i) {

@@ -35,13 +35,21 @@ export interface NativeEventCodes {
 
 /** Cumulative counters a native backend keeps. */
 export interface NativeCounters {
+  /** Polls of the kernel (batches drained). */
   polls: number;
+  /** Events delivered to JS (the spec's `io_events_processed`). */
   events: number;
+  /** Bytes received. */
   bytesRead: number;
+  /** Bytes handed to the kernel. */
   bytesWritten: number;
+  /** Connections accepted. */
   accepted: number;
+  /** Sockets closed (connections and listeners). */
   closed: number;
+  /** Writes the kernel did not take at once, so they were queued natively. */
   writesQueued: number;
+  /** Failed accepts (EMFILE, ...). */
   acceptErrors: number;
 }
 
@@ -75,7 +83,13 @@ export interface NativeBackendHandle {
   /** The shared event array the batches are written into. */
   readonly events: Int32Array;
   /** Opens a listener on an IP literal. Returns its id or -errno. */
-  listen(host: string, port: number, backlog: number, reusePort: boolean, ipv6Only: boolean): number;
+  listen(
+    host: string,
+    port: number,
+    backlog: number,
+    reusePort: boolean,
+    ipv6Only: boolean,
+  ): number;
   /** Starts a connect to an IP literal. Returns the connection id or -errno; CONNECT follows. */
   connect(host: string, port: number): number;
   /** Sends at once what the kernel takes, queues the rest. Returns bytes still queued or -errno. */
@@ -114,9 +128,15 @@ export interface NativeAddon {
   probe(simulatedErrno?: number): string;
   /** Event type codes. */
   readonly events: NativeEventCodes;
-  /** Creates a backend instance; throws (with `errno`) when the kernel refuses. */
-  readonly NativeBackend: new (options: NativeBackendOptions, onEvents: NativeEventsCallback) => NativeBackendHandle;
+  /** The backend class. */
+  readonly NativeBackend: NativeBackendConstructor;
 }
+
+/** Creates a backend instance; throws (with `errno`) when the kernel refuses. */
+export type NativeBackendConstructor = new (
+  options: NativeBackendOptions,
+  onEvents: NativeEventsCallback,
+) => NativeBackendHandle;
 
 /** A backend as the reactor sees it: availability as data, and a factory. */
 export interface BackendModule {
@@ -140,8 +160,14 @@ const PACKAGES: Record<BackendName, BackendPackage> = {
   io_uring: { packageName: '@iomux/native-iouring', platforms: ['linux'] },
   kqueue: { packageName: '@iomux/native-kqueue', platforms: ['darwin', 'freebsd', 'openbsd'] },
   iocp: { packageName: '@iomux/native-iocp', platforms: ['win32'] },
-  select: { packageName: '@iomux/fallback-select', platforms: ['linux', 'darwin', 'freebsd', 'openbsd'] },
-  blocking_io: { packageName: '@iomux/fallback-select', platforms: ['linux', 'darwin', 'freebsd', 'openbsd'] },
+  select: {
+    packageName: '@iomux/fallback-select',
+    platforms: ['linux', 'darwin', 'freebsd', 'openbsd'],
+  },
+  blocking_io: {
+    packageName: '@iomux/fallback-select',
+    platforms: ['linux', 'darwin', 'freebsd', 'openbsd'],
+  },
 };
 
 /**
@@ -160,13 +186,17 @@ const localRequire = createRequire(import.meta.url);
 function loadAddon(name: BackendName): { addon?: NativeAddon; cause?: string } {
   const pkg = PACKAGES[name];
   if (!pkg.platforms.includes(process.platform)) {
-    return { cause: `${name} does not run on ${process.platform} (only ${pkg.platforms.join(', ')})` };
+    return {
+      cause: `${name} does not run on ${process.platform} (only ${pkg.platforms.join(', ')})`,
+    };
   }
   let loaders: Record<string, (() => unknown) | undefined>;
   try {
     loaders = localRequire(pkg.packageName) as Record<string, (() => unknown) | undefined>;
   } catch (err) {
-    return { cause: `package ${pkg.packageName} is not installed (${(err as Error).message.split('\n')[0] ?? ''})` };
+    return {
+      cause: `package ${pkg.packageName} is not installed (${(err as Error).message.split('\n')[0] ?? ''})`,
+    };
   }
   const loader = loaders[name];
   if (loader === undefined) return { cause: `package ${pkg.packageName} does not provide ${name}` };
@@ -174,7 +204,9 @@ function loadAddon(name: BackendName): { addon?: NativeAddon; cause?: string } {
   try {
     addon = loader() as NativeAddon;
   } catch (err) {
-    return { cause: `${name} addon could not be loaded: ${(err as Error).message.split('\n')[0] ?? ''}` };
+    return {
+      cause: `${name} addon could not be loaded: ${(err as Error).message.split('\n')[0] ?? ''}`,
+    };
   }
   const probe = addon.probe();
   return probe === '' ? { addon } : { cause: probe };
@@ -200,21 +232,36 @@ class LoadedBackend implements BackendModule {
   addon(): NativeAddon {
     const { addon, cause } = this.load();
     if (addon === undefined) {
-      throw new IomuxError('IOMUX_BACKEND_UNAVAILABLE', `backend ${this.name} is unavailable: ${cause ?? 'unknown cause'}`);
+      throw new IomuxError(
+        'IOMUX_BACKEND_UNAVAILABLE',
+        `backend ${this.name} is unavailable: ${cause ?? 'unknown cause'}`,
+      );
     }
     return addon;
   }
 }
 
-const modules = new Map<BackendName, BackendModule>(BACKEND_NAMES.map((n) => [n, new LoadedBackend(n)]));
+const modules = new Map<BackendName, BackendModule>(
+  BACKEND_NAMES.map((n) => [n, new LoadedBackend(n)]),
+);
 
 /** The backend module of that name (loaded lazily; availability is checked without throwing). */
 export function getBackend(name: BackendName): BackendModule {
   return modules.get(name)!;
 }
 
+/** One row of {@link listBackends}. */
+export interface BackendStatus {
+  /** Backend name. */
+  name: BackendName;
+  /** True when it can run here. */
+  available: boolean;
+  /** Why it cannot, when it cannot. */
+  cause: string | undefined;
+}
+
 /** Every known backend with its availability here, e.g. for a status table. */
-export function listBackends(): { name: BackendName; available: boolean; cause: string | undefined }[] {
+export function listBackends(): BackendStatus[] {
   return BACKEND_NAMES.map((name) => {
     const backend = getBackend(name);
     return { name, available: backend.isAvailable(), cause: backend.unavailabilityCause() };

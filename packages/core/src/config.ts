@@ -5,7 +5,14 @@ import { ConfigError } from './errors.js';
 /** Kernel I/O mechanisms a reactor can be configured with. `auto` picks the best available. */
 export const IO_MODELS = ['epoll', 'io_uring', 'kqueue', 'iocp', 'select', 'auto'] as const;
 /** Every backend iomux knows, including `blocking_io`, which serves as the last fallback. */
-export const BACKEND_NAMES = ['epoll', 'io_uring', 'kqueue', 'iocp', 'select', 'blocking_io'] as const;
+export const BACKEND_NAMES = [
+  'epoll',
+  'io_uring',
+  'kqueue',
+  'iocp',
+  'select',
+  'blocking_io',
+] as const;
 
 /** A configurable I/O model (spec field `io_model`). */
 export type IoModel = (typeof IO_MODELS)[number];
@@ -37,40 +44,93 @@ export interface ReactorConfig {
 
 /** The spec's snake_case spelling of {@link ReactorConfig}, as found in JSON or YAML documents. */
 export interface SnakeCaseConfig {
+  /** See {@link ReactorConfig.ioModel}. */
   io_model: IoModel;
+  /** See {@link ReactorConfig.maxEvents}. */
   max_events?: number;
+  /** See {@link ReactorConfig.timeoutMs}. */
   timeout_ms?: number;
-  retry_config?: { max_attempts?: number; fallback?: BackendName | readonly BackendName[] };
+  /** See {@link ReactorConfig.retry}. */
+  retry_config?: SnakeCaseRetryConfig;
+}
+
+/** The spec's snake_case spelling of {@link RetryConfig}. */
+export interface SnakeCaseRetryConfig {
+  /** See {@link RetryConfig.maxAttempts}. */
+  max_attempts?: number;
+  /** See {@link RetryConfig.fallback}. */
+  fallback?: BackendName | readonly BackendName[];
 }
 
 /** A validated configuration with every default filled in. */
 export interface ResolvedConfig {
+  /** The I/O model in use; `blocking_io` only when forced through `IOMUX_BACKEND`. */
   readonly ioModel: IoModel | 'blocking_io';
+  /** Events drained per poll. */
   readonly maxEvents: number;
+  /** Poll timeout and tick period in ms. */
   readonly timeoutMs: number;
-  readonly retry: { readonly maxAttempts: number; readonly fallback: readonly BackendName[] };
+  /** Retry policy with the fallback always as a list. */
+  readonly retry: ResolvedRetryConfig;
   /** Set when `IOMUX_BACKEND` replaced the configured `io_model`. */
   readonly overriddenBy?: 'IOMUX_BACKEND';
 }
 
+/** {@link RetryConfig} with defaults filled in. */
+export interface ResolvedRetryConfig {
+  /** Attempts at the configured backend. */
+  readonly maxAttempts: number;
+  /** Fallback chain, in order. */
+  readonly fallback: readonly BackendName[];
+}
+
 /** Defaults of every optional field. */
-export const CONFIG_DEFAULTS = {
+export const CONFIG_DEFAULTS: Omit<ResolvedConfig, 'ioModel' | 'overriddenBy'> = {
   maxEvents: 1024,
   timeoutMs: 16,
-  retry: { maxAttempts: 1, fallback: ['blocking_io'] as readonly BackendName[] },
-} as const;
+  retry: { maxAttempts: 1, fallback: ['blocking_io'] },
+};
+
+/** An inclusive integer range. */
+export interface IntegerRange {
+  /** Smallest allowed value. */
+  readonly min: number;
+  /** Largest allowed value. */
+  readonly max: number;
+}
 
 /** Allowed ranges, used both for validation and in the messages. */
-export const CONFIG_LIMITS = {
+export const CONFIG_LIMITS: {
+  /** Range of `max_events`. */
+  readonly maxEvents: IntegerRange;
+  /** Range of `timeout_ms`. */
+  readonly timeoutMs: IntegerRange;
+  /** Range of `retry_config.max_attempts`. */
+  readonly maxAttempts: IntegerRange;
+} = {
   maxEvents: { min: 64, max: 10000 },
   timeoutMs: { min: 0, max: 1000 },
   maxAttempts: { min: 1, max: 10 },
-} as const;
+};
 
 type Spelling = 'camel' | 'snake';
 const KEYS = {
-  camel: { ioModel: 'ioModel', maxEvents: 'maxEvents', timeoutMs: 'timeoutMs', retry: 'retry', maxAttempts: 'maxAttempts', fallback: 'fallback' },
-  snake: { ioModel: 'io_model', maxEvents: 'max_events', timeoutMs: 'timeout_ms', retry: 'retry_config', maxAttempts: 'max_attempts', fallback: 'fallback' },
+  camel: {
+    ioModel: 'ioModel',
+    maxEvents: 'maxEvents',
+    timeoutMs: 'timeoutMs',
+    retry: 'retry',
+    maxAttempts: 'maxAttempts',
+    fallback: 'fallback',
+  },
+  snake: {
+    ioModel: 'io_model',
+    maxEvents: 'max_events',
+    timeoutMs: 'timeout_ms',
+    retry: 'retry_config',
+    maxAttempts: 'max_attempts',
+    fallback: 'fallback',
+  },
 } as const;
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -80,14 +140,28 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], where: string): void {
   for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) {
-      throw new ConfigError(`${where}${key}`, obj[key], `no such field (allowed: ${allowed.join(', ')})`);
+      throw new ConfigError(
+        `${where}${key}`,
+        obj[key],
+        `no such field (allowed: ${allowed.join(', ')})`,
+      );
     }
   }
 }
 
-function integerIn(field: string, value: unknown, limits: { min: number; max: number }, fallback: number): number {
+function integerIn(
+  field: string,
+  value: unknown,
+  limits: { min: number; max: number },
+  fallback: number,
+): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < limits.min || value > limits.max) {
+  if (
+    typeof value !== 'number' ||
+    !Number.isInteger(value) ||
+    value < limits.min ||
+    value > limits.max
+  ) {
     throw new ConfigError(field, value, `an integer from ${limits.min} to ${limits.max}`);
   }
   return value;
@@ -104,7 +178,11 @@ function detectSpelling(input: Record<string, unknown>): Spelling {
   const hasSnake = ['io_model', 'max_events', 'timeout_ms', 'retry_config'].some((k) => k in input);
   const hasCamel = ['ioModel', 'maxEvents', 'timeoutMs', 'retry'].some((k) => k in input);
   if (hasSnake && hasCamel) {
-    throw new ConfigError('config', Object.keys(input), 'either the spec\'s snake_case keys or camelCase keys, not both');
+    throw new ConfigError(
+      'config',
+      Object.keys(input),
+      "either the spec's snake_case keys or camelCase keys, not both",
+    );
   }
   return hasSnake ? 'snake' : 'camel';
 }
@@ -115,7 +193,10 @@ function detectSpelling(input: Record<string, unknown>): Spelling {
  * before anything is opened. `IOMUX_BACKEND` in `env` replaces `io_model` (and may also name
  * `blocking_io`, to force the last-resort backend).
  */
-export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+export function resolveConfig(
+  input: unknown,
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedConfig {
   if (!isRecord(input)) throw new ConfigError('config', input, 'an object');
   const spelling = detectSpelling(input);
   const k = KEYS[spelling];
@@ -126,28 +207,56 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
   if (override !== undefined && override !== '') {
     ioModel = oneOf('IOMUX_BACKEND', override, [...IO_MODELS, 'blocking_io']);
   } else {
-    if (input[k.ioModel] === undefined) throw new ConfigError(k.ioModel, undefined, `one of ${IO_MODELS.map((v) => `'${v}'`).join(', ')} (the field is required)`);
+    if (input[k.ioModel] === undefined)
+      throw new ConfigError(
+        k.ioModel,
+        undefined,
+        `one of ${IO_MODELS.map((v) => `'${v}'`).join(', ')} (the field is required)`,
+      );
     ioModel = oneOf(k.ioModel, input[k.ioModel], IO_MODELS);
   }
   if (input[k.ioModel] !== undefined) oneOf(k.ioModel, input[k.ioModel], IO_MODELS);
 
-  const maxEvents = integerIn(k.maxEvents, input[k.maxEvents], CONFIG_LIMITS.maxEvents, CONFIG_DEFAULTS.maxEvents);
-  const timeoutMs = integerIn(k.timeoutMs, input[k.timeoutMs], CONFIG_LIMITS.timeoutMs, CONFIG_DEFAULTS.timeoutMs);
+  const maxEvents = integerIn(
+    k.maxEvents,
+    input[k.maxEvents],
+    CONFIG_LIMITS.maxEvents,
+    CONFIG_DEFAULTS.maxEvents,
+  );
+  const timeoutMs = integerIn(
+    k.timeoutMs,
+    input[k.timeoutMs],
+    CONFIG_LIMITS.timeoutMs,
+    CONFIG_DEFAULTS.timeoutMs,
+  );
 
   const retryInput = input[k.retry];
-  let maxAttempts: number = CONFIG_DEFAULTS.retry.maxAttempts;
+  let maxAttempts = CONFIG_DEFAULTS.retry.maxAttempts;
   let fallback = CONFIG_DEFAULTS.retry.fallback;
   if (retryInput !== undefined) {
     if (!isRecord(retryInput)) throw new ConfigError(k.retry, retryInput, 'an object');
     checkKeys(retryInput, [k.maxAttempts, k.fallback], `${k.retry}.`);
-    maxAttempts = integerIn(`${k.retry}.${k.maxAttempts}`, retryInput[k.maxAttempts], CONFIG_LIMITS.maxAttempts, maxAttempts);
+    maxAttempts = integerIn(
+      `${k.retry}.${k.maxAttempts}`,
+      retryInput[k.maxAttempts],
+      CONFIG_LIMITS.maxAttempts,
+      maxAttempts,
+    );
     const rawFallback = retryInput[k.fallback];
     if (rawFallback !== undefined) {
       const field = `${k.retry}.${k.fallback}`;
       const list = Array.isArray(rawFallback) ? (rawFallback as unknown[]) : [rawFallback];
-      if (list.length === 0) throw new ConfigError(field, rawFallback, 'a backend name or a non-empty list of backend names');
-      fallback = list.map((entry, i) => oneOf(Array.isArray(rawFallback) ? `${field}[${i}]` : field, entry, BACKEND_NAMES));
-      if (new Set(fallback).size !== fallback.length) throw new ConfigError(field, rawFallback, 'a list without repeated backends');
+      if (list.length === 0)
+        throw new ConfigError(
+          field,
+          rawFallback,
+          'a backend name or a non-empty list of backend names',
+        );
+      fallback = list.map((entry, i) =>
+        oneOf(Array.isArray(rawFallback) ? `${field}[${i}]` : field, entry, BACKEND_NAMES),
+      );
+      if (new Set(fallback).size !== fallback.length)
+        throw new ConfigError(field, rawFallback, 'a list without repeated backends');
     }
   }
 
@@ -156,13 +265,15 @@ export function resolveConfig(input: unknown, env: NodeJS.ProcessEnv = process.e
     maxEvents,
     timeoutMs,
     retry: { maxAttempts, fallback },
-    ...(override !== undefined && override !== '' ? { overriddenBy: 'IOMUX_BACKEND' as const } : {}),
+    ...(override !== undefined && override !== ''
+      ? { overriddenBy: 'IOMUX_BACKEND' as const }
+      : {}),
   };
   resolvedConfigs.add(resolved);
   return resolved;
 }
 
-const resolvedConfigs = new WeakSet<object>();
+const resolvedConfigs = new WeakSet();
 
 /** True for a configuration returned by {@link resolveConfig} (or the loaders built on it). */
 export function isResolvedConfig(value: unknown): value is ResolvedConfig {
@@ -170,12 +281,19 @@ export function isResolvedConfig(value: unknown): value is ResolvedConfig {
 }
 
 /** Parses a JSON or YAML configuration document (the spec's snake_case) and validates it. */
-export function parseConfigDocument(text: string, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+export function parseConfigDocument(
+  text: string,
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedConfig {
   let parsed: unknown;
   try {
     parsed = parseYaml(text); // YAML 1.2 is a superset of JSON
   } catch (err) {
-    throw new ConfigError('document', text.slice(0, 40), `valid JSON or YAML (${(err as Error).message})`);
+    throw new ConfigError(
+      'document',
+      text.slice(0, 40),
+      `valid JSON or YAML (${(err as Error).message})`,
+    );
   }
   return resolveConfig(parsed, env);
 }

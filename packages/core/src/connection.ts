@@ -4,8 +4,11 @@ import { IomuxError, socketError } from './errors.js';
 
 /** What a connection needs from its reactor. */
 export interface ConnectionHost {
+  /** The backend instance. */
   readonly native: NativeBackendHandle;
+  /** Queued bytes at which write() returns false. */
   readonly highWaterMark: number;
+  /** Keep our side open after the peer ends. */
   readonly allowHalfOpen: boolean;
   /** Called once when the connection is closed, to drop it from the reactor's table. */
   forget(id: number): void;
@@ -53,10 +56,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private remoteEnded = false;
   private isClosed = false;
 
+  /** Backend id of the socket; ids are reused after close. */
+  readonly id: number;
+
   /** @internal */
-  constructor(host: ConnectionHost, readonly id: number) {
+  constructor(host: ConnectionHost, id: number) {
     super();
     this.host = host;
+    this.id = id;
   }
 
   /** Bytes waiting in the native write queue, as of the last write or drain. */
@@ -112,7 +119,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    */
   write(data: Uint8Array | string): boolean {
     if (this.isClosed) return false;
-    if (this.ending) throw new IomuxError('IOMUX_WRITE_AFTER_END', `write after end() on connection ${this.id}`);
+    if (this.ending)
+      throw new IomuxError('IOMUX_WRITE_AFTER_END', `write after end() on connection ${this.id}`);
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
     return this.afterWrite(this.host.native.write(this.id, buffer), buffer.byteLength);
   }
@@ -120,7 +128,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** Sends several chunks with one vectored write; same contract as {@link write}. */
   writev(chunks: readonly Uint8Array[]): boolean {
     if (this.isClosed) return false;
-    if (this.ending) throw new IomuxError('IOMUX_WRITE_AFTER_END', `writev after end() on connection ${this.id}`);
+    if (this.ending)
+      throw new IomuxError('IOMUX_WRITE_AFTER_END', `writev after end() on connection ${this.id}`);
     let total = 0;
     for (const chunk of chunks) total += chunk.byteLength;
     return this.afterWrite(this.host.native.writev(this.id, chunks), total);
@@ -147,7 +156,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   end(data?: Uint8Array | string): void {
     if (this.isClosed || this.ending) return;
     if (data !== undefined) this.write(data);
-    if (this.isClosed) return;
+    if (this.closed) return; // the write failed and destroyed the connection
     this.ending = true;
     const result = this.host.native.shutdown(this.id);
     if (result === 1) this.finish(undefined, true);

@@ -55,7 +55,10 @@ export class ConfigError extends IomuxError {
   readonly allowed: string;
 
   constructor(field: string, value: unknown, allowed: string) {
-    super('IOMUX_CONFIG_INVALID', `invalid config: ${field} = ${describe(value)}; expected ${allowed}`);
+    super(
+      'IOMUX_CONFIG_INVALID',
+      `invalid config: ${field} = ${describe(value)}; expected ${allowed}`,
+    );
     this.name = 'ConfigError';
     this.field = field;
     this.value = value;
@@ -77,6 +80,6 @@ function describe(value: unknown): string {
   try {
     return JSON.stringify(value);
   } catch {
-    return String(value);
+    return Object.prototype.toString.call(value);
   }
 }

@@ -26,11 +26,23 @@ export {
   parseConfigDocument,
   resolveConfig,
 } from './config.js';
-export type { BackendName, IoModel, ReactorConfig, ResolvedConfig, RetryConfig, SnakeCaseConfig } from './config.js';
+export type {
+  BackendName,
+  IoModel,
+  ReactorConfig,
+  ResolvedConfig,
+  IntegerRange,
+  ResolvedRetryConfig,
+  RetryConfig,
+  SnakeCaseConfig,
+  SnakeCaseRetryConfig,
+} from './config.js';
 export { AUTO_ORDER, getBackend, listBackends } from './backend.js';
 export type {
   BackendModule,
   NativeAddon,
+  BackendStatus,
+  NativeBackendConstructor,
   NativeBackendHandle,
   NativeBackendOptions,
   NativeCounters,

@@ -11,7 +11,14 @@ import {
   type NativeCounters,
   type NativeEventCodes,
 } from './backend.js';
-import { isResolvedConfig, resolveConfig, type BackendName, type ReactorConfig, type ResolvedConfig, type SnakeCaseConfig } from './config.js';
+import {
+  isResolvedConfig,
+  resolveConfig,
+  type BackendName,
+  type ReactorConfig,
+  type ResolvedConfig,
+  type SnakeCaseConfig,
+} from './config.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { IomuxError, errnoName, socketError } from './errors.js';
 
@@ -27,9 +34,13 @@ export interface FaultInjection {
 
 /** Anything with pino's method shape; `debug` lines are only built when `isLevelEnabled` allows. */
 export interface Logger {
+  /** Per-poll detail; only called when enabled. */
   debug(obj: object, msg?: string): void;
+  /** Notable state changes. */
   info(obj: object, msg?: string): void;
+  /** Fallbacks and other degradations. */
   warn(obj: object, msg?: string): void;
+  /** pino's level check, used to keep disabled levels free. */
   isLevelEnabled?(level: string): boolean;
 }
 
@@ -73,6 +84,7 @@ export interface ListenOptions {
 export interface ConnectOptions {
   /** IP address or host name. Default `127.0.0.1`. */
   host?: string;
+  /** Port to connect to. */
   port: number;
 }
 
@@ -92,8 +104,11 @@ export interface FallbackRecord {
 
 /** A snapshot of a reactor's counters. */
 export interface ReactorStats extends NativeCounters {
+  /** Backend in use. */
   backend: BackendName;
+  /** Open connections. */
   connections: number;
+  /** Open listeners. */
   listeners: number;
 }
 
@@ -164,21 +179,36 @@ const DEFAULTS = {
 function errnoOf(value: string | number): number {
   if (typeof value === 'number') return value;
   const errno = (osConstants.errno as Record<string, number | undefined>)[value];
-  if (errno === undefined) throw new IomuxError('IOMUX_INVALID_ARGUMENT', `unknown errno name in fault injection: ${value}`);
+  if (errno === undefined)
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `unknown errno name in fault injection: ${value}`,
+    );
   return errno;
 }
 
-function positiveInt(name: string, value: number | undefined, min: number, fallback: number): number {
+function positiveInt(
+  name: string,
+  value: number | undefined,
+  min: number,
+  fallback: number,
+): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < min) {
-    throw new IomuxError('IOMUX_INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${String(value)}`);
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${name} must be an integer >= ${min}, got ${String(value)}`,
+    );
   }
   return value;
 }
 
 function checkPort(port: unknown, what: string): number {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new IomuxError('IOMUX_INVALID_ARGUMENT', `${what}: port must be an integer from 0 to 65535, got ${String(port)}`);
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${what}: port must be an integer from 0 to 65535, got ${String(port)}`,
+    );
   }
   return port;
 }
@@ -188,7 +218,10 @@ async function resolveHost(host: string): Promise<string> {
   try {
     return (await lookup(host)).address;
   } catch (err) {
-    throw new IomuxError('ENOTFOUND', `cannot resolve host ${host}`, { syscall: 'getaddrinfo', cause: err });
+    throw new IomuxError('ENOTFOUND', `cannot resolve host ${host}`, {
+      syscall: 'getaddrinfo',
+      cause: err,
+    });
   }
 }
 
@@ -228,21 +261,44 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   constructor(config: ResolvedConfig, options: ReactorOptions) {
     super();
     this.config = config;
-    this.highWaterMark = positiveInt('highWaterMark', options.highWaterMark, 1, DEFAULTS.highWaterMark);
+    this.highWaterMark = positiveInt(
+      'highWaterMark',
+      options.highWaterMark,
+      1,
+      DEFAULTS.highWaterMark,
+    );
     this.allowHalfOpen = options.allowHalfOpen ?? false;
-    this.closeTimeoutMs = positiveInt('closeTimeoutMs', options.closeTimeoutMs, 0, DEFAULTS.closeTimeoutMs);
+    this.closeTimeoutMs = positiveInt(
+      'closeTimeoutMs',
+      options.closeTimeoutMs,
+      0,
+      DEFAULTS.closeTimeoutMs,
+    );
     const readChunk = positiveInt('readChunk', options.readChunk, 1024, DEFAULTS.readChunk);
-    const slabBytes = positiveInt('slabBytes', options.slabBytes, readChunk, Math.max(DEFAULTS.slabBytes, readChunk));
-    const opened = openBackend(config, options, { maxEvents: config.maxEvents, readChunk, slabBytes }, (count, slab) => {
-      this.dispatch(count, slab);
-    });
+    const slabBytes = positiveInt(
+      'slabBytes',
+      options.slabBytes,
+      readChunk,
+      Math.max(DEFAULTS.slabBytes, readChunk),
+    );
+    const opened = openBackend(
+      config,
+      options,
+      { maxEvents: config.maxEvents, readChunk, slabBytes },
+      (count, slab) => {
+        this.dispatch(count, slab);
+      },
+    );
     this.backend = opened.name;
     this.native = opened.handle;
     this.codes = opened.addon.events;
     this.events = this.native.events;
     this.fallbackHistory = opened.history;
     for (const record of opened.history) {
-      options.logger?.warn({ backend: record.backend, attempt: record.attempt, cause: record.cause }, 'iomux backend unavailable, falling back');
+      options.logger?.warn(
+        { backend: record.backend, attempt: record.attempt, cause: record.cause },
+        'iomux backend unavailable, falling back',
+      );
     }
     this.running = options.autoRun ?? true;
     this.native.unref();
@@ -259,13 +315,23 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
    * });
    * ```
    */
-  async listen(options: ListenOptions, onConnection: (connection: Connection) => void): Promise<Listener> {
+  async listen(
+    options: ListenOptions,
+    onConnection: (connection: Connection) => void,
+  ): Promise<Listener> {
     const port = checkPort(options.port, 'listen');
     const backlog = positiveInt('backlog', options.backlog, 1, 511);
-    if (typeof onConnection !== 'function') throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'listen: onConnection must be a function');
+    if (typeof onConnection !== 'function')
+      throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'listen: onConnection must be a function');
     const host = await resolveHost(options.host ?? '0.0.0.0');
     this.assertOpen();
-    const id = this.native.listen(host, port, backlog, options.reusePort ?? false, options.ipv6Only ?? false);
+    const id = this.native.listen(
+      host,
+      port,
+      backlog,
+      options.reusePort ?? false,
+      options.ipv6Only ?? false,
+    );
     if (id < 0) throw socketError(id, 'listen', `${host}:${port}`);
     const address = this.native.address(id, false);
     const boundPort = typeof address === 'number' ? port : address[1];
@@ -300,7 +366,12 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
 
   /** Counters of the backend and the reactor. */
   stats(): ReactorStats {
-    return { ...this.native.counters(), backend: this.backend, connections: this.connections, listeners: this.listeners_ };
+    return {
+      ...this.native.counters(),
+      backend: this.backend,
+      connections: this.connections,
+      listeners: this.listeners_,
+    };
   }
 
   /** True while events are dispatched from Node's loop as they arrive. */
@@ -370,7 +441,12 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       else if (slot !== undefined && !(slot instanceof Connection)) {
         this.native.destroy(id);
         this.forgetSlot(id);
-        slot.reject(new IomuxError('IOMUX_REACTOR_CLOSED', 'reactor closed before the connection was established'));
+        slot.reject(
+          new IomuxError(
+            'IOMUX_REACTOR_CLOSED',
+            'reactor closed before the connection was established',
+          ),
+        );
       }
     }
     for (const slot of this.slots) if (slot instanceof Connection) slot.end();
@@ -424,7 +500,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   }
 
   private assertOpen(): void {
-    if (this.isClosed || this.closing !== undefined) throw new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed');
+    if (this.isClosed || this.closing !== undefined)
+      throw new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed');
   }
 
   private dispatch(count: number, slab: Buffer | undefined): void {
@@ -457,7 +534,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
           this.connected(id, a);
         } else if (type === codes.ACCEPT_ERROR) {
           const slot = this.slots[id];
-          if (slot instanceof Listener && slot.listenerCount('error') > 0) slot.emit('error', socketError(a, 'accept'));
+          if (slot instanceof Listener && slot.listenerCount('error') > 0)
+            slot.emit('error', socketError(a, 'accept'));
         }
       } catch (err) {
         // A throwing handler must not cost the rest of the batch; report it as uncaught.
@@ -489,7 +567,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
 
   private connected(id: number, errno: number): void {
     const pending = this.slots[id];
-    if (pending === undefined || pending instanceof Connection || pending instanceof Listener) return;
+    if (pending === undefined || pending instanceof Connection || pending instanceof Listener)
+      return;
     this.forgetSlot(id);
     if (errno !== 0) {
       pending.reject(socketError(errno, 'connect'));
@@ -504,8 +583,18 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
 
   private backendFailed(errno: number): void {
     this.native.stop();
-    const error = new IomuxError('IOMUX_BACKEND_FAILED', `backend ${this.backend} failed while polling: ${errnoName(errno)}`, { errno, syscall: 'poll' });
-    this.fallbackHistory.push({ backend: this.backend, attempt: 1, cause: error.message, at: Date.now(), phase: 'runtime' });
+    const error = new IomuxError(
+      'IOMUX_BACKEND_FAILED',
+      `backend ${this.backend} failed while polling: ${errnoName(errno)}`,
+      { errno, syscall: 'poll' },
+    );
+    this.fallbackHistory.push({
+      backend: this.backend,
+      attempt: 1,
+      cause: error.message,
+      at: Date.now(),
+      phase: 'runtime',
+    });
     for (const slot of this.slots) if (slot instanceof Connection) slot.destroy(error);
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
@@ -520,7 +609,9 @@ interface OpenedBackend {
 
 function candidates(config: ResolvedConfig): { name: BackendName; attempts: number }[] {
   const primary: BackendName[] =
-    config.ioModel === 'auto' ? [...(AUTO_ORDER[process.platform] ?? ['select', 'blocking_io'])] : [config.ioModel];
+    config.ioModel === 'auto'
+      ? [...(AUTO_ORDER[process.platform] ?? ['select', 'blocking_io'])]
+      : [config.ioModel];
   const list = primary.map((name) => ({ name, attempts: config.retry.maxAttempts }));
   for (const name of config.retry.fallback) {
     if (!list.some((c) => c.name === name)) list.push({ name, attempts: 1 });
@@ -539,7 +630,13 @@ function openBackend(
   for (const { name, attempts } of candidates(config)) {
     const backend = getBackend(name);
     if (!backend.isAvailable()) {
-      history.push({ backend: name, attempt: 1, cause: backend.unavailabilityCause() ?? 'unavailable', at: Date.now(), phase: 'startup' });
+      history.push({
+        backend: name,
+        attempt: 1,
+        cause: backend.unavailabilityCause() ?? 'unavailable',
+        at: Date.now(),
+        phase: 'startup',
+      });
       continue;
     }
     const addon = backend.addon();
@@ -556,7 +653,10 @@ function openBackend(
         return { name, addon, handle: new addon.NativeBackend(nativeOptions, onEvents), history };
       } catch (err) {
         const errno = (err as { errno?: number }).errno;
-        const cause = errno === undefined ? (err as Error).message : addon.probe(errno) || (err as Error).message;
+        const cause =
+          errno === undefined
+            ? (err as Error).message
+            : addon.probe(errno) || (err as Error).message;
         history.push({ backend: name, attempt, cause, at: Date.now(), phase: 'startup' });
       }
     }
@@ -582,7 +682,12 @@ function openBackend(
  * @throws {@link ConfigError} for an invalid configuration; {@link IomuxError}
  * `IOMUX_BACKEND_UNAVAILABLE` when no backend of the chain can run.
  */
-export function createReactor(config: ReactorConfig | SnakeCaseConfig | ResolvedConfig, options: ReactorOptions = {}): Reactor {
-  const resolved = isResolvedConfig(config) ? config : resolveConfig(config, options.env ?? process.env);
+export function createReactor(
+  config: ReactorConfig | SnakeCaseConfig | ResolvedConfig,
+  options: ReactorOptions = {},
+): Reactor {
+  const resolved = isResolvedConfig(config)
+    ? config
+    : resolveConfig(config, options.env ?? process.env);
   return new Reactor(resolved, options);
 }

@@ -3,13 +3,25 @@
 import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Connection, Reactor } from '../src/index.js';
-import { backendTitle, backends, fdCount, netConnect, netRoundTrip, pattern, reactorOn, sleep, until } from './helpers.js';
+import {
+  backendTitle,
+  backends,
+  fdCount,
+  netConnect,
+  netRoundTrip,
+  pattern,
+  reactorOn,
+  sleep,
+  until,
+} from './helpers.js';
 
 function echo(conn: Connection): void {
   conn.on('data', (chunk) => {
     if (!conn.write(chunk)) {
       conn.pause();
-      conn.once('drain', () => conn.resume());
+      conn.once('drain', () => {
+        conn.resume();
+      });
     }
   });
 }
@@ -32,11 +44,18 @@ describe.each(backends)('conformance: $name', (backend) => {
     await reactor.close();
     expect(reactor.closed).toBe(true);
     // Every socket, the kernel object and its wake-up fds are gone.
-    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore} (now ${fdCount()})`);
+    await until(
+      () => fdCount() <= fdsBefore,
+      5000,
+      `fd count back to ${fdsBefore} (now ${fdCount()})`,
+    );
   });
 
   it(`runs here: ${backendTitle(backend)}`, () => {
-    if (!backend.available) return void expect(backend.cause).not.toBe('');
+    if (!backend.available) {
+      expect(backend.cause).not.toBe('');
+      return;
+    }
     expect(reactor.backend).toBe(backend.name);
   });
 
@@ -49,18 +68,23 @@ describe.each(backends)('conformance: $name', (backend) => {
     await until(() => reactor.connectionCount() === 0, 10_000, 'connections to close');
   });
 
-  run.each([1, 64, 1024, 65_536, 1_048_576, 4 * 1_048_576])('echoes %i bytes byte-exact', async (size) => {
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
-    const payload = pattern(size, size);
-    const echoed = await netRoundTrip(listener.port, payload);
-    expect(echoed.length).toBe(size);
-    expect(echoed.equals(payload)).toBe(true);
-  });
+  run.each([1, 64, 1024, 65_536, 1_048_576, 4 * 1_048_576])(
+    'echoes %i bytes byte-exact',
+    async (size) => {
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
+      const payload = pattern(size, size);
+      const echoed = await netRoundTrip(listener.port, payload);
+      expect(echoed.length).toBe(size);
+      expect(echoed.equals(payload)).toBe(true);
+    },
+  );
 
   run('serves 1000 concurrent connections', async () => {
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0, backlog: 1024 }, echo);
     const results = await Promise.all(
-      Array.from({ length: 1000 }, (_, i) => netRoundTrip(listener.port, pattern(256, i + 1)).then((b) => b.equals(pattern(256, i + 1)))),
+      Array.from({ length: 1000 }, (_, i) =>
+        netRoundTrip(listener.port, pattern(256, i + 1)).then((b) => b.equals(pattern(256, i + 1))),
+      ),
     );
     expect(results.filter(Boolean).length).toBe(1000);
     expect(reactor.stats().accepted).toBeGreaterThanOrEqual(1000);
@@ -167,8 +191,15 @@ describe.each(backends)('conformance: $name', (backend) => {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as net.AddressInfo).port;
-    await new Promise<void>((r) => server.close(() => r()));
-    await expect(reactor.connect({ host: '127.0.0.1', port })).rejects.toMatchObject({ code: 'ECONNREFUSED', syscall: 'connect' });
+    await new Promise<void>((r) =>
+      server.close(() => {
+        r();
+      }),
+    );
+    await expect(reactor.connect({ host: '127.0.0.1', port })).rejects.toMatchObject({
+      code: 'ECONNREFUSED',
+      syscall: 'connect',
+    });
   });
 
   run('rejects a taken port with EADDRINUSE', async () => {
@@ -176,9 +207,15 @@ describe.each(backends)('conformance: $name', (backend) => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as net.AddressInfo).port;
     try {
-      await expect(reactor.listen({ host: '127.0.0.1', port }, () => undefined)).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      await expect(
+        reactor.listen({ host: '127.0.0.1', port }, () => undefined),
+      ).rejects.toMatchObject({ code: 'EADDRINUSE' });
     } finally {
-      await new Promise<void>((r) => server.close(() => r()));
+      await new Promise<void>((r) =>
+        server.close(() => {
+          r();
+        }),
+      );
     }
   });
 
@@ -291,9 +328,13 @@ describe.each(backends)('conformance: $name', (backend) => {
 
   run('rejects API misuse with typed errors', async () => {
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
-    await expect(reactor.listen({ port: 70000 }, () => undefined)).rejects.toMatchObject({ code: 'IOMUX_INVALID_ARGUMENT' });
+    await expect(reactor.listen({ port: 70000 }, () => undefined)).rejects.toMatchObject({
+      code: 'IOMUX_INVALID_ARGUMENT',
+    });
     const client = await reactor.connect({ port: listener.port });
     client.end();
-    expect(() => client.write('x')).toThrow(expect.objectContaining({ code: 'IOMUX_WRITE_AFTER_END' }) as Error);
+    expect(() => client.write('x')).toThrow(
+      expect.objectContaining({ code: 'IOMUX_WRITE_AFTER_END' }) as Error,
+    );
   });
 });

@@ -1,6 +1,12 @@
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { createReactor, getBackend, type BackendName, type Reactor, type ReactorOptions } from '../src/index.js';
+import {
+  createReactor,
+  getBackend,
+  type BackendName,
+  type Reactor,
+  type ReactorOptions,
+} from '../src/index.js';
 import { BACKEND_NAMES } from '../src/config.js';
 
 /** Open fds of this process, to prove a test leaked none. */
@@ -43,7 +49,11 @@ export function pattern(size: number, seed = 1): Buffer {
 }
 
 /** Connects a node:net client, sends `payload`, resolves with the first `expect` bytes echoed. */
-export function netRoundTrip(port: number, payload: Buffer, expect = payload.length): Promise<Buffer> {
+export function netRoundTrip(
+  port: number,
+  payload: Buffer,
+  expect = payload.length,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ port, host: '127.0.0.1' });
     const chunks: Buffer[] = [];
@@ -64,13 +74,19 @@ export function netRoundTrip(port: number, payload: Buffer, expect = payload.len
 /** Opens a node:net connection and waits until it is established. */
 export function netConnect(port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1' }, () => resolve(socket));
+    const socket = net.connect({ port, host: '127.0.0.1' }, () => {
+      resolve(socket);
+    });
     socket.once('error', reject);
   });
 }
 
 /** Resolves when `check()` is true, polling every few ms; rejects after `timeoutMs`. */
-export async function until(check: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+export async function until(
+  check: () => boolean,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

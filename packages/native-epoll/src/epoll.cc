@@ -24,7 +24,9 @@ class EpollPoller final : public Poller {
   ~EpollPoller() override { close_fd(epfd_); }
 
   int wait_fd() const override { return epfd_; }
-  int add(int fd, int token, uint8_t interest) override { return ctl(EPOLL_CTL_ADD, fd, token, interest); }
+  int add(int fd, int token, uint8_t interest) override {
+    return ctl(EPOLL_CTL_ADD, fd, token, interest);
+  }
   int modify(int fd, int token, uint8_t interest) override {
     return ctl(EPOLL_CTL_MOD, fd, token, interest);
   }
