@@ -38,6 +38,16 @@ bool parse_ip(const std::string& host, int port, sockaddr_storage* out, socklen_
   return false;
 }
 
+// Flag bits of a detached socket, as exchanged with JS.
+constexpr uint32_t kListener = 1;
+constexpr uint32_t kConnecting = 2;
+constexpr uint32_t kPaused = 4;
+constexpr uint32_t kReadEof = 8;
+constexpr uint32_t kShutdownRequested = 16;
+constexpr uint32_t kWriteShut = 32;
+constexpr uint32_t kDrainPending = 64;
+constexpr uint32_t kEofUndelivered = 128;
+
 class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -58,6 +68,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                            InstanceMethod<&NativeBackend::Unref>("unref"),
                            InstanceMethod<&NativeBackend::Counters>("counters"),
                            InstanceMethod<&NativeBackend::Close>("close"),
+                           InstanceMethod<&NativeBackend::Detach>("detach"),
+                           InstanceMethod<&NativeBackend::Adopt>("adopt"),
                            InstanceAccessor<&NativeBackend::Events>("events"),
                        });
   }
@@ -83,6 +95,11 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     int error = options.Has("faultSetupErrno")
                     ? -options.Get("faultSetupErrno").ToNumber().Int32Value()
                     : 0;
+    if (options.Has("faultAfterBytes")) {
+      fault_after_bytes_ = options.Get("faultAfterBytes").ToNumber().Int64Value();
+      fault_poll_errno_ = options.Get("faultPollErrno").ToNumber().Int32Value();
+      if (fault_poll_errno_ <= 0) fault_poll_errno_ = EIO;
+    }
     if (options.Has("faultPollAfter")) {
       fault_poll_after_ = options.Get("faultPollAfter").ToNumber().Int64Value();
       fault_poll_errno_ = options.Get("faultPollErrno").ToNumber().Int32Value();
@@ -281,6 +298,47 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return info.Env().Undefined();
   }
 
+  // detach(id) -> [fd, flags, unsent: Buffer, undelivered: Buffer] | -errno
+  Napi::Value Detach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    DetachedSocket socket;
+    int rc = engine_->detach(IdArg(info), &socket);
+    if (rc < 0) return Result(env, rc);
+    uint32_t flags = (socket.listener ? kListener : 0u) | (socket.connecting ? kConnecting : 0u) |
+                     (socket.paused ? kPaused : 0u) | (socket.read_eof ? kReadEof : 0u) |
+                     (socket.shutdown_requested ? kShutdownRequested : 0u) |
+                     (socket.write_shut ? kWriteShut : 0u) |
+                     (socket.drain_pending ? kDrainPending : 0u) |
+                     (socket.eof_undelivered ? kEofUndelivered : 0u);
+    Napi::Array out = Napi::Array::New(env, 4);
+    out.Set(0u, Napi::Number::New(env, socket.fd));
+    out.Set(1u, Napi::Number::New(env, flags));
+    out.Set(2u, Napi::Buffer<uint8_t>::Copy(env, socket.unsent.data(), socket.unsent.size()));
+    out.Set(3u,
+            Napi::Buffer<uint8_t>::Copy(env, socket.undelivered.data(), socket.undelivered.size()));
+    return out;
+  }
+
+  // adopt(fd, flags, unsent: Buffer) -> new id | -errno
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    DetachedSocket socket;
+    socket.fd = info[0].As<Napi::Number>().Int32Value();
+    uint32_t flags = info[1].As<Napi::Number>().Uint32Value();
+    socket.listener = (flags & kListener) != 0;
+    socket.connecting = (flags & kConnecting) != 0;
+    socket.paused = (flags & kPaused) != 0;
+    socket.read_eof = (flags & (kReadEof | kEofUndelivered)) != 0;
+    socket.shutdown_requested = (flags & kShutdownRequested) != 0;
+    socket.write_shut = (flags & kWriteShut) != 0;
+    socket.drain_pending = (flags & kDrainPending) != 0;
+    Napi::Uint8Array unsent = info[2].As<Napi::Uint8Array>();
+    socket.unsent.assign(unsent.Data(), unsent.Data() + unsent.ByteLength());
+    return Result(env, engine_->adopt(std::move(socket)));
+  }
+
   void Teardown() {
     if (poll_handle_ != nullptr) {
       uv_poll_stop(poll_handle_);
@@ -305,7 +363,10 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     if (dispatching_) return 0;
     sink_.reset();
     int count;
-    if (fault_poll_after_ >= 0 && polls_done_ >= fault_poll_after_) {
+    bool fault = (fault_poll_after_ >= 0 && polls_done_ >= fault_poll_after_) ||
+                 (fault_after_bytes_ >= 0 &&
+                  engine_->counters().bytes_read >= static_cast<uint64_t>(fault_after_bytes_));
+    if (fault) {
       count = -fault_poll_errno_;
     } else {
       ++polls_done_;
@@ -349,6 +410,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   bool dispatching_ = false;
   int64_t polls_done_ = 0;
   int64_t fault_poll_after_ = -1;
+  int64_t fault_after_bytes_ = -1;
   int fault_poll_errno_ = 0;
 };
 
@@ -373,6 +435,7 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
   constants.Set("CLOSE", static_cast<int>(kEventClose));
   constants.Set("ACCEPT_ERROR", static_cast<int>(kEventAcceptError));
   constants.Set("EVENT_INTS", static_cast<int>(kEventInts));
+  constants.Set("EOF_UNDELIVERED", kEofUndelivered);
   exports.Set("events", constants);
   return exports;
 }

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 
 #include "socket_util.h"
 
@@ -303,6 +304,60 @@ int ReadinessEngine::update_interest(int id) {
   }
   if (rc == 0) s->interest = want;
   return rc;
+}
+
+// Readiness engines read straight into the batch, so nothing read is ever held back here.
+int ReadinessEngine::detach(int id, DetachedSocket* out) {
+  Socket* s = sockets_.get(id);
+  if (s == nullptr) return -EBADF;
+  // The poller may be the thing that failed; the fd is handed over either way.
+  if (s->interest != kInterestNone) (void)poller_->remove(s->fd);
+  out->fd = s->fd;
+  out->listener = s->listener;
+  out->connecting = s->connecting;
+  out->paused = s->paused;
+  out->read_eof = s->read_eof;
+  out->shutdown_requested = s->shutdown_requested;
+  out->write_shut = s->write_shut;
+  out->drain_pending = s->drain_pending;
+  out->unsent.reserve(s->queue.size());
+  iovec iov[kMaxIov];
+  while (!s->queue.empty()) {
+    int count = s->queue.gather(iov, kMaxIov);
+    size_t round = 0;
+    for (int i = 0; i < count; ++i) {
+      const auto* bytes = static_cast<const uint8_t*>(iov[i].iov_base);
+      out->unsent.insert(out->unsent.end(), bytes, bytes + iov[i].iov_len);
+      round += iov[i].iov_len;
+    }
+    s->queue.consume(round);
+  }
+  sockets_.release(id);
+  return 0;
+}
+
+int ReadinessEngine::adopt(DetachedSocket&& socket) {
+  int id = sockets_.alloc();
+  if (id < 0) return id;
+  Socket* s = sockets_.get(id);
+  s->fd = socket.fd;
+  s->listener = socket.listener;
+  s->connecting = socket.connecting;
+  s->paused = socket.paused;
+  s->read_eof = socket.read_eof;
+  s->shutdown_requested = socket.shutdown_requested;
+  s->write_shut = socket.write_shut;
+  s->drain_pending = socket.drain_pending;
+  if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) {
+    sockets_.release(id);
+    return -ENOMEM;
+  }
+  int rc = update_interest(id);
+  if (rc != 0) {
+    sockets_.release(id);
+    return rc;
+  }
+  return id;
 }
 
 void ReadinessEngine::close_socket(int id) {

@@ -53,6 +53,8 @@ class ReadinessEngine final : public Engine {
   int destroy(int id) override;
   int address(int id, bool peer, sockaddr_storage* out, socklen_t* len) override;
   const Counters& counters() const override { return counters_; }
+  int detach(int id, DetachedSocket* out) override;
+  int adopt(DetachedSocket&& socket) override;
 
  private:
   struct Socket {

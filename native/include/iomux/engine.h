@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace iomux {
 
@@ -90,6 +91,23 @@ struct ListenRequest {
   bool ipv6_only = false;
 };
 
+// A socket handed from a failing engine to its successor (runtime fallback). The fd stays open;
+// everything the first engine knew about the socket travels with it, so no byte is lost,
+// duplicated or reordered.
+struct DetachedSocket {
+  int fd = -1;
+  bool listener = false;
+  bool connecting = false;
+  bool paused = false;
+  bool read_eof = false;  // EOF seen; the END event was already delivered
+  bool shutdown_requested = false;
+  bool write_shut = false;
+  bool drain_pending = false;
+  std::vector<uint8_t> unsent;       // queued writes, in order
+  std::vector<uint8_t> undelivered;  // bytes read from the kernel but not yet delivered to JS
+  bool eof_undelivered = false;      // EOF read from the kernel but END not yet delivered
+};
+
 // Result of Engine::shutdown: whether the socket is already fully closed.
 enum class ShutdownResult { kPending, kClosed };
 
@@ -129,6 +147,12 @@ class Engine {
   virtual int address(int id, bool peer, sockaddr_storage* out, socklen_t* len) = 0;
 
   virtual const Counters& counters() const = 0;
+
+  // Runtime fallback. detach() makes the engine forget a socket without closing its fd (in-flight
+  // kernel operations are cancelled and accounted for first); the id is released. adopt() takes
+  // over such a socket and returns its new id. Both return -errno on failure.
+  virtual int detach(int id, DetachedSocket* out) = 0;
+  virtual int adopt(DetachedSocket&& socket) = 0;
 };
 
 // Each backend package defines these two in its kernel-facing file.

@@ -31,6 +31,8 @@ export interface NativeEventCodes {
   readonly ACCEPT_ERROR: number;
   /** int32 per event record (4). */
   readonly EVENT_INTS: number;
+  /** Flag bit of {@link NativeBackendHandle.detach}: the backend read EOF but did not deliver END. */
+  readonly EOF_UNDELIVERED: number;
 }
 
 /** Cumulative counters a native backend keeps. */
@@ -65,6 +67,8 @@ export interface NativeBackendOptions {
   faultSetupErrno?: number;
   /** Fault injection: fail every poll after this many successful ones... */
   faultPollAfter?: number;
+  /** Fault injection: ...or once this many bytes were read... */
+  faultAfterBytes?: number;
   /** ...with this errno (default EIO). */
   faultPollErrno?: number;
 }
@@ -118,6 +122,13 @@ export interface NativeBackendHandle {
   counters(): NativeCounters;
   /** Closes every socket and the kernel object; the handle is unusable afterwards. */
   close(): void;
+  /**
+   * Runtime fallback: forgets a socket without closing it. Returns `[fd, flags, unsent,
+   * undelivered]`: the fd, state flags, bytes still to send, and bytes read but not delivered.
+   */
+  detach(id: number): [number, number, Buffer, Buffer] | number;
+  /** Takes over a detached socket (fd, flags, unsent bytes). Returns its new id or -errno. */
+  adopt(fd: number, flags: number, unsent: Uint8Array): number;
 }
 
 /** What a backend package's loader returns: its compiled addon. */

@@ -56,8 +56,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private remoteEnded = false;
   private isClosed = false;
 
-  /** Backend id of the socket; ids are reused after close. */
-  readonly id: number;
+  /** Backend id of the socket; ids are reused after close, and change on a runtime fallback. */
+  id: number;
 
   /** @internal */
   constructor(host: ConnectionHost, id: number) {
@@ -203,6 +203,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.remoteEnded = true;
     this.emit('end');
     if (!this.host.allowHalfOpen) this.end();
+  }
+
+  /** @internal The backend failed and this socket could not be moved. */
+  lost(error: IomuxError): void {
+    this.finish(error, true);
   }
 
   /** @internal */

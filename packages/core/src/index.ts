@@ -8,6 +8,7 @@ export type {
   FallbackRecord,
   FaultInjection,
   ListenerEvents,
+  MigrationSummary,
   ListenOptions,
   Logger,
   ReactorEvents,

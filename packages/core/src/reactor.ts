@@ -1,4 +1,5 @@
 import { lookup } from 'node:dns/promises';
+import { closeSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
@@ -28,6 +29,8 @@ export interface FaultInjection {
   setup?: Partial<Record<BackendName, string | number>>;
   /** Make the backend's poll fail after this many successful polls. */
   pollAfter?: Partial<Record<BackendName, number>>;
+  /** Make the backend's poll fail once it has read this many bytes. */
+  afterBytes?: Partial<Record<BackendName, number>>;
   /** The errno a failing poll reports (default `EIO`). */
   pollErrno?: string | number;
 }
@@ -100,6 +103,18 @@ export interface FallbackRecord {
   at: number;
   /** At start-up, or while serving. */
   phase: 'startup' | 'runtime';
+  /** For a runtime fallback: where the sockets went, how many, and how long the move took. */
+  migration?: MigrationSummary;
+}
+
+/** What a runtime fallback moved. */
+export interface MigrationSummary {
+  /** The backend that took over. */
+  to: BackendName;
+  /** Listeners, connections and pending connects moved. */
+  sockets: number;
+  /** Time the move took, in ms. */
+  ms: number;
 }
 
 /** A snapshot of a reactor's counters. */
@@ -127,8 +142,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** @internal */
   constructor(
     private readonly reactor: Reactor,
-    /** Backend id. */
-    readonly id: number,
+    /** Backend id; it changes when a runtime fallback moves the listener to another backend. */
+    public id: number,
     /** Bound address. */
     readonly host: string,
     /** Bound port (the real one when 0 was asked for). */
@@ -230,23 +245,25 @@ async function resolveHost(host: string): Promise<string> {
  * {@link createReactor}.
  */
 export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHost {
-  /** Name of the backend in use. */
-  readonly backend: BackendName;
+  /** Name of the backend in use; changes when a runtime fallback happens. */
+  backend: BackendName;
   /** The validated configuration. */
   readonly config: ResolvedConfig;
   /** Backends that were tried and could not be used, oldest first. */
   readonly fallbackHistory: FallbackRecord[];
   /** @internal */
-  readonly native: NativeBackendHandle;
+  native: NativeBackendHandle;
   /** @internal */
   readonly highWaterMark: number;
   /** @internal */
   readonly allowHalfOpen: boolean;
 
-  private readonly codes: NativeEventCodes;
-  private readonly events: Int32Array;
+  private codes: NativeEventCodes;
+  private events: Int32Array;
+  private readonly options: ReactorOptions;
+  private readonly sizes: NativeSizes;
   private readonly closeTimeoutMs: number;
-  private readonly slots: Slot[] = [];
+  private slots: Slot[] = [];
   private connections = 0;
   private listeners_ = 0;
   private pendingConnects = 0;
@@ -255,6 +272,9 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private closing: Promise<void> | undefined;
   private isClosed = false;
   private waiters: ((count: number) => void)[] = [];
+  private readonly onEvents = (count: number, slab: Buffer | undefined): void => {
+    this.dispatch(count, slab);
+  };
   private readonly idleWaiters = new Set<() => void>();
 
   /** @internal Use {@link createReactor}. */
@@ -281,14 +301,9 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       readChunk,
       Math.max(DEFAULTS.slabBytes, readChunk),
     );
-    const opened = openBackend(
-      config,
-      options,
-      { maxEvents: config.maxEvents, readChunk, slabBytes },
-      (count, slab) => {
-        this.dispatch(count, slab);
-      },
-    );
+    this.options = options;
+    this.sizes = { maxEvents: config.maxEvents, readChunk, slabBytes };
+    const opened = openBackend(candidates(config), options, this.sizes, this.onEvents);
     this.backend = opened.name;
     this.native = opened.handle;
     this.codes = opened.addon.events;
@@ -581,22 +596,110 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     pending.resolve(connection);
   }
 
+  /**
+   * Runtime fallback: the backend's poll failed. Every listener, connection and pending connect
+   * moves to the next backend of the fallback chain with its fd, flags, unsent bytes and any bytes
+   * the old backend had read but not delivered; users see one `fallback` event.
+   */
   private backendFailed(errno: number): void {
-    this.native.stop();
-    const error = new IomuxError(
-      'IOMUX_BACKEND_FAILED',
-      `backend ${this.backend} failed while polling: ${errnoName(errno)}`,
-      { errno, syscall: 'poll' },
-    );
-    this.fallbackHistory.push({
-      backend: this.backend,
+    const old = this.native;
+    const failed = this.backend;
+    old.stop();
+    const cause = `poll failed: ${errnoName(errno)}`;
+    const record: FallbackRecord = {
+      backend: failed,
       attempt: 1,
-      cause: error.message,
+      cause,
       at: Date.now(),
       phase: 'runtime',
-    });
-    for (const slot of this.slots) if (slot instanceof Connection) slot.destroy(error);
+    };
+    this.fallbackHistory.push(record);
+    this.options.logger?.warn(
+      { backend: failed, cause },
+      'iomux backend failed while serving, migrating',
+    );
+    const chain = this.config.retry.fallback
+      .filter(
+        (name) =>
+          name !== failed &&
+          !this.fallbackHistory.some((r) => r.backend === name && r.phase === 'runtime'),
+      )
+      .map((name) => ({ name, attempts: 1 }));
+    let opened: OpenedBackend;
+    try {
+      opened = openBackend(chain, this.options, this.sizes, this.onEvents);
+    } catch (err) {
+      this.failAll(old, errno, err);
+      return;
+    }
+    this.fallbackHistory.push(...opened.history);
+    const started = performance.now();
+    const flags = opened.addon.events;
+    const followUps: (() => void)[] = [];
+    const oldSlots = this.slots;
+    this.slots = [];
+    let moved = 0;
+    for (const [id, slot] of oldSlots.entries()) {
+      if (slot === undefined) continue;
+      const detached = old.detach(id);
+      const newId =
+        typeof detached === 'number'
+          ? detached
+          : opened.handle.adopt(detached[0], detached[1], detached[2]);
+      if (newId < 0) {
+        if (typeof detached !== 'number') closeSync(detached[0]);
+        this.lose(slot, socketError(newId, 'migrate'));
+        continue;
+      }
+      moved += 1;
+      this.slots[newId] = slot;
+      if (slot instanceof Connection || slot instanceof Listener) slot.id = newId;
+      if (typeof detached !== 'number' && slot instanceof Connection) {
+        const [, socketFlags, , undelivered] = detached;
+        if (undelivered.length > 0) followUps.push(() => { slot.onData(undelivered); });
+        if ((socketFlags & flags.EOF_UNDELIVERED) !== 0) followUps.push(() => { slot.onEnd(); });
+      }
+    }
+    old.close();
+    this.native = opened.handle;
+    this.backend = opened.name;
+    this.codes = opened.addon.events;
+    this.events = opened.handle.events;
+    this.referenced = false;
+    this.native.unref();
+    this.updateRef();
+    if (this.running || this.waiters.length > 0) this.native.start();
+    record.migration = { to: opened.name, sockets: moved, ms: performance.now() - started };
+    this.options.logger?.warn(
+      { from: failed, to: opened.name, sockets: moved },
+      'iomux runtime fallback done',
+    );
+    this.emit('fallback', record);
+    for (const followUp of followUps) followUp();
+  }
+
+  /** No backend could take over: every socket is closed with the failure. */
+  private failAll(old: NativeBackendHandle, errno: number, cause: unknown): void {
+    const error = new IomuxError(
+      'IOMUX_BACKEND_FAILED',
+      `backend ${this.backend} failed (${errnoName(errno)}) and no fallback could take over`,
+      { errno, syscall: 'poll', cause },
+    );
+    for (const [id, slot] of this.slots.entries()) {
+      if (slot === undefined) continue;
+      old.destroy(id);
+      this.lose(slot, error);
+    }
     if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  private lose(slot: Connection | Listener | PendingConnect, error: IomuxError): void {
+    if (slot instanceof Connection) slot.lost(error);
+    else if (slot instanceof Listener) slot.close();
+    else {
+      this.pendingConnects -= 1;
+      slot.reject(error);
+    }
   }
 }
 
@@ -606,6 +709,8 @@ interface OpenedBackend {
   handle: NativeBackendHandle;
   history: FallbackRecord[];
 }
+
+type NativeSizes = Pick<NativeBackendOptions, 'maxEvents' | 'readChunk' | 'slabBytes'>;
 
 function candidates(config: ResolvedConfig): { name: BackendName; attempts: number }[] {
   const primary: BackendName[] =
@@ -620,14 +725,14 @@ function candidates(config: ResolvedConfig): { name: BackendName; attempts: numb
 }
 
 function openBackend(
-  config: ResolvedConfig,
+  chain: readonly { name: BackendName; attempts: number }[],
   options: ReactorOptions,
-  sizes: Pick<NativeBackendOptions, 'maxEvents' | 'readChunk' | 'slabBytes'>,
+  sizes: NativeSizes,
   onEvents: (count: number, slab: Buffer | undefined) => void,
 ): OpenedBackend {
   const history: FallbackRecord[] = [];
   const faults = options.faults ?? {};
-  for (const { name, attempts } of candidates(config)) {
+  for (const { name, attempts } of chain) {
     const backend = getBackend(name);
     if (!backend.isAvailable()) {
       history.push({
@@ -644,10 +749,11 @@ function openBackend(
     const pollAfter = faults.pollAfter?.[name];
     const nativeOptions: NativeBackendOptions = { ...sizes };
     if (setupFault !== undefined) nativeOptions.faultSetupErrno = errnoOf(setupFault);
-    if (pollAfter !== undefined) {
-      nativeOptions.faultPollAfter = pollAfter;
+    const afterBytes = faults.afterBytes?.[name];
+    if (pollAfter !== undefined) nativeOptions.faultPollAfter = pollAfter;
+    if (afterBytes !== undefined) nativeOptions.faultAfterBytes = afterBytes;
+    if (pollAfter !== undefined || afterBytes !== undefined)
       nativeOptions.faultPollErrno = errnoOf(faults.pollErrno ?? 'EIO');
-    }
     for (let attempt = 1; attempt <= attempts; attempt += 1) {
       try {
         return { name, addon, handle: new addon.NativeBackend(nativeOptions, onEvents), history };
