@@ -10,6 +10,8 @@ export interface ConnectionHost {
   readonly highWaterMark: number;
   /** Keep our side open after the peer ends. */
   readonly allowHalfOpen: boolean;
+  /** Counts a write() that returned false. */
+  noteBackpressure(): void;
   /** Called once when the connection is closed, to drop it from the reactor's table. */
   forget(id: number): void;
 }
@@ -144,6 +146,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.queuedBytes = queued;
     if (queued >= this.host.highWaterMark) {
       this.needDrain = true;
+      this.host.noteBackpressure();
       return false;
     }
     return true;

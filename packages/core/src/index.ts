@@ -50,5 +50,7 @@ export type {
   NativeEventCodes,
   NativeEventsCallback,
 } from './backend.js';
+export { channels, ReactorMetrics } from './metrics.js';
+export type { HistogramSummary, MetricsSnapshot, PollMessage, PollObserver } from './metrics.js';
 export { ConfigError, IomuxError, errnoName, socketError } from './errors.js';
 export type { IomuxErrorCode } from './errors.js';

@@ -22,6 +22,7 @@ import {
 } from './config.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { IomuxError, errnoName, socketError } from './errors.js';
+import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
 /** Faults to inject, for tests and for rehearsing failure. */
 export interface FaultInjection {
@@ -272,6 +273,20 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private closing: Promise<void> | undefined;
   private isClosed = false;
   private waiters: ((count: number) => void)[] = [];
+  private readonly metricsState = new ReactorMetrics();
+  /** Counters of backends replaced by a runtime fallback, so totals survive the switch. */
+  private readonly retired: NativeCounters = {
+    polls: 0,
+    events: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    accepted: 0,
+    closed: 0,
+    writesQueued: 0,
+    acceptErrors: 0,
+  };
+  private lastBatchAt = performance.now();
+  private readonly debugPolls: boolean;
   private readonly onEvents = (count: number, slab: Buffer | undefined): void => {
     this.dispatch(count, slab);
   };
@@ -302,6 +317,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       Math.max(DEFAULTS.slabBytes, readChunk),
     );
     this.options = options;
+    const logger = options.logger;
+    this.debugPolls = logger !== undefined && (logger.isLevelEnabled?.('debug') ?? true);
     this.sizes = { maxEvents: config.maxEvents, readChunk, slabBytes };
     const opened = openBackend(candidates(config), options, this.sizes, this.onEvents);
     this.backend = opened.name;
@@ -310,6 +327,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     this.events = this.native.events;
     this.fallbackHistory = opened.history;
     for (const record of opened.history) {
+      if (channels.fallback.hasSubscribers) channels.fallback.publish(record);
       options.logger?.warn(
         { backend: record.backend, attempt: record.attempt, cause: record.cause },
         'iomux backend unavailable, falling back',
@@ -382,11 +400,57 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   /** Counters of the backend and the reactor. */
   stats(): ReactorStats {
     return {
-      ...this.native.counters(),
+      ...this.totals(),
       backend: this.backend,
       connections: this.connections,
       listeners: this.listeners_,
     };
+  }
+
+  /**
+   * A snapshot of the reactor's metrics: the spec's `io_events_processed` counter and
+   * `io_wait_duration_ms` histogram, plus connections, bytes, queued writes, backpressure and
+   * fallbacks. Cheap enough to call every second.
+   */
+  metrics(): MetricsSnapshot {
+    const c = this.totals();
+    return {
+      backend: this.backend,
+      io_events_processed: this.metricsState.events,
+      io_wait_duration_ms: this.metricsState.waitSummary(),
+      polls: this.metricsState.batches,
+      connections_open: this.connections,
+      connections_accepted: c.accepted,
+      connections_closed: c.closed,
+      bytes_in: c.bytesRead,
+      bytes_out: c.bytesWritten,
+      writes_queued: c.writesQueued,
+      backpressure_events: this.metricsState.backpressureEvents,
+      accept_errors: c.acceptErrors,
+      fallbacks: this.fallbackHistory.length,
+    };
+  }
+
+  /**
+   * Calls `observer(eventsCount, waitMs)` for every batch until the returned function is called.
+   * The metrics adapters use this; it costs nothing while no observer is attached.
+   */
+  observePolls(observer: PollObserver): () => void {
+    this.metricsState.observers.add(observer);
+    return () => this.metricsState.observers.delete(observer);
+  }
+
+  /** Native counters of this backend plus those of backends a runtime fallback replaced. */
+  private totals(): NativeCounters {
+    const c = this.native.counters();
+    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
+      c[key] += this.retired[key];
+    return c;
+  }
+
+  /** @internal */
+  noteBackpressure(): void {
+    this.metricsState.backpressureEvents += 1;
   }
 
   /** True while events are dispatched from Node's loop as they arrive. */
@@ -485,7 +549,12 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
 
   /** @internal */
   forget(id: number): void {
-    if (this.slots[id] instanceof Connection) this.connections -= 1;
+    const slot = this.slots[id];
+    if (slot instanceof Connection) {
+      this.connections -= 1;
+      if (channels.connectionClose.hasSubscribers)
+        channels.connectionClose.publish({ backend: this.backend, id, error: slot.error });
+    }
     this.forgetSlot(id);
     if (this.connections === 0) for (const done of this.idleWaiters) done();
   }
@@ -524,6 +593,16 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       this.backendFailed(-count);
       return;
     }
+    const startedAt = performance.now();
+    const waitMs = startedAt - this.lastBatchAt;
+    this.metricsState.recordBatch(count, waitMs);
+    if (this.debugPolls)
+      this.options.logger!.debug(
+        { events_count: count, wait_time_ms: waitMs, backend: this.backend },
+        'iomux poll',
+      );
+    if (channels.poll.hasSubscribers)
+      channels.poll.publish({ backend: this.backend, events_count: count, wait_time_ms: waitMs });
     const events = this.events;
     const codes = this.codes;
     for (let i = 0, p = 0; i < count; i += 1, p += 4) {
@@ -559,6 +638,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
         });
       }
     }
+    this.lastBatchAt = performance.now();
     if (this.waiters.length > 0) {
       const waiters = this.waiters;
       this.waiters = [];
@@ -577,6 +657,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     this.slots[id] = connection;
     this.connections += 1;
     this.updateRef();
+    if (channels.connectionOpen.hasSubscribers)
+      channels.connectionOpen.publish({ backend: this.backend, id, kind: 'accepted' });
     listener.onConnection(connection);
   }
 
@@ -593,6 +675,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     this.slots[id] = connection;
     this.connections += 1;
     this.updateRef();
+    if (channels.connectionOpen.hasSubscribers)
+      channels.connectionOpen.publish({ backend: this.backend, id, kind: 'connected' });
     pending.resolve(connection);
   }
 
@@ -656,10 +740,19 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       if (slot instanceof Connection || slot instanceof Listener) slot.id = newId;
       if (typeof detached !== 'number' && slot instanceof Connection) {
         const [, socketFlags, , undelivered] = detached;
-        if (undelivered.length > 0) followUps.push(() => { slot.onData(undelivered); });
-        if ((socketFlags & flags.EOF_UNDELIVERED) !== 0) followUps.push(() => { slot.onEnd(); });
+        if (undelivered.length > 0)
+          followUps.push(() => {
+            slot.onData(undelivered);
+          });
+        if ((socketFlags & flags.EOF_UNDELIVERED) !== 0)
+          followUps.push(() => {
+            slot.onEnd();
+          });
       }
     }
+    const oldCounters = old.counters();
+    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
+      this.retired[key] += oldCounters[key];
     old.close();
     this.native = opened.handle;
     this.backend = opened.name;
@@ -674,6 +767,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       { from: failed, to: opened.name, sockets: moved },
       'iomux runtime fallback done',
     );
+    if (channels.fallback.hasSubscribers) channels.fallback.publish(record);
     this.emit('fallback', record);
     for (const followUp of followUps) followUp();
   }

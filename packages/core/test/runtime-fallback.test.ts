@@ -14,7 +14,9 @@ function echo(conn: Connection): void {
   conn.on('data', (chunk) => {
     if (!conn.write(chunk)) {
       conn.pause();
-      conn.once('drain', () => { conn.resume(); });
+      conn.once('drain', () => {
+        conn.resume();
+      });
     }
   });
 }
@@ -53,7 +55,7 @@ function streamClient(
   });
 }
 
-const pairs: [BackendName, BackendName, number][] = [
+const pairs: ['epoll' | 'io_uring', BackendName, number][] = [
   ['epoll', 'select', 300],
   ['epoll', 'blocking_io', 1000],
   ['io_uring', 'select', 300],
