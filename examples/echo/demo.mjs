@@ -44,5 +44,10 @@ console.log(
   `\ndone: ${fmt(result.roundTrips)} round trips in ${result.seconds.toFixed(1)} s = ${fmt(result.roundTrips / result.seconds)}/s, ` +
     `${result.mismatches} mismatched bytes, ${result.errors} errors`,
 );
+const m = reactor.metrics();
+console.log(
+  `metrics: io_events_processed ${m.io_events_processed}, io_wait_duration_ms p50 ${m.io_wait_duration_ms.p50.toFixed(3)} ` +
+    `p99 ${m.io_wait_duration_ms.p99.toFixed(3)}, backpressure ${m.backpressure_events}, fallbacks ${m.fallbacks}`,
+);
 await reactor.close();
 process.exitCode = result.mismatches === 0 && result.errors === 0 ? 0 : 1;
