@@ -54,3 +54,5 @@ export { channels, ReactorMetrics } from './metrics.js';
 export type { HistogramSummary, MetricsSnapshot, PollMessage, PollObserver } from './metrics.js';
 export { ConfigError, IomuxError, errnoName, socketError } from './errors.js';
 export type { IomuxErrorCode } from './errors.js';
+export { startCluster } from './cluster.js';
+export type { Cluster, ClusterOptions } from './cluster.js';

@@ -1,0 +1,47 @@
+// Multi-core: N reactors in worker threads sharing one port with SO_REUSEPORT. Uses the built
+// package (dist), because worker threads load plain JavaScript.
+import { describe, expect, it } from 'vitest';
+import { startCluster } from '../dist/index.js';
+import { backends, netRoundTrip, pattern } from './helpers.js';
+
+const epoll = backends.find((b) => b.name === 'epoll')!;
+
+describe('startCluster', () => {
+  it.skipIf(!epoll.available)(
+    'spreads connections over reactors sharing a port and sums their metrics',
+    async () => {
+      const cluster = await startCluster({
+        module: new URL('./fixtures/echo-worker.mjs', import.meta.url),
+        port: 0,
+        host: '127.0.0.1',
+        workers: 2,
+        config: { ioModel: 'epoll' },
+      });
+      try {
+        expect(cluster.size).toBe(2);
+        expect(cluster.backends).toEqual(['epoll', 'epoll']);
+        const results = await Promise.all(
+          Array.from({ length: 200 }, (_, i) =>
+            netRoundTrip(cluster.port, pattern(100, i + 1)).then((b) =>
+              b.equals(pattern(100, i + 1)),
+            ),
+          ),
+        );
+        expect(results.every(Boolean)).toBe(true);
+        const { total, workers } = await cluster.metrics();
+        expect(total.connections_accepted).toBe(200);
+        expect(total.bytes_in).toBe(200 * 100);
+        // The kernel's SO_REUSEPORT hash gives each reactor a share.
+        for (const w of workers) expect(w.connections_accepted).toBeGreaterThan(20);
+      } finally {
+        await cluster.close();
+      }
+    },
+  );
+
+  it('rejects a bad worker count', async () => {
+    await expect(startCluster({ module: 'x.mjs', port: 0, workers: 0 })).rejects.toMatchObject({
+      code: 'IOMUX_INVALID_ARGUMENT',
+    });
+  });
+});
