@@ -24,6 +24,14 @@ export interface ClusterOptions {
   backlog?: number;
 }
 
+/** Result of {@link Cluster.metrics}. */
+export interface ClusterMetrics {
+  /** Counters summed over the workers; wait percentiles are the worst worker's. */
+  total: MetricsSnapshot;
+  /** Each worker's own snapshot, in worker order. */
+  workers: MetricsSnapshot[];
+}
+
 /** N reactors in worker threads sharing one port. */
 export interface Cluster {
   /** The shared port. */
@@ -33,7 +41,7 @@ export interface Cluster {
   /** Backends the workers run on, in worker order. */
   readonly backends: readonly string[];
   /** Metrics of every worker, and their sum. */
-  metrics(): Promise<{ total: MetricsSnapshot; workers: MetricsSnapshot[] }>;
+  metrics(): Promise<ClusterMetrics>;
   /** Closes every reactor gracefully and ends the threads. */
   close(): Promise<void>;
 }

@@ -55,4 +55,4 @@ export type { HistogramSummary, MetricsSnapshot, PollMessage, PollObserver } fro
 export { ConfigError, IomuxError, errnoName, socketError } from './errors.js';
 export type { IomuxErrorCode } from './errors.js';
 export { startCluster } from './cluster.js';
-export type { Cluster, ClusterOptions } from './cluster.js';
+export type { Cluster, ClusterMetrics, ClusterOptions } from './cluster.js';
