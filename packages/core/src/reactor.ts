@@ -68,6 +68,11 @@ export interface ReactorOptions {
   faults?: FaultInjection;
   /** A pino-compatible logger. Default: none. */
   logger?: Logger;
+  /**
+   * Time every batch for the `io_wait_duration_ms` histogram and the per-poll observers. Counters
+   * are kept natively either way. Default true.
+   */
+  metrics?: boolean;
 }
 
 /** Options of {@link Reactor.listen}. */
@@ -287,6 +292,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   };
   private lastBatchAt = performance.now();
   private readonly debugPolls: boolean;
+  private readonly timeBatches: boolean;
   private readonly onEvents = (count: number, slab: Buffer | undefined): void => {
     this.dispatch(count, slab);
   };
@@ -319,6 +325,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     this.options = options;
     const logger = options.logger;
     this.debugPolls = logger !== undefined && (logger.isLevelEnabled?.('debug') ?? true);
+    this.timeBatches = options.metrics ?? true;
     this.sizes = { maxEvents: config.maxEvents, readChunk, slabBytes };
     const opened = openBackend(candidates(config), options, this.sizes, this.onEvents);
     this.backend = opened.name;
@@ -416,9 +423,9 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     const c = this.totals();
     return {
       backend: this.backend,
-      io_events_processed: this.metricsState.events,
+      io_events_processed: c.events,
       io_wait_duration_ms: this.metricsState.waitSummary(),
-      polls: this.metricsState.batches,
+      polls: c.polls,
       connections_open: this.connections,
       connections_accepted: c.accepted,
       connections_closed: c.closed,
@@ -593,16 +600,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       this.backendFailed(-count);
       return;
     }
-    const startedAt = performance.now();
-    const waitMs = startedAt - this.lastBatchAt;
-    this.metricsState.recordBatch(count, waitMs);
-    if (this.debugPolls)
-      this.options.logger!.debug(
-        { events_count: count, wait_time_ms: waitMs, backend: this.backend },
-        'iomux poll',
-      );
-    if (channels.poll.hasSubscribers)
-      channels.poll.publish({ backend: this.backend, events_count: count, wait_time_ms: waitMs });
+    const observing = this.timeBatches || this.debugPolls || channels.poll.hasSubscribers;
+    if (observing) this.observeBatch(count);
     const events = this.events;
     const codes = this.codes;
     for (let i = 0, p = 0; i < count; i += 1, p += 4) {
@@ -638,13 +637,26 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
         });
       }
     }
-    this.lastBatchAt = performance.now();
+    if (observing) this.lastBatchAt = performance.now();
     if (this.waiters.length > 0) {
       const waiters = this.waiters;
       this.waiters = [];
       for (const waiter of waiters) waiter(count);
       if (!this.running && !this.isClosed) this.native.stop();
     }
+  }
+
+  private observeBatch(count: number): void {
+    const startedAt = performance.now();
+    const waitMs = startedAt - this.lastBatchAt;
+    if (this.timeBatches) this.metricsState.recordBatch(count, waitMs);
+    if (this.debugPolls)
+      this.options.logger!.debug(
+        { events_count: count, wait_time_ms: waitMs, backend: this.backend },
+        'iomux poll',
+      );
+    if (channels.poll.hasSubscribers)
+      channels.poll.publish({ backend: this.backend, events_count: count, wait_time_ms: waitMs });
   }
 
   private accepted(id: number, listenerId: number): void {
