@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <napi.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <cerrno>
@@ -47,6 +49,38 @@ constexpr uint32_t kShutdownRequested = 16;
 constexpr uint32_t kWriteShut = 32;
 constexpr uint32_t kDrainPending = 64;
 constexpr uint32_t kEofUndelivered = 128;
+constexpr uint32_t kDatagram = 256;
+
+// Socket options JS may set by name; -EINVAL for an unknown name or a bad address.
+int set_socket_option(int fd, const std::string& name, int value, const std::string& group,
+                      const std::string& iface) {
+  int rc;
+  if (name == "broadcast") {
+    rc = setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &value, sizeof(value));
+  } else if (name == "ttl") {
+    rc = setsockopt(fd, IPPROTO_IP, IP_TTL, &value, sizeof(value));
+  } else if (name == "multicastTTL") {
+    rc = setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &value, sizeof(value));
+  } else if (name == "multicastLoopback") {
+    rc = setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &value, sizeof(value));
+  } else if (name == "recvBufferSize") {
+    rc = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, sizeof(value));
+  } else if (name == "sendBufferSize") {
+    rc = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof(value));
+  } else if (name == "addMembership" || name == "dropMembership") {
+    ip_mreq request{};
+    if (inet_pton(AF_INET, group.c_str(), &request.imr_multiaddr) != 1) return -EINVAL;
+    request.imr_interface.s_addr = htonl(INADDR_ANY);
+    if (!iface.empty() && inet_pton(AF_INET, iface.c_str(), &request.imr_interface) != 1) {
+      return -EINVAL;
+    }
+    int option = name == "addMembership" ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP;
+    rc = setsockopt(fd, IPPROTO_IP, option, &request, sizeof(request));
+  } else {
+    return -EINVAL;
+  }
+  return rc == 0 ? 0 : -errno;
+}
 
 class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
  public:
@@ -70,6 +104,10 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                            InstanceMethod<&NativeBackend::Close>("close"),
                            InstanceMethod<&NativeBackend::Detach>("detach"),
                            InstanceMethod<&NativeBackend::Adopt>("adopt"),
+                           InstanceMethod<&NativeBackend::UdpOpen>("udpOpen"),
+                           InstanceMethod<&NativeBackend::UdpSend>("udpSend"),
+                           InstanceMethod<&NativeBackend::UdpConnect>("udpConnect"),
+                           InstanceMethod<&NativeBackend::SetOption>("setOption"),
                            InstanceAccessor<&NativeBackend::Events>("events"),
                        });
   }
@@ -305,22 +343,23 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     DetachedSocket socket;
     int rc = engine_->detach(IdArg(info), &socket);
     if (rc < 0) return Result(env, rc);
-    uint32_t flags = (socket.listener ? kListener : 0u) | (socket.connecting ? kConnecting : 0u) |
-                     (socket.paused ? kPaused : 0u) | (socket.read_eof ? kReadEof : 0u) |
-                     (socket.shutdown_requested ? kShutdownRequested : 0u) |
-                     (socket.write_shut ? kWriteShut : 0u) |
-                     (socket.drain_pending ? kDrainPending : 0u) |
-                     (socket.eof_undelivered ? kEofUndelivered : 0u);
-    Napi::Array out = Napi::Array::New(env, 4);
+    uint32_t flags =
+        (socket.listener ? kListener : 0u) | (socket.connecting ? kConnecting : 0u) |
+        (socket.paused ? kPaused : 0u) | (socket.read_eof ? kReadEof : 0u) |
+        (socket.shutdown_requested ? kShutdownRequested : 0u) |
+        (socket.write_shut ? kWriteShut : 0u) | (socket.drain_pending ? kDrainPending : 0u) |
+        (socket.eof_undelivered ? kEofUndelivered : 0u) | (socket.datagram ? kDatagram : 0u);
+    Napi::Array out = Napi::Array::New(env, 5);
     out.Set(0u, Napi::Number::New(env, socket.fd));
     out.Set(1u, Napi::Number::New(env, flags));
     out.Set(2u, Napi::Buffer<uint8_t>::Copy(env, socket.unsent.data(), socket.unsent.size()));
     out.Set(3u,
             Napi::Buffer<uint8_t>::Copy(env, socket.undelivered.data(), socket.undelivered.size()));
+    out.Set(4u, Napi::Number::New(env, static_cast<double>(socket.max_datagram)));
     return out;
   }
 
-  // adopt(fd, flags, unsent: Buffer) -> new id | -errno
+  // adopt(fd, flags, unsent: Buffer, maxDatagram) -> new id | -errno
   Napi::Value Adopt(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!engine_) return Closed(env);
@@ -334,9 +373,71 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     socket.shutdown_requested = (flags & kShutdownRequested) != 0;
     socket.write_shut = (flags & kWriteShut) != 0;
     socket.drain_pending = (flags & kDrainPending) != 0;
+    socket.datagram = (flags & kDatagram) != 0;
+    socket.max_datagram = static_cast<size_t>(info[3].ToNumber().Int64Value());
     Napi::Uint8Array unsent = info[2].As<Napi::Uint8Array>();
     socket.unsent.assign(unsent.Data(), unsent.Data() + unsent.ByteLength());
     return Result(env, engine_->adopt(std::move(socket)));
+  }
+
+  // udpOpen(host, port, reusePort, ipv6Only, maxDatagram) -> id | -errno
+  Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    UdpRequest request;
+    if (!parse_ip(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
+                  &request.addr, &request.addr_len)) {
+      return Result(env, -EINVAL);
+    }
+    request.reuse_port = info[2].ToBoolean().Value();
+    request.ipv6_only = info[3].ToBoolean().Value();
+    request.max_datagram = static_cast<size_t>(info[4].ToNumber().Int64Value());
+    return Result(env, engine_->udp_open(request));
+  }
+
+  // udpSend(id, host | null, port, buffer) -> 0 sent | 1 queued | -errno
+  Napi::Value UdpSend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    sockaddr_storage to;
+    socklen_t to_len = 0;
+    bool addressed = info[1].IsString();
+    if (addressed && !parse_ip(info[1].As<Napi::String>().Utf8Value(),
+                               info[2].As<Napi::Number>().Int32Value(), &to, &to_len)) {
+      return Result(env, -EINVAL);
+    }
+    Napi::Uint8Array data = info[3].As<Napi::Uint8Array>();
+    iovec iov{data.Data(), data.ByteLength()};
+    return Result(env, engine_->udp_send(IdArg(info), addressed ? &to : nullptr, to_len, &iov, 1));
+  }
+
+  // udpConnect(id, host, port) -> 0 | -errno: sets the default peer (UDP connect never blocks)
+  Napi::Value UdpConnect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    int fd = engine_->socket_fd(IdArg(info));
+    if (fd < 0) return Result(env, fd);
+    sockaddr_storage to;
+    socklen_t to_len = 0;
+    if (!parse_ip(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Int32Value(),
+                  &to, &to_len)) {
+      return Result(env, -EINVAL);
+    }
+    int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), to_len);
+    return Result(env, rc == 0 ? 0 : -errno);
+  }
+
+  // setOption(id, name, value, group?, interface?) -> 0 | -errno
+  Napi::Value SetOption(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    int fd = engine_->socket_fd(IdArg(info));
+    if (fd < 0) return Result(env, fd);
+    std::string name = info[1].As<Napi::String>().Utf8Value();
+    int value = info[2].ToNumber().Int32Value();
+    std::string group = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+    std::string iface = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+    return Result(env, set_socket_option(fd, name, value, group, iface));
   }
 
   void Teardown() {
@@ -436,6 +537,9 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
   constants.Set("ACCEPT_ERROR", static_cast<int>(kEventAcceptError));
   constants.Set("EVENT_INTS", static_cast<int>(kEventInts));
   constants.Set("EOF_UNDELIVERED", kEofUndelivered);
+  constants.Set("DATAGRAM", static_cast<int>(kEventDatagram));
+  constants.Set("DATAGRAM_TRUNCATED", static_cast<int>(kEventDatagramTruncated));
+  constants.Set("SEND_ERROR", static_cast<int>(kEventSendError));
   exports.Set("events", constants);
   return exports;
 }

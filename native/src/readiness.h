@@ -38,6 +38,12 @@ class Poller {
   virtual int wait(Readiness* out, int max) = 0;
 };
 
+struct PendingDatagram {
+  sockaddr_storage to;
+  socklen_t to_len;  // 0: the connected peer
+  std::vector<uint8_t> bytes;
+};
+
 class ReadinessEngine final : public Engine {
  public:
   ReadinessEngine(std::unique_ptr<Poller> poller, const EngineConfig& config);
@@ -55,6 +61,10 @@ class ReadinessEngine final : public Engine {
   const Counters& counters() const override { return counters_; }
   int detach(int id, DetachedSocket* out) override;
   int adopt(DetachedSocket&& socket) override;
+  int udp_open(const UdpRequest& request) override;
+  int udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
+               int count) override;
+  int socket_fd(int id) override;
 
  private:
   struct Socket {
@@ -66,9 +76,14 @@ class ReadinessEngine final : public Engine {
     bool shutdown_requested = false;
     bool write_shut = false;
     bool drain_pending = false;
+    bool datagram = false;
     uint8_t interest = kInterestNone;
     int fd = -1;
     WriteQueue queue;
+    // UDP only: datagrams waiting for the socket to become writable, bounded by kMaxOutbox.
+    std::vector<PendingDatagram> outbox;
+    size_t outbox_bytes = 0;
+    size_t max_datagram = 0;
   };
 
   int add_socket(int fd, bool listener, bool connecting, uint8_t interest);
@@ -83,6 +98,8 @@ class ReadinessEngine final : public Engine {
   void close_socket(int id);
   void fail(int id, int err, EventSink* sink);
   int shed_connection(int listen_fd, int err);
+  void receive_datagrams(int id, EventSink* sink);
+  void flush_datagrams(int id, EventSink* sink);
 
   std::unique_ptr<Poller> poller_;
   EngineConfig config_;

@@ -50,6 +50,25 @@ int open_listener(const ListenRequest& request) {
   return fd;
 }
 
+int open_datagram(const UdpRequest& request) {
+  int family = request.addr.ss_family;
+  int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int rc = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  if (rc == 0 && request.reuse_port) rc = set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+  if (rc == 0 && family == AF_INET6) {
+    rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, request.ipv6_only ? 1 : 0);
+  }
+  if (rc != 0) {
+    close_fd(fd);
+    return rc;
+  }
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&request.addr), request.addr_len) != 0) {
+    return fail_and_close(fd);
+  }
+  return fd;
+}
+
 int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;

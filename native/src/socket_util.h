@@ -12,6 +12,8 @@ namespace iomux {
 
 // Non-blocking, close-on-exec listening socket, bound and listening.
 int open_listener(const ListenRequest& request);
+// Non-blocking, close-on-exec UDP socket, bound.
+int open_datagram(const UdpRequest& request);
 // Non-blocking socket with a connect in progress (or done). TCP_NODELAY set.
 int open_connecting(const sockaddr_storage& addr, socklen_t addr_len);
 // Accepts one connection as non-blocking, close-on-exec, TCP_NODELAY.

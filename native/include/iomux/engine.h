@@ -34,7 +34,19 @@ enum EventType : int32_t {
   kEventDrain = 5,        // id: the write queue became empty
   kEventClose = 6,        // id: the socket is closed and the id released; a: 0 or errno
   kEventAcceptError = 7,  // id: listener, a: errno (EMFILE, ENFILE, ...); the listener stays open
+  kEventDatagram = 8,     // id: UDP socket, a: slab offset of a DatagramHeader + payload, b: length
+  kEventDatagramTruncated = 9,  // as kEventDatagram; the datagram was longer than max_datagram
+  kEventSendError = 10,         // id: UDP socket, a: errno of a queued datagram that failed
 };
+
+// Precedes each datagram's payload in the slab: the sender's address.
+struct DatagramHeader {
+  uint8_t family;  // 4 or 6
+  uint8_t reserved;
+  uint16_t port;  // host byte order
+  uint8_t address[16];
+};
+static_assert(sizeof(DatagramHeader) == 20, "JS reads the header as 20 bytes");
 
 constexpr int kEventInts = 4;
 // The most events one socket adds while being served once (e.g. DATA, END, CLOSE).
@@ -106,6 +118,16 @@ struct DetachedSocket {
   std::vector<uint8_t> unsent;       // queued writes, in order
   std::vector<uint8_t> undelivered;  // bytes read from the kernel but not yet delivered to JS
   bool eof_undelivered = false;      // EOF read from the kernel but END not yet delivered
+  bool datagram = false;             // a UDP socket; its queued datagrams are not carried over
+  size_t max_datagram = 0;
+};
+
+struct UdpRequest {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  bool reuse_port = false;
+  bool ipv6_only = false;
+  size_t max_datagram = 65536;  // receive size per datagram; longer ones arrive truncated
 };
 
 // Result of Engine::shutdown: whether the socket is already fully closed.
@@ -153,6 +175,18 @@ class Engine {
   // over such a socket and returns its new id. Both return -errno on failure.
   virtual int detach(int id, DetachedSocket* out) = 0;
   virtual int adopt(DetachedSocket&& socket) = 0;
+
+  // UDP. udp_open binds a datagram socket and returns its id; datagrams arrive as kEventDatagram.
+  // udp_send sends one datagram (to == nullptr: to the connected peer): 0 sent, 1 queued until
+  // the socket is writable, or -errno (ENOBUFS when the bounded queue is full). Backends without
+  // datagram support return -EOPNOTSUPP, which JS reports as a typed error naming the backend.
+  virtual int udp_open(const UdpRequest& /*request*/) { return -EOPNOTSUPP; }
+  virtual int udp_send(int /*id*/, const sockaddr_storage* /*to*/, socklen_t /*to_len*/,
+                       const iovec* /*bufs*/, int /*count*/) {
+    return -EOPNOTSUPP;
+  }
+  // The fd behind an id, for socket options the glue sets directly (broadcast, multicast, ...).
+  virtual int socket_fd(int /*id*/) { return -EOPNOTSUPP; }
 };
 
 // Each backend package defines these two in its kernel-facing file.

@@ -33,6 +33,12 @@ export interface NativeEventCodes {
   readonly EVENT_INTS: number;
   /** Flag bit of {@link NativeBackendHandle.detach}: the backend read EOF but did not deliver END. */
   readonly EOF_UNDELIVERED: number;
+  /** id: UDP socket, a: slab offset of a 20-byte sender header then the payload, b: payload length. */
+  readonly DATAGRAM: number;
+  /** As DATAGRAM, but the datagram was longer than the receive size and was cut. */
+  readonly DATAGRAM_TRUNCATED: number;
+  /** id: UDP socket, a: errno of a send that failed after being queued, or an ICMP error. */
+  readonly SEND_ERROR: number;
 }
 
 /** Cumulative counters a native backend keeps. */
@@ -126,9 +132,25 @@ export interface NativeBackendHandle {
    * Runtime fallback: forgets a socket without closing it. Returns `[fd, flags, unsent,
    * undelivered]`: the fd, state flags, bytes still to send, and bytes read but not delivered.
    */
-  detach(id: number): [number, number, Buffer, Buffer] | number;
-  /** Takes over a detached socket (fd, flags, unsent bytes). Returns its new id or -errno. */
-  adopt(fd: number, flags: number, unsent: Uint8Array): number;
+  detach(
+    id: number,
+  ): [fd: number, flags: number, unsent: Buffer, undelivered: Buffer, maxDatagram: number] | number;
+  /** Takes over a detached socket. Returns its new id or -errno. */
+  adopt(fd: number, flags: number, unsent: Uint8Array, maxDatagram: number): number;
+  /** Binds a UDP socket on an IP literal. Returns its id or -errno (EOPNOTSUPP: no UDP here). */
+  udpOpen(
+    host: string,
+    port: number,
+    reusePort: boolean,
+    ipv6Only: boolean,
+    maxDatagram: number,
+  ): number;
+  /** Sends one datagram (host null: to the connected peer). 0 sent, 1 queued, or -errno. */
+  udpSend(id: number, host: string | null, port: number, data: Uint8Array): number;
+  /** Sets the default peer of a UDP socket. */
+  udpConnect(id: number, host: string, port: number): number;
+  /** Sets a socket option by name (broadcast, ttl, multicastTTL, multicastLoopback, addMembership, ...). */
+  setOption(id: number, name: string, value: number, group?: string, iface?: string): number;
 }
 
 /** What a backend package's loader returns: its compiled addon. */

@@ -14,8 +14,11 @@ export type {
   ReactorEvents,
   ReactorOptions,
   ReactorStats,
+  UdpOptions,
 } from './reactor.js';
 export { Connection } from './connection.js';
+export { UdpSocket } from './udp.js';
+export type { RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';
 export type { ConnectionEvents, ConnectionHost } from './connection.js';
 export {
   BACKEND_NAMES,

@@ -22,6 +22,7 @@ import {
 } from './config.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { IomuxError, errnoName, socketError } from './errors.js';
+import { UdpSocket, type UdpHost } from './udp.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
 /** Faults to inject, for tests and for rehearsing failure. */
@@ -87,6 +88,20 @@ export interface ListenOptions {
   reusePort?: boolean;
   /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
   ipv6Only?: boolean;
+}
+
+/** Options of {@link Reactor.udp}. */
+export interface UdpOptions {
+  /** IP address or host name to bind. Default `0.0.0.0`. */
+  host?: string;
+  /** Port; 0 picks a free one. Default 0. */
+  port?: number;
+  /** SO_REUSEPORT. Default false. */
+  reusePort?: boolean;
+  /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
+  ipv6Only?: boolean;
+  /** Receive size per datagram; longer datagrams arrive cut and flagged `truncated`. Default 65536. */
+  maxDatagram?: number;
 }
 
 /** Options of {@link Reactor.connect}. */
@@ -180,7 +195,7 @@ interface PendingConnect {
   reject(error: IomuxError): void;
 }
 
-type Slot = Connection | Listener | PendingConnect | undefined;
+type Slot = Connection | Listener | UdpSocket | PendingConnect | undefined;
 
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
@@ -250,7 +265,7 @@ async function resolveHost(host: string): Promise<string> {
  * An event loop over one backend, running inside Node's own loop. Create it with
  * {@link createReactor}.
  */
-export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHost {
+export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHost, UdpHost {
   /** Name of the backend in use; changes when a runtime fallback happens. */
   backend: BackendName;
   /** The validated configuration. */
@@ -273,6 +288,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private connections = 0;
   private listeners_ = 0;
   private pendingConnects = 0;
+  private udpSockets = 0;
   private referenced = false;
   private running: boolean;
   private closing: Promise<void> | undefined;
@@ -399,6 +415,49 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     });
   }
 
+  /**
+   * Binds a UDP socket. Datagrams arrive as `message` events with the sender's address.
+   * @throws {@link IomuxError} `EADDRINUSE`, ..., or `EOPNOTSUPP` on a backend without UDP.
+   * @example
+   * ```ts
+   * const socket = await reactor.udp({ host: '127.0.0.1', port: 9000 });
+   * socket.on('message', (msg, from) => socket.send(msg, from.port, from.address));
+   * ```
+   */
+  async udp(options: UdpOptions = {}): Promise<UdpSocket> {
+    const port = checkPort(options.port ?? 0, 'udp');
+    const maxDatagram = positiveInt('maxDatagram', options.maxDatagram, 1, 65536);
+    if (maxDatagram > 65536 || maxDatagram + 20 > this.sizes.slabBytes) {
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        `udp: maxDatagram must be at most 65536 and fit the slab, got ${maxDatagram}`,
+      );
+    }
+    const host = await resolveHost(options.host ?? '0.0.0.0');
+    this.assertOpen();
+    const id = this.native.udpOpen(
+      host,
+      port,
+      options.reusePort ?? false,
+      options.ipv6Only ?? false,
+      maxDatagram,
+    );
+    if (id < 0) throw socketError(id, 'udp', `${host}:${port} on ${this.backend}`);
+    const socket = new UdpSocket(this, id);
+    this.slots[id] = socket;
+    this.udpSockets += 1;
+    this.updateRef();
+    return socket;
+  }
+
+  /** @internal */
+  forgetUdp(id: number): void {
+    if (!(this.slots[id] instanceof UdpSocket)) return;
+    this.udpSockets -= 1;
+    this.slots[id] = undefined;
+    this.updateRef();
+  }
+
   /** Open TCP connections (accepted and connected), not counting listeners. */
   connectionCount(): number {
     return this.connections;
@@ -523,7 +582,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private async shutdownAll(): Promise<void> {
     if (!this.running) this.native.start();
     for (const [id, slot] of this.slots.entries()) {
-      if (slot instanceof Listener) slot.close();
+      if (slot instanceof Listener || slot instanceof UdpSocket) slot.close();
       else if (slot !== undefined && !(slot instanceof Connection)) {
         this.native.destroy(id);
         this.forgetSlot(id);
@@ -577,13 +636,18 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private forgetSlot(id: number): void {
     const slot = this.slots[id];
     if (slot === undefined) return;
-    if (!(slot instanceof Connection) && !(slot instanceof Listener)) this.pendingConnects -= 1;
+    if (
+      !(slot instanceof Connection) &&
+      !(slot instanceof Listener) &&
+      !(slot instanceof UdpSocket)
+    )
+      this.pendingConnects -= 1;
     this.slots[id] = undefined;
     this.updateRef();
   }
 
   private updateRef(): void {
-    const wanted = this.connections + this.listeners_ + this.pendingConnects > 0;
+    const wanted = this.connections + this.listeners_ + this.pendingConnects + this.udpSockets > 0;
     if (wanted === this.referenced || this.isClosed) return;
     this.referenced = wanted;
     if (wanted) this.native.ref();
@@ -625,6 +689,13 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
           if (slot instanceof Connection) slot.onClose(a);
         } else if (type === codes.CONNECT) {
           this.connected(id, a);
+        } else if (type === codes.DATAGRAM || type === codes.DATAGRAM_TRUNCATED) {
+          const slot = this.slots[id];
+          if (slot instanceof UdpSocket)
+            slot.onDatagram(slab!, a, events[p + 3]!, type === codes.DATAGRAM_TRUNCATED);
+        } else if (type === codes.SEND_ERROR) {
+          const slot = this.slots[id];
+          if (slot instanceof UdpSocket) slot.onSendError(a);
         } else if (type === codes.ACCEPT_ERROR) {
           const slot = this.slots[id];
           if (slot instanceof Listener && slot.listenerCount('error') > 0)
@@ -676,8 +747,14 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
 
   private connected(id: number, errno: number): void {
     const pending = this.slots[id];
-    if (pending === undefined || pending instanceof Connection || pending instanceof Listener)
+    if (
+      pending === undefined ||
+      pending instanceof Connection ||
+      pending instanceof Listener ||
+      pending instanceof UdpSocket
+    ) {
       return;
+    }
     this.forgetSlot(id);
     if (errno !== 0) {
       pending.reject(socketError(errno, 'connect'));
@@ -741,7 +818,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       const newId =
         typeof detached === 'number'
           ? detached
-          : opened.handle.adopt(detached[0], detached[1], detached[2]);
+          : opened.handle.adopt(detached[0], detached[1], detached[2], detached[4]);
       if (newId < 0) {
         if (typeof detached !== 'number') closeSync(detached[0]);
         this.lose(slot, socketError(newId, 'migrate'));
@@ -749,7 +826,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       }
       moved += 1;
       this.slots[newId] = slot;
-      if (slot instanceof Connection || slot instanceof Listener) slot.id = newId;
+      if (slot instanceof Connection || slot instanceof Listener || slot instanceof UdpSocket)
+        slot.id = newId;
       if (typeof detached !== 'number' && slot instanceof Connection) {
         const [, socketFlags, , undelivered] = detached;
         if (undelivered.length > 0)
@@ -799,9 +877,9 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
 
-  private lose(slot: Connection | Listener | PendingConnect, error: IomuxError): void {
+  private lose(slot: Exclude<Slot, undefined>, error: IomuxError): void {
     if (slot instanceof Connection) slot.lost(error);
-    else if (slot instanceof Listener) slot.close();
+    else if (slot instanceof Listener || slot instanceof UdpSocket) slot.close();
     else {
       this.pendingConnects -= 1;
       slot.reject(error);

@@ -1,0 +1,214 @@
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import type { NativeBackendHandle } from './backend.js';
+import { IomuxError, socketError } from './errors.js';
+
+/** Where a datagram came from. */
+export interface RemoteInfo {
+  /** Sender IP address. */
+  address: string;
+  /** Sender port. */
+  port: number;
+  /** `IPv4` or `IPv6`. */
+  family: 'IPv4' | 'IPv6';
+  /** Payload bytes delivered. */
+  size: number;
+  /** True when the datagram was longer than `maxDatagram` and was cut. */
+  truncated: boolean;
+}
+
+/** A bound UDP address. */
+export interface UdpAddress {
+  /** IP address. */
+  address: string;
+  /** Port. */
+  port: number;
+  /** `IPv4` or `IPv6`. */
+  family: 'IPv4' | 'IPv6';
+}
+
+/** Events of a {@link UdpSocket}. */
+export interface UdpSocketEvents {
+  /** A datagram arrived. The Buffer is a view into the batch's slab; keep it as long as you like. */
+  message: [message: Buffer, remote: RemoteInfo];
+  /** A queued send failed, or the kernel reported an ICMP error. Emitted only when listened to. */
+  error: [error: IomuxError];
+  /** The socket is closed. */
+  close: [];
+}
+
+/** What a UDP socket needs from its reactor. */
+export interface UdpHost {
+  /** The backend instance. */
+  readonly native: NativeBackendHandle;
+  /** Drops the socket from the reactor's table. */
+  forgetUdp(id: number): void;
+}
+
+function formatV6(bytes: Buffer): string {
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
+  // Compress the longest run of zero groups, as inet_ntop does.
+  let best = -1;
+  let bestLength = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== '0') {
+      i += 1;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j += 1;
+    if (j - i > bestLength && j - i > 1) {
+      best = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLength).join(':')}`;
+}
+
+/**
+ * A UDP socket of a reactor. Datagrams arrive in batches (recvmmsg on Linux readiness backends);
+ * sends go out at once or wait in a bounded native queue (1 MiB) that is flushed with sendmmsg.
+ */
+export class UdpSocket extends EventEmitter<UdpSocketEvents> {
+  /** Backend id of the socket; changes on a runtime fallback. */
+  id: number;
+  private readonly host: UdpHost;
+  private isClosed = false;
+
+  /** @internal */
+  constructor(host: UdpHost, id: number) {
+    super();
+    this.host = host;
+    this.id = id;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** The bound address. */
+  address(): UdpAddress {
+    const result = this.host.native.address(this.id, false);
+    if (typeof result === 'number') throw socketError(result, 'getsockname');
+    return { address: result[0], port: result[1], family: result[2] === 6 ? 'IPv6' : 'IPv4' };
+  }
+
+  /**
+   * Sends one datagram to `address:port` (an IP literal), or to the connected peer when both are
+   * omitted. Returns false when the datagram had to be queued (the socket buffer is full).
+   * @throws {@link IomuxError} `ENOBUFS` when the queue is full, `EMSGSIZE` for an oversized
+   * datagram, `IOMUX_INVALID_ARGUMENT` for a host name (resolve it once, not per datagram).
+   */
+  send(data: Uint8Array | string, port?: number, address?: string): boolean {
+    if (this.isClosed) throw new IomuxError('IOMUX_SOCKET_CLOSED', 'send on a closed UDP socket');
+    const buffer = typeof data === 'string' ? Buffer.from(data) : data;
+    let target: string | null = null;
+    if (port !== undefined || address !== undefined) {
+      target = address ?? '127.0.0.1';
+      if (isIP(target) === 0)
+        throw new IomuxError(
+          'IOMUX_INVALID_ARGUMENT',
+          `UDP send needs an IP address, got ${target}`,
+        );
+      if (port === undefined || !Number.isInteger(port) || port < 1 || port > 65535) {
+        throw new IomuxError(
+          'IOMUX_INVALID_ARGUMENT',
+          `UDP send: port must be an integer from 1 to 65535, got ${String(port)}`,
+        );
+      }
+    }
+    const result = this.host.native.udpSend(this.id, target, port ?? 0, buffer);
+    if (result < 0) throw socketError(result, 'send');
+    return result === 0;
+  }
+
+  /** Sets the default peer, so `send(data)` needs no address and only its datagrams arrive. */
+  connect(port: number, address = '127.0.0.1'): void {
+    this.check(this.host.native.udpConnect(this.id, address, port), 'connect');
+  }
+
+  /** SO_BROADCAST. */
+  setBroadcast(on: boolean): void {
+    this.check(this.host.native.setOption(this.id, 'broadcast', on ? 1 : 0), 'setsockopt');
+  }
+
+  /** IP_TTL. */
+  setTTL(ttl: number): void {
+    this.check(this.host.native.setOption(this.id, 'ttl', ttl), 'setsockopt');
+  }
+
+  /** SO_RCVBUF: raise it when bursts of datagrams outrun the reactor (the kernel drops the excess). */
+  setRecvBufferSize(bytes: number): void {
+    this.check(this.host.native.setOption(this.id, 'recvBufferSize', bytes), 'setsockopt');
+  }
+
+  /** SO_SNDBUF. */
+  setSendBufferSize(bytes: number): void {
+    this.check(this.host.native.setOption(this.id, 'sendBufferSize', bytes), 'setsockopt');
+  }
+
+  /** IP_MULTICAST_TTL. */
+  setMulticastTTL(ttl: number): void {
+    this.check(this.host.native.setOption(this.id, 'multicastTTL', ttl), 'setsockopt');
+  }
+
+  /** IP_MULTICAST_LOOP. */
+  setMulticastLoopback(on: boolean): void {
+    this.check(this.host.native.setOption(this.id, 'multicastLoopback', on ? 1 : 0), 'setsockopt');
+  }
+
+  /** Joins an IPv4 multicast group. */
+  addMembership(group: string, iface?: string): void {
+    this.check(this.host.native.setOption(this.id, 'addMembership', 0, group, iface), 'setsockopt');
+  }
+
+  /** Leaves an IPv4 multicast group. */
+  dropMembership(group: string, iface?: string): void {
+    this.check(
+      this.host.native.setOption(this.id, 'dropMembership', 0, group, iface),
+      'setsockopt',
+    );
+  }
+
+  /** Closes the socket; queued datagrams are dropped. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.host.native.destroy(this.id);
+    this.host.forgetUdp(this.id);
+    process.nextTick(() => this.emit('close'));
+  }
+
+  /** @internal */
+  onDatagram(slab: Buffer, offset: number, length: number, truncated: boolean): void {
+    const family = slab[offset] === 6 ? 'IPv6' : 'IPv4';
+    const port = slab.readUInt16BE(offset + 2);
+    const address =
+      family === 'IPv4'
+        ? `${slab[offset + 4]!}.${slab[offset + 5]!}.${slab[offset + 6]!}.${slab[offset + 7]!}`
+        : formatV6(slab.subarray(offset + 4, offset + 20));
+    const start = offset + 20;
+    this.emit('message', slab.subarray(start, start + length), {
+      address,
+      port,
+      family,
+      size: length,
+      truncated,
+    });
+  }
+
+  /** @internal */
+  onSendError(errno: number): void {
+    if (this.listenerCount('error') > 0) this.emit('error', socketError(errno, 'send'));
+  }
+
+  private check(result: number, syscall: string): void {
+    if (this.isClosed)
+      throw new IomuxError('IOMUX_SOCKET_CLOSED', `${syscall} on a closed UDP socket`);
+    if (result < 0) throw socketError(result, syscall);
+  }
+}
