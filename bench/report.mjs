@@ -1,0 +1,99 @@
+// Turns benchmark rows into a Markdown report with ratios and an SVG bar chart.
+
+const TARGETS = [
+  ['iomux-epoll ÷ node-net, echo 64 B at 50–1000 connections', '≥ 1.4'],
+  ['iomux-epoll ÷ c-epoll, pipelined 64 B', '≥ 0.9'],
+  ['iomux-io_uring ÷ iomux-epoll at ≥ 1000 connections', '≥ 1.1'],
+];
+
+const fmt = (n) =>
+  n >= 1e6
+    ? `${(n / 1e6).toFixed(2)} M`
+    : n >= 1e3
+      ? `${(n / 1e3).toFixed(1)} k`
+      : `${Math.round(n)}`;
+
+export function renderReport(meta, rows) {
+  const workloads = [...new Set(rows.map((r) => r.workload))];
+  const contestants = [...new Set(rows.map((r) => r.contestant))];
+  const lines = [
+    `# iomux benchmark (${meta.mode})`,
+    '',
+    `${meta.date} · Node ${meta.node} · ${meta.cpus} · ${meta.rounds} round(s) × ${meta.duration_s} s per cell · load generator: bench/native/loadgen (1 thread, every byte verified).`,
+    '',
+    'Median messages per second (spread across rounds in brackets), with ratios to node:net and to the C epoll server measured in the same run.',
+    'On this 2-core machine the load generator shares the CPU with the server; "per server CPU-second" removes that bias.',
+    '',
+    `| workload | contestant | msg/s | spread | ÷ node-net | ÷ c-epoll | msg per server CPU-s | p99 µs | server RSS |`,
+    `|---|---|---:|---|---:|---:|---:|---:|---:|`,
+  ];
+  for (const w of workloads) {
+    const net = rows.find((r) => r.workload === w && r.contestant === 'node-net');
+    const c = rows.find((r) => r.workload === w && r.contestant === 'c-epoll');
+    for (const r of rows.filter((x) => x.workload === w)) {
+      const ratio = (base) =>
+        base && base.msgs_per_sec > 0 ? (r.msgs_per_sec / base.msgs_per_sec).toFixed(2) : '–';
+      lines.push(
+        `| ${w} | ${r.contestant} | ${r.failure ? 'failed' : fmt(r.msgs_per_sec)} | ${fmt(r.min)}–${fmt(r.max)} | ${ratio(net)} | ${ratio(c)} | ${fmt(r.msgs_per_server_cpu_s)} | ${r.p99_us} | ${Math.round(r.server_rss_kb / 1024)} MiB |`,
+      );
+    }
+  }
+  lines.push(
+    '',
+    '## Targets',
+    '',
+    '| target | goal |',
+    '|---|---|',
+    ...TARGETS.map(([t, g]) => `| ${t} | ${g} |`),
+    '',
+  );
+  lines.push(
+    'Errors (connect failures, resets, verification mismatches) per cell are in the JSON file; any non-zero count is listed here:',
+    '',
+  );
+  const bad = rows.filter((r) => r.errors > 0 || r.failures > 0);
+  lines.push(
+    bad.length === 0
+      ? '- none'
+      : bad
+          .map(
+            (r) =>
+              `- ${r.workload} / ${r.contestant}: ${r.errors} errors, ${r.failures} failed rounds ${r.failure ?? ''}`,
+          )
+          .join('\n'),
+    '',
+  );
+  lines.push(`![chart](${meta.mode}.svg)`, '');
+  return { markdown: lines.join('\n'), svg: chart(workloads, contestants, rows) };
+}
+
+function chart(workloads, contestants, rows) {
+  const colors = ['#2563eb', '#16a34a', '#9333ea', '#ea580c', '#64748b', '#111827', '#dc2626'];
+  const groupHeight = contestants.length * 16 + 18;
+  const width = 900;
+  const left = 220;
+  const height = workloads.length * groupHeight + 40;
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
+  ];
+  out.push(`<rect width="100%" height="100%" fill="white"/>`);
+  workloads.forEach((w, wi) => {
+    const group = rows.filter((r) => r.workload === w);
+    const max = Math.max(1, ...group.map((r) => r.msgs_per_sec));
+    const y0 = 20 + wi * groupHeight;
+    out.push(`<text x="4" y="${y0 + 10}" font-weight="bold">${w}</text>`);
+    contestants.forEach((c, ci) => {
+      const r = group.find((x) => x.contestant === c);
+      if (!r) return;
+      const y = y0 + 14 + ci * 16;
+      const barWidth = ((width - left - 90) * r.msgs_per_sec) / max;
+      out.push(`<text x="${left - 6}" y="${y + 10}" text-anchor="end">${c}</text>`);
+      out.push(
+        `<rect x="${left}" y="${y}" width="${barWidth.toFixed(1)}" height="12" fill="${colors[ci % colors.length]}"/>`,
+      );
+      out.push(`<text x="${left + barWidth + 4}" y="${y + 10}">${fmt(r.msgs_per_sec)}/s</text>`);
+    });
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}

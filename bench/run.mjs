@@ -1,0 +1,139 @@
+// pnpm bench [--quick] [--rounds N] [--only name,name]
+// Echo benchmarks of every available iomux backend against node:net and a C epoll server, in one
+// run, with the native load generator. Writes bench/results/<mode>.json, .md and .svg.
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { listBackends } from '@iomux/core';
+import { echoContestants, runLoadgen, startServer, stopServer } from './servers.mjs';
+import { renderReport } from './report.mjs';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const flag = (name, fallback) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : fallback;
+};
+const rounds = Number(flag('--rounds', quick ? 1 : 3));
+const only = flag('--only', undefined)?.split(',');
+const duration = quick ? 2 : 3;
+
+/** Workloads: connections, message size, pipeline depth. */
+const workloads = quick
+  ? [
+      { name: 'echo 64 B x50', connections: 50, size: 64, pipeline: 1 },
+      { name: 'echo 64 B x1000', connections: 1000, size: 64, pipeline: 1 },
+      { name: 'pipelined 64 B x1000 d16', connections: 1000, size: 64, pipeline: 16 },
+    ]
+  : [
+      { name: 'echo 64 B x1', connections: 1, size: 64, pipeline: 1 },
+      { name: 'echo 64 B x50', connections: 50, size: 64, pipeline: 1 },
+      { name: 'echo 64 B x1000', connections: 1000, size: 64, pipeline: 1 },
+      { name: 'echo 64 B x10000', connections: 10000, size: 64, pipeline: 1 },
+      { name: 'echo 4 KiB x50', connections: 50, size: 4096, pipeline: 1 },
+      { name: 'echo 4 KiB x1000', connections: 1000, size: 4096, pipeline: 1 },
+      { name: 'pipelined 64 B x1000 d16', connections: 1000, size: 64, pipeline: 16 },
+      { name: 'pipelined 4 KiB x1000 d16', connections: 1000, size: 4096, pipeline: 16 },
+    ];
+
+const available = listBackends()
+  .filter((b) => b.available)
+  .map((b) => b.name);
+const contestants = echoContestants(available).filter(
+  (c) => only === undefined || only.includes(c.name),
+);
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0
+    ? 0
+    : s.length % 2
+      ? s[(s.length - 1) / 2]
+      : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const results = [];
+console.log(
+  `iomux bench (${quick ? 'quick' : 'full'}): ${rounds} round(s) of ${duration} s; contestants: ${contestants.map((c) => c.name).join(', ')}`,
+);
+for (const workload of workloads) {
+  for (const contestant of contestants) {
+    if (workload.connections > contestant.maxConnections) continue;
+    const samples = [];
+    for (let round = 0; round < rounds; round += 1) {
+      const server = await startServer(contestant);
+      try {
+        const r = await runLoadgen([
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(server.port),
+          '--connections',
+          String(workload.connections),
+          '--size',
+          String(workload.size),
+          '--pipeline',
+          String(workload.pipeline),
+          '--duration',
+          String(duration),
+          '--warmup',
+          '1',
+          '--threads',
+          '1',
+          '--sources',
+          String(workload.connections > 5000 ? 4 : 1),
+          '--server-pid',
+          String(server.pid),
+        ]);
+        samples.push(r);
+      } catch (err) {
+        samples.push({ failed: String(err.message ?? err) });
+      } finally {
+        await stopServer(server);
+      }
+    }
+    const ok = samples.filter((s) => s.failed === undefined);
+    const rates = ok.map((s) => s.msgs_per_sec);
+    const perCpu = ok.map((s) => (s.server_cpu_s > 0 ? s.messages / s.server_cpu_s : 0));
+    const row = {
+      workload: workload.name,
+      ...workload,
+      contestant: contestant.name,
+      rounds: samples.length,
+      failures: samples.length - ok.length,
+      errors: ok.reduce(
+        (n, s) => n + (s.errors?.connect ?? 0) + (s.errors?.reset ?? 0) + (s.errors?.verify ?? 0),
+        0,
+      ),
+      msgs_per_sec: median(rates),
+      min: rates.length ? Math.min(...rates) : 0,
+      max: rates.length ? Math.max(...rates) : 0,
+      msgs_per_server_cpu_s: median(perCpu),
+      p99_us: median(ok.map((s) => s.latency_us?.p99 ?? 0)),
+      server_rss_kb: median(ok.map((s) => s.server_rss_kb ?? 0)),
+      failure: samples.find((s) => s.failed)?.failed,
+    };
+    results.push(row);
+    console.log(
+      `${workload.name.padEnd(28)} ${contestant.name.padEnd(18)} ${Math.round(row.msgs_per_sec).toString().padStart(9)} msg/s ` +
+        `(spread ${Math.round(row.min)}–${Math.round(row.max)})  p99 ${row.p99_us} µs  ${Math.round(row.msgs_per_server_cpu_s)} msg/server-cpu-s` +
+        (row.failure ? `  FAILED: ${row.failure}` : ''),
+    );
+  }
+}
+
+const meta = {
+  date: new Date().toISOString(),
+  mode: quick ? 'quick' : 'full',
+  rounds,
+  duration_s: duration,
+  node: process.version,
+  cpus: `${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown'}`,
+  backends: available,
+};
+mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+const base = new URL(`./results/${meta.mode}`, import.meta.url).pathname;
+writeFileSync(`${base}.json`, JSON.stringify({ meta, results }, null, 2));
+const { markdown, svg } = renderReport(meta, results);
+writeFileSync(`${base}.md`, markdown);
+writeFileSync(`${base}.svg`, svg);
+console.log(`\nreport: bench/results/${meta.mode}.md (+ .json, .svg)`);
