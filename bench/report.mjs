@@ -4,6 +4,9 @@ const TARGETS = [
   ['iomux-epoll ÷ node-net, echo 64 B at 50–1000 connections', '≥ 1.4'],
   ['iomux-epoll ÷ c-epoll, pipelined 64 B', '≥ 0.9'],
   ['iomux-io_uring ÷ iomux-epoll at ≥ 1000 connections', '≥ 1.1'],
+  ['RSS per idle connection at 10k connections', '≤ 1 KB'],
+  ['HTTP hello ÷ node:http (examples/http-hello bench)', '≥ 3'],
+  ['RESP ÷ redis-server (examples/resp-server bench)', '≥ 0.8'],
 ];
 
 const fmt = (n) =>
@@ -13,7 +16,7 @@ const fmt = (n) =>
       ? `${(n / 1e3).toFixed(1)} k`
       : `${Math.round(n)}`;
 
-export function renderReport(meta, rows) {
+export function renderReport(meta, rows, churn = [], idle = []) {
   const workloads = [...new Set(rows.map((r) => r.workload))];
   const contestants = [...new Set(rows.map((r) => r.contestant))];
   const lines = [
@@ -37,6 +40,37 @@ export function renderReport(meta, rows) {
         `| ${w} | ${r.contestant} | ${r.failure ? 'failed' : fmt(r.msgs_per_sec)} | ${fmt(r.min)}–${fmt(r.max)} | ${ratio(net)} | ${ratio(c)} | ${fmt(r.msgs_per_server_cpu_s)} | ${r.p99_us} | ${Math.round(r.server_rss_kb / 1024)} MiB |`,
       );
     }
+  }
+  if (churn.length > 0) {
+    const net = churn.find((r) => r.contestant === 'node-net');
+    lines.push(
+      '',
+      '## Connection churn',
+      '',
+      'connect + 64 B echo + close, 32 parallel loops of a node:net client in a child process.',
+      '',
+      '| contestant | connections/s | spread | ÷ node-net | errors |',
+      '|---|---:|---|---:|---:|',
+    );
+    for (const r of churn)
+      lines.push(
+        `| ${r.contestant} | ${fmt(r.per_sec)} | ${fmt(r.min)}–${fmt(r.max)} | ${net ? (r.per_sec / net.per_sec).toFixed(2) : '–'} | ${r.errors} |`,
+      );
+  }
+  if (idle.length > 0) {
+    lines.push(
+      '',
+      '## Memory per idle connection',
+      '',
+      'Server RSS growth divided by the connections opened (from 4 source addresses).',
+      '',
+      '| contestant | connections | bytes per connection | RSS before → after |',
+      '|---|---:|---:|---|',
+    );
+    for (const r of idle)
+      lines.push(
+        `| ${r.contestant} | ${r.connections} | ${Math.round(r.bytes_per_connection)} | ${Math.round(r.rss_before_kb / 1024)} → ${Math.round(r.rss_after_kb / 1024)} MiB |`,
+      );
   }
   lines.push(
     '',

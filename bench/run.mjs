@@ -1,7 +1,8 @@
 // pnpm bench [--quick] [--rounds N] [--only name,name]
 // Echo benchmarks of every available iomux backend against node:net and a C epoll server, in one
 // run, with the native load generator. Writes bench/results/<mode>.json, .md and .svg.
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { listBackends } from '@iomux/core';
 import { echoContestants, runLoadgen, startServer, stopServer } from './servers.mjs';
@@ -121,6 +122,86 @@ for (const workload of workloads) {
   }
 }
 
+/** Runs clients.mjs in a child process; resolves with its first JSON line (and the child). */
+function clients(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [new URL('./clients.mjs', import.meta.url).pathname, ...args],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (c) => {
+      out += c;
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve({ result: JSON.parse(line), child });
+    });
+    child.on('exit', (code) => reject(new Error(`clients.mjs ${args[0]} exited with ${code}`)));
+  });
+}
+
+const rssKb = (pid) =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+
+// Connection churn: connect, echo 64 B, close, as fast as 32 parallel client loops can.
+const churnRows = [];
+for (const contestant of contestants) {
+  const samples = [];
+  for (let round = 0; round < rounds; round += 1) {
+    const server = await startServer(contestant);
+    try {
+      const { result } = await clients(['churn', String(server.port), String(duration), '32']);
+      samples.push(result);
+    } finally {
+      await stopServer(server);
+    }
+  }
+  const rates = samples.map((s) => s.per_sec);
+  const row = {
+    contestant: contestant.name,
+    per_sec: median(rates),
+    min: Math.min(...rates),
+    max: Math.max(...rates),
+    errors: samples.reduce((n, s) => n + s.errors, 0),
+  };
+  churnRows.push(row);
+  console.log(
+    `${'churn (connect+echo+close)'.padEnd(28)} ${contestant.name.padEnd(18)} ${Math.round(row.per_sec).toString().padStart(9)} conn/s  errors ${row.errors}`,
+  );
+}
+
+// Memory per idle connection: server RSS before and after opening N idle connections.
+const idleCount = quick ? 2000 : 10000;
+const idleRows = [];
+for (const contestant of contestants) {
+  if (idleCount > contestant.maxConnections) continue;
+  const server = await startServer(contestant);
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const before = rssKb(server.pid);
+    const { result, child } = await clients(['idle', String(server.port), String(idleCount), '4']);
+    await new Promise((r) => setTimeout(r, 500));
+    const after = rssKb(server.pid);
+    child.stdin.end();
+    const row = {
+      contestant: contestant.name,
+      connections: result.open,
+      errors: result.errors,
+      bytes_per_connection: ((after - before) * 1024) / Math.max(1, result.open),
+      rss_before_kb: before,
+      rss_after_kb: after,
+    };
+    idleRows.push(row);
+    console.log(
+      `${`idle x${idleCount}`.padEnd(28)} ${contestant.name.padEnd(18)} ${Math.round(row.bytes_per_connection).toString().padStart(9)} B/connection (RSS ${before} → ${after} KiB)`,
+    );
+  } finally {
+    await stopServer(server);
+  }
+}
+
 const meta = {
   date: new Date().toISOString(),
   mode: quick ? 'quick' : 'full',
@@ -132,8 +213,11 @@ const meta = {
 };
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const base = new URL(`./results/${meta.mode}`, import.meta.url).pathname;
-writeFileSync(`${base}.json`, JSON.stringify({ meta, results }, null, 2));
-const { markdown, svg } = renderReport(meta, results);
+writeFileSync(
+  `${base}.json`,
+  JSON.stringify({ meta, results, churn: churnRows, idle: idleRows }, null, 2),
+);
+const { markdown, svg } = renderReport(meta, results, churnRows, idleRows);
 writeFileSync(`${base}.md`, markdown);
 writeFileSync(`${base}.svg`, svg);
 console.log(`\nreport: bench/results/${meta.mode}.md (+ .json, .svg)`);
