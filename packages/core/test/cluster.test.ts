@@ -1,10 +1,12 @@
 // Multi-core: N reactors in worker threads sharing one port with SO_REUSEPORT. Uses the built
 // package (dist), because worker threads load plain JavaScript.
 import { describe, expect, it } from 'vitest';
-import { startCluster } from '../dist/index.js';
+import type * as Core from '../src/index.js';
 import { backends, netRoundTrip, pattern } from './helpers.js';
 
 const epoll = backends.find((b) => b.name === 'epoll')!;
+const builtPackage = '../dist/index.js';
+const { startCluster } = (await import(builtPackage)) as typeof Core;
 
 describe('startCluster', () => {
   it.skipIf(!epoll.available)(
