@@ -1,0 +1,230 @@
+// HTTP/1.1 "Hello, World!" on the iomux Reactor API. Every read is parsed incrementally; the
+// responses to all the requests it completed go out with one writev, in order.
+//
+//   GET|HEAD /      200 text/plain "Hello, World!"
+//   POST /echo      200 with the request body (Content-Length or chunked, up to 1 MiB)
+//   other on /      405 (Allow: GET, HEAD)
+//   anything else   404
+//   malformed       400 (or 413 / 501 / 505) with Connection: close, then the connection closes
+import { createReactor } from '@iomux/core';
+import { HttpError, HttpParser } from './parser.mjs';
+
+/** @typedef {import('./parser.mjs').HttpRequest} HttpRequest */
+/** @typedef {import('@iomux/core').Connection} Connection */
+/** @typedef {import('@iomux/core').Reactor} Reactor */
+/** @typedef {import('@iomux/core').Listener} Listener */
+
+const HELLO = 'Hello, World!';
+/**
+ * Most Buffers handed to one writev. The native writev refuses more than 1024 (E2BIG, which
+ * destroys the connection) and sends only the first 64 at once, queueing the rest for the next
+ * writable event; a longer batch is joined into one Buffer instead.
+ */
+const MAX_WRITEV_CHUNKS = 64;
+const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+const REASONS = /** @type {Record<number, string>} */ ({
+  200: 'OK',
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  501: 'Not Implemented',
+  505: 'HTTP Version Not Supported',
+});
+
+// The Date header changes once a second; the hello responses are rebuilt when it does.
+let dateSecond = -1;
+let dateValue = '';
+/** @type {Map<string, Buffer>} */
+const helloCache = new Map();
+
+function httpDate() {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateValue = new Date(now).toUTCString();
+    helloCache.clear();
+  }
+  return dateValue;
+}
+
+/**
+ * The Connection header a response carries: none for HTTP/1.1 keep-alive (the default),
+ * `keep-alive` for an HTTP/1.0 client that asked for it, `close` when the connection ends.
+ * @param {boolean} keepAlive
+ * @param {0 | 1} versionMinor
+ */
+function connectionLine(keepAlive, versionMinor) {
+  if (!keepAlive) return 'Connection: close\r\n';
+  return versionMinor === 0 ? 'Connection: keep-alive\r\n' : '';
+}
+
+/**
+ * One response as a single Buffer (head and body together).
+ * @param {number} status
+ * @param {{ keepAlive: boolean, versionMinor: 0 | 1, head?: boolean, type?: string, extra?: string }} how
+ * @param {string | Buffer} body
+ */
+function response(status, how, body) {
+  const bodyBytes = typeof body === 'string' ? Buffer.from(body, 'latin1') : body;
+  const head =
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n` +
+    `Date: ${httpDate()}\r\n` +
+    `Content-Type: ${how.type ?? 'text/plain'}\r\n` +
+    `Content-Length: ${bodyBytes.length}\r\n` +
+    (how.extra ?? '') +
+    connectionLine(how.keepAlive, how.versionMinor) +
+    '\r\n';
+  if (how.head === true || bodyBytes.length === 0) return Buffer.from(head, 'latin1');
+  const out = Buffer.allocUnsafe(head.length + bodyBytes.length);
+  out.write(head, 0, 'latin1');
+  bodyBytes.copy(out, head.length);
+  return out;
+}
+
+/** @param {HttpRequest} req */
+function hello(req) {
+  httpDate(); // refreshes the cache when the second changed
+  const key = `${req.keepAlive ? 'k' : 'c'}${req.versionMinor}${req.method === 'HEAD' ? 'h' : 'g'}`;
+  let cached = helloCache.get(key);
+  if (cached === undefined) {
+    cached = response(
+      200,
+      { keepAlive: req.keepAlive, versionMinor: req.versionMinor, head: req.method === 'HEAD' },
+      HELLO,
+    );
+    helloCache.set(key, cached);
+  }
+  return cached;
+}
+
+/**
+ * Routes one request to its response.
+ * @param {HttpRequest} req
+ * @returns {Buffer}
+ */
+export function route(req) {
+  const how = { keepAlive: req.keepAlive, versionMinor: req.versionMinor };
+  if (req.path === '/') {
+    if (req.method === 'GET' || req.method === 'HEAD') return hello(req);
+    return response(405, { ...how, extra: 'Allow: GET, HEAD\r\n' }, 'Method Not Allowed\n');
+  }
+  if (req.path === '/echo' && req.method === 'POST')
+    return response(200, { ...how, type: 'application/octet-stream' }, req.body);
+  return response(404, { ...how, head: req.method === 'HEAD' }, 'Not Found\n');
+}
+
+/**
+ * The response to a request the parser refused; it always closes the connection.
+ * @param {HttpError} error
+ */
+export function errorResponse(error) {
+  return response(
+    error.status,
+    { keepAlive: false, versionMinor: 1 },
+    `${REASONS[error.status] ?? 'Error'}: ${error.message}\n`,
+  );
+}
+
+/**
+ * @typedef {object} HttpHelloOptions
+ * @property {string} [host] address to bind (default 127.0.0.1)
+ * @property {number} [port] port (default 8080; 0 picks a free one)
+ * @property {Reactor} [reactor] serve on this reactor instead of creating one
+ * @property {Partial<import('./parser.mjs').DEFAULT_LIMITS>} [limits] parser limits
+ * @property {number} [idleTimeoutMs] close a connection idle this long between requests, or
+ *   stuck this long in the middle of one (default 5000; 0 disables)
+ * @property {number} [lingerMs] after the last response of a closing connection, how long to
+ *   wait for the peer's FIN before closing anyway (default 2000)
+ */
+
+/**
+ * Starts the server.
+ * @param {HttpHelloOptions} [options]
+ * @returns {Promise<{ reactor: Reactor, listener: Listener, port: number, close(): Promise<void> }>}
+ */
+export async function startHttpHello(options = {}) {
+  const reactor = options.reactor ?? createReactor({ ioModel: 'auto' });
+  const idleTicks = Math.ceil((options.idleTimeoutMs ?? 5000) / 250);
+  const lingerTicks = Math.ceil((options.lingerMs ?? 2000) / 250);
+  const limits = options.limits ?? {};
+
+  // One coarse clock for every connection instead of a timer each: a sweep four times a second
+  // closes connections idle for idleTimeoutMs and closing ones whose peer never sent FIN.
+  let tick = 0;
+  /** @type {Set<{ conn: Connection, parser: HttpParser, lastTick: number, closingTick: number }>} */
+  const live = new Set();
+  const sweeper = setInterval(() => {
+    tick += 1;
+    for (const state of live) {
+      if (state.closingTick >= 0) {
+        if (tick - state.closingTick >= lingerTicks) state.conn.destroy();
+      } else if (idleTicks > 0 && tick - state.lastTick >= idleTicks) {
+        if (state.parser.idle) {
+          state.conn.destroy();
+        } else {
+          // Stuck mid-request (a slow or stalled client): say so, then close.
+          state.closingTick = tick;
+          state.conn.end(errorResponse(new HttpError(408, 'request not completed in time')));
+        }
+      }
+    }
+  }, 250);
+  sweeper.unref();
+
+  /** @param {Connection} conn */
+  const onConnection = (conn) => {
+    const parser = new HttpParser(limits);
+    const state = { conn, parser, lastTick: tick, closingTick: -1 };
+    live.add(state);
+    conn.on('close', () => live.delete(state));
+    conn.on('data', (chunk) => {
+      if (state.closingTick >= 0) return; // closing: read and drop until the peer's FIN
+      state.lastTick = tick;
+      const requests = parser.execute(chunk);
+      /** @type {Buffer[]} */
+      const out = [];
+      let closing = false;
+      for (const req of requests) {
+        out.push(route(req));
+        if (!req.keepAlive) closing = true;
+      }
+      if (parser.error !== undefined && !closing) {
+        out.push(errorResponse(parser.error));
+        closing = true;
+      }
+      if (!closing && parser.takeContinue()) out.push(CONTINUE);
+      const chunks = out.length > MAX_WRITEV_CHUNKS ? [Buffer.concat(out)] : out;
+      if (closing) {
+        // Half-close after the responses; iomux closes the socket once the peer's FIN arrives.
+        state.closingTick = tick;
+        if (chunks.length > 0) conn.writev(chunks);
+        conn.end();
+      } else if (chunks.length > 0 && !conn.writev(chunks)) {
+        // The client is not reading its responses: stop reading its requests until it does.
+        conn.pause();
+        conn.once('drain', () => {
+          state.lastTick = tick;
+          conn.resume();
+        });
+      }
+    });
+  };
+
+  const listener = await reactor.listen(
+    { host: options.host ?? '127.0.0.1', port: options.port ?? 8080, backlog: 4096 },
+    onConnection,
+  );
+  return {
+    reactor,
+    listener,
+    port: listener.port,
+    async close() {
+      clearInterval(sweeper);
+      listener.close();
+      if (options.reactor === undefined) await reactor.close();
+    },
+  };
+}

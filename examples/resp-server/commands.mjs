@@ -1,0 +1,325 @@
+// The commands, with Redis's reply shapes and error texts. Each handler gets the arguments (views
+// into the read data), the store, the reply writer and the batch's clock.
+//
+// Required set: PING [msg], ECHO, GET, SET key value [EX s | PX ms | NX | XX], DEL, EXISTS, INCR,
+// MGET, MSET, COMMAND (empty array, so redis-cli starts quietly), QUIT. Also, because real clients
+// ask for them: INFO (ioredis's ready check), CONFIG GET (redis-benchmark reads `save` and
+// `appendonly`), SELECT 0, DBSIZE, FLUSHDB, FLUSHALL, TTL, PTTL.
+
+/** @typedef {import('./store.mjs').Store} Store */
+/** @typedef {import('./reply.mjs').ReplyWriter} ReplyWriter */
+
+/**
+ * What a handler may use besides its arguments.
+ * @typedef {object} Context
+ * @property {Store} store
+ * @property {ReplyWriter} out
+ * @property {number} now ms since the epoch, read once per batch
+ * @property {() => string} info the INFO text
+ */
+
+/** Returned by QUIT: reply, then close the connection. */
+export const QUIT = Symbol('quit');
+
+const NOT_INTEGER = 'ERR value is not an integer or out of range';
+const SYNTAX = 'ERR syntax error';
+const INT64_MAX = 9223372036854775807n;
+const INT64_MIN = -9223372036854775808n;
+/** Expiry values above this (about 31,700 years in ms) are refused, as Redis refuses overflow. */
+const MAX_EXPIRE_MS = 1e15;
+const CONFIG = /** @type {Record<string, string>} */ ({
+  save: '',
+  appendonly: 'no',
+  databases: '1',
+});
+
+/** @param {Buffer} b */
+const str = (b) => b.toString('latin1');
+
+/**
+ * A stored copy of a request argument. Small arguments are views into the read slab of a whole
+ * batch; keeping one would keep the slab alive, so they are copied. An argument that owns its
+ * memory (a big value the parser joined) is kept as is.
+ * @param {Buffer} arg
+ */
+function own(arg) {
+  return arg.byteOffset === 0 && arg.byteLength === arg.buffer.byteLength ? arg : Buffer.from(arg);
+}
+
+/**
+ * Redis's string2ll: '-'? then digits, no leading zeros, no spaces, within int64.
+ * @param {Buffer} b
+ * @returns {number | bigint | undefined}
+ */
+export function parseInt64(b) {
+  const s = str(b);
+  if (!/^(?:-?[1-9]\d{0,18}|0)$/.test(s)) return undefined;
+  if (s.length <= 15) return Number(s);
+  const big = BigInt(s);
+  return big > INT64_MAX || big < INT64_MIN ? undefined : big;
+}
+
+/**
+ * @param {Buffer[]} args
+ * @param {Context} ctx
+ * @returns {typeof QUIT | undefined}
+ */
+function ping(args, { out }) {
+  if (args.length > 2) return arity(out, 'ping');
+  if (args.length === 2) out.bulk(args[1]);
+  else out.simple('PONG');
+  return undefined;
+}
+
+/**
+ * SET key value [NX | XX] [EX seconds | PX milliseconds]
+ * @param {Buffer[]} args
+ * @param {Context} ctx
+ */
+function set(args, { store, out, now }) {
+  let nx = false;
+  let xx = false;
+  let expiresAt = 0;
+  let expirySet = false;
+  for (let i = 3; i < args.length; i += 1) {
+    const option = str(/** @type {Buffer} */ (args[i])).toUpperCase();
+    if (option === 'NX' && !xx) nx = true;
+    else if (option === 'XX' && !nx) xx = true;
+    else if ((option === 'EX' || option === 'PX') && !expirySet && i + 1 < args.length) {
+      i += 1;
+      const amount = parseInt64(/** @type {Buffer} */ (args[i]));
+      if (amount === undefined) return void out.error(NOT_INTEGER);
+      const ms = Number(amount) * (option === 'EX' ? 1000 : 1);
+      if (ms <= 0 || ms > MAX_EXPIRE_MS)
+        return void out.error("ERR invalid expire time in 'set' command");
+      expiresAt = now + ms;
+      expirySet = true;
+    } else {
+      return void out.error(SYNTAX);
+    }
+  }
+  const key = str(/** @type {Buffer} */ (args[1]));
+  if (nx || xx) {
+    const exists = store.lookup(key, now) !== undefined;
+    if (exists === nx) return void out.bulk(undefined);
+  }
+  store.set(key, own(/** @type {Buffer} */ (args[2])), expiresAt);
+  out.simple('OK');
+  return undefined;
+}
+
+/**
+ * @param {Buffer[]} args
+ * @param {Context} ctx
+ */
+function incr(args, { store, out, now }) {
+  const key = str(/** @type {Buffer} */ (args[1]));
+  const entry = store.lookup(key, now);
+  let next;
+  if (entry === undefined) {
+    next = 1;
+  } else {
+    const value = parseInt64(entry.value);
+    if (value === undefined) return void out.error(NOT_INTEGER);
+    if (typeof value === 'number') {
+      next = value + 1;
+    } else {
+      if (value === INT64_MAX) return void out.error('ERR increment or decrement would overflow');
+      next = value + 1n;
+    }
+  }
+  // INCR keeps the key's time to live, as in Redis.
+  store.set(key, Buffer.from(String(next), 'latin1'), entry?.expiresAt ?? 0);
+  out.integer(next);
+  return undefined;
+}
+
+/**
+ * @param {Buffer[]} args
+ * @param {Context} ctx
+ */
+function mset(args, { store, out }) {
+  if (args.length % 2 === 0) return arity(out, 'mset');
+  for (let i = 1; i < args.length; i += 2)
+    store.set(str(/** @type {Buffer} */ (args[i])), own(/** @type {Buffer} */ (args[i + 1])), 0);
+  out.simple('OK');
+  return undefined;
+}
+
+/**
+ * @param {Buffer[]} args
+ * @param {Context} ctx
+ * @param {boolean} ms
+ */
+function ttl(args, { store, out, now }, ms) {
+  const entry = store.lookup(str(/** @type {Buffer} */ (args[1])), now);
+  if (entry === undefined) out.integer(-2);
+  else if (entry.expiresAt === 0) out.integer(-1);
+  else out.integer(ms ? entry.expiresAt - now : Math.round((entry.expiresAt - now) / 1000));
+  return undefined;
+}
+
+/**
+ * @param {Buffer[]} args
+ * @param {Context} ctx
+ */
+function config(args, { out }) {
+  const sub = str(/** @type {Buffer} */ (args[1])).toUpperCase();
+  if (sub !== 'GET' || args.length !== 3) {
+    out.error(`ERR unknown subcommand or wrong number of arguments for 'CONFIG|${sub}'`);
+    return undefined;
+  }
+  const name = str(/** @type {Buffer} */ (args[2])).toLowerCase();
+  const value = CONFIG[name];
+  if (value === undefined) {
+    out.array(0);
+  } else {
+    out.array(2);
+    out.bulk(Buffer.from(name));
+    out.bulk(Buffer.from(value));
+  }
+  return undefined;
+}
+
+/**
+ * @param {ReplyWriter} out
+ * @param {string} name
+ * @returns {undefined}
+ */
+function arity(out, name) {
+  out.error(`ERR wrong number of arguments for '${name}' command`);
+  return undefined;
+}
+
+/**
+ * @typedef {(args: Buffer[], ctx: Context) => typeof QUIT | undefined} Handler
+ * Arity as in Redis's command table: n > 0 exactly n arguments (name included), n < 0 at least -n.
+ * @type {Map<string, [arity: number, handler: Handler]>}
+ */
+export const COMMANDS = new Map([
+  ['ping', [-1, ping]],
+  ['echo', [2, (args, { out }) => void out.bulk(args[1])]],
+  [
+    'get',
+    [
+      2,
+      (args, { store, out, now }) =>
+        void out.bulk(store.lookup(str(/** @type {Buffer} */ (args[1])), now)?.value),
+    ],
+  ],
+  ['set', [-3, set]],
+  [
+    'del',
+    [
+      -2,
+      (args, { store, out, now }) => {
+        let deleted = 0;
+        for (let i = 1; i < args.length; i += 1)
+          if (store.delete(str(/** @type {Buffer} */ (args[i])), now)) deleted += 1;
+        out.integer(deleted);
+        return undefined;
+      },
+    ],
+  ],
+  [
+    'exists',
+    [
+      -2,
+      (args, { store, out, now }) => {
+        let found = 0;
+        for (let i = 1; i < args.length; i += 1)
+          if (store.lookup(str(/** @type {Buffer} */ (args[i])), now) !== undefined) found += 1;
+        out.integer(found);
+        return undefined;
+      },
+    ],
+  ],
+  ['incr', [2, incr]],
+  [
+    'mget',
+    [
+      -2,
+      (args, { store, out, now }) => {
+        out.array(args.length - 1);
+        for (let i = 1; i < args.length; i += 1)
+          out.bulk(store.lookup(str(/** @type {Buffer} */ (args[i])), now)?.value);
+        return undefined;
+      },
+    ],
+  ],
+  ['mset', [-3, mset]],
+  ['command', [-1, (_args, { out }) => void out.array(0)]],
+  [
+    'quit',
+    [
+      -1,
+      (_args, { out }) => {
+        out.simple('OK');
+        return QUIT;
+      },
+    ],
+  ],
+  ['info', [-1, (_args, { out, info }) => void out.bulk(Buffer.from(info(), 'latin1'))]],
+  ['config', [-2, config]],
+  [
+    'select',
+    [
+      2,
+      (args, { out }) => {
+        if (str(/** @type {Buffer} */ (args[1])) === '0') out.simple('OK');
+        else out.error('ERR DB index is out of range');
+        return undefined;
+      },
+    ],
+  ],
+  ['dbsize', [1, (_args, { store, out }) => void out.integer(store.size)]],
+  [
+    'flushdb',
+    [
+      -1,
+      (_args, { store, out }) => {
+        store.flush();
+        out.simple('OK');
+        return undefined;
+      },
+    ],
+  ],
+  [
+    'flushall',
+    [
+      -1,
+      (_args, { store, out }) => {
+        store.flush();
+        out.simple('OK');
+        return undefined;
+      },
+    ],
+  ],
+  ['ttl', [2, (args, ctx) => ttl(args, ctx, false)]],
+  ['pttl', [2, (args, ctx) => ttl(args, ctx, true)]],
+]);
+
+/**
+ * Runs one command and writes its reply.
+ * @param {Buffer[]} args the command name and its arguments
+ * @param {Context} ctx
+ * @returns {typeof QUIT | undefined} QUIT when the connection is to close after the replies
+ */
+export function execute(args, ctx) {
+  const nameBytes = /** @type {Buffer} */ (args[0]);
+  const name = str(nameBytes).toLowerCase();
+  const command = COMMANDS.get(name);
+  if (command === undefined) {
+    // Redis 7's text: the name and the first arguments, cut at 128 bytes.
+    let quoted = '';
+    for (let i = 1; i < args.length && quoted.length < 128; i += 1)
+      quoted += `'${str(/** @type {Buffer} */ (args[i])).slice(0, 128 - quoted.length)}' `;
+    ctx.out.error(
+      `ERR unknown command '${str(nameBytes).slice(0, 128)}', with args beginning with: ${quoted}`,
+    );
+    return undefined;
+  }
+  const [want, handler] = command;
+  if (want > 0 ? args.length !== want : args.length < -want) return arity(ctx.out, name);
+  return handler(args, ctx);
+}

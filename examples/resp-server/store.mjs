@@ -1,0 +1,165 @@
+// The key space: a Map of key → { value, expiresAt }. Keys are the request bytes read as latin1
+// (one char per byte, so any binary key works). Expiry is enforced two ways, like Redis: lazily,
+// when a command touches an expired key, and by `sweep()`, which a timer calls to drop expired
+// keys nobody touches, using a min-heap of deadlines so each sweep only looks at due keys.
+
+/**
+ * @typedef {object} Entry
+ * @property {Buffer} value
+ * @property {number} expiresAt ms since the epoch; 0 for no expiry
+ */
+
+export class Store {
+  constructor() {
+    /** @type {Map<string, Entry>} */
+    this.map = new Map();
+    /** Keys that have an expiry. */
+    this.volatile = 0;
+    /** Min-heap of [expiresAt, key]; entries whose key changed since are skipped when popped. */
+    /** @type {[number, string][]} */
+    this.heap = [];
+    this.expiredKeys = 0;
+  }
+
+  get size() {
+    return this.map.size;
+  }
+
+  /**
+   * The live entry of `key`, dropping it first if it has expired.
+   * @param {string} key
+   * @param {number} now
+   */
+  lookup(key, now) {
+    const entry = this.map.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt !== 0 && entry.expiresAt <= now) {
+      this.remove(key, entry);
+      this.expiredKeys += 1;
+      return undefined;
+    }
+    return entry;
+  }
+
+  /**
+   * @param {string} key
+   * @param {Buffer} value
+   * @param {number} expiresAt ms since the epoch, or 0
+   */
+  set(key, value, expiresAt) {
+    const old = this.map.get(key);
+    if (old !== undefined && old.expiresAt !== 0) this.volatile -= 1;
+    this.map.set(key, { value, expiresAt });
+    if (expiresAt !== 0) {
+      this.volatile += 1;
+      this.push(expiresAt, key);
+    }
+  }
+
+  /**
+   * Deletes `key` if it exists and has not expired.
+   * @param {string} key
+   * @param {number} now
+   * @returns {boolean} whether a live key was deleted
+   */
+  delete(key, now) {
+    const entry = this.lookup(key, now);
+    if (entry === undefined) return false;
+    this.remove(key, entry);
+    return true;
+  }
+
+  flush() {
+    this.map.clear();
+    this.heap = [];
+    this.volatile = 0;
+  }
+
+  /**
+   * Drops keys whose deadline has passed, spending at most `budgetMs`.
+   * @param {number} now
+   * @param {number} [budgetMs]
+   * @returns {number} keys dropped
+   */
+  sweep(now, budgetMs = 2) {
+    const heap = this.heap;
+    const started = performance.now();
+    let dropped = 0;
+    let steps = 0;
+    while (heap.length > 0) {
+      const top = /** @type {[number, string]} */ (heap[0]);
+      if (top[0] > now) break;
+      this.pop();
+      const entry = this.map.get(top[1]);
+      if (entry !== undefined && entry.expiresAt === top[0]) {
+        this.remove(top[1], entry);
+        this.expiredKeys += 1;
+        dropped += 1;
+      }
+      steps += 1;
+      if ((steps & 255) === 0 && performance.now() - started > budgetMs) break;
+    }
+    // Overwritten deadlines leave stale heap entries; rebuild when they dominate.
+    if (heap.length > 1024 && heap.length > 2 * this.volatile) this.rebuildHeap();
+    return dropped;
+  }
+
+  /**
+   * @param {string} key
+   * @param {Entry} entry
+   */
+  remove(key, entry) {
+    this.map.delete(key);
+    if (entry.expiresAt !== 0) this.volatile -= 1;
+  }
+
+  rebuildHeap() {
+    /** @type {[number, string][]} */
+    const entries = [];
+    for (const [key, entry] of this.map)
+      if (entry.expiresAt !== 0) entries.push([entry.expiresAt, key]);
+    entries.sort((a, b) => a[0] - b[0]); // a sorted array is a valid min-heap
+    this.heap = entries;
+  }
+
+  /**
+   * @param {number} at
+   * @param {string} key
+   */
+  push(at, key) {
+    const heap = this.heap;
+    let i = heap.length;
+    heap.push([at, key]);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const p = /** @type {[number, string]} */ (heap[parent]);
+      if (p[0] <= at) break;
+      heap[i] = p;
+      i = parent;
+    }
+    heap[i] = [at, key];
+  }
+
+  pop() {
+    const heap = this.heap;
+    const last = /** @type {[number, string]} */ (heap.pop());
+    if (heap.length === 0) return;
+    let i = 0;
+    const n = heap.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const child =
+        r < n &&
+        /** @type {[number, string]} */ (heap[r])[0] < /** @type {[number, string]} */ (heap[l])[0]
+          ? r
+          : l;
+      const c = /** @type {[number, string]} */ (heap[child]);
+      if (c[0] >= last[0]) break;
+      heap[i] = c;
+      i = child;
+    }
+    heap[i] = last;
+  }
+}

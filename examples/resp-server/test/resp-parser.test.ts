@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'vitest';
+import { RespParser, splitInline } from '../resp-parser.mjs';
+import { Store } from '../store.mjs';
+
+const multibulk = (...args: string[]): string =>
+  `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+
+const strings = (commands: Buffer[][]): string[][] =>
+  commands.map((c) => c.map((b) => b.toString('latin1')));
+
+function errorOf(input: string | Buffer, parser = new RespParser()): string | undefined {
+  parser.execute(typeof input === 'string' ? Buffer.from(input, 'latin1') : input);
+  return parser.error?.message;
+}
+
+describe('RespParser', () => {
+  it('parses multibulk commands, several per read', () => {
+    const parser = new RespParser();
+    const commands = parser.execute(
+      Buffer.from(multibulk('SET', 'k', 'v') + multibulk('GET', 'k') + multibulk('PING')),
+    );
+    expect(strings(commands)).toEqual([['SET', 'k', 'v'], ['GET', 'k'], ['PING']]);
+    expect(parser.bufferedBytes).toBe(0);
+  });
+
+  it('resumes commands split byte by byte', () => {
+    const input = Buffer.from(
+      multibulk('SET', 'key', 'a value\r\nwith CRLF') + 'PING\r\n' + multibulk('GET', 'key'),
+    );
+    const parser = new RespParser();
+    const commands: Buffer[][] = [];
+    for (let i = 0; i < input.length; i += 1)
+      commands.push(...parser.execute(input.subarray(i, i + 1)));
+    expect(strings(commands)).toEqual([
+      ['SET', 'key', 'a value\r\nwith CRLF'],
+      ['PING'],
+      ['GET', 'key'],
+    ]);
+    expect(parser.error).toBeUndefined();
+  });
+
+  it('gathers a big bulk string across reads and joins it once', () => {
+    const value = Buffer.alloc(300_000, 'x');
+    const input = Buffer.concat([
+      Buffer.from(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$${value.length}\r\n`),
+      value,
+      Buffer.from(`\r\n${multibulk('GET', 'k')}`),
+    ]);
+    const parser = new RespParser();
+    const commands: Buffer[][] = [];
+    for (let i = 0; i < input.length; i += 65_536)
+      commands.push(...parser.execute(input.subarray(i, i + 65_536)));
+    expect(commands).toHaveLength(2);
+    expect(commands[0]?.[2]?.equals(value)).toBe(true);
+    expect(strings([commands[1] ?? []])).toEqual([['GET', 'k']]);
+  });
+
+  it('parses inline commands with quotes and escapes', () => {
+    const parser = new RespParser();
+    const commands = parser.execute(
+      Buffer.from("PING\r\nSET k \"a b\\x41\\n\" \r\n\r\n  ECHO 'it\\'s'\nget k\r\n"),
+    );
+    expect(strings(commands)).toEqual([
+      ['PING'],
+      ['SET', 'k', 'a bA\n'],
+      ['ECHO', "it's"],
+      ['get', 'k'],
+    ]);
+    expect(splitInline('"unterminated')).toBeUndefined();
+    expect(splitInline('"a"b')).toBeUndefined();
+    expect(splitInline('  ')).toEqual([]);
+  });
+
+  it('skips empty multibulk requests', () => {
+    expect(
+      strings(new RespParser().execute(Buffer.from(`*0\r\n*-1\r\n${multibulk('PING')}`))),
+    ).toEqual([['PING']]);
+  });
+
+  it('keeps commands completed before a protocol error', () => {
+    const parser = new RespParser();
+    const commands = parser.execute(
+      Buffer.from(`${multibulk('PING')}*1\r\n+PING\r\n${multibulk('PING')}`),
+    );
+    expect(commands).toHaveLength(1);
+    expect(parser.error?.message).toBe("Protocol error: expected '$', got '+'");
+    expect(parser.execute(Buffer.from(multibulk('PING')))).toHaveLength(0);
+  });
+
+  it.each([
+    ['*x\r\n', 'Protocol error: invalid multibulk length'],
+    ['*01\r\n', 'Protocol error: invalid multibulk length'],
+    [`*${1024 * 1024 + 1}\r\n`, 'Protocol error: invalid multibulk length'],
+    ['*1\r\n$-1\r\n', 'Protocol error: invalid bulk length'],
+    ['*1\r\n$abc\r\n', 'Protocol error: invalid bulk length'],
+    [`*1\r\n$${512 * 1024 * 1024 + 1}\r\n`, 'Protocol error: invalid bulk length'],
+    ['*1\r\n$3\r\nabcd\r\n', 'Protocol error: expected CRLF after bulk data'],
+    ['*1\r\n:1\r\n', "Protocol error: expected '$', got ':'"],
+    ['SET "a\r\n', 'Protocol error: unbalanced quotes in request'],
+  ])('refuses %j', (input, message) => {
+    expect(errorOf(input)).toBe(message);
+  });
+
+  it('accepts a bulk string of exactly 512 MiB by its header', () => {
+    const parser = new RespParser();
+    parser.execute(Buffer.from(`*2\r\n$3\r\nSET\r\n$${512 * 1024 * 1024}\r\n`));
+    expect(parser.error).toBeUndefined();
+  });
+
+  it('bounds inline requests and length lines at 64 KiB', () => {
+    expect(errorOf('A'.repeat(70_000))).toBe('Protocol error: too big inline request');
+    expect(errorOf(`*${'1'.repeat(70_000)}`)).toBe('Protocol error: too big mbulk count string');
+    expect(errorOf(`*1\r\n$${'1'.repeat(70_000)}`)).toBe(
+      'Protocol error: too big bulk count string',
+    );
+  });
+
+  it('bounds the bytes one connection may hold', () => {
+    const parser = new RespParser({ maxQueryBufferBytes: 100_000 });
+    // A bulk string longer than the limit is refused by its header...
+    expect(errorOf(`*2\r\n$3\r\nSET\r\n$200000\r\n`, parser)).toMatch(/query buffer limit/);
+    // ...and many small arguments of one unfinished command are refused as they pile up.
+    const piling = new RespParser({ maxQueryBufferBytes: 100_000 });
+    piling.execute(Buffer.from('*100000\r\n'));
+    for (let i = 0; i < 200 && piling.error === undefined; i += 1)
+      piling.execute(Buffer.from(`$1000\r\n${'v'.repeat(1000)}\r\n`));
+    expect(piling.error?.message).toMatch(/query buffer limit of 100000 bytes exceeded/);
+  });
+});
+
+describe('Store', () => {
+  it('expires lazily and by sweep, in deadline order', () => {
+    const store = new Store();
+    const now = 1_000_000;
+    const deadlines: number[] = [];
+    for (let i = 0; i < 5000; i += 1) {
+      const at = now + ((i * 7919) % 1000) + 1;
+      deadlines.push(at);
+      store.set(`k${i}`, Buffer.from('v'), at);
+    }
+    store.set('forever', Buffer.from('v'), 0);
+    store.set('k0', Buffer.from('v'), 0); // overwritten without expiry: its old deadline is stale
+    expect(store.lookup('k1', now + 2000)).toBeUndefined(); // lazy
+    const dropped = store.sweep(now + 500, 1000);
+    expect(dropped).toBe(deadlines.filter((d, i) => i > 1 && d <= now + 500).length);
+    store.sweep(now + 1001, 1000);
+    expect(store.size).toBe(2);
+    expect(store.volatile).toBe(0);
+    expect(store.lookup('k0', now + 5000)).toBeDefined();
+  });
+});
