@@ -240,13 +240,32 @@ int64_t ReadinessEngine::write(int id, const iovec* bufs, int count) {
   if (s->shutdown_requested) return -EPIPE;
   size_t sent = 0;
   if (!s->connecting && s->queue.empty()) {
-    // Try the send at once, like uv_try_write; only the rest is copied into the queue.
-    int chunks = count < kMaxIov ? count : kMaxIov;
-    ssize_t n = send_vectored(s->fd, bufs, chunks);
-    if (n < 0 && n != -EAGAIN && n != -EWOULDBLOCK) return n;
-    if (n > 0) {
-      sent = static_cast<size_t>(n);
-      counters_.bytes_written += sent;
+    // Try the send at once, like uv_try_write, in windows of kMaxIov buffers until the kernel
+    // stops taking bytes; only the rest is copied into the queue.
+    size_t total = 0;
+    for (int i = 0; i < count; ++i) total += bufs[i].iov_len;
+    while (sent < total) {
+      iovec window[kMaxIov];
+      int filled = 0;
+      size_t window_bytes = 0;
+      size_t skip = sent;
+      for (int i = 0; i < count && filled < kMaxIov; ++i) {
+        if (skip >= bufs[i].iov_len) {
+          skip -= bufs[i].iov_len;
+          continue;
+        }
+        window[filled].iov_base = static_cast<uint8_t*>(bufs[i].iov_base) + skip;
+        window[filled].iov_len = bufs[i].iov_len - skip;
+        window_bytes += window[filled].iov_len;
+        skip = 0;
+        ++filled;
+      }
+      ssize_t n = send_vectored(s->fd, window, filled);
+      if (n == -EAGAIN || n == -EWOULDBLOCK) break;
+      if (n < 0) return n;
+      sent += static_cast<size_t>(n);
+      counters_.bytes_written += static_cast<uint64_t>(n);
+      if (static_cast<size_t>(n) < window_bytes) break;  // the socket buffer is full
     }
   }
   bool was_empty = s->queue.empty();

@@ -2,6 +2,9 @@ import { EventEmitter } from 'node:events';
 import type { NativeBackendHandle } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
 
+/** Most buffers one native writev call takes (the native side's limit). */
+const MAX_WRITEV_BUFFERS = 1024;
+
 /** What a connection needs from its reactor. */
 export interface ConnectionHost {
   /** The backend instance. */
@@ -130,11 +133,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** Sends several chunks with one vectored write; same contract as {@link write}. */
   writev(chunks: readonly Uint8Array[]): boolean {
     if (this.isClosed) return false;
-    if (this.ending)
+    if (this.ending) {
       throw new IomuxError('IOMUX_WRITE_AFTER_END', `writev after end() on connection ${this.id}`);
+    }
     let total = 0;
     for (const chunk of chunks) total += chunk.byteLength;
-    return this.afterWrite(this.host.native.writev(this.id, chunks), total);
+    if (chunks.length <= MAX_WRITEV_BUFFERS)
+      return this.afterWrite(this.host.native.writev(this.id, chunks), total);
+    // The native call takes at most MAX_WRITEV_BUFFERS buffers; larger lists go in slices, in order.
+    let queued = 0;
+    for (let start = 0; start < chunks.length; start += MAX_WRITEV_BUFFERS) {
+      queued = this.host.native.writev(this.id, chunks.slice(start, start + MAX_WRITEV_BUFFERS));
+      if (queued < 0) break;
+    }
+    return this.afterWrite(queued, total);
   }
 
   private afterWrite(queued: number, bytes: number): boolean {

@@ -800,7 +800,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       .map((name) => ({ name, attempts: 1 }));
     let opened: OpenedBackend;
     try {
-      opened = openBackend(chain, this.options, this.sizes, this.onEvents);
+      opened = openBackend(chain, this.options, this.sizes, this.onEvents, 'runtime');
     } catch (err) {
       this.failAll(old, errno, err);
       return;
@@ -913,6 +913,7 @@ function openBackend(
   options: ReactorOptions,
   sizes: NativeSizes,
   onEvents: (count: number, slab: Buffer | undefined) => void,
+  phase: FallbackRecord['phase'] = 'startup',
 ): OpenedBackend {
   const history: FallbackRecord[] = [];
   const faults = options.faults ?? {};
@@ -924,7 +925,7 @@ function openBackend(
         attempt: 1,
         cause: backend.unavailabilityCause() ?? 'unavailable',
         at: Date.now(),
-        phase: 'startup',
+        phase,
       });
       continue;
     }
@@ -947,7 +948,7 @@ function openBackend(
           errno === undefined
             ? (err as Error).message
             : addon.probe(errno) || (err as Error).message;
-        history.push({ backend: name, attempt, cause, at: Date.now(), phase: 'startup' });
+        history.push({ backend: name, attempt, cause, at: Date.now(), phase });
       }
     }
   }

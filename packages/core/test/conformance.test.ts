@@ -326,6 +326,21 @@ describe.each(backends)('conformance: $name', (backend) => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(25);
   });
 
+  run('writev sends thousands of buffers in order', async () => {
+    const parts = Array.from({ length: 3000 }, (_, i) => Buffer.from(`${i},`));
+    const expected = Buffer.concat(parts);
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      conn.writev(parts);
+      conn.end();
+    });
+    const socket = await netConnect(listener.port);
+    clients.push(socket);
+    const got: Buffer[] = [];
+    socket.on('data', (d: Buffer) => got.push(d));
+    await new Promise<void>((resolve) => socket.on('end', resolve));
+    expect(Buffer.concat(got).equals(expected)).toBe(true);
+  });
+
   run('rejects API misuse with typed errors', async () => {
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
     await expect(reactor.listen({ port: 70000 }, () => undefined)).rejects.toMatchObject({
