@@ -163,17 +163,21 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
 
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    poll_handle_ = new uv_poll_t;
-    int rc = uv_poll_init(loop, poll_handle_, engine_->wait_fd());
+    watcher_ = new Watcher;
+    int rc = uv_poll_init(loop, &watcher_->poll, engine_->wait_fd());
     if (rc != 0) {
-      delete poll_handle_;
-      poll_handle_ = nullptr;
+      delete watcher_;
+      watcher_ = nullptr;
       engine_.reset();
       Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc))
           .ThrowAsJavaScriptException();
       return;
     }
-    poll_handle_->data = this;
+    watcher_->poll.data = this;
+    watcher_->owner = this;
+    // A worker thread may end without close(): the hook closes the handle while the addon's code
+    // is still loaded, and holds the environment until the close callback has run.
+    napi_add_async_cleanup_hook(env, &NativeBackend::OnEnvironmentExit, watcher_, &watcher_->hook);
   }
 
   ~NativeBackend() override { Teardown(); }
@@ -294,21 +298,22 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
 
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (!engine_) return Closed(info.Env());
-    return Result(info.Env(), uv_poll_start(poll_handle_, UV_READABLE, &NativeBackend::OnReadable));
+    return Result(info.Env(),
+                  uv_poll_start(&watcher_->poll, UV_READABLE, &NativeBackend::OnReadable));
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     if (!engine_) return Closed(info.Env());
-    return Result(info.Env(), uv_poll_stop(poll_handle_));
+    return Result(info.Env(), uv_poll_stop(&watcher_->poll));
   }
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (poll_handle_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_handle_));
+    if (watcher_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&watcher_->poll));
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (poll_handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_handle_));
+    if (watcher_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&watcher_->poll));
     return info.Env().Undefined();
   }
 
@@ -440,12 +445,41 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return Result(env, set_socket_option(fd, name, value, group, iface));
   }
 
+  // The uv_poll and what must outlive this object until libuv has closed it.
+  struct Watcher {
+    uv_poll_t poll;
+    NativeBackend* owner = nullptr;
+    napi_async_cleanup_hook_handle hook = nullptr;
+    bool closing = false;
+  };
+
+  static void CloseWatcher(Watcher* watcher) {
+    if (watcher->closing) return;
+    watcher->closing = true;
+    uv_poll_stop(&watcher->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watcher->poll), [](uv_handle_t* handle) {
+      auto* closed = reinterpret_cast<Watcher*>(handle);  // poll is the first member
+      if (closed->hook != nullptr) napi_remove_async_cleanup_hook(closed->hook);
+      delete closed;
+    });
+  }
+
+  static void OnEnvironmentExit(napi_async_cleanup_hook_handle hook, void* data) {
+    auto* watcher = static_cast<Watcher*>(data);
+    watcher->hook = hook;
+    if (watcher->owner != nullptr) {
+      watcher->owner->watcher_ = nullptr;
+      watcher->owner->engine_.reset();
+      watcher->owner = nullptr;
+    }
+    CloseWatcher(watcher);
+  }
+
   void Teardown() {
-    if (poll_handle_ != nullptr) {
-      uv_poll_stop(poll_handle_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_handle_),
-               [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
-      poll_handle_ = nullptr;
+    if (watcher_ != nullptr) {
+      watcher_->owner = nullptr;
+      CloseWatcher(watcher_);
+      watcher_ = nullptr;
     }
     engine_.reset();
   }
@@ -501,7 +535,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   }
 
   std::unique_ptr<Engine> engine_;
-  uv_poll_t* poll_handle_ = nullptr;
+  Watcher* watcher_ = nullptr;
   Napi::Reference<Napi::Int32Array> events_array_;
   Napi::FunctionReference on_events_;
   std::unique_ptr<Napi::AsyncContext> async_context_;

@@ -158,6 +158,11 @@ void ReadinessEngine::connect_ready(int id, EventSink* sink) {
     return;
   }
   s->connecting = false;
+  // end() while connecting, with nothing to send: the FIN goes out now.
+  if (s->shutdown_requested && s->queue.empty() && !s->write_shut) {
+    ::shutdown(s->fd, SHUT_WR);
+    s->write_shut = true;
+  }
   int rc = update_interest(id);
   if (rc != 0) {
     close_socket(id);

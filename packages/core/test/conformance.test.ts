@@ -79,15 +79,17 @@ describe.each(backends)('conformance: $name', (backend) => {
     },
   );
 
-  run('serves 1000 concurrent connections', async () => {
+  // select(2) cannot watch fds past FD_SETSIZE (1024), and this process holds both ends.
+  const concurrent = backend.name === 'select' ? 400 : 1000;
+  run(`serves ${concurrent} concurrent connections`, async () => {
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0, backlog: 1024 }, echo);
     const results = await Promise.all(
-      Array.from({ length: 1000 }, (_, i) =>
+      Array.from({ length: concurrent }, (_, i) =>
         netRoundTrip(listener.port, pattern(256, i + 1)).then((b) => b.equals(pattern(256, i + 1))),
       ),
     );
-    expect(results.filter(Boolean).length).toBe(1000);
-    expect(reactor.stats().accepted).toBeGreaterThanOrEqual(1000);
+    expect(results.filter(Boolean).length).toBe(concurrent);
+    expect(reactor.stats().accepted).toBeGreaterThanOrEqual(concurrent);
   });
 
   run('applies backpressure to a slow reader and drains', async () => {

@@ -1,0 +1,15 @@
+{
+  "includes": ["../../native/common.gypi"],
+  "targets": [
+    {
+      "target_name": "iomux_iouring",
+      "sources": [
+        "../../native/src/addon.cc",
+        "../../native/src/socket_util.cc",
+        "../../native/src/write_queue.cc",
+        "src/uring.cc",
+        "src/iouring.cc",
+      ],
+    },
+  ],
+}
