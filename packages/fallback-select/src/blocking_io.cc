@@ -1,0 +1,1159 @@
+// blocking_io: portable blocking sockets on native threads, the last-resort backend. It needs no
+// readiness or completion API at all, only socket calls that block.
+//
+// Threads (each with a small stack, see IOMUX_BLOCKING_STACK_KB):
+// - one accept thread per listener, blocked in accept();
+// - one reader thread per connection, blocked in recv(); for an outgoing connection it first waits
+//   for the non-blocking connect() the main thread started to complete;
+// - one writer thread per connection, started the first time a write cannot go out at once, then
+//   blocked in sendmsg() on the queued bytes (or parked on a condvar while the queue is empty).
+// The number of threads is bounded (IOMUX_BLOCKING_MAX_THREADS): a connection reserves two slots,
+// a listener one. Past the bound an accept reports kEventAcceptError with EAGAIN and a connect
+// returns -EAGAIN; nothing waits.
+//
+// Every socket is a shared Sock object its threads hold on to, so an id the engine releases never
+// leaves a thread with a dangling pointer, and a late result for it is simply dropped (the Sock is
+// marked released). Threads hand results over under the Sock's mutex and post the Sock to the
+// Hub's ready list, signalling an eventfd (the wait fd). poll() on Node's main thread drains that
+// list into the batch. Reads are held per connection in order (at most about two read chunks;
+// then the reader stops reading, so the kernel and the peer feel the backpressure), and pausing
+// stops both delivery and the reader.
+//
+// Node's main thread never blocks: write() sends with MSG_DONTWAIT and queues the rest; closing
+// marks the Sock, wakes its threads and shutdown()s the fd, which makes a blocked recv, send,
+// accept or connect return (on Linux). The fd itself is closed by whoever drops the last
+// reference, after its threads are gone, so an fd number is never reused under a thread's feet.
+// detach() (runtime fallback away from this backend) cannot use shutdown(): it interrupts the
+// threads with a signal instead and waits the few microseconds they need to return.
+//
+// No UDP: udp_open/udp_send keep the contract's -EOPNOTSUPP.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "conn_table.h"
+#include "fallback_util.h"
+#include "iomux/engine.h"
+#include "socket_util.h"
+#include "write_queue.h"
+
+namespace iomux {
+
+namespace {
+
+constexpr int kMaxIov = 64;
+// A read smaller than this is not worth splitting a chunk for; the batch is treated as full.
+constexpr size_t kMinRead = 4096;
+// Accepted connections a listener holds while the main thread has not taken them yet.
+constexpr size_t kAcceptAhead = 64;
+// Threads that wait in poll() (connect completion, accept off Linux) look at the closing flag
+// this often.
+constexpr int kWaitSliceMs = 250;
+// Pause after a failed accept (EMFILE, ...), so a persistent failure does not spin.
+constexpr int kAcceptBackoffMs = 100;
+constexpr int kConnectionSlots = 2;  // reader + writer
+constexpr int kListenerSlots = 1;
+constexpr long kDefaultMaxThreads = 4096;
+constexpr long kDefaultStackKb = 64;
+
+long env_long(const char* name, long fallback, long low, long high) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  long value = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || value < low || value > high) return fallback;
+  return value;
+}
+
+struct Sock;
+using SockRef = std::shared_ptr<Sock>;
+
+// What the threads of one engine share with it. Outlives the engine while threads still run.
+struct Hub {
+  ~Hub() {
+    if (reserve_fd >= 0) close_fd(reserve_fd);
+  }
+
+  // Takes n thread slots; false when that would pass the bound.
+  bool reserve(int n) {
+    int current = slots.load(std::memory_order_relaxed);
+    do {
+      if (current + n > max_threads) return false;
+    } while (!slots.compare_exchange_weak(current, current + n, std::memory_order_relaxed));
+    return true;
+  }
+  void unreserve(int n) { slots.fetch_sub(n, std::memory_order_relaxed); }
+
+  // Queues s for the main thread and makes sure the wait fd is readable. Threads call it only
+  // while holding s->mu with s->closing unset, so nothing is posted for a socket after the
+  // engine dropped it.
+  void post(const SockRef& s);
+  // Makes sure the wait fd is readable.
+  void kick() {
+    std::lock_guard<std::mutex> lock(mu);
+    kick_locked();
+  }
+  void kick_locked() {
+    if (!signaled) {
+      signaled = true;
+      notifier.signal();
+    }
+  }
+
+  Notifier notifier;  // the engine's wait fd
+  size_t read_chunk = 64 * 1024;
+  size_t stack_bytes = 64 * 1024;
+  int max_threads = 4096;
+  std::atomic<int> slots{0};
+  std::atomic<uint64_t> bytes_written{0};  // by writer threads
+
+  std::mutex mu;
+  std::vector<SockRef> ready;  // guarded by mu
+  bool signaled = false;       // guarded by mu: the notifier holds a wake-up
+
+  std::mutex reserve_mu;
+  int reserve_fd = -1;  // guarded by reserve_mu: given up to shed a connection when out of fds
+};
+
+struct Chunk {
+  std::unique_ptr<uint8_t[]> data;
+  size_t size = 0;
+  size_t offset = 0;  // delivered so far
+};
+
+// An accepted connection, or the errno of an accept that failed.
+struct Accepted {
+  SockRef conn;
+  int err = 0;
+};
+
+// One listener or connection, shared by the engine and the socket's threads.
+struct Sock {
+  Sock(std::shared_ptr<Hub> owner, int socket_fd, bool is_listener)
+      : hub(std::move(owner)), fd(socket_fd), listener(is_listener) {}
+  Sock(const Sock&) = delete;
+  Sock& operator=(const Sock&) = delete;
+  // Runs after the last thread let go: closing the fd here cannot hit a reused fd number.
+  ~Sock() {
+    if (owns_fd) close_fd(fd);
+    if (slots != 0) hub->unreserve(slots);
+  }
+
+  const std::shared_ptr<Hub> hub;
+  const int fd;
+  const bool listener;
+  int slots = 0;        // thread slots reserved; set before any thread starts
+  bool owns_fd = true;  // false when a failed adopt() hands the fd back; set under mu
+
+  std::mutex mu;
+  std::condition_variable reader_cv;  // the reader or accept thread waits here
+  std::condition_variable writer_cv;
+  std::condition_variable exit_cv;  // detach() waits here for the threads to leave
+
+  // Guarded by mu.
+  bool attached = false;        // has an id (ACCEPT delivered): the reader may start
+  bool closing = false;         // the engine dropped it: threads leave without touching anything
+  bool detaching = false;       // detach(): threads leave, keeping what they did in this object
+  bool reader_running = false;  // the reader or accept thread has not returned yet
+  bool writer_running = false;
+  pthread_t reader_thread{};  // valid while reader_running
+  pthread_t writer_thread{};
+  bool paused = false;
+  bool connecting = false;
+  bool connect_done = false;
+  int connect_err = 0;
+  std::deque<Chunk> inbox;  // read, not yet delivered
+  size_t inbox_bytes = 0;
+  bool eof = false;  // the reader saw EOF (delivered as END after the inbox)
+  int read_err = 0;  // the reader failed (delivered as CLOSE after the inbox)
+  WriteQueue queue;
+  bool writer_started = false;
+  bool shutdown_requested = false;
+  bool write_shut = false;
+  int write_err = 0;
+  std::deque<Accepted> accepted;  // listener only
+
+  bool stopped() const { return closing || detaching; }
+
+  // Guarded by hub->mu.
+  bool in_hub = false;
+
+  // Main thread only.
+  int id = -1;
+  bool released = false;  // the id was released: anything still reported is stale
+  bool in_pending = false;
+  bool end_delivered = false;
+  bool drain_pending = false;
+  bool connect_reported = false;
+};
+
+void Hub::post(const SockRef& s) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (!s->in_hub) {
+    s->in_hub = true;
+    ready.push_back(s);
+  }
+  kick_locked();
+}
+
+// ---- blocking socket calls (worker threads) -------------------------------------------------
+
+// Waits until fd is ready for `events`; used when a socket turned out to be non-blocking.
+// False when interrupted.
+bool wait_ready(int fd, short events) {
+  pollfd p{fd, events, 0};
+  return ::poll(&p, 1, kWaitSliceMs) >= 0 || errno != EINTR;
+}
+
+// The blocking calls below return -EINTR when detach() interrupts them; the caller looks at the
+// Sock's flags and calls again if it is not being stopped.
+ssize_t recv_blocking(int fd, uint8_t* buf, size_t len) {
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, len, 0);
+    if (n >= 0) return n;
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLIN)) continue;
+    return -errno;
+  }
+}
+
+ssize_t send_blocking(int fd, const iovec* bufs, int count) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(bufs);
+  msg.msg_iovlen = static_cast<size_t>(count);
+  for (;;) {
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLOUT)) continue;
+    return -errno;
+  }
+}
+
+bool is_stopped(Sock& s) {
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.stopped();
+}
+
+// Accepts one connection as a blocking, close-on-exec socket with TCP_NODELAY. -errno on failure,
+// -ECANCELED when the listener is closing.
+int accept_blocking(Sock& l) {
+  for (;;) {
+#ifdef __linux__
+    // Blocks; closing the listener shutdown()s it, which makes accept() fail with EINVAL.
+    int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+#else
+    // shutdown() does not wake a blocked accept() everywhere: the listener stays non-blocking and
+    // the wait happens in bounded slices.
+    pollfd p{l.fd, POLLIN, 0};
+    int ready = ::poll(&p, 1, kWaitSliceMs);
+    if (is_stopped(l)) return -ECANCELED;
+    if (ready < 0 && errno != EINTR) return -errno;
+    if (ready <= 0) continue;
+    int fd = ::accept(l.fd, nullptr, nullptr);
+    if (fd >= 0 && (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || set_blocking(fd, true) != 0)) {
+      int err = -errno;
+      close_fd(fd);
+      return err;
+    }
+    if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+#endif
+    if (fd >= 0) {
+      int one = 1;
+      (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      return fd;
+    }
+    return -errno;
+  }
+}
+
+// Out of fds: the pending peer would make every accept fail at once. Give up the reserve fd,
+// accept the peer and close it (it sees a reset), then take the reserve back, as libuv does.
+void shed_connection(Hub& hub, int listen_fd) {
+  std::lock_guard<std::mutex> lock(hub.reserve_mu);
+  if (hub.reserve_fd < 0) return;
+  close_fd(hub.reserve_fd);
+  hub.reserve_fd = -1;
+  pollfd p{listen_fd, POLLIN, 0};
+  if (::poll(&p, 1, 0) == 1) {
+    int fd = ::accept(listen_fd, nullptr, nullptr);
+    if (fd >= 0) close_fd(fd);
+  }
+  hub.reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+// Waits for the non-blocking connect the main thread started. Returns 0 or a positive errno.
+int await_connect(Sock& s) {
+  for (;;) {
+    pollfd p{s.fd, POLLOUT, 0};
+    int n = ::poll(&p, 1, kWaitSliceMs);
+    if (n > 0) break;
+    if (n < 0 && errno != EINTR) return errno;
+    if (is_stopped(s)) return ECANCELED;
+  }
+  int err = pending_error(s.fd);
+  if (err == 0) err = -set_blocking(s.fd, true);
+  return err;
+}
+
+// ---- threads ----------------------------------------------------------------------------------
+
+// detach() must get threads out of blocking calls without harming the socket (shutdown() would),
+// so it interrupts them with this signal, whose handler does nothing and is installed without
+// SA_RESTART: the call fails with EINTR, or returns what it did so far.
+int interrupt_signal() {
+#ifdef SIGRTMIN
+  return SIGRTMIN + 5;
+#else
+  return SIGURG;
+#endif
+}
+
+void on_interrupt(int) {}
+
+// Installs the handler once, unless the application handles that signal itself.
+bool install_interrupt() {
+  static std::once_flag once;
+  static bool installed = false;
+  std::call_once(once, [] {
+    int sig = interrupt_signal();
+    struct sigaction old{};
+    if (sigaction(sig, nullptr, &old) != 0) return;
+    bool taken = (old.sa_flags & SA_SIGINFO) != 0
+                     ? old.sa_sigaction != nullptr
+                     : (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
+    if (taken) return;
+    struct sigaction action{};
+    action.sa_handler = &on_interrupt;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;
+    installed = sigaction(sig, &action, nullptr) == 0;
+  });
+  return installed;
+}
+
+enum class Role { kReader, kWriter, kAcceptor };
+
+struct ThreadArg {
+  SockRef sock;
+  Role role;
+};
+
+void run_reader(const SockRef& s);
+void run_writer(const SockRef& s);
+void run_acceptor(const SockRef& l);
+
+void* thread_main(void* raw) {
+  std::unique_ptr<ThreadArg> arg(static_cast<ThreadArg*>(raw));
+  sigset_t interrupt;
+  sigemptyset(&interrupt);
+  sigaddset(&interrupt, interrupt_signal());
+  pthread_sigmask(SIG_UNBLOCK, &interrupt, nullptr);
+  const SockRef& s = arg->sock;
+  switch (arg->role) {
+    case Role::kReader:
+      run_reader(s);
+      break;
+    case Role::kWriter:
+      run_writer(s);
+      break;
+    case Role::kAcceptor:
+      run_acceptor(s);
+      break;
+  }
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (arg->role == Role::kWriter) {
+      s->writer_running = false;
+    } else {
+      s->reader_running = false;
+    }
+  }
+  s->exit_cv.notify_all();
+  return nullptr;
+}
+
+// Starts a thread of s in `role`. Called with s->mu held, so the thread's bookkeeping is in place
+// before it can finish.
+int spawn_locked(const SockRef& s, Role role) {
+  auto* arg = new (std::nothrow) ThreadArg{s, role};
+  if (arg == nullptr) return -ENOMEM;
+  pthread_t thread;
+  int rc = start_thread(&thread_main, arg, s->hub->stack_bytes, true, &thread);
+  if (rc != 0) {
+    delete arg;
+    return rc;
+  }
+  if (role == Role::kWriter) {
+    s->writer_thread = thread;
+    s->writer_running = true;
+  } else {
+    s->reader_thread = thread;
+    s->reader_running = true;
+  }
+  return 0;
+}
+
+void run_reader(const SockRef& s) {
+  Hub& hub = *s->hub;
+  std::unique_lock<std::mutex> lock(s->mu);
+  if (s->connecting) {
+    lock.unlock();
+    int err = await_connect(*s);
+    lock.lock();
+    if (s->stopped()) return;
+    s->connect_done = true;
+    s->connect_err = err;
+    if (err == 0) {
+      s->connecting = false;
+      s->writer_cv.notify_all();
+    }
+    hub.post(s);
+    if (err != 0) return;
+  }
+  s->reader_cv.wait(lock, [&] { return s->stopped() || s->attached; });
+  const size_t chunk = hub.read_chunk;
+  std::unique_ptr<uint8_t[]> buf;
+  for (;;) {
+    s->reader_cv.wait(lock, [&] { return s->stopped() || (!s->paused && s->inbox_bytes < chunk); });
+    if (s->stopped()) return;
+    lock.unlock();
+    if (!buf) buf.reset(new (std::nothrow) uint8_t[chunk]);
+    ssize_t n = buf ? recv_blocking(s->fd, buf.get(), chunk) : -ENOMEM;
+    Chunk piece;
+    if (n > 0) {
+      piece.size = static_cast<size_t>(n);
+      if (piece.size >= chunk / 2) {
+        piece.data = std::move(buf);  // worth keeping whole; a new buffer comes next round
+      } else {
+        piece.data.reset(new (std::nothrow) uint8_t[piece.size]);
+        if (piece.data) {
+          std::memcpy(piece.data.get(), buf.get(), piece.size);
+        } else {
+          n = -ENOMEM;
+        }
+      }
+    }
+    lock.lock();
+    if (s->closing) return;
+    if (n > 0) {
+      // Kept even when detaching: detach() hands it over as undelivered.
+      s->inbox_bytes += piece.size;
+      s->inbox.push_back(std::move(piece));
+      hub.post(s);
+      continue;
+    }
+    if (n == -EINTR) continue;
+    if (n == 0) {
+      s->eof = true;
+    } else {
+      s->read_err = static_cast<int>(-n);
+    }
+    hub.post(s);
+    return;
+  }
+}
+
+void run_writer(const SockRef& s) {
+  Hub& hub = *s->hub;
+  iovec iov[kMaxIov];
+  std::unique_lock<std::mutex> lock(s->mu);
+  for (;;) {
+    s->writer_cv.wait(lock, [&] {
+      return s->stopped() ||
+             (!s->connecting && (!s->queue.empty() || (s->shutdown_requested && !s->write_shut)));
+    });
+    if (s->stopped()) return;
+    if (!s->queue.empty()) {
+      // The main thread only appends while this runs (it sends itself only into an empty
+      // queue), so the gathered bytes stay put.
+      int count = s->queue.gather(iov, kMaxIov);
+      lock.unlock();
+      ssize_t n = send_blocking(s->fd, iov, count);
+      lock.lock();
+      if (s->closing) return;
+      if (n == -EINTR) continue;
+      if (n < 0) {
+        s->write_err = static_cast<int>(-n);
+        hub.post(s);
+        return;
+      }
+      hub.bytes_written.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      s->queue.consume(static_cast<size_t>(n));
+      if (!s->queue.empty()) continue;
+    }
+    if (s->shutdown_requested && !s->write_shut) {
+      // ENOTCONN means the peer already reset: the read side reports that.
+      (void)::shutdown(s->fd, SHUT_WR);
+      s->write_shut = true;
+    }
+    hub.post(s);  // drain, and maybe the end of the shutdown
+  }
+}
+
+// Marks s closing and makes its threads return: those parked on a condvar are notified, those
+// blocked in a socket call are woken by the shutdown().
+void stop(Sock& s) {
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.closing = true;
+  }
+  s.reader_cv.notify_all();
+  s.writer_cv.notify_all();
+  (void)::shutdown(s.fd, SHUT_RDWR);
+}
+
+// A connection for an accepted fd, its reader thread started (it waits until the connection is
+// attached to an id). Null with *err set when out of thread slots (EAGAIN) or memory.
+SockRef open_accepted(const std::shared_ptr<Hub>& hub, int fd, int* err) {
+  if (!hub->reserve(kConnectionSlots)) {
+    close_fd(fd);
+    *err = EAGAIN;
+    return nullptr;
+  }
+  SockRef conn = std::make_shared<Sock>(hub, fd, false);
+  conn->slots = kConnectionSlots;
+  int rc;
+  {
+    std::lock_guard<std::mutex> lock(conn->mu);
+    rc = spawn_locked(conn, Role::kReader);
+  }
+  if (rc != 0) {
+    *err = -rc;
+    return nullptr;  // the Sock closes the fd and gives the slots back
+  }
+  return conn;
+}
+
+void run_acceptor(const SockRef& l) {
+  Hub& hub = *l->hub;
+  std::unique_lock<std::mutex> lock(l->mu);
+  for (;;) {
+    l->reader_cv.wait(
+        lock, [&] { return l->stopped() || (!l->paused && l->accepted.size() < kAcceptAhead); });
+    if (l->stopped()) return;
+    lock.unlock();
+    int fd = accept_blocking(*l);
+    SockRef conn;
+    int err = 0;
+    if (fd >= 0) {
+      conn = open_accepted(l->hub, fd, &err);
+    } else {
+      err = -fd;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) {
+        lock.lock();
+        continue;
+      }
+      if (err == EMFILE || err == ENFILE) shed_connection(hub, l->fd);
+    }
+    lock.lock();
+    if (l->stopped()) {
+      if (conn) stop(*conn);  // nobody will take it: the peer sees a reset
+      return;
+    }
+    l->accepted.push_back(Accepted{std::move(conn), err});
+    hub.post(l);
+    if (fd < 0) {
+      l->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
+                            [&] { return l->stopped(); });
+    }
+  }
+}
+
+// ---- the engine (Node's main thread) ----------------------------------------------------------
+
+class BlockingEngine final : public Engine {
+ public:
+  BlockingEngine(std::shared_ptr<Hub> hub, const EngineConfig& config)
+      : hub_(std::move(hub)), config_(config) {}
+
+  ~BlockingEngine() override {
+    for (int id = 0; id < table_.capacity(); ++id) {
+      Slot* slot = table_.get(id);
+      if (slot != nullptr && slot->sock) close_sock(id);
+    }
+    pending_.clear();
+    // Nothing is posted for a closing socket, so this breaks the last Hub -> Sock references.
+    std::lock_guard<std::mutex> lock(hub_->mu);
+    for (const SockRef& s : hub_->ready) s->in_hub = false;
+    hub_->ready.clear();
+  }
+
+  int wait_fd() const override { return hub_->notifier.fd(); }
+
+  int poll(EventSink* sink) override {
+    table_.recycle();
+    ++counters_.polls;
+    {
+      std::lock_guard<std::mutex> lock(hub_->mu);
+      hub_->notifier.drain();
+      hub_->signaled = false;
+      for (SockRef& s : hub_->ready) {
+        s->in_hub = false;
+        if (!s->in_pending) {
+          s->in_pending = true;
+          pending_.push_back(std::move(s));
+        }
+      }
+      hub_->ready.clear();
+    }
+    // Sockets are served in the order they reported; one that did not fit keeps its place.
+    size_t i = 0;
+    for (; i < pending_.size() && !sink->full(); ++i) {
+      SockRef& s = pending_[i];
+      bool more = !s->released && (s->listener ? serve_listener(s, sink) : serve_conn(s, sink));
+      if (more) {
+        keep_.push_back(std::move(s));
+      } else {
+        s->in_pending = false;
+      }
+    }
+    for (; i < pending_.size(); ++i) keep_.push_back(std::move(pending_[i]));
+    pending_.clear();
+    pending_.swap(keep_);
+    if (!pending_.empty()) hub_->kick();  // the glue polls again for the rest
+    counters_.events += static_cast<uint64_t>(sink->count);
+    return sink->count;
+  }
+
+  int listen(const ListenRequest& request) override {
+    int fd = open_listener(request);
+    if (fd < 0) return fd;
+#ifdef __linux__
+    int rc = set_blocking(fd, true);
+    if (rc != 0) {
+      close_fd(fd);
+      return rc;
+    }
+#endif
+    if (!hub_->reserve(kListenerSlots)) {
+      close_fd(fd);
+      return -EAGAIN;
+    }
+    SockRef s = std::make_shared<Sock>(hub_, fd, true);
+    s->slots = kListenerSlots;
+    s->attached = true;
+    return attach_new(s, Role::kAcceptor);
+  }
+
+  int connect(const sockaddr_storage& addr, socklen_t addr_len) override {
+    if (!hub_->reserve(kConnectionSlots)) return -EAGAIN;
+    int fd = open_connecting(addr, addr_len);
+    if (fd < 0) {
+      hub_->unreserve(kConnectionSlots);
+      return fd;
+    }
+    SockRef s = std::make_shared<Sock>(hub_, fd, false);
+    s->slots = kConnectionSlots;
+    s->attached = true;
+    s->connecting = true;
+    return attach_new(s, Role::kReader);
+  }
+
+  int64_t write(int id, const iovec* bufs, int count) override {
+    Slot* slot = table_.get(id);
+    if (slot == nullptr || slot->sock->listener) return -EBADF;
+    const SockRef& s = slot->sock;
+    std::unique_lock<std::mutex> lock(s->mu);
+    if (s->shutdown_requested) return -EPIPE;
+    if (s->write_err != 0) return -s->write_err;
+    size_t sent = 0;
+    if (!s->connecting && s->queue.empty()) {
+      // Try the send at once, like uv_try_write; only the rest is copied into the queue.
+      msghdr msg{};
+      msg.msg_iov = const_cast<iovec*>(bufs);
+      msg.msg_iovlen = static_cast<size_t>(count < kMaxIov ? count : kMaxIov);
+      ssize_t n;
+      do {
+        n = ::sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+      if (n > 0) {
+        sent = static_cast<size_t>(n);
+        direct_written_ += sent;
+      }
+    }
+    bool was_empty = s->queue.empty();
+    if (!s->queue.append(bufs, count, sent)) return -ENOMEM;
+    if (s->queue.empty()) return 0;
+    ++counters_.writes_queued;
+    s->drain_pending = true;
+    if (was_empty) {
+      int rc = start_writer(s);
+      if (rc != 0) {
+        // No thread to send the queue: the connection fails as if the send had.
+        s->write_err = -rc;
+        schedule(s);
+        return rc;
+      }
+    }
+    return static_cast<int64_t>(s->queue.size());
+  }
+
+  int set_reading(int id, bool reading) override {
+    Slot* slot = table_.get(id);
+    if (slot == nullptr) return -EBADF;
+    SockRef s = slot->sock;
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      if (s->paused == !reading) return 0;
+      s->paused = !reading;
+    }
+    if (reading) {
+      s->reader_cv.notify_all();
+      schedule(s);  // deliver what was held while paused
+    }
+    return 0;
+  }
+
+  int shutdown(int id, ShutdownResult* result) override {
+    *result = ShutdownResult::kPending;
+    Sock* s = sock(id);
+    if (s == nullptr || s->listener) return -EBADF;
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      if (s->shutdown_requested) return 0;
+      s->shutdown_requested = true;
+      // The writer (or the connect completion) finishes the half-close after the queue.
+      if (s->connecting || !s->queue.empty()) return 0;
+      if (!s->write_shut) {
+        (void)::shutdown(s->fd, SHUT_WR);
+        s->write_shut = true;
+      }
+    }
+    if (!s->end_delivered) return 0;
+    close_sock(id);
+    *result = ShutdownResult::kClosed;
+    return 0;
+  }
+
+  int destroy(int id) override {
+    if (sock(id) == nullptr) return -EBADF;
+    close_sock(id);
+    return 0;
+  }
+
+  int address(int id, bool peer, sockaddr_storage* out, socklen_t* len) override {
+    Sock* s = sock(id);
+    if (s == nullptr) return -EBADF;
+    return socket_address(s->fd, peer, out, len);
+  }
+
+  int socket_fd(int id) override {
+    Sock* s = sock(id);
+    return s == nullptr ? -EBADF : s->fd;
+  }
+
+  const Counters& counters() const override {
+    counters_.bytes_written = direct_written_ + hub_->bytes_written.load(std::memory_order_relaxed);
+    return counters_;
+  }
+
+  // Hands a socket to another engine. Its threads are interrupted out of their blocking calls
+  // (see interrupt_signal) and waited for; what they completed is accounted for: bytes read go out
+  // as undelivered, bytes sent are gone from the queue, an accepted connection nobody saw yet is
+  // closed (its peer sees a reset). The wait is short: the threads only have to return from a
+  // system call. A socket with an error not yet delivered is not handed over: its -errno is
+  // returned (the id stays until destroy() or engine close).
+  int detach(int id, DetachedSocket* out) override {
+    Slot* slot = table_.get(id);
+    if (slot == nullptr) return -EBADF;
+    SockRef s = slot->sock;
+    std::deque<Accepted> accepted;
+    {
+      std::unique_lock<std::mutex> lock(s->mu);
+      if ((s->reader_running || s->writer_running) && !install_interrupt()) return -ENOTSUP;
+      s->detaching = true;
+      s->reader_cv.notify_all();
+      s->writer_cv.notify_all();
+      int sig = interrupt_signal();
+      while (s->reader_running || s->writer_running) {
+        // A thread clears its flag under this lock before it ends, so its id is still valid. A
+        // signal that lands just before the thread enters its call is lost; the next one is not.
+        if (s->reader_running) pthread_kill(s->reader_thread, sig);
+        if (s->writer_running) pthread_kill(s->writer_thread, sig);
+        s->exit_cv.wait_for(lock, std::chrono::milliseconds(1));
+      }
+      int err = 0;
+      if (s->connect_done && !s->connect_reported && s->connect_err != 0) {
+        err = s->connect_err;
+      } else if (s->read_err != 0 || s->write_err != 0) {
+        err = s->read_err != 0 ? s->read_err : s->write_err;
+      }
+      // Other engines expect a non-blocking fd.
+      if (err == 0) err = -set_blocking(s->fd, false);
+      if (err != 0) return -err;
+      out->fd = s->fd;
+      out->listener = s->listener;
+      out->paused = s->paused;
+      if (!s->listener) {
+        out->connecting = s->connecting || (s->connect_done && !s->connect_reported);
+        out->read_eof = s->end_delivered;
+        out->shutdown_requested = s->shutdown_requested;
+        out->write_shut = s->write_shut;
+        out->drain_pending = s->drain_pending;
+        out->eof_undelivered = s->eof && !s->end_delivered;
+        out->unsent.reserve(s->queue.size());
+        iovec iov[kMaxIov];
+        while (!s->queue.empty()) {
+          int count = s->queue.gather(iov, kMaxIov);
+          size_t round = 0;
+          for (int i = 0; i < count; ++i) {
+            const auto* bytes = static_cast<const uint8_t*>(iov[i].iov_base);
+            out->unsent.insert(out->unsent.end(), bytes, bytes + iov[i].iov_len);
+            round += iov[i].iov_len;
+          }
+          s->queue.consume(round);
+        }
+        out->undelivered.reserve(s->inbox_bytes);
+        for (const Chunk& c : s->inbox) {
+          out->undelivered.insert(out->undelivered.end(), c.data.get() + c.offset,
+                                  c.data.get() + c.size);
+        }
+      }
+      accepted.swap(s->accepted);
+      s->owns_fd = false;
+      s->closing = true;
+    }
+    for (Accepted& a : accepted) {
+      if (a.conn) stop(*a.conn);
+    }
+    s->released = true;
+    table_.release(id);
+    return 0;
+  }
+
+  int adopt(DetachedSocket&& socket) override {
+    if (socket.datagram) return -EOPNOTSUPP;  // no UDP here (see udp_open)
+#ifndef __linux__
+    if (!socket.listener)
+#endif
+    {
+      int rc = set_blocking(socket.fd, true);
+      if (rc != 0) return rc;
+    }
+    int slots = socket.listener ? kListenerSlots : kConnectionSlots;
+    if (!hub_->reserve(slots)) return -EAGAIN;
+    SockRef s = std::make_shared<Sock>(hub_, socket.fd, socket.listener);
+    s->slots = slots;
+    s->attached = true;
+    s->paused = socket.paused;
+    int id = table_.alloc();
+    if (id < 0) {
+      s->owns_fd = false;
+      return id;
+    }
+    s->id = id;
+    int rc = 0;
+    if (socket.listener) {
+      std::lock_guard<std::mutex> lock(s->mu);
+      rc = spawn_locked(s, Role::kAcceptor);
+    } else {
+      s->connecting = socket.connecting;
+      s->end_delivered = socket.read_eof;
+      s->eof = socket.read_eof;
+      s->shutdown_requested = socket.shutdown_requested;
+      s->write_shut = socket.write_shut;
+      s->drain_pending = socket.drain_pending;
+      if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) rc = -ENOMEM;
+      if (rc == 0 && (!s->queue.empty() || (s->shutdown_requested && !s->write_shut))) {
+        std::lock_guard<std::mutex> lock(s->mu);
+        if (s->connecting || !s->queue.empty()) {
+          rc = start_writer(s);
+        } else {
+          (void)::shutdown(s->fd, SHUT_WR);
+          s->write_shut = true;
+        }
+      }
+      // The reader last: once it runs it may consume bytes, so nothing may fail after it.
+      if (rc == 0 && !socket.read_eof) {
+        std::lock_guard<std::mutex> lock(s->mu);
+        rc = spawn_locked(s, Role::kReader);
+      }
+    }
+    if (rc != 0) {
+      {
+        std::lock_guard<std::mutex> lock(s->mu);
+        s->owns_fd = false;  // a failed adopt leaves the fd to the caller
+        s->closing = true;
+      }
+      s->reader_cv.notify_all();
+      s->writer_cv.notify_all();
+      table_.release(id);
+      return rc;
+    }
+    table_.get(id)->sock = s;
+    schedule(s);  // a pending drain or close may be due already
+    return id;
+  }
+
+ private:
+  struct Slot {
+    bool in_use = false;
+    SockRef sock;
+  };
+
+  Sock* sock(int id) {
+    Slot* slot = table_.get(id);
+    return slot == nullptr ? nullptr : slot->sock.get();
+  }
+
+  // Gives a new listener or connecting socket an id and starts its thread.
+  int attach_new(const SockRef& s, Role role) {
+    int id = table_.alloc();
+    if (id < 0) return id;  // the Sock closes the fd and gives the slots back
+    s->id = id;
+    int rc;
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      rc = spawn_locked(s, role);
+    }
+    if (rc != 0) {
+      table_.release(id);
+      return rc;
+    }
+    table_.get(id)->sock = s;
+    return id;
+  }
+
+  // Starts the writer thread if it is not running yet, else wakes it. Called with s->mu held.
+  static int start_writer(const SockRef& s) {
+    if (s->writer_started) {
+      s->writer_cv.notify_one();
+      return 0;
+    }
+    int rc = spawn_locked(s, Role::kWriter);
+    if (rc == 0) s->writer_started = true;
+    return rc;
+  }
+
+  void schedule(const SockRef& s) {
+    if (!s->in_pending) {
+      s->in_pending = true;
+      pending_.push_back(s);
+    }
+    hub_->kick();
+  }
+
+  void close_sock(int id) {
+    Slot* slot = table_.get(id);
+    SockRef s = std::move(slot->sock);
+    stop(*s);
+    if (s->listener) {
+      std::deque<Accepted> accepted;
+      {
+        std::lock_guard<std::mutex> lock(s->mu);
+        accepted.swap(s->accepted);
+      }
+      for (Accepted& a : accepted) {
+        if (a.conn) stop(*a.conn);
+      }
+    }
+    s->released = true;
+    ++counters_.closed;
+    table_.release(id);
+  }
+
+  // Delivers accepted connections. Returns true when some did not fit in this batch.
+  bool serve_listener(const SockRef& l, EventSink* sink) {
+    int id = l->id;
+    bool more = false;
+    {
+      std::lock_guard<std::mutex> lock(l->mu);
+      if (l->paused) return false;  // resuming schedules the listener again
+      while (!l->accepted.empty()) {
+        if (sink->full()) {
+          more = true;
+          break;
+        }
+        Accepted a = std::move(l->accepted.front());
+        l->accepted.pop_front();
+        if (!a.conn) {
+          ++counters_.accept_errors;
+          sink->push(kEventAcceptError, id, a.err);
+          continue;
+        }
+        int conn_id = table_.alloc();
+        if (conn_id < 0) {
+          stop(*a.conn);
+          ++counters_.accept_errors;
+          sink->push(kEventAcceptError, id, -conn_id);
+          continue;
+        }
+        a.conn->id = conn_id;
+        {
+          std::lock_guard<std::mutex> conn_lock(a.conn->mu);
+          a.conn->attached = true;
+        }
+        a.conn->reader_cv.notify_one();
+        table_.get(conn_id)->sock = std::move(a.conn);
+        ++counters_.accepted;
+        sink->push(kEventAccept, conn_id, id);
+      }
+    }
+    l->reader_cv.notify_one();  // room for more
+    return more;
+  }
+
+  // Delivers what a connection's threads reported, in order. Returns true when something did not
+  // fit in this batch.
+  bool serve_conn(const SockRef& s, EventSink* sink) {
+    int id = s->id;
+    std::unique_lock<std::mutex> lock(s->mu);
+    if (s->connect_done && !s->connect_reported) {
+      if (sink->full()) return true;
+      s->connect_reported = true;
+      if (s->connect_err != 0) {
+        int err = s->connect_err;
+        lock.unlock();
+        close_sock(id);
+        sink->push(kEventConnect, id, err);
+        return false;
+      }
+      sink->push(kEventConnect, id, 0);
+      if (s->shutdown_requested && s->queue.empty() && !s->write_shut) {
+        (void)::shutdown(s->fd, SHUT_WR);
+        s->write_shut = true;
+      }
+    }
+    if (s->connecting) return false;
+
+    // Write side first, as a readiness engine flushes before it reads.
+    if (s->write_err != 0) {
+      if (sink->full()) return true;
+      // After a reset the reader usually sees ECONNRESET and the writer then EPIPE: report the
+      // cause.
+      int err = s->read_err != 0 ? s->read_err : s->write_err;
+      lock.unlock();
+      close_sock(id);
+      sink->push(kEventClose, id, err);
+      return false;
+    }
+    if (s->drain_pending && s->queue.empty()) {
+      if (sink->full()) return true;
+      s->drain_pending = false;
+      sink->push(kEventDrain, id);
+    }
+    if (s->write_shut && s->end_delivered) {
+      if (sink->full()) return true;
+      lock.unlock();
+      close_sock(id);
+      sink->push(kEventClose, id, 0);
+      return false;
+    }
+
+    // Read side: held data first, then how the stream ended. Nothing while paused.
+    if (s->paused) return false;
+    bool consumed = false;
+    bool more = false;
+    while (!s->inbox.empty()) {
+      if (sink->full()) {
+        more = true;
+        break;
+      }
+      Chunk& c = s->inbox.front();
+      size_t left = c.size - c.offset;
+      size_t room = sink->slab_capacity - sink->slab_used;
+      size_t take = left < room ? left : room;
+      if (take < left && take < kMinRead) {
+        sink->slab_exhausted = true;  // ends this batch; the rest waits for the next one
+        more = true;
+        break;
+      }
+      std::memcpy(sink->slab + sink->slab_used, c.data.get() + c.offset, take);
+      sink->push(kEventData, id, static_cast<int32_t>(sink->slab_used), static_cast<int32_t>(take));
+      sink->slab_used += take;
+      counters_.bytes_read += take;
+      c.offset += take;
+      s->inbox_bytes -= take;
+      if (c.offset == c.size) s->inbox.pop_front();
+      consumed = true;
+    }
+    if (consumed) s->reader_cv.notify_one();
+    if (more) return true;
+    // How the stream ended goes out in a later batch than its last data, as a readiness engine
+    // learns it only from the read after a short one: JS can still pause in between.
+    if (consumed && (s->eof || s->read_err != 0)) return true;
+    if (s->eof && !s->end_delivered) {
+      if (sink->full()) return true;
+      s->end_delivered = true;
+      sink->push(kEventEnd, id);
+      if (s->write_shut) {
+        if (sink->full()) return true;
+        lock.unlock();
+        close_sock(id);
+        sink->push(kEventClose, id, 0);
+      }
+      return false;
+    }
+    if (s->read_err != 0) {
+      if (sink->full()) return true;
+      int err = s->read_err;
+      lock.unlock();
+      close_sock(id);
+      sink->push(kEventClose, id, err);
+    }
+    return false;
+  }
+
+  ConnTable<Slot> table_;
+  std::shared_ptr<Hub> hub_;
+  EngineConfig config_;
+  mutable Counters counters_;
+  uint64_t direct_written_ = 0;
+  std::vector<SockRef> pending_;  // sockets with something to deliver, in report order
+  std::vector<SockRef> keep_;     // scratch for poll()
+};
+
+}  // namespace
+
+namespace backend {
+
+const char* const kName = "blocking_io";
+
+std::string probe(int simulated_errno) {
+  if (simulated_errno != 0) {
+    return std::string("blocking_io setup failed: ") + std::strerror(simulated_errno);
+  }
+  Notifier notifier;
+  int rc = notifier.open();
+  if (rc != 0) return std::string("blocking_io setup failed: ") + std::strerror(-rc);
+  return "";
+}
+
+std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
+  auto hub = std::make_shared<Hub>();
+  int rc = hub->notifier.open();
+  if (rc != 0) {
+    *error = rc;
+    return nullptr;
+  }
+  hub->read_chunk = config.read_chunk;
+  hub->max_threads =
+      static_cast<int>(env_long("IOMUX_BLOCKING_MAX_THREADS", kDefaultMaxThreads, 1, 1L << 20));
+  hub->stack_bytes =
+      static_cast<size_t>(env_long("IOMUX_BLOCKING_STACK_KB", kDefaultStackKb, 16, 1L << 20)) *
+      1024;
+  hub->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return std::make_unique<BlockingEngine>(std::move(hub), config);
+}
+
+}  // namespace backend
+
+}  // namespace iomux

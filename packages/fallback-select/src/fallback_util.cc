@@ -1,0 +1,125 @@
+#include "fallback_util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#include "socket_util.h"
+
+namespace iomux {
+
+int Notifier::open() {
+  close();
+#ifdef __linux__
+  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  read_fd_ = fd;
+  write_fd_ = fd;
+#else
+  int fds[2];
+  if (::pipe(fds) != 0) return -errno;
+  for (int fd : fds) {
+    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || set_blocking(fd, false) != 0) {
+      int err = -errno;
+      close_fd(fds[0]);
+      close_fd(fds[1]);
+      return err;
+    }
+  }
+  read_fd_ = fds[0];
+  write_fd_ = fds[1];
+#endif
+  return 0;
+}
+
+void Notifier::close() {
+  if (write_fd_ >= 0 && write_fd_ != read_fd_) close_fd(write_fd_);
+  if (read_fd_ >= 0) close_fd(read_fd_);
+  read_fd_ = -1;
+  write_fd_ = -1;
+}
+
+void Notifier::signal() const {
+  int saved = errno;
+#ifdef __linux__
+  uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = ::write(write_fd_, &one, sizeof(one));
+  } while (n < 0 && errno == EINTR);
+#else
+  char one = 1;
+  ssize_t n;
+  do {
+    n = ::write(write_fd_, &one, 1);
+  } while (n < 0 && errno == EINTR);
+#endif
+  // EAGAIN: the counter or pipe is full, so the fd is readable already.
+  (void)n;
+  errno = saved;
+}
+
+void Notifier::drain() const {
+  int saved = errno;
+#ifdef __linux__
+  uint64_t count;
+  ssize_t n;
+  do {
+    n = ::read(read_fd_, &count, sizeof(count));
+  } while (n < 0 && errno == EINTR);
+#else
+  char buf[256];
+  for (;;) {
+    ssize_t n = ::read(read_fd_, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < static_cast<ssize_t>(sizeof(buf))) break;
+  }
+#endif
+  errno = saved;
+}
+
+int start_thread(void* (*fn)(void*), void* arg, size_t stack_bytes, bool detached, pthread_t* out) {
+  pthread_attr_t attr;
+  int rc = pthread_attr_init(&attr);
+  if (rc != 0) return -rc;
+  size_t minimum = static_cast<size_t>(PTHREAD_STACK_MIN);
+  if (stack_bytes < minimum) stack_bytes = minimum;
+  rc = pthread_attr_setstacksize(&attr, stack_bytes);
+  if (rc == 0 && detached) rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (rc != 0) {
+    pthread_attr_destroy(&attr);
+    return -rc;
+  }
+  // The new thread inherits the signal mask in force here: block everything around the create.
+  sigset_t all;
+  sigset_t saved;
+  sigfillset(&all);
+  // Faults stay deliverable, so crash handlers (Node's, sanitizers') still see them.
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT}) sigdelset(&all, sig);
+  pthread_sigmask(SIG_SETMASK, &all, &saved);
+  pthread_t thread;
+  rc = pthread_create(&thread, &attr, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) return -rc;
+  if (out != nullptr) *out = thread;
+  return 0;
+}
+
+int set_blocking(int fd, bool blocking) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return -errno;
+  int wanted = blocking ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK);
+  if (wanted != flags && ::fcntl(fd, F_SETFL, wanted) != 0) return -errno;
+  return 0;
+}
+
+}  // namespace iomux
