@@ -388,6 +388,9 @@ int ReadinessEngine::detach(int id, DetachedSocket* out) {
 }
 
 int ReadinessEngine::adopt(DetachedSocket&& socket) {
+  // Thread backends hand over blocking fds; this engine needs them non-blocking.
+  int flags = fcntl(socket.fd, F_GETFL);
+  if (flags < 0 || fcntl(socket.fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
   int id = sockets_.alloc();
   if (id < 0) return id;
   Socket* s = sockets_.get(id);
@@ -404,6 +407,11 @@ int ReadinessEngine::adopt(DetachedSocket&& socket) {
   if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) {
     sockets_.release(id);
     return -ENOMEM;
+  }
+  // end() was called and everything was already sent: the FIN may not have gone out yet.
+  if (s->shutdown_requested && s->queue.empty() && !s->connecting && !s->write_shut) {
+    ::shutdown(s->fd, SHUT_WR);
+    s->write_shut = true;
   }
   int rc = update_interest(id);
   if (rc != 0) {

@@ -66,6 +66,17 @@ export class ConfigError extends IomuxError {
   }
 }
 
+/** What an errno means on a backend where it has a backend-specific cause. */
+export function backendHint(backend: string, errno: number): string | undefined {
+  const name = errnoName(errno);
+  if (backend === 'select' && name === 'ERANGE')
+    return 'fd >= FD_SETSIZE (1024): select(2) cannot watch it; use epoll or io_uring for more sockets';
+  if (backend === 'blocking_io' && name === 'EAGAIN')
+    return 'thread limit reached (IOMUX_BLOCKING_MAX_THREADS)';
+  if (name === 'EOPNOTSUPP') return `not supported by the ${backend} backend`;
+  return undefined;
+}
+
 /** Builds the error for a failed socket operation from a (positive or negative) errno. */
 export function socketError(errno: number, syscall: string, detail?: string): IomuxError {
   const code = errnoName(errno);

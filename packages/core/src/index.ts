@@ -55,7 +55,7 @@ export type {
 } from './backend.js';
 export { channels, ReactorMetrics } from './metrics.js';
 export type { HistogramSummary, MetricsSnapshot, PollMessage, PollObserver } from './metrics.js';
-export { ConfigError, IomuxError, errnoName, socketError } from './errors.js';
+export { ConfigError, IomuxError, backendHint, errnoName, socketError } from './errors.js';
 export type { IomuxErrorCode } from './errors.js';
 export { startCluster } from './cluster.js';
 export type { Cluster, ClusterMetrics, ClusterOptions } from './cluster.js';

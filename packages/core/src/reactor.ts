@@ -21,7 +21,7 @@ import {
   type SnakeCaseConfig,
 } from './config.js';
 import { Connection, type ConnectionHost } from './connection.js';
-import { IomuxError, errnoName, socketError } from './errors.js';
+import { IomuxError, backendHint, errnoName, socketError } from './errors.js';
 import { UdpSocket, type UdpHost } from './udp.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
@@ -388,7 +388,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       options.reusePort ?? false,
       options.ipv6Only ?? false,
     );
-    if (id < 0) throw socketError(id, 'listen', `${host}:${port}`);
+    if (id < 0) throw socketError(id, 'listen', this.detail(id, `${host}:${port}`));
     const address = this.native.address(id, false);
     const boundPort = typeof address === 'number' ? port : address[1];
     const listener = new Listener(this, id, host, boundPort, onConnection);
@@ -407,7 +407,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     const host = await resolveHost(options.host ?? '127.0.0.1');
     this.assertOpen();
     const id = this.native.connect(host, port);
-    if (id < 0) throw socketError(id, 'connect', `${host}:${port}`);
+    if (id < 0) throw socketError(id, 'connect', this.detail(id, `${host}:${port}`));
     return new Promise<Connection>((resolve, reject) => {
       this.slots[id] = { kind: 'pending', resolve, reject };
       this.pendingConnects += 1;
@@ -442,7 +442,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       options.ipv6Only ?? false,
       maxDatagram,
     );
-    if (id < 0) throw socketError(id, 'udp', `${host}:${port} on ${this.backend}`);
+    if (id < 0) throw socketError(id, 'udp', this.detail(id, `${host}:${port}`));
     const socket = new UdpSocket(this, id);
     this.slots[id] = socket;
     this.udpSockets += 1;
@@ -512,6 +512,11 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
       c[key] += this.retired[key];
     return c;
+  }
+
+  private detail(errno: number, address: string): string {
+    const hint = backendHint(this.backend, errno);
+    return hint === undefined ? address : `${address}: ${hint}`;
   }
 
   /** @internal */
@@ -699,7 +704,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
         } else if (type === codes.ACCEPT_ERROR) {
           const slot = this.slots[id];
           if (slot instanceof Listener && slot.listenerCount('error') > 0)
-            slot.emit('error', socketError(a, 'accept'));
+            slot.emit('error', socketError(a, 'accept', backendHint(this.backend, a)));
         }
       } catch (err) {
         // A throwing handler must not cost the rest of the batch; report it as uncaught.
@@ -829,7 +834,12 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       if (slot instanceof Connection || slot instanceof Listener || slot instanceof UdpSocket)
         slot.id = newId;
       if (typeof detached !== 'number' && slot instanceof Connection) {
-        const [, socketFlags, , undelivered] = detached;
+        const [, socketFlags, unsent, undelivered] = detached;
+        // Nothing left to send: a writer waiting for 'drain' gets it now (a no-op otherwise).
+        if (unsent.length === 0)
+          followUps.push(() => {
+            slot.onDrain();
+          });
         if (undelivered.length > 0)
           followUps.push(() => {
             slot.onData(undelivered);

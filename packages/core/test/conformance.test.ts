@@ -1,5 +1,6 @@
 // The definition of "works": the same tests on every backend that can run here. A backend that
 // cannot is skipped by name with its cause.
+import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Connection, Reactor } from '../src/index.js';
@@ -342,6 +343,24 @@ describe.each(backends)('conformance: $name', (backend) => {
     await new Promise<void>((resolve) => socket.on('end', resolve));
     expect(Buffer.concat(got).equals(expected)).toBe(true);
   });
+
+  (backend.name === 'select' ? run : it.skip)(
+    'select refuses fds past FD_SETSIZE with a clear error',
+    async () => {
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
+      const filler: number[] = [];
+      try {
+        while (filler.length < 1100) filler.push(openSync('/dev/null', 'r'));
+        await expect(reactor.connect({ port: listener.port })).rejects.toThrow(
+          /connect ERANGE .*FD_SETSIZE \(1024\)/,
+        );
+      } finally {
+        for (const fd of filler) closeSync(fd);
+      }
+      const back = await netRoundTrip(listener.port, Buffer.from('still serving'));
+      expect(back.toString()).toBe('still serving');
+    },
+  );
 
   run('rejects API misuse with typed errors', async () => {
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);

@@ -1,0 +1,480 @@
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { extname, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { MessagePort, ResourceLimits } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { IomuxError } from './errors.js';
+import type { HistogramSummary } from './metrics.js';
+import { MsHistogram } from './tick-loop.js';
+
+/** Thread counts of a {@link WorkerPool}. */
+export interface WorkerPoolSize {
+  /** Threads kept alive even when idle. Default 1 (or `max` when smaller). */
+  min?: number;
+  /** Most threads, i.e. most tasks running at once. Default: CPU cores − 1, at least 1. */
+  max?: number;
+}
+
+/** Options of a {@link WorkerPool}. */
+export interface WorkerPoolOptions {
+  /**
+   * The worker module: an absolute or relative path (resolved against the current directory) or
+   * a `file:` URL, e.g. `new URL('./worker.js', import.meta.url)`. Its exports are the tasks
+   * (`'default'` names the default export). Each task gets one argument and may be async. Can
+   * be left out when every {@link WorkerPool.run} call names its own `filename`.
+   *
+   * A TypeScript file (`.ts`, `.mts`, `.cts`) is loaded through {@link WorkerPoolOptions.tsLoader}.
+   */
+  filename?: string | URL;
+  /** A number for a fixed size, or `{ min, max }`. */
+  size?: number | WorkerPoolSize;
+  /** How long, in ms, a thread above `min` may stay idle before it exits. Default 30 000. */
+  idleTimeout?: number;
+  /**
+   * Tasks that may wait for a thread beyond the `max` that run. When that many are waiting,
+   * {@link WorkerPool.run} rejects at once with `IOMUX_QUEUE_FULL` (it never blocks); to wait for
+   * room instead, `await pool.whenReady()` first. Default 1024; `Infinity` for no limit.
+   */
+  maxQueue?: number;
+  /**
+   * How long {@link WorkerPool.close} lets running tasks finish, in ms; tasks still running then
+   * are terminated and reject with `IOMUX_POOL_CLOSED`. Default 30 000.
+   */
+  closeTimeout?: number;
+  /**
+   * A CommonJS `require` hook preloaded in every worker (`--require`) so TypeScript worker files
+   * load. Default `'auto'`: `'tsx/cjs'` when {@link WorkerPoolOptions.filename} is a TypeScript
+   * file (tsx must then be installed in your project), nothing otherwise. Give a module
+   * specifier or absolute path (`'tsx/cjs'`, `'ts-node/register/transpile-only'`, ...) to
+   * preload it always (needed for per-task TypeScript filenames), or `false` for none.
+   */
+  tsLoader?: string | false;
+  /**
+   * Raise worker threads' nice value by this much (Linux, macOS) so the thread running the
+   * reactor wins the CPU when cores are short. Needs the optional `@napi-rs/nice` package that
+   * piscina installs; silently ignored without it. Default 0.
+   */
+  niceIncrement?: number;
+  /** Memory limits of each worker thread. */
+  resourceLimits?: ResourceLimits;
+  /** Value every worker sees as `workerData` (from `node:worker_threads` or `piscina`). */
+  workerData?: unknown;
+}
+
+/** What can be moved to a worker instead of copied. */
+export type TransferItem = ArrayBuffer | ArrayBufferView | MessagePort;
+
+/** Options of one {@link WorkerPool.run} call. */
+export interface WorkerTaskOptions {
+  /**
+   * Objects to move to the worker instead of copying them. An `ArrayBufferView` (a `Buffer`, a
+   * typed array) is moved only when it spans its whole `ArrayBuffer` (e.g. `Buffer.alloc(n)` for
+   * n ≥ 4 KiB, or `Buffer.allocUnsafeSlow(n)`): its buffer is detached here and the worker owns
+   * it. A view into a larger buffer (Node's small-Buffer pool, a slice, a reactor read slab) is
+   * copied instead, so moving never detaches memory something else uses.
+   */
+  transferList?: readonly TransferItem[];
+  /** Run an export of this module instead of the pool's `filename`. */
+  filename?: string | URL;
+  /**
+   * Aborting it rejects the task with an `AbortError`: a queued task is dropped; a running one
+   * has its thread terminated (and replaced).
+   */
+  signal?: AbortSignal;
+}
+
+/** A snapshot of a {@link WorkerPool}. */
+export interface WorkerPoolStats {
+  /** Live worker threads. */
+  threads: number;
+  /** Threads kept alive when idle. */
+  minThreads: number;
+  /** Most threads. */
+  maxThreads: number;
+  /** Tasks waiting for a thread (the queue depth). */
+  queued: number;
+  /** Tasks running on a thread. */
+  running: number;
+  /** Tasks that resolved. */
+  completed: number;
+  /** Tasks that rejected (the task threw, was aborted, its thread died, the pool closed). */
+  failed: number;
+  /** `run()` calls refused with `IOMUX_QUEUE_FULL`. */
+  rejected: number;
+  /** Approximate share of the pool's thread time spent running tasks, 0..1. */
+  utilization: number;
+  /** Time from `run()` to the task settling (queue wait + run), ms with µs resolution. */
+  taskTime: HistogramSummary;
+}
+
+/** Events of a {@link WorkerPool}. */
+export interface WorkerPoolEvents {
+  /**
+   * A worker failed outside any task (e.g. its module threw while loading). When no listener is
+   * attached, the error is reported with `process.emitWarning` instead of being thrown. Tasks a
+   * failure affects reject with it in any case.
+   */
+  error: [error: Error];
+}
+
+const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts']);
+const DEFAULT_TS_LOADER = 'tsx/cjs';
+
+function invalid(message: string): IomuxError {
+  return new IomuxError('IOMUX_INVALID_ARGUMENT', `WorkerPool: ${message}`);
+}
+
+function toPath(filename: string | URL, what: string): string {
+  if (filename instanceof URL) return fileURLToPath(filename);
+  if (typeof filename !== 'string' || filename === '')
+    throw invalid(`${what} must be a path or a file: URL`);
+  if (filename.startsWith('file:')) return fileURLToPath(filename);
+  return resolvePath(filename);
+}
+
+function isTypeScript(path: string): boolean {
+  return TS_EXTENSIONS.has(extname(path));
+}
+
+function count(name: string, value: number | undefined, min: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (value === Infinity && name === 'maxQueue') return value;
+  if (!Number.isInteger(value) || value < min)
+    throw invalid(`${name} must be an integer >= ${min}, got ${String(value)}`);
+  return value;
+}
+
+/** Resolves a require hook from the user's project first, then from iomux's own dependencies. */
+function resolveLoader(specifier: string): string | undefined {
+  if (isAbsolute(specifier)) return existsSync(specifier) ? specifier : undefined;
+  for (const base of [join(process.cwd(), 'index.js'), fileURLToPath(import.meta.url)]) {
+    try {
+      return createRequire(base).resolve(specifier);
+    } catch {
+      // try the next base
+    }
+  }
+  return undefined;
+}
+
+function transferables(list: readonly TransferItem[] | undefined): TransferItem[] | undefined {
+  if (list === undefined) return undefined;
+  const given: unknown = list;
+  if (!Array.isArray(given)) throw invalid('transferList must be an array');
+  const out: TransferItem[] = [];
+  for (const item of list) {
+    if (ArrayBuffer.isView(item)) {
+      const whole =
+        item.buffer instanceof ArrayBuffer &&
+        item.byteOffset === 0 &&
+        item.byteLength === item.buffer.byteLength;
+      if (whole && !out.includes(item.buffer)) out.push(item.buffer);
+    } else {
+      out.push(item);
+    }
+  }
+  return out;
+}
+
+interface Pending {
+  readonly controller: AbortController;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * A pool of worker threads for CPU-heavy work, on piscina, so the thread running the reactor
+ * never stalls. Tasks are exports of a worker module; each gets one structured-cloneable
+ * argument and its result comes back the same way (return `move(value)` from `piscina` in the
+ * worker to move a result's buffers instead of copying them).
+ *
+ * Backpressure: at most `size.max` tasks run and `maxQueue` more wait; past that
+ * {@link WorkerPool.run} rejects with `IOMUX_QUEUE_FULL`, and {@link WorkerPool.whenReady}
+ * resolves once there is room.
+ *
+ * TypeScript worker files: Node 20 cannot run `.ts` by itself (`--experimental-strip-types`
+ * arrived in Node 22), so either point `filename` at compiled JavaScript (for example add the
+ * worker as a second tsup entry: `entry: ['src/index.ts', 'src/worker.ts']`, then use
+ * `new URL('./worker.js', import.meta.url)`), or install `tsx` and give the `.ts` file: each
+ * worker then preloads tsx's require hook (see {@link WorkerPoolOptions.tsLoader}) and loads it
+ * with `require()` semantics, so no top-level `await` in it.
+ *
+ * @example
+ * ```ts
+ * // worker.js
+ * export function sum(numbers) { return numbers.reduce((a, b) => a + b, 0); }
+ *
+ * // main
+ * const pool = new WorkerPool({ filename: new URL('./worker.js', import.meta.url), size: 2 });
+ * console.log(await pool.run('sum', [1, 2, 3])); // 6
+ * await pool.close();
+ * ```
+ */
+export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
+  private readonly piscina: Piscina;
+  private readonly filename: string | undefined;
+  private readonly maxQueue: number;
+  private readonly maxThreads: number;
+  private readonly minThreads: number;
+  private readonly hasTsLoader: boolean;
+  private readonly pending = new Set<Pending>();
+  private readonly readyWaiters: { resolve: () => void; reject: (e: IomuxError) => void }[] = [];
+  private readonly taskTime = new MsHistogram();
+  private completed = 0;
+  private failed = 0;
+  private rejected = 0;
+  private closing: Promise<void> | undefined;
+
+  /**
+   * Creates the pool; `min` threads start at once.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for an invalid option, a worker file that
+   * does not exist, or a TypeScript worker file without a loader.
+   */
+  constructor(options: WorkerPoolOptions = {}) {
+    super();
+    const filename =
+      options.filename === undefined ? undefined : toPath(options.filename, 'filename');
+    if (filename !== undefined && !existsSync(filename))
+      throw invalid(`worker file not found: ${filename}`);
+    this.filename = filename;
+    const size: WorkerPoolSize =
+      typeof options.size === 'number'
+        ? { min: options.size, max: options.size }
+        : (options.size ?? {});
+    this.maxThreads = count('size.max', size.max, 1, Math.max(1, availableParallelism() - 1));
+    this.minThreads = count('size.min', size.min, 0, Math.min(1, this.maxThreads));
+    if (this.minThreads > this.maxThreads)
+      throw invalid(`size.min (${this.minThreads}) is above size.max (${this.maxThreads})`);
+    this.maxQueue = count('maxQueue', options.maxQueue, 0, 1024);
+    const idleTimeout = count('idleTimeout', options.idleTimeout, 0, 30_000);
+    const closeTimeout = count('closeTimeout', options.closeTimeout, 0, 30_000);
+    const niceIncrement = count('niceIncrement', options.niceIncrement, 0, 0);
+
+    const loaderOption = options.tsLoader ?? 'auto';
+    let loader: string | undefined;
+    if (loaderOption === 'auto') {
+      if (filename !== undefined && isTypeScript(filename)) {
+        loader = resolveLoader(DEFAULT_TS_LOADER);
+        if (loader === undefined)
+          throw invalid(
+            `worker file ${filename} is TypeScript and Node 20 cannot load it by itself: install ` +
+              `tsx in your project (its require hook is then preloaded in each worker), or point ` +
+              `filename at the compiled JavaScript (e.g. built with tsup)`,
+          );
+      }
+    } else if (loaderOption !== false) {
+      loader = resolveLoader(loaderOption);
+      if (loader === undefined) throw invalid(`tsLoader ${loaderOption} cannot be resolved`);
+    }
+    this.hasTsLoader = loader !== undefined;
+
+    this.piscina = new Piscina({
+      ...(filename === undefined ? {} : { filename }),
+      minThreads: this.minThreads,
+      maxThreads: this.maxThreads,
+      idleTimeout,
+      maxQueue: Infinity, // the limit is enforced here, with a typed error
+      closeTimeout,
+      niceIncrement,
+      ...(loader === undefined ? {} : { execArgv: [...process.execArgv, '--require', loader] }),
+      ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
+      ...(options.workerData === undefined ? {} : { workerData: options.workerData }),
+    });
+    this.piscina.on('error', (err: Error) => {
+      this.workerFailed(err);
+    });
+  }
+
+  /** True when {@link WorkerPool.run} would reject with `IOMUX_QUEUE_FULL`. */
+  get full(): boolean {
+    return this.pending.size >= this.maxThreads + this.maxQueue;
+  }
+
+  /** True once {@link WorkerPool.close} was called. */
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /**
+   * Runs the export `task` of the worker module (`'default'` for the default export) with `args`
+   * on a worker thread. Resolves with what it returns (or resolves to); rejects with what it
+   * throws, unchanged.
+   * @throws (rejects with) {@link IomuxError} `IOMUX_QUEUE_FULL` when `size.max` tasks run and
+   * `maxQueue` wait (nothing is queued: retry after {@link WorkerPool.whenReady});
+   * `IOMUX_POOL_CLOSED` after {@link WorkerPool.close}, or for a task still queued when it was
+   * called; `IOMUX_WORKER_FAILED` when no worker could start (its module threw while loading);
+   * `IOMUX_INVALID_ARGUMENT` for a bad argument.
+   */
+  run<Result = unknown>(
+    task: string,
+    args?: unknown,
+    options: WorkerTaskOptions = {},
+  ): Promise<Result> {
+    try {
+      return this.submit<Result>(task, args, options);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /**
+   * Resolves when {@link WorkerPool.run} can take one more task (at once when it can already).
+   * Rejects with `IOMUX_POOL_CLOSED` when the pool closes first.
+   */
+  whenReady(): Promise<void> {
+    if (this.closing !== undefined)
+      return Promise.reject(new IomuxError('IOMUX_POOL_CLOSED', 'the worker pool is closed'));
+    if (!this.full) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.readyWaiters.push({ resolve, reject });
+    });
+  }
+
+  /** Current counters and the task-time histogram. */
+  stats(): WorkerPoolStats {
+    const queued = Math.min(this.piscina.queueSize, this.pending.size);
+    return {
+      threads: this.piscina.threads.length,
+      minThreads: this.minThreads,
+      maxThreads: this.maxThreads,
+      queued,
+      running: this.pending.size - queued,
+      completed: this.completed,
+      failed: this.failed,
+      rejected: this.rejected,
+      utilization: this.utilization(),
+      taskTime: this.taskTime.summary(),
+    };
+  }
+
+  /**
+   * Share of the pool's thread capacity (max threads × its lifetime) spent running tasks.
+   * Computed here because piscina 5.3's own `utilization` is off by a factor of 1000 (it divides
+   * a mean already in ms by 1000).
+   */
+  private utilization(): number {
+    const tasks = this.piscina.completed;
+    if (tasks === 0) return 0;
+    const meanRunMs = this.piscina.histogram.runTime.mean;
+    if (!Number.isFinite(meanRunMs)) return 0;
+    return Math.min(1, (meanRunMs * tasks) / (this.piscina.duration * this.maxThreads));
+  }
+
+  /**
+   * Closes the pool: queued tasks reject with `IOMUX_POOL_CLOSED`, running tasks finish (up to
+   * `closeTimeout`, then they are terminated and reject with `IOMUX_POOL_CLOSED`), then every
+   * thread exits. Safe to call more than once.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const closed = new IomuxError('IOMUX_POOL_CLOSED', 'the worker pool is closed');
+    for (const waiter of this.readyWaiters.splice(0)) waiter.reject(closed);
+    await this.piscina.close({ force: true });
+  }
+
+  private submit<Result>(task: string, args: unknown, options: WorkerTaskOptions): Promise<Result> {
+    if (this.closing !== undefined)
+      throw new IomuxError('IOMUX_POOL_CLOSED', 'the worker pool is closed');
+    if (typeof task !== 'string' || task === '')
+      throw invalid('task must be the name of an export of the worker module');
+    const filename =
+      options.filename === undefined ? this.filename : toPath(options.filename, 'filename');
+    if (filename === undefined)
+      throw invalid('no worker module: give filename to the pool or to run()');
+    if (filename !== this.filename && isTypeScript(filename) && !this.hasTsLoader)
+      throw invalid(
+        `${filename} is TypeScript: create the pool with tsLoader (e.g. 'tsx/cjs') to run it`,
+      );
+    if (this.full) {
+      this.rejected += 1;
+      throw new IomuxError(
+        'IOMUX_QUEUE_FULL',
+        `worker pool queue is full: ${this.maxThreads} tasks running and ${this.maxQueue} waiting`,
+      );
+    }
+    const transferList = transferables(options.transferList);
+    const controller = new AbortController();
+    const userSignal = options.signal;
+    const started = performance.now();
+    return new Promise<Result>((resolve, reject) => {
+      const entry: Pending = { controller, reject };
+      const onUserAbort = (): void => {
+        controller.abort(userSignal?.reason);
+      };
+      const settle = (): void => {
+        this.pending.delete(entry);
+        userSignal?.removeEventListener('abort', onUserAbort);
+        this.taskTime.record(performance.now() - started);
+        this.wakeReadyWaiters();
+      };
+      if (userSignal?.aborted === true) onUserAbort();
+      else userSignal?.addEventListener('abort', onUserAbort, { once: true });
+      this.pending.add(entry);
+      this.piscina
+        .run(args, {
+          name: task,
+          filename,
+          signal: controller.signal,
+          ...(transferList === undefined ? {} : { transferList: transferList as never }),
+        })
+        .then(
+          (result: Result) => {
+            settle();
+            this.completed += 1;
+            resolve(result);
+          },
+          (err: unknown) => {
+            settle();
+            this.failed += 1;
+            // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what the task threw passes through unchanged
+            reject(this.translate(err, userSignal));
+          },
+        );
+    });
+  }
+
+  /** Piscina's errors for a closing pool become typed ones; the task's own errors pass as-is. */
+  private translate(err: unknown, userSignal: AbortSignal | undefined): unknown {
+    if (this.closing === undefined || userSignal?.aborted === true || !(err instanceof Error))
+      return err;
+    if (err.name === 'AbortError')
+      return new IomuxError('IOMUX_POOL_CLOSED', 'the worker pool closed before the task started', {
+        cause: err,
+      });
+    if (err.message === 'Terminating worker thread')
+      return new IomuxError(
+        'IOMUX_POOL_CLOSED',
+        'the worker pool closed and the task was still running after closeTimeout',
+        { cause: err },
+      );
+    return err;
+  }
+
+  private wakeReadyWaiters(): void {
+    while (this.readyWaiters.length > 0 && !this.full) this.readyWaiters.shift()!.resolve();
+  }
+
+  private workerFailed(err: Error): void {
+    // The close timeout is reported through the tasks it terminates.
+    if (this.closing !== undefined && err.message === 'Close operation timed out') return;
+    if (this.piscina.threads.length === 0 && this.pending.size > 0) {
+      // No thread is left and piscina will not start more after a bootstrap failure: fail the
+      // waiting tasks instead of leaving them queued forever.
+      const error = new IomuxError('IOMUX_WORKER_FAILED', `worker failed: ${err.message}`, {
+        cause: err,
+      });
+      for (const entry of [...this.pending]) {
+        entry.reject(error);
+        entry.controller.abort(error);
+      }
+    }
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(err, { code: 'IOMUX_WORKER_ERROR' });
+  }
+}
