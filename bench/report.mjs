@@ -5,6 +5,7 @@ const TARGETS = [
   ['iomux-epoll ÷ c-epoll, pipelined 64 B', '≥ 0.9'],
   ['iomux-io_uring ÷ iomux-epoll at ≥ 1000 connections', '≥ 1.1'],
   ['RSS per idle connection at 10k connections', '≤ 1 KB'],
+  ['metrics on vs off (per server CPU-second)', '≤ 3% overhead'],
   ['HTTP hello ÷ node:http (examples/http-hello bench)', '≥ 3'],
   ['RESP ÷ redis-server (examples/resp-server bench)', '≥ 0.8'],
 ];
@@ -16,7 +17,7 @@ const fmt = (n) =>
       ? `${(n / 1e3).toFixed(1)} k`
       : `${Math.round(n)}`;
 
-export function renderReport(meta, rows, churn = [], idle = []) {
+export function renderReport(meta, rows, churn = [], idle = [], metrics = []) {
   const workloads = [...new Set(rows.map((r) => r.workload))];
   const contestants = [...new Set(rows.map((r) => r.contestant))];
   const lines = [
@@ -55,6 +56,21 @@ export function renderReport(meta, rows, churn = [], idle = []) {
     for (const r of churn)
       lines.push(
         `| ${r.contestant} | ${fmt(r.per_sec)} | ${fmt(r.min)}–${fmt(r.max)} | ${net ? (r.per_sec / net.per_sec).toFixed(2) : '–'} | ${r.errors} |`,
+      );
+  }
+  if (metrics.length > 0) {
+    lines.push(
+      '',
+      '## Cost of metrics',
+      '',
+      'iomux-epoll with per-batch timing on (the default) and off (`metrics: false`), rounds interleaved; messages per server CPU-second, median.',
+      '',
+      '| workload | metrics on | metrics off | overhead |',
+      '|---|---:|---:|---:|',
+    );
+    for (const r of metrics)
+      lines.push(
+        `| ${r.workload} | ${fmt(r.on)} | ${fmt(r.off)} | ${r.overhead_pct.toFixed(1)}% |`,
       );
   }
   if (idle.length > 0) {

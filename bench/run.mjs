@@ -145,6 +145,55 @@ function clients(args) {
 const rssKb = (pid) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 
+// Metrics on vs off: the same epoll echo server with and without per-batch timing, interleaved
+// round by round so drift on this shared machine hits both alike.
+const metricsRows = [];
+const epollContestant = contestants.find((c) => c.name === 'iomux-epoll');
+if (epollContestant !== undefined) {
+  for (const workload of [
+    workloads.find((w) => w.connections === 1000 && w.pipeline === 1 && w.size === 64),
+    workloads.find((w) => w.pipeline === 16),
+  ]) {
+    if (workload === undefined) continue;
+    const samples = { on: [], off: [] };
+    for (let round = 0; round < Math.max(3, rounds); round += 1) {
+      for (const mode of ['on', 'off']) {
+        const server = await startServer({
+          ...epollContestant,
+          env: { ...epollContestant.env, IOMUX_METRICS: mode === 'on' ? '1' : '0' },
+        });
+        try {
+          const r = await runLoadgen([
+            '--port',
+            String(server.port),
+            '--connections',
+            String(workload.connections),
+            '--size',
+            String(workload.size),
+            '--pipeline',
+            String(workload.pipeline),
+            '--duration',
+            String(duration),
+            '--warmup',
+            '1',
+            '--server-pid',
+            String(server.pid),
+          ]);
+          samples[mode].push(r.server_cpu_s > 0 ? r.messages / r.server_cpu_s : r.msgs_per_sec);
+        } finally {
+          await stopServer(server);
+        }
+      }
+    }
+    const on = median(samples.on);
+    const off = median(samples.off);
+    metricsRows.push({ workload: workload.name, on, off, overhead_pct: ((off - on) / off) * 100 });
+    console.log(
+      `${`metrics on/off ${workload.name}`.padEnd(40)} on ${Math.round(on)} off ${Math.round(off)} msg/server-cpu-s → overhead ${(((off - on) / off) * 100).toFixed(1)}%`,
+    );
+  }
+}
+
 // Connection churn: connect, echo 64 B, close, as fast as 32 parallel client loops can.
 const churnRows = [];
 for (const contestant of contestants) {

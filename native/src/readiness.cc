@@ -84,32 +84,44 @@ int ReadinessEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
 int ReadinessEngine::poll(EventSink* sink) {
   sockets_.recycle();
   ++counters_.polls;
-  int max = sink->capacity < static_cast<int>(ready_.size()) ? sink->capacity
-                                                             : static_cast<int>(ready_.size());
-  int n = poller_->wait(ready_.data(), max);
-  if (n < 0) return n;
-  for (int i = 0; i < n && !sink->full(); ++i) {
-    const Readiness& r = ready_[static_cast<size_t>(i)];
-    Socket* s = sockets_.get(r.token);
-    if (s == nullptr) continue;  // closed earlier in this batch
-    if (s->listener) {
-      accept_ready(r.token, sink);
-    } else if (s->datagram) {
-      if ((r.writable || r.failed) && !s->outbox.empty()) flush_datagrams(r.token, sink);
-      s = sockets_.get(r.token);
-      if (s != nullptr && (r.readable || r.failed) && !s->paused) receive_datagrams(r.token, sink);
-    } else if (s->connecting) {
-      connect_ready(r.token, sink);
-    } else {
-      if ((r.writable || r.failed) && !s->queue.empty() && !flush(r.token, sink)) continue;
-      s = sockets_.get(r.token);
-      if (s != nullptr && (r.readable || r.failed) && !s->paused && !s->read_eof) {
-        read_ready(r.token, sink);
-      }
-    }
+  // Sockets reported ready last time but not served (the batch filled up) go first: a
+  // level-triggered poller reports the same fds in the same order, which would starve the rest.
+  size_t carried = 0;
+  while (carried < backlog_.size() && !sink->full()) serve(backlog_[carried++], true, sink);
+  backlog_.erase(backlog_.begin(), backlog_.begin() + static_cast<ptrdiff_t>(carried));
+  if (backlog_.empty() && !sink->full()) {
+    int max = sink->capacity < static_cast<int>(ready_.size()) ? sink->capacity
+                                                               : static_cast<int>(ready_.size());
+    int n = poller_->wait(ready_.data(), max);
+    if (n < 0) return n;
+    int served = 0;
+    while (served < n && !sink->full()) serve(ready_[static_cast<size_t>(served++)], false, sink);
+    backlog_.assign(ready_.begin() + served, ready_.begin() + n);
   }
   counters_.events += static_cast<uint64_t>(sink->count);
   return sink->count;
+}
+
+// A carried-over readiness may be stale (the id can even belong to a new socket by now); every
+// step below then just meets EAGAIN, except a connect check, which only a fresh report may do.
+void ReadinessEngine::serve(const Readiness& r, bool carried, EventSink* sink) {
+  Socket* s = sockets_.get(r.token);
+  if (s == nullptr) return;  // closed earlier in this batch
+  if (s->listener) {
+    accept_ready(r.token, sink);
+  } else if (s->datagram) {
+    if ((r.writable || r.failed) && !s->outbox.empty()) flush_datagrams(r.token, sink);
+    s = sockets_.get(r.token);
+    if (s != nullptr && (r.readable || r.failed) && !s->paused) receive_datagrams(r.token, sink);
+  } else if (s->connecting) {
+    if (!carried) connect_ready(r.token, sink);
+  } else {
+    if ((r.writable || r.failed) && !s->queue.empty() && !flush(r.token, sink)) return;
+    s = sockets_.get(r.token);
+    if (s != nullptr && (r.readable || r.failed) && !s->paused && !s->read_eof) {
+      read_ready(r.token, sink);
+    }
+  }
 }
 
 void ReadinessEngine::accept_ready(int id, EventSink* sink) {

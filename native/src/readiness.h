@@ -87,6 +87,7 @@ class ReadinessEngine final : public Engine {
   };
 
   int add_socket(int fd, bool listener, bool connecting, uint8_t interest);
+  void serve(const Readiness& r, bool carried, EventSink* sink);
   void accept_ready(int id, EventSink* sink);
   void connect_ready(int id, EventSink* sink);
   void read_ready(int id, EventSink* sink);
@@ -105,6 +106,7 @@ class ReadinessEngine final : public Engine {
   EngineConfig config_;
   ConnTable<Socket> sockets_;
   std::vector<Readiness> ready_;
+  std::vector<Readiness> backlog_;  // reported ready but not served yet, oldest first
   Counters counters_;
   int reserve_fd_ = -1;  // spare fd given up to accept-and-close a peer when out of fds
 };

@@ -58,6 +58,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private needDrain = false;
   private paused = false;
   private ending = false;
+  /** end() came from the user (not from reactor.close() or the peer's FIN). */
+  private endedByUser = false;
   private remoteEnded = false;
   private isClosed = false;
 
@@ -134,6 +136,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   writev(chunks: readonly Uint8Array[]): boolean {
     if (this.isClosed) return false;
     if (this.ending) {
+      if (!this.endedByUser) return false;
       throw new IomuxError('IOMUX_WRITE_AFTER_END', `writev after end() on connection ${this.id}`);
     }
     let total = 0;
@@ -170,6 +173,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    */
   end(data?: Uint8Array | string): void {
     if (this.isClosed || this.ending) return;
+    this.endedByUser = true;
+    this.shutdown(data);
+  }
+
+  /** @internal Ends our side on the reactor's behalf (close(), or the peer ended first). */
+  endByReactor(): void {
+    if (this.isClosed || this.ending) return;
+    this.shutdown(undefined);
+  }
+
+  private shutdown(data: Uint8Array | string | undefined): void {
     if (data !== undefined) this.write(data);
     if (this.closed) return; // the write failed and destroyed the connection
     this.ending = true;
@@ -217,7 +231,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   onEnd(): void {
     this.remoteEnded = true;
     this.emit('end');
-    if (!this.host.allowHalfOpen) this.end();
+    if (!this.host.allowHalfOpen) this.endByReactor();
   }
 
   /** @internal The backend failed and this socket could not be moved. */

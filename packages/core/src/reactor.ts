@@ -599,7 +599,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
         );
       }
     }
-    for (const slot of this.slots) if (slot instanceof Connection) slot.end();
+    for (const slot of this.slots) if (slot instanceof Connection) slot.endByReactor();
     if (this.connections > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, this.closeTimeoutMs);

@@ -178,6 +178,22 @@ describe.each(backends)('conformance: $name', (backend) => {
     await until(() => reactor.connectionCount() === 0);
   });
 
+  run('a write after the reactor ended the connection returns false, not a throw', async () => {
+    let late: boolean | undefined;
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      conn.on('end', () => {
+        setImmediate(() => {
+          late = conn.write('late'); // our side was ended for us when the peer ended
+        });
+      });
+    });
+    const socket = await netConnect(listener.port);
+    clients.push(socket);
+    socket.end();
+    await until(() => late !== undefined);
+    expect(late).toBe(false);
+  });
+
   run('reports a peer reset as ECONNRESET', async () => {
     let error: { code?: string } | undefined | 'open' = 'open';
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
