@@ -2,25 +2,29 @@
   "includes": ["../../native/common.gypi"],
   "targets": [
     {
-      "target_name": "iomux_select",
+      # The shared core, compiled once for both addons: two targets compiling the same
+      # ../../native sources would write the same object files and race under make -j. The glue
+      # (addon.cc) is compiled per addon through src/*_addon.cc, since nothing links it in.
+      "target_name": "iomux_fallback_core",
+      "type": "static_library",
+      "cflags": ["-fPIC"],
+      "cflags_cc": ["-fPIC"],
       "sources": [
-        "../../native/src/addon.cc",
         "../../native/src/readiness.cc",
         "../../native/src/socket_util.cc",
         "../../native/src/write_queue.cc",
         "src/fallback_util.cc",
-        "src/select.cc",
       ],
     },
     {
+      "target_name": "iomux_select",
+      "dependencies": ["iomux_fallback_core"],
+      "sources": ["src/select.cc", "src/select_addon.cc"],
+    },
+    {
       "target_name": "iomux_blocking_io",
-      "sources": [
-        "../../native/src/addon.cc",
-        "../../native/src/socket_util.cc",
-        "../../native/src/write_queue.cc",
-        "src/fallback_util.cc",
-        "src/blocking_io.cc",
-      ],
+      "dependencies": ["iomux_fallback_core"],
+      "sources": ["src/blocking_io.cc", "src/blocking_io_addon.cc"],
     },
   ],
 }
