@@ -126,8 +126,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    */
   write(data: Uint8Array | string): boolean {
     if (this.isClosed) return false;
-    if (this.ending)
+    if (this.ending) {
+      if (!this.endedByUser) return false; // the reactor is closing it: nothing more goes out
       throw new IomuxError('IOMUX_WRITE_AFTER_END', `write after end() on connection ${this.id}`);
+    }
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
     return this.afterWrite(this.host.native.write(this.id, buffer), buffer.byteLength);
   }

@@ -179,19 +179,22 @@ describe.each(backends)('conformance: $name', (backend) => {
   });
 
   run('a write after the reactor ended the connection returns false, not a throw', async () => {
-    let late: boolean | undefined;
+    const results: boolean[] = [];
+    let server: Connection | undefined;
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
-      conn.on('end', () => {
-        setImmediate(() => {
-          late = conn.write('late'); // our side was ended for us when the peer ended
-        });
-      });
+      server = conn;
+      conn.on('data', (chunk) => results.push(conn.write(chunk)));
     });
     const socket = await netConnect(listener.port);
     clients.push(socket);
+    await until(() => server !== undefined);
+    const closing = reactor.close(); // ends every connection for us, then waits for the peers
+    expect(server!.writableEnded).toBe(true);
+    socket.write('late data');
+    await until(() => results.length > 0);
+    expect(results).toEqual([false]);
     socket.end();
-    await until(() => late !== undefined);
-    expect(late).toBe(false);
+    await closing;
   });
 
   run('reports a peer reset as ECONNRESET', async () => {
