@@ -264,9 +264,13 @@ mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 const base = new URL(`./results/${meta.mode}`, import.meta.url).pathname;
 writeFileSync(
   `${base}.json`,
-  JSON.stringify({ meta, results, churn: churnRows, idle: idleRows }, null, 2),
+  JSON.stringify(
+    { meta, results, churn: churnRows, idle: idleRows, metrics: metricsRows },
+    null,
+    2,
+  ),
 );
-const { markdown, svg } = renderReport(meta, results, churnRows, idleRows);
+const { markdown, svg } = renderReport(meta, results, churnRows, idleRows, metricsRows);
 writeFileSync(`${base}.md`, markdown);
 writeFileSync(`${base}.svg`, svg);
 console.log(`\nreport: bench/results/${meta.mode}.md (+ .json, .svg)`);
