@@ -12,6 +12,10 @@ export type IomuxErrorCode =
   | 'IOMUX_WRITE_AFTER_END'
   | 'IOMUX_REACTOR_CLOSED'
   | 'IOMUX_BUSY'
+  | 'IOMUX_QUEUE_FULL'
+  | 'IOMUX_POOL_CLOSED'
+  | 'IOMUX_WORKER_FAILED'
+  | 'IOMUX_SOCKET_CLOSED'
   | (string & {});
 
 const errnoNames = new Map<number, string>(

@@ -59,3 +59,22 @@ export { ConfigError, IomuxError, backendHint, errnoName, socketError } from './
 export type { IomuxErrorCode } from './errors.js';
 export { startCluster } from './cluster.js';
 export type { Cluster, ClusterMetrics, ClusterOptions } from './cluster.js';
+export { runTicks } from './tick-loop.js';
+export type {
+  OverrunPolicy,
+  TickFn,
+  TickInfo,
+  TickLoop,
+  TickLoopOptions,
+  TickPump,
+  TickStats,
+} from './tick-loop.js';
+export { WorkerPool } from './worker-pool.js';
+export type {
+  TransferItem,
+  WorkerPoolEvents,
+  WorkerPoolOptions,
+  WorkerPoolSize,
+  WorkerPoolStats,
+  WorkerTaskOptions,
+} from './worker-pool.js';

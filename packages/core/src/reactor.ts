@@ -23,6 +23,8 @@ import {
 import { Connection, type ConnectionHost } from './connection.js';
 import { IomuxError, backendHint, errnoName, socketError } from './errors.js';
 import { UdpSocket, type UdpHost } from './udp.js';
+import { runTicks, type TickFn, type TickLoop, type TickLoopOptions } from './tick-loop.js';
+import { WorkerPool, type WorkerPoolOptions, type WorkerTaskOptions } from './worker-pool.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
 /** Faults to inject, for tests and for rehearsing failure. */
@@ -69,6 +71,11 @@ export interface ReactorOptions {
   faults?: FaultInjection;
   /** A pino-compatible logger. Default: none. */
   logger?: Logger;
+  /**
+   * The worker pool behind {@link Reactor.offload} (piscina): `filename` names the worker module.
+   * It starts on the first offload and closes with the reactor.
+   */
+  workers?: WorkerPoolOptions;
   /**
    * Time every batch for the `io_wait_duration_ms` histogram and the per-poll observers. Counters
    * are kept natively either way. Default true.
@@ -289,6 +296,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private listeners_ = 0;
   private pendingConnects = 0;
   private udpSockets = 0;
+  private pool: WorkerPool | undefined;
   private referenced = false;
   private running: boolean;
   private closing: Promise<void> | undefined;
@@ -458,6 +466,51 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     this.updateRef();
   }
 
+  /**
+   * Runs `tick` at a fixed rate (default: 1000 / `timeout_ms` Hz) with I/O pumped between ticks:
+   * the game-server loop of the spec. See {@link runTicks} for the overrun policy and statistics.
+   * @example
+   * ```ts
+   * reactor.stop(); // pump I/O from the loop
+   * const loop = reactor.runTicks(({ dt }) => world.step(dt), { hz: 60 });
+   * ```
+   */
+  runTicks(tick: TickFn, options?: TickLoopOptions): TickLoop {
+    this.assertOpen();
+    return runTicks(this, tick, options);
+  }
+
+  /**
+   * Runs the export `task` of the worker module configured in `ReactorOptions.workers` on a
+   * worker thread, so CPU work never stalls the I/O loop. Rejects with `IOMUX_QUEUE_FULL` when
+   * the pool's queue is full (backpressure), and with `IOMUX_INVALID_ARGUMENT` when no worker
+   * module was configured.
+   */
+  offload<Result = unknown>(
+    task: string,
+    args?: unknown,
+    options?: WorkerTaskOptions,
+  ): Promise<Result> {
+    if (this.isClosed || this.closing !== undefined) {
+      return Promise.reject(new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed'));
+    }
+    if (this.options.workers?.filename === undefined && options?.filename === undefined) {
+      return Promise.reject(
+        new IomuxError(
+          'IOMUX_INVALID_ARGUMENT',
+          'offload needs ReactorOptions.workers.filename (the worker module)',
+        ),
+      );
+    }
+    this.pool ??= new WorkerPool(this.options.workers);
+    return this.pool.run<Result>(task, args, options);
+  }
+
+  /** The worker pool behind {@link offload}, once started. */
+  get workerPool(): WorkerPool | undefined {
+    return this.pool;
+  }
+
   /** Open TCP connections (accepted and connected), not counting listeners. */
   connectionCount(): number {
     return this.connections;
@@ -557,7 +610,11 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   async pollEvents(timeoutMs: number = this.config.timeoutMs): Promise<number> {
     this.assertOpen();
     const count = this.native.poll();
-    if (count === -osConstants.errno.EBUSY) return 0;
+    if (count === -osConstants.errno.EBUSY) {
+      // Called while a batch is being dispatched: let it finish, then poll, instead of spinning.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      return this.pollEvents(timeoutMs);
+    }
     if (count !== 0 || timeoutMs <= 0) return Math.max(count, 0);
     return new Promise<number>((resolve) => {
       const timer = setTimeout(() => {
@@ -611,6 +668,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       });
     }
     for (const slot of this.slots) if (slot instanceof Connection) slot.destroy();
+    await this.pool?.close();
     await new Promise<void>((resolve) => setImmediate(resolve));
     this.isClosed = true;
     this.native.close();
