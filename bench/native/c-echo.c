@@ -90,8 +90,9 @@ static int epoll_set(Server* s, int op, int fd, uint32_t events) {
 
 static void conn_close(Server* s, int fd) {
   Conn* c = &s->conns[fd];
-  if (!c->open) return;
   free(c->pending);
+  c->pending = NULL;
+  if (!c->open) return;
   memset(c, 0, sizeof *c);
   close(fd);  // also removes it from the epoll set
   s->open_count--;

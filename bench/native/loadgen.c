@@ -7,8 +7,9 @@
 // lost, duplicated, reordered or crossed bytes are all caught. Any mismatch is reported and makes
 // the exit status non-zero.
 //
-// Phases: connect every connection (bounded number of handshakes in flight per thread), then start
-// all threads at once; messages completed during the first --warmup seconds are not counted, then
+// Phases: connect every connection and do one unmeasured round trip on it, which proves the server
+// has accepted it (a bounded number of connections in this phase per thread); then start all
+// threads at once: messages completed during the first --warmup seconds are not counted, then
 // --duration seconds are measured. Each thread runs its own epoll loop over its connections.
 // With --server-pid, the server's CPU time (utime+stime) and RSS are sampled at the start and end
 // of the measured window. Only loopback targets are accepted. Run with --help for the options.
@@ -368,7 +369,10 @@ static uint64_t hist_quantile(const Hist* h, double q) {
 // ---------------------------------------------------------------------------------------------
 // Connections and workers
 
-enum { kIdle, kConnecting, kActive, kDead };
+// A connection is established (kConnecting -> kPriming), then proves the server accepted it with
+// one unmeasured round trip (kPriming -> kActive) before the clock starts: a server that accepts
+// slowly cannot leave connections unserved inside the measured window.
+enum { kIdle, kConnecting, kPriming, kActive, kDead };
 enum { kErrConnect, kErrReset, kErrVerify };
 
 typedef struct {
@@ -384,18 +388,17 @@ typedef struct {
 } Conn;
 
 typedef struct {
-  uint32_t index;
   pthread_t thread;
   int epfd;
   Conn* conns;
   uint32_t nconns;
-  uint32_t first_id;
   uint64_t* stamps;  // nconns * pipeline send times, slot m % pipeline for message m
   uint8_t* rxbuf;
   uint8_t* txbuf;
   uint8_t* expbuf;
   // results
-  uint32_t connected;
+  uint32_t connected;  // TCP handshakes completed
+  uint32_t ready;      // connections that completed the priming round trip
   uint64_t errors[3];
   uint64_t connect_ns_sum;
   uint64_t connect_ns_max;
@@ -423,6 +426,8 @@ static void report_error(const char* fmt, ...) {
   fprintf(stderr, "loadgen: %s\n", line);
 }
 
+static void conn_flush(Worker* w, Conn* c);
+
 static void conn_fail(Worker* w, Conn* c, int kind) {
   w->errors[kind]++;
   if (c->fd >= 0) close(c->fd);  // also drops it from the epoll set
@@ -445,7 +450,8 @@ static void conn_established(Worker* w, Conn* c, uint64_t now) {
   w->connect_ns_sum += took;
   if (took > w->connect_ns_max) w->connect_ns_max = took;
   w->connected++;
-  c->state = kActive;
+  c->state = kPriming;
+  c->tx_end = cfg.size;  // message 0 is the priming round trip
 }
 
 // Starts a nonblocking connect. Returns true while the handshake is still in flight.
@@ -479,7 +485,8 @@ static bool conn_start(Worker* w, Conn* c) {
       return false;
     }
     conn_established(w, c, now_ns());
-    return false;
+    conn_flush(w, c);
+    return c->state == kPriming;
   }
   if (errno != EINPROGRESS) {
     report_error("connection %" PRIu32 ": connect: %s", c->id, strerror(errno));
@@ -508,6 +515,7 @@ static void conn_connect_done(Worker* w, Conn* c) {
     return;
   }
   conn_established(w, c, now_ns());
+  conn_flush(w, c);
 }
 
 // Sends queued stream bytes until done or the kernel pushes back; EPOLLOUT only while needed.
@@ -578,6 +586,10 @@ static void conn_read(Worker* w, Conn* c) {
     }
     bool counted = now >= g_t_warm && now < g_t_end;
     for (uint64_t m = c->rx_off / size, last = (c->rx_off + len) / size; m < last; m++) {
+      if (c->state == kPriming) {  // message 0 came back: the server serves this connection
+        c->state = kActive;
+        continue;
+      }
       uint64_t* slot = &stamps[m % depth];
       if (counted) {
         w->messages++;
@@ -613,25 +625,32 @@ static void worker_connect(Worker* w) {
     }
     for (int i = 0; i < n; i++) {
       Conn* c = &w->conns[events[i].data.u64];
+      uint32_t ev = events[i].events;
+      bool was_pending = c->state == kConnecting || c->state == kPriming;
       if (c->state == kConnecting) {
         conn_connect_done(w, c);
-        inflight--;
-      } else if (c->state == kActive) {
-        conn_read(w, c);  // nothing was sent yet: any byte or a hang-up is an error
+      } else if (c->state == kPriming || c->state == kActive) {
+        // A primed connection has nothing in flight: any byte or a hang-up is an error.
+        if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn_read(w, c);
+        if (c->state == kPriming && (ev & EPOLLOUT)) conn_flush(w, c);
       }
+      if (was_pending && c->state != kConnecting && c->state != kPriming) inflight--;
     }
   }
   uint32_t timed_out = 0;
   for (uint32_t i = 0; i < w->nconns; i++) {
     Conn* c = &w->conns[i];
-    if (c->state == kConnecting || c->state == kIdle) {
+    if (c->state == kActive) {
+      w->ready++;
+    } else if (c->state != kDead) {
       conn_fail(w, c, kErrConnect);
       timed_out++;
     }
   }
   if (timed_out > 0) {
-    report_error("%" PRIu32 " connections not established within --connect-timeout %g s", timed_out,
-                 cfg.connect_timeout_s);
+    report_error("%" PRIu32
+                 " connections not established and echoing within --connect-timeout %g s",
+                 timed_out, cfg.connect_timeout_s);
   }
 }
 
@@ -642,7 +661,7 @@ static void worker_traffic(Worker* w) {
     Conn* c = &w->conns[i];
     if (c->state != kActive) continue;
     for (uint32_t d = 0; d < cfg.pipeline; d++) w->stamps[(size_t)i * cfg.pipeline + d] = start;
-    c->tx_end = burst;
+    c->tx_end += burst;  // after the priming message
     conn_flush(w, c);
   }
   struct epoll_event* events = calloc(kMaxEvents, sizeof *events);
@@ -652,7 +671,7 @@ static void worker_traffic(Worker* w) {
   }
   for (;;) {
     uint64_t now = now_ns();
-    if (now >= g_t_end || w->connected == 0) break;
+    if (now >= g_t_end || w->ready == 0) break;
     uint64_t wait_ms = (g_t_end - now + 999999) / 1000000;
     int n = epoll_wait(w->epfd, events, kMaxEvents, wait_ms < 100 ? (int)wait_ms : 100);
     if (n < 0) {
@@ -760,9 +779,7 @@ int main(int argc, char** argv) {
     Worker* w = &workers[t];
     uint32_t lo = (uint32_t)((uint64_t)cfg.connections * t / threads);
     uint32_t hi = (uint32_t)((uint64_t)cfg.connections * (t + 1) / threads);
-    w->index = t;
     w->epfd = -1;
-    w->first_id = lo;
     w->nconns = hi - lo;
     w->conns = conns + lo;
     w->stamps = stamps + (size_t)lo * cfg.pipeline;
@@ -787,8 +804,11 @@ int main(int argc, char** argv) {
   }
   pthread_barrier_wait(&g_barrier);
   uint64_t connect_total_ns = now_ns() - connect_begin;
-  uint32_t connected = 0;
-  for (uint32_t t = 0; t < threads; t++) connected += workers[t].connected;
+  uint32_t connected = 0, handshakes = 0;
+  for (uint32_t t = 0; t < threads; t++) {
+    connected += workers[t].ready;
+    handshakes += workers[t].connected;
+  }
 
   g_t_start = now_ns();
   g_t_warm = g_t_start + (uint64_t)(cfg.warmup_s * 1e9);
@@ -824,7 +844,7 @@ int main(int argc, char** argv) {
                   hist_quantile(&hist, 0.99) / 1e3, hist_quantile(&hist, 0.999) / 1e3,
                   hist.max / 1e3};
   double mean_us = hist.count ? hist.sum / (double)hist.count / 1e3 : 0;
-  double connect_mean_ms = connected ? (double)connect_sum / connected / 1e6 : 0;
+  double connect_mean_ms = handshakes ? (double)connect_sum / handshakes / 1e6 : 0;
   bool have_cpu = before.ok && after.ok;
   double server_cpu = have_cpu ? after.cpu_s - before.cpu_s : 0;
 
@@ -857,8 +877,8 @@ int main(int argc, char** argv) {
            rate * cfg.size / 1e6);
     printf("  latency   p50 %.1f  p90 %.1f  p99 %.1f  p999 %.1f  max %.1f  mean %.1f us\n", us[0],
            us[1], us[2], us[3], us[4], mean_us);
-    printf("  connect   all in %.1f ms, mean %.3f ms, max %.3f ms\n", connect_total_ns / 1e6,
-           connect_mean_ms, connect_max / 1e6);
+    printf("  connect   all echoing after %.1f ms; handshake mean %.3f ms, max %.3f ms\n",
+           connect_total_ns / 1e6, connect_mean_ms, connect_max / 1e6);
     printf("  errors    connect %" PRIu64 ", reset %" PRIu64 ", verify %" PRIu64 "\n", errors[0],
            errors[1], errors[2]);
     if (have_cpu) {
