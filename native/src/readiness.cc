@@ -374,13 +374,7 @@ int ReadinessEngine::detach(int id, DetachedSocket* out) {
   // The poller may be the thing that failed; the fd is handed over either way.
   if (s->interest != kInterestNone) (void)poller_->remove(s->fd);
   out->fd = s->fd;
-  out->listener = s->listener;
-  out->connecting = s->connecting;
-  out->paused = s->paused;
-  out->read_eof = s->read_eof;
-  out->shutdown_requested = s->shutdown_requested;
-  out->write_shut = s->write_shut;
-  out->drain_pending = s->drain_pending;
+  static_cast<SocketFlags&>(*out) = *s;
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
   out->unsent.reserve(s->queue.size());
@@ -407,13 +401,7 @@ int ReadinessEngine::adopt(DetachedSocket&& socket) {
   if (id < 0) return id;
   Socket* s = sockets_.get(id);
   s->fd = socket.fd;
-  s->listener = socket.listener;
-  s->connecting = socket.connecting;
-  s->paused = socket.paused;
-  s->read_eof = socket.read_eof;
-  s->shutdown_requested = socket.shutdown_requested;
-  s->write_shut = socket.write_shut;
-  s->drain_pending = socket.drain_pending;
+  static_cast<SocketFlags&>(*s) = socket;
   s->datagram = socket.datagram;
   s->max_datagram = socket.max_datagram;
   if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) {

@@ -67,15 +67,8 @@ class ReadinessEngine final : public Engine {
   int socket_fd(int id) override;
 
  private:
-  struct Socket {
+  struct Socket : SocketFlags {
     bool in_use = false;
-    bool listener = false;
-    bool connecting = false;
-    bool paused = false;
-    bool read_eof = false;
-    bool shutdown_requested = false;
-    bool write_shut = false;
-    bool drain_pending = false;
     bool datagram = false;
     uint8_t interest = kInterestNone;
     int fd = -1;

@@ -30,43 +30,40 @@ void close_fd(int fd) {
   errno = saved;
 }
 
-int open_listener(const ListenRequest& request) {
-  int family = request.addr.ss_family;
-  int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+namespace {
+
+// A non-blocking, close-on-exec socket of `type` with the address options set, bound.
+int open_bound(int type, const sockaddr_storage& addr, socklen_t addr_len, bool reuse_port,
+               bool ipv6_only) {
+  int fd = ::socket(addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int rc = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-  if (rc == 0 && request.reuse_port) rc = set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-  if (rc == 0 && family == AF_INET6) {
-    rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, request.ipv6_only ? 1 : 0);
+  if (rc == 0 && reuse_port) rc = set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+  if (rc == 0 && addr.ss_family == AF_INET6) {
+    rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, ipv6_only ? 1 : 0);
   }
   if (rc != 0) {
     close_fd(fd);
     return rc;
   }
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&request.addr), request.addr_len) != 0) {
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0)
     return fail_and_close(fd);
-  }
+  return fd;
+}
+
+}  // namespace
+
+int open_listener(const ListenRequest& request) {
+  int fd = open_bound(SOCK_STREAM, request.addr, request.addr_len, request.reuse_port,
+                      request.ipv6_only);
+  if (fd < 0) return fd;
   if (::listen(fd, request.backlog) != 0) return fail_and_close(fd);
   return fd;
 }
 
 int open_datagram(const UdpRequest& request) {
-  int family = request.addr.ss_family;
-  int fd = ::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int rc = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-  if (rc == 0 && request.reuse_port) rc = set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-  if (rc == 0 && family == AF_INET6) {
-    rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, request.ipv6_only ? 1 : 0);
-  }
-  if (rc != 0) {
-    close_fd(fd);
-    return rc;
-  }
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&request.addr), request.addr_len) != 0) {
-    return fail_and_close(fd);
-  }
-  return fd;
+  return open_bound(SOCK_DGRAM, request.addr, request.addr_len, request.reuse_port,
+                    request.ipv6_only);
 }
 
 int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {

@@ -103,18 +103,23 @@ struct ListenRequest {
   bool ipv6_only = false;
 };
 
-// A socket handed from a failing engine to its successor (runtime fallback). The fd stays open;
-// everything the first engine knew about the socket travels with it, so no byte is lost,
-// duplicated or reordered.
-struct DetachedSocket {
-  int fd = -1;
+// The state of a TCP socket that every engine keeps and a runtime fallback carries over. Engines
+// embed it in their own per-socket struct, so detach/adopt copy it in one assignment.
+struct SocketFlags {
   bool listener = false;
   bool connecting = false;
   bool paused = false;
-  bool read_eof = false;  // EOF seen; the END event was already delivered
+  bool read_eof = false;  // END delivered: no more reads
   bool shutdown_requested = false;
   bool write_shut = false;
   bool drain_pending = false;
+};
+
+// A socket handed from a failing engine to its successor (runtime fallback). The fd stays open;
+// everything the first engine knew about the socket travels with it, so no byte is lost,
+// duplicated or reordered.
+struct DetachedSocket : SocketFlags {
+  int fd = -1;
   std::vector<uint8_t> unsent;       // queued writes, in order
   std::vector<uint8_t> undelivered;  // bytes read from the kernel but not yet delivered to JS
   bool eof_undelivered = false;      // EOF read from the kernel but END not yet delivered

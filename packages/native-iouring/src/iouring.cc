@@ -182,16 +182,9 @@ class IouringEngine final : public Engine {
   int socket_fd(int id) override;
 
  private:
-  struct Socket {
+  struct Socket : SocketFlags {
     bool in_use = false;
-    bool listener = false;
-    bool connecting = false;
-    bool paused = false;
-    bool read_eof = false;     // END delivered: no more reads
     bool eof_pending = false;  // EOF received; END goes out after the inbox
-    bool shutdown_requested = false;
-    bool write_shut = false;
-    bool drain_pending = false;
     bool send_inflight = false;
     bool in_ready = false;     // listed in ready_
     bool accept_poll = false;  // a listener's armed operation is the POLLIN wait, not the accept
@@ -1244,13 +1237,7 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
   bufs_.publish();
   s = sockets_.get(id);
   out->fd = s->fd;
-  out->listener = s->listener;
-  out->connecting = s->connecting;
-  out->paused = s->paused;
-  out->read_eof = s->read_eof;
-  out->shutdown_requested = s->shutdown_requested;
-  out->write_shut = s->write_shut;
-  out->drain_pending = s->drain_pending;
+  static_cast<SocketFlags&>(*out) = *s;
   out->datagram = false;
   out->max_datagram = 0;
   // Copied, not consumed: a send that did not come back in time may still read these bytes.
@@ -1284,13 +1271,7 @@ int IouringEngine::adopt(DetachedSocket&& socket) {
   if (id < 0) return id;  // the fd stays the caller's
   Socket* s = sockets_.get(id);
   s->fd = socket.fd;
-  s->listener = socket.listener;
-  s->connecting = socket.connecting;
-  s->paused = socket.paused;
-  s->read_eof = socket.read_eof;
-  s->shutdown_requested = socket.shutdown_requested;
-  s->write_shut = socket.write_shut;
-  s->drain_pending = socket.drain_pending;
+  static_cast<SocketFlags&>(*s) = socket;
   if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) {
     sockets_.release(id);
     return -ENOMEM;
