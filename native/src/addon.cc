@@ -4,9 +4,13 @@
 #include <napi.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#ifdef __linux__
+#include <sys/timerfd.h>
+#endif
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -81,6 +85,55 @@ int set_socket_option(int fd, const std::string& name, int value, const std::str
   }
   return rc == 0 ? 0 : -errno;
 }
+
+// A uv_poll on an fd its owner keeps, plus what must outlive the owner until libuv has closed the
+// handle. A worker thread may end without close(): the cleanup hook then releases the owner's
+// resources and closes the handle while the addon's code is still loaded, holding the environment
+// until the close callback has run. Owner::ReleaseAtExit() drops the owner's pointer to it.
+template <typename Owner>
+struct PollWatcher {
+  uv_poll_t poll;  // first member: the close callback casts the handle back
+  Owner* owner = nullptr;
+  napi_async_cleanup_hook_handle hook = nullptr;
+  bool closing = false;
+
+  // Returns the watcher, or null with *rc set to a libuv error.
+  static PollWatcher* Open(napi_env env, int fd, Owner* owner, int* rc) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    auto* watcher = new PollWatcher;
+    *rc = uv_poll_init(loop, &watcher->poll, fd);
+    if (*rc != 0) {
+      delete watcher;
+      return nullptr;
+    }
+    watcher->poll.data = owner;
+    watcher->owner = owner;
+    napi_add_async_cleanup_hook(env, &PollWatcher::OnEnvironmentExit, watcher, &watcher->hook);
+    return watcher;
+  }
+
+  // Stops and closes the handle; the owner must not use it afterwards.
+  static void Close(PollWatcher* watcher) {
+    if (watcher->closing) return;
+    watcher->closing = true;
+    watcher->owner = nullptr;
+    uv_poll_stop(&watcher->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watcher->poll), [](uv_handle_t* handle) {
+      auto* closed = reinterpret_cast<PollWatcher*>(handle);
+      if (closed->hook != nullptr) napi_remove_async_cleanup_hook(closed->hook);
+      delete closed;
+    });
+  }
+
+  static void OnEnvironmentExit(napi_async_cleanup_hook_handle hook, void* data) {
+    auto* watcher = static_cast<PollWatcher*>(data);
+    watcher->hook = hook;
+    Owner* owner = watcher->owner;
+    Close(watcher);  // stops polling before the owner closes the fd
+    if (owner != nullptr) owner->ReleaseAtExit();
+  }
+};
 
 class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
  public:
@@ -161,23 +214,14 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     on_events_ = Napi::Persistent(info[1].As<Napi::Function>());
     async_context_ = std::make_unique<Napi::AsyncContext>(env, "iomux.poll");
 
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    watcher_ = new Watcher;
-    int rc = uv_poll_init(loop, &watcher_->poll, engine_->wait_fd());
-    if (rc != 0) {
-      delete watcher_;
-      watcher_ = nullptr;
+    int rc = 0;
+    watcher_ = PollWatcher<NativeBackend>::Open(env, engine_->wait_fd(), this, &rc);
+    if (watcher_ == nullptr) {
       engine_.reset();
       Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc))
           .ThrowAsJavaScriptException();
       return;
     }
-    watcher_->poll.data = this;
-    watcher_->owner = this;
-    // A worker thread may end without close(): the hook closes the handle while the addon's code
-    // is still loaded, and holds the environment until the close callback has run.
-    napi_add_async_cleanup_hook(env, &NativeBackend::OnEnvironmentExit, watcher_, &watcher_->hook);
   }
 
   ~NativeBackend() override { Teardown(); }
@@ -445,40 +489,16 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return Result(env, set_socket_option(fd, name, value, group, iface));
   }
 
-  // The uv_poll and what must outlive this object until libuv has closed it.
-  struct Watcher {
-    uv_poll_t poll;
-    NativeBackend* owner = nullptr;
-    napi_async_cleanup_hook_handle hook = nullptr;
-    bool closing = false;
-  };
+  friend struct PollWatcher<NativeBackend>;
 
-  static void CloseWatcher(Watcher* watcher) {
-    if (watcher->closing) return;
-    watcher->closing = true;
-    uv_poll_stop(&watcher->poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(&watcher->poll), [](uv_handle_t* handle) {
-      auto* closed = reinterpret_cast<Watcher*>(handle);  // poll is the first member
-      if (closed->hook != nullptr) napi_remove_async_cleanup_hook(closed->hook);
-      delete closed;
-    });
-  }
-
-  static void OnEnvironmentExit(napi_async_cleanup_hook_handle hook, void* data) {
-    auto* watcher = static_cast<Watcher*>(data);
-    watcher->hook = hook;
-    if (watcher->owner != nullptr) {
-      watcher->owner->watcher_ = nullptr;
-      watcher->owner->engine_.reset();
-      watcher->owner = nullptr;
-    }
-    CloseWatcher(watcher);
+  void ReleaseAtExit() {
+    watcher_ = nullptr;
+    engine_.reset();
   }
 
   void Teardown() {
     if (watcher_ != nullptr) {
-      watcher_->owner = nullptr;
-      CloseWatcher(watcher_);
+      PollWatcher<NativeBackend>::Close(watcher_);
       watcher_ = nullptr;
     }
     engine_.reset();
@@ -535,7 +555,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   }
 
   std::unique_ptr<Engine> engine_;
-  Watcher* watcher_ = nullptr;
+  PollWatcher<NativeBackend>* watcher_ = nullptr;
   Napi::Reference<Napi::Int32Array> events_array_;
   Napi::FunctionReference on_events_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
@@ -549,6 +569,115 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   int fault_poll_errno_ = 0;
 };
 
+#ifdef __linux__
+// A one-shot timer with sub-millisecond resolution: libuv timers count whole milliseconds, so a
+// tick loop waiting on setTimeout starts ticks up to 1 ms late. This is a timerfd watched by a
+// uv_poll in Node's own loop; the callback runs from the loop like any I/O callback.
+class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "PreciseTimer",
+                       {
+                           InstanceMethod<&PreciseTimer::Arm>("arm"),
+                           InstanceMethod<&PreciseTimer::Disarm>("disarm"),
+                           InstanceMethod<&PreciseTimer::Close>("close"),
+                       });
+  }
+
+  // new PreciseTimer(onFire)
+  explicit PreciseTimer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PreciseTimer>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsFunction()) {
+      Napi::TypeError::New(env, "PreciseTimer(onFire)").ThrowAsJavaScriptException();
+      return;
+    }
+    fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd_ < 0) {
+      Napi::Error e = Napi::Error::New(env, std::string("timerfd_create: ") + std::strerror(errno));
+      e.Set("errno", Napi::Number::New(env, errno));
+      e.ThrowAsJavaScriptException();
+      return;
+    }
+    int rc = 0;
+    watcher_ = PollWatcher<PreciseTimer>::Open(env, fd_, this, &rc);
+    if (watcher_ == nullptr) {
+      ReleaseAtExit();
+      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc))
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    on_fire_ = Napi::Persistent(info[0].As<Napi::Function>());
+    async_context_ = std::make_unique<Napi::AsyncContext>(env, "iomux.timer");
+  }
+
+  ~PreciseTimer() override { Teardown(); }
+
+ private:
+  friend struct PollWatcher<PreciseTimer>;
+
+  // arm(ms): fires once, ms (fractional) from now; re-arming replaces the previous deadline.
+  // Returns 0 or -errno.
+  Napi::Value Arm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
+    double ms = info[0].ToNumber().DoubleValue();
+    if (!(ms >= 0 && ms <= kMaxDelayMs)) return Napi::Number::New(env, -EINVAL);
+    // A zero it_value would disarm the timer: the shortest delay is 1 ns.
+    auto ns = std::max<int64_t>(1, static_cast<int64_t>(ms * 1e6));
+    itimerspec spec{};
+    spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+    spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+    if (timerfd_settime(fd_, 0, &spec, nullptr) != 0) return Napi::Number::New(env, -errno);
+    int rc = uv_poll_start(&watcher_->poll, UV_READABLE, &PreciseTimer::OnFire);
+    return Napi::Number::New(env, rc);
+  }
+
+  Napi::Value Disarm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
+    itimerspec off{};
+    if (timerfd_settime(fd_, 0, &off, nullptr) != 0) return Napi::Number::New(env, -errno);
+    return Napi::Number::New(env, uv_poll_stop(&watcher_->poll));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Teardown();
+    return info.Env().Undefined();
+  }
+
+  static void OnFire(uv_poll_t* handle, int /*status*/, int /*events*/) {
+    auto* self = static_cast<PreciseTimer*>(handle->data);
+    uint64_t expirations = 0;
+    // EAGAIN: a re-arm between the expiry and this callback reset the count; it fires again later.
+    if (read(self->fd_, &expirations, sizeof(expirations)) != sizeof(expirations)) return;
+    uv_poll_stop(handle);
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    self->on_fire_.MakeCallback(self->Value(), {}, *self->async_context_);
+    if (env.IsExceptionPending()) {
+      napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+    }
+  }
+
+  void ReleaseAtExit() {
+    watcher_ = nullptr;
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+  void Teardown() {
+    if (watcher_ != nullptr) PollWatcher<PreciseTimer>::Close(watcher_);
+    ReleaseAtExit();
+  }
+
+  static constexpr double kMaxDelayMs = 2147483647.0;  // setTimeout's ceiling
+  int fd_ = -1;
+  PollWatcher<PreciseTimer>* watcher_ = nullptr;
+  Napi::FunctionReference on_fire_;
+  std::unique_ptr<Napi::AsyncContext> async_context_;
+};
+#endif  // __linux__
+
 }  // namespace
 
 }  // namespace iomux
@@ -561,6 +690,9 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
                 return Napi::String::New(info.Env(), backend::probe(simulated));
               }));
   exports.Set("NativeBackend", NativeBackend::Define(env));
+#ifdef __linux__
+  exports.Set("PreciseTimer", PreciseTimer::Define(env));
+#endif
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("ACCEPT", static_cast<int>(kEventAccept));
   constants.Set("CONNECT", static_cast<int>(kEventConnect));

@@ -163,7 +163,22 @@ export interface NativeAddon {
   readonly events: NativeEventCodes;
   /** The backend class. */
   readonly NativeBackend: NativeBackendConstructor;
+  /** A one-shot timer with sub-millisecond resolution (a timerfd; Linux addons only). */
+  readonly PreciseTimer?: PreciseTimerConstructor;
 }
+
+/** A native one-shot timer whose callback runs from Node's loop. */
+export interface PreciseTimerHandle {
+  /** Fires once, `ms` (fractional) from now, replacing any earlier deadline. 0 or -errno. */
+  arm(ms: number): number;
+  /** Cancels a pending fire. 0 or -errno. */
+  disarm(): number;
+  /** Releases the timer; it never fires again. */
+  close(): void;
+}
+
+/** Creates a {@link PreciseTimerHandle} calling `onFire` on each expiry. */
+export type PreciseTimerConstructor = new (onFire: () => void) => PreciseTimerHandle;
 
 /** Creates a backend instance; throws (with `errno`) when the kernel refuses. */
 export type NativeBackendConstructor = new (

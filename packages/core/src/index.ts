@@ -52,6 +52,8 @@ export type {
   NativeCounters,
   NativeEventCodes,
   NativeEventsCallback,
+  PreciseTimerConstructor,
+  PreciseTimerHandle,
 } from './backend.js';
 export { channels, ReactorMetrics } from './metrics.js';
 export type { HistogramSummary, MetricsSnapshot, PollMessage, PollObserver } from './metrics.js';
@@ -60,6 +62,7 @@ export type { IomuxErrorCode } from './errors.js';
 export { startCluster } from './cluster.js';
 export type { Cluster, ClusterMetrics, ClusterOptions } from './cluster.js';
 export { runTicks } from './tick-loop.js';
+export type { TimerSource } from './timers.js';
 export type {
   OverrunPolicy,
   TickFn,

@@ -24,6 +24,7 @@ import { Connection, type ConnectionHost } from './connection.js';
 import { IomuxError, backendHint, errnoName, socketError } from './errors.js';
 import { UdpSocket, type UdpHost } from './udp.js';
 import { runTicks, type TickFn, type TickLoop, type TickLoopOptions } from './tick-loop.js';
+import { NativeTimers, type TimerSource } from './timers.js';
 import { WorkerPool, type WorkerPoolOptions, type WorkerTaskOptions } from './worker-pool.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
@@ -302,6 +303,12 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private closing: Promise<void> | undefined;
   private isClosed = false;
   private waiters: ((count: number) => void)[] = [];
+  /**
+   * One-shot timers for {@link pollEvents} and the tick loop: a native timerfd with sub-ms
+   * resolution on Linux, `setTimeout` elsewhere.
+   */
+  readonly timers: TimerSource;
+  private readonly nativeTimers: NativeTimers;
   private readonly metricsState = new ReactorMetrics();
   /** Counters of backends replaced by a runtime fallback, so totals survive the switch. */
   private readonly retired: NativeCounters = {
@@ -356,6 +363,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     this.native = opened.handle;
     this.codes = opened.addon.events;
     this.events = this.native.events;
+    this.nativeTimers = new NativeTimers(opened.addon.PreciseTimer);
+    this.timers = this.nativeTimers;
     this.fallbackHistory = opened.history;
     for (const record of opened.history) {
       if (channels.fallback.hasSubscribers) channels.fallback.publish(record);
@@ -605,7 +614,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   /**
    * Dispatches ready events now; if there are none, waits up to `timeoutMs` (default: the
    * configured `timeout_ms`) for some without blocking Node's thread. Resolves with the number of
-   * events dispatched. This is the game-loop pump: poll for up to one tick, then run the tick.
+   * events dispatched. Fractional timeouts are honoured to tens of µs where the backend has a
+   * native timer (Linux: a timerfd); elsewhere they are rounded up to whole ms. This is the game-loop pump: poll for up to one tick, then run the tick.
    */
   async pollEvents(timeoutMs: number = this.config.timeoutMs): Promise<number> {
     this.assertOpen();
@@ -617,13 +627,13 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     }
     if (count !== 0 || timeoutMs <= 0) return Math.max(count, 0);
     return new Promise<number>((resolve) => {
-      const timer = setTimeout(() => {
+      const cancel = this.timers.after(timeoutMs, () => {
         this.waiters = this.waiters.filter((w) => w !== done);
         if (!this.running && this.waiters.length === 0 && !this.isClosed) this.native.stop();
         resolve(0);
-      }, timeoutMs);
+      });
       const done = (n: number): void => {
-        clearTimeout(timer);
+        cancel();
         resolve(n);
       };
       this.waiters.push(done);
@@ -672,6 +682,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     await new Promise<void>((resolve) => setImmediate(resolve));
     this.isClosed = true;
     this.native.close();
+    this.nativeTimers.close();
     for (const waiter of this.waiters) waiter(0);
     this.waiters = [];
   }

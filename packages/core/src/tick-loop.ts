@@ -1,6 +1,7 @@
 import { build, type Histogram } from 'hdr-histogram-js';
 import { IomuxError } from './errors.js';
 import type { HistogramSummary } from './metrics.js';
+import { coarseTimers, type TimerSource } from './timers.js';
 
 /**
  * What the tick loop needs from a reactor. A {@link Reactor} has all of it; anything else with
@@ -18,6 +19,12 @@ export interface TickPump {
   readonly closed: boolean;
   /** Dispatches ready events, waiting up to `timeoutMs` for some without blocking Node's thread. */
   pollEvents(timeoutMs?: number): Promise<number>;
+  /**
+   * The pump's timers. When they are precise (a {@link Reactor}'s native timer on Linux), waits
+   * and `pollEvents` timeouts are fractional ms, so ticks start within tens of µs of their
+   * deadline; without them the loop sleeps on `setTimeout` in whole ms.
+   */
+  readonly timers?: TimerSource;
 }
 
 /**
@@ -362,9 +369,12 @@ class FixedRateLoop implements TickLoop {
         if (manual && !(await this.poll(0))) return false;
         return !this.stopRequested;
       }
-      const sleepMs =
-        this.spinMs === 0 ? Math.max(1, Math.ceil(remaining)) : Math.floor(remaining - this.spinMs);
-      if (sleepMs >= 1) {
+      const precise = this.pump.timers?.precise === true;
+      const untilSpin = remaining - this.spinMs;
+      let sleepMs: number;
+      if (precise) sleepMs = untilSpin;
+      else sleepMs = this.spinMs === 0 ? Math.max(1, Math.ceil(remaining)) : Math.floor(untilSpin);
+      if (precise ? sleepMs > 0 : sleepMs >= 1) {
         if (manual) {
           if (!(await this.poll(sleepMs))) return false;
         } else {
@@ -404,13 +414,15 @@ class FixedRateLoop implements TickLoop {
 
   private sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
+      const finish = (): void => {
         this.cancelWait = undefined;
         resolve();
       };
-      const timer = setTimeout(done, ms);
-      this.cancelWait = done;
+      const cancel = (this.pump.timers ?? coarseTimers).after(ms, finish);
+      this.cancelWait = () => {
+        cancel();
+        finish();
+      };
     });
   }
 }
