@@ -1,13 +1,10 @@
 #include "readiness.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
-#include <cstring>
 
 #include "socket_util.h"
 
@@ -17,23 +14,6 @@ namespace {
 constexpr int kMaxIov = 64;
 // A read smaller than this is not worth a syscall; the batch is treated as full instead.
 constexpr size_t kMinRead = 4096;
-constexpr int kDatagramBatch = 32;
-constexpr size_t kMaxOutbox = 1024 * 1024;
-
-void fill_header(DatagramHeader* header, const sockaddr_storage& from) {
-  std::memset(header, 0, sizeof(*header));
-  if (from.ss_family == AF_INET6) {
-    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&from);
-    header->family = 6;
-    header->port = v6->sin6_port;  // network byte order, read as big-endian by JS
-    std::memcpy(header->address, &v6->sin6_addr, 16);
-  } else {
-    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&from);
-    header->family = 4;
-    header->port = v4->sin_port;
-    std::memcpy(header->address, &v4->sin_addr, 4);
-  }
-}
 }  // namespace
 
 ReadinessEngine::ReadinessEngine(std::unique_ptr<Poller> poller, const EngineConfig& config)
@@ -112,7 +92,10 @@ void ReadinessEngine::serve(const Readiness& r, bool carried, EventSink* sink) {
   } else if (s->datagram) {
     if ((r.writable || r.failed) && !s->outbox.empty()) flush_datagrams(r.token, sink);
     s = sockets_.get(r.token);
-    if (s != nullptr && (r.readable || r.failed) && !s->paused) receive_datagrams(r.token, sink);
+    if (s != nullptr && (r.readable || r.failed) && !s->paused) {
+      // The poller is level-triggered: whatever this batch leaves is reported again.
+      (void)receive_into_sink(s->fd, r.token, s->max_datagram, sink, &counters_.bytes_read);
+    }
   } else if (s->connecting) {
     if (!carried) connect_ready(r.token, sink);
   } else {
@@ -377,6 +360,7 @@ int ReadinessEngine::detach(int id, DetachedSocket* out) {
   static_cast<SocketFlags&>(*out) = *s;
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
+  s->outbox.save(&out->unsent);
   out->unsent.reserve(s->queue.size());
   iovec iov[kMaxIov];
   while (!s->queue.empty()) {
@@ -404,16 +388,19 @@ int ReadinessEngine::adopt(DetachedSocket&& socket) {
   static_cast<SocketFlags&>(*s) = socket;
   s->datagram = socket.datagram;
   s->max_datagram = socket.max_datagram;
-  if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) {
+  int rc = s->datagram ? s->outbox.restore(socket.unsent)
+           : s->queue.append(socket.unsent.data(), socket.unsent.size()) ? 0
+                                                                         : -ENOMEM;
+  if (rc != 0) {
     sockets_.release(id);
-    return -ENOMEM;
+    return rc;
   }
   // end() was called and everything was already sent: the FIN may not have gone out yet.
   if (s->shutdown_requested && s->queue.empty() && !s->connecting && !s->write_shut) {
     ::shutdown(s->fd, SHUT_WR);
     s->write_shut = true;
   }
-  int rc = update_interest(id);
+  rc = update_interest(id);
   if (rc != 0) {
     sockets_.release(id);
     return rc;
@@ -437,133 +424,20 @@ int ReadinessEngine::socket_fd(int id) {
   return s == nullptr ? -EBADF : s->fd;
 }
 
-// Reads up to kDatagramBatch datagrams with one recvmmsg, straight into the slab, each behind a
-// DatagramHeader; then packs them so JS copies only what arrived.
-void ReadinessEngine::receive_datagrams(int id, EventSink* sink) {
-  Socket* s = sockets_.get(id);
-  size_t slot = sizeof(DatagramHeader) + s->max_datagram;
-  size_t room = (sink->slab_capacity - sink->slab_used) / slot;
-  int slots = kDatagramBatch;
-  if (room < static_cast<size_t>(slots)) slots = static_cast<int>(room);
-  if (sink->capacity - sink->count < slots) slots = sink->capacity - sink->count;
-  if (slots <= 0) {
-    sink->slab_exhausted = true;
-    return;
-  }
-  mmsghdr messages[kDatagramBatch];
-  iovec iov[kDatagramBatch];
-  sockaddr_storage from[kDatagramBatch];
-  uint8_t* base = sink->slab + sink->slab_used;
-  for (int i = 0; i < slots; ++i) {
-    iov[i].iov_base = base + static_cast<size_t>(i) * slot + sizeof(DatagramHeader);
-    iov[i].iov_len = s->max_datagram;
-    std::memset(&messages[i], 0, sizeof(messages[i]));
-    messages[i].msg_hdr.msg_name = &from[i];
-    messages[i].msg_hdr.msg_namelen = sizeof(from[i]);
-    messages[i].msg_hdr.msg_iov = &iov[i];
-    messages[i].msg_hdr.msg_iovlen = 1;
-  }
-  int n;
-  do {
-    n = recvmmsg(s->fd, messages, static_cast<unsigned>(slots), MSG_DONTWAIT, nullptr);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    // An ICMP error for an earlier send (ECONNREFUSED on a connected socket) surfaces here.
-    if (errno != EAGAIN && errno != EWOULDBLOCK) sink->push(kEventSendError, id, errno);
-    return;
-  }
-  size_t write = sink->slab_used;
-  for (int i = 0; i < n; ++i) {
-    size_t length = messages[i].msg_len;
-    uint8_t* source = base + static_cast<size_t>(i) * slot;
-    uint8_t* target = sink->slab + write;
-    if (target != source)
-      std::memmove(target + sizeof(DatagramHeader), source + sizeof(DatagramHeader), length);
-    DatagramHeader header;
-    fill_header(&header, from[i]);
-    std::memcpy(target, &header, sizeof(header));
-    bool truncated = (messages[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-    sink->push(truncated ? kEventDatagramTruncated : kEventDatagram, id,
-               static_cast<int32_t>(write), static_cast<int32_t>(length));
-    write += sizeof(DatagramHeader) + length;
-    counters_.bytes_read += length;
-  }
-  sink->slab_used = write;
-}
-
 int ReadinessEngine::udp_send(int id, const sockaddr_storage* to, socklen_t to_len,
                               const iovec* bufs, int count) {
   Socket* s = sockets_.get(id);
   if (s == nullptr || !s->datagram) return -EBADF;
-  if (s->outbox.empty()) {
-    msghdr msg{};
-    msg.msg_name = const_cast<sockaddr_storage*>(to);
-    msg.msg_namelen = to == nullptr ? 0 : to_len;
-    msg.msg_iov = const_cast<iovec*>(bufs);
-    msg.msg_iovlen = static_cast<size_t>(count);
-    ssize_t n;
-    do {
-      n = ::sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0) {
-      counters_.bytes_written += static_cast<uint64_t>(n);
-      return 0;
-    }
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) return -errno;
-  }
-  size_t length = 0;
-  for (int i = 0; i < count; ++i) length += bufs[i].iov_len;
-  if (s->outbox_bytes + length > kMaxOutbox) return -ENOBUFS;
-  PendingDatagram pending{};
-  if (to != nullptr) pending.to = *to;
-  pending.to_len = to == nullptr ? 0 : to_len;
-  pending.bytes.reserve(length);
-  for (int i = 0; i < count; ++i) {
-    const auto* bytes = static_cast<const uint8_t*>(bufs[i].iov_base);
-    pending.bytes.insert(pending.bytes.end(), bytes, bytes + bufs[i].iov_len);
-  }
-  bool was_empty = s->outbox.empty();
-  s->outbox.push_back(std::move(pending));
-  s->outbox_bytes += length;
+  int rc = s->outbox.send(s->fd, to, to_len, bufs, count, &counters_.bytes_written);
+  if (rc != 1) return rc;
   ++counters_.writes_queued;
-  if (was_empty) {
-    int rc = update_interest(id);
-    if (rc != 0) return rc;
-  }
-  return 1;
+  int interest = update_interest(id);  // write interest while the outbox holds datagrams
+  return interest != 0 ? interest : 1;
 }
 
-// Sends queued datagrams with sendmmsg; one that the kernel refuses is reported and dropped.
 void ReadinessEngine::flush_datagrams(int id, EventSink* sink) {
   Socket* s = sockets_.get(id);
-  while (!s->outbox.empty()) {
-    mmsghdr messages[kDatagramBatch];
-    iovec iov[kDatagramBatch];
-    int batch =
-        s->outbox.size() < kDatagramBatch ? static_cast<int>(s->outbox.size()) : kDatagramBatch;
-    for (int i = 0; i < batch; ++i) {
-      PendingDatagram& d = s->outbox[static_cast<size_t>(i)];
-      iov[i] = iovec{d.bytes.data(), d.bytes.size()};
-      std::memset(&messages[i], 0, sizeof(messages[i]));
-      messages[i].msg_hdr.msg_name = d.to_len == 0 ? nullptr : &d.to;
-      messages[i].msg_hdr.msg_namelen = d.to_len;
-      messages[i].msg_hdr.msg_iov = &iov[i];
-      messages[i].msg_hdr.msg_iovlen = 1;
-    }
-    int n;
-    do {
-      n = sendmmsg(s->fd, messages, static_cast<unsigned>(batch), MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;
-      n = 1;  // the first datagram failed: drop it and tell JS
-      if (!sink->full()) sink->push(kEventSendError, id, errno);
-    } else {
-      for (int i = 0; i < n; ++i) counters_.bytes_written += messages[i].msg_len;
-    }
-    for (int i = 0; i < n; ++i) s->outbox_bytes -= s->outbox[static_cast<size_t>(i)].bytes.size();
-    s->outbox.erase(s->outbox.begin(), s->outbox.begin() + n);
-  }
+  s->outbox.flush(s->fd, id, sink, &counters_.bytes_written);
   int rc = update_interest(id);
   if (rc != 0) fail(id, -rc, sink);
 }

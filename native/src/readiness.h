@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "conn_table.h"
+#include "datagram.h"
 #include "iomux/engine.h"
 #include "write_queue.h"
 
@@ -36,12 +37,6 @@ class Poller {
   virtual int remove(int fd) = 0;
   // Reports up to max ready fds without blocking. Returns the count or -errno.
   virtual int wait(Readiness* out, int max) = 0;
-};
-
-struct PendingDatagram {
-  sockaddr_storage to;
-  socklen_t to_len;  // 0: the connected peer
-  std::vector<uint8_t> bytes;
 };
 
 class ReadinessEngine final : public Engine {
@@ -73,9 +68,8 @@ class ReadinessEngine final : public Engine {
     uint8_t interest = kInterestNone;
     int fd = -1;
     WriteQueue queue;
-    // UDP only: datagrams waiting for the socket to become writable, bounded by kMaxOutbox.
-    std::vector<PendingDatagram> outbox;
-    size_t outbox_bytes = 0;
+    // UDP only: datagrams waiting for the socket to become writable.
+    DatagramOutbox outbox;
     size_t max_datagram = 0;
   };
 
@@ -92,7 +86,6 @@ class ReadinessEngine final : public Engine {
   void close_socket(int id);
   void fail(int id, int err, EventSink* sink);
   int shed_connection(int listen_fd, int err);
-  void receive_datagrams(int id, EventSink* sink);
   void flush_datagrams(int id, EventSink* sink);
 
   std::unique_ptr<Poller> poller_;

@@ -10,6 +10,7 @@
       "cflags": ["-fPIC"],
       "cflags_cc": ["-fPIC"],
       "sources": [
+        "../../native/src/datagram.cc",
         "../../native/src/readiness.cc",
         "../../native/src/socket_util.cc",
         "../../native/src/write_queue.cc",

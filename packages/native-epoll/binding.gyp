@@ -5,6 +5,7 @@
       "target_name": "iomux_epoll",
       "sources": [
         "../../native/src/addon.cc",
+        "../../native/src/datagram.cc",
         "../../native/src/readiness.cc",
         "../../native/src/socket_util.cc",
         "../../native/src/write_queue.cc",

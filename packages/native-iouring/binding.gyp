@@ -5,6 +5,7 @@
       "target_name": "iomux_iouring",
       "sources": [
         "../../native/src/addon.cc",
+        "../../native/src/datagram.cc",
         "../../native/src/socket_util.cc",
         "../../native/src/write_queue.cc",
         "src/uring.cc",

@@ -7,6 +7,13 @@
 // synchronous send() first; what the kernel did not take is queued and flushed by one in-flight
 // IORING_OP_SENDMSG per connection. Connects: IORING_OP_CONNECT.
 //
+// UDP: a multishot IORING_OP_POLL_ADD (POLLIN) per datagram socket; each readiness completion is
+// drained with recvmmsg straight into the slab (many datagrams per syscall, where a receive op
+// would post one completion per datagram). The poll reports wake-ups, not levels, so a socket the
+// batch had no room for stays in ready_ and is drained first in the next poll. Sends go out at
+// once; what the kernel has no room for waits in the bounded outbox, flushed with sendmmsg when a
+// one-shot POLLOUT poll completes.
+//
 // user_data = op (8 bits) | slot generation (24 bits) | id (32 bits): a completion for an id that
 // was released (and maybe reused) is recognised by its generation and only cleaned up after.
 // A socket closed with operations in flight leaves a zombie holding the memory those operations
@@ -38,6 +45,7 @@
 #include <vector>
 
 #include "conn_table.h"
+#include "datagram.h"
 #include "iomux/engine.h"
 #include "socket_util.h"
 #include "uring.h"
@@ -76,8 +84,10 @@ enum Op : uint8_t {
   kOpConnect = 4,
   kOpConnectPoll = 5,  // POLLOUT wait when IORING_OP_CONNECT reports EINPROGRESS (adopted sockets)
   kOpCancel = 6,
-  kOpAcceptPoll = 7,  // POLLIN wait on a listener after EMFILE/ENFILE (see on_accept)
-  kOpVoid = 8,        // an operation withdrawn (made a NOP) before the kernel read it
+  kOpAcceptPoll = 7,    // POLLIN wait on a listener after EMFILE/ENFILE (see on_accept)
+  kOpVoid = 8,          // an operation withdrawn (made a NOP) before the kernel read it
+  kOpDatagramIn = 9,    // multishot POLLIN on a UDP socket
+  kOpDatagramOut = 10,  // one-shot POLLOUT on a UDP socket whose outbox holds datagrams
 };
 
 // State of the one receive (or accept, for a listener) a socket may have armed.
@@ -179,6 +189,9 @@ class IouringEngine final : public Engine {
   const Counters& counters() const override { return counters_; }
   int detach(int id, DetachedSocket* out) override;
   int adopt(DetachedSocket&& socket) override;
+  int udp_open(const UdpRequest& request) override;
+  int udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
+               int count) override;
   int socket_fd(int id) override;
 
  private:
@@ -188,6 +201,9 @@ class IouringEngine final : public Engine {
     bool send_inflight = false;
     bool in_ready = false;     // listed in ready_
     bool accept_poll = false;  // a listener's armed operation is the POLLIN wait, not the accept
+    bool datagram = false;     // a UDP socket: `arm` is its POLLIN poll
+    bool readable = false;     // UDP: the poll reported data that recvmmsg has not drained yet
+    bool out_poll = false;     // UDP: the POLLOUT poll for the outbox is armed
     uint8_t arm = kIdle;       // the receive (or, for a listener, the accept)
     Op connect_op = kOpNone;
     int err_pending = 0;  // receive error; CLOSE goes out after the inbox
@@ -197,6 +213,8 @@ class IouringEngine final : public Engine {
     std::vector<uint8_t> inbox;  // received, not yet delivered
     WriteQueue queue;
     std::unique_ptr<OpMemory> memory;
+    size_t max_datagram = 0;
+    DatagramOutbox outbox;  // UDP; only synchronous sendmmsg reads it, so no zombie keeps it
   };
 
   struct Zombie {
@@ -225,13 +243,17 @@ class IouringEngine final : public Engine {
   void arm_accept(int id);
   void arm_send(int id, bool poll_first);
   void arm_connect(int id);
+  bool arm_poll(int id, Op op, unsigned events, bool multishot);
   void arm_connect_poll(int id);
   void arm_accept_poll(int id);
+  void arm_datagram_in(int id);
+  void arm_datagram_out(int id);
   void cancel(uint64_t target);
   void cancel_arm(int id);
   void cancel_ops(int id);
   void maybe_arm_recv(int id);
   void maybe_arm_accept(int id);
+  void maybe_arm_datagram(int id);
   void defer_arm(int id) { deferred_.push_back(Ref{id, gen(id)}); }
   void arm_deferred();
 
@@ -243,6 +265,10 @@ class IouringEngine final : public Engine {
   void on_recv(int id, const Completion& cqe, bool final, EventSink* sink);
   void on_send(int id, int res, EventSink* sink);
   void on_connect(int id, Op op, int res, EventSink* sink);
+  void on_datagram_in(int id, int res, bool final, EventSink* sink);
+  void on_datagram_out(int id, EventSink* sink);
+  // One recvmmsg into the batch; true when datagrams may be left (the socket must stay in ready_).
+  bool receive_datagrams(Socket* s, int id, EventSink* sink);
 
   void take_data(int id, const uint8_t* data, size_t len, EventSink* sink);
   void deliver_inbox(Socket* s, int id, EventSink* sink);
@@ -292,6 +318,7 @@ class IouringEngine final : public Engine {
   bool cqe_skip_ = false;
   bool multishot_accept_ = true;
   bool multishot_recv_ = true;
+  bool multishot_poll_ = true;
   bool accept_multishot_seen_ = false;
   bool recv_multishot_seen_ = false;
 };
@@ -310,6 +337,7 @@ int IouringEngine::init() {
   cqe_skip_ = (ring_.features() & IORING_FEAT_CQE_SKIP) != 0;
   multishot_accept_ = tuning_.multishot;
   multishot_recv_ = tuning_.multishot;
+  multishot_poll_ = tuning_.multishot;
 #if defined(__x86_64__) || defined(__i386__)
   // Silencing the eventfd while we reap is race-free only where every completion is posted by our
   // own thread (DEFER_TASKRUN) and the kernel's "work queued" flag is a full barrier (x86's locked
@@ -472,31 +500,38 @@ void IouringEngine::arm_connect(int id) {
   kick();
 }
 
-void IouringEngine::arm_connect_poll(int id) {
+// A POLL_ADD for `events` on the socket's fd; the caller records what it waits for.
+bool IouringEngine::arm_poll(int id, Op op, unsigned events, bool multishot) {
   Socket* s = sockets_.get(id);
   io_uring_sqe* sqe = get_sqe();
-  if (sqe == nullptr) return;
+  if (sqe == nullptr) return false;
   sqe->opcode = IORING_OP_POLL_ADD;
   sqe->fd = s->fd;
-  sqe->poll32_events = POLLOUT;
-  sqe->user_data = pack(kOpConnectPoll, id, gen(id));
-  s->connect_op = kOpConnectPoll;
+  sqe->poll32_events = events;
+  sqe->len = multishot ? IORING_POLL_ADD_MULTI : 0;
+  sqe->user_data = pack(op, id, gen(id));
   ++s->inflight;
   kick();
+  return true;
+}
+
+void IouringEngine::arm_connect_poll(int id) {
+  if (arm_poll(id, kOpConnectPoll, POLLOUT, false)) sockets_.get(id)->connect_op = kOpConnectPoll;
 }
 
 void IouringEngine::arm_accept_poll(int id) {
+  if (!arm_poll(id, kOpAcceptPoll, POLLIN, false)) return;
   Socket* s = sockets_.get(id);
-  io_uring_sqe* sqe = get_sqe();
-  if (sqe == nullptr) return;
-  sqe->opcode = IORING_OP_POLL_ADD;
-  sqe->fd = s->fd;
-  sqe->poll32_events = POLLIN;
-  sqe->user_data = pack(kOpAcceptPoll, id, gen(id));
   s->arm = kArmed;
   s->accept_poll = true;
-  ++s->inflight;
-  kick();
+}
+
+void IouringEngine::arm_datagram_in(int id) {
+  if (arm_poll(id, kOpDatagramIn, POLLIN, multishot_poll_)) sockets_.get(id)->arm = kArmed;
+}
+
+void IouringEngine::arm_datagram_out(int id) {
+  if (arm_poll(id, kOpDatagramOut, POLLOUT, false)) sockets_.get(id)->out_poll = true;
 }
 
 // Cancels by user_data, not by fd: the fd may be closed (and its number reused) before the cancel
@@ -516,7 +551,10 @@ void IouringEngine::cancel(uint64_t target) {
 void IouringEngine::cancel_arm(int id) {
   Socket* s = sockets_.get(id);
   if (s->arm != kArmed) return;
-  Op op = !s->listener ? kOpRecv : s->accept_poll ? kOpAcceptPoll : kOpAccept;
+  Op op = s->datagram      ? kOpDatagramIn
+          : !s->listener   ? kOpRecv
+          : s->accept_poll ? kOpAcceptPoll
+                           : kOpAccept;
   cancel(pack(op, id, gen(id)));
   s->arm = kCancelling;
 }
@@ -526,13 +564,14 @@ void IouringEngine::cancel_ops(int id) {
   uint32_t g = gen(id);
   cancel_arm(id);
   if (s->send_inflight) cancel(pack(kOpSend, id, g));
+  if (s->out_poll) cancel(pack(kOpDatagramOut, id, g));
   if (s->connecting && s->connect_op != kOpNone) cancel(pack(s->connect_op, id, g));
 }
 
 void IouringEngine::maybe_arm_recv(int id) {
   Socket* s = sockets_.get(id);
-  if (s == nullptr || s->listener || s->connecting || s->paused || s->read_eof || s->eof_pending ||
-      s->err_pending != 0 || s->arm != kIdle) {
+  if (s == nullptr || s->listener || s->datagram || s->connecting || s->paused || s->read_eof ||
+      s->eof_pending || s->err_pending != 0 || s->arm != kIdle) {
     return;
   }
   arm_recv(id);
@@ -544,12 +583,20 @@ void IouringEngine::maybe_arm_accept(int id) {
   arm_accept(id);
 }
 
+void IouringEngine::maybe_arm_datagram(int id) {
+  Socket* s = sockets_.get(id);
+  if (s == nullptr || !s->datagram || s->paused || s->arm != kIdle) return;
+  arm_datagram_in(id);
+}
+
 void IouringEngine::arm_deferred() {
   for (const Ref& r : deferred_) {
     Socket* s = live(r.id, r.gen);
     if (s == nullptr) continue;
     if (s->listener) {
       maybe_arm_accept(r.id);
+    } else if (s->datagram) {
+      maybe_arm_datagram(r.id);
     } else {
       maybe_arm_recv(r.id);
     }
@@ -670,6 +717,12 @@ void IouringEngine::handle(const Completion& cqe, EventSink* sink) {
     case kOpConnect:
     case kOpConnectPoll:
       on_connect(id, op, cqe.res, sink);
+      break;
+    case kOpDatagramIn:
+      on_datagram_in(id, cqe.res, final, sink);
+      break;
+    case kOpDatagramOut:
+      on_datagram_out(id, sink);
       break;
     default:
       break;
@@ -895,6 +948,14 @@ void IouringEngine::deliver_ready(EventSink* sink) {
       ready_[keep++] = r;
       continue;
     }
+    if (s->datagram) {
+      if (receive_datagrams(s, r.id, sink)) {
+        ready_[keep++] = r;
+      } else {
+        s->in_ready = false;
+      }
+      continue;
+    }
     deliver_inbox(s, r.id, sink);
     if (!inbox_empty(s)) {
       ready_[keep++] = r;
@@ -1004,6 +1065,39 @@ void IouringEngine::on_connect(int id, Op op, int res, EventSink* sink) {
   }
 }
 
+void IouringEngine::on_datagram_in(int id, int res, bool final, EventSink* sink) {
+  Socket* s = sockets_.get(id);
+  if (final) s->arm = kIdle;
+  if (res > 0) {
+    s->readable = true;  // POLLIN, or POLLERR for an ICMP error that recvmmsg reports
+    if (!s->paused && (sink->full() || receive_datagrams(s, id, sink))) add_ready(id);
+  }
+  if (!final) return;
+  // The kernel ended the multishot poll (or, single-shot, it fired): arm it again. After an error
+  // other than a cancel (pause), only at the end of this poll, so a persisting one cannot spin.
+  if (res < 0 && res != -ECANCELED) {
+    defer_arm(id);
+  } else {
+    maybe_arm_datagram(id);
+  }
+}
+
+bool IouringEngine::receive_datagrams(Socket* s, int id, EventSink* sink) {
+  if (s->paused || !s->readable) return false;
+  ReceiveOutcome outcome =
+      receive_into_sink(s->fd, id, s->max_datagram, sink, &counters_.bytes_read);
+  if (outcome == ReceiveOutcome::kDrained) s->readable = false;
+  return s->readable;
+}
+
+void IouringEngine::on_datagram_out(int id, EventSink* sink) {
+  Socket* s = sockets_.get(id);
+  s->out_poll = false;
+  // Whatever the poll reported (writable, an error, a cancel), sendmmsg tells what holds now.
+  s->outbox.flush(s->fd, id, sink, &counters_.bytes_written);
+  if (!s->outbox.empty()) arm_datagram_out(id);
+}
+
 bool IouringEngine::finish_shutdown(int id) {
   Socket* s = sockets_.get(id);
   if (!s->write_shut) {
@@ -1111,6 +1205,11 @@ int IouringEngine::set_reading(int id, bool reading) {
     maybe_arm_accept(id);
     return 0;
   }
+  if (s->datagram) {
+    if (s->readable) add_ready(id);
+    maybe_arm_datagram(id);
+    return 0;
+  }
   if (!inbox_empty(s) || s->eof_pending || s->err_pending != 0) add_ready(id);
   maybe_arm_recv(id);
   return 0;
@@ -1142,6 +1241,29 @@ int IouringEngine::address(int id, bool peer, sockaddr_storage* out, socklen_t* 
 int IouringEngine::socket_fd(int id) {
   Socket* s = sockets_.get(id);
   return s == nullptr ? -EBADF : s->fd;
+}
+
+int IouringEngine::udp_open(const UdpRequest& request) {
+  int fd = open_datagram(request);
+  if (fd < 0) return fd;
+  int id = add_socket(fd, false, false);
+  if (id < 0) return id;
+  Socket* s = sockets_.get(id);
+  s->datagram = true;
+  s->max_datagram = request.max_datagram;
+  arm_datagram_in(id);
+  return id;
+}
+
+int IouringEngine::udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
+                            int count) {
+  Socket* s = sockets_.get(id);
+  if (s == nullptr || !s->datagram) return -EBADF;
+  int rc = s->outbox.send(s->fd, to, to_len, bufs, count, &counters_.bytes_written);
+  if (rc != 1) return rc;
+  ++counters_.writes_queued;
+  if (!s->out_poll) arm_datagram_out(id);
+  return 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1210,6 +1332,13 @@ bool IouringEngine::absorb_if_ours(int id, uint32_t g, Completion* cqe) {
       s->connect_op = kOpNone;
       if (op == kOpConnect && res == 0) s->connecting = false;
       break;
+    case kOpDatagramIn:
+      // What the poll saw is still in the socket: the next engine's poll sees it too.
+      if (final) s->arm = kIdle;
+      break;
+    case kOpDatagramOut:
+      s->out_poll = false;
+      break;
     default:
       break;
   }
@@ -1238,10 +1367,11 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
   s = sockets_.get(id);
   out->fd = s->fd;
   static_cast<SocketFlags&>(*out) = *s;
-  out->datagram = false;
-  out->max_datagram = 0;
-  // Copied, not consumed: a send that did not come back in time may still read these bytes.
+  out->datagram = s->datagram;
+  out->max_datagram = s->max_datagram;
   out->unsent.clear();
+  s->outbox.save(&out->unsent);
+  // Copied, not consumed: a send that did not come back in time may still read these bytes.
   out->unsent.reserve(s->queue.size());
   std::vector<iovec> iov(kMaxIov);
   int count;
@@ -1266,15 +1396,19 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
 }
 
 int IouringEngine::adopt(DetachedSocket&& socket) {
-  if (socket.datagram) return -EOPNOTSUPP;
   int id = new_id();
   if (id < 0) return id;  // the fd stays the caller's
   Socket* s = sockets_.get(id);
   s->fd = socket.fd;
   static_cast<SocketFlags&>(*s) = socket;
-  if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) {
+  s->datagram = socket.datagram;
+  s->max_datagram = socket.max_datagram;
+  int rc = s->datagram ? s->outbox.restore(socket.unsent)
+           : s->queue.append(socket.unsent.data(), socket.unsent.size()) ? 0
+                                                                         : -ENOMEM;
+  if (rc != 0) {
     sockets_.release(id);
-    return -ENOMEM;
+    return rc;
   }
   // Sockets from other engines may be blocking-mode (blocking_io); ours send synchronously.
   int flags = fcntl(s->fd, F_GETFL);
@@ -1283,6 +1417,9 @@ int IouringEngine::adopt(DetachedSocket&& socket) {
     int one = 1;
     (void)setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     maybe_arm_accept(id);
+  } else if (s->datagram) {
+    maybe_arm_datagram(id);
+    if (!s->outbox.empty()) arm_datagram_out(id);
   } else if (s->connecting) {
     arm_connect_poll(id);
   } else {

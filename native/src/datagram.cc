@@ -1,0 +1,258 @@
+#include "datagram.h"
+
+#include <netinet/in.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace iomux {
+
+namespace {
+
+void write_header(uint8_t* target, const sockaddr_storage& from) {
+  DatagramHeader header;
+  std::memset(&header, 0, sizeof(header));
+  if (from.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&from);
+    header.family = 6;
+    header.port = v6->sin6_port;  // network byte order, read as big-endian by JS
+    std::memcpy(header.address, &v6->sin6_addr, 16);
+  } else {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&from);
+    header.family = 4;
+    header.port = v4->sin_port;
+    std::memcpy(header.address, &v4->sin_addr, 4);
+  }
+  std::memcpy(target, &header, sizeof(header));  // the slab gives no alignment
+}
+
+void push_record_event(EventSink* sink, int id, size_t offset, const DatagramRecord& record) {
+  sink->push(record.truncated ? kEventDatagramTruncated : kEventDatagram, id,
+             static_cast<int32_t>(offset), static_cast<int32_t>(record.length));
+}
+
+// How many datagrams of max_datagram fit in capacity bytes, at most max_count and kDatagramBatch.
+int slots_for(size_t max_datagram, size_t capacity, int max_count) {
+  size_t fit = capacity / (sizeof(DatagramHeader) + max_datagram);
+  int slots = max_count < kDatagramBatch ? max_count : kDatagramBatch;
+  if (fit < static_cast<size_t>(slots)) slots = static_cast<int>(fit);
+  return slots < 0 ? 0 : slots;
+}
+
+bool retry_errno(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS; }
+
+}  // namespace
+
+int receive_datagrams(int fd, int flags, size_t max_datagram, uint8_t* buf, size_t capacity,
+                      int max_count, DatagramRecord* out, size_t* used) {
+  *used = 0;
+  int slots = slots_for(max_datagram, capacity, max_count);
+  if (slots == 0) return 0;
+  size_t slot = sizeof(DatagramHeader) + max_datagram;
+  mmsghdr messages[kDatagramBatch];
+  iovec iov[kDatagramBatch];
+  sockaddr_storage from[kDatagramBatch];
+  for (int i = 0; i < slots; ++i) {
+    iov[i].iov_base = buf + static_cast<size_t>(i) * slot + sizeof(DatagramHeader);
+    iov[i].iov_len = max_datagram;
+    std::memset(&messages[i], 0, sizeof(messages[i]));
+    messages[i].msg_hdr.msg_name = &from[i];
+    messages[i].msg_hdr.msg_namelen = sizeof(from[i]);
+    messages[i].msg_hdr.msg_iov = &iov[i];
+    messages[i].msg_hdr.msg_iovlen = 1;
+  }
+  int n;
+  for (;;) {
+    n = recvmmsg(fd, messages, static_cast<unsigned>(slots), flags, nullptr);
+    if (n >= 0) break;
+    // A thread that may block is interrupted on purpose (detach): it must see EINTR.
+    if (errno == EINTR && (flags & MSG_DONTWAIT) != 0) continue;
+    return -errno;
+  }
+  // Pack the records, so a batch of short datagrams takes only the bytes that arrived.
+  size_t write = 0;
+  for (int i = 0; i < n; ++i) {
+    size_t length = messages[i].msg_len;
+    uint8_t* source = buf + static_cast<size_t>(i) * slot;
+    uint8_t* target = buf + write;
+    if (target != source) {
+      std::memmove(target + sizeof(DatagramHeader), source + sizeof(DatagramHeader), length);
+    }
+    write_header(target, from[i]);
+    out[i] = DatagramRecord{write, length, (messages[i].msg_hdr.msg_flags & MSG_TRUNC) != 0};
+    write += sizeof(DatagramHeader) + length;
+  }
+  *used = write;
+  return n;
+}
+
+ReceiveOutcome receive_into_sink(int fd, int id, size_t max_datagram, EventSink* sink,
+                                 uint64_t* bytes_read) {
+  size_t room = sink->slab_capacity - sink->slab_used;
+  int slots = slots_for(max_datagram, room, sink->capacity - sink->count);
+  if (slots == 0) {
+    sink->slab_exhausted = true;
+    return ReceiveOutcome::kNoRoom;
+  }
+  DatagramRecord records[kDatagramBatch];
+  size_t used = 0;
+  int n = receive_datagrams(fd, MSG_DONTWAIT, max_datagram, sink->slab + sink->slab_used, room,
+                            slots, records, &used);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return ReceiveOutcome::kDrained;
+  if (n < 0) {
+    // An ICMP error for an earlier send (ECONNREFUSED on a connected socket) surfaces here, once;
+    // datagrams may still be queued behind it.
+    sink->push(kEventSendError, id, -n);
+    return ReceiveOutcome::kMore;
+  }
+  for (int i = 0; i < n; ++i) {
+    push_record_event(sink, id, sink->slab_used + records[i].offset, records[i]);
+    *bytes_read += records[i].length;
+  }
+  sink->slab_used += used;
+  // recvmmsg with MSG_DONTWAIT stops early only when the queue ran empty.
+  return n < slots ? ReceiveOutcome::kDrained : ReceiveOutcome::kMore;
+}
+
+bool deliver_record(const uint8_t* source, const DatagramRecord& record, int id, EventSink* sink) {
+  size_t size = record_size(record);
+  if (sink->count >= sink->capacity || sink->slab_capacity - sink->slab_used < size) {
+    sink->slab_exhausted = true;
+    return false;
+  }
+  std::memcpy(sink->slab + sink->slab_used, source + record.offset, size);
+  push_record_event(sink, id, sink->slab_used, record);
+  sink->slab_used += size;
+  return true;
+}
+
+int DatagramOutbox::send(int fd, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
+                         int count, uint64_t* bytes_written) {
+  if (to != nullptr && to_len > sizeof(sockaddr_storage)) return -EINVAL;
+  if (queue_.empty()) {
+    msghdr msg{};
+    msg.msg_name = const_cast<sockaddr_storage*>(to);
+    msg.msg_namelen = to == nullptr ? 0 : to_len;
+    msg.msg_iov = const_cast<iovec*>(bufs);
+    msg.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n;
+    do {
+      n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+      *bytes_written += static_cast<uint64_t>(n);
+      return 0;
+    }
+    if (!retry_errno(errno)) return -errno;
+  }
+  size_t length = 0;
+  for (int i = 0; i < count; ++i) length += bufs[i].iov_len;
+  if (bytes_ + length > kMaxOutbox) return -ENOBUFS;
+  std::vector<uint8_t> bytes;
+  bytes.reserve(length);
+  for (int i = 0; i < count; ++i) {
+    const auto* data = static_cast<const uint8_t*>(bufs[i].iov_base);
+    bytes.insert(bytes.end(), data, data + bufs[i].iov_len);
+  }
+  Pending pending{};
+  if (to != nullptr) {
+    std::memcpy(&pending.to, to, to_len);
+    pending.to_len = to_len;
+  }
+  pending.bytes = std::move(bytes);
+  bytes_ += length;
+  queue_.push_back(std::move(pending));
+  return 1;
+}
+
+int DatagramOutbox::gather(mmsghdr* messages, iovec* iov, int max) {
+  int n = max < kDatagramBatch ? max : kDatagramBatch;
+  if (queue_.size() < static_cast<size_t>(n)) n = static_cast<int>(queue_.size());
+  for (int i = 0; i < n; ++i) {
+    Pending& d = queue_[static_cast<size_t>(i)];
+    iov[i] = iovec{d.bytes.data(), d.bytes.size()};
+    std::memset(&messages[i], 0, sizeof(messages[i]));
+    messages[i].msg_hdr.msg_name = d.to_len == 0 ? nullptr : &d.to;
+    messages[i].msg_hdr.msg_namelen = d.to_len;
+    messages[i].msg_hdr.msg_iov = &iov[i];
+    messages[i].msg_hdr.msg_iovlen = 1;
+  }
+  return n;
+}
+
+void DatagramOutbox::consume(int n) {
+  for (int i = 0; i < n && !queue_.empty(); ++i) {
+    bytes_ -= queue_.front().bytes.size();
+    queue_.pop_front();
+  }
+}
+
+void DatagramOutbox::flush(int fd, int id, EventSink* sink, uint64_t* bytes_written) {
+  mmsghdr messages[kDatagramBatch];
+  iovec iov[kDatagramBatch];
+  while (!queue_.empty()) {
+    int batch = gather(messages, iov, kDatagramBatch);
+    int n;
+    do {
+      n = sendmmsg(fd, messages, static_cast<unsigned>(batch), MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (retry_errno(errno)) return;
+      if (!sink->full()) sink->push(kEventSendError, id, errno);
+      n = 1;  // sendmmsg fails only on the first datagram: drop that one
+    } else {
+      for (int i = 0; i < n; ++i) *bytes_written += messages[i].msg_len;
+    }
+    consume(n);
+  }
+}
+
+// Each datagram as: uint32 address length, the address, uint32 payload length, the payload (host
+// byte order: the bytes never leave the process).
+void DatagramOutbox::save(std::vector<uint8_t>* out) const {
+  out->reserve(out->size() + bytes_ + queue_.size() * 16);
+  auto put_u32 = [out](uint32_t value) {
+    uint8_t raw[sizeof(value)];
+    std::memcpy(raw, &value, sizeof(value));
+    out->insert(out->end(), raw, raw + sizeof(raw));
+  };
+  for (const Pending& d : queue_) {
+    put_u32(static_cast<uint32_t>(d.to_len));
+    const auto* address = reinterpret_cast<const uint8_t*>(&d.to);
+    out->insert(out->end(), address, address + d.to_len);
+    put_u32(static_cast<uint32_t>(d.bytes.size()));
+    out->insert(out->end(), d.bytes.begin(), d.bytes.end());
+  }
+}
+
+int DatagramOutbox::restore(const std::vector<uint8_t>& in) {
+  std::deque<Pending> parsed;
+  size_t pos = 0;
+  auto take_u32 = [&](uint32_t* value) {
+    if (in.size() - pos < sizeof(*value)) return false;
+    std::memcpy(value, in.data() + pos, sizeof(*value));
+    pos += sizeof(*value);
+    return true;
+  };
+  while (pos < in.size()) {
+    Pending d{};
+    uint32_t to_len = 0;
+    uint32_t length = 0;
+    if (!take_u32(&to_len) || to_len > sizeof(d.to) || in.size() - pos < to_len) return -EINVAL;
+    std::memcpy(&d.to, in.data() + pos, to_len);
+    d.to_len = static_cast<socklen_t>(to_len);
+    pos += to_len;
+    if (!take_u32(&length) || in.size() - pos < length) return -EINVAL;
+    d.bytes.assign(in.begin() + static_cast<ptrdiff_t>(pos),
+                   in.begin() + static_cast<ptrdiff_t>(pos + length));
+    pos += length;
+    parsed.push_back(std::move(d));
+  }
+  for (Pending& d : parsed) {
+    bytes_ += d.bytes.size();
+    queue_.push_back(std::move(d));
+  }
+  return 0;
+}
+
+}  // namespace iomux

@@ -1,0 +1,105 @@
+// UDP logic every engine shares: batched receives (recvmmsg) into packed records, the bounded
+// send queue (outbox) flushed with sendmmsg, and the outbox's byte form for a runtime fallback.
+// Engines differ only in when they call these: on readiness (epoll, select), on an io_uring poll
+// completion, or on a blocking thread (blocking_io).
+#ifndef IOMUX_DATAGRAM_H_
+#define IOMUX_DATAGRAM_H_
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "iomux/engine.h"
+
+namespace iomux {
+
+// Datagrams per recvmmsg / sendmmsg call.
+constexpr int kDatagramBatch = 32;
+// Bytes a socket's outbox may hold; udp_send past it returns -ENOBUFS.
+constexpr size_t kMaxOutbox = 1024 * 1024;
+
+// One received datagram inside a buffer: a DatagramHeader at `offset`, then `length` payload bytes.
+struct DatagramRecord {
+  size_t offset;
+  size_t length;
+  bool truncated;  // the datagram was longer than max_datagram and was cut to it
+};
+
+// Bytes one record takes in a buffer (header and payload).
+inline size_t record_size(const DatagramRecord& record) {
+  return sizeof(DatagramHeader) + record.length;
+}
+
+// Receives up to max_count datagrams (at most kDatagramBatch) with one recvmmsg into
+// buf[0, capacity), as records packed back to back from buf[0], each payload cut to max_datagram.
+// flags: MSG_DONTWAIT (non-blocking engines) or MSG_WAITFORONE (a thread that may block for the
+// first datagram only). Returns the count, 0 when not even one datagram of max_datagram fits in
+// capacity, or -errno (EAGAIN: nothing waiting; ECONNREFUSED and the like: an ICMP error for an
+// earlier send, which recv reports once). *used gets the bytes the records take.
+int receive_datagrams(int fd, int flags, size_t max_datagram, uint8_t* buf, size_t capacity,
+                      int max_count, DatagramRecord* out, size_t* used);
+
+// What receive_into_sink found.
+enum class ReceiveOutcome {
+  kDrained,  // the socket's receive queue was empty by the end: wait for the next readiness
+  kMore,     // more may wait (a full batch, or an error was reported): receive again
+  kNoRoom,   // the batch is full (sink->slab_exhausted is set): receive again in the next poll
+};
+
+// One recvmmsg (MSG_DONTWAIT) straight into the sink's slab, a kEventDatagram or
+// kEventDatagramTruncated per datagram; an error becomes a kEventSendError. Adds the payload bytes
+// to *bytes_read.
+ReceiveOutcome receive_into_sink(int fd, int id, size_t max_datagram, EventSink* sink,
+                                 uint64_t* bytes_read);
+
+// Appends a record from `source` (its header and payload) to the sink with its event. False
+// when it does not fit in this batch (sink->slab_exhausted is then set).
+bool deliver_record(const uint8_t* source, const DatagramRecord& record, int id, EventSink* sink);
+
+// A socket's queue of datagrams the kernel had no room for, oldest first, bounded by kMaxOutbox.
+// Entries never move once queued (a deque), so a thread may send the front ones without a lock
+// while another thread only appends.
+class DatagramOutbox {
+ public:
+  bool empty() const { return queue_.empty(); }
+  size_t bytes() const { return bytes_; }
+
+  // The udp_send contract on fd: with nothing queued, sends at once (never blocking); what the
+  // kernel refuses for lack of room is queued as a copy. Returns 0 sent, 1 queued (the caller
+  // arranges a flush), or -errno (ENOBUFS: the queue is full; EMSGSIZE, EACCES, ...).
+  int send(int fd, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs, int count,
+           uint64_t* bytes_written);
+
+  // Describes up to max (at most kDatagramBatch) datagrams from the front for sendmmsg.
+  int gather(mmsghdr* messages, iovec* iov, int max);
+  // Drops the first n datagrams (sent, or refused by the kernel).
+  void consume(int n);
+
+  // Sends what the kernel takes now with sendmmsg(MSG_DONTWAIT). A datagram the kernel refuses
+  // is dropped and its errno reported as a kEventSendError while the batch has room (UDP promises
+  // no delivery; the socket stays usable).
+  void flush(int fd, int id, EventSink* sink, uint64_t* bytes_written);
+
+  // Runtime fallback: the queue as bytes (DetachedSocket::unsent of a datagram socket), and back.
+  // restore() appends; -EINVAL for bytes save() did not write.
+  void save(std::vector<uint8_t>* out) const;
+  int restore(const std::vector<uint8_t>& in);
+
+ private:
+  struct Pending {
+    sockaddr_storage to;
+    socklen_t to_len;  // 0: the connected peer
+    std::vector<uint8_t> bytes;
+  };
+
+  std::deque<Pending> queue_;
+  size_t bytes_ = 0;
+};
+
+}  // namespace iomux
+
+#endif  // IOMUX_DATAGRAM_H_
