@@ -1,5 +1,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { build, type Histogram } from 'hdr-histogram-js';
+import type { TickStats } from './tick-loop.js';
+import type { WorkerPoolStats } from './worker-pool.js';
 
 /** Summary of a latency histogram, in milliseconds. */
 export interface HistogramSummary {
@@ -47,6 +49,13 @@ export interface MetricsSnapshot {
   accept_errors: number;
   /** Counter: fallbacks, at start-up and at run time. */
   fallbacks: number;
+  /**
+   * The tick loop's counters and its tick jitter and duration histograms: the loop most recently
+   * started on this reactor (`reactor.runTicks` or `runTicks(reactor, ...)`), or null.
+   */
+  ticks: TickStats | null;
+  /** The worker pool behind `reactor.offload` (or the one passed as `workers`), or null. */
+  workers: WorkerPoolStats | null;
 }
 
 /** Payload of the `iomux:poll` diagnostics channel. */

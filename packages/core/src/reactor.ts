@@ -73,10 +73,11 @@ export interface ReactorOptions {
   /** A pino-compatible logger. Default: none. */
   logger?: Logger;
   /**
-   * The worker pool behind {@link Reactor.offload} (piscina): `filename` names the worker module.
-   * It starts on the first offload and closes with the reactor.
+   * The worker pool behind {@link Reactor.offload} (piscina). Options: `filename` names the worker
+   * module; the pool starts on the first offload. Or a {@link WorkerPool} you created: offload
+   * uses it at once. Either way `metrics().workers` reports it and it closes with the reactor.
    */
-  workers?: WorkerPoolOptions;
+  workers?: WorkerPoolOptions | WorkerPool;
   /**
    * Time every batch for the `io_wait_duration_ms` histogram and the per-poll observers. Counters
    * are kept natively either way. Default true.
@@ -298,6 +299,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private pendingConnects = 0;
   private udpSockets = 0;
   private pool: WorkerPool | undefined;
+  private readonly workerOptions: WorkerPoolOptions | undefined;
+  private tickLoop: TickLoop | undefined;
   private referenced = false;
   private running: boolean;
   private closing: Promise<void> | undefined;
@@ -354,6 +357,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       Math.max(DEFAULTS.slabBytes, readChunk),
     );
     this.options = options;
+    if (options.workers instanceof WorkerPool) this.pool = options.workers;
+    else this.workerOptions = options.workers;
     const logger = options.logger;
     this.debugPolls = logger !== undefined && (logger.isLevelEnabled?.('debug') ?? true);
     this.timeBatches = options.metrics ?? true;
@@ -503,7 +508,11 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     if (this.isClosed || this.closing !== undefined) {
       return Promise.reject(new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed'));
     }
-    if (this.options.workers?.filename === undefined && options?.filename === undefined) {
+    if (
+      this.pool === undefined &&
+      this.workerOptions?.filename === undefined &&
+      options?.filename === undefined
+    ) {
       return Promise.reject(
         new IomuxError(
           'IOMUX_INVALID_ARGUMENT',
@@ -511,7 +520,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
         ),
       );
     }
-    this.pool ??= new WorkerPool(this.options.workers);
+    this.pool ??= new WorkerPool(this.workerOptions);
     return this.pool.run<Result>(task, args, options);
   }
 
@@ -556,7 +565,14 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       backpressure_events: this.metricsState.backpressureEvents,
       accept_errors: c.acceptErrors,
       fallbacks: this.fallbackHistory.length,
+      ticks: this.tickLoop?.stats() ?? null,
+      workers: this.pool?.stats() ?? null,
     };
+  }
+
+  /** @internal Called by {@link runTicks}: `metrics().ticks` reports the newest loop. */
+  tickLoopStarted(loop: TickLoop): void {
+    this.tickLoop = loop;
   }
 
   /**

@@ -25,6 +25,8 @@ export interface TickPump {
    * deadline; without them the loop sleeps on `setTimeout` in whole ms.
    */
   readonly timers?: TimerSource;
+  /** Told of every loop {@link runTicks} starts on this pump, so it can report the loop's stats. */
+  tickLoopStarted?(loop: TickLoop): void;
 }
 
 /**
@@ -460,5 +462,7 @@ class FixedRateLoop implements TickLoop {
  * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for an invalid option.
  */
 export function runTicks(reactor: TickPump, tick: TickFn, options: TickLoopOptions = {}): TickLoop {
-  return new FixedRateLoop(reactor, tick, options);
+  const loop = new FixedRateLoop(reactor, tick, options);
+  reactor.tickLoopStarted?.(loop);
+  return loop;
 }

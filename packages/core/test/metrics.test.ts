@@ -6,7 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { registerOpenTelemetry } from '../src/otel.js';
 import { registerPrometheus } from '../src/prometheus.js';
 import type { Connection, PollMessage, Reactor } from '../src/index.js';
+import { WorkerPool } from '../src/index.js';
 import { backends, netRoundTrip, pattern, reactorOn } from './helpers.js';
+
+const WORKER = new URL('./fixtures/pool-worker.mjs', import.meta.url);
 
 const backend = backends.find((b) => b.available);
 
@@ -158,5 +161,50 @@ describe.skipIf(backend === undefined)(`metrics (${backend?.name ?? 'no backend'
     stop();
     await provider.shutdown();
     await reactor.close();
+  });
+
+  it('reports the tick loop and the worker pool in metrics(), Prometheus and OpenTelemetry', async () => {
+    const pool = new WorkerPool({ filename: WORKER, size: 1 });
+    const reactor = reactorOn(name, { workers: pool });
+    const before = reactor.metrics();
+    expect(before.ticks).toBeNull();
+    expect(before.workers).toMatchObject({ completed: 0, maxThreads: 1 });
+    expect(await reactor.offload('add', { a: 2, b: 3 })).toBe(5);
+    reactor.stop();
+    const loop = reactor.runTicks(() => undefined, { hz: 200, maxTicks: 10 });
+    await loop.done;
+    const m = reactor.metrics();
+    expect(m.ticks).toMatchObject({ ticks: 10, hz: 200, running: false });
+    expect(m.ticks?.jitter.count).toBe(10);
+    expect(m.workers).toMatchObject({ completed: 1, failed: 0, rejected: 0 });
+
+    const registry = new Registry();
+    const unregister = registerPrometheus(reactor, { registry });
+    const body = await registry.metrics();
+    expect(body).toMatch(/^iomux_ticks 10$/m);
+    expect(body).toMatch(/^iomux_ticks_skipped 0$/m);
+    expect(body).toMatch(/^iomux_tick_jitter_ms\{quantile="0.99"\} \d/m);
+    expect(body).toMatch(/^iomux_tick_duration_ms\{quantile="0.5"\} \d/m);
+    expect(body).toMatch(/^iomux_worker_tasks_completed 1$/m);
+    expect(body).toMatch(/^iomux_worker_threads \d$/m);
+    unregister();
+
+    const reader = new TestReader();
+    const provider = new MeterProvider({ readers: [reader] });
+    const stop = registerOpenTelemetry(reactor, provider.getMeter('iomux-test'));
+    const { resourceMetrics } = await reader.read();
+    const all = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
+    const points = (n: string) => all.find((x) => x.descriptor.name === n)?.dataPoints ?? [];
+    expect(points('iomux.ticks')[0]?.value).toBe(10);
+    expect(points('iomux.worker.tasks.completed')[0]?.value).toBe(1);
+    expect(points('iomux.tick.jitter').map((p) => p.attributes.quantile)).toEqual([
+      '0.5',
+      '0.99',
+      '1',
+    ]);
+    stop();
+    await provider.shutdown();
+    await reactor.close();
+    expect(reactor.metrics().workers?.threads).toBe(0);
   });
 });
