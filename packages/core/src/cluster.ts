@@ -26,7 +26,10 @@ export interface ClusterOptions {
 
 /** Result of {@link Cluster.metrics}. */
 export interface ClusterMetrics {
-  /** Counters summed over the workers; wait percentiles are the worst worker's. */
+  /**
+   * Counters summed over the workers; wait percentiles are the worst worker's. `ticks` and
+   * `workers` are null here: tick loops and pools belong to one reactor (see each snapshot in `workers`).
+   */
   total: MetricsSnapshot;
   /** Each worker's own snapshot, in worker order. */
   workers: MetricsSnapshot[];
@@ -102,6 +105,9 @@ function sum(snapshots: MetricsSnapshot[]): MetricsSnapshot {
   }
   wait.mean = wait.count === 0 ? 0 : wait.sum / wait.count;
   total.io_wait_duration_ms = wait;
+  // Tick loops and pools are per reactor; see each worker's snapshot.
+  total.ticks = null;
+  total.workers = null;
   return total;
 }
 
