@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #ifdef __linux__
+#include <sched.h>
 #include <sys/timerfd.h>
 #endif
 #include <unistd.h>
@@ -678,6 +679,33 @@ class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
 };
 #endif  // __linux__
 
+// setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only
+// (Linux schedules threads, not processes). SCHED_IDLE makes a CPU-bound worker thread yield at
+// once to any normal thread that wakes up, such as the one running the reactor; nice values only
+// shrink its share, and a woken thread may still wait out the worker's time slice.
+Napi::Value SetThreadScheduling(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#ifdef __linux__
+  std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  int policy;
+  if (name == "normal") {
+    policy = SCHED_OTHER;
+  } else if (name == "batch") {
+    policy = SCHED_BATCH;
+  } else if (name == "idle") {
+    policy = SCHED_IDLE;
+  } else {
+    return Napi::Number::New(env, -EINVAL);
+  }
+  sched_param param{};
+  param.sched_priority = 0;
+  int rc = sched_setscheduler(0, policy, &param);
+  return Napi::Number::New(env, rc == 0 ? 0 : -errno);
+#else
+  return Napi::Number::New(env, -ENOSYS);
+#endif
+}
+
 }  // namespace
 
 }  // namespace iomux
@@ -693,6 +721,7 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
 #ifdef __linux__
   exports.Set("PreciseTimer", PreciseTimer::Define(env));
 #endif
+  exports.Set("setThreadScheduling", Napi::Function::New(env, SetThreadScheduling));
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("ACCEPT", static_cast<int>(kEventAccept));
   constants.Set("CONNECT", static_cast<int>(kEventConnect));

@@ -165,6 +165,8 @@ export interface NativeAddon {
   readonly NativeBackend: NativeBackendConstructor;
   /** A one-shot timer with sub-millisecond resolution (a timerfd; Linux addons only). */
   readonly PreciseTimer?: PreciseTimerConstructor;
+  /** Sets the calling thread's scheduling policy; 0 or -errno (-ENOSYS off Linux). */
+  setThreadScheduling?(policy: string): number;
 }
 
 /** A native one-shot timer whose callback runs from Node's loop. */

@@ -73,6 +73,8 @@ export type {
   TickStats,
 } from './tick-loop.js';
 export { WorkerPool } from './worker-pool.js';
+export { setThreadScheduling } from './scheduling.js';
+export type { ThreadScheduling } from './scheduling.js';
 export type {
   TransferItem,
   WorkerPoolEvents,

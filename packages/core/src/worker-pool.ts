@@ -8,6 +8,7 @@ import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { IomuxError } from './errors.js';
 import type { HistogramSummary } from './metrics.js';
+import { isThreadScheduling, type ThreadScheduling } from './scheduling.js';
 import { MsHistogram } from './tick-loop.js';
 
 /** Thread counts of a {@link WorkerPool}. */
@@ -58,6 +59,14 @@ export interface WorkerPoolOptions {
    * piscina installs; silently ignored without it. Default 0.
    */
   niceIncrement?: number;
+  /**
+   * Linux scheduling policy of the worker threads (see {@link ThreadScheduling}). `'idle'` keeps
+   * CPU-bound tasks from delaying the reactor's thread: a woken reactor preempts a worker at once,
+   * where a nice value only shrinks the worker's share. Set in each thread before its first task;
+   * off Linux, or when the kernel refuses, the thread keeps normal scheduling and a process
+   * warning says why. Default `'normal'` (left untouched).
+   */
+  scheduling?: ThreadScheduling;
   /** Memory limits of each worker thread. */
   resourceLimits?: ResourceLimits;
   /** Value every worker sees as `workerData` (from `node:worker_threads` or `piscina`). */
@@ -158,6 +167,19 @@ function resolveLoader(specifier: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * The built preload that applies `scheduling` in each worker: next to this module in `dist/`, or
+ * in `../dist/` when this module runs from source (tests).
+ */
+function schedulingPreload(): string {
+  const candidates = ['./worker-scheduling.cjs', '../dist/worker-scheduling.cjs'];
+  for (const candidate of candidates) {
+    const path = fileURLToPath(new URL(candidate, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  throw invalid('scheduling needs the built worker-scheduling.cjs; run the package build');
 }
 
 function transferables(list: readonly TransferItem[] | undefined): TransferItem[] | undefined {
@@ -269,6 +291,11 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       if (loader === undefined) throw invalid(`tsLoader ${loaderOption} cannot be resolved`);
     }
     this.hasTsLoader = loader !== undefined;
+    const scheduling = options.scheduling ?? 'normal';
+    if (!isThreadScheduling(scheduling))
+      throw invalid(`scheduling must be 'normal', 'batch' or 'idle', got ${String(scheduling)}`);
+    const preloads = loader === undefined ? [] : ['--require', loader];
+    if (scheduling !== 'normal') preloads.push('--require', schedulingPreload());
 
     this.piscina = new Piscina({
       ...(filename === undefined ? {} : { filename }),
@@ -278,7 +305,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       maxQueue: Infinity, // the limit is enforced here, with a typed error
       closeTimeout,
       niceIncrement,
-      ...(loader === undefined ? {} : { execArgv: [...process.execArgv, '--require', loader] }),
+      ...(preloads.length === 0 ? {} : { execArgv: [...process.execArgv, ...preloads] }),
+      ...(scheduling === 'normal'
+        ? {}
+        : { env: { ...process.env, IOMUX_WORKER_SCHEDULING: scheduling } }),
       ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
       ...(options.workerData === undefined ? {} : { workerData: options.workerData }),
     });

@@ -1,6 +1,6 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IomuxError } from '../src/index.js';
+import { IomuxError, setThreadScheduling } from '../src/index.js';
 import { WorkerPool, type WorkerPoolOptions } from '../src/worker-pool.js';
 import { sleep } from './helpers.js';
 
@@ -214,5 +214,29 @@ describe('WorkerPool: the main thread stays free', () => {
     expect(delay.count).toBeGreaterThan(50);
     expect(p99).toBeLessThan(20);
     expect(p.stats().utilization).toBeGreaterThan(0.3);
+  });
+});
+
+describe.runIf(process.platform === 'linux')('WorkerPool: scheduling policy (Linux)', () => {
+  it('runs every worker thread under the requested policy, and leaves normal pools alone', async () => {
+    const idle = pool({ size: 2, scheduling: 'idle' });
+    const both = await Promise.all([idle.run('scheduling'), idle.run('scheduling')]);
+    expect(both).toEqual([
+      expect.objectContaining({ policy: 5 }),
+      expect.objectContaining({ policy: 5 }),
+    ]);
+    const batch = pool({ size: 1, scheduling: 'batch' });
+    expect(await batch.run('scheduling')).toMatchObject({ policy: 3 });
+    const normal = pool({ size: 1 });
+    expect(await normal.run('scheduling')).toMatchObject({ policy: 0 });
+  });
+
+  it('rejects an unknown policy with IOMUX_INVALID_ARGUMENT naming it', () => {
+    expect(() => pool({ scheduling: 'realtime' as never })).toThrow(
+      /scheduling must be 'normal', 'batch' or 'idle', got realtime/,
+    );
+    expect(() => {
+      setThreadScheduling('fifo' as never);
+    }).toThrow(IomuxError);
   });
 });
