@@ -1,12 +1,17 @@
-// One command: the game server and BOTS simulated players (in a worker thread) for SECONDS,
-// then the bots' latency report and the server's jitter report. Exits by itself.
-//   BOTS (200), SECONDS (10), INPUT_HZ (20), and the server's variables (see server.mjs), e.g.
+// One command: the game server (this process) and BOTS simulated players (a child process running
+// bots.mjs on node:dgram / node:net) for SECONDS, then the bots' latency report and the server's
+// jitter report. Exits by itself.
+//   TRANSPORT (udp | tcp), BOTS (200), SECONDS (10), INPUT_HZ (20), and the server's variables
+//   (see server.mjs), e.g.
 //   BOTS=1000 SATURATE=1 node demo.mjs   # 1000 players while both workers burn CPU on A*
-import { once } from 'node:events';
-import { Worker } from 'node:worker_threads';
+// REPORT=json also prints both reports as one JSON line (`REPORT {"server":…,"bots":…}`), which
+// bench/game.mjs reads.
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { listBackends } from '@iomux/core';
 import { formatBots } from './bots.mjs';
-import { formatReport, optionsFromEnv, startGameServer } from './server.mjs';
+import { formatReport, optionsFromEnv, startGameServer, unsupportedTransport } from './server.mjs';
 
 const env = process.env;
 const bots = Number(env.BOTS ?? 200);
@@ -18,44 +23,103 @@ console.log('backends here:');
 for (const b of listBackends())
   console.log(`  ${b.available ? '✓' : '✗'} ${b.name}${b.available ? '' : ` (${b.cause})`}`);
 
-const server = await startGameServer(options);
+let server;
+try {
+  server = await startGameServer(options);
+} catch (err) {
+  const unsupported = unsupportedTransport(err, options.transport);
+  console.error(unsupported === null ? err : `unsupported: ${unsupported}`);
+  process.exit(unsupported === null ? 1 : 3);
+}
 console.log(
-  `\ngame server on 127.0.0.1:${server.port}, backend: ${server.backend}, ${options.hz} Hz, ` +
-    `${options.workers} workers${options.saturate ? ' kept saturated with A* planning' : ''}`,
+  `\ngame server on 127.0.0.1:${server.port}/${server.transport}, backend: ${server.backend}, ${options.hz} Hz, ` +
+    `${options.workers} workers at nice ${options.nice}${options.saturate ? ', kept saturated with A* planning' : ''}`,
 );
-console.log(`bots: ${bots} players sending ${inputHz} inputs/s each for ${seconds} s\n`);
+console.log(
+  `bots: ${bots} players (own process) sending ${inputHz} inputs/s each for ${seconds} s\n`,
+);
 
-const worker = new Worker(new URL('./bots.mjs', import.meta.url), {
-  workerData: { role: 'game-bots', options: { port: server.port, bots, seconds, inputHz } },
+const child = fork(new URL('./bots.mjs', import.meta.url), [], {
+  env: {
+    ...env,
+    TRANSPORT: server.transport,
+    HOST: '127.0.0.1',
+    PORT: String(server.port),
+    BOTS: String(bots),
+    SECONDS: String(seconds),
+    INPUT_HZ: String(inputHz),
+    HZ: String(options.hz),
+  },
+  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
 });
-// Measure the steady state: start afresh once every bot has joined.
-const joined = setInterval(() => {
-  if (server.report().players < bots) return;
-  clearInterval(joined);
-  server.resetStats();
-  console.log(`all ${bots} bots joined; measuring from here`);
-}, 20);
 const progress = setInterval(() => {
   const r = server.report();
   console.log(
-    `[${r.backend}] ${r.players} players, tick ${r.ticks}, jitter p99 ${r.jitter.p99.toFixed(2)} ms, ` +
+    `[${r.backend}/${r.transport}] ${r.players} players, tick ${r.ticks}, jitter p99 ${r.jitter.p99.toFixed(2)} ms, ` +
       `skipped ${r.skipped}, workers ${(r.workers.utilization * 100).toFixed(0)} % busy`,
   );
 }, 1000);
 
-let failed = false;
-try {
-  const [result] = await once(worker, 'message');
-  clearInterval(progress);
-  clearInterval(joined);
-  const report = server.report();
-  console.log(`\n${formatBots(result)}\n\n${formatReport(report)}`);
-  failed = result.connected !== bots;
-} catch (err) {
-  clearInterval(progress);
-  clearInterval(joined);
-  console.error('bots failed:', err);
-  failed = true;
+/** Busy and total CPU time of the whole machine, in seconds (Linux /proc/stat), or null. */
+function machineCpu() {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8')
+      .split('\n')[0]
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const idle = fields[3] + (fields[4] ?? 0);
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: (total - idle) / 100, total: total / 100 };
+  } catch {
+    return null;
+  }
 }
+
+let report;
+let machineFrom = null;
+let machine = null;
+const result = await new Promise((resolve) => {
+  child.on('message', (message) => {
+    if (message.type === 'joined') {
+      // Measure the steady state: start afresh once every bot has joined.
+      server.resetStats();
+      machineFrom = machineCpu();
+      console.log(`all ${message.players} bots joined; measuring from here`);
+    } else if (message.type === 'measured') {
+      report = server.report(); // the same window as the bots', before they leave
+      const to = machineCpu();
+      if (machineFrom !== null && to !== null) {
+        const cores = availableParallelism();
+        const seconds = (to.total - machineFrom.total) / cores;
+        machine = { cores, busyCores: (to.busy - machineFrom.busy) / seconds };
+      }
+    } else if (message.type === 'result') {
+      resolve(message.result);
+    }
+  });
+  child.on('exit', (code) => resolve(code === 0 ? null : { failed: `bots exited with ${code}` }));
+});
+clearInterval(progress);
+report ??= server.report();
 await server.close();
+let failed = true;
+if (result === null || result.failed !== undefined) {
+  console.error('bots failed:', result?.failed ?? 'no result');
+} else {
+  if (machine !== null) {
+    // What other processes on the machine used meanwhile: it competes with all of the above.
+    machine.otherCores = Math.max(0, machine.busyCores - report.cpu.process - result.cpu.total);
+  }
+  console.log(`\n${formatBots(result)}\n\n${formatReport(report)}`);
+  if (machine !== null)
+    console.log(
+      `machine             ${machine.busyCores.toFixed(2)} of ${machine.cores} cores busy: server process ${report.cpu.process.toFixed(2)}, ` +
+        `bots ${result.cpu.total.toFixed(2)}, other processes ${machine.otherCores.toFixed(2)}`,
+    );
+  if (env.REPORT === 'json')
+    console.log(`REPORT ${JSON.stringify({ server: report, bots: result, machine })}`);
+  failed = result.joined !== bots;
+}
 process.exitCode = failed ? 1 : 0;

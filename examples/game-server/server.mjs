@@ -1,73 +1,163 @@
-// Authoritative 60 Hz TCP game server on iomux.
+// Authoritative 60 Hz game server on iomux, over UDP (default) or TCP.
 //
 // The reactor runs in manual dispatch and the tick loop pumps its I/O between ticks (the spec's
 // game-server pattern: poll events until the next tick is due → simulate → broadcast state).
 // NPC path-finding (A*) runs on a worker pool every few ticks, so the reactor thread never
 // stalls on it.
 //
-// Environment: PORT (7001; 0 picks a free port, printed), HOST (127.0.0.1), IOMUX_BACKEND
-// (default: the best available), HZ (60), NPCS (64), WORKERS (2), PATH_EVERY (ticks between
+// Environment: TRANSPORT ('udp' or 'tcp'; default udp), PORT (7001; 0 picks a free port,
+// printed), HOST (127.0.0.1), IOMUX_BACKEND (default: the best available), HZ (60), NPCS (64),
+// WORLD (side of the square map in cells, 256), WORKERS (2), PATH_EVERY (ticks between
 // path-finding rounds, 6), VIEW ('aoi': players and NPCs in the 3×3 regions around you; 'all':
 // everyone), SATURATE (1: keep every worker busy with background A* planning), NICE (nice
-// increment of the worker threads, 0), SECONDS (stop after that long; default: until SIGINT or
-// SIGTERM). The jitter report is printed when the server stops.
+// increment of the worker threads, 19), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
+// MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
+// REPORT (json: print the report as one JSON line too). The jitter report is printed when the
+// server stops.
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createReactor, runTicks, WorkerPool } from '@iomux/core';
-import {
-  DIR,
-  ENTITY_BYTES,
-  FrameDecoder,
-  INPUT_BYTES,
-  MAX_ENTITIES,
-  MSG,
-  decodeFrame,
-  encodeStateHeader,
-  encodeWelcome,
-} from './protocol.mjs';
+import { IomuxError, createReactor, runTicks, WorkerPool } from '@iomux/core';
+import { startTcpTransport } from './transport-tcp.mjs';
+import { startUdpTransport } from './transport-udp.mjs';
 import { World } from './world.mjs';
 
 const LOOP_DELAY_RESOLUTION_MS = 10;
+/** Default nice increment of the worker threads (see the README: "Worker priority"). */
+export const DEFAULT_NICE = 19;
 
 /** Server options from environment variables (see the top of this file). */
 export function optionsFromEnv(env = process.env) {
-  const number = (name, fallback) =>
-    env[name] === undefined || env[name] === '' ? fallback : Number(env[name]);
+  const number = (name, fallback) => {
+    if (env[name] === undefined || env[name] === '') return fallback;
+    const value = Number(env[name]);
+    if (!Number.isFinite(value)) throw new Error(`${name} must be a number, got ${env[name]}`);
+    return value;
+  };
+  const transport = env.TRANSPORT === undefined || env.TRANSPORT === '' ? 'udp' : env.TRANSPORT;
+  if (transport !== 'udp' && transport !== 'tcp')
+    throw new Error(`TRANSPORT must be udp or tcp, got ${transport}`);
   return {
+    transport,
     host: env.HOST ?? '127.0.0.1',
     port: number('PORT', 7001),
     hz: number('HZ', 60),
     npcs: number('NPCS', 64),
+    worldSize: number('WORLD', 256),
     workers: number('WORKERS', 2),
     pathEvery: number('PATH_EVERY', 6),
     view: env.VIEW === 'all' ? 'all' : 'aoi',
     saturate: env.SATURATE === '1' || env.SATURATE === 'true',
-    nice: number('NICE', 0),
+    nice: number('NICE', DEFAULT_NICE),
+    timeoutMs: number('TIMEOUT_MS', 3000),
+    maxPlayers: number('MAX_PLAYERS', 4096),
     seconds: number('SECONDS', 0),
   };
 }
 
+/** CPU seconds (user + system) of this process's main thread, from /proc; NaN elsewhere. */
+function mainThreadCpuSeconds() {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
+  } catch {
+    return NaN;
+  }
+}
+
 /**
- * Starts the server. Resolves once it listens, with `{ port, backend, report(), close() }`.
- * `report()` returns the jitter report as an object; `formatReport()` renders it.
+ * The reactor thread's scheduler statistics (Linux: /proc/thread-self/schedstat): ms on a CPU and
+ * ms spent runnable but waiting for one. `read()` returns null where it is not available.
+ */
+function threadSchedstat() {
+  let fd = -1;
+  try {
+    fd = openSync('/proc/thread-self/schedstat', 'r');
+  } catch {
+    return { read: () => null, close: () => undefined };
+  }
+  const buffer = Buffer.alloc(96);
+  const out = { runMs: 0, waitMs: 0 };
+  return {
+    read() {
+      const n = readSync(fd, buffer, 0, buffer.length, 0);
+      const [run, wait] = buffer.toString('latin1', 0, n).split(' ');
+      out.runMs = Number(run) / 1e6;
+      out.waitMs = Number(wait) / 1e6;
+      return out;
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+const processCpuSeconds = () => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+};
+
+/**
+ * Starts the server. Resolves once it listens, with
+ * `{ port, transport, backend, report(), resetStats(), close() }`. `report()` returns the jitter
+ * report as an object; `formatReport()` renders it. Rejects with the reactor's IomuxError when
+ * the transport cannot open (e.g. `EOPNOTSUPP`: the backend has no UDP).
  */
 export async function startGameServer(options = {}) {
   const {
+    transport: transportName = 'udp',
     host = '127.0.0.1',
     port = 7001,
     hz = 60,
     npcs = 64,
+    worldSize = 256,
     workers = 2,
     pathEvery = 6,
     view = 'aoi',
     saturate = false,
-    nice = 0,
+    nice = DEFAULT_NICE,
+    timeoutMs = 3000,
+    maxPlayers = 4096,
   } = options;
 
   const reactor = createReactor({ ioModel: 'auto' });
   reactor.stop(); // manual dispatch: the tick loop pumps I/O with pollEvents() between ticks
-  const world = new World({ npcs });
+  const world = new World({ npcs, width: worldSize, height: worldSize });
+  const counters = {
+    peakPlayers: 0,
+    joins: 0,
+    left: 0,
+    timedOut: 0,
+    statesSent: 0,
+    statesQueued: 0,
+    statesDropped: 0,
+    statesCapped: 0,
+    inputs: 0,
+    spoofed: 0,
+    unknown: 0,
+    malformed: 0,
+    hellos: 0,
+    badCookies: 0,
+    rejected: 0,
+    sendErrors: 0,
+    pathTasks: 0,
+    pathsApplied: 0,
+    pathBackpressure: 0,
+    planTasks: 0,
+    planSearches: 0,
+  };
+
+  const ctx = { reactor, world, counters, host, port, hz, view, timeoutMs, maxPlayers };
+  let transport;
+  try {
+    transport =
+      transportName === 'tcp' ? await startTcpTransport(ctx) : await startUdpTransport(ctx);
+  } catch (err) {
+    await reactor.close();
+    throw err;
+  }
+
+  const poolStart = performance.now();
   const pool = new WorkerPool({
     filename: new URL('./pathfinding.mjs', import.meta.url),
     size: workers,
@@ -77,94 +167,7 @@ export async function startGameServer(options = {}) {
   });
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   loopDelay.enable();
-
-  const counters = {
-    peakPlayers: 0,
-    statesSent: 0,
-    statesDropped: 0,
-    inputs: 0,
-    spoofed: 0,
-    malformed: 0,
-    pathTasks: 0,
-    pathsApplied: 0,
-    pathBackpressure: 0,
-    planTasks: 0,
-    planSearches: 0,
-  };
   let closing = false;
-
-  const listener = await reactor.listen({ host, port, backlog: 4096 }, (conn) => {
-    const player = world.addPlayer(conn);
-    counters.peakPlayers = Math.max(counters.peakPlayers, world.players.size);
-    conn.write(
-      encodeWelcome({ playerId: player.id, hz, width: world.width, height: world.height }),
-    );
-    const decoder = new FrameDecoder(INPUT_BYTES - 2);
-    conn.on('data', (chunk) => {
-      let frames;
-      try {
-        frames = decoder.push(chunk);
-      } catch {
-        counters.malformed += 1;
-        conn.destroy();
-        return;
-      }
-      for (const frame of frames) {
-        const message = decodeFrame(frame);
-        if (message === null || message.type !== MSG.INPUT || message.direction > DIR.RIGHT) {
-          counters.malformed += 1;
-          conn.destroy();
-          return;
-        }
-        if (message.playerId !== player.id) {
-          counters.spoofed += 1; // authoritative: a client only steers its own player
-          continue;
-        }
-        counters.inputs += 1;
-        world.input(player, message.seq, message.direction);
-      }
-    });
-    conn.on('drain', () => {
-      player.slow = false;
-    });
-    conn.on('close', () => {
-      world.removePlayer(player.id);
-    });
-  });
-
-  function broadcast(tick) {
-    if (world.players.size === 0) return;
-    const snapshot = world.snapshot();
-    for (const player of world.players.values()) {
-      if (player.slow) {
-        counters.statesDropped += 1; // its socket is backed up: skip states until it drains
-        continue;
-      }
-      const chunks = [null];
-      let count = 0;
-      if (view === 'all') {
-        count = Math.min(snapshot.total, MAX_ENTITIES);
-        chunks.push(snapshot.all.subarray(0, count * ENTITY_BYTES));
-      } else {
-        const rx = Math.floor(player.x / 16);
-        const ry = Math.floor(player.y / 16);
-        for (let y = ry - 1; y <= ry + 1; y += 1) {
-          if (y < 0 || y >= world.regionsY) continue;
-          for (let x = rx - 1; x <= rx + 1; x += 1) {
-            if (x < 0 || x >= world.regionsX) continue;
-            const region = y * world.regionsX + x;
-            const n = snapshot.count(region);
-            if (n === 0 || count + n > MAX_ENTITIES) continue;
-            chunks.push(snapshot.block(region));
-            count += n;
-          }
-        }
-      }
-      chunks[0] = encodeStateHeader(tick, player.ackSeq, count);
-      if (!player.connection.writev(chunks)) player.slow = true;
-      counters.statesSent += 1;
-    }
-  }
 
   function requestPaths() {
     if (pool.full) {
@@ -210,13 +213,29 @@ export async function startGameServer(options = {}) {
   }
   feedPlanners();
 
+  // How long the reactor thread was runnable but had no CPU: before each tick (it delays the
+  // tick's start) and during it (it stretches the tick).
+  const sched = threadSchedstat();
+  const cpuWait = { beforeTick: 0, duringTick: 0, lateTicks: 0, lateTicksWaited: 0 };
+  let waitAtTickEnd = sched.read()?.waitMs ?? 0;
+
   const dt = 1 / hz;
   const loop = runTicks(
     reactor,
-    ({ tick }) => {
+    ({ tick, now, lateness }) => {
+      const waitAtStart = sched.read()?.waitMs ?? 0;
+      const waitedBefore = waitAtStart - waitAtTickEnd;
+      cpuWait.beforeTick += waitedBefore;
+      if (lateness > 1) {
+        cpuWait.lateTicks += 1;
+        if (waitedBefore >= lateness / 2) cpuWait.lateTicksWaited += 1;
+      }
       world.step(dt);
       if (tick % pathEvery === 0) requestPaths();
-      broadcast(tick);
+      transport.sweep(now);
+      if (world.players.size > 0) transport.broadcast(tick, world.snapshot());
+      waitAtTickEnd = sched.read()?.waitMs ?? 0;
+      cpuWait.duringTick += waitAtTickEnd - waitAtStart;
     },
     { hz },
   );
@@ -225,18 +244,29 @@ export async function startGameServer(options = {}) {
     process.exitCode = 1;
   });
 
+  let measuredFrom = performance.now();
+  let bytesAtReset = { out: 0, in: 0 };
+  let cpuAtReset = { main: mainThreadCpuSeconds(), process: processCpuSeconds() };
   /** Starts the measurement afresh (tick stats, event-loop delay, counters), e.g. after warm-up. */
   function resetStats() {
+    clearTimeout(warmup);
     loop.resetStats();
     loopDelay.reset();
     measuredFrom = performance.now();
     const peak = world.players.size;
     for (const key of Object.keys(counters)) counters[key] = 0;
     counters.peakPlayers = peak;
-    bytesAtReset = reactor.stats().bytesWritten;
+    const stats = reactor.stats();
+    bytesAtReset = { out: stats.bytesWritten, in: stats.bytesRead };
+    cpuAtReset = { main: mainThreadCpuSeconds(), process: processCpuSeconds() };
+    busyAtReset = poolBusyMs();
+    for (const key of Object.keys(cpuWait)) cpuWait[key] = 0;
   }
-  let measuredFrom = performance.now();
-  let bytesAtReset = 0;
+  /** Task time the pool has run since it started (its utilization is over its whole lifetime). */
+  function poolBusyMs() {
+    return pool.stats().utilization * (performance.now() - poolStart) * workers;
+  }
+  let busyAtReset = 0;
   // The first second (module compilation, worker start-up) is not what the report is about.
   const warmup = setTimeout(resetStats, 1000);
 
@@ -244,11 +274,14 @@ export async function startGameServer(options = {}) {
     const ticks = loop.stats();
     const workersStats = pool.stats();
     const stats = reactor.stats();
+    const seconds = (performance.now() - measuredFrom) / 1000;
     const delay = (p) => Math.max(0, loopDelay.percentile(p) / 1e6 - LOOP_DELAY_RESOLUTION_MS);
     return {
+      transport: transportName,
       backend: reactor.backend,
       hz,
-      seconds: (performance.now() - measuredFrom) / 1000,
+      nice,
+      seconds,
       ticks: ticks.ticks,
       skipped: ticks.skipped,
       overruns: ticks.overruns,
@@ -259,11 +292,31 @@ export async function startGameServer(options = {}) {
         p99: delay(99),
         max: Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS),
       },
-      workers: workersStats,
+      workers: {
+        ...workersStats,
+        // over the measured window, not the pool's lifetime
+        utilization: Math.min(
+          1,
+          Math.max(0, (poolBusyMs() - busyAtReset) / (seconds * 1000 * workers)),
+        ),
+      },
+      cpu: {
+        // fractions of one core over the measured window
+        reactorThread: (mainThreadCpuSeconds() - cpuAtReset.main) / seconds,
+        process: (processCpuSeconds() - cpuAtReset.process) / seconds,
+      },
+      // ms per second the reactor thread waited for a CPU; ticks started > 1 ms late, and how
+      // many of them had waited for a CPU at least half that long
+      cpuWait: {
+        beforeTickMsPerS: cpuWait.beforeTick / seconds,
+        duringTickMsPerS: cpuWait.duringTick / seconds,
+        lateTicks: cpuWait.lateTicks,
+        lateTicksWaited: cpuWait.lateTicksWaited,
+      },
       players: world.players.size,
       npcs: world.npcs.length,
-      bytesOut: stats.bytesWritten - bytesAtReset,
-      bytesIn: stats.bytesRead,
+      bytesOut: stats.bytesWritten - bytesAtReset.out,
+      bytesIn: stats.bytesRead - bytesAtReset.in,
       ...counters,
     };
   }
@@ -275,20 +328,30 @@ export async function startGameServer(options = {}) {
     loop.stop();
     await loop.done.catch(() => undefined);
     loopDelay.disable();
+    sched.close();
+    transport.close();
     await pool.close();
     await reactor.close();
   }
 
   return {
-    port: listener.port,
+    port: transport.port,
     host,
+    transport: transportName,
     backend: reactor.backend,
     reactor,
+    world,
     report,
     resetStats,
     close,
     fallbackHistory: reactor.fallbackHistory,
   };
+}
+
+/** One line for a transport the backend cannot open (EOPNOTSUPP), else null. */
+export function unsupportedTransport(err, transport) {
+  if (!(err instanceof IomuxError) || err.code !== 'EOPNOTSUPP') return null;
+  return `the ${process.env.IOMUX_BACKEND ?? 'chosen'} backend does not support ${transport.toUpperCase()} (EOPNOTSUPP: ${err.message}); use another IOMUX_BACKEND or TRANSPORT`;
 }
 
 const ms = (v) => `${v.toFixed(2)} ms`;
@@ -297,27 +360,45 @@ const ms = (v) => `${v.toFixed(2)} ms`;
 export function formatReport(r) {
   const w = r.workers;
   const rate = (n) => Math.round(n / Math.max(r.seconds, 1e-9));
-  return [
-    `--- game server jitter report: backend ${r.backend}, ${r.hz} Hz, ${r.ticks} ticks in ${r.seconds.toFixed(1)} s ---`,
+  const pct = (x) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)} %` : 'n/a');
+  const lines = [
+    `--- game server jitter report: ${r.transport.toUpperCase()}, backend ${r.backend}, ${r.hz} Hz, ${r.ticks} ticks in ${r.seconds.toFixed(1)} s ---`,
     `tick start jitter   p50 ${ms(r.jitter.p50)}   p99 ${ms(r.jitter.p99)}   max ${ms(r.jitter.max)}   (skipped ${r.skipped}, overruns ${r.overruns})`,
     `tick duration       p50 ${ms(r.tickDuration.p50)}   p99 ${ms(r.tickDuration.p99)}   max ${ms(r.tickDuration.max)}`,
     `event-loop delay    p50 ${ms(r.loopDelay.p50)}   p99 ${ms(r.loopDelay.p99)}   max ${ms(r.loopDelay.max)}   (beyond the 10 ms sampling interval)`,
-    `worker pool         ${w.maxThreads} threads, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning), ` +
-      `utilization ${(w.utilization * 100).toFixed(0)} %, task time p50 ${ms(w.taskTime.p50)} p99 ${ms(w.taskTime.p99)}`,
-    `clients             peak ${r.peakPlayers} connected (${r.players} at report time), ${rate(r.statesSent)} states/s, ${rate(r.inputs)} inputs/s, ` +
-      `${(r.bytesOut / Math.max(r.seconds, 1e-9) / 1e6).toFixed(1)} MB/s out, ${r.statesDropped} states skipped for slow clients, ` +
-      `${r.spoofed} spoofed inputs ignored`,
-  ].join('\n');
+    `worker pool         ${w.maxThreads} threads at nice ${r.nice}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
+      `${rate(r.planSearches)} A* searches/s), utilization ${pct(w.utilization)}, task time p50 ${ms(w.taskTime.p50)} p99 ${ms(w.taskTime.p99)}`,
+    `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core, whole process ${pct(r.cpu.process)}; ` +
+      `reactor thread waited for a CPU ${r.cpuWait.beforeTickMsPerS.toFixed(1)} ms/s between ticks, ${r.cpuWait.duringTickMsPerS.toFixed(1)} ms/s in ticks; ` +
+      `${r.cpuWait.lateTicks} ticks started > 1 ms late, ${r.cpuWait.lateTicksWaited} of them after waiting for a CPU`,
+    `clients             peak ${r.peakPlayers} (${r.players} at report time), ${rate(r.statesSent)} states/s, ${rate(r.inputs)} inputs/s, ` +
+      `${(r.bytesOut / Math.max(r.seconds, 1e-9) / 1e6).toFixed(1)} MB/s out, ${r.statesDropped} states dropped (${r.transport === 'tcp' ? 'slow clients' : 'send queue full'}), ` +
+      `${r.spoofed} spoofed inputs ignored, ${r.malformed} malformed`,
+  ];
+  if (r.transport === 'udp')
+    lines.push(
+      `udp                 ${r.joins} joined, ${r.left} left, ${r.timedOut} timed out, ${r.unknown} inputs for unknown players, ` +
+        `${r.badCookies} bad cookies, ${r.rejected} rejected, ${r.statesCapped} states capped to the nearest entities, ` +
+        `${r.statesQueued} queued, ${r.sendErrors} send errors`,
+    );
+  return lines.join('\n');
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const options = optionsFromEnv();
-  const server = await startGameServer(options);
+  let server;
+  try {
+    server = await startGameServer(options);
+  } catch (err) {
+    const unsupported = unsupportedTransport(err, options.transport);
+    console.error(unsupported === null ? err : `unsupported: ${unsupported}`);
+    process.exit(unsupported === null ? 1 : 3);
+  }
   for (const record of server.fallbackHistory)
     console.log(`backend ${record.backend} unavailable: ${record.cause}`);
   console.log(
-    `game server listening on ${server.host}:${server.port} (backend: ${server.backend}, ${options.hz} Hz, ` +
-      `${options.workers} workers${options.saturate ? ', saturated' : ''})`,
+    `game server listening on ${server.host}:${server.port}/${server.transport} (backend: ${server.backend}, ${options.hz} Hz, ` +
+      `${options.workers} workers at nice ${options.nice}${options.saturate ? ', saturated' : ''})`,
   );
   let stopping = false;
   const stop = async () => {
@@ -326,6 +407,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
     const report = server.report();
     await server.close();
     console.log(formatReport(report));
+    if (process.env.REPORT === 'json') console.log(`REPORT ${JSON.stringify(report)}`);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

@@ -1,6 +1,6 @@
 // The authoritative simulation: a walled grid, players steered by their inputs, NPCs walking
 // A* paths computed by worker threads, and the per-tick snapshot sent to clients.
-import { DIR, ENTITY_BYTES, NPC_FLAG, writeEntity } from './protocol.mjs';
+import { DIR, ENTITY_BYTES, NPC_FLAG, SUBCELL, writeEntity } from './protocol.mjs';
 
 const PLAYER_SPEED = 6; // cells per second
 const NPC_SPEED = 4;
@@ -45,6 +45,11 @@ export class World {
     this.regionsY = Math.ceil(height / REGION);
     this.regionCounts = new Int32Array(this.regionsX * this.regionsY);
     this.regionStarts = new Int32Array(this.regionsX * this.regionsY + 1);
+    this.regionFill = new Int32Array(this.regionsX * this.regionsY);
+    // Scratch space of visibleInto() when it has to choose the nearest entities.
+    this.candidateDistance = new Float64Array(1024);
+    this.candidateOffset = new Int32Array(1024);
+    this.candidateOrder = new Uint32Array(1024);
   }
 
   /** What the worker threads need: the grid, shared rather than copied. */
@@ -85,7 +90,8 @@ export class World {
     }
   }
 
-  addPlayer(connection) {
+  /** Adds a player at a free cell; `peer` is the transport's handle (a connection, an address). */
+  addPlayer(peer) {
     const [x, y] = this.freeCell();
     const player = {
       id: this.nextPlayerId++,
@@ -93,7 +99,7 @@ export class World {
       y: y + 0.5,
       dir: DIR.NONE,
       ackSeq: 0,
-      connection,
+      peer,
       slow: false,
     };
     this.players.set(player.id, player);
@@ -227,8 +233,10 @@ export class World {
       total += counts[r];
     }
     starts[counts.length] = total;
+    // A fresh buffer per tick: TCP writes may still hold on to the previous one's blocks.
     const buffer = Buffer.allocUnsafe(total * ENTITY_BYTES);
-    const fill = Int32Array.from(starts.subarray(0, counts.length));
+    const fill = this.regionFill;
+    fill.set(starts.subarray(0, counts.length));
     const put = (id, x, y) => {
       const r = this.region(x, y);
       writeEntity(buffer, fill[r] * ENTITY_BYTES, id, x, y);
@@ -239,8 +247,74 @@ export class World {
     return {
       total,
       all: buffer,
+      starts,
       count: (r) => counts[r],
       block: (r) => buffer.subarray(starts[r] * ENTITY_BYTES, starts[r + 1] * ENTITY_BYTES),
     };
+  }
+
+  /**
+   * Copies the entities `player` sees into `out` at `offset` (ENTITY_BYTES each) and returns how
+   * many: with view 'aoi' those in the 3×3 regions around it, with 'all' everyone. When there are
+   * more than `cap`, only the `cap` nearest are copied (the player itself first), nearest first,
+   * and `capped` of the result is true.
+   * @returns {{ count: number, capped: boolean }}
+   */
+  visibleInto(player, snapshot, view, out, offset, cap) {
+    const { starts } = snapshot;
+    let r0x = 0;
+    let r1x = this.regionsX - 1;
+    let r0y = 0;
+    let r1y = this.regionsY - 1;
+    if (view !== 'all') {
+      const rx = Math.floor(player.x / REGION);
+      const ry = Math.floor(player.y / REGION);
+      r0x = Math.max(0, rx - 1);
+      r1x = Math.min(this.regionsX - 1, rx + 1);
+      r0y = Math.max(0, ry - 1);
+      r1y = Math.min(this.regionsY - 1, ry + 1);
+    }
+    // Regions of one row are contiguous in the snapshot: one copy per row.
+    let total = 0;
+    for (let y = r0y; y <= r1y; y += 1)
+      total += starts[y * this.regionsX + r1x + 1] - starts[y * this.regionsX + r0x];
+    const all = snapshot.all;
+    if (total <= cap) {
+      let o = offset;
+      for (let y = r0y; y <= r1y; y += 1) {
+        const from = starts[y * this.regionsX + r0x] * ENTITY_BYTES;
+        const to = starts[y * this.regionsX + r1x + 1] * ENTITY_BYTES;
+        if (to > from) o += all.copy(out, o, from, to);
+      }
+      return { count: total, capped: false };
+    }
+    // Too many to fit: keep the nearest `cap`.
+    if (this.candidateDistance.length < total) {
+      const size = total * 2;
+      this.candidateDistance = new Float64Array(size);
+      this.candidateOffset = new Int32Array(size);
+      this.candidateOrder = new Uint32Array(size);
+    }
+    const distance = this.candidateDistance;
+    const at = this.candidateOffset;
+    const px = Math.round(player.x * SUBCELL);
+    const py = Math.round(player.y * SUBCELL);
+    let n = 0;
+    for (let y = r0y; y <= r1y; y += 1) {
+      const to = starts[y * this.regionsX + r1x + 1] * ENTITY_BYTES;
+      for (let o = starts[y * this.regionsX + r0x] * ENTITY_BYTES; o < to; o += ENTITY_BYTES) {
+        const dx = all.readUInt16LE(o + 4) - px;
+        const dy = all.readUInt16LE(o + 6) - py;
+        distance[n] = all.readUInt32LE(o) === player.id ? -1 : dx * dx + dy * dy;
+        at[n] = o;
+        n += 1;
+      }
+    }
+    const order = this.candidateOrder.subarray(0, n);
+    for (let i = 0; i < n; i += 1) order[i] = i;
+    order.sort((a, b) => distance[a] - distance[b]);
+    for (let i = 0; i < cap; i += 1)
+      all.copy(out, offset + i * ENTITY_BYTES, at[order[i]], at[order[i]] + ENTITY_BYTES);
+    return { count: cap, capped: true };
   }
 }

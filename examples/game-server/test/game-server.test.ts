@@ -1,6 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSearcher } from '../astar.mjs';
 import {
@@ -15,9 +14,7 @@ import {
   forEachEntity,
   writeEntity,
 } from '../protocol.mjs';
-
-const HERE = fileURLToPath(new URL('..', import.meta.url));
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { HERE, collect, exited, jsonReport, sleep, until } from './helpers.js';
 
 interface State {
   tick: number;
@@ -94,31 +91,6 @@ class Client {
   }
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-function collect(child: ChildProcessWithoutNullStreams): { text: () => string } {
-  let out = '';
-  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  return { text: () => out };
-}
-
-function exited(child: ChildProcessWithoutNullStreams): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) resolve(child.exitCode);
-    else
-      child.once('exit', (code) => {
-        resolve(code);
-      });
-  });
-}
-
 describe('protocol and path-finding', () => {
   it('splits frames across arbitrary chunk boundaries', () => {
     const header = encodeStateHeader(7, 3, 2);
@@ -175,7 +147,7 @@ describe('protocol and path-finding', () => {
   });
 });
 
-describe('game server (node server.mjs, PORT=0)', () => {
+describe('TCP game server (node server.mjs, TRANSPORT=tcp)', () => {
   let server: ChildProcessWithoutNullStreams;
   let output: { text: () => string };
   let port = 0;
@@ -184,11 +156,19 @@ describe('game server (node server.mjs, PORT=0)', () => {
   beforeAll(async () => {
     server = spawn(process.execPath, ['server.mjs'], {
       cwd: HERE,
-      env: { ...process.env, PORT: '0', HZ: '60', NPCS: '8', VIEW: 'all', WORKERS: '1' },
+      env: {
+        ...process.env,
+        TRANSPORT: 'tcp',
+        PORT: '0',
+        HZ: '60',
+        NPCS: '8',
+        VIEW: 'all',
+        WORKERS: '1',
+      },
     });
     output = collect(server);
     await until(
-      () => /listening on 127\.0\.0\.1:\d+/.test(output.text()),
+      () => /listening on 127\.0\.0\.1:\d+\/tcp/.test(output.text()),
       'the start line',
       20_000,
     );
@@ -290,23 +270,48 @@ describe('game server (node server.mjs, PORT=0)', () => {
     expect(text).toMatch(/tick start jitter\s+p50 [\d.]+ ms\s+p99 [\d.]+ ms\s+max [\d.]+ ms/);
     expect(text).toMatch(/event-loop delay\s+p50/);
     expect(text).toMatch(/worker pool\s+1 threads/);
+    expect(text).toMatch(/--- game server jitter report: TCP/);
     expect(text).toMatch(/[1-9]\d* spoofed inputs ignored/);
   });
 });
 
-describe('demo (node demo.mjs)', () => {
-  it('runs server and bots, prints both reports and exits by itself', async () => {
-    const demo = spawn(process.execPath, ['demo.mjs'], {
-      cwd: HERE,
-      env: { ...process.env, BOTS: '20', SECONDS: '2', NPCS: '16', WORKERS: '1' },
-    });
-    const output = collect(demo);
-    expect(await exited(demo)).toBe(0);
-    const text = output.text();
-    expect(text).toMatch(/bots: 20\/20 connected, 0 errors/);
-    expect(text).toMatch(/input→state latency p50 [\d.]+ ms/);
-    expect(text).toMatch(/tick start jitter\s+p50 [\d.]+ ms/);
-    const rate = Number(/state broadcasts\s+([\d.]+) per bot per second/.exec(text)![1]);
-    expect(rate).toBeGreaterThan(45);
-  });
+describe('demo (node demo.mjs): server here, bots in a child process', () => {
+  it.each(['udp', 'tcp'])(
+    'runs server and bots over %s, prints both reports and exits by itself',
+    async (transport) => {
+      const demo = spawn(process.execPath, ['demo.mjs'], {
+        cwd: HERE,
+        env: {
+          ...process.env,
+          TRANSPORT: transport,
+          BOTS: '20',
+          SECONDS: '2',
+          NPCS: '16',
+          WORKERS: '1',
+          SATURATE: '1',
+          REPORT: 'json',
+        },
+      });
+      const output = collect(demo);
+      expect(await exited(demo)).toBe(0);
+      const text = output.text();
+      expect(text).toMatch(
+        new RegExp(`bots \\(${transport.toUpperCase()}, own process\\): 20/20 joined, 0 errors`),
+      );
+      expect(text).toMatch(/input→state latency p50 [\d.]+ ms/);
+      expect(text).toMatch(/tick start jitter\s+p50 [\d.]+ ms/);
+      const rate = Number(/state broadcasts\s+([\d.]+) per bot per second/.exec(text)![1]);
+      expect(rate).toBeGreaterThan(45);
+      const report = jsonReport(text) as {
+        server: { transport: string; players: number; ticks: number };
+        bots: { joined: number; cpu: { total: number }; latency: { count: number } };
+      };
+      expect(report.server.transport).toBe(transport);
+      expect(report.server.players).toBe(20); // measured before the bots left
+      expect(report.server.ticks).toBeGreaterThan(90);
+      expect(report.bots.joined).toBe(20);
+      expect(report.bots.latency.count).toBeGreaterThan(0);
+      expect(report.bots.cpu.total).toBeGreaterThan(0);
+    },
+  );
 });
