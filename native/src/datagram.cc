@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace iomux {
@@ -126,10 +127,15 @@ bool deliver_record(const uint8_t* source, const DatagramRecord& record, int id,
   return true;
 }
 
+void DatagramOutbox::read_fault_switch() {
+  const char* value = std::getenv("IOMUX_FAULT_UDP_QUEUE");
+  queue_all_ = value != nullptr && std::strcmp(value, "1") == 0;
+}
+
 int DatagramOutbox::send(int fd, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
                          int count, uint64_t* bytes_written) {
   if (to != nullptr && to_len > sizeof(sockaddr_storage)) return -EINVAL;
-  if (queue_.empty()) {
+  if (queue_.empty() && !queue_all_) {
     msghdr msg{};
     msg.msg_name = const_cast<sockaddr_storage*>(to);
     msg.msg_namelen = to == nullptr ? 0 : to_len;

@@ -68,6 +68,13 @@ class DatagramOutbox {
   bool empty() const { return queue_.empty(); }
   size_t bytes() const { return bytes_; }
 
+  // Engines call this when they open a UDP socket. IOMUX_FAULT_UDP_QUEUE=1 in the environment
+  // (fault injection for tests) makes send() queue every datagram, as when the socket buffer is
+  // full, until the engine's next poll lets the flush run: loopback never refuses a datagram, so
+  // the flush path and the bound are otherwise unreachable there.
+  void read_fault_switch();
+  bool queues_all() const { return queue_all_; }
+
   // The udp_send contract on fd: with nothing queued, sends at once (never blocking); what the
   // kernel refuses for lack of room is queued as a copy. Returns 0 sent, 1 queued (the caller
   // arranges a flush), or -errno (ENOBUFS: the queue is full; EMSGSIZE, EACCES, ...).
@@ -98,6 +105,7 @@ class DatagramOutbox {
 
   std::deque<Pending> queue_;
   size_t bytes_ = 0;
+  bool queue_all_ = false;
 };
 
 }  // namespace iomux

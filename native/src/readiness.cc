@@ -416,6 +416,7 @@ int ReadinessEngine::udp_open(const UdpRequest& request) {
   Socket* s = sockets_.get(id);
   s->datagram = true;
   s->max_datagram = request.max_datagram;
+  s->outbox.read_fault_switch();
   return id;
 }
 

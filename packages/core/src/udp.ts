@@ -69,8 +69,8 @@ function formatV6(bytes: Buffer): string {
 }
 
 /**
- * A UDP socket of a reactor. Datagrams arrive in batches (recvmmsg on Linux readiness backends);
- * sends go out at once or wait in a bounded native queue (1 MiB) that is flushed with sendmmsg.
+ * A UDP socket of a reactor. Datagrams arrive in batches (recvmmsg on every Linux backend); sends
+ * go out at once or wait in a bounded native queue (1 MiB) that is flushed with sendmmsg.
  */
 export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /** Backend id of the socket; changes on a runtime fallback. */
@@ -124,6 +124,19 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     const result = this.host.native.udpSend(this.id, target, port ?? 0, buffer);
     if (result < 0) throw socketError(result, 'send');
     return result === 0;
+  }
+
+  /**
+   * Stops reading: datagrams wait in the kernel's receive buffer (SO_RCVBUF), which drops what
+   * does not fit, as it would for any slow reader. Sending goes on.
+   */
+  pause(): void {
+    this.check(this.host.native.setReading(this.id, false), 'pause');
+  }
+
+  /** Resumes reading after {@link UdpSocket.pause}; what waited in the kernel arrives first. */
+  resume(): void {
+    this.check(this.host.native.setReading(this.id, true), 'resume');
   }
 
   /** Sets the default peer, so `send(data)` needs no address and only its datagrams arrive. */

@@ -6,10 +6,13 @@
 // - one reader thread per connection, blocked in recv(); for an outgoing connection it first waits
 //   for the non-blocking connect() the main thread started to complete;
 // - one writer thread per connection, started the first time a write cannot go out at once, then
-//   blocked in sendmsg() on the queued bytes (or parked on a condvar while the queue is empty).
-// The number of threads is bounded (IOMUX_BLOCKING_MAX_THREADS): a connection reserves two slots,
-// a listener one. Past the bound an accept reports kEventAcceptError with EAGAIN and a connect
-// returns -EAGAIN; nothing waits.
+//   blocked in sendmsg() on the queued bytes (or parked on a condvar while the queue is empty);
+// - per UDP socket, a reader thread blocked in recvmmsg(MSG_WAITFORONE), which hands whole batches
+//   of datagrams over, and a writer thread (started with it) that sends the outbox with blocking
+//   sendmmsg(). udp_send itself sends with MSG_DONTWAIT and queues only what the kernel refuses.
+// The number of threads is bounded (IOMUX_BLOCKING_MAX_THREADS): a connection or UDP socket
+// reserves two slots, a listener one. Past the bound an accept reports kEventAcceptError with
+// EAGAIN and a connect returns -EAGAIN; nothing waits.
 //
 // Every socket is a shared Sock object its threads hold on to, so an id the engine releases never
 // leaves a thread with a dangling pointer, and a late result for it is simply dropped (the Sock is
@@ -24,9 +27,9 @@
 // accept or connect return (on Linux). The fd itself is closed by whoever drops the last
 // reference, after its threads are gone, so an fd number is never reused under a thread's feet.
 // detach() (runtime fallback away from this backend) cannot use shutdown(): it interrupts the
-// threads with a signal instead and waits the few microseconds they need to return.
-//
-// No UDP: udp_open/udp_send keep the contract's -EOPNOTSUPP.
+// threads with a signal instead and waits the few microseconds they need to return. Datagrams a
+// UDP reader had taken from the kernel but not delivered yet are dropped by a detach (the glue has
+// no way to hand received datagrams to the next engine); its queued sends travel with it.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -50,6 +53,7 @@
 #include <vector>
 
 #include "conn_table.h"
+#include "datagram.h"
 #include "fallback_util.h"
 #include "iomux/engine.h"
 #include "socket_util.h"
@@ -73,6 +77,13 @@ constexpr int kConnectionSlots = 2;  // reader + writer
 constexpr int kListenerSlots = 1;
 constexpr long kDefaultMaxThreads = 4096;
 constexpr long kDefaultStackKb = 64;
+// A UDP reader's recvmmsg buffer: kDatagramBatch datagrams, fewer when max_datagram is large.
+constexpr size_t kDatagramScratchBytes = 512 * 1024;
+// Received datagram bytes a UDP socket holds undelivered before its reader stops receiving (the
+// kernel's receive buffer then fills, and drops, as it would for a slow reader).
+constexpr size_t kHeldDatagramBytes = 1024 * 1024;
+// Send errors a UDP socket holds undelivered; later ones are dropped.
+constexpr size_t kHeldSendErrors = 64;
 
 long env_long(const char* name, long fallback, long low, long high) {
   const char* text = std::getenv(name);
@@ -139,16 +150,23 @@ struct Chunk {
   size_t offset = 0;  // delivered so far
 };
 
+// Datagrams one recvmmsg returned, packed as records (see datagram.h).
+struct DatagramBatch {
+  std::unique_ptr<uint8_t[]> data;
+  std::vector<DatagramRecord> records;
+  size_t next = 0;  // records delivered so far
+};
+
 // An accepted connection, or the errno of an accept that failed.
 struct Accepted {
   SockRef conn;
   int err = 0;
 };
 
-// One listener or connection, shared by the engine and the socket's threads.
+// One listener, connection or UDP socket, shared by the engine and the socket's threads.
 struct Sock {
-  Sock(std::shared_ptr<Hub> owner, int socket_fd, bool is_listener)
-      : hub(std::move(owner)), fd(socket_fd), listener(is_listener) {}
+  Sock(std::shared_ptr<Hub> owner, int socket_fd, bool is_listener, bool is_datagram = false)
+      : hub(std::move(owner)), fd(socket_fd), listener(is_listener), datagram(is_datagram) {}
   Sock(const Sock&) = delete;
   Sock& operator=(const Sock&) = delete;
   // Runs after the last thread let go: closing the fd here cannot hit a reused fd number.
@@ -160,8 +178,10 @@ struct Sock {
   const std::shared_ptr<Hub> hub;
   const int fd;
   const bool listener;
-  int slots = 0;        // thread slots reserved; set before any thread starts
-  bool owns_fd = true;  // false when a failed adopt() hands the fd back; set under mu
+  const bool datagram;
+  int slots = 0;            // thread slots reserved; set before any thread starts
+  size_t max_datagram = 0;  // UDP; set before any thread starts
+  bool owns_fd = true;      // false when a failed adopt() hands the fd back; set under mu
 
   std::mutex mu;
   std::condition_variable reader_cv;  // the reader or accept thread waits here
@@ -189,7 +209,12 @@ struct Sock {
   bool shutdown_requested = false;
   bool write_shut = false;
   int write_err = 0;
-  std::deque<Accepted> accepted;  // listener only
+  std::deque<Accepted> accepted;        // listener only
+  std::deque<DatagramBatch> datagrams;  // UDP: received, not yet delivered
+  size_t datagram_bytes = 0;
+  DatagramOutbox outbox;        // UDP: datagrams the kernel had no room for yet
+  std::deque<int> send_errors;  // UDP: errnos to report as kEventSendError
+  bool flush_held = false;      // UDP, fault injection only: the writer waits for the next poll
 
   bool stopped() const { return closing || detaching; }
 
@@ -357,6 +382,8 @@ struct ThreadArg {
 
 void run_reader(const SockRef& s);
 void run_writer(const SockRef& s);
+void run_datagram_reader(const SockRef& s);
+void run_datagram_writer(const SockRef& s);
 void run_acceptor(const SockRef& l);
 
 void* thread_main(void* raw) {
@@ -368,10 +395,18 @@ void* thread_main(void* raw) {
   const SockRef& s = arg->sock;
   switch (arg->role) {
     case Role::kReader:
-      run_reader(s);
+      if (s->datagram) {
+        run_datagram_reader(s);
+      } else {
+        run_reader(s);
+      }
       break;
     case Role::kWriter:
-      run_writer(s);
+      if (s->datagram) {
+        run_datagram_writer(s);
+      } else {
+        run_writer(s);
+      }
       break;
     case Role::kAcceptor:
       run_acceptor(s);
@@ -507,6 +542,107 @@ void run_writer(const SockRef& s) {
   }
 }
 
+// Errors recv reports once for an ICMP message about an earlier send; others may persist.
+bool reported_once(int err) {
+  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
+         err == EMSGSIZE || err == EPROTO || err == ENOPROTOOPT;
+}
+
+// Called with s->mu held.
+void report_send_error(Sock& s, int err) {
+  if (s.send_errors.size() < kHeldSendErrors) s.send_errors.push_back(err);
+}
+
+void run_datagram_reader(const SockRef& s) {
+  Hub& hub = *s->hub;
+  const size_t slot = sizeof(DatagramHeader) + s->max_datagram;
+  size_t slots = kDatagramScratchBytes / slot;
+  if (slots < 1) slots = 1;
+  if (slots > static_cast<size_t>(kDatagramBatch)) slots = kDatagramBatch;
+  const size_t capacity = slots * slot;
+  std::unique_ptr<uint8_t[]> scratch;
+  DatagramRecord records[kDatagramBatch];
+  std::unique_lock<std::mutex> lock(s->mu);
+  for (;;) {
+    s->reader_cv.wait(lock, [&] {
+      return s->stopped() || (!s->paused && s->datagram_bytes < kHeldDatagramBytes);
+    });
+    if (s->stopped()) return;
+    lock.unlock();
+    if (!scratch) scratch.reset(new (std::nothrow) uint8_t[capacity]);
+    size_t used = 0;
+    // Blocks for the first datagram only, then takes what else is queued.
+    int n = scratch ? receive_datagrams(s->fd, MSG_WAITFORONE, s->max_datagram, scratch.get(),
+                                        capacity, kDatagramBatch, records, &used)
+                    : -ENOMEM;
+    DatagramBatch batch;
+    if (n > 0) {
+      batch.data.reset(new (std::nothrow) uint8_t[used]);
+      if (batch.data) {
+        std::memcpy(batch.data.get(), scratch.get(), used);
+        batch.records.assign(records, records + n);
+      } else {
+        n = -ENOMEM;
+      }
+    }
+    if (n == -EAGAIN || n == -EWOULDBLOCK) (void)wait_ready(s->fd, POLLIN);
+    lock.lock();
+    // Closing: shutdown() made recvmmsg return (with empty datagrams); nothing is delivered.
+    if (s->closing) return;
+    if (n > 0) {
+      s->datagram_bytes += used;
+      s->datagrams.push_back(std::move(batch));
+      hub.post(s);
+      continue;
+    }
+    if (n == 0 || n == -EINTR || n == -EAGAIN || n == -EWOULDBLOCK) continue;
+    report_send_error(*s, -n);
+    hub.post(s);
+    if (!reported_once(-n)) {
+      s->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
+                            [&] { return s->stopped(); });
+    }
+  }
+}
+
+void run_datagram_writer(const SockRef& s) {
+  Hub& hub = *s->hub;
+  mmsghdr messages[kDatagramBatch];
+  iovec iov[kDatagramBatch];
+  std::unique_lock<std::mutex> lock(s->mu);
+  for (;;) {
+    s->writer_cv.wait(lock, [&] { return s->stopped() || (!s->outbox.empty() && !s->flush_held); });
+    if (s->stopped()) return;
+    // Queued datagrams never move and the main thread only appends while this runs (it sends
+    // itself only while the outbox is empty), so the gathered ones stay put.
+    int count = s->outbox.gather(messages, iov, kDatagramBatch);
+    lock.unlock();
+    int n = sendmmsg(s->fd, messages, static_cast<unsigned>(count), MSG_NOSIGNAL);
+    int err = n < 0 ? errno : 0;
+    if (err == EAGAIN || err == EWOULDBLOCK) (void)wait_ready(s->fd, POLLOUT);
+    lock.lock();
+    if (s->closing) return;
+    if (n >= 0) {
+      uint64_t sent = 0;
+      for (int i = 0; i < n; ++i) sent += messages[i].msg_len;
+      hub.bytes_written.fetch_add(sent, std::memory_order_relaxed);
+      s->outbox.consume(n);
+      continue;
+    }
+    if (err == EINTR || err == EAGAIN || err == EWOULDBLOCK) continue;
+    if (err == ENOBUFS) {
+      // The device queue is full and POLLOUT would not wait for it: retry shortly.
+      s->writer_cv.wait_for(lock, std::chrono::milliseconds(1), [&] { return s->stopped(); });
+      continue;
+    }
+    // The kernel refused the first datagram (EMSGSIZE, EACCES, an earlier ICMP error, ...): it is
+    // dropped and reported; the socket stays usable.
+    s->outbox.consume(1);
+    report_send_error(*s, err);
+    hub.post(s);
+  }
+}
+
 // Marks s closing and makes its threads return: those parked on a condvar are notified, those
 // blocked in a socket call are woken by the shutdown().
 void stop(Sock& s) {
@@ -617,7 +753,9 @@ class BlockingEngine final : public Engine {
     size_t i = 0;
     for (; i < pending_.size() && !sink->full(); ++i) {
       SockRef& s = pending_[i];
-      bool more = !s->released && (s->listener ? serve_listener(s, sink) : serve_conn(s, sink));
+      bool more = !s->released && (s->listener   ? serve_listener(s, sink)
+                                   : s->datagram ? serve_datagram(s, sink)
+                                                 : serve_conn(s, sink));
       if (more) {
         keep_.push_back(std::move(s));
       } else {
@@ -668,7 +806,7 @@ class BlockingEngine final : public Engine {
 
   int64_t write(int id, const iovec* bufs, int count) override {
     Slot* slot = table_.get(id);
-    if (slot == nullptr || slot->sock->listener) return -EBADF;
+    if (slot == nullptr || slot->sock->listener || slot->sock->datagram) return -EBADF;
     const SockRef& s = slot->sock;
     std::unique_lock<std::mutex> lock(s->mu);
     if (s->shutdown_requested) return -EPIPE;
@@ -725,7 +863,7 @@ class BlockingEngine final : public Engine {
   int shutdown(int id, ShutdownResult* result) override {
     *result = ShutdownResult::kPending;
     Sock* s = sock(id);
-    if (s == nullptr || s->listener) return -EBADF;
+    if (s == nullptr || s->listener || s->datagram) return -EBADF;
     {
       std::lock_guard<std::mutex> lock(s->mu);
       if (s->shutdown_requested) return 0;
@@ -758,6 +896,51 @@ class BlockingEngine final : public Engine {
   int socket_fd(int id) override {
     Sock* s = sock(id);
     return s == nullptr ? -EBADF : s->fd;
+  }
+
+  int udp_open(const UdpRequest& request) override {
+    if (!hub_->reserve(kConnectionSlots)) return -EAGAIN;
+    int fd = open_datagram(request);
+    int rc = fd < 0 ? fd : set_blocking(fd, true);
+    if (rc != 0) {
+      if (fd >= 0) close_fd(fd);
+      hub_->unreserve(kConnectionSlots);
+      return rc;
+    }
+    SockRef s = std::make_shared<Sock>(hub_, fd, false, true);
+    s->slots = kConnectionSlots;
+    s->attached = true;
+    s->max_datagram = request.max_datagram;
+    s->outbox.read_fault_switch();
+    int id = table_.alloc();
+    if (id < 0) return id;  // the Sock closes the fd and gives the slots back
+    s->id = id;
+    rc = start_datagram_threads(s);
+    if (rc != 0) {
+      table_.release(id);
+      return rc;
+    }
+    table_.get(id)->sock = s;
+    return id;
+  }
+
+  int udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
+               int count) override {
+    Slot* slot = table_.get(id);
+    if (slot == nullptr || !slot->sock->datagram) return -EBADF;
+    const SockRef& s = slot->sock;
+    std::unique_lock<std::mutex> lock(s->mu);
+    int rc = s->outbox.send(s->fd, to, to_len, bufs, count, &direct_written_);
+    if (rc != 1) return rc;
+    ++counters_.writes_queued;
+    if (s->outbox.queues_all()) {
+      s->flush_held = true;  // fault injection: the writer goes on at the next poll
+      lock.unlock();
+      schedule(s);
+    } else {
+      s->writer_cv.notify_one();
+    }
+    return 1;
   }
 
   const Counters& counters() const override {
@@ -802,7 +985,11 @@ class BlockingEngine final : public Engine {
       out->fd = s->fd;
       out->listener = s->listener;
       out->paused = s->paused;
-      if (!s->listener) {
+      if (s->datagram) {
+        out->datagram = true;
+        out->max_datagram = s->max_datagram;
+        s->outbox.save(&out->unsent);
+      } else if (!s->listener) {
         out->connecting = s->connecting || (s->connect_done && !s->connect_reported);
         out->read_eof = s->end_delivered;
         out->shutdown_requested = s->shutdown_requested;
@@ -840,7 +1027,6 @@ class BlockingEngine final : public Engine {
   }
 
   int adopt(DetachedSocket&& socket) override {
-    if (socket.datagram) return -EOPNOTSUPP;  // no UDP here (see udp_open)
 #ifndef __linux__
     if (!socket.listener)
 #endif
@@ -850,7 +1036,7 @@ class BlockingEngine final : public Engine {
     }
     int slots = socket.listener ? kListenerSlots : kConnectionSlots;
     if (!hub_->reserve(slots)) return -EAGAIN;
-    SockRef s = std::make_shared<Sock>(hub_, socket.fd, socket.listener);
+    SockRef s = std::make_shared<Sock>(hub_, socket.fd, socket.listener, socket.datagram);
     s->slots = slots;
     s->attached = true;
     s->paused = socket.paused;
@@ -864,6 +1050,10 @@ class BlockingEngine final : public Engine {
     if (socket.listener) {
       std::lock_guard<std::mutex> lock(s->mu);
       rc = spawn_locked(s, Role::kAcceptor);
+    } else if (socket.datagram) {
+      s->max_datagram = socket.max_datagram;
+      rc = s->outbox.restore(socket.unsent);
+      if (rc == 0) rc = start_datagram_threads(s);
     } else {
       s->connecting = socket.connecting;
       s->end_delivered = socket.read_eof;
@@ -930,6 +1120,21 @@ class BlockingEngine final : public Engine {
     }
     table_.get(id)->sock = s;
     return id;
+  }
+
+  // A UDP socket's writer, then its reader: once the reader runs it may consume datagrams, so
+  // nothing may fail after it. On failure nothing is left running.
+  static int start_datagram_threads(const SockRef& s) {
+    std::lock_guard<std::mutex> lock(s->mu);
+    int rc = spawn_locked(s, Role::kWriter);
+    if (rc != 0) return rc;
+    s->writer_started = true;
+    rc = spawn_locked(s, Role::kReader);
+    if (rc != 0) {
+      s->closing = true;  // the writer is parked on its condvar (nothing was queued for it yet)
+      s->writer_cv.notify_all();
+    }
+    return rc;
   }
 
   // Starts the writer thread if it is not running yet, else wakes it. Called with s->mu held.
@@ -1008,6 +1213,39 @@ class BlockingEngine final : public Engine {
       }
     }
     l->reader_cv.notify_one();  // room for more
+    return more;
+  }
+
+  // Delivers a UDP socket's send errors, then its datagrams, in order. Returns true when something
+  // did not fit in this batch.
+  bool serve_datagram(const SockRef& s, EventSink* sink) {
+    int id = s->id;
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (s->flush_held) {
+      s->flush_held = false;
+      s->writer_cv.notify_one();
+    }
+    while (!s->send_errors.empty()) {
+      if (sink->full()) return true;
+      sink->push(kEventSendError, id, s->send_errors.front());
+      s->send_errors.pop_front();
+    }
+    if (s->paused) return false;  // resuming schedules the socket again
+    bool consumed = false;
+    bool more = false;
+    while (!s->datagrams.empty()) {
+      DatagramBatch& batch = s->datagrams.front();
+      const DatagramRecord& record = batch.records[batch.next];
+      if (!deliver_record(batch.data.get(), record, id, sink)) {
+        more = true;
+        break;
+      }
+      counters_.bytes_read += record.length;
+      s->datagram_bytes -= record_size(record);
+      consumed = true;
+      if (++batch.next == batch.records.size()) s->datagrams.pop_front();
+    }
+    if (consumed) s->reader_cv.notify_one();
     return more;
   }
 

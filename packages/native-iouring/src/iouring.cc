@@ -1251,6 +1251,7 @@ int IouringEngine::udp_open(const UdpRequest& request) {
   Socket* s = sockets_.get(id);
   s->datagram = true;
   s->max_datagram = request.max_datagram;
+  s->outbox.read_fault_switch();
   arm_datagram_in(id);
   return id;
 }
