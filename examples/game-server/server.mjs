@@ -10,7 +10,8 @@
 // WORLD (side of the square map in cells, 256), WORKERS (2), PATH_EVERY (ticks between
 // path-finding rounds, 6), VIEW ('aoi': players and NPCs in the 3×3 regions around you; 'all':
 // everyone), SATURATE (1: keep every worker busy with background A* planning), NICE (nice
-// increment of the worker threads, 19), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
+// increment of the worker threads, 19), WORKER_SCHED (Linux scheduling policy of the worker
+// threads: normal, batch or idle; normal), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
 // MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
@@ -26,6 +27,16 @@ import { World } from './world.mjs';
 const LOOP_DELAY_RESOLUTION_MS = 10;
 /** Default nice increment of the worker threads (see the README: "Worker priority"). */
 export const DEFAULT_NICE = 19;
+
+/** Default Linux scheduling policy of the worker threads ('normal', 'batch' or 'idle'). */
+export const DEFAULT_SCHEDULING = 'normal';
+
+function scheduling(value) {
+  if (value === undefined || value === '') return DEFAULT_SCHEDULING;
+  if (value !== 'normal' && value !== 'batch' && value !== 'idle')
+    throw new Error(`WORKER_SCHED must be normal, batch or idle, got ${value}`);
+  return value;
+}
 
 /** Server options from environment variables (see the top of this file). */
 export function optionsFromEnv(env = process.env) {
@@ -50,6 +61,7 @@ export function optionsFromEnv(env = process.env) {
     view: env.VIEW === 'all' ? 'all' : 'aoi',
     saturate: env.SATURATE === '1' || env.SATURATE === 'true',
     nice: number('NICE', DEFAULT_NICE),
+    scheduling: scheduling(env.WORKER_SCHED),
     timeoutMs: number('TIMEOUT_MS', 3000),
     maxPlayers: number('MAX_PLAYERS', 4096),
     seconds: number('SECONDS', 0),
@@ -116,6 +128,7 @@ export async function startGameServer(options = {}) {
     view = 'aoi',
     saturate = false,
     nice = DEFAULT_NICE,
+    scheduling: workerScheduling = DEFAULT_SCHEDULING,
     timeoutMs = 3000,
     maxPlayers = 4096,
   } = options;
@@ -163,6 +176,7 @@ export async function startGameServer(options = {}) {
     size: workers,
     maxQueue: workers * 4,
     niceIncrement: nice,
+    scheduling: workerScheduling,
     workerData: world.workerData(),
   });
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
@@ -281,6 +295,7 @@ export async function startGameServer(options = {}) {
       backend: reactor.backend,
       hz,
       nice,
+      scheduling: workerScheduling,
       seconds,
       ticks: ticks.ticks,
       skipped: ticks.skipped,
@@ -366,7 +381,7 @@ export function formatReport(r) {
     `tick start jitter   p50 ${ms(r.jitter.p50)}   p99 ${ms(r.jitter.p99)}   max ${ms(r.jitter.max)}   (skipped ${r.skipped}, overruns ${r.overruns})`,
     `tick duration       p50 ${ms(r.tickDuration.p50)}   p99 ${ms(r.tickDuration.p99)}   max ${ms(r.tickDuration.max)}`,
     `event-loop delay    p50 ${ms(r.loopDelay.p50)}   p99 ${ms(r.loopDelay.p99)}   max ${ms(r.loopDelay.max)}   (beyond the 10 ms sampling interval)`,
-    `worker pool         ${w.maxThreads} threads at nice ${r.nice}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
+    `worker pool         ${w.maxThreads} threads at nice ${r.nice}${r.scheduling === 'normal' ? '' : ` (SCHED_${r.scheduling.toUpperCase()})`}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
       `${rate(r.planSearches)} A* searches/s), utilization ${pct(w.utilization)}, task time p50 ${ms(w.taskTime.p50)} p99 ${ms(w.taskTime.p99)}`,
     `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core, whole process ${pct(r.cpu.process)}; ` +
       `reactor thread waited for a CPU ${r.cpuWait.beforeTickMsPerS.toFixed(1)} ms/s between ticks, ${r.cpuWait.duringTickMsPerS.toFixed(1)} ms/s in ticks; ` +
@@ -398,7 +413,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
     console.log(`backend ${record.backend} unavailable: ${record.cause}`);
   console.log(
     `game server listening on ${server.host}:${server.port}/${server.transport} (backend: ${server.backend}, ${options.hz} Hz, ` +
-      `${options.workers} workers at nice ${options.nice}${options.saturate ? ', saturated' : ''})`,
+      `${options.workers} workers at nice ${options.nice}, ${options.scheduling} scheduling${options.saturate ? ', saturated' : ''})`,
   );
   let stopping = false;
   const stop = async () => {

@@ -50,6 +50,8 @@ export class World {
     this.candidateDistance = new Float64Array(1024);
     this.candidateOffset = new Int32Array(1024);
     this.candidateOrder = new Uint32Array(1024);
+    /** Whether the last visibleInto() call had to leave entities out. */
+    this.lastCapped = false;
   }
 
   /** What the worker threads need: the grid, shared rather than copied. */
@@ -257,8 +259,8 @@ export class World {
    * Copies the entities `player` sees into `out` at `offset` (ENTITY_BYTES each) and returns how
    * many: with view 'aoi' those in the 3×3 regions around it, with 'all' everyone. When there are
    * more than `cap`, only the `cap` nearest are copied (the player itself first), nearest first,
-   * and `capped` of the result is true.
-   * @returns {{ count: number, capped: boolean }}
+   * and {@link World.lastCapped} is set (it is cleared otherwise). Allocates nothing.
+   * @returns {number}
    */
   visibleInto(player, snapshot, view, out, offset, cap) {
     const { starts } = snapshot;
@@ -286,7 +288,8 @@ export class World {
         const to = starts[y * this.regionsX + r1x + 1] * ENTITY_BYTES;
         if (to > from) o += all.copy(out, o, from, to);
       }
-      return { count: total, capped: false };
+      this.lastCapped = false;
+      return total;
     }
     // Too many to fit: keep the nearest `cap`.
     if (this.candidateDistance.length < total) {
@@ -315,6 +318,7 @@ export class World {
     order.sort((a, b) => distance[a] - distance[b]);
     for (let i = 0; i < cap; i += 1)
       all.copy(out, offset + i * ENTITY_BYTES, at[order[i]], at[order[i]] + ENTITY_BYTES);
-    return { count: cap, capped: true };
+    this.lastCapped = true;
+    return cap;
   }
 }
