@@ -282,11 +282,13 @@ export class World {
       total += starts[y * this.regionsX + r1x + 1] - starts[y * this.regionsX + r0x];
     const all = snapshot.all;
     if (total <= cap) {
+      // A byte loop, not Buffer#copy: that allocates a view per partial copy (3 per player and
+      // tick, enough to make the young generation collect several times a second).
       let o = offset;
       for (let y = r0y; y <= r1y; y += 1) {
-        const from = starts[y * this.regionsX + r0x] * ENTITY_BYTES;
         const to = starts[y * this.regionsX + r1x + 1] * ENTITY_BYTES;
-        if (to > from) o += all.copy(out, o, from, to);
+        for (let i = starts[y * this.regionsX + r0x] * ENTITY_BYTES; i < to; i += 1)
+          out[o++] = all[i];
       }
       this.lastCapped = false;
       return total;
@@ -316,8 +318,10 @@ export class World {
     const order = this.candidateOrder.subarray(0, n);
     for (let i = 0; i < n; i += 1) order[i] = i;
     order.sort((a, b) => distance[a] - distance[b]);
-    for (let i = 0; i < cap; i += 1)
-      all.copy(out, offset + i * ENTITY_BYTES, at[order[i]], at[order[i]] + ENTITY_BYTES);
+    for (let i = 0, o = offset; i < cap; i += 1) {
+      const from = at[order[i]];
+      for (let k = 0; k < ENTITY_BYTES; k += 1) out[o++] = all[from + k];
+    }
     this.lastCapped = true;
     return cap;
   }
