@@ -43,7 +43,7 @@ enum EventType : int32_t {
 struct DatagramHeader {
   uint8_t family;  // 4 or 6
   uint8_t reserved;
-  uint16_t port;  // host byte order
+  uint16_t port;  // network byte order (JS reads it big-endian)
   uint8_t address[16];
 };
 static_assert(sizeof(DatagramHeader) == 20, "JS reads the header as 20 bytes");
@@ -123,7 +123,9 @@ struct DetachedSocket : SocketFlags {
   std::vector<uint8_t> unsent;       // queued writes, in order
   std::vector<uint8_t> undelivered;  // bytes read from the kernel but not yet delivered to JS
   bool eof_undelivered = false;      // EOF read from the kernel but END not yet delivered
-  bool datagram = false;             // a UDP socket; its queued datagrams are not carried over
+  // A UDP socket: `unsent` then holds its queued datagrams (DatagramOutbox::save in
+  // native/src/datagram.h); `undelivered` and the stream flags other than `paused` do not apply.
+  bool datagram = false;
   size_t max_datagram = 0;
 };
 
@@ -183,8 +185,9 @@ class Engine {
 
   // UDP. udp_open binds a datagram socket and returns its id; datagrams arrive as kEventDatagram.
   // udp_send sends one datagram (to == nullptr: to the connected peer): 0 sent, 1 queued until
-  // the socket is writable, or -errno (ENOBUFS when the bounded queue is full). Backends without
-  // datagram support return -EOPNOTSUPP, which JS reports as a typed error naming the backend.
+  // the socket is writable, or -errno (ENOBUFS when the bounded queue is full). Engines share the
+  // datagram logic in native/src/datagram.h. Backends without datagram support return
+  // -EOPNOTSUPP, which JS reports as a typed error naming the backend.
   virtual int udp_open(const UdpRequest& /*request*/) { return -EOPNOTSUPP; }
   virtual int udp_send(int /*id*/, const sockaddr_storage* /*to*/, socklen_t /*to_len*/,
                        const iovec* /*bufs*/, int /*count*/) {
