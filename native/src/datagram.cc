@@ -261,4 +261,9 @@ int DatagramOutbox::restore(const std::vector<uint8_t>& in) {
   return 0;
 }
 
+int restore_unsent(const DetachedSocket& socket, WriteQueue* queue, DatagramOutbox* outbox) {
+  if (socket.datagram) return outbox->restore(socket.unsent);
+  return queue->append(socket.unsent.data(), socket.unsent.size()) ? 0 : -ENOMEM;
+}
+
 }  // namespace iomux

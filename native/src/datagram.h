@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "iomux/engine.h"
+#include "write_queue.h"
 
 namespace iomux {
 
@@ -107,6 +108,10 @@ class DatagramOutbox {
   size_t bytes_ = 0;
   bool queue_all_ = false;
 };
+
+// adopt(): puts a detached socket's `unsent` back where its kind keeps it, the stream's queue or
+// the datagram outbox. Returns 0, -ENOMEM, or -EINVAL for outbox bytes save() did not write.
+int restore_unsent(const DetachedSocket& socket, WriteQueue* queue, DatagramOutbox* outbox);
 
 }  // namespace iomux
 

@@ -360,19 +360,9 @@ int ReadinessEngine::detach(int id, DetachedSocket* out) {
   static_cast<SocketFlags&>(*out) = *s;
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
+  // At most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
+  s->queue.copy_to(&out->unsent);
   s->outbox.save(&out->unsent);
-  out->unsent.reserve(s->queue.size());
-  iovec iov[kMaxIov];
-  while (!s->queue.empty()) {
-    int count = s->queue.gather(iov, kMaxIov);
-    size_t round = 0;
-    for (int i = 0; i < count; ++i) {
-      const auto* bytes = static_cast<const uint8_t*>(iov[i].iov_base);
-      out->unsent.insert(out->unsent.end(), bytes, bytes + iov[i].iov_len);
-      round += iov[i].iov_len;
-    }
-    s->queue.consume(round);
-  }
   sockets_.release(id);
   return 0;
 }
@@ -388,9 +378,7 @@ int ReadinessEngine::adopt(DetachedSocket&& socket) {
   static_cast<SocketFlags&>(*s) = socket;
   s->datagram = socket.datagram;
   s->max_datagram = socket.max_datagram;
-  int rc = s->datagram ? s->outbox.restore(socket.unsent)
-           : s->queue.append(socket.unsent.data(), socket.unsent.size()) ? 0
-                                                                         : -ENOMEM;
+  int rc = restore_unsent(socket, &s->queue, &s->outbox);
   if (rc != 0) {
     sockets_.release(id);
     return rc;

@@ -90,6 +90,13 @@ void WriteQueue::consume(size_t n) {
   if (head_ == nullptr) tail_ = nullptr;
 }
 
+void WriteQueue::copy_to(std::vector<uint8_t>* out) const {
+  out->reserve(out->size() + bytes_);
+  for (Chunk* c = head_; c != nullptr; c = c->next) {
+    out->insert(out->end(), c->data() + c->start, c->data() + c->end);
+  }
+}
+
 void WriteQueue::clear() {
   while (head_ != nullptr) {
     Chunk* next = head_->next;

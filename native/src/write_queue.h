@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace iomux {
 
@@ -30,6 +31,8 @@ class WriteQueue {
   int gather(iovec* out, int max) const;
   // Drops the first n bytes (n <= size()).
   void consume(size_t n);
+  // Appends every queued byte, in order, to out (a runtime fallback's DetachedSocket::unsent).
+  void copy_to(std::vector<uint8_t>* out) const;
   void clear();
 
  private:

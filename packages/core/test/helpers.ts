@@ -1,3 +1,4 @@
+import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import {
@@ -46,6 +47,23 @@ export function pattern(size: number, seed = 1): Buffer {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** Datagram `index` of a numbered stream: the index in its first 4 bytes, then pattern bytes. */
+export function numberedDatagram(index: number, size: number): Buffer {
+  const payload = pattern(size, index + 1);
+  payload.writeUInt32BE(index, 0);
+  return payload;
+}
+
+/** A node:dgram socket on 127.0.0.1 that records what arrives, for checks independent of iomux. */
+export async function dgramPeer(): Promise<{ socket: dgram.Socket; port: number; got: Buffer[] }> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  socket.setRecvBufferSize(8 * 1024 * 1024);
+  const got: Buffer[] = [];
+  socket.on('message', (msg) => got.push(msg));
+  return { socket, port: socket.address().port, got };
 }
 
 /** Connects a node:net client, sends `payload`, resolves with the first `expect` bytes echoed. */

@@ -1,6 +1,5 @@
 // Runtime fallback: the backend fails mid-stream and every socket moves to the fallback backend
 // with no byte lost, duplicated or reordered.
-import dgram from 'node:dgram';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
@@ -9,7 +8,15 @@ import {
   type Connection,
   type FallbackRecord,
 } from '../src/index.js';
-import { backends, fdCount, pattern, sleep, until } from './helpers.js';
+import {
+  backends,
+  dgramPeer,
+  fdCount,
+  numberedDatagram,
+  pattern,
+  sleep,
+  until,
+} from './helpers.js';
 
 function echo(conn: Connection): void {
   conn.on('data', (chunk) => {
@@ -147,21 +154,9 @@ describe('runtime fallback with no successor', () => {
   );
 });
 
-/** Datagram `index` of a numbered stream: the index in its first 4 bytes, then pattern bytes. */
+/** Datagram `index` of the streams below: 64 to 463 bytes. */
 function numbered(index: number): Buffer {
-  const payload = pattern(64 + (index % 400), index + 1);
-  payload.writeUInt32BE(index, 0);
-  return payload;
-}
-
-/** A node:dgram socket on 127.0.0.1 that records what arrives. */
-async function dgramPeer(): Promise<{ socket: dgram.Socket; port: number; got: Buffer[] }> {
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  socket.setRecvBufferSize(8 * 1024 * 1024);
-  const got: Buffer[] = [];
-  socket.on('message', (msg) => got.push(msg));
-  return { socket, port: socket.address().port, got };
+  return numberedDatagram(index, 64 + (index % 400));
 }
 
 /** Opens a UDP socket whose sends all wait in its queue until a poll (IOMUX_FAULT_UDP_QUEUE). */

@@ -10,24 +10,17 @@ import {
   type RemoteInfo,
   type UdpSocket,
 } from '../src/index.js';
-import { backendTitle, backends, fdCount, pattern, reactorOn, sleep, until } from './helpers.js';
-
-/** Datagram `index` of a numbered stream: the index in its first 4 bytes, then pattern bytes. */
-function numbered(index: number, size: number): Buffer {
-  const payload = pattern(size, index + 1);
-  payload.writeUInt32BE(index, 0);
-  return payload;
-}
-
-/** A node:dgram socket on 127.0.0.1 that records what arrives, for checks independent of iomux. */
-async function peer(): Promise<{ socket: dgram.Socket; port: number; got: Buffer[] }> {
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  socket.setRecvBufferSize(8 * 1024 * 1024);
-  const got: Buffer[] = [];
-  socket.on('message', (msg) => got.push(msg));
-  return { socket, port: socket.address().port, got };
-}
+import {
+  backendTitle,
+  backends,
+  dgramPeer,
+  fdCount,
+  numberedDatagram as numbered,
+  pattern,
+  reactorOn,
+  sleep,
+  until,
+} from './helpers.js';
 
 function sendAll(socket: dgram.Socket, datagrams: Buffer[], port: number): Promise<void> {
   return Promise.all(
@@ -72,8 +65,8 @@ describe.each(backends)('udp: $name', (backend) => {
     return r;
   }
 
-  async function openPeer(): Promise<Awaited<ReturnType<typeof peer>>> {
-    const p = await peer();
+  async function openPeer(): Promise<Awaited<ReturnType<typeof dgramPeer>>> {
+    const p = await dgramPeer();
     peers.push(p.socket);
     return p;
   }

@@ -996,18 +996,7 @@ class BlockingEngine final : public Engine {
         out->write_shut = s->write_shut;
         out->drain_pending = s->drain_pending;
         out->eof_undelivered = s->eof && !s->end_delivered;
-        out->unsent.reserve(s->queue.size());
-        iovec iov[kMaxIov];
-        while (!s->queue.empty()) {
-          int count = s->queue.gather(iov, kMaxIov);
-          size_t round = 0;
-          for (int i = 0; i < count; ++i) {
-            const auto* bytes = static_cast<const uint8_t*>(iov[i].iov_base);
-            out->unsent.insert(out->unsent.end(), bytes, bytes + iov[i].iov_len);
-            round += iov[i].iov_len;
-          }
-          s->queue.consume(round);
-        }
+        s->queue.copy_to(&out->unsent);
         out->undelivered.reserve(s->inbox_bytes);
         for (const Chunk& c : s->inbox) {
           out->undelivered.insert(out->undelivered.end(), c.data.get() + c.offset,

@@ -1371,19 +1371,10 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
   out->unsent.clear();
+  // Copied, not consumed: a send that did not come back in time may still read these bytes. At
+  // most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
+  s->queue.copy_to(&out->unsent);
   s->outbox.save(&out->unsent);
-  // Copied, not consumed: a send that did not come back in time may still read these bytes.
-  out->unsent.reserve(s->queue.size());
-  std::vector<iovec> iov(kMaxIov);
-  int count;
-  while ((count = s->queue.gather(iov.data(), static_cast<int>(iov.size()))) ==
-         static_cast<int>(iov.size())) {
-    iov.resize(iov.size() * 2);
-  }
-  for (int i = 0; i < count; ++i) {
-    const auto* bytes = static_cast<const uint8_t*>(iov[static_cast<size_t>(i)].iov_base);
-    out->unsent.insert(out->unsent.end(), bytes, bytes + iov[static_cast<size_t>(i)].iov_len);
-  }
   out->undelivered.assign(s->inbox.begin() + static_cast<ptrdiff_t>(s->inbox_head), s->inbox.end());
   out->eof_undelivered = s->eof_pending;
   if (s->inflight > 0) {
@@ -1404,9 +1395,7 @@ int IouringEngine::adopt(DetachedSocket&& socket) {
   static_cast<SocketFlags&>(*s) = socket;
   s->datagram = socket.datagram;
   s->max_datagram = socket.max_datagram;
-  int rc = s->datagram ? s->outbox.restore(socket.unsent)
-           : s->queue.append(socket.unsent.data(), socket.unsent.size()) ? 0
-                                                                         : -ENOMEM;
+  int rc = restore_unsent(socket, &s->queue, &s->outbox);
   if (rc != 0) {
     sockets_.release(id);
     return rc;
