@@ -18,7 +18,7 @@ void write_header(uint8_t* target, const sockaddr_storage& from) {
     header.family = 6;
     header.port = v6->sin6_port;  // network byte order, read as big-endian by JS
     std::memcpy(header.address, &v6->sin6_addr, 16);
-  } else {
+  } else if (from.ss_family == AF_INET) {
     const auto* v4 = reinterpret_cast<const sockaddr_in*>(&from);
     header.family = 4;
     header.port = v4->sin_port;
@@ -57,6 +57,7 @@ int receive_datagrams(int fd, int flags, size_t max_datagram, uint8_t* buf, size
     iov[i].iov_base = buf + static_cast<size_t>(i) * slot + sizeof(DatagramHeader);
     iov[i].iov_len = max_datagram;
     std::memset(&messages[i], 0, sizeof(messages[i]));
+    from[i].ss_family = AF_UNSPEC;  // stays so if the kernel names no sender: a zero header
     messages[i].msg_hdr.msg_name = &from[i];
     messages[i].msg_hdr.msg_namelen = sizeof(from[i]);
     messages[i].msg_hdr.msg_iov = &iov[i];

@@ -236,7 +236,7 @@ bool ReadinessEngine::flush(int id, EventSink* sink) {
 
 int64_t ReadinessEngine::write(int id, const iovec* bufs, int count) {
   Socket* s = sockets_.get(id);
-  if (s == nullptr || s->listener) return -EBADF;
+  if (s == nullptr || s->listener || s->datagram) return -EBADF;
   if (s->shutdown_requested) return -EPIPE;
   size_t sent = 0;
   if (!s->connecting && s->queue.empty()) {
@@ -290,7 +290,7 @@ int ReadinessEngine::set_reading(int id, bool reading) {
 int ReadinessEngine::shutdown(int id, ShutdownResult* result) {
   Socket* s = sockets_.get(id);
   *result = ShutdownResult::kPending;
-  if (s == nullptr || s->listener) return -EBADF;
+  if (s == nullptr || s->listener || s->datagram) return -EBADF;
   if (s->shutdown_requested) return 0;
   s->shutdown_requested = true;
   if (s->connecting || !s->queue.empty()) return 0;

@@ -268,7 +268,7 @@ class IouringEngine final : public Engine {
   void on_datagram_in(int id, int res, bool final, EventSink* sink);
   void on_datagram_out(int id, EventSink* sink);
   // One recvmmsg into the batch; true when datagrams may be left (the socket must stay in ready_).
-  bool receive_datagrams(Socket* s, int id, EventSink* sink);
+  bool drain_datagrams(Socket* s, int id, EventSink* sink);
 
   void take_data(int id, const uint8_t* data, size_t len, EventSink* sink);
   void deliver_inbox(Socket* s, int id, EventSink* sink);
@@ -949,7 +949,7 @@ void IouringEngine::deliver_ready(EventSink* sink) {
       continue;
     }
     if (s->datagram) {
-      if (receive_datagrams(s, r.id, sink)) {
+      if (drain_datagrams(s, r.id, sink)) {
         ready_[keep++] = r;
       } else {
         s->in_ready = false;
@@ -1070,7 +1070,7 @@ void IouringEngine::on_datagram_in(int id, int res, bool final, EventSink* sink)
   if (final) s->arm = kIdle;
   if (res > 0) {
     s->readable = true;  // POLLIN, or POLLERR for an ICMP error that recvmmsg reports
-    if (!s->paused && (sink->full() || receive_datagrams(s, id, sink))) add_ready(id);
+    if (!s->paused && (sink->full() || drain_datagrams(s, id, sink))) add_ready(id);
   }
   if (!final) return;
   // The kernel ended the multishot poll (or, single-shot, it fired): arm it again. After an error
@@ -1082,7 +1082,7 @@ void IouringEngine::on_datagram_in(int id, int res, bool final, EventSink* sink)
   }
 }
 
-bool IouringEngine::receive_datagrams(Socket* s, int id, EventSink* sink) {
+bool IouringEngine::drain_datagrams(Socket* s, int id, EventSink* sink) {
   if (s->paused || !s->readable) return false;
   ReceiveOutcome outcome =
       receive_into_sink(s->fd, id, s->max_datagram, sink, &counters_.bytes_read);
@@ -1169,7 +1169,7 @@ int IouringEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
 
 int64_t IouringEngine::write(int id, const iovec* bufs, int count) {
   Socket* s = sockets_.get(id);
-  if (s == nullptr || s->listener) return -EBADF;
+  if (s == nullptr || s->listener || s->datagram) return -EBADF;
   if (s->shutdown_requested) return -EPIPE;
   size_t sent = 0;
   bool tried = false;
@@ -1218,7 +1218,7 @@ int IouringEngine::set_reading(int id, bool reading) {
 int IouringEngine::shutdown(int id, ShutdownResult* result) {
   Socket* s = sockets_.get(id);
   *result = ShutdownResult::kPending;
-  if (s == nullptr || s->listener) return -EBADF;
+  if (s == nullptr || s->listener || s->datagram) return -EBADF;
   if (s->shutdown_requested) return 0;
   s->shutdown_requested = true;
   if (s->connecting || !s->queue.empty()) return 0;
