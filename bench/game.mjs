@@ -235,7 +235,7 @@ export function renderGameMarkdown({ meta, rows }) {
       lines.push(`${head} failed: ${row.samples[0]?.failed ?? 'no rounds'} |||||||||`);
       continue;
     }
-    if (clean.length === 0) head = `${head.slice(0, -1)} (machine busy in every round) |`;
+    if (clean.length === 0) head = `${head.slice(0, -2)} (machine busy in every round) |`;
     const pick = (f) => ok.map(f);
     lines.push(
       `${head} ${range(pick((s) => s.jitter.p50))} / ${range(pick((s) => s.jitter.p99))} / ${range(

@@ -33,7 +33,7 @@ try {
 }
 console.log(
   `\ngame server on 127.0.0.1:${server.port}/${server.transport}, backend: ${server.backend}, ${options.hz} Hz, ` +
-    `${options.workers} workers at nice ${options.nice}, ${options.scheduling} scheduling${options.saturate ? ', kept saturated with A* planning' : ''}`,
+    `${options.workers} workers at nice ${options.nice}, ${server.scheduling} scheduling${options.saturate ? ', kept saturated with A* planning' : ''}`,
 );
 console.log(
   `bots: ${bots} players (own process) sending ${inputHz} inputs/s each for ${seconds} s\n`,

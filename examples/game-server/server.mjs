@@ -11,7 +11,7 @@
 // path-finding rounds, 6), VIEW ('aoi': players and NPCs in the 3×3 regions around you; 'all':
 // everyone), SATURATE (1: keep every worker busy with background A* planning), NICE (nice
 // increment of the worker threads, 19), WORKER_SCHED (Linux scheduling policy of the worker
-// threads: normal, batch or idle; normal), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
+// threads: normal, batch or idle; idle), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
 // MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
@@ -29,7 +29,7 @@ const LOOP_DELAY_RESOLUTION_MS = 10;
 export const DEFAULT_NICE = 19;
 
 /** Default Linux scheduling policy of the worker threads ('normal', 'batch' or 'idle'). */
-export const DEFAULT_SCHEDULING = 'normal';
+export const DEFAULT_SCHEDULING = 'idle';
 
 function scheduling(value) {
   if (value === undefined || value === '') return DEFAULT_SCHEDULING;
@@ -171,14 +171,29 @@ export async function startGameServer(options = {}) {
   }
 
   const poolStart = performance.now();
-  const pool = new WorkerPool({
+  const poolOptions = {
     filename: new URL('./pathfinding.mjs', import.meta.url),
     size: workers,
     maxQueue: workers * 4,
     niceIncrement: nice,
     scheduling: workerScheduling,
     workerData: world.workerData(),
-  });
+  };
+  let pool;
+  let schedulingUsed = workerScheduling;
+  try {
+    pool = new WorkerPool(poolOptions);
+  } catch (err) {
+    // WorkerPool's scheduling preload copies process.execArgv into the workers' execArgv, which
+    // Node refuses for flags such as --cpu-prof or --trace-gc: run the workers unchanged then.
+    if (err?.code !== 'ERR_WORKER_INVALID_EXEC_ARGV' || workerScheduling === 'normal') throw err;
+    console.warn(
+      `WORKER_SCHED=${workerScheduling} cannot be applied with node ${process.execArgv.join(' ')} ` +
+        `(${err.message}); the workers keep normal scheduling`,
+    );
+    schedulingUsed = 'normal';
+    pool = new WorkerPool({ ...poolOptions, scheduling: 'normal' });
+  }
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   loopDelay.enable();
   let closing = false;
@@ -295,7 +310,7 @@ export async function startGameServer(options = {}) {
       backend: reactor.backend,
       hz,
       nice,
-      scheduling: workerScheduling,
+      scheduling: schedulingUsed,
       seconds,
       ticks: ticks.ticks,
       skipped: ticks.skipped,
@@ -354,6 +369,7 @@ export async function startGameServer(options = {}) {
     host,
     transport: transportName,
     backend: reactor.backend,
+    scheduling: schedulingUsed,
     reactor,
     world,
     report,
@@ -413,7 +429,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
     console.log(`backend ${record.backend} unavailable: ${record.cause}`);
   console.log(
     `game server listening on ${server.host}:${server.port}/${server.transport} (backend: ${server.backend}, ${options.hz} Hz, ` +
-      `${options.workers} workers at nice ${options.nice}, ${options.scheduling} scheduling${options.saturate ? ', saturated' : ''})`,
+      `${options.workers} workers at nice ${options.nice}, ${server.scheduling} scheduling${options.saturate ? ', saturated' : ''})`,
   );
   let stopping = false;
   const stop = async () => {
