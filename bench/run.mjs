@@ -1,12 +1,16 @@
-// pnpm bench [--quick] [--rounds N] [--only name,name]
+// pnpm bench [--quick] [--rounds N] [--only name,name] [--no-game]
 // Echo benchmarks of every available iomux backend against node:net and a C epoll server, in one
 // run, with the native load generator. Writes bench/results/<mode>.json, .md and .svg.
+// Then the game-server benchmark (bench/game.mjs: 1000 players at 60 Hz, workers saturated, each
+// Linux backend), unless --no-game; its section is appended to the report and written to
+// bench/results/game.json and .md. `--only game` runs just that one.
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { listBackends } from '@iomux/core';
 import { echoContestants, runLoadgen, startServer, stopServer } from './servers.mjs';
 import { renderReport } from './report.mjs';
+import { renderGameMarkdown, runGameBench } from './game.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -16,6 +20,8 @@ const flag = (name, fallback) => {
 };
 const rounds = Number(flag('--rounds', quick ? 1 : 3));
 const only = flag('--only', undefined)?.split(',');
+const withGame = !argv.includes('--no-game') && (only === undefined || only.includes('game'));
+const echoWanted = only === undefined || only.some((name) => name !== 'game');
 const duration = quick ? 2 : 3;
 
 /** Workloads: connections, message size, pipeline depth. */
@@ -251,6 +257,16 @@ for (const contestant of contestants) {
   }
 }
 
+const game = withGame ? await runGameBench({ quick }) : undefined;
+if (game !== undefined) {
+  const gameMarkdown = renderGameMarkdown(game);
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  const gameBase = new URL('./results/game', import.meta.url).pathname;
+  writeFileSync(`${gameBase}.json`, JSON.stringify(game, null, 2));
+  writeFileSync(`${gameBase}.md`, `# iomux game-server benchmark\n\n${gameMarkdown}\n`);
+  console.log(`\n${gameMarkdown}\n\nreport: bench/results/game.md (+ .json)`);
+}
+
 const meta = {
   date: new Date().toISOString(),
   mode: quick ? 'quick' : 'full',
@@ -260,17 +276,20 @@ const meta = {
   cpus: `${availableParallelism()} × ${cpus()[0]?.model ?? 'unknown'}`,
   backends: available,
 };
-mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-const base = new URL(`./results/${meta.mode}`, import.meta.url).pathname;
-writeFileSync(
-  `${base}.json`,
-  JSON.stringify(
-    { meta, results, churn: churnRows, idle: idleRows, metrics: metricsRows },
-    null,
-    2,
-  ),
-);
-const { markdown, svg } = renderReport(meta, results, churnRows, idleRows, metricsRows);
-writeFileSync(`${base}.md`, markdown);
-writeFileSync(`${base}.svg`, svg);
-console.log(`\nreport: bench/results/${meta.mode}.md (+ .json, .svg)`);
+if (echoWanted) {
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  const base = new URL(`./results/${meta.mode}`, import.meta.url).pathname;
+  writeFileSync(
+    `${base}.json`,
+    JSON.stringify(
+      { meta, results, churn: churnRows, idle: idleRows, metrics: metricsRows, game },
+      null,
+      2,
+    ),
+  );
+  const { markdown, svg } = renderReport(meta, results, churnRows, idleRows, metricsRows);
+  const gameSection = game === undefined ? '' : `\n\n${renderGameMarkdown(game)}\n`;
+  writeFileSync(`${base}.md`, `${markdown}${gameSection}`);
+  writeFileSync(`${base}.svg`, svg);
+  console.log(`\nreport: bench/results/${meta.mode}.md (+ .json, .svg)`);
+}
