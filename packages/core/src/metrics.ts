@@ -128,3 +128,176 @@ export class ReactorMetrics {
     };
   }
 }
+
+/**
+ * One number the Prometheus and OpenTelemetry adapters export, read from a snapshot: `undefined`
+ * while its source (the tick loop, the worker pool) does not exist. Tick counts are gauges because
+ * `loop.resetStats()` (e.g. after a warm-up) sets them back to zero.
+ * @internal
+ */
+export interface ExportedMetric {
+  /** Prometheus name (the spec's where it has one). */
+  readonly prometheus: string;
+  /** OpenTelemetry name. */
+  readonly otel: string;
+  readonly help: string;
+  /** `updown`: a count that goes up and down (a Prometheus gauge, an OTel up-down counter). */
+  readonly kind: 'counter' | 'gauge' | 'updown';
+  readonly read: (m: MetricsSnapshot) => number | undefined;
+}
+
+type Read = (m: MetricsSnapshot) => number | undefined;
+
+function exported(kind: ExportedMetric['kind']) {
+  return (prometheus: string, otel: string, help: string, read: Read): ExportedMetric => ({
+    prometheus,
+    otel,
+    help,
+    kind,
+    read,
+  });
+}
+const counter = exported('counter');
+const gauge = exported('gauge');
+
+/** @internal */
+export const EXPORTED_METRICS: readonly ExportedMetric[] = [
+  counter(
+    'io_events_processed',
+    'io_events_processed',
+    'Events dispatched by the reactor (accepts, reads, drains, ends, closes)',
+    (m) => m.io_events_processed,
+  ),
+  counter(
+    'connections_accepted',
+    'iomux.connections.accepted',
+    'Connections accepted',
+    (m) => m.connections_accepted,
+  ),
+  counter(
+    'connections_closed',
+    'iomux.connections.closed',
+    'Sockets closed',
+    (m) => m.connections_closed,
+  ),
+  counter('bytes_in', 'iomux.bytes.in', 'Bytes received', (m) => m.bytes_in),
+  counter('bytes_out', 'iomux.bytes.out', 'Bytes handed to the kernel', (m) => m.bytes_out),
+  counter(
+    'writes_queued',
+    'iomux.writes.queued',
+    'Writes the kernel did not take at once',
+    (m) => m.writes_queued,
+  ),
+  counter(
+    'backpressure_events',
+    'iomux.backpressure',
+    'write() calls that returned false',
+    (m) => m.backpressure_events,
+  ),
+  counter(
+    'accept_errors',
+    'iomux.accept_errors',
+    'Failed accepts (EMFILE, ...)',
+    (m) => m.accept_errors,
+  ),
+  counter(
+    'fallbacks',
+    'iomux.fallbacks',
+    'Backend fallbacks, at start-up and at run time',
+    (m) => m.fallbacks,
+  ),
+  counter(
+    'iomux_worker_tasks_completed',
+    'iomux.worker.tasks.completed',
+    'Worker pool tasks that resolved',
+    (m) => m.workers?.completed,
+  ),
+  counter(
+    'iomux_worker_tasks_failed',
+    'iomux.worker.tasks.failed',
+    'Worker pool tasks that rejected',
+    (m) => m.workers?.failed,
+  ),
+  counter(
+    'iomux_worker_tasks_rejected',
+    'iomux.worker.tasks.rejected',
+    'Worker pool tasks refused with IOMUX_QUEUE_FULL',
+    (m) => m.workers?.rejected,
+  ),
+  exported('updown')(
+    'connections_open',
+    'iomux.connections.open',
+    'Open connections',
+    (m) => m.connections_open,
+  ),
+  gauge(
+    'iomux_ticks',
+    'iomux.ticks',
+    'Ticks run by the tick loop since its stats were reset',
+    (m) => m.ticks?.ticks,
+  ),
+  gauge(
+    'iomux_ticks_skipped',
+    'iomux.ticks.skipped',
+    'Tick deadlines dropped by the overrun policy',
+    (m) => m.ticks?.skipped,
+  ),
+  gauge(
+    'iomux_tick_overruns',
+    'iomux.tick.overruns',
+    'Ticks still running at the next deadline',
+    (m) => m.ticks?.overruns,
+  ),
+  gauge(
+    'iomux_worker_threads',
+    'iomux.worker.threads',
+    'Live worker threads',
+    (m) => m.workers?.threads,
+  ),
+  gauge(
+    'iomux_worker_queue_depth',
+    'iomux.worker.queue_depth',
+    'Tasks waiting for a worker thread',
+    (m) => m.workers?.queued,
+  ),
+  gauge(
+    'iomux_worker_running',
+    'iomux.worker.running',
+    'Tasks running on a worker thread',
+    (m) => m.workers?.running,
+  ),
+  gauge(
+    'iomux_worker_utilization',
+    'iomux.worker.utilization',
+    'Share of worker thread time spent running tasks, 0..1',
+    (m) => m.workers?.utilization,
+  ),
+];
+
+/** @internal The tick loop's histograms, exported as p50 / p99 / max gauges with a `quantile` label. */
+export const EXPORTED_TICK_HISTOGRAMS: readonly {
+  readonly prometheus: string;
+  readonly otel: string;
+  readonly help: string;
+  readonly read: (t: TickStats) => HistogramSummary;
+}[] = [
+  {
+    prometheus: 'iomux_tick_jitter_ms',
+    otel: 'iomux.tick.jitter',
+    help: '|tick start - deadline|, ms, by quantile',
+    read: (t) => t.jitter,
+  },
+  {
+    prometheus: 'iomux_tick_duration_ms',
+    otel: 'iomux.tick.duration',
+    help: 'Tick callback run time, ms, by quantile',
+    read: (t) => t.duration,
+  },
+];
+
+/** @internal Quantile label values and how to read them from a summary. */
+export const EXPORTED_QUANTILES: readonly [string, (h: HistogramSummary) => number][] = [
+  ['0.5', (h) => h.p50],
+  ['0.99', (h) => h.p99],
+  ['1', (h) => h.max],
+];
