@@ -133,43 +133,63 @@ void DatagramOutbox::read_fault_switch() {
   queue_all_ = value != nullptr && std::strcmp(value, "1") == 0;
 }
 
-int DatagramOutbox::send(int fd, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
-                         int count, uint64_t* bytes_written) {
-  if (to != nullptr && to_len > sizeof(sockaddr_storage)) return -EINVAL;
+void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int count,
+                                uint64_t* bytes_written, DatagramBatchResult* result) {
+  *result = DatagramBatchResult{};
+  // Behind datagrams already queued nothing may overtake them, so only an empty queue sends.
   if (queue_.empty() && !queue_all_) {
-    msghdr msg{};
-    msg.msg_name = const_cast<sockaddr_storage*>(to);
-    msg.msg_namelen = to == nullptr ? 0 : to_len;
-    msg.msg_iov = const_cast<iovec*>(bufs);
-    msg.msg_iovlen = static_cast<size_t>(count);
-    ssize_t n;
-    do {
-      n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0) {
-      *bytes_written += static_cast<uint64_t>(n);
-      return 0;
+    mmsghdr messages[kDatagramBatch];
+    while (result->taken < count) {
+      int batch = count - result->taken < kDatagramBatch ? count - result->taken : kDatagramBatch;
+      for (int i = 0; i < batch; ++i) {
+        const OutgoingDatagram& d = datagrams[result->taken + i];
+        std::memset(&messages[i], 0, sizeof(messages[i]));
+        messages[i].msg_hdr.msg_name = const_cast<sockaddr_storage*>(d.to);
+        messages[i].msg_hdr.msg_namelen = d.to == nullptr ? 0 : d.to_len;
+        messages[i].msg_hdr.msg_iov = const_cast<iovec*>(d.bufs);
+        messages[i].msg_hdr.msg_iovlen = static_cast<size_t>(d.count);
+      }
+      int sent;
+      do {
+        sent = sendmmsg(fd, messages, static_cast<unsigned>(batch), MSG_NOSIGNAL | MSG_DONTWAIT);
+      } while (sent < 0 && errno == EINTR);
+      // sendmmsg reports an error only for the first datagram of a call; one that fails later
+      // ends the call short, and the next call names it.
+      if (sent < 0) {
+        if (retry_errno(errno)) break;  // no room: the rest is queued below
+        result->error = errno;
+        return;
+      }
+      for (int i = 0; i < sent; ++i) *bytes_written += messages[i].msg_len;
+      result->taken += sent;
     }
-    if (!retry_errno(errno)) return -errno;
   }
-  size_t length = 0;
-  for (int i = 0; i < count; ++i) length += bufs[i].iov_len;
-  if (bytes_ + length > kMaxOutbox) return -ENOBUFS;
-  std::vector<uint8_t> bytes;
-  bytes.reserve(length);
-  for (int i = 0; i < count; ++i) {
-    const auto* data = static_cast<const uint8_t*>(bufs[i].iov_base);
-    bytes.insert(bytes.end(), data, data + bufs[i].iov_len);
+  for (; result->taken < count; ++result->taken) {
+    const OutgoingDatagram& d = datagrams[result->taken];
+    Pending pending{};
+    if (d.to != nullptr) {
+      if (d.to_len > sizeof(pending.to)) {
+        result->error = EINVAL;
+        return;
+      }
+      std::memcpy(&pending.to, d.to, d.to_len);
+      pending.to_len = d.to_len;
+    }
+    size_t length = 0;
+    for (int i = 0; i < d.count; ++i) length += d.bufs[i].iov_len;
+    if (bytes_ + length > kMaxOutbox) {
+      result->error = ENOBUFS;
+      return;
+    }
+    pending.bytes.reserve(length);
+    for (int i = 0; i < d.count; ++i) {
+      const auto* data = static_cast<const uint8_t*>(d.bufs[i].iov_base);
+      pending.bytes.insert(pending.bytes.end(), data, data + d.bufs[i].iov_len);
+    }
+    bytes_ += length;
+    queue_.push_back(std::move(pending));
+    ++result->queued;
   }
-  Pending pending{};
-  if (to != nullptr) {
-    std::memcpy(&pending.to, to, to_len);
-    pending.to_len = to_len;
-  }
-  pending.bytes = std::move(bytes);
-  bytes_ += length;
-  queue_.push_back(std::move(pending));
-  return 1;
 }
 
 int DatagramOutbox::gather(mmsghdr* messages, iovec* iov, int max) {

@@ -76,11 +76,11 @@ class DatagramOutbox {
   void read_fault_switch();
   bool queues_all() const { return queue_all_; }
 
-  // The udp_send contract on fd: with nothing queued, sends at once (never blocking); what the
-  // kernel refuses for lack of room is queued as a copy. Returns 0 sent, 1 queued (the caller
-  // arranges a flush), or -errno (ENOBUFS: the queue is full; EMSGSIZE, EACCES, ...).
-  int send(int fd, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs, int count,
-           uint64_t* bytes_written);
+  // The udp_send_batch contract on fd: with nothing queued, sends at once with sendmmsg (never
+  // blocking) until the kernel has no room; the rest is queued as copies, in order, while the
+  // bound allows. When result->queued > 0 the caller arranges a flush.
+  void send_batch(int fd, const OutgoingDatagram* datagrams, int count, uint64_t* bytes_written,
+                  DatagramBatchResult* result);
 
   // Describes up to max (at most kDatagramBatch) datagrams from the front for sendmmsg.
   int gather(mmsghdr* messages, iovec* iov, int max);

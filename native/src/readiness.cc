@@ -413,15 +413,14 @@ int ReadinessEngine::socket_fd(int id) {
   return s == nullptr ? -EBADF : s->fd;
 }
 
-int ReadinessEngine::udp_send(int id, const sockaddr_storage* to, socklen_t to_len,
-                              const iovec* bufs, int count) {
+int ReadinessEngine::udp_send_batch(int id, const OutgoingDatagram* datagrams, int count,
+                                    DatagramBatchResult* result) {
   Socket* s = sockets_.get(id);
   if (s == nullptr || !s->datagram) return -EBADF;
-  int rc = s->outbox.send(s->fd, to, to_len, bufs, count, &counters_.bytes_written);
-  if (rc != 1) return rc;
-  ++counters_.writes_queued;
-  int interest = update_interest(id);  // write interest while the outbox holds datagrams
-  return interest != 0 ? interest : 1;
+  s->outbox.send_batch(s->fd, datagrams, count, &counters_.bytes_written, result);
+  if (result->queued == 0) return 0;
+  counters_.writes_queued += static_cast<uint64_t>(result->queued);
+  return update_interest(id);  // write interest while the outbox holds datagrams
 }
 
 void ReadinessEngine::flush_datagrams(int id, EventSink* sink) {

@@ -57,8 +57,8 @@ class ReadinessEngine final : public Engine {
   int detach(int id, DetachedSocket* out) override;
   int adopt(DetachedSocket&& socket) override;
   int udp_open(const UdpRequest& request) override;
-  int udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
-               int count) override;
+  int udp_send_batch(int id, const OutgoingDatagram* datagrams, int count,
+                     DatagramBatchResult* result) override;
   int socket_fd(int id) override;
 
  private:

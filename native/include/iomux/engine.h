@@ -137,6 +137,23 @@ struct UdpRequest {
   size_t max_datagram = 65536;  // receive size per datagram; longer ones arrive truncated
 };
 
+// One datagram of an Engine::udp_send_batch call.
+struct OutgoingDatagram {
+  const sockaddr_storage* to = nullptr;  // null: the connected peer
+  socklen_t to_len = 0;
+  const iovec* bufs = nullptr;  // the payload, gathered
+  int count = 0;
+};
+
+// What Engine::udp_send_batch did with a batch.
+struct DatagramBatchResult {
+  int taken = 0;   // datagrams sent or queued, from the first, in order
+  int queued = 0;  // of those taken, how many wait in the send queue
+  // When taken < count: why datagrams[taken] was refused (ENOBUFS: the queue is full; EMSGSIZE,
+  // EACCES, ...). The ones after it were not tried.
+  int error = 0;
+};
+
 // Result of Engine::shutdown: whether the socket is already fully closed.
 enum class ShutdownResult { kPending, kClosed };
 
@@ -184,14 +201,25 @@ class Engine {
   virtual int adopt(DetachedSocket&& socket) = 0;
 
   // UDP. udp_open binds a datagram socket and returns its id; datagrams arrive as kEventDatagram.
-  // udp_send sends one datagram (to == nullptr: to the connected peer): 0 sent, 1 queued until
-  // the socket is writable, or -errno (ENOBUFS when the bounded queue is full). Engines share the
-  // datagram logic in native/src/datagram.h. Backends without datagram support return
-  // -EOPNOTSUPP, which JS reports as a typed error naming the backend.
+  // Engines share the datagram logic in native/src/datagram.h. Backends without datagram support
+  // return -EOPNOTSUPP, which JS reports as a typed error naming the backend.
   virtual int udp_open(const UdpRequest& /*request*/) { return -EOPNOTSUPP; }
-  virtual int udp_send(int /*id*/, const sockaddr_storage* /*to*/, socklen_t /*to_len*/,
-                       const iovec* /*bufs*/, int /*count*/) {
+  // Sends datagrams in order with as few system calls as the kernel allows (sendmmsg: up to 32 a
+  // call); what the kernel has no room for is queued (bounded) until the socket is writable.
+  // Fills *result and returns 0, or -errno for the socket itself (EBADF).
+  virtual int udp_send_batch(int /*id*/, const OutgoingDatagram* /*datagrams*/, int /*count*/,
+                             DatagramBatchResult* /*result*/) {
     return -EOPNOTSUPP;
+  }
+  // One datagram (to == nullptr: to the connected peer): 0 sent, 1 queued until the socket is
+  // writable, or -errno (ENOBUFS when the bounded queue is full).
+  virtual int udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
+                       int count) {
+    OutgoingDatagram datagram{to, to_len, bufs, count};
+    DatagramBatchResult result;
+    int rc = udp_send_batch(id, &datagram, 1, &result);
+    if (rc < 0) return rc;
+    return result.taken == 0 ? -result.error : result.queued;
   }
   // The fd behind an id, for socket options the glue sets directly (broadcast, multicast, ...).
   virtual int socket_fd(int /*id*/) { return -EOPNOTSUPP; }

@@ -9,7 +9,8 @@
 //   blocked in sendmsg() on the queued bytes (or parked on a condvar while the queue is empty);
 // - per UDP socket, a reader thread blocked in recvmmsg(MSG_WAITFORONE), which hands whole batches
 //   of datagrams over, and a writer thread (started with it) that sends the outbox with blocking
-//   sendmmsg(). udp_send itself sends with MSG_DONTWAIT and queues only what the kernel refuses.
+//   sendmmsg(). udp_send_batch itself sends with MSG_DONTWAIT and queues only what the kernel
+//   refuses.
 // The number of threads is bounded (IOMUX_BLOCKING_MAX_THREADS): a connection or UDP socket
 // reserves two slots, a listener one. Past the bound an accept reports kEventAcceptError with
 // EAGAIN and a connect returns -EAGAIN; nothing waits.
@@ -924,15 +925,15 @@ class BlockingEngine final : public Engine {
     return id;
   }
 
-  int udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
-               int count) override {
+  int udp_send_batch(int id, const OutgoingDatagram* datagrams, int count,
+                     DatagramBatchResult* result) override {
     Slot* slot = table_.get(id);
     if (slot == nullptr || !slot->sock->datagram) return -EBADF;
     const SockRef& s = slot->sock;
     std::unique_lock<std::mutex> lock(s->mu);
-    int rc = s->outbox.send(s->fd, to, to_len, bufs, count, &direct_written_);
-    if (rc != 1) return rc;
-    ++counters_.writes_queued;
+    s->outbox.send_batch(s->fd, datagrams, count, &direct_written_, result);
+    if (result->queued == 0) return 0;
+    counters_.writes_queued += static_cast<uint64_t>(result->queued);
     if (s->outbox.queues_all()) {
       s->flush_held = true;  // fault injection: the writer goes on at the next poll
       lock.unlock();
@@ -940,7 +941,7 @@ class BlockingEngine final : public Engine {
     } else {
       s->writer_cv.notify_one();
     }
-    return 1;
+    return 0;
   }
 
   const Counters& counters() const override {

@@ -190,8 +190,8 @@ class IouringEngine final : public Engine {
   int detach(int id, DetachedSocket* out) override;
   int adopt(DetachedSocket&& socket) override;
   int udp_open(const UdpRequest& request) override;
-  int udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
-               int count) override;
+  int udp_send_batch(int id, const OutgoingDatagram* datagrams, int count,
+                     DatagramBatchResult* result) override;
   int socket_fd(int id) override;
 
  private:
@@ -1256,15 +1256,15 @@ int IouringEngine::udp_open(const UdpRequest& request) {
   return id;
 }
 
-int IouringEngine::udp_send(int id, const sockaddr_storage* to, socklen_t to_len, const iovec* bufs,
-                            int count) {
+int IouringEngine::udp_send_batch(int id, const OutgoingDatagram* datagrams, int count,
+                                  DatagramBatchResult* result) {
   Socket* s = sockets_.get(id);
   if (s == nullptr || !s->datagram) return -EBADF;
-  int rc = s->outbox.send(s->fd, to, to_len, bufs, count, &counters_.bytes_written);
-  if (rc != 1) return rc;
-  ++counters_.writes_queued;
+  s->outbox.send_batch(s->fd, datagrams, count, &counters_.bytes_written, result);
+  if (result->queued == 0) return 0;
+  counters_.writes_queued += static_cast<uint64_t>(result->queued);
   if (!s->out_poll) arm_datagram_out(id);
-  return 1;
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
