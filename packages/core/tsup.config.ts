@@ -1,7 +1,13 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/prometheus.ts', 'src/otel.ts', 'src/cluster-worker.ts', 'src/worker-scheduling.ts'],
+  entry: [
+    'src/index.ts',
+    'src/prometheus.ts',
+    'src/otel.ts',
+    'src/cluster-worker.ts',
+    'src/worker-scheduling.ts',
+  ],
   format: ['esm', 'cjs'],
   dts: true,
   sourcemap: true,
