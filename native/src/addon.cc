@@ -25,6 +25,7 @@ namespace iomux {
 namespace {
 
 constexpr size_t kMaxWritevBuffers = 1024;
+constexpr uint32_t kMaxDatagramBatch = 1024;
 
 bool parse_ip(const std::string& host, int port, sockaddr_storage* out, socklen_t* len) {
   std::memset(out, 0, sizeof(*out));
@@ -160,6 +161,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                            InstanceMethod<&NativeBackend::Adopt>("adopt"),
                            InstanceMethod<&NativeBackend::UdpOpen>("udpOpen"),
                            InstanceMethod<&NativeBackend::UdpSend>("udpSend"),
+                           InstanceMethod<&NativeBackend::UdpSendBatch>("udpSendBatch"),
                            InstanceMethod<&NativeBackend::UdpConnect>("udpConnect"),
                            InstanceMethod<&NativeBackend::SetOption>("setOption"),
                            InstanceAccessor<&NativeBackend::Events>("events"),
@@ -461,6 +463,46 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return Result(env, engine_->udp_send(IdArg(info), addressed ? &to : nullptr, to_len, &iov, 1));
   }
 
+  // udpSendBatch(id, buffers, hosts, ports) -> [taken, queued, errno] | -errno. hosts[i] null: the
+  // connected peer. At most kMaxDatagramBatch entries; the engine sends them with sendmmsg.
+  Napi::Value UdpSendBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    Napi::Array buffers = info[1].As<Napi::Array>();
+    Napi::Array hosts = info[2].As<Napi::Array>();
+    Napi::Array ports = info[3].As<Napi::Array>();
+    uint32_t count = buffers.Length();
+    if (count > kMaxDatagramBatch || hosts.Length() != count || ports.Length() != count) {
+      return Result(env, -E2BIG);
+    }
+    batch_addresses_.resize(count);
+    iov_scratch_.resize(count);
+    batch_datagrams_.resize(count);
+    for (uint32_t i = 0; i < count; ++i) {
+      Napi::Uint8Array data = buffers.Get(i).As<Napi::Uint8Array>();
+      iov_scratch_[i] = iovec{data.Data(), data.ByteLength()};
+      OutgoingDatagram& datagram = batch_datagrams_[i];
+      datagram = OutgoingDatagram{nullptr, 0, &iov_scratch_[i], 1};
+      Napi::Value host = hosts.Get(i);
+      if (!host.IsString()) continue;
+      if (!parse_ip(host.As<Napi::String>().Utf8Value(),
+                    ports.Get(i).As<Napi::Number>().Int32Value(), &batch_addresses_[i],
+                    &datagram.to_len)) {
+        return Result(env, -EINVAL);
+      }
+      datagram.to = &batch_addresses_[i];
+    }
+    DatagramBatchResult result;
+    int rc = engine_->udp_send_batch(IdArg(info), batch_datagrams_.data(), static_cast<int>(count),
+                                     &result);
+    if (rc < 0) return Result(env, rc);
+    Napi::Array out = Napi::Array::New(env, 3);
+    out.Set(0u, Napi::Number::New(env, result.taken));
+    out.Set(1u, Napi::Number::New(env, result.queued));
+    out.Set(2u, Napi::Number::New(env, result.error));
+    return out;
+  }
+
   // udpConnect(id, host, port) -> 0 | -errno: sets the default peer (UDP connect never blocks)
   Napi::Value UdpConnect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -562,6 +604,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   std::unique_ptr<Napi::AsyncContext> async_context_;
   std::vector<uint8_t> slab_;
   std::vector<iovec> iov_scratch_;
+  std::vector<sockaddr_storage> batch_addresses_;
+  std::vector<OutgoingDatagram> batch_datagrams_;
   EventSink sink_;
   bool dispatching_ = false;
   int64_t polls_done_ = 0;

@@ -147,6 +147,17 @@ export interface NativeBackendHandle {
   ): number;
   /** Sends one datagram (host null: to the connected peer). 0 sent, 1 queued, or -errno. */
   udpSend(id: number, host: string | null, port: number, data: Uint8Array): number;
+  /**
+   * Sends up to 1024 datagrams in one call (sendmmsg where the backend has it). Returns
+   * `[taken, queued, errno]`: how many were sent or queued from the first, how many of those
+   * wait in the queue, and why the next one was refused; or -errno when the socket failed.
+   */
+  udpSendBatch(
+    id: number,
+    buffers: Uint8Array[],
+    hosts: (string | null)[],
+    ports: number[],
+  ): [number, number, number] | number;
   /** Sets the default peer of a UDP socket. */
   udpConnect(id: number, host: string, port: number): number;
   /** Sets a socket option by name (broadcast, ttl, multicastTTL, multicastLoopback, addMembership, ...). */

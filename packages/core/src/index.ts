@@ -18,7 +18,7 @@ export type {
 } from './reactor.js';
 export { Connection } from './connection.js';
 export { UdpSocket } from './udp.js';
-export type { RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';
+export type { OutgoingDatagram, RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';
 export type { ConnectionEvents, ConnectionHost } from './connection.js';
 export {
   BACKEND_NAMES,

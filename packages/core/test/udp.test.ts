@@ -147,6 +147,72 @@ describe.each(backends)('udp: $name', (backend) => {
     expect(small.metrics().polls).toBeGreaterThanOrEqual(10);
   });
 
+  run('sendBatch() sends 2500 datagrams to several peers in order, in batches', async () => {
+    const socket = await reactor.udp({ host: '127.0.0.1' });
+    socket.setSendBufferSize(8 * 1024 * 1024);
+    const peersHere = [await openPeer(), await openPeer(), await openPeer()];
+    const total = 2500; // more than one native call (1024 each)
+    const sent = Array.from({ length: total }, (_, i) => numbered(i, 100 + (i % 200)));
+    const datagrams = sent.map((data, i) => ({
+      data,
+      port: peersHere[i % 3]!.port,
+      address: '127.0.0.1',
+    }));
+    const bytesBefore = reactor.metrics().bytes_out;
+    expect(socket.sendBatch(datagrams)).toBe(true);
+    for (const [k, peer] of peersHere.entries()) {
+      const mine = sent.filter((_, i) => i % 3 === k);
+      await until(() => peer.got.length === mine.length, 10_000, `peer ${k}: ${mine.length}`);
+      peer.got.forEach((d, j) => {
+        expect(d.equals(mine[j]!)).toBe(true);
+      });
+    }
+    expect(reactor.metrics().bytes_out - bytesBefore).toBe(sent.reduce((n, d) => n + d.length, 0));
+    // To the connected peer, and strings.
+    const connected = await reactor.udp({ host: '127.0.0.1' });
+    connected.connect(peersHere[0]!.port);
+    const before = peersHere[0]!.got.length;
+    expect(connected.sendBatch([{ data: 'a' }, { data: Buffer.from('b') }])).toBe(true);
+    await until(() => peersHere[0]!.got.length === before + 2);
+    expect(peersHere[0]!.got.slice(before).map(String)).toEqual(['a', 'b']);
+  });
+
+  run('sendBatch() checks every address before sending any', async () => {
+    const socket = await reactor.udp({ host: '127.0.0.1' });
+    const peer = await openPeer();
+    const bad = [
+      { data: 'one', port: peer.port, address: '127.0.0.1' },
+      { data: 'two', port: peer.port, address: 'localhost' },
+    ];
+    expect(() => socket.sendBatch(bad)).toThrow(/UDP send needs an IP address, got localhost/);
+    expect(() => socket.sendBatch([{ data: 'x', port: 70_000 }])).toThrow(
+      expect.objectContaining({ code: 'IOMUX_INVALID_ARGUMENT' }) as Error,
+    );
+    expect(socket.sendBatch([])).toBe(true);
+    await sleep(30);
+    expect(peer.got).toHaveLength(0);
+    socket.close();
+    expect(() => socket.sendBatch([{ data: 'x', port: peer.port }])).toThrow(
+      expect.objectContaining({ code: 'IOMUX_SOCKET_CLOSED' }) as Error,
+    );
+  });
+
+  run('sendBatch() queues what the socket does not take and reports a full queue', async () => {
+    await withQueuedSends(async () => {
+      const socket = await reactor.udp({ host: '127.0.0.1' });
+      const peer = await openPeer();
+      const big = Buffer.alloc(60_000, 7);
+      const datagrams = Array.from({ length: 20 }, () => ({ data: big, port: peer.port }));
+      // The 1 MiB queue holds 17 of them: the 18th is refused with ENOBUFS and named.
+      expect(() => socket.sendBatch(datagrams)).toThrow(/ENOBUFS.*datagram 17 of 20/);
+      await until(
+        () => peer.got.length === 17,
+        10_000,
+        `17 queued datagrams (got ${peer.got.length})`,
+      );
+    });
+  });
+
   run('pause() leaves datagrams in the kernel; resume() delivers them in order', async () => {
     const socket = await reactor.udp({ host: '127.0.0.1' });
     socket.setRecvBufferSize(4 * 1024 * 1024);
