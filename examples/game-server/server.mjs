@@ -12,7 +12,8 @@
 // everyone), SATURATE (1: keep every worker busy with background A* planning), NICE (nice
 // increment of the worker threads, 19), WORKER_SCHED (Linux scheduling policy of the worker
 // threads: normal, batch or idle; idle), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
-// MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
+// UDP_SEND (batch: a tick's states go out with one sendBatch() call, sendmmsg underneath;
+// each: one send() per state), MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
@@ -63,6 +64,7 @@ export function optionsFromEnv(env = process.env) {
     nice: number('NICE', DEFAULT_NICE),
     scheduling: scheduling(env.WORKER_SCHED),
     timeoutMs: number('TIMEOUT_MS', 3000),
+    sendMode: env.UDP_SEND === 'each' ? 'each' : 'batch',
     maxPlayers: number('MAX_PLAYERS', 4096),
     seconds: number('SECONDS', 0),
   };
@@ -130,6 +132,7 @@ export async function startGameServer(options = {}) {
     nice = DEFAULT_NICE,
     scheduling: workerScheduling = DEFAULT_SCHEDULING,
     timeoutMs = 3000,
+    sendMode = 'batch',
     maxPlayers = 4096,
   } = options;
 
@@ -160,7 +163,7 @@ export async function startGameServer(options = {}) {
     planSearches: 0,
   };
 
-  const ctx = { reactor, world, counters, host, port, hz, view, timeoutMs, maxPlayers };
+  const ctx = { reactor, world, counters, host, port, hz, view, timeoutMs, maxPlayers, sendMode };
   let transport;
   try {
     transport =
@@ -307,6 +310,7 @@ export async function startGameServer(options = {}) {
     const delay = (p) => Math.max(0, loopDelay.percentile(p) / 1e6 - LOOP_DELAY_RESOLUTION_MS);
     return {
       transport: transportName,
+      sendMode: transport.sendMode ?? 'writev',
       backend: reactor.backend,
       hz,
       nice,
@@ -393,7 +397,7 @@ export function formatReport(r) {
   const rate = (n) => Math.round(n / Math.max(r.seconds, 1e-9));
   const pct = (x) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)} %` : 'n/a');
   const lines = [
-    `--- game server jitter report: ${r.transport.toUpperCase()}, backend ${r.backend}, ${r.hz} Hz, ${r.ticks} ticks in ${r.seconds.toFixed(1)} s ---`,
+    `--- game server jitter report: ${r.transport.toUpperCase()} (${r.sendMode}), backend ${r.backend}, ${r.hz} Hz, ${r.ticks} ticks in ${r.seconds.toFixed(1)} s ---`,
     `tick start jitter   p50 ${ms(r.jitter.p50)}   p99 ${ms(r.jitter.p99)}   max ${ms(r.jitter.max)}   (skipped ${r.skipped}, overruns ${r.overruns})`,
     `tick duration       p50 ${ms(r.tickDuration.p50)}   p99 ${ms(r.tickDuration.p99)}   max ${ms(r.tickDuration.max)}`,
     `event-loop delay    p50 ${ms(r.loopDelay.p50)}   p99 ${ms(r.loopDelay.p99)}   max ${ms(r.loopDelay.max)}   (beyond the 10 ms sampling interval)`,
