@@ -152,6 +152,7 @@ export async function runGameBench({
           const { server: s, bots: b, machine } = result.report;
           const sample = {
             backendUsed: s.backend,
+            sendMode: s.sendMode,
             quietBefore,
             ticks: s.ticks,
             skipped: s.skipped,
@@ -170,6 +171,7 @@ export async function runGameBench({
             otherCpu: machine?.otherCores ?? NaN,
           };
           sample.contaminated = sample.otherCpu > maxOther;
+          row.sendMode = s.sendMode;
           // What the workers actually ran with (the example's defaults for 'default').
           row.workers =
             s.scheduling === 'normal' ? `nice ${s.nice}` : `SCHED_${s.scheduling.toUpperCase()}`;
@@ -222,7 +224,8 @@ export function renderGameMarkdown({ meta, rows }) {
     '|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const row of rows) {
-    let head = `| ${row.backend} | ${row.transport} | ${row.workers} |`;
+    const sends = row.sendMode === undefined ? '' : ` (${row.sendMode})`;
+    let head = `| ${row.backend} | ${row.transport}${sends} | ${row.workers} |`;
     if (row.skipped !== undefined || row.unsupported !== undefined) {
       lines.push(`${head} ${row.skipped ?? `not supported: ${row.unsupported}`} |||||||||`);
       continue;
