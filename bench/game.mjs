@@ -1,7 +1,7 @@
 // node bench/game.mjs [--quick] [--seconds S] [--rounds N] [--bots N] [--backends a,b]
 //                     [--transports udp,tcp] [--workers default,nice:0,nice:19,sched:idle]
 //                     [--quiet-wait S]
-//                     [--max-other CORES]
+//                     [--max-other CORES] [--env K=V,K=V]
 // The game-server benchmark of issue 8: 1000 simulated players at 60 Hz while the pool's workers
 // are kept saturated by A* planning (SATURATE=1), for each Linux backend that runs here. Each
 // run is one `node examples/game-server/demo.mjs` (the server; the bots are its child process,
@@ -104,6 +104,7 @@ export async function runGameBench({
   workers = ['default'],
   quietWait = quick ? 10 : 30,
   maxOther = 0.2,
+  env = {},
   log = console.log,
 } = {}) {
   const available = new Map(listBackends().map((b) => [b.name, b]));
@@ -134,6 +135,7 @@ export async function runGameBench({
               SECONDS: String(seconds),
               SATURATE: '1',
               ...config.env,
+              ...env,
             },
             seconds + 90,
           );
@@ -174,7 +176,10 @@ export async function runGameBench({
           row.sendMode = s.sendMode;
           // What the workers actually ran with (the example's defaults for 'default').
           row.workers =
-            s.scheduling === 'normal' ? `nice ${s.nice}` : `SCHED_${s.scheduling.toUpperCase()}`;
+            (s.scheduling === 'normal' ? `nice ${s.nice}` : `SCHED_${s.scheduling.toUpperCase()}`) +
+            Object.entries(env)
+              .map(([k, v]) => `, ${k}=${v}`)
+              .join('');
           if (!sample.contaminated) clean += 1;
           row.samples.push(sample);
           log(
@@ -182,7 +187,8 @@ export async function runGameBench({
               `jitter p50/p99/max ${sample.jitter.p50.toFixed(2)}/${sample.jitter.p99.toFixed(2)}/${sample.jitter.max.toFixed(2)} ms, ` +
               `tick p50/p99 ${sample.tickDuration.p50.toFixed(2)}/${sample.tickDuration.p99.toFixed(2)} ms, ` +
               `${sample.ticks} ticks, ${sample.skipped} skipped, loop delay p99 ${sample.loopDelay.p99.toFixed(2)} ms, ` +
-              `workers ${(sample.workerUtilization * 100).toFixed(0)} %, bots ${b.joined}/${bots} at ${(sample.botsCpu * 100).toFixed(0)} % CPU, ` +
+              `workers ${(sample.workerUtilization * 100).toFixed(0)} % (${Math.round(sample.planSearchesPerS)} A* searches/s), ` +
+              `reactor thread ${(sample.reactorCpu * 100).toFixed(0)} % CPU, bots ${b.joined}/${bots} at ${(sample.botsCpu * 100).toFixed(0)} % CPU, ` +
               `other processes ${sample.otherCpu.toFixed(2)} cores${sample.contaminated ? ' (busy machine: not counted, run again)' : ''}`,
           );
         }
@@ -293,6 +299,8 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
   options.backends = list('--backends', LINUX_BACKENDS);
   options.transports = list('--transports', ['udp']);
   options.workers = list('--workers', ['default']);
+  // --env K=V,K=V: more environment for the demo (e.g. WORKERS=1, SATURATE=0), named in the rows
+  options.env = Object.fromEntries(list('--env', []).map((kv) => kv.split('=')));
   const result = await runGameBench(options);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   const base = fileURLToPath(new URL('./results/game', import.meta.url));
