@@ -169,6 +169,41 @@ function resolveLoader(specifier: string): string | undefined {
   return undefined;
 }
 
+/** Module-loading flags whose value is the next argument when not given with `=`. */
+const FLAGS_WITH_VALUE = new Set([
+  '--require',
+  '-r',
+  '--import',
+  '--loader',
+  '--experimental-loader',
+  '--conditions',
+  '-C',
+]);
+
+/**
+ * The flags of `argv` (Node's `process.execArgv`) that decide how modules load, which a worker
+ * needs to load the same code: `--require`, `--import`, `--loader`, `--conditions`,
+ * `--enable-source-maps`, `--experimental-*`. Giving a worker `execArgv` replaces what it would
+ * inherit, and Node refuses V8 options (`--max-old-space-size`, `--trace-gc`, ...) and
+ * process-wide ones (`--title`) there with `ERR_WORKER_INVALID_EXEC_ARGV`, so only these are
+ * passed on.
+ * @internal
+ */
+export function moduleLoadingFlags(argv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i]!;
+    const name = arg.split('=', 1)[0]!;
+    if (FLAGS_WITH_VALUE.has(name)) {
+      kept.push(arg);
+      if (!arg.includes('=') && i + 1 < argv.length) kept.push(argv[++i]!);
+    } else if (name === '--enable-source-maps' || name.startsWith('--experimental-')) {
+      kept.push(arg);
+    }
+  }
+  return kept;
+}
+
 /**
  * The built preload that applies `scheduling` in each worker: next to this module in `dist/`, or
  * in `../dist/` when this module runs from source (tests).
@@ -305,7 +340,9 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       maxQueue: Infinity, // the limit is enforced here, with a typed error
       closeTimeout,
       niceIncrement,
-      ...(preloads.length === 0 ? {} : { execArgv: [...process.execArgv, ...preloads] }),
+      ...(preloads.length === 0
+        ? {}
+        : { execArgv: [...moduleLoadingFlags(process.execArgv), ...preloads] }),
       ...(scheduling === 'normal'
         ? {}
         : { env: { ...process.env, IOMUX_WORKER_SCHEDULING: scheduling } }),

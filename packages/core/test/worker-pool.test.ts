@@ -1,11 +1,14 @@
+import { execFile } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IomuxError, setThreadScheduling } from '../src/index.js';
-import { WorkerPool, type WorkerPoolOptions } from '../src/worker-pool.js';
+import { moduleLoadingFlags, WorkerPool, type WorkerPoolOptions } from '../src/worker-pool.js';
 import { sleep } from './helpers.js';
 
 const fixture = (name: string): URL => new URL(`./fixtures/${name}`, import.meta.url);
 const WORKER = fixture('pool-worker.mjs');
+const execFileAsync = promisify(execFile);
 
 const pools: WorkerPool[] = [];
 afterEach(async () => {
@@ -241,4 +244,53 @@ describe.runIf(process.platform === 'linux')('WorkerPool: scheduling policy (Lin
       setThreadScheduling('fifo' as never);
     }).toThrow(IomuxError);
   });
+});
+
+describe('WorkerPool: flags of the parent process', () => {
+  it('passes module-loading flags on to workers and leaves process-wide ones out', () => {
+    expect(
+      moduleLoadingFlags([
+        '--title=server',
+        '--stack-size=2000',
+        '--require',
+        'a.cjs',
+        '--import=b.mjs',
+        '--max-old-space-size=512',
+        '--enable-source-maps',
+        '-r',
+        'c.cjs',
+        '--experimental-vm-modules',
+        '--conditions',
+        'dev',
+      ]),
+    ).toEqual([
+      '--require',
+      'a.cjs',
+      '--import=b.mjs',
+      '--enable-source-maps',
+      '-r',
+      'c.cjs',
+      '--experimental-vm-modules',
+      '--conditions',
+      'dev',
+    ]);
+  });
+
+  it.runIf(process.platform === 'linux')(
+    'starts idle-scheduled workers in a process run with V8 and process-wide flags',
+    async () => {
+      const core = new URL('../dist/index.js', import.meta.url).href;
+      const script =
+        `const { WorkerPool } = await import(${JSON.stringify(core)});` +
+        `const pool = new WorkerPool({ filename: ${JSON.stringify(WORKER.href)}, size: 1, scheduling: 'idle' });` +
+        `console.log(JSON.stringify(await pool.run('scheduling'))); await pool.close();`;
+      // A worker given either flag in its execArgv throws ERR_WORKER_INVALID_EXEC_ARGV.
+      const { stdout } = await execFileAsync(
+        process.execPath,
+        ['--max-old-space-size=512', '--title=iomux-test', '--input-type=module', '-e', script],
+        { timeout: 30_000 },
+      );
+      expect(JSON.parse(stdout.trim())).toMatchObject({ policy: 5 });
+    },
+  );
 });
