@@ -113,9 +113,15 @@ export interface WorkerPoolStats {
   failed: number;
   /** `run()` calls refused with `IOMUX_QUEUE_FULL`. */
   rejected: number;
-  /** Approximate share of the pool's thread time spent running tasks, 0..1. */
+  /**
+   * Approximate share of the pool's thread time spent running tasks, 0..1, since the pool started
+   * or since {@link WorkerPool.resetStats}.
+   */
   utilization: number;
-  /** Time from `run()` to the task settling (queue wait + run), ms with µs resolution. */
+  /**
+   * Time from `run()` to the task settling (queue wait + run), ms with µs resolution, since the
+   * pool started or since {@link WorkerPool.resetStats}.
+   */
   taskTime: HistogramSummary;
 }
 
@@ -279,6 +285,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private readonly pending = new Set<Pending>();
   private readonly readyWaiters: { resolve: () => void; reject: (e: IomuxError) => void }[] = [];
   private readonly taskTime = new MsHistogram();
+  private statsSince = { runMs: 0, durationMs: 0 };
   private completed = 0;
   private failed = 0;
   private rejected = 0;
@@ -417,16 +424,31 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   }
 
   /**
-   * Share of the pool's thread capacity (max threads × its lifetime) spent running tasks.
-   * Computed here because piscina 5.3's own `utilization` is off by a factor of 1000 (it divides
-   * a mean already in ms by 1000).
+   * Starts a new window for `utilization` and `taskTime` (e.g. after a warm-up). The task
+   * counters (`completed`, `failed`, `rejected`) stay totals over the pool's life.
+   */
+  resetStats(): void {
+    this.statsSince = { runMs: this.totalRunMs(), durationMs: this.piscina.duration };
+    this.taskTime.reset();
+  }
+
+  /** Thread time spent running completed tasks since the pool started, ms. */
+  private totalRunMs(): number {
+    const tasks = this.piscina.completed;
+    const meanRunMs = this.piscina.histogram.runTime.mean;
+    return tasks === 0 || !Number.isFinite(meanRunMs) ? 0 : meanRunMs * tasks;
+  }
+
+  /**
+   * Share of the pool's thread capacity (max threads × the window) spent running tasks. Computed
+   * here because piscina 5.3's own `utilization` is off by a factor of 1000 (it divides a mean
+   * already in ms by 1000).
    */
   private utilization(): number {
-    const tasks = this.piscina.completed;
-    if (tasks === 0) return 0;
-    const meanRunMs = this.piscina.histogram.runTime.mean;
-    if (!Number.isFinite(meanRunMs)) return 0;
-    return Math.min(1, (meanRunMs * tasks) / (this.piscina.duration * this.maxThreads));
+    const capacity = (this.piscina.duration - this.statsSince.durationMs) * this.maxThreads;
+    if (capacity <= 0) return 0;
+    const used = this.totalRunMs() - this.statsSince.runMs;
+    return Math.min(1, Math.max(0, used / capacity));
   }
 
   /**

@@ -246,6 +246,22 @@ describe.runIf(process.platform === 'linux')('WorkerPool: scheduling policy (Lin
   });
 });
 
+describe('WorkerPool: stats', () => {
+  it('resetStats() starts a new utilization and task-time window; counters stay totals', async () => {
+    const p = pool({ size: 1 });
+    await p.run('burn', { ms: 300 });
+    const busy = p.stats();
+    expect(busy.utilization).toBeGreaterThan(0.3);
+    expect(busy.taskTime.count).toBe(1);
+    p.resetStats();
+    await sleep(300);
+    const idle = p.stats();
+    expect(idle.utilization).toBeLessThan(0.1);
+    expect(idle.taskTime.count).toBe(0);
+    expect(idle.completed).toBe(1);
+  });
+});
+
 describe('WorkerPool: flags of the parent process', () => {
   it('passes module-loading flags on to workers and leaves process-wide ones out', () => {
     expect(
