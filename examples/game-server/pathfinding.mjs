@@ -1,12 +1,23 @@
 // Worker-thread module of the game server's WorkerPool: CPU-heavy path-finding off the reactor
-// thread. workerData = { width, height, walls } where walls is a SharedArrayBuffer (1 = wall), so
-// the grid is shared, not copied, with every worker.
+// thread. workerData = { width, height, walls, yieldCpu } where walls is a SharedArrayBuffer
+// (1 = wall), so the grid is shared, not copied, with every worker.
 import { workerData } from 'node:worker_threads';
 import { createSearcher } from './astar.mjs';
 
 const { width, height } = workerData;
 const walls = new Uint8Array(workerData.walls);
 const findPath = createSearcher(width, height);
+
+// Yield points. A search takes ~0.3 ms of CPU; after each one the worker sleeps for a moment
+// (futex wait, ~10–60 µs), so the reactor's thread, when it wakes up on a core this worker holds,
+// gets it within a search rather than at the kernel's next scheduling tick (4 ms at HZ=250). On
+// the development VM a SCHED_IDLE worker was measured keeping its core for up to a full tick
+// after the reactor's thread became runnable. workerData.yieldCpu = false turns it off.
+const yieldCpu = workerData.yieldCpu !== false;
+const nap = new Int32Array(new SharedArrayBuffer(4));
+function yieldPoint() {
+  if (yieldCpu) Atomics.wait(nap, 0, 0, 0.01);
+}
 
 /**
  * Paths for a batch of NPCs. `requests` is an Int32Array of [id, sx, sy, gx, gy] × n. Returns an
@@ -25,6 +36,7 @@ export function findPaths({ requests }) {
     );
     out.push(requests[i], path);
     total += 2 + path.length;
+    yieldPoint();
   }
   const flat = new Int32Array(total);
   let o = 0;
@@ -65,6 +77,7 @@ export function plan({ ms, seed }) {
     const [gx, gy] = freeCell();
     expanded += findPath(walls, sx, sy, gx, gy).expanded;
     searches += 1;
+    yieldPoint();
   }
   return { searches, expanded };
 }

@@ -13,7 +13,8 @@
 // increment of the worker threads, 19), WORKER_SCHED (Linux scheduling policy of the worker
 // threads: normal, batch or idle; idle), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
 // UDP_SEND (batch: a tick's states go out with one sendBatch() call, sendmmsg underneath;
-// each: one send() per state), MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
+// each: one send() per state), WORKER_YIELD (0: no yield point after each A* search),
+// MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
@@ -65,6 +66,7 @@ export function optionsFromEnv(env = process.env) {
     scheduling: scheduling(env.WORKER_SCHED),
     timeoutMs: number('TIMEOUT_MS', 3000),
     sendMode: env.UDP_SEND === 'each' ? 'each' : 'batch',
+    workerYield: env.WORKER_YIELD !== '0',
     maxPlayers: number('MAX_PLAYERS', 4096),
     seconds: number('SECONDS', 0),
   };
@@ -133,6 +135,7 @@ export async function startGameServer(options = {}) {
     scheduling: workerScheduling = DEFAULT_SCHEDULING,
     timeoutMs = 3000,
     sendMode = 'batch',
+    workerYield = true,
     maxPlayers = 4096,
   } = options;
 
@@ -180,7 +183,7 @@ export async function startGameServer(options = {}) {
     maxQueue: workers * 4,
     niceIncrement: nice,
     scheduling: workerScheduling,
-    workerData: world.workerData(),
+    workerData: { ...world.workerData(), yieldCpu: workerYield },
   };
   let pool;
   let schedulingUsed = workerScheduling;
@@ -315,6 +318,7 @@ export async function startGameServer(options = {}) {
       hz,
       nice,
       scheduling: schedulingUsed,
+      workerYield,
       seconds,
       ticks: ticks.ticks,
       skipped: ticks.skipped,
@@ -401,7 +405,7 @@ export function formatReport(r) {
     `tick start jitter   p50 ${ms(r.jitter.p50)}   p99 ${ms(r.jitter.p99)}   max ${ms(r.jitter.max)}   (skipped ${r.skipped}, overruns ${r.overruns})`,
     `tick duration       p50 ${ms(r.tickDuration.p50)}   p99 ${ms(r.tickDuration.p99)}   max ${ms(r.tickDuration.max)}`,
     `event-loop delay    p50 ${ms(r.loopDelay.p50)}   p99 ${ms(r.loopDelay.p99)}   max ${ms(r.loopDelay.max)}   (beyond the 10 ms sampling interval)`,
-    `worker pool         ${w.maxThreads} threads at nice ${r.nice}${r.scheduling === 'normal' ? '' : ` (SCHED_${r.scheduling.toUpperCase()})`}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
+    `worker pool         ${w.maxThreads} threads at nice ${r.nice}${r.scheduling === 'normal' ? '' : ` (SCHED_${r.scheduling.toUpperCase()})`}${r.workerYield ? ', yield points' : ''}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
       `${rate(r.planSearches)} A* searches/s), utilization ${pct(w.utilization)}, task time p50 ${ms(w.taskTime.p50)} p99 ${ms(w.taskTime.p99)}`,
     `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core, whole process ${pct(r.cpu.process)}; ` +
       `reactor thread waited for a CPU ${r.cpuWait.beforeTickMsPerS.toFixed(1)} ms/s between ticks, ${r.cpuWait.duringTickMsPerS.toFixed(1)} ms/s in ticks; ` +
