@@ -190,8 +190,8 @@ export async function startGameServer(options = {}) {
   try {
     pool = new WorkerPool(poolOptions);
   } catch (err) {
-    // WorkerPool's scheduling preload copies process.execArgv into the workers' execArgv, which
-    // Node refuses for flags such as --cpu-prof or --trace-gc: run the workers unchanged then.
+    // Before @iomux/core 18188c3 the scheduling preload copied process.execArgv into the
+    // workers' execArgv, which Node refuses for flags such as --trace-gc: run them unchanged then.
     if (err?.code !== 'ERR_WORKER_INVALID_EXEC_ARGV' || workerScheduling === 'normal') throw err;
     console.warn(
       `WORKER_SCHED=${workerScheduling} cannot be applied with node ${process.execArgv.join(' ')} ` +
@@ -294,10 +294,14 @@ export async function startGameServer(options = {}) {
     const stats = reactor.stats();
     bytesAtReset = { out: stats.bytesWritten, in: stats.bytesRead };
     cpuAtReset = { main: mainThreadCpuSeconds(), process: processCpuSeconds() };
-    busyAtReset = poolBusyMs();
+    if (typeof pool.resetStats === 'function') pool.resetStats();
+    else busyAtReset = poolBusyMs();
     for (const key of Object.keys(cpuWait)) cpuWait[key] = 0;
   }
-  /** Task time the pool has run since it started (its utilization is over its whole lifetime). */
+  /**
+   * Task time the pool has run since it started, for an @iomux/core without
+   * WorkerPool.resetStats() (its utilization was then over the pool's whole lifetime).
+   */
   function poolBusyMs() {
     return pool.stats().utilization * (performance.now() - poolStart) * workers;
   }
@@ -330,14 +334,16 @@ export async function startGameServer(options = {}) {
         p99: delay(99),
         max: Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS),
       },
-      workers: {
-        ...workersStats,
-        // over the measured window, not the pool's lifetime
-        utilization: Math.min(
-          1,
-          Math.max(0, (poolBusyMs() - busyAtReset) / (seconds * 1000 * workers)),
-        ),
-      },
+      workers:
+        typeof pool.resetStats === 'function'
+          ? workersStats // utilization and task time over the measured window
+          : {
+              ...workersStats,
+              utilization: Math.min(
+                1,
+                Math.max(0, (poolBusyMs() - busyAtReset) / (seconds * 1000 * workers)),
+              ),
+            },
       cpu: {
         // fractions of one core over the measured window
         reactorThread: (mainThreadCpuSeconds() - cpuAtReset.main) / seconds,
