@@ -14,6 +14,8 @@
 // threads: normal, batch or idle; idle), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
 // UDP_SEND (batch: a tick's states go out with one sendBatch() call, sendmmsg underneath;
 // each: one send() per state), WORKER_YIELD (0: no yield point after each A* search),
+// IO_CUTOFF_MS (no I/O dispatch in the last ms before each tick, so a late batch cannot delay it;
+// 1),
 // MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
@@ -67,6 +69,7 @@ export function optionsFromEnv(env = process.env) {
     timeoutMs: number('TIMEOUT_MS', 3000),
     sendMode: env.UDP_SEND === 'each' ? 'each' : 'batch',
     workerYield: env.WORKER_YIELD !== '0',
+    ioCutoffMs: number('IO_CUTOFF_MS', 1),
     maxPlayers: number('MAX_PLAYERS', 4096),
     seconds: number('SECONDS', 0),
   };
@@ -136,6 +139,7 @@ export async function startGameServer(options = {}) {
     timeoutMs = 3000,
     sendMode = 'batch',
     workerYield = true,
+    ioCutoffMs = 1,
     maxPlayers = 4096,
   } = options;
 
@@ -176,7 +180,6 @@ export async function startGameServer(options = {}) {
     throw err;
   }
 
-  const poolStart = performance.now();
   const poolOptions = {
     filename: new URL('./pathfinding.mjs', import.meta.url),
     size: workers,
@@ -272,7 +275,7 @@ export async function startGameServer(options = {}) {
       waitAtTickEnd = sched.read()?.waitMs ?? 0;
       cpuWait.duringTick += waitAtTickEnd - waitAtStart;
     },
-    { hz },
+    { hz, ioCutoffMs },
   );
   loop.done.catch((err) => {
     console.error('tick loop failed:', err);
@@ -294,18 +297,9 @@ export async function startGameServer(options = {}) {
     const stats = reactor.stats();
     bytesAtReset = { out: stats.bytesWritten, in: stats.bytesRead };
     cpuAtReset = { main: mainThreadCpuSeconds(), process: processCpuSeconds() };
-    if (typeof pool.resetStats === 'function') pool.resetStats();
-    else busyAtReset = poolBusyMs();
+    pool.resetStats();
     for (const key of Object.keys(cpuWait)) cpuWait[key] = 0;
   }
-  /**
-   * Task time the pool has run since it started, for an @iomux/core without
-   * WorkerPool.resetStats() (its utilization was then over the pool's whole lifetime).
-   */
-  function poolBusyMs() {
-    return pool.stats().utilization * (performance.now() - poolStart) * workers;
-  }
-  let busyAtReset = 0;
   // The first second (module compilation, worker start-up) is not what the report is about.
   const warmup = setTimeout(resetStats, 1000);
 
@@ -323,6 +317,7 @@ export async function startGameServer(options = {}) {
       nice,
       scheduling: schedulingUsed,
       workerYield,
+      ioCutoffMs,
       seconds,
       ticks: ticks.ticks,
       skipped: ticks.skipped,
@@ -334,16 +329,7 @@ export async function startGameServer(options = {}) {
         p99: delay(99),
         max: Math.max(0, loopDelay.max / 1e6 - LOOP_DELAY_RESOLUTION_MS),
       },
-      workers:
-        typeof pool.resetStats === 'function'
-          ? workersStats // utilization and task time over the measured window
-          : {
-              ...workersStats,
-              utilization: Math.min(
-                1,
-                Math.max(0, (poolBusyMs() - busyAtReset) / (seconds * 1000 * workers)),
-              ),
-            },
+      workers: workersStats, // utilization and task time over the measured window
       cpu: {
         // fractions of one core over the measured window
         reactorThread: (mainThreadCpuSeconds() - cpuAtReset.main) / seconds,

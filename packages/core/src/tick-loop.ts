@@ -66,6 +66,13 @@ export interface TickLoopOptions {
    * start ticks within about 1 ms of their deadline on an idle machine. At most the period.
    */
   spinMs?: number;
+  /**
+   * In manual dispatch: for the last `ioCutoffMs` before each deadline, events are not
+   * dispatched (they wait in the kernel until the tick has run), so a batch that arrives just
+   * before a deadline cannot delay the tick's start. Events that arrive in that window reach the
+   * next tick instead of this one. Default 0. From 0 to less than the period.
+   */
+  ioCutoffMs?: number;
   /** Stop by itself after this many ticks have run. Default: no limit. */
   maxTicks?: number;
   /** Aborting it stops the loop, like {@link TickLoop.stop}. */
@@ -208,6 +215,7 @@ class FixedRateLoop implements TickLoop {
   private readonly policy: OverrunPolicy;
   private readonly maxCatchUp: number;
   private readonly spinMs: number;
+  private readonly ioCutoffMs: number;
   private readonly maxTicks: number;
   private readonly start = performance.now();
   private statsSince = this.start;
@@ -253,6 +261,12 @@ class FixedRateLoop implements TickLoop {
         `spinMs must be from 0 to the period (${this.period} ms), got ${String(spinMs)}`,
       );
     this.spinMs = spinMs;
+    const ioCutoffMs = options.ioCutoffMs ?? 0;
+    if (typeof ioCutoffMs !== 'number' || !(ioCutoffMs >= 0 && ioCutoffMs < this.period))
+      throw invalid(
+        `ioCutoffMs must be from 0 to less than the period (${this.period} ms), got ${String(ioCutoffMs)}`,
+      );
+    this.ioCutoffMs = ioCutoffMs;
     const maxTicks = options.maxTicks ?? Infinity;
     if (maxTicks !== Infinity && (!Number.isInteger(maxTicks) || maxTicks < 1))
       throw invalid(`maxTicks must be an integer >= 1, got ${String(maxTicks)}`);
@@ -366,16 +380,22 @@ class FixedRateLoop implements TickLoop {
       if (this.stopRequested || this.pump.closed) return false;
       const remaining = deadline - performance.now();
       const manual = !this.pump.isRunning;
+      const cutoff = manual ? this.ioCutoffMs : 0;
       if (remaining <= 0) {
-        // Due (or late): still hand ready events over, without waiting.
-        if (manual && !(await this.poll(0))) return false;
+        // Due (or late): still hand ready events over, without waiting, unless cut off.
+        if (manual && cutoff === 0 && !(await this.poll(0))) return false;
         return !this.stopRequested;
       }
+      if (remaining <= cutoff) {
+        await this.sleep(remaining);
+        continue;
+      }
       const precise = this.pump.timers?.precise === true;
-      const untilSpin = remaining - this.spinMs;
+      const untilSpin = remaining - Math.max(this.spinMs, cutoff);
       let sleepMs: number;
       if (precise) sleepMs = untilSpin;
-      else sleepMs = this.spinMs === 0 ? Math.max(1, Math.ceil(remaining)) : Math.floor(untilSpin);
+      else if (this.spinMs === 0 && cutoff === 0) sleepMs = Math.max(1, Math.ceil(remaining));
+      else sleepMs = Math.floor(untilSpin);
       if (precise ? sleepMs > 0 : sleepMs >= 1) {
         if (manual) {
           if (!(await this.poll(sleepMs))) return false;

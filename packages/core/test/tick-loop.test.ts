@@ -321,6 +321,47 @@ describe('runTicks: ending', () => {
 });
 
 describe('runTicks: pumping I/O between ticks', () => {
+  it('ioCutoffMs: no event is dispatched in the last ioCutoffMs before a deadline', async () => {
+    const reactor = epollReactor();
+    reactor.stop();
+    const deadlines: number[] = [];
+    const arrivals: number[] = [];
+    let bytes = 0;
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      conn.on('data', (chunk) => {
+        arrivals.push(performance.now());
+        bytes += chunk.length;
+      });
+    });
+    // 50 Hz (20 ms) with the last 8 ms of each period cut off from I/O.
+    const loop = track(
+      runTicks(reactor, ({ deadline }) => void deadlines.push(deadline), {
+        hz: 50,
+        ioCutoffMs: 8,
+      }),
+    );
+    const client = await netConnect(listener.port);
+    opened.sockets.push(client);
+    // A write every 1 ms for 400 ms: data is always arriving, inside the cut-off windows too.
+    const sent = 400;
+    for (let i = 0; i < sent; i += 1) {
+      client.write('x');
+      await sleep(1);
+    }
+    await until(() => bytes === sent, 5000, `all ${sent} bytes`);
+    loop.stop();
+    await loop.done;
+    expect(arrivals.length).toBeGreaterThan(10);
+    for (const t of arrivals) {
+      const next = deadlines.find((d) => d > t) ?? deadlines.at(-1)! + 20;
+      // 0.5 ms of slack for the dispatch that was running when the window began.
+      expect(next - t).toBeGreaterThan(8 - 0.5);
+    }
+    expect(() => runTicks(reactor, () => undefined, { hz: 50, ioCutoffMs: 20 })).toThrow(
+      /ioCutoffMs must be from 0 to less than the period \(20 ms\), got 20/,
+    );
+  });
+
   it('delivers connection data between ticks with the reactor in manual dispatch', async () => {
     const reactor = epollReactor();
     reactor.stop();
