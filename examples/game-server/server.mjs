@@ -188,21 +188,7 @@ export async function startGameServer(options = {}) {
     scheduling: workerScheduling,
     workerData: { ...world.workerData(), yieldCpu: workerYield },
   };
-  let pool;
-  let schedulingUsed = workerScheduling;
-  try {
-    pool = new WorkerPool(poolOptions);
-  } catch (err) {
-    // Before @iomux/core 18188c3 the scheduling preload copied process.execArgv into the
-    // workers' execArgv, which Node refuses for flags such as --trace-gc: run them unchanged then.
-    if (err?.code !== 'ERR_WORKER_INVALID_EXEC_ARGV' || workerScheduling === 'normal') throw err;
-    console.warn(
-      `WORKER_SCHED=${workerScheduling} cannot be applied with node ${process.execArgv.join(' ')} ` +
-        `(${err.message}); the workers keep normal scheduling`,
-    );
-    schedulingUsed = 'normal';
-    pool = new WorkerPool({ ...poolOptions, scheduling: 'normal' });
-  }
+  const pool = new WorkerPool(poolOptions);
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   loopDelay.enable();
   let closing = false;
@@ -315,7 +301,7 @@ export async function startGameServer(options = {}) {
       backend: reactor.backend,
       hz,
       nice,
-      scheduling: schedulingUsed,
+      scheduling: workerScheduling,
       workerYield,
       ioCutoffMs,
       seconds,
@@ -369,7 +355,7 @@ export async function startGameServer(options = {}) {
     host,
     transport: transportName,
     backend: reactor.backend,
-    scheduling: schedulingUsed,
+    scheduling: workerScheduling,
     reactor,
     world,
     report,
