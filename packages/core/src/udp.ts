@@ -78,6 +78,9 @@ export interface OutgoingDatagram {
   address?: string;
 }
 
+/** IPv4 sender addresses a socket keeps as strings (the cache is cleared when full). */
+const MAX_CACHED_ADDRESSES = 4096;
+
 /** Most datagrams one native call takes. */
 const MAX_SEND_BATCH = 1024;
 
@@ -105,6 +108,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   id: number;
   private readonly host: UdpHost;
   private isClosed = false;
+  private readonly ipv4Names = new Map<number, string>();
 
   /** @internal */
   constructor(host: UdpHost, id: number) {
@@ -257,7 +261,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     const port = slab.readUInt16BE(offset + 2);
     const address =
       family === 'IPv4'
-        ? `${slab[offset + 4]!}.${slab[offset + 5]!}.${slab[offset + 6]!}.${slab[offset + 7]!}`
+        ? this.ipv4Name(slab, offset + 4)
         : formatV6(slab.subarray(offset + 4, offset + 20));
     const start = offset + 20;
     this.emit('message', slab.subarray(start, start + length), {
@@ -267,6 +271,21 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
       size: length,
       truncated,
     });
+  }
+
+  /**
+   * The dotted form of the IPv4 address at `at`, cached: a server hears the same peers again and
+   * again, so most datagrams reuse a string instead of building one.
+   */
+  private ipv4Name(slab: Buffer, at: number): string {
+    const key = slab.readUInt32BE(at);
+    let name = this.ipv4Names.get(key);
+    if (name === undefined) {
+      name = `${slab[at]!}.${slab[at + 1]!}.${slab[at + 2]!}.${slab[at + 3]!}`;
+      if (this.ipv4Names.size >= MAX_CACHED_ADDRESSES) this.ipv4Names.clear();
+      this.ipv4Names.set(key, name);
+    }
+    return name;
   }
 
   /** @internal */

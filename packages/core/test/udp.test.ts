@@ -177,6 +177,33 @@ describe.each(backends)('udp: $name', (backend) => {
     expect(peersHere[0]!.got.slice(before).map(String)).toEqual(['a', 'b']);
   });
 
+  run('names each sender by its own address, again and again', async () => {
+    const socket = await reactor.udp({ host: '0.0.0.0' });
+    const port = socket.address().port;
+    const from: string[] = [];
+    socket.on('message', (msg, remote) => from.push(`${msg.toString()}@${remote.address}`));
+    const senders = await Promise.all(
+      ['127.0.0.1', '127.0.0.2', '127.0.0.3'].map(async (address) => {
+        const s = dgram.createSocket('udp4');
+        peers.push(s);
+        await new Promise<void>((resolve) => s.bind(0, address, resolve));
+        return { s, address };
+      }),
+    );
+    // One at a time, so the order is known: each sender three times over.
+    for (let i = 0; i < 9; i += 1) {
+      const { s, address } = senders[i % 3]!;
+      s.send(address, port, '127.0.0.1');
+      await until(() => from.length === i + 1, 5000, `datagram ${i}`);
+    }
+    expect(from).toEqual(
+      Array.from({ length: 9 }, (_, i) => {
+        const a = senders[i % 3]!.address;
+        return `${a}@${a}`;
+      }),
+    );
+  });
+
   run('sendBatch() checks every address before sending any', async () => {
     const socket = await reactor.udp({ host: '127.0.0.1' });
     const peer = await openPeer();
