@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { listBackends } from '@iomux/core';
 import { formatBots } from './bots.mjs';
-import { formatReport, optionsFromEnv, startGameServer, unsupportedTransport } from './server.mjs';
+import { formatReport, optionsFromEnv, startGameServerOrExit } from './server.mjs';
 
 const env = process.env;
 const bots = Number(env.BOTS ?? 200);
@@ -23,14 +23,7 @@ console.log('backends here:');
 for (const b of listBackends())
   console.log(`  ${b.available ? '✓' : '✗'} ${b.name}${b.available ? '' : ` (${b.cause})`}`);
 
-let server;
-try {
-  server = await startGameServer(options);
-} catch (err) {
-  const unsupported = unsupportedTransport(err, options.transport);
-  console.error(unsupported === null ? err : `unsupported: ${unsupported}`);
-  process.exit(unsupported === null ? 1 : 3);
-}
+const server = await startGameServerOrExit(options);
 console.log(
   `\ngame server on 127.0.0.1:${server.port}/${server.transport}, backend: ${server.backend}, ${options.hz} Hz, ` +
     `${options.workers} workers at nice ${options.nice}, ${server.scheduling} scheduling${options.saturate ? ', kept saturated with A* planning' : ''}`,

@@ -366,9 +366,23 @@ export async function startGameServer(options = {}) {
 }
 
 /** One line for a transport the backend cannot open (EOPNOTSUPP), else null. */
-export function unsupportedTransport(err, transport) {
+function unsupportedTransport(err, transport) {
   if (!(err instanceof IomuxError) || err.code !== 'EOPNOTSUPP') return null;
   return `the ${process.env.IOMUX_BACKEND ?? 'chosen'} backend does not support ${transport.toUpperCase()} (EOPNOTSUPP: ${err.message}); use another IOMUX_BACKEND or TRANSPORT`;
+}
+
+/**
+ * For the command-line entry points: starts the server, or exits with a message (status 3 when
+ * the backend cannot open the transport, which the benchmark reports by name; 1 otherwise).
+ */
+export async function startGameServerOrExit(options) {
+  try {
+    return await startGameServer(options);
+  } catch (err) {
+    const unsupported = unsupportedTransport(err, options.transport);
+    console.error(unsupported === null ? err : `unsupported: ${unsupported}`);
+    process.exit(unsupported === null ? 1 : 3);
+  }
 }
 
 const ms = (v) => `${v.toFixed(2)} ms`;
@@ -403,14 +417,7 @@ export function formatReport(r) {
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const options = optionsFromEnv();
-  let server;
-  try {
-    server = await startGameServer(options);
-  } catch (err) {
-    const unsupported = unsupportedTransport(err, options.transport);
-    console.error(unsupported === null ? err : `unsupported: ${unsupported}`);
-    process.exit(unsupported === null ? 1 : 3);
-  }
+  const server = await startGameServerOrExit(options);
   for (const record of server.fallbackHistory)
     console.log(`backend ${record.backend} unavailable: ${record.cause}`);
   console.log(
