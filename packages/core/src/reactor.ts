@@ -306,11 +306,6 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private closing: Promise<void> | undefined;
   private isClosed = false;
   private waiters: ((count: number) => void)[] = [];
-  /**
-   * One-shot timers for {@link pollEvents} and the tick loop: a native timerfd with sub-ms
-   * resolution on Linux, `setTimeout` elsewhere.
-   */
-  readonly timers: TimerSource;
   private readonly nativeTimers: NativeTimers;
   private readonly metricsState = new ReactorMetrics();
   /** Counters of backends replaced by a runtime fallback, so totals survive the switch. */
@@ -369,7 +364,6 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     this.codes = opened.addon.events;
     this.events = this.native.events;
     this.nativeTimers = new NativeTimers(opened.addon.PreciseTimer);
-    this.timers = this.nativeTimers;
     this.fallbackHistory = opened.history;
     for (const record of opened.history) {
       if (channels.fallback.hasSubscribers) channels.fallback.publish(record);
@@ -600,6 +594,14 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   /** @internal */
   noteBackpressure(): void {
     this.metricsState.backpressureEvents += 1;
+  }
+
+  /**
+   * One-shot timers for {@link pollEvents} and the tick loop: a native timerfd with sub-ms
+   * resolution on Linux, `setTimeout` elsewhere.
+   */
+  get timers(): TimerSource {
+    return this.nativeTimers;
   }
 
   /** True while events are dispatched from Node's loop as they arrive. */
