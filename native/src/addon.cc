@@ -180,6 +180,14 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     config.max_events = options.Get("maxEvents").ToNumber().Int32Value();
     config.read_chunk = static_cast<size_t>(options.Get("readChunk").ToNumber().Int64Value());
     size_t slab_bytes = static_cast<size_t>(options.Get("slabBytes").ToNumber().Int64Value());
+    if (options.Has("tuning") && options.Get("tuning").IsObject()) {
+      Napi::Object tuning = options.Get("tuning").As<Napi::Object>();
+      Napi::Array names = tuning.GetPropertyNames();
+      for (uint32_t i = 0; i < names.Length(); ++i) {
+        std::string name = names.Get(i).ToString().Utf8Value();
+        config.tuning[name] = tuning.Get(name).ToNumber().Int64Value();
+      }
+    }
     if (config.max_events < 1 || config.read_chunk < 1024 || slab_bytes < config.read_chunk) {
       Napi::RangeError::New(env, "NativeBackend: invalid sizes").ThrowAsJavaScriptException();
       return;

@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,16 @@ struct Counters {
 struct EngineConfig {
   int max_events = 1024;
   size_t read_chunk = 64 * 1024;  // largest single read into the slab
+  // Backend-specific tuning knobs by name (e.g. "iouringSqEntries", "blockingMaxThreads"). They
+  // are read from the environment, parsed and range-checked in TypeScript
+  // (packages/core/src/tuning.ts), so a bad value is a ConfigError there; an engine never reads
+  // the environment itself. A knob that is absent takes the backend's default.
+  std::map<std::string, int64_t> tuning;
+
+  int64_t tune(const std::string& name, int64_t fallback) const {
+    auto it = tuning.find(name);
+    return it == tuning.end() ? fallback : it->second;
+  }
 };
 
 struct ListenRequest {

@@ -69,6 +69,11 @@ export interface NativeBackendOptions {
   readChunk: number;
   /** Bytes of read data one batch can carry. */
   slabBytes: number;
+  /**
+   * Backend tuning knobs by name (`iouringSqEntries`, `blockingMaxThreads`, ...), already validated
+   * in TypeScript; a backend ignores names it does not know.
+   */
+  tuning?: Record<string, number>;
   /** Fault injection: make setup fail with this errno. */
   faultSetupErrno?: number;
   /** Fault injection: fail every poll after this many successful ones... */
