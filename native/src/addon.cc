@@ -580,6 +580,13 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     }
     if (count == 0) return 0;
     Deliver(count, from_loop);
+    // The engine failed after building that batch: report the failure now, since its wait fd may
+    // never fire again.
+    if (count > 0 && engine_ && engine_->broken() != 0 && !dispatching_) {
+      sink_.reset();
+      int failed = engine_->poll(&sink_);
+      if (failed < 0) Deliver(failed, from_loop);
+    }
     return count;
   }
 

@@ -176,8 +176,13 @@ class Engine {
   virtual int wait_fd() const = 0;
 
   // Drains ready work into the sink without blocking. Returns the number of events, or -errno when
-  // the engine itself failed (the reactor then falls back).
+  // the engine itself failed (the reactor then falls back). An engine whose kernel call fails after
+  // it already built part of a batch (bytes read, accepts, closes) returns that batch and reports
+  // the failure through broken() and the next poll(): what was taken from the kernel is never lost.
   virtual int poll(EventSink* sink) = 0;
+
+  // 0, or -errno once the engine itself failed; the glue then polls once more to report it.
+  virtual int broken() const { return 0; }
 
   // Opens a listening socket. Returns its id, or -errno (EADDRINUSE, EACCES, ...).
   virtual int listen(const ListenRequest& request) = 0;

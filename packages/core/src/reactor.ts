@@ -36,6 +36,12 @@ export interface FaultInjection {
   pollAfter?: Partial<Record<BackendName, number>>;
   /** Make the backend's poll fail once it has read this many bytes. */
   afterBytes?: Partial<Record<BackendName, number>>;
+  /**
+   * Make the backend's own kernel call (epoll_wait, select, io_uring_enter, ...) fail inside
+   * poll after this many successful ones: the engine may already have built part of a batch
+   * (leftovers, reaped completions), which must still be delivered before the fallback.
+   */
+  kernelAfter?: Partial<Record<BackendName, number>>;
   /** The errno a failing poll reports (default `EIO`). */
   pollErrno?: string | number;
 }
@@ -1036,6 +1042,13 @@ function openBackend(
     if (afterBytes !== undefined) nativeOptions.faultAfterBytes = afterBytes;
     if (pollAfter !== undefined || afterBytes !== undefined)
       nativeOptions.faultPollErrno = errnoOf(faults.pollErrno ?? 'EIO');
+    const kernelAfter = faults.kernelAfter?.[name];
+    if (kernelAfter !== undefined)
+      nativeOptions.tuning = {
+        ...nativeOptions.tuning,
+        faultKernelAfter: kernelAfter,
+        faultKernelErrno: errnoOf(faults.pollErrno ?? 'EIO'),
+      };
     for (let attempt = 1; attempt <= attempts; attempt += 1) {
       try {
         return { name, addon, handle: new addon.NativeBackend(nativeOptions, onEvents), history };
