@@ -143,6 +143,7 @@ struct DetachedSocket : SocketFlags {
 struct UdpRequest {
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
+  bool reuse_addr = false;  // SO_REUSEADDR only when asked for, as node:dgram's reuseAddr
   bool reuse_port = false;
   bool ipv6_only = false;
   size_t max_datagram = 65536;  // receive size per datagram; longer ones arrive truncated
