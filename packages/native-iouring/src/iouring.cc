@@ -37,7 +37,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -128,7 +127,9 @@ struct OpMemory {
   socklen_t addr_len;
 };
 
-// Tuning and test switches, read once per engine from the environment.
+// Tuning and test switches, from EngineConfig::tuning (parsed and range-checked in TypeScript,
+// packages/core/src/tuning.ts). The clamps here only keep a caller that bypasses TypeScript from
+// handing the kernel nonsense: an out-of-range value takes the default.
 struct Tuning {
   bool multishot = true;
   bool eventfd_toggle = true;
@@ -138,33 +139,40 @@ struct Tuning {
   unsigned sq_entries = kSqEntries;
   unsigned cq_entries = kCqEntries;
 
-  static unsigned env_uint(const char* name, unsigned fallback, unsigned lo, unsigned hi) {
-    const char* v = std::getenv(name);
-    if (v == nullptr || *v == '\0') return fallback;
-    unsigned long n = std::strtoul(v, nullptr, 10);
-    if (n < lo || n > hi) return fallback;
-    return static_cast<unsigned>(n);
+  static unsigned knob(const EngineConfig& config, const char* name, unsigned fallback, unsigned lo,
+                       unsigned hi) {
+    int64_t v = config.tune(name, fallback);
+    if (v < static_cast<int64_t>(lo) || v > static_cast<int64_t>(hi)) return fallback;
+    return static_cast<unsigned>(v);
   }
 
-  static Tuning from_env(const EngineConfig& config) {
+  static Tuning from_config(const EngineConfig& config) {
     Tuning t;
-    const char* single = std::getenv("IOMUX_IOURING_SINGLESHOT");
-    t.multishot = single == nullptr || std::strcmp(single, "1") != 0;
-    const char* toggle = std::getenv("IOMUX_IOURING_NO_EVENTFD_TOGGLE");
-    t.eventfd_toggle = toggle == nullptr || std::strcmp(toggle, "1") != 0;
-    const char* setup = std::getenv("IOMUX_IOURING_SETUP");
-    if (setup != nullptr) {
-      if (std::strcmp(setup, "coop") == 0) t.first_setup = 2;
-      if (std::strcmp(setup, "basic") == 0) t.first_setup = 3;
-      if (std::strcmp(setup, "none") == 0) t.first_setup = uring::setup_choices().size() - 1;
+    t.multishot = config.tune("iouringSingleshot", 0) != 1;
+    t.eventfd_toggle = config.tune("iouringNoEventfdToggle", 0) != 1;
+    // iouringSetup: 0 default (best first), 1 coop (skip DEFER_TASKRUN), 2 basic (no task-run
+    // flags), 3 none (no setup flags at all): indices into uring::setup_choices().
+    switch (config.tune("iouringSetup", 0)) {
+      case 1:
+        t.first_setup = 2;
+        break;
+      case 2:
+        t.first_setup = 3;
+        break;
+      case 3:
+        t.first_setup = uring::setup_choices().size() - 1;
+        break;
+      default:
+        t.first_setup = 0;
+        break;
     }
-    t.buf_size = env_uint("IOMUX_IOURING_BUF_SIZE", kBufSize, 1024, 1u << 20);
+    t.buf_size = knob(config, "iouringBufSize", kBufSize, 1024, 1u << 20);
     if (t.buf_size > config.read_chunk) t.buf_size = static_cast<unsigned>(config.read_chunk);
-    t.buf_count = env_uint("IOMUX_IOURING_BUF_COUNT", kBufCount, 64, 32768);
+    t.buf_count = knob(config, "iouringBufCount", kBufCount, 64, 32768);
     if ((t.buf_count & (t.buf_count - 1)) != 0) t.buf_count = kBufCount;
     // Small rings exercise the SQ-full and CQ-overflow paths in tests.
-    t.sq_entries = env_uint("IOMUX_IOURING_SQ_ENTRIES", kSqEntries, 2, 32768);
-    t.cq_entries = env_uint("IOMUX_IOURING_CQ_ENTRIES", kCqEntries, 4, 65536);
+    t.sq_entries = knob(config, "iouringSqEntries", kSqEntries, 2, 32768);
+    t.cq_entries = knob(config, "iouringCqEntries", kCqEntries, 4, 65536);
     if (t.cq_entries < t.sq_entries) t.cq_entries = t.sq_entries;
     return t;
   }
@@ -324,7 +332,7 @@ class IouringEngine final : public Engine {
 };
 
 int IouringEngine::init() {
-  tuning_ = Tuning::from_env(config_);
+  tuning_ = Tuning::from_config(config_);
   int rc = ring_.init(tuning_.sq_entries, tuning_.cq_entries, tuning_.first_setup);
   if (rc < 0) return rc;
   std::vector<bool> ops;
