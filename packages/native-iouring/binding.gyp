@@ -10,6 +10,7 @@
         "../../native/src/write_queue.cc",
         "src/uring.cc",
         "src/iouring.cc",
+        "src/iouring_probe.cc",
       ],
     },
   ],
