@@ -2,9 +2,17 @@
 // bounded and exact, a late kernel failure keeps the batch it built, and a ring or eventfd closed
 // by other code is reported, not spun on.
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { getBackend, type NativeBackendHandle, type NativeBackendOptions } from '../src/index.js';
-import { backendTitle, backends } from './helpers.js';
+import {
+  createReactor,
+  getBackend,
+  type Connection,
+  type FallbackRecord,
+  type NativeBackendHandle,
+  type NativeBackendOptions,
+} from '../src/index.js';
+import { backendTitle, backends, fdCount, pattern, until } from './helpers.js';
 
 const iouring = backends.find((b) => b.name === 'io_uring')!;
 
@@ -50,6 +58,75 @@ function ringMasks(fd: number): { sq: number; cq: number } {
   return { sq: field('SqMask'), cq: field('CqMask') };
 }
 
+const epoll = backends.find((b) => b.name === 'epoll')!;
+
+/** Echoes with backpressure. */
+function echo(conn: Connection): void {
+  conn.on('data', (chunk) => {
+    if (!conn.write(chunk)) {
+      conn.pause();
+      conn.once('drain', () => conn.resume());
+    }
+  });
+}
+
+/** Sends `total` patterned bytes and resolves with how many of the echoed ones matched. */
+function echoClient(port: number, seed: number, total: number): Promise<{ matched: number }> {
+  const data = pattern(total, seed);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let received = 0;
+    let matched = 0;
+    socket.on('connect', () => socket.write(data));
+    socket.on('data', (chunk: Buffer) => {
+      if (chunk.equals(data.subarray(received, received + chunk.length))) matched += chunk.length;
+      received += chunk.length;
+      if (received >= total) {
+        socket.end();
+        resolve({ matched });
+      }
+    });
+    // Lost bytes would leave the client waiting forever: give up after a while and report.
+    const deadline = setTimeout(() => socket.destroy(), 10_000);
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(deadline);
+      resolve({ matched });
+    });
+  });
+}
+
+/** Streams through an io_uring reactor that fails over to epoll; every byte must come back. */
+async function streamThroughFailover(
+  faults: { kernelAfter?: { io_uring: number }; pollErrno?: string },
+  connections: number,
+  perConnection: number,
+): Promise<FallbackRecord> {
+  const fdsBefore = fdCount();
+  const reactor = createReactor(
+    { ioModel: 'io_uring', retry: { fallback: ['epoll'] } },
+    { env: {}, faults },
+  );
+  expect(reactor.backend).toBe('io_uring');
+  const fallbacks: FallbackRecord[] = [];
+  reactor.on('fallback', (record) => fallbacks.push(record));
+  const errors: unknown[] = [];
+  const listener = await reactor.listen({ host: '127.0.0.1', port: 0, backlog: 1024 }, (conn) => {
+    conn.on('close', (err) => err && errors.push(err));
+    echo(conn);
+  });
+  const results = await Promise.all(
+    Array.from({ length: connections }, (_, i) => echoClient(listener.port, i + 1, perConnection)),
+  );
+  expect(results.map((r) => r.matched)).toEqual(results.map(() => perConnection));
+  expect(errors).toEqual([]);
+  expect(reactor.backend).toBe('epoll');
+  expect(fallbacks).toHaveLength(1);
+  await reactor.close();
+  await until(() => fdCount() <= fdsBefore, 5000, 'fds released');
+  return fallbacks[0]!;
+}
+
 describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
   describe('tuning from EngineConfig', () => {
     it('sizes the rings from iouringSqEntries / iouringCqEntries', () => {
@@ -72,4 +149,29 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
       }
     });
   });
+
+  describe.skipIf(!epoll.available)(
+    `a late kernel failure keeps its batch${epoll.available ? '' : ` (skipped: epoll: ${epoll.cause})`}`,
+    () => {
+      // faultKernelAfter: the io_uring_enter after N successful ones fails inside poll(). Several
+      // N, so the failure lands both before and after a poll reaped completions; the reaped ones
+      // (bytes taken from the kernel) must reach JS before the fallback to epoll.
+      it.each([6, 7, 8, 9, 10, 11])(
+        'io_uring → epoll after %i kernel calls, no byte lost',
+        async (n) => {
+          const record = await streamThroughFailover(
+            { kernelAfter: { io_uring: n } },
+            40,
+            128 * 1024,
+          );
+          expect(record).toMatchObject({
+            backend: 'io_uring',
+            phase: 'runtime',
+            cause: 'poll failed: EIO',
+          });
+          expect(record.migration?.to).toBe('epoll');
+        },
+      );
+    },
+  );
 });

@@ -182,6 +182,7 @@ class IouringEngine final : public Engine {
 
   int wait_fd() const override { return event_fd_; }
   int poll(EventSink* sink) override;
+  int broken() const override { return broken_; }
   int listen(const ListenRequest& request) override;
   int connect(const sockaddr_storage& addr, socklen_t addr_len) override;
   int64_t write(int id, const iovec* bufs, int count) override;
@@ -260,6 +261,7 @@ class IouringEngine final : public Engine {
   void defer_arm(int id) { deferred_.push_back(Ref{id, gen(id)}); }
   void arm_deferred();
 
+  int enter_in_poll(bool get_events);
   void reap(EventSink* sink);
   void stash_cq();
   void handle(const Completion& cqe, EventSink* sink);
@@ -315,6 +317,10 @@ class IouringEngine final : public Engine {
   int event_fd_ = -1;
   int reserve_fd_ = -1;
   int broken_ = 0;  // -errno once the ring itself failed
+  // Fault injection (tuning faultKernelAfter / faultKernelErrno): after this many successful
+  // io_uring_enter calls inside poll(), the next one fails with fault_errno_. -1: off.
+  int64_t fault_after_ = -1;
+  int fault_errno_ = EIO;
   bool in_poll_ = false;
   bool kicked_ = false;
   bool toggle_ = false;  // IORING_CQ_EVENTFD_DISABLED while inside poll()
@@ -328,6 +334,9 @@ class IouringEngine final : public Engine {
 
 int IouringEngine::init() {
   tuning_ = Tuning::from_config(config_);
+  fault_after_ = config_.tune("faultKernelAfter", -1);
+  fault_errno_ = static_cast<int>(config_.tune("faultKernelErrno", EIO));
+  if (fault_errno_ <= 0) fault_errno_ = EIO;
   int rc = ring_.init(tuning_.sq_entries, tuning_.cq_entries, tuning_.first_setup);
   if (rc < 0) return rc;
   rc = uring::check_capabilities(ring_, nullptr);
@@ -624,8 +633,8 @@ int IouringEngine::poll(EventSink* sink) {
 
   deliver_ready(sink);
   int rc = 0;
-  for (int round = 0; round < kMaxRounds && !sink->full(); ++round) {
-    rc = ring_.submit(true);
+  for (int round = 0; round < kMaxRounds && !sink->full() && broken_ == 0; ++round) {
+    rc = enter_in_poll(true);
     if (rc < 0) break;
     reap(sink);
     bufs_.publish();
@@ -634,20 +643,33 @@ int IouringEngine::poll(EventSink* sink) {
       break;
     }
   }
-  if (rc >= 0) {
+  if (rc >= 0 && broken_ == 0) {
     bufs_.publish();
     arm_deferred();
-    if (ring_.sq_pending() != 0) rc = ring_.submit(false);
+    // Always through enter_in_poll (without a syscall when nothing is pending), so an injected
+    // failure can land after completions were reaped: the path that must keep the batch.
+    rc = enter_in_poll(false);
   }
   in_poll_ = false;
   if (toggle_) ring_.set_eventfd_enabled(true);  // with a full barrier before work_left() reads
-  if (rc < 0) {
-    broken_ = rc;
-    return rc;
+  if (rc < 0) broken_ = rc;
+  counters_.events += static_cast<uint64_t>(sink->count);
+  if (broken_ != 0) {
+    // The ring failed after this batch took bytes, accepts and closes from the kernel: deliver
+    // them; the failure follows through broken() and the next poll (engine.h).
+    if (sink->count > 0) return sink->count;
+    return broken_;
   }
   if (work_left()) signal_eventfd();
-  counters_.events += static_cast<uint64_t>(sink->count);
   return sink->count;
+}
+
+// One io_uring_enter from poll(), or the injected failure.
+int IouringEngine::enter_in_poll(bool get_events) {
+  if (fault_after_ == 0) return -fault_errno_;
+  int rc = ring_.submit(get_events);
+  if (rc >= 0 && fault_after_ > 0) --fault_after_;
+  return rc;
 }
 
 // One completion at a time, each taken off the backlog or the ring before it is handled: a
