@@ -68,7 +68,10 @@ constexpr int kMaxSyncIov = 1024;          // iovecs per synchronous send (IOV_M
 constexpr int kMaxRounds = 4;              // submit+reap rounds per poll
 constexpr size_t kInboxKeep = 256 * 1024;  // inbox capacity kept after it drains
 constexpr uint32_t kGenMask = 0xFFFFFF;
-constexpr long long kDetachTimeoutNs = 2000000000LL;
+// How long a runtime migration (all its detach calls together) or the engine's teardown may wait
+// for the kernel to give back cancelled operations. Cancels of socket operations complete within
+// one io_uring_enter in practice; the bound only keeps a wedged ring from freezing Node's thread.
+constexpr long long kSettleBudgetNs = 250000000LL;
 
 enum Op : uint8_t {
   kOpNone = 0,  // a neutralised CQE (see detach): skipped
@@ -121,6 +124,12 @@ struct OpMemory {
   sockaddr_storage addr;
   socklen_t addr_len;
 };
+
+// Memory an operation the kernel never gave back may still read: deliberately never freed.
+void leak_for_kernel(std::unique_ptr<OpMemory>* memory, WriteQueue* queue) {
+  (void)memory->release();
+  (void)new WriteQueue(std::move(*queue));
+}
 
 // Tuning and test switches, from EngineConfig::tuning (parsed and range-checked in TypeScript,
 // packages/core/src/tuning.ts). The clamps here only keep a caller that bypasses TypeScript from
@@ -287,8 +296,11 @@ class IouringEngine final : public Engine {
   void fail(int id, int err, EventSink* sink);
   bool shed_connection(int listen_fd);
 
-  void scan_for(int id, uint32_t gen);
-  bool absorb_if_ours(int id, uint32_t gen, Completion* cqe);
+  // Runtime fallback and teardown: cancel everything, collect completions into socket state.
+  bool settle(bool include_zombies);
+  void cancel_everything();
+  void absorb(const Completion& cqe);
+  bool ops_in_flight(bool include_zombies);
 
   void signal_eventfd();
   void drain_eventfd();
@@ -322,6 +334,10 @@ class IouringEngine final : public Engine {
   int64_t fault_after_ = -1;
   int fault_errno_ = EIO;
   bool in_poll_ = false;
+  bool migrating_ = false;  // detach() settled every socket's operations once (see settle)
+  // The ring could not be entered while settling: what is still in flight cannot progress (with
+  // DEFER_TASKRUN) but is never given back either.
+  bool ring_dead_ = false;
   bool kicked_ = false;
   bool toggle_ = false;  // IORING_CQ_EVENTFD_DISABLED while inside poll()
   bool cqe_skip_ = false;
@@ -363,13 +379,27 @@ int IouringEngine::init() {
 }
 
 IouringEngine::~IouringEngine() {
-  // Closing the ring cancels every operation (running any deferred task work first, on this
-  // thread), so afterwards the kernel holds no reference to our buffers or queued bytes.
+  // Closing the ring fd starts an asynchronous teardown in the kernel: an operation still in flight
+  // could write into a receive buffer (or read a queued send) after we unmapped or freed it. So
+  // everything is cancelled and its last completion collected first; only when that is proven is
+  // the memory given back. Otherwise (a dead or wedged ring) it stays mapped and allocated: a
+  // bounded leak on a failure path instead of a write into reused memory.
+  // After EBADF the ring's fd number may already belong to another file: never enter it again.
+  bool quiet = ring_.fd() >= 0 && broken_ != -EBADF && settle(true);
   ring_.close();
-  bufs_.release();
+  if (quiet) {
+    bufs_.release();
+  } else {
+    bufs_.abandon();
+  }
   for (int id = 0; id < sockets_.capacity(); ++id) {
     Socket* s = sockets_.get(id);
-    if (s != nullptr) close_fd(s->fd);
+    if (s == nullptr) continue;
+    close_fd(s->fd);
+    if (!quiet && s->inflight > 0) leak_for_kernel(&s->memory, &s->queue);
+  }
+  if (!quiet) {
+    for (auto& entry : zombies_) leak_for_kernel(&entry.second.memory, &entry.second.queue);
   }
   zombies_.clear();
   if (event_fd_ >= 0) close_fd(event_fd_);
@@ -1290,35 +1320,80 @@ int IouringEngine::udp_send_batch(int id, const OutgoingDatagram* datagrams, int
 // ---------------------------------------------------------------------------------------------
 // Runtime fallback
 
-// Takes this socket's completions out of the backlog and the CQ without disturbing anyone
-// else's: each is absorbed into the socket's state and neutralised in place (user_data 0), so the
-// regular reap later skips it.
-void IouringEngine::scan_for(int id, uint32_t g) {
-  for (size_t i = backlog_head_; i < backlog_.size(); ++i) absorb_if_ours(id, g, &backlog_[i]);
-  unsigned head = ring_.cq_head();
-  unsigned end = head + ring_.cq_ready();
-  for (unsigned i = head; i != end; ++i) {
-    io_uring_cqe* c = ring_.cqe_at(i);
-    Completion cqe{c->user_data, c->res, c->flags};
-    if (absorb_if_ours(id, g, &cqe)) c->user_data = 0;
+bool IouringEngine::ops_in_flight(bool include_zombies) {
+  for (int id = 0; id < sockets_.capacity(); ++id) {
+    Socket* s = sockets_.get(id);
+    if (s != nullptr && s->inflight > 0) return true;
+  }
+  return include_zombies && !zombies_.empty();
+}
+
+// One SQE cancels every operation of this ring (IORING_ASYNC_CANCEL_ANY | ALL, Linux 5.19, which
+// the provided-buffer ring already requires), instead of one cancel per operation.
+void IouringEngine::cancel_everything() {
+  io_uring_sqe* sqe = ring_.get_sqe();
+  if (sqe == nullptr && ring_.submit(false) >= 0) sqe = ring_.get_sqe();
+  if (sqe == nullptr) return;  // settle() then finds the ring unusable and stops at its bound
+  sqe->opcode = IORING_OP_ASYNC_CANCEL;
+  sqe->fd = -1;
+  sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+  sqe->user_data = static_cast<uint64_t>(kOpCancel) << 56;
+}
+
+// Cancels everything and collects completions into the sockets' state (bytes received go to the
+// inbox, bytes a send got out leave the queue) until no socket (and, with include_zombies, no
+// closed socket) has an operation in the kernel, or the budget is spent. True when none is left.
+// Runs once for a whole migration, so detaching N sockets costs a few io_uring_enter calls, not N.
+bool IouringEngine::settle(bool include_zombies) {
+  long long deadline = now_ns() + kSettleBudgetNs;
+  cancel_everything();
+  bool first = true;
+  for (;;) {
+    while (backlog_head_ != backlog_.size()) absorb(backlog_[backlog_head_++]);
+    backlog_.clear();
+    backlog_head_ = 0;
+    while (ring_.cq_ready() != 0) {
+      unsigned head = ring_.cq_head();
+      const io_uring_cqe* c = ring_.cqe_at(head);
+      Completion cqe{c->user_data, c->res, c->flags};
+      ring_.cq_release(head + 1);
+      absorb(cqe);
+    }
+    bufs_.publish();
+    if (!ops_in_flight(include_zombies)) return true;
+    long long left = deadline - now_ns();
+    if (left <= 0) return false;
+    // The first enter submits the cancel and runs the task work that completes it; later ones
+    // wait (bounded) for what is still on its way.
+    int rc = first ? ring_.submit(true)
+                   : ring_.submit_and_wait(1, left < 10000000LL ? left : 10000000LL);
+    first = false;
+    if (rc < 0) {
+      ring_dead_ = true;
+      return false;
+    }
   }
 }
 
-bool IouringEngine::absorb_if_ours(int id, uint32_t g, Completion* cqe) {
-  Op op = op_of(cqe->user_data);
-  if (op == kOpNone || op == kOpCancel || id_of(cqe->user_data) != id ||
-      gen_of(cqe->user_data) != g) {
-    return false;
+// A completion collected while settling: it changes the socket's state but produces no event (the
+// successor engine, or nobody at teardown, carries on from that state).
+void IouringEngine::absorb(const Completion& cqe) {
+  Op op = op_of(cqe.user_data);
+  if (op == kOpNone || op == kOpCancel) return;
+  int id = id_of(cqe.user_data);
+  uint32_t g = gen_of(cqe.user_data);
+  bool final = (cqe.flags & IORING_CQE_F_MORE) == 0;
+  Socket* s = live(id, g);
+  if (s == nullptr) {
+    stale(cqe, op, id, g, final);
+    return;
   }
-  cqe->user_data = 0;
-  Socket* s = sockets_.get(id);
-  bool final = (cqe->flags & IORING_CQE_F_MORE) == 0;
   if (final) --s->inflight;
-  int res = cqe->res;
+  int res = cqe.res;
   switch (op) {
     case kOpRecv:
-      if ((cqe->flags & IORING_CQE_F_BUFFER) != 0) {
-        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+      if ((cqe.flags & IORING_CQE_F_BUFFER) != 0) {
+        unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
         if (bufs_.valid(bid)) {
           if (res > 0) {
             counters_.bytes_read += static_cast<uint64_t>(res);
@@ -1342,6 +1417,8 @@ bool IouringEngine::absorb_if_ours(int id, uint32_t g, Completion* cqe) {
       s->accept_poll = false;
       break;
     case kOpSend:
+      // A send that got part of its bytes out before the cancel reports that part: it leaves the
+      // queue, so the successor sends each byte exactly once.
       s->send_inflight = false;
       if (res > 0) {
         counters_.bytes_written += static_cast<uint64_t>(res);
@@ -1363,41 +1440,44 @@ bool IouringEngine::absorb_if_ours(int id, uint32_t g, Completion* cqe) {
     default:
       break;
   }
-  return true;
 }
 
 int IouringEngine::detach(int id, DetachedSocket* out) {
   Socket* s = sockets_.get(id);
   if (s == nullptr) return -EBADF;
-  uint32_t g = gen(id);
-  cancel_ops(id);
-  long long deadline = now_ns() + kDetachTimeoutNs;
-  bool first = true;
-  for (;;) {
-    scan_for(id, g);
-    s = sockets_.get(id);
-    if (s->inflight <= 0) break;
-    // Others' completions move to the backlog: the CQ must have room for ours to arrive.
-    stash_cq();
-    // Submit the cancels, run the task work that completes them, then wait briefly for more.
-    int rc = first ? ring_.submit(true) : ring_.submit_and_wait(1, 1000000LL /* 1 ms */);
-    first = false;
-    if (rc < 0 || now_ns() > deadline) break;  // a dead ring cancels its own operations
+  // A detach means the engine is being abandoned (runtime fallback): every socket will follow, so
+  // all are settled at once.
+  if (!migrating_) {
+    migrating_ = true;
+    if (broken_ == -EBADF) {
+      ring_dead_ = true;  // the fd number may already name another file: not entered again
+    } else {
+      (void)settle(false);
+    }
   }
-  bufs_.publish();
   s = sockets_.get(id);
+  if (s->inflight > 0) {
+    // An operation the kernel did not give back. On a live ring it may still complete (sending
+    // queued bytes, or taking received ones), so moving the socket could duplicate or lose
+    // bytes: it stays here and closes with the engine. On a ring that can no longer be entered,
+    // with DEFER_TASKRUN, nothing runs without our io_uring_enter, so the operation will never
+    // touch the socket again: moving it is exact.
+    bool frozen = ring_dead_ && (ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0;
+    if (!frozen) return -ETIMEDOUT;
+  }
+  uint32_t g = gen(id);
   out->fd = s->fd;
   static_cast<SocketFlags&>(*out) = *s;
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
   out->unsent.clear();
-  // Copied, not consumed: a send that did not come back in time may still read these bytes. At
-  // most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
+  // At most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
   s->queue.copy_to(&out->unsent);
   s->outbox.save(&out->unsent);
   out->undelivered.assign(s->inbox.begin() + static_cast<ptrdiff_t>(s->inbox_head), s->inbox.end());
   out->eof_undelivered = s->eof_pending;
   if (s->inflight > 0) {
+    // A frozen operation still names this memory until the ring is torn down.
     Zombie& z = zombies_[zombie_key(id, g)];
     z.inflight = s->inflight;
     z.memory = std::move(s->memory);
