@@ -1,7 +1,7 @@
 // io_uring hardening: tuning knobs reach the engine through EngineConfig::tuning, detach is
 // bounded and exact, a late kernel failure keeps the batch it built, and a ring or eventfd closed
 // by other code is reported, not spun on.
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
@@ -232,6 +232,76 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
         await reactor.close();
         await until(() => fdCount() <= fdsBefore, 5000, 'fds released');
       });
+    },
+  );
+
+  // Defect 11: other code in the process closes the engine's ring fd or eventfd. The next poll
+  // must report EBADF (never spin, hang or crash) and the runtime fallback must move the sockets.
+  describe.skipIf(!epoll.available)(
+    `a ring or eventfd closed by other code${epoll.available ? '' : ` (skipped: epoll: ${epoll.cause})`}`,
+    () => {
+      it.each(['anon_inode:[io_uring]', 'anon_inode:[eventfd]'])(
+        'closing the %s of a live reactor moves its connections to epoll, bytes exact',
+        async (kind) => {
+          const before = fdsOf(kind);
+          const reactor = createReactor(
+            { ioModel: 'io_uring', retry: { fallback: ['epoll'] } },
+            { env: {} },
+          );
+          const created = [...fdsOf(kind)].filter((fd) => !before.has(fd));
+          expect(created).toHaveLength(1);
+          const fallbacks: FallbackRecord[] = [];
+          reactor.on('fallback', (record) => fallbacks.push(record));
+          const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
+          const sockets = await Promise.all(
+            Array.from(
+              { length: 20 },
+              () =>
+                new Promise<net.Socket>((resolve, reject) => {
+                  const socket = net.connect({ port: listener.port, host: '127.0.0.1' }, () =>
+                    resolve(socket),
+                  );
+                  socket.on('error', reject);
+                }),
+            ),
+          );
+          const echoed = (socket: net.Socket, data: Buffer): Promise<boolean> =>
+            new Promise((resolve) => {
+              const parts: Buffer[] = [];
+              let length = 0;
+              const onData = (chunk: Buffer): void => {
+                parts.push(chunk);
+                length += chunk.length;
+                if (length >= data.length) {
+                  socket.off('data', onData);
+                  resolve(Buffer.concat(parts).equals(data));
+                }
+              };
+              socket.on('data', onData);
+              socket.write(data);
+            });
+          const first = await Promise.all(sockets.map((s, i) => echoed(s, pattern(4096, i + 1))));
+          expect(first.every(Boolean)).toBe(true);
+          reactor.stop();
+          closeSync(created[0]!); // what a buggy library might do
+          // ...and the number is handed out again at once: the engine must never use or close it.
+          const reused = openSync('/dev/null', 'r');
+          // The watcher of a closed fd never fires again: a manual poll must report the failure.
+          await reactor.pollEvents(0);
+          expect(fallbacks).toHaveLength(1);
+          expect(fallbacks[0]).toMatchObject({ backend: 'io_uring', cause: 'poll failed: EBADF' });
+          expect(reactor.backend).toBe('epoll');
+          reactor.run();
+          const second = await Promise.all(
+            sockets.map((s, i) => echoed(s, pattern(64 * 1024, i + 100))),
+          );
+          expect(second.every(Boolean)).toBe(true);
+          for (const s of sockets) s.destroy();
+          await reactor.close();
+          expect(readlinkSync(`/proc/self/fd/${reused}`)).toBe('/dev/null');
+          closeSync(reused);
+        },
+      );
     },
   );
 });

@@ -303,7 +303,8 @@ class IouringEngine final : public Engine {
   bool ops_in_flight(bool include_zombies);
 
   void signal_eventfd();
-  void drain_eventfd();
+  int drain_eventfd();
+  void lose_eventfd();
   void kick() {
     if (in_poll_ || kicked_) return;
     kicked_ = true;
@@ -327,6 +328,7 @@ class IouringEngine final : public Engine {
   size_t backlog_head_ = 0;
   Counters counters_;
   int event_fd_ = -1;
+  bool event_fd_lost_ = false;  // closed by other code (see lose_eventfd)
   int reserve_fd_ = -1;
   int broken_ = 0;  // -errno once the ring itself failed
   // Fault injection (tuning faultKernelAfter / faultKernelErrno): after this many successful
@@ -384,8 +386,8 @@ IouringEngine::~IouringEngine() {
   // everything is cancelled and its last completion collected first; only when that is proven is
   // the memory given back. Otherwise (a dead or wedged ring) it stays mapped and allocated: a
   // bounded leak on a failure path instead of a write into reused memory.
-  // After EBADF the ring's fd number may already belong to another file: never enter it again.
-  bool quiet = ring_.fd() >= 0 && broken_ != -EBADF && settle(true);
+  // A ring fd closed by other code (ring_.fd() < 0) is never entered again.
+  bool quiet = ring_.fd() >= 0 && settle(true);
   ring_.close();
   if (quiet) {
     bufs_.release();
@@ -402,24 +404,41 @@ IouringEngine::~IouringEngine() {
     for (auto& entry : zombies_) leak_for_kernel(&entry.second.memory, &entry.second.queue);
   }
   zombies_.clear();
-  if (event_fd_ >= 0) close_fd(event_fd_);
+  if (event_fd_ >= 0 && !event_fd_lost_) close_fd(event_fd_);
   if (reserve_fd_ >= 0) close_fd(reserve_fd_);
 }
 
 void IouringEngine::signal_eventfd() {
+  if (event_fd_lost_) return;
   uint64_t one = 1;
   ssize_t n;
   do {
     n = ::write(event_fd_, &one, sizeof(one));
   } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EBADF || errno == EINVAL)) lose_eventfd();
 }
 
-void IouringEngine::drain_eventfd() {
+// 0, or -EBADF once the eventfd was closed by other code (EINVAL or end-of-file: its number now
+// names another file).
+int IouringEngine::drain_eventfd() {
+  if (event_fd_lost_) return -EBADF;
   uint64_t value;
   ssize_t n;
   do {
     n = ::read(event_fd_, &value, sizeof(value));
   } while (n < 0 && errno == EINTR);
+  // An eventfd read gives 8 bytes or EAGAIN, never end-of-file: 0 means the number was reused.
+  if (n == 0 || (n < 0 && (errno == EBADF || errno == EINVAL))) {
+    lose_eventfd();
+    return -EBADF;
+  }
+  return 0;
+}
+
+// The number may be reused by other code at any moment: never read, written or closed again.
+void IouringEngine::lose_eventfd() {
+  event_fd_lost_ = true;
+  if (broken_ == 0) broken_ = -EBADF;
 }
 
 // A fresh slot whose generation differs from every earlier tenant's (whose completions may still
@@ -659,7 +678,12 @@ int IouringEngine::poll(EventSink* sink) {
   if (toggle_) ring_.set_eventfd_enabled(false);
   // Cleared before anything is reaped, so a completion that lands from here on signals it anew
   // (or, with the toggle, is caught by work_left() below).
-  drain_eventfd();
+  if (drain_eventfd() < 0) {
+    // Nothing was taken from the kernel yet: report at once; inbox bytes travel with detach.
+    in_poll_ = false;
+    if (toggle_) ring_.set_eventfd_enabled(true);
+    return broken_;
+  }
 
   deliver_ready(sink);
   int rc = 0;
@@ -1449,8 +1473,8 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
   // all are settled at once.
   if (!migrating_) {
     migrating_ = true;
-    if (broken_ == -EBADF) {
-      ring_dead_ = true;  // the fd number may already name another file: not entered again
+    if (ring_.fd() < 0) {
+      ring_dead_ = true;  // closed by other code: never entered again
     } else {
       (void)settle(false);
     }

@@ -57,6 +57,7 @@ class Ring {
   int init(unsigned sq_entries, unsigned cq_entries, size_t first_choice = 0);
   void close();
 
+  // -1 once the fd was found closed by other code (see lose_fd).
   int fd() const { return fd_; }
   unsigned flags() const { return flags_; }
   unsigned features() const { return features_; }
@@ -119,6 +120,7 @@ class Ring {
 
  private:
   int map_rings(const io_uring_params& p);
+  void lose_fd();
 
   int fd_ = -1;
   unsigned flags_ = 0;
