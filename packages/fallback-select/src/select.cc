@@ -19,9 +19,10 @@
 #include <string>
 #include <vector>
 
-#include "fallback_util.h"
+#include "notifier.h"
 #include "readiness.h"
 #include "socket_util.h"
+#include "thread_util.h"
 
 namespace iomux {
 
