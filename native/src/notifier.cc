@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 #ifdef __linux__
 #include <sys/eventfd.h>
@@ -90,6 +91,20 @@ int set_blocking(int fd, bool blocking) {
   int wanted = blocking ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK);
   if (wanted != flags && ::fcntl(fd, F_SETFL, wanted) != 0) return -errno;
   return 0;
+}
+
+std::string probe_notifier(const char* backend, int simulated_errno, int* opened_fd) {
+  int err = simulated_errno;
+  if (err == 0) {
+    Notifier notifier;
+    int rc = notifier.open();
+    if (rc == 0) {
+      if (opened_fd != nullptr) *opened_fd = notifier.fd();
+      return "";
+    }
+    err = -rc;
+  }
+  return std::string(backend) + " setup failed: " + std::strerror(err);
 }
 
 }  // namespace iomux

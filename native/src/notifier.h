@@ -4,6 +4,8 @@
 #ifndef IOMUX_NOTIFIER_H_
 #define IOMUX_NOTIFIER_H_
 
+#include <string>
+
 namespace iomux {
 
 // An fd that becomes readable after signal() and stays readable until drain(): an eventfd on
@@ -32,6 +34,12 @@ class Notifier {
 // Clears (blocking = true) or sets O_NONBLOCK. Returns 0 or -errno. (The Notifier's pipe ends use
 // it; so do engines that hand fds between blocking and non-blocking owners.)
 int set_blocking(int fd, bool blocking);
+
+// The availability probe of a backend whose setup needs a Notifier (select, blocking_io): opens
+// one and closes it again. Returns "" when it opened, else "<backend> setup failed: <reason>"; a
+// non-zero simulated_errno gives that errno's explanation without trying. When opened_fd is given
+// it receives the number the Notifier got (for a further check, e.g. select's FD_SETSIZE).
+std::string probe_notifier(const char* backend, int simulated_errno, int* opened_fd);
 
 }  // namespace iomux
 

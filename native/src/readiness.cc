@@ -263,9 +263,8 @@ int ReadinessEngine::destroy(int id) {
 }
 
 int ReadinessEngine::address(int id, bool peer, sockaddr_storage* out, socklen_t* len) {
-  Socket* s = sockets_.get(id);
-  if (s == nullptr) return -EBADF;
-  return socket_address(s->fd, peer, out, len);
+  int fd = sockets_.fd_of(id);
+  return fd < 0 ? fd : socket_address(fd, peer, out, len);
 }
 
 int ReadinessEngine::update_interest(int id) {
@@ -351,10 +350,7 @@ int ReadinessEngine::udp_open(const UdpRequest& request) {
   return id;
 }
 
-int ReadinessEngine::socket_fd(int id) {
-  Socket* s = sockets_.get(id);
-  return s == nullptr ? -EBADF : s->fd;
-}
+int ReadinessEngine::socket_fd(int id) { return sockets_.fd_of(id); }
 
 int ReadinessEngine::udp_send_batch(int id, const OutgoingDatagram* datagrams, int count,
                                     DatagramBatchResult* result) {
