@@ -119,7 +119,8 @@ class StreamState : public SocketFlags {
   // Bytes read from the kernel into the backend's own buffer: delivered into the slab when not
   // paused and nothing is held, else (or what does not fit) kept in the inbox; afterwards
   // input_held() tells whether the backend must call deliver() later (once not paused). kClose
-  // (CLOSE ENOMEM pushed) when the inbox could not grow.
+  // (CLOSE ENOMEM pushed) when the inbox could not grow. Counters::bytes_read is the backend's to
+  // count (at its kernel call), not take()'s.
   StreamFate take(int id, const uint8_t* data, size_t len, EventSink* sink);
   // The backend read len bytes straight into the slab at sink->slab_used (only while
   // wants_input() and nothing is held): pushes the DATA event and accounts the bytes.
