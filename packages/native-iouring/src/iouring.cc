@@ -1,4 +1,6 @@
-// Linux io_uring backend: a completion engine with the socket-level semantics of readiness.cc.
+// Linux io_uring backend: a completion engine on the shared stream core (native/src/stream.h),
+// which decides what a stream does next (inbox, DRAIN, FIN, END/CLOSE order); this file keeps
+// the ring submissions, their completions and the translation between the two.
 //
 // Reads: one multishot IORING_OP_RECV per connection selects buffers from a provided-buffer ring;
 // each completion is copied into the batch slab and its buffer goes straight back to the ring.
@@ -46,6 +48,7 @@
 #include "iomux/engine.h"
 #include "iouring_probe.h"
 #include "socket_util.h"
+#include "stream.h"
 #include "uring.h"
 #include "write_queue.h"
 
@@ -63,10 +66,8 @@ constexpr unsigned kCqEntries = 16384;
 constexpr unsigned kBufCount = 2048;
 constexpr unsigned kBufSize = 8192;
 constexpr uint16_t kBufGroup = 0;
-constexpr int kMaxIov = 32;                // iovecs per queued SENDMSG
-constexpr int kMaxSyncIov = 1024;          // iovecs per synchronous send (IOV_MAX)
-constexpr int kMaxRounds = 4;              // submit+reap rounds per poll
-constexpr size_t kInboxKeep = 256 * 1024;  // inbox capacity kept after it drains
+constexpr int kMaxIov = 32;    // iovecs per queued SENDMSG
+constexpr int kMaxRounds = 4;  // submit+reap rounds per poll
 constexpr uint32_t kGenMask = 0xFFFFFF;
 // How long a runtime migration (all its detach calls together) or the engine's teardown may wait
 // for the kernel to give back cancelled operations. Cancels of socket operations complete within
@@ -208,9 +209,8 @@ class IouringEngine final : public Engine {
   int socket_fd(int id) override;
 
  private:
-  struct Socket : SocketFlags {
+  struct Socket : StreamState {
     bool in_use = false;
-    bool eof_pending = false;  // EOF received; END goes out after the inbox
     bool send_inflight = false;
     bool in_ready = false;     // listed in ready_
     bool accept_poll = false;  // a listener's armed operation is the POLLIN wait, not the accept
@@ -219,12 +219,8 @@ class IouringEngine final : public Engine {
     bool out_poll = false;     // UDP: the POLLOUT poll for the outbox is armed
     uint8_t arm = kIdle;       // the receive (or, for a listener, the accept)
     Op connect_op = kOpNone;
-    int err_pending = 0;  // receive error; CLOSE goes out after the inbox
     int fd = -1;
     int inflight = 0;  // operations whose last CQE has not arrived
-    size_t inbox_head = 0;
-    std::vector<uint8_t> inbox;  // received, not yet delivered
-    WriteQueue queue;
     std::unique_ptr<OpMemory> memory;
     size_t max_datagram = 0;
     DatagramOutbox outbox;  // UDP; only synchronous sendmmsg reads it, so no zombie keeps it
@@ -247,7 +243,6 @@ class IouringEngine final : public Engine {
     return s;
   }
   uint32_t gen(int id) const { return gens_[static_cast<size_t>(id)]; }
-  static bool inbox_empty(const Socket* s) { return s->inbox_head == s->inbox.size(); }
 
   int new_id();
   int add_socket(int fd, bool listener, bool connecting);
@@ -285,16 +280,16 @@ class IouringEngine final : public Engine {
   bool drain_datagrams(Socket* s, int id, EventSink* sink);
 
   void take_data(int id, const uint8_t* data, size_t len, EventSink* sink);
-  void deliver_inbox(Socket* s, int id, EventSink* sink);
   void deliver_ready(EventSink* sink);
-  void deliver_end(int id, EventSink* sink);
   void add_ready(int id);
   void after_send(int id, bool poll_first, EventSink* sink);
   void flush_now(int id, EventSink* sink);
-  bool finish_shutdown(int id);
+  // Closes the socket when the stream core says it is finished (its CLOSE is already pushed).
+  void settle_fate(int id, StreamFate fate) {
+    if (fate == StreamFate::kClose) close_socket(id);
+  }
   void close_socket(int id);
   void fail(int id, int err, EventSink* sink);
-  bool shed_connection(int listen_fd);
 
   // Runtime fallback and teardown: cancel everything, collect completions into socket state.
   bool settle(bool include_zombies);
@@ -312,8 +307,6 @@ class IouringEngine final : public Engine {
   }
   bool work_left();
 
-  static void push_data(EventSink* sink, int id, size_t offset, size_t len);
-
   EngineConfig config_;
   Tuning tuning_;
   Ring ring_;
@@ -329,8 +322,8 @@ class IouringEngine final : public Engine {
   Counters counters_;
   int event_fd_ = -1;
   bool event_fd_lost_ = false;  // closed by other code (see lose_eventfd)
-  int reserve_fd_ = -1;
-  int broken_ = 0;  // -errno once the ring itself failed
+  ReserveFd reserve_;           // sheds a pending peer when accept fails with EMFILE/ENFILE
+  int broken_ = 0;              // -errno once the ring itself failed
   // Fault injection (tuning faultKernelAfter / faultKernelErrno): after this many successful
   // io_uring_enter calls inside poll(), the next one fails with fault_errno_. -1: off.
   int64_t fault_after_ = -1;
@@ -376,7 +369,7 @@ int IouringEngine::init() {
   if (rc < 0) return rc;
   rc = bufs_.init(ring_, kBufGroup, tuning_.buf_count, tuning_.buf_size);
   if (rc < 0) return rc;
-  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  (void)reserve_.open();  // without it the engine runs on, only without shedding
   return 0;
 }
 
@@ -405,7 +398,6 @@ IouringEngine::~IouringEngine() {
   }
   zombies_.clear();
   if (event_fd_ >= 0 && !event_fd_lost_) close_fd(event_fd_);
-  if (reserve_fd_ >= 0) close_fd(reserve_fd_);
 }
 
 void IouringEngine::signal_eventfd() {
@@ -626,10 +618,7 @@ void IouringEngine::cancel_ops(int id) {
 
 void IouringEngine::maybe_arm_recv(int id) {
   Socket* s = sockets_.get(id);
-  if (s == nullptr || s->listener || s->datagram || s->connecting || s->paused || s->read_eof ||
-      s->eof_pending || s->err_pending != 0 || s->arm != kIdle) {
-    return;
-  }
+  if (s == nullptr || s->listener || s->datagram || !s->wants_input() || s->arm != kIdle) return;
   arm_recv(id);
 }
 
@@ -850,7 +839,7 @@ void IouringEngine::on_accept(int id, int res, bool final, EventSink* sink) {
         // io_uring reserves the fd before it looks for a connection, so EMFILE comes back even
         // with nobody waiting. It is reported (as readiness would) only when a peer was pending;
         // that peer is shed so the backlog does not keep failing us.
-        if (!out_of_fds || shed_connection(sockets_.get(id)->fd)) {
+        if (!out_of_fds || reserve_.shed(sockets_.get(id)->fd)) {
           ++counters_.accept_errors;
           sink->push(kEventAcceptError, id, err);
         }
@@ -872,19 +861,6 @@ void IouringEngine::on_accept(int id, int res, bool final, EventSink* sink) {
   if (final) maybe_arm_accept(id);
 }
 
-// Out of fds: accept the pending peer with the reserve fd and close it at once, so the kernel's
-// backlog does not keep failing us. libuv does the same. True when a peer was pending (and shed),
-// or when there is no reserve to tell.
-bool IouringEngine::shed_connection(int listen_fd) {
-  if (reserve_fd_ < 0) return true;
-  close_fd(reserve_fd_);
-  reserve_fd_ = -1;
-  int fd = accept_connection(listen_fd);
-  if (fd >= 0) close_fd(fd);
-  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return fd >= 0 || (fd != -EAGAIN && fd != -EWOULDBLOCK);
-}
-
 void IouringEngine::on_recv(int id, const Completion& cqe, bool final, EventSink* sink) {
   Socket* s = sockets_.get(id);
   if (final) s->arm = kIdle;
@@ -901,17 +877,15 @@ void IouringEngine::on_recv(int id, const Completion& cqe, bool final, EventSink
     }
   }
   if (res > 0) {
-    if (final) maybe_arm_recv(id);  // single-shot, or a multishot the kernel ended
+    if (final && sockets_.get(id) != nullptr) maybe_arm_recv(id);  // single-shot, or ended
     return;
   }
   if (res == 0) {
     s = sockets_.get(id);
-    if (s->paused || !inbox_empty(s)) {
-      s->eof_pending = true;
-      if (!s->paused) add_ready(id);
-      return;
-    }
-    deliver_end(id, sink);
+    if (s == nullptr) return;  // take() found no memory for the inbox: closed
+    settle_fate(id, s->on_eof(id, sink));
+    s = sockets_.get(id);
+    if (s != nullptr && s->input_held() && !s->paused) add_ready(id);
     return;
   }
   int err = -res;
@@ -935,48 +909,17 @@ void IouringEngine::on_recv(int id, const Completion& cqe, bool final, EventSink
       break;
   }
   s = sockets_.get(id);
-  if (s->paused || !inbox_empty(s)) {
-    s->err_pending = err;
-    if (!s->paused) add_ready(id);
-    return;
-  }
-  fail(id, err, sink);
-}
-
-void IouringEngine::push_data(EventSink* sink, int id, size_t offset, size_t len) {
-  if (sink->count > 0) {
-    int32_t* last = sink->events + static_cast<ptrdiff_t>(sink->count - 1) * kEventInts;
-    if (last[0] == kEventData && last[1] == id &&
-        static_cast<size_t>(last[2]) + static_cast<size_t>(last[3]) == offset &&
-        static_cast<size_t>(last[3]) + len <= 0x7FFFFFFF) {
-      last[3] += static_cast<int32_t>(len);  // contiguous with the previous chunk: one event
-      return;
-    }
-  }
-  sink->push(kEventData, id, static_cast<int32_t>(offset), static_cast<int32_t>(len));
+  if (s == nullptr) return;
+  settle_fate(id, s->on_read_error(id, err, sink));
+  s = sockets_.get(id);
+  if (s != nullptr && s->input_held() && !s->paused) add_ready(id);
 }
 
 void IouringEngine::take_data(int id, const uint8_t* data, size_t len, EventSink* sink) {
   Socket* s = sockets_.get(id);
-  if (!s->paused && inbox_empty(s)) {
-    size_t room = sink->slab_capacity - sink->slab_used;
-    size_t n = len < room ? len : room;
-    if (n > 0) {
-      std::memcpy(sink->slab + sink->slab_used, data, n);
-      push_data(sink, id, sink->slab_used, n);
-      sink->slab_used += n;
-    }
-    if (n == len) return;
-    data += n;
-    len -= n;
-    sink->slab_exhausted = true;  // this batch is full; the rest waits in the inbox
-  }
-  if (inbox_empty(s)) {
-    s->inbox.clear();
-    s->inbox_head = 0;
-  }
-  s->inbox.insert(s->inbox.end(), data, data + len);
-  if (!s->paused) add_ready(id);
+  settle_fate(id, s->take(id, data, len, sink));
+  s = sockets_.get(id);
+  if (s != nullptr && s->input_held() && !s->paused) add_ready(id);
 }
 
 void IouringEngine::add_ready(int id) {
@@ -986,25 +929,6 @@ void IouringEngine::add_ready(int id) {
     ready_.push_back(Ref{id, gen(id)});
   }
   kick();
-}
-
-void IouringEngine::deliver_inbox(Socket* s, int id, EventSink* sink) {
-  size_t avail = s->inbox.size() - s->inbox_head;
-  size_t room = sink->slab_capacity - sink->slab_used;
-  size_t n = avail < room ? avail : room;
-  if (n > 0) {
-    std::memcpy(sink->slab + sink->slab_used, s->inbox.data() + s->inbox_head, n);
-    push_data(sink, id, sink->slab_used, n);
-    sink->slab_used += n;
-    s->inbox_head += n;
-  }
-  if (inbox_empty(s)) {
-    s->inbox.clear();
-    s->inbox_head = 0;
-    if (s->inbox.capacity() > kInboxKeep) std::vector<uint8_t>().swap(s->inbox);
-  } else {
-    sink->slab_exhausted = true;
-  }
 }
 
 void IouringEngine::deliver_ready(EventSink* sink) {
@@ -1030,30 +954,19 @@ void IouringEngine::deliver_ready(EventSink* sink) {
       }
       continue;
     }
-    deliver_inbox(s, r.id, sink);
-    if (!inbox_empty(s)) {
+    bool more = false;
+    StreamFate fate = s->deliver(r.id, sink, &more);
+    if (fate == StreamFate::kClose) {
+      close_socket(r.id);
+      continue;
+    }
+    if (more) {
       ready_[keep++] = r;
       continue;
     }
     s->in_ready = false;
-    if (s->eof_pending) {
-      deliver_end(r.id, sink);
-    } else if (s->err_pending != 0) {
-      fail(r.id, s->err_pending, sink);
-    }
   }
   ready_.resize(keep);
-}
-
-void IouringEngine::deliver_end(int id, EventSink* sink) {
-  Socket* s = sockets_.get(id);
-  s->eof_pending = false;
-  s->read_eof = true;
-  sink->push(kEventEnd, id);
-  if (s->write_shut) {
-    close_socket(id);
-    sink->push(kEventClose, id, 0);
-  }
 }
 
 void IouringEngine::on_send(int id, int res, EventSink* sink) {
@@ -1068,8 +981,7 @@ void IouringEngine::on_send(int id, int res, EventSink* sink) {
     fail(id, err, sink);
     return;
   }
-  counters_.bytes_written += static_cast<uint64_t>(res);
-  s->queue.consume(static_cast<size_t>(res));
+  s->sent(static_cast<size_t>(res), &counters_);
   after_send(id, false, sink);
 }
 
@@ -1080,33 +992,18 @@ void IouringEngine::after_send(int id, bool poll_first, EventSink* sink) {
     arm_send(id, poll_first);
     return;
   }
-  if (s->drain_pending) {
-    s->drain_pending = false;
-    sink->push(kEventDrain, id);
-  }
-  if (s->shutdown_requested && finish_shutdown(id)) sink->push(kEventClose, id, 0);
+  settle_fate(id, s->queue_flushed(s->fd, id, sink));
 }
 
 // Sends queued bytes synchronously (after connect), then goes on as after a send completion.
 void IouringEngine::flush_now(int id, EventSink* sink) {
   Socket* s = sockets_.get(id);
-  iovec iov[kMaxIov];
-  bool full = false;
-  while (!s->queue.empty()) {
-    int count = s->queue.gather(iov, kMaxIov);
-    ssize_t n = send_vectored(s->fd, iov, count);
-    if (n == -EAGAIN || n == -EWOULDBLOCK) {
-      full = true;
-      break;
-    }
-    if (n < 0) {
-      fail(id, static_cast<int>(-n), sink);
-      return;
-    }
-    counters_.bytes_written += static_cast<uint64_t>(n);
-    s->queue.consume(static_cast<size_t>(n));
+  int rc = s->flush(s->fd, &counters_);
+  if (rc < 0) {
+    fail(id, -rc, sink);
+    return;
   }
-  after_send(id, full, sink);
+  after_send(id, rc == 1, sink);
 }
 
 void IouringEngine::on_connect(int id, Op op, int res, EventSink* sink) {
@@ -1127,16 +1024,11 @@ void IouringEngine::on_connect(int id, Op op, int res, EventSink* sink) {
     sink->push(kEventConnect, id, err);
     return;
   }
-  s->connecting = false;
+  bool send = s->connected(s->fd);
   s->memory.reset();
   sink->push(kEventConnect, id, 0);
   maybe_arm_recv(id);
-  s = sockets_.get(id);
-  if (!s->queue.empty()) {
-    flush_now(id, sink);
-  } else if (s->shutdown_requested && finish_shutdown(id)) {
-    sink->push(kEventClose, id, 0);
-  }
+  if (send) flush_now(id, sink);
 }
 
 void IouringEngine::on_datagram_in(int id, int res, bool final, EventSink* sink) {
@@ -1170,18 +1062,6 @@ void IouringEngine::on_datagram_out(int id, EventSink* sink) {
   // Whatever the poll reported (writable, an error, a cancel), sendmmsg tells what holds now.
   s->outbox.flush(s->fd, id, sink, &counters_.bytes_written);
   if (!s->outbox.empty()) arm_datagram_out(id);
-}
-
-bool IouringEngine::finish_shutdown(int id) {
-  Socket* s = sockets_.get(id);
-  if (!s->write_shut) {
-    // ENOTCONN means the peer already reset: the read side reports that.
-    (void)::shutdown(s->fd, SHUT_WR);
-    s->write_shut = true;
-  }
-  if (!s->read_eof) return false;
-  close_socket(id);
-  return true;
 }
 
 void IouringEngine::close_socket(int id) {
@@ -1244,25 +1124,12 @@ int IouringEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
 int64_t IouringEngine::write(int id, const iovec* bufs, int count) {
   Socket* s = sockets_.get(id);
   if (s == nullptr || s->listener || s->datagram) return -EBADF;
-  if (s->shutdown_requested) return -EPIPE;
-  size_t sent = 0;
-  bool tried = false;
-  if (!s->connecting && s->queue.empty()) {
-    // Try the send at once, like uv_try_write; only the rest is copied into the queue.
-    ssize_t n = send_vectored(s->fd, bufs, count < kMaxSyncIov ? count : kMaxSyncIov);
-    if (n < 0 && n != -EAGAIN && n != -EWOULDBLOCK) return n;
-    tried = true;
-    if (n > 0) {
-      sent = static_cast<size_t>(n);
-      counters_.bytes_written += sent;
-    }
-  }
-  if (!s->queue.append(bufs, count, sent)) return -ENOMEM;
-  if (s->queue.empty()) return 0;
-  ++counters_.writes_queued;
-  s->drain_pending = true;
-  if (!s->connecting && !s->send_inflight) arm_send(id, tried);
-  return static_cast<int64_t>(s->queue.size());
+  bool started = false;
+  int64_t queued = s->write(s->fd, bufs, count, &counters_, &started);
+  if (queued <= 0) return queued;
+  // The try-write just filled the socket buffer: the SENDMSG waits for room first.
+  if (!s->connecting && !s->send_inflight) arm_send(id, started);
+  return queued;
 }
 
 int IouringEngine::set_reading(int id, bool reading) {
@@ -1284,7 +1151,7 @@ int IouringEngine::set_reading(int id, bool reading) {
     maybe_arm_datagram(id);
     return 0;
   }
-  if (!inbox_empty(s) || s->eof_pending || s->err_pending != 0) add_ready(id);
+  if (s->input_held()) add_ready(id);
   maybe_arm_recv(id);
   return 0;
 }
@@ -1293,10 +1160,7 @@ int IouringEngine::shutdown(int id, ShutdownResult* result) {
   Socket* s = sockets_.get(id);
   *result = ShutdownResult::kPending;
   if (s == nullptr || s->listener || s->datagram) return -EBADF;
-  if (s->shutdown_requested) return 0;
-  s->shutdown_requested = true;
-  if (s->connecting || !s->queue.empty()) return 0;
-  if (finish_shutdown(id)) *result = ShutdownResult::kClosed;
+  settle_fate(id, s->request_shutdown(s->fd, result));
   return 0;
 }
 
@@ -1421,8 +1285,10 @@ void IouringEngine::absorb(const Completion& cqe) {
         if (bufs_.valid(bid)) {
           if (res > 0) {
             counters_.bytes_read += static_cast<uint64_t>(res);
-            const uint8_t* data = bufs_.buffer(bid);
-            s->inbox.insert(s->inbox.end(), data, data + res);
+            // Out of memory for the bytes: the stream cannot move whole; it closes with ENOMEM.
+            if (!s->inbox.append(bufs_.buffer(bid), static_cast<size_t>(res))) {
+              s->err_pending = ENOMEM;
+            }
           }
           bufs_.recycle(bid);
         }
@@ -1444,10 +1310,7 @@ void IouringEngine::absorb(const Completion& cqe) {
       // A send that got part of its bytes out before the cancel reports that part: it leaves the
       // queue, so the successor sends each byte exactly once.
       s->send_inflight = false;
-      if (res > 0) {
-        counters_.bytes_written += static_cast<uint64_t>(res);
-        s->queue.consume(static_cast<size_t>(res));
-      }
+      if (res > 0) s->sent(static_cast<size_t>(res), &counters_);
       break;
     case kOpConnect:
     case kOpConnectPoll:
@@ -1491,15 +1354,13 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
   }
   uint32_t g = gen(id);
   out->fd = s->fd;
-  static_cast<SocketFlags&>(*out) = *s;
+  out->unsent.clear();
+  out->undelivered.clear();
+  // At most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
+  s->save(out);
+  s->outbox.save(&out->unsent);
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
-  out->unsent.clear();
-  // At most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
-  s->queue.copy_to(&out->unsent);
-  s->outbox.save(&out->unsent);
-  out->undelivered.assign(s->inbox.begin() + static_cast<ptrdiff_t>(s->inbox_head), s->inbox.end());
-  out->eof_undelivered = s->eof_pending;
   if (s->inflight > 0) {
     // A frozen operation still names this memory until the ring is torn down.
     Zombie& z = zombies_[zombie_key(id, g)];
@@ -1537,6 +1398,7 @@ int IouringEngine::adopt(DetachedSocket&& socket) {
   } else if (s->connecting) {
     arm_connect_poll(id);
   } else {
+    s->resume_shutdown(s->fd);
     maybe_arm_recv(id);
     if (!s->queue.empty()) arm_send(id, false);
   }
