@@ -1,0 +1,212 @@
+// io_uring engine: runtime fallback, settling operations before detach (see iouring_engine.h).
+#ifdef __linux__
+
+#include "iouring_engine.h"
+
+namespace iomux {
+namespace iouring {
+
+// ---------------------------------------------------------------------------------------------
+// Runtime fallback
+
+bool IouringEngine::ops_in_flight(bool include_zombies) {
+  for (int id = 0; id < sockets_.capacity(); ++id) {
+    Socket* s = sockets_.get(id);
+    if (s != nullptr && s->inflight > 0) return true;
+  }
+  return include_zombies && !zombies_.empty();
+}
+
+// One SQE cancels every operation of this ring (IORING_ASYNC_CANCEL_ANY | ALL, Linux 5.19, which
+// the provided-buffer ring already requires), instead of one cancel per operation.
+void IouringEngine::cancel_everything() {
+  io_uring_sqe* sqe = ring_.get_sqe();
+  if (sqe == nullptr && ring_.submit(false) >= 0) sqe = ring_.get_sqe();
+  if (sqe == nullptr) return;  // settle() then finds the ring unusable and stops at its bound
+  sqe->opcode = IORING_OP_ASYNC_CANCEL;
+  sqe->fd = -1;
+  sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+  sqe->user_data = static_cast<uint64_t>(kOpCancel) << 56;
+}
+
+// Cancels everything and collects completions into the sockets' state (bytes received go to the
+// inbox, bytes a send got out leave the queue) until no socket (and, with include_zombies, no
+// closed socket) has an operation in the kernel, or the budget is spent. True when none is left.
+// Runs once for a whole migration, so detaching N sockets costs a few io_uring_enter calls, not N.
+bool IouringEngine::settle(bool include_zombies) {
+  long long deadline = now_ns() + kSettleBudgetNs;
+  cancel_everything();
+  bool first = true;
+  for (;;) {
+    while (backlog_head_ != backlog_.size()) absorb(backlog_[backlog_head_++]);
+    backlog_.clear();
+    backlog_head_ = 0;
+    while (ring_.cq_ready() != 0) {
+      unsigned head = ring_.cq_head();
+      const io_uring_cqe* c = ring_.cqe_at(head);
+      Completion cqe{c->user_data, c->res, c->flags};
+      ring_.cq_release(head + 1);
+      absorb(cqe);
+    }
+    bufs_.publish();
+    if (!ops_in_flight(include_zombies)) return true;
+    long long left = deadline - now_ns();
+    if (left <= 0) return false;
+    // The first enter submits the cancel and runs the task work that completes it; later ones
+    // wait (bounded) for what is still on its way.
+    int rc = first ? ring_.submit(true)
+                   : ring_.submit_and_wait(1, left < 10000000LL ? left : 10000000LL);
+    first = false;
+    if (rc < 0) {
+      ring_dead_ = true;
+      return false;
+    }
+  }
+}
+
+// A completion collected while settling: it changes the socket's state but produces no event (the
+// successor engine, or nobody at teardown, carries on from that state).
+void IouringEngine::absorb(const Completion& cqe) {
+  Op op = op_of(cqe.user_data);
+  if (op == kOpNone || op == kOpCancel) return;
+  int id = id_of(cqe.user_data);
+  uint32_t g = gen_of(cqe.user_data);
+  bool final = (cqe.flags & IORING_CQE_F_MORE) == 0;
+  Socket* s = live(id, g);
+  if (s == nullptr) {
+    stale(cqe, op, id, g, final);
+    return;
+  }
+  if (final) --s->inflight;
+  int res = cqe.res;
+  switch (op) {
+    case kOpRecv:
+      if ((cqe.flags & IORING_CQE_F_BUFFER) != 0) {
+        unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
+        if (bufs_.valid(bid)) {
+          if (res > 0) {
+            counters_.bytes_read += static_cast<uint64_t>(res);
+            // Out of memory for the bytes: the stream cannot move whole; it closes with ENOMEM.
+            if (!s->inbox.append(bufs_.buffer(bid), static_cast<size_t>(res))) {
+              s->err_pending = ENOMEM;
+            }
+          }
+          bufs_.recycle(bid);
+        }
+      }
+      if (res == 0) s->eof_pending = true;
+      if (final) s->arm = kIdle;
+      break;
+    case kOpAccept:
+      // A connection the kernel accepted for a listener that is leaving: it has no id to be
+      // announced under, so it is closed (the peer sees it end).
+      if (res >= 0) close_fd(res);
+      if (final) s->arm = kIdle;
+      break;
+    case kOpAcceptPoll:
+      s->arm = kIdle;
+      s->accept_poll = false;
+      break;
+    case kOpSend:
+      // A send that got part of its bytes out before the cancel reports that part: it leaves the
+      // queue, so the successor sends each byte exactly once.
+      s->send_inflight = false;
+      if (res > 0) s->sent(static_cast<size_t>(res), &counters_);
+      break;
+    case kOpConnect:
+    case kOpConnectPoll:
+      s->connect_op = kOpNone;
+      if (op == kOpConnect && res == 0) s->connecting = false;
+      break;
+    case kOpDatagramIn:
+      // What the poll saw is still in the socket: the next engine's poll sees it too.
+      if (final) s->arm = kIdle;
+      break;
+    case kOpDatagramOut:
+      s->out_poll = false;
+      break;
+    default:
+      break;
+  }
+}
+
+int IouringEngine::detach(int id, DetachedSocket* out) {
+  Socket* s = sockets_.get(id);
+  if (s == nullptr) return -EBADF;
+  // A detach means the engine is being abandoned (runtime fallback): every socket will follow, so
+  // all are settled at once.
+  if (!migrating_) {
+    migrating_ = true;
+    if (ring_.fd() < 0) {
+      ring_dead_ = true;  // closed by other code: never entered again
+    } else {
+      (void)settle(false);
+    }
+  }
+  s = sockets_.get(id);
+  if (s->inflight > 0) {
+    // An operation the kernel did not give back. On a live ring it may still complete (sending
+    // queued bytes, or taking received ones), so moving the socket could duplicate or lose
+    // bytes: it stays here and closes with the engine. On a ring that can no longer be entered,
+    // with DEFER_TASKRUN, nothing runs without our io_uring_enter, so the operation will never
+    // touch the socket again: moving it is exact.
+    bool frozen = ring_dead_ && (ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0;
+    if (!frozen) return -ETIMEDOUT;
+  }
+  uint32_t g = gen(id);
+  out->fd = s->fd;
+  out->unsent.clear();
+  out->undelivered.clear();
+  // At most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
+  s->save(out);
+  s->outbox.save(&out->unsent);
+  out->datagram = s->datagram;
+  out->max_datagram = s->max_datagram;
+  if (s->inflight > 0) {
+    // A frozen operation still names this memory until the ring is torn down.
+    Zombie& z = zombies_[zombie_key(id, g)];
+    z.inflight = s->inflight;
+    z.memory = std::move(s->memory);
+    z.queue = std::move(s->queue);
+  }
+  sockets_.release(id);
+  return 0;
+}
+
+int IouringEngine::adopt(DetachedSocket&& socket) {
+  int id = new_id();
+  if (id < 0) return id;  // the fd stays the caller's
+  Socket* s = sockets_.get(id);
+  s->fd = socket.fd;
+  static_cast<SocketFlags&>(*s) = socket;
+  s->datagram = socket.datagram;
+  s->max_datagram = socket.max_datagram;
+  int rc = restore_unsent(socket, &s->queue, &s->outbox);
+  if (rc != 0) {
+    sockets_.release(id);
+    return rc;
+  }
+  // Sockets from other engines may be blocking-mode (blocking_io); ours send synchronously.
+  int flags = fcntl(s->fd, F_GETFL);
+  if (flags >= 0 && (flags & O_NONBLOCK) == 0) (void)fcntl(s->fd, F_SETFL, flags | O_NONBLOCK);
+  if (s->listener) {
+    int one = 1;
+    (void)setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    maybe_arm_accept(id);
+  } else if (s->datagram) {
+    maybe_arm_datagram(id);
+    if (!s->outbox.empty()) arm_datagram_out(id);
+  } else if (s->connecting) {
+    arm_connect_poll(id);
+  } else {
+    s->resume_shutdown(s->fd);
+    maybe_arm_recv(id);
+    if (!s->queue.empty()) arm_send(id, false);
+  }
+  return id;  // had the ring failed meanwhile, the next poll reports it
+}
+
+}  // namespace iouring
+}  // namespace iomux
+
+#endif  // __linux__
