@@ -41,7 +41,7 @@ function openEngine(tuning: Record<string, number>): { handle: NativeBackendHand
     slabBytes: 1 << 20,
     tuning,
   };
-  const handle = new addon.NativeBackend(options, () => {});
+  const handle = new addon.NativeBackend(options, () => undefined); // never started: no batches
   const created = [...fdsOf('anon_inode:[io_uring]')].filter((fd) => !before.has(fd));
   if (created.length !== 1) throw new Error(`expected one new ring fd, got ${created.length}`);
   return { handle, ring: created[0]! };
@@ -65,7 +65,9 @@ function echo(conn: Connection): void {
   conn.on('data', (chunk) => {
     if (!conn.write(chunk)) {
       conn.pause();
-      conn.once('drain', () => conn.resume());
+      conn.once('drain', () => {
+        conn.resume();
+      });
     }
   });
 }
@@ -258,9 +260,9 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
               { length: 20 },
               () =>
                 new Promise<net.Socket>((resolve, reject) => {
-                  const socket = net.connect({ port: listener.port, host: '127.0.0.1' }, () =>
-                    resolve(socket),
-                  );
+                  const socket = net.connect({ port: listener.port, host: '127.0.0.1' }, () => {
+                    resolve(socket);
+                  });
                   socket.on('error', reject);
                 }),
             ),
