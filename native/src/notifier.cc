@@ -46,43 +46,59 @@ void Notifier::close() {
   write_fd_ = -1;
 }
 
-void Notifier::signal() const {
+void Notifier::abandon() {
+  read_fd_ = -1;
+  write_fd_ = -1;
+}
+
+int Notifier::signal() const {
+  if (write_fd_ < 0) return -EBADF;
   int saved = errno;
 #ifdef __linux__
   uint64_t one = 1;
+#else
+  char one = 1;
+#endif
   ssize_t n;
   do {
     n = ::write(write_fd_, &one, sizeof(one));
   } while (n < 0 && errno == EINTR);
-#else
-  char one = 1;
-  ssize_t n;
-  do {
-    n = ::write(write_fd_, &one, 1);
-  } while (n < 0 && errno == EINTR);
-#endif
   // EAGAIN: the counter or pipe is full, so the fd is readable already.
-  (void)n;
+  int rc = (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ? -errno : 0;
   errno = saved;
+  return rc;
 }
 
-void Notifier::drain() const {
+int Notifier::drain() const {
+  if (read_fd_ < 0) return -EBADF;
   int saved = errno;
+  int rc = 0;
 #ifdef __linux__
-  uint64_t count;
-  ssize_t n;
-  do {
-    n = ::read(read_fd_, &count, sizeof(count));
-  } while (n < 0 && errno == EINTR);
+  uint64_t buf;  // one read takes the whole counter
 #else
-  char buf[256];
-  for (;;) {
-    ssize_t n = ::read(read_fd_, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < static_cast<ssize_t>(sizeof(buf))) break;
-  }
+  char buf[256];  // a pipe is read until it is empty
 #endif
+  for (;;) {
+    ssize_t n = ::read(read_fd_, &buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) rc = -errno;
+      break;
+    }
+    // Our eventfd gives 8 bytes or EAGAIN, and our pipe has its write end open: end-of-file
+    // means other code closed one of our numbers, which may already name another file.
+    if (n == 0) {
+      rc = -EBADF;
+      break;
+    }
+#ifdef __linux__
+    break;
+#else
+    if (n < static_cast<ssize_t>(sizeof(buf))) break;
+#endif
+  }
   errno = saved;
+  return rc;
 }
 
 int set_blocking(int fd, bool blocking) {

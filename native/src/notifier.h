@@ -4,13 +4,20 @@
 #ifndef IOMUX_NOTIFIER_H_
 #define IOMUX_NOTIFIER_H_
 
+#include <cerrno>
 #include <string>
 
 namespace iomux {
 
 // An fd that becomes readable after signal() and stays readable until drain(): an eventfd on
 // Linux, a non-blocking pipe elsewhere. Both ends are close-on-exec. signal() and drain() are
-// thread-safe and keep errno; open() and close() belong to the owner's thread.
+// thread-safe and keep errno; open(), close() and abandon() belong to the owner's thread.
+//
+// signal() and drain() return 0 or -errno, so an owner can tell that other code closed its fd:
+// closed_elsewhere(rc) is then true (EBADF, EINVAL, or a read of 0 bytes, which drain() reports as
+// -EBADF: no eventfd or live pipe gives end-of-file, so the number now names another file). Such
+// an owner calls abandon(): the number may already belong to other code and must never be read,
+// written or closed again.
 class Notifier {
  public:
   Notifier() = default;
@@ -23,8 +30,13 @@ class Notifier {
   void close();
   // The fd to watch for readability.
   int fd() const { return read_fd_; }
-  void signal() const;
-  void drain() const;
+  // 0 (also when the fd was readable already), or -errno; -EBADF once abandoned or closed.
+  int signal() const;
+  // 0 (also when nothing was pending), or -errno; -EBADF once abandoned or closed.
+  int drain() const;
+  // Forgets the fd without closing it (see above): fd() is -1 from here on.
+  void abandon();
+  static bool closed_elsewhere(int rc) { return rc == -EBADF || rc == -EINVAL; }
 
  private:
   int read_fd_ = -1;

@@ -27,9 +27,10 @@ int IouringEngine::init() {
   unsigned need = IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
   toggle_ = tuning_.eventfd_toggle && (ring_.flags() & need) == need;
 #endif
-  event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (event_fd_ < 0) return -errno;
-  rc = ring_.register_op(IORING_REGISTER_EVENTFD, &event_fd_, 1);
+  rc = notifier_.open();
+  if (rc < 0) return rc;
+  int event_fd = notifier_.fd();  // an eventfd on Linux, as IORING_REGISTER_EVENTFD needs
+  rc = ring_.register_op(IORING_REGISTER_EVENTFD, &event_fd, 1);
   if (rc < 0) return rc;
   rc = bufs_.init(ring_, kBufGroup, tuning_.buf_count, tuning_.buf_size);
   if (rc < 0) return rc;
@@ -61,40 +62,17 @@ IouringEngine::~IouringEngine() {
     for (auto& entry : zombies_) leak_for_kernel(&entry.second.memory, &entry.second.queue);
   }
   zombies_.clear();
-  if (event_fd_ >= 0 && !event_fd_lost_) close_fd(event_fd_);
+  notifier_.close();  // after the ring; an eventfd lost to other code was abandoned instead
 }
 
-void IouringEngine::signal_eventfd() {
-  if (event_fd_lost_) return;
-  uint64_t one = 1;
-  ssize_t n;
-  do {
-    n = ::write(event_fd_, &one, sizeof(one));
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && (errno == EBADF || errno == EINVAL)) lose_eventfd();
-}
-
-// 0, or -EBADF once the eventfd was closed by other code (EINVAL or end-of-file: its number now
-// names another file).
-int IouringEngine::drain_eventfd() {
-  if (event_fd_lost_) return -EBADF;
-  uint64_t value;
-  ssize_t n;
-  do {
-    n = ::read(event_fd_, &value, sizeof(value));
-  } while (n < 0 && errno == EINTR);
-  // An eventfd read gives 8 bytes or EAGAIN, never end-of-file: 0 means the number was reused.
-  if (n == 0 || (n < 0 && (errno == EBADF || errno == EINVAL))) {
-    lose_eventfd();
-    return -EBADF;
-  }
-  return 0;
-}
-
-// The number may be reused by other code at any moment: never read, written or closed again.
-void IouringEngine::lose_eventfd() {
-  event_fd_lost_ = true;
+// rc: what notifier_.signal() or drain() returned. Once other code closed the eventfd its number
+// may name another file at any moment: the Notifier is abandoned (never read, written or closed
+// again; it answers -EBADF from here on without a syscall) and the engine is broken with EBADF.
+bool IouringEngine::notifier_lost(int rc) {
+  if (!Notifier::closed_elsewhere(rc)) return false;
+  notifier_.abandon();
   if (broken_ == 0) broken_ = -EBADF;
+  return true;
 }
 
 // A fresh slot whose generation differs from every earlier tenant's (whose completions may still
@@ -139,7 +117,7 @@ int IouringEngine::poll(EventSink* sink) {
   if (toggle_) ring_.set_eventfd_enabled(false);
   // Cleared before anything is reaped, so a completion that lands from here on signals it anew
   // (or, with the toggle, is caught by work_left() below).
-  if (drain_eventfd() < 0) {
+  if (notifier_lost(notifier_.drain())) {
     // Nothing was taken from the kernel yet: report at once; inbox bytes travel with detach.
     in_poll_ = false;
     if (toggle_) ring_.set_eventfd_enabled(true);
@@ -175,7 +153,7 @@ int IouringEngine::poll(EventSink* sink) {
     if (sink->count > 0) return sink->count;
     return broken_;
   }
-  if (work_left()) signal_eventfd();
+  if (work_left()) (void)notifier_lost(notifier_.signal());
   return sink->count;
 }
 

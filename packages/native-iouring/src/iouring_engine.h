@@ -28,10 +28,10 @@
 // A socket closed with operations in flight leaves a zombie holding the memory those operations
 // may still touch (queued bytes, msghdr) until their last completion arrives.
 //
-// The glue watches an eventfd registered with the ring. poll() clears it first, then submits and
-// reaps; before returning it re-signals the eventfd when anything is left (CQEs it had no room
-// for, undelivered inbox bytes, deferred task work), so nothing waits for a wake-up that already
-// happened.
+// The glue watches an eventfd (a Notifier, see notifier.h) registered with the ring. poll() clears
+// it first, then submits and reaps; before returning it re-signals the eventfd when anything is
+// left (CQEs it had no room for, undelivered inbox bytes, deferred task work), so nothing waits for
+// a wake-up that already happened.
 #ifndef IOMUX_IOURING_IOURING_ENGINE_H_
 #define IOMUX_IOURING_IOURING_ENGINE_H_
 
@@ -41,7 +41,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +56,7 @@
 #include "datagram.h"
 #include "iomux/engine.h"
 #include "iouring_probe.h"
+#include "notifier.h"
 #include "socket_util.h"
 #include "stream.h"
 #include "uring.h"
@@ -199,7 +199,7 @@ class IouringEngine final : public Engine {
 
   int init();
 
-  int wait_fd() const override { return event_fd_; }
+  int wait_fd() const override { return notifier_.fd(); }
   int poll(EventSink* sink) override;
   int broken() const override { return broken_; }
   int listen(const ListenRequest& request) override;
@@ -306,13 +306,11 @@ class IouringEngine final : public Engine {
   void absorb(const Completion& cqe);
   bool ops_in_flight(bool include_zombies);
 
-  void signal_eventfd();
-  int drain_eventfd();
-  void lose_eventfd();
+  bool notifier_lost(int rc);
   void kick() {
     if (in_poll_ || kicked_) return;
     kicked_ = true;
-    signal_eventfd();
+    (void)notifier_lost(notifier_.signal());
   }
   bool work_left();
 
@@ -329,10 +327,10 @@ class IouringEngine final : public Engine {
   std::vector<Completion> backlog_;
   size_t backlog_head_ = 0;
   Counters counters_;
-  int event_fd_ = -1;
-  bool event_fd_lost_ = false;  // closed by other code (see lose_eventfd)
-  ReserveFd reserve_;           // sheds a pending peer when accept fails with EMFILE/ENFILE
-  int broken_ = 0;              // -errno once the ring itself failed
+  // The eventfd registered with the ring: wait_fd(). Abandoned once closed by other code.
+  Notifier notifier_;
+  ReserveFd reserve_;  // sheds a pending peer when accept fails with EMFILE/ENFILE
+  int broken_ = 0;     // -errno once the ring itself failed
   // Fault injection (tuning faultKernelAfter / faultKernelErrno): after this many successful
   // io_uring_enter calls inside poll(), the next one fails with fault_errno_. -1: off.
   int64_t fault_after_ = -1;

@@ -23,7 +23,7 @@ io_uring_sqe* IouringEngine::get_sqe() {
   }
   if (sqe == nullptr) {
     broken_ = rc < 0 ? rc : -EBUSY;
-    signal_eventfd();  // the next poll reports the failure
+    (void)notifier_lost(notifier_.signal());  // the next poll reports the failure
   }
   return sqe;
 }
