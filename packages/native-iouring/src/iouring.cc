@@ -200,18 +200,30 @@ void IouringEngine::stash_cq() {
   ring_.cq_release(head);
 }
 
-void IouringEngine::handle(const Completion& cqe, EventSink* sink) {
-  Op op = op_of(cqe.user_data);
-  if (op == kOpNone || op == kOpCancel) return;
-  int id = id_of(cqe.user_data);
+// Decodes a completion's op, socket id and finality. Returns its live socket, with this operation
+// counted out when it was the last completion; nullptr for a completion with no socket to act on
+// (ours without a socket, a cancel's own, or a stale one, which stale() has cleaned up after).
+IouringEngine::Socket* IouringEngine::claim(const Completion& cqe, Op* op, int* id, bool* final) {
+  *op = op_of(cqe.user_data);
+  if (*op == kOpNone || *op == kOpCancel) return nullptr;
+  *id = id_of(cqe.user_data);
   uint32_t g = gen_of(cqe.user_data);
-  bool final = (cqe.flags & IORING_CQE_F_MORE) == 0;
-  Socket* s = live(id, g);
+  *final = (cqe.flags & IORING_CQE_F_MORE) == 0;
+  Socket* s = live(*id, g);
   if (s == nullptr) {
-    stale(cqe, op, id, g, final);
-    return;
+    stale(cqe, *op, *id, g, *final);
+    return nullptr;
   }
-  if (final) --s->inflight;
+  if (*final) --s->inflight;
+  return s;
+}
+
+void IouringEngine::handle(const Completion& cqe, EventSink* sink) {
+  Op op;
+  int id;
+  bool final;
+  Socket* s = claim(cqe, &op, &id, &final);
+  if (s == nullptr) return;
   switch (op) {
     case kOpAccept:
       on_accept(id, cqe.res, final, sink);

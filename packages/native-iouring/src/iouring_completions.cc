@@ -268,15 +268,21 @@ void IouringEngine::on_datagram_out(int id, EventSink* sink) {
 
 void IouringEngine::close_socket(int id) {
   Socket* s = sockets_.get(id);
-  uint32_t g = gen(id);
   cancel_ops(id);
   // An SQE naming this fd that the kernel has not read yet would reach whatever socket gets the
   // number next: it becomes a NOP (its completion still settles the zombie's count).
   ring_.withdraw(s->fd, [](uint64_t ud) { return retag(ud, kOpVoid); });
   close_fd(s->fd);
   ++counters_.closed;
+  release(id);
+}
+
+// Frees the slot. A socket with operations in flight leaves a zombie holding the memory they may
+// still touch (its msghdr, queued bytes) until their last completion arrives.
+void IouringEngine::release(int id) {
+  Socket* s = sockets_.get(id);
   if (s->inflight > 0) {
-    Zombie& z = zombies_[zombie_key(id, g)];
+    Zombie& z = zombies_[zombie_key(id, gen(id))];
     z.inflight = s->inflight;
     z.memory = std::move(s->memory);
     z.queue = std::move(s->queue);

@@ -277,6 +277,7 @@ class IouringEngine final : public Engine {
   int enter_in_poll(bool get_events);
   void reap(EventSink* sink);
   void stash_cq();
+  Socket* claim(const Completion& cqe, Op* op, int* id, bool* final);
   void handle(const Completion& cqe, EventSink* sink);
   void stale(const Completion& cqe, Op op, int id, uint32_t gen, bool final);
   void on_accept(int id, int res, bool final, EventSink* sink);
@@ -298,6 +299,7 @@ class IouringEngine final : public Engine {
     if (fate == StreamFate::kClose) close_socket(id);
   }
   void close_socket(int id);
+  void release(int id);
   void fail(int id, int err, EventSink* sink);
 
   // Runtime fallback and teardown: cancel everything, collect completions into socket state.

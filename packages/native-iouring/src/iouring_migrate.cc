@@ -67,17 +67,11 @@ bool IouringEngine::settle(bool include_zombies) {
 // A completion collected while settling: it changes the socket's state but produces no event (the
 // successor engine, or nobody at teardown, carries on from that state).
 void IouringEngine::absorb(const Completion& cqe) {
-  Op op = op_of(cqe.user_data);
-  if (op == kOpNone || op == kOpCancel) return;
-  int id = id_of(cqe.user_data);
-  uint32_t g = gen_of(cqe.user_data);
-  bool final = (cqe.flags & IORING_CQE_F_MORE) == 0;
-  Socket* s = live(id, g);
-  if (s == nullptr) {
-    stale(cqe, op, id, g, final);
-    return;
-  }
-  if (final) --s->inflight;
+  Op op;
+  int id;
+  bool final;
+  Socket* s = claim(cqe, &op, &id, &final);
+  if (s == nullptr) return;
   int res = cqe.res;
   switch (op) {
     case kOpRecv:
@@ -153,7 +147,6 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
     bool frozen = ring_dead_ && (ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0;
     if (!frozen) return -ETIMEDOUT;
   }
-  uint32_t g = gen(id);
   out->fd = s->fd;
   out->unsent.clear();
   out->undelivered.clear();
@@ -162,14 +155,7 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
   s->outbox.save(&out->unsent);
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
-  if (s->inflight > 0) {
-    // A frozen operation still names this memory until the ring is torn down.
-    Zombie& z = zombies_[zombie_key(id, g)];
-    z.inflight = s->inflight;
-    z.memory = std::move(s->memory);
-    z.queue = std::move(s->queue);
-  }
-  sockets_.release(id);
+  release(id);  // a frozen operation still names its memory until the ring is torn down
   return 0;
 }
 

@@ -159,17 +159,7 @@ int Ring::submit(bool get_events) {
   unsigned to_submit = sqe_tail_ - load_acquire(sq_khead_);
   unsigned flags = get_events ? IORING_ENTER_GETEVENTS : 0;
   if (to_submit == 0 && !get_events) return 0;
-  for (;;) {
-    int rc = sys_enter(fd_, to_submit, 0, flags, nullptr, 0);
-    if (rc >= 0) return rc;
-    if (rc == -EINTR) continue;
-    if (rc == -EBADF || rc == -EOPNOTSUPP) {
-      lose_fd();
-      return -EBADF;
-    }
-    if (rc == -EAGAIN || rc == -EBUSY) return 0;
-    return rc;
-  }
+  return enter(to_submit, 0, flags, nullptr, 0);
 }
 
 int Ring::submit_and_wait(unsigned min_ready, long long timeout_ns) {
@@ -183,15 +173,23 @@ int Ring::submit_and_wait(unsigned min_ready, long long timeout_ns) {
   arg.sigmask_sz = _NSIG / 8;
   arg.ts = reinterpret_cast<uint64_t>(&ts);
   unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+  return enter(to_submit, min_ready, flags, &arg, sizeof(arg));
+}
+
+// io_uring_enter, retried on EINTR. ETIME (the wait timed out), EAGAIN and EBUSY (no room to take
+// more now; the caller reaps and tries again) are not failures: 0. A ring fd closed by other code
+// is lost (lose_fd) and reported as -EBADF.
+int Ring::enter(unsigned to_submit, unsigned min_ready, unsigned flags, const void* arg,
+                size_t argsz) {
   for (;;) {
-    int rc = sys_enter(fd_, to_submit, min_ready, flags, &arg, sizeof(arg));
-    if (rc >= 0 || rc == -ETIME) return rc < 0 ? 0 : rc;
+    int rc = sys_enter(fd_, to_submit, min_ready, flags, arg, argsz);
+    if (rc >= 0) return rc;
     if (rc == -EINTR) continue;
     if (rc == -EBADF || rc == -EOPNOTSUPP) {
       lose_fd();
       return -EBADF;
     }
-    if (rc == -EAGAIN || rc == -EBUSY) return 0;
+    if (rc == -ETIME || rc == -EAGAIN || rc == -EBUSY) return 0;
     return rc;
   }
 }

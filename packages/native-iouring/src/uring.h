@@ -120,6 +120,7 @@ class Ring {
 
  private:
   int map_rings(const io_uring_params& p);
+  int enter(unsigned to_submit, unsigned min_ready, unsigned flags, const void* arg, size_t argsz);
   void lose_fd();
 
   int fd_ = -1;
