@@ -90,15 +90,11 @@ int IouringEngine::destroy(int id) {
 }
 
 int IouringEngine::address(int id, bool peer, sockaddr_storage* out, socklen_t* len) {
-  Socket* s = sockets_.get(id);
-  if (s == nullptr) return -EBADF;
-  return socket_address(s->fd, peer, out, len);
+  int fd = sockets_.fd_of(id);
+  return fd < 0 ? fd : socket_address(fd, peer, out, len);
 }
 
-int IouringEngine::socket_fd(int id) {
-  Socket* s = sockets_.get(id);
-  return s == nullptr ? -EBADF : s->fd;
-}
+int IouringEngine::socket_fd(int id) { return sockets_.fd_of(id); }
 
 int IouringEngine::udp_open(const UdpRequest& request) {
   int fd = open_datagram(request);
