@@ -1,7 +1,7 @@
 // blocking_io: portable blocking sockets on native threads, the last-resort backend. It needs no
 // readiness or completion API at all, only socket calls that block.
 //
-// Threads (each with a small stack, see IOMUX_BLOCKING_STACK_KB):
+// Threads (each with a small stack, the blockingStackKb tuning knob, IOMUX_BLOCKING_STACK_KB):
 // - one accept thread per listener, blocked in accept();
 // - one reader thread per connection, blocked in recv(); for an outgoing connection it first waits
 //   for the non-blocking connect() the main thread started to complete;
@@ -11,9 +11,9 @@
 //   of datagrams over, and a writer thread (started with it) that sends the outbox with blocking
 //   sendmmsg(). udp_send_batch itself sends with MSG_DONTWAIT and queues only what the kernel
 //   refuses.
-// The number of threads is bounded (IOMUX_BLOCKING_MAX_THREADS): a connection or UDP socket
-// reserves two slots, a listener one. Past the bound an accept reports kEventAcceptError with
-// EAGAIN and a connect returns -EAGAIN; nothing waits.
+// The number of threads is bounded (blockingMaxThreads, IOMUX_BLOCKING_MAX_THREADS): a connection
+// or UDP socket reserves two slots, a listener one. Past the bound an accept reports
+// kEventAcceptError with EAGAIN and a connect returns -EAGAIN; nothing waits.
 //
 // Every socket is a shared Sock object its threads hold on to, so an id the engine releases never
 // leaves a thread with a dangling pointer, and a late result for it is simply dropped (the Sock is
@@ -44,7 +44,6 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -76,8 +75,8 @@ constexpr int kWaitSliceMs = 250;
 constexpr int kAcceptBackoffMs = 100;
 constexpr int kConnectionSlots = 2;  // reader + writer
 constexpr int kListenerSlots = 1;
-constexpr long kDefaultMaxThreads = 4096;
-constexpr long kDefaultStackKb = 64;
+constexpr int64_t kDefaultMaxThreads = 4096;
+constexpr int64_t kDefaultStackKb = 64;
 // A UDP reader's recvmmsg buffer: kDatagramBatch datagrams, fewer when max_datagram is large.
 constexpr size_t kDatagramScratchBytes = 512 * 1024;
 // Received datagram bytes a UDP socket holds undelivered before its reader stops receiving (the
@@ -85,15 +84,6 @@ constexpr size_t kDatagramScratchBytes = 512 * 1024;
 constexpr size_t kHeldDatagramBytes = 1024 * 1024;
 // Send errors a UDP socket holds undelivered; later ones are dropped.
 constexpr size_t kHeldSendErrors = 64;
-
-long env_long(const char* name, long fallback, long low, long high) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  long value = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || value < low || value > high) return fallback;
-  return value;
-}
 
 struct Sock;
 using SockRef = std::shared_ptr<Sock>;
@@ -1373,11 +1363,10 @@ std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
     return nullptr;
   }
   hub->read_chunk = config.read_chunk;
-  hub->max_threads =
-      static_cast<int>(env_long("IOMUX_BLOCKING_MAX_THREADS", kDefaultMaxThreads, 1, 1L << 20));
-  hub->stack_bytes =
-      static_cast<size_t>(env_long("IOMUX_BLOCKING_STACK_KB", kDefaultStackKb, 16, 1L << 20)) *
-      1024;
+  // Range-checked in TypeScript (tuning.ts: blockingMaxThreads 1..1048576, blockingStackKb
+  // 16..1048576), so the values fit here.
+  hub->max_threads = static_cast<int>(config.tune("blockingMaxThreads", kDefaultMaxThreads));
+  hub->stack_bytes = static_cast<size_t>(config.tune("blockingStackKb", kDefaultStackKb)) * 1024;
   hub->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   return std::make_unique<BlockingEngine>(std::move(hub), config);
 }

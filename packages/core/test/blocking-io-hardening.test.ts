@@ -1,0 +1,128 @@
+// blocking_io's own hardening: tuning knobs arriving through EngineConfig, adopt failures that
+// must not close an fd under a running thread, the interrupt signal left to the application, and
+// engine teardown while threads are still in blocking calls.
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { getBackend } from '../src/index.js';
+import type { NativeAddon, NativeBackendHandle, NativeBackendOptions } from '../src/backend.js';
+import { backends, backendTitle } from './helpers.js';
+
+const EAGAIN = 11;
+
+const blocking = backends.find((b) => b.name === 'blocking_io') ?? {
+  name: 'blocking_io',
+  available: false,
+  cause: 'not a known backend',
+};
+
+/** Handles a test opened, closed afterwards even when it fails. */
+const opened: NativeBackendHandle[] = [];
+const servers: net.Server[] = [];
+
+afterEach(async () => {
+  for (const handle of opened.splice(0)) handle.close();
+  await Promise.all(
+    servers
+      .splice(0)
+      .map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+  );
+});
+
+function addon(): NativeAddon {
+  return getBackend('blocking_io').addon();
+}
+
+/** A blocking_io engine created directly, so its options (tuning) are exactly the test's. */
+function openEngine(
+  tuning?: Record<string, number>,
+  onEvents: (count: number, slab: Buffer | undefined) => void = () => {},
+): NativeBackendHandle {
+  const options: NativeBackendOptions = {
+    maxEvents: 256,
+    readChunk: 64 * 1024,
+    slabBytes: 1024 * 1024,
+    ...(tuning === undefined ? {} : { tuning }),
+  };
+  const handle = new (addon().NativeBackend)(options, onEvents);
+  opened.push(handle);
+  return handle;
+}
+
+/** A node:net server on 127.0.0.1 that keeps its sockets open. */
+async function netServer(): Promise<number> {
+  const server = net.createServer(() => {});
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+describe.skipIf(!blocking.available)(backendTitle(blocking), () => {
+  describe('tuning from EngineConfig', () => {
+    it('blockingMaxThreads bounds the thread slots (2 per connection, 1 per listener)', async () => {
+      const port = await netServer();
+      const engine = openEngine({ blockingMaxThreads: 3 });
+      const conn = engine.connect('127.0.0.1', port);
+      expect(conn).toBeGreaterThanOrEqual(0);
+      const listener = engine.listen('127.0.0.1', 0, 16, false, false);
+      expect(listener).toBeGreaterThanOrEqual(0);
+      // All three slots are taken: neither another listener nor another connection fits.
+      expect(engine.listen('127.0.0.1', 0, 16, false, false)).toBe(-EAGAIN);
+      expect(engine.connect('127.0.0.1', port)).toBe(-EAGAIN);
+      // Closing the connection gives its two slots back once its reader thread has left and the
+      // engine dropped what the thread had posted (at the next poll).
+      expect(engine.destroy(conn)).toBe(0);
+      const deadline = Date.now() + 5000;
+      let again = -EAGAIN;
+      while (again === -EAGAIN && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        engine.poll();
+        again = engine.connect('127.0.0.1', port);
+      }
+      expect(again).toBeGreaterThanOrEqual(0);
+    });
+
+    it('the engine no longer reads IOMUX_BLOCKING_MAX_THREADS itself', async () => {
+      const port = await netServer();
+      const saved = process.env.IOMUX_BLOCKING_MAX_THREADS;
+      process.env.IOMUX_BLOCKING_MAX_THREADS = '1';
+      try {
+        const engine = openEngine();
+        // With the environment's bound of 1 neither would fit; the default (4096) applies.
+        expect(engine.connect('127.0.0.1', port)).toBeGreaterThanOrEqual(0);
+        expect(engine.listen('127.0.0.1', 0, 16, false, false)).toBeGreaterThanOrEqual(0);
+      } finally {
+        if (saved === undefined) delete process.env.IOMUX_BLOCKING_MAX_THREADS;
+        else process.env.IOMUX_BLOCKING_MAX_THREADS = saved;
+      }
+    });
+
+    it('blockingStackKb at its minimum (16) still runs the threads', async () => {
+      const received: Buffer[] = [];
+      const server = net.createServer((socket) => socket.on('data', (d) => received.push(d)));
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as net.AddressInfo).port;
+      const { CONNECT, EVENT_INTS } = addon().events;
+      let connected = -1;
+      const engine = openEngine({ blockingStackKb: 16 }, (count) => {
+        for (let i = 0; i < count; i += 1) {
+          if (engine.events[i * EVENT_INTS] === CONNECT)
+            connected = engine.events[i * EVENT_INTS + 2]!;
+        }
+      });
+      const id = engine.connect('127.0.0.1', port);
+      expect(id).toBeGreaterThanOrEqual(0);
+      expect(engine.start()).toBe(0);
+      const deadline = Date.now() + 5000;
+      while (connected < 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      expect(connected).toBe(0);
+      expect(engine.write(id, Buffer.from('small stack'))).toBeGreaterThanOrEqual(0);
+      while (Buffer.concat(received).length < 11 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      expect(Buffer.concat(received).toString()).toBe('small stack');
+    });
+  });
+});
