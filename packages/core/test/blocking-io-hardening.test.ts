@@ -1,6 +1,7 @@
 // blocking_io's own hardening: tuning knobs arriving through EngineConfig, adopt failures that
 // must not close an fd under a running thread, the interrupt signal left to the application, and
 // engine teardown while threads are still in blocking calls.
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getBackend } from '../src/index.js';
@@ -54,6 +55,33 @@ async function netServer(): Promise<number> {
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as net.AddressInfo).port;
+}
+
+/** Polls `done` every 5 ms for up to `ms`; true when it held. */
+async function until(done: () => boolean, ms = 5000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return true;
+}
+
+/** An engine whose batches are recorded as [type, id, a, b] tuples. */
+function recordingEngine(tuning?: Record<string, number>): {
+  engine: NativeBackendHandle;
+  events: number[][];
+} {
+  const events: number[][] = [];
+  const { EVENT_INTS } = addon().events;
+  const engine = openEngine(tuning, (count) => {
+    for (let i = 0; i < count; i += 1) {
+      const at = i * EVENT_INTS;
+      events.push([...engine.events.subarray(at, at + 4)]);
+    }
+  });
+  expect(engine.start()).toBe(0);
+  return { engine, events };
 }
 
 describe.skipIf(!blocking.available)(backendTitle(blocking), () => {
@@ -123,6 +151,50 @@ describe.skipIf(!blocking.available)(backendTitle(blocking), () => {
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
       expect(Buffer.concat(received).toString()).toBe('small stack');
+    });
+  });
+
+  describe('defect 10: a failed adopt hands the fd back with no thread on it', () => {
+    it('the writer started by adopt() sends nothing once adopt() failed and the fd was closed', async () => {
+      // A peer that does not read, so the sender's queue stays full and its writer blocks.
+      let peer: net.Socket | undefined;
+      let received = 0;
+      let peerClosed = false;
+      const server = net.createServer((socket) => {
+        peer = socket;
+        socket.pause();
+        socket.on('data', (d) => (received += d.length));
+        socket.on('close', () => (peerClosed = true));
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as net.AddressInfo).port;
+      const { CONNECT } = addon().events;
+
+      const a = recordingEngine();
+      const id = a.engine.connect('127.0.0.1', port);
+      expect(id).toBeGreaterThanOrEqual(0);
+      expect(await until(() => a.events.some((e) => e[0] === CONNECT && e[1] === id))).toBe(true);
+      const total = 32 * 1024 * 1024;
+      expect(a.engine.write(id, Buffer.alloc(total, 7))).toBeGreaterThan(0);
+      expect(await until(() => peer !== undefined)).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the writer is blocked by now
+      const detached = a.engine.detach(id);
+      expect(Array.isArray(detached)).toBe(true);
+      const [fd, flags, unsent] = detached as [number, number, Buffer, Buffer, number];
+      expect(unsent.length).toBeGreaterThan(0);
+      const sentBefore = total - unsent.length;
+
+      // Engine B may start one thread: adopt() starts the writer for the unsent bytes, then fails
+      // to start the reader.
+      const b = openEngine({ faultThreadStartsBefore: 1 });
+      expect(b.adopt(fd, flags, unsent, 0)).toBe(-EAGAIN);
+      // The caller owns the fd again and closes it, as the reactor's migration does.
+      closeSync(fd);
+      peer!.resume();
+      // The peer sees exactly the bytes engine A sent, then the connection end: nothing from B.
+      expect(await until(() => peerClosed)).toBe(true);
+      expect(received).toBe(sentBefore);
     });
   });
 });

@@ -50,6 +50,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "conn_table.h"
@@ -73,6 +74,8 @@ constexpr size_t kAcceptAhead = 64;
 constexpr int kWaitSliceMs = 250;
 // Pause after a failed accept (EMFILE, ...), so a persistent failure does not spin.
 constexpr int kAcceptBackoffMs = 100;
+// Fault injection: how long a refused thread start takes (see Hub::spawn_allowed).
+constexpr int kRefusedStartDelayMs = 20;
 constexpr int kConnectionSlots = 2;  // reader + writer
 constexpr int kListenerSlots = 1;
 constexpr int64_t kDefaultMaxThreads = 4096;
@@ -104,6 +107,21 @@ struct Hub {
   }
   void unreserve(int n) { slots.fetch_sub(n, std::memory_order_relaxed); }
 
+  // Fault injection (tuning faultThreadStartsBefore): false once that many threads started, so
+  // tests can make the second thread of an adopt() fail after the first one started.
+  bool spawn_allowed() {
+    if (!spawn_limited) return true;
+    return spawn_budget.fetch_sub(1, std::memory_order_relaxed) > 0;
+  }
+  // Fault injection: before a start that will be refused, adopt() waits a little without holding
+  // the socket's lock, so the threads it started before are surely running, as they may be when a
+  // real pthread_create fails late.
+  void delay_refused_start() const {
+    if (spawn_limited && spawn_budget.load(std::memory_order_relaxed) <= 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(kRefusedStartDelayMs));
+    }
+  }
+
   // Queues s for the main thread and makes sure the wait fd is readable. Threads call it only
   // while holding s->mu with s->closing unset, so nothing is posted for a socket after the
   // engine dropped it.
@@ -125,6 +143,8 @@ struct Hub {
   size_t stack_bytes = 64 * 1024;
   int max_threads = 4096;
   std::atomic<int> slots{0};
+  bool spawn_limited = false;              // fault injection; set before any thread starts
+  std::atomic<int64_t> spawn_budget{0};    // thread starts left while spawn_limited
   std::atomic<uint64_t> bytes_written{0};  // by writer threads
 
   std::mutex mu;
@@ -180,7 +200,9 @@ struct Sock {
   std::condition_variable exit_cv;  // detach() waits here for the threads to leave
 
   // Guarded by mu.
-  bool attached = false;        // has an id (ACCEPT delivered): the reader may start
+  // Has an id (ACCEPT delivered, or adopt() started every thread): until then no thread touches
+  // the fd, so a failed adopt() can hand it back untouched.
+  bool attached = false;
   bool closing = false;         // the engine dropped it: threads leave without touching anything
   bool detaching = false;       // detach(): threads leave, keeping what they did in this object
   bool reader_running = false;  // the reader or accept thread has not returned yet
@@ -418,6 +440,7 @@ void* thread_main(void* raw) {
 // Starts a thread of s in `role`. Called with s->mu held, so the thread's bookkeeping is in place
 // before it can finish.
 int spawn_locked(const SockRef& s, Role role) {
+  if (!s->hub->spawn_allowed()) return -EAGAIN;
   auto* arg = new (std::nothrow) ThreadArg{s, role};
   if (arg == nullptr) return -ENOMEM;
   pthread_t thread;
@@ -439,6 +462,8 @@ int spawn_locked(const SockRef& s, Role role) {
 void run_reader(const SockRef& s) {
   Hub& hub = *s->hub;
   std::unique_lock<std::mutex> lock(s->mu);
+  s->reader_cv.wait(lock, [&] { return s->stopped() || s->attached; });
+  if (s->stopped()) return;
   if (s->connecting) {
     lock.unlock();
     int err = await_connect(*s);
@@ -453,7 +478,6 @@ void run_reader(const SockRef& s) {
     hub.post(s);
     if (err != 0) return;
   }
-  s->reader_cv.wait(lock, [&] { return s->stopped() || s->attached; });
   const size_t chunk = hub.read_chunk;
   std::unique_ptr<uint8_t[]> buf;
   for (;;) {
@@ -502,8 +526,8 @@ void run_writer(const SockRef& s) {
   std::unique_lock<std::mutex> lock(s->mu);
   for (;;) {
     s->writer_cv.wait(lock, [&] {
-      return s->stopped() ||
-             (!s->connecting && (!s->queue.empty() || (s->shutdown_requested && !s->write_shut)));
+      return s->stopped() || (s->attached && !s->connecting &&
+                              (!s->queue.empty() || (s->shutdown_requested && !s->write_shut)));
     });
     if (s->stopped()) return;
     if (!s->queue.empty()) {
@@ -556,7 +580,7 @@ void run_datagram_reader(const SockRef& s) {
   std::unique_lock<std::mutex> lock(s->mu);
   for (;;) {
     s->reader_cv.wait(lock, [&] {
-      return s->stopped() || (!s->paused && s->datagram_bytes < kHeldDatagramBytes);
+      return s->stopped() || (s->attached && !s->paused && s->datagram_bytes < kHeldDatagramBytes);
     });
     if (s->stopped()) return;
     lock.unlock();
@@ -602,7 +626,9 @@ void run_datagram_writer(const SockRef& s) {
   iovec iov[kDatagramBatch];
   std::unique_lock<std::mutex> lock(s->mu);
   for (;;) {
-    s->writer_cv.wait(lock, [&] { return s->stopped() || (!s->outbox.empty() && !s->flush_held); });
+    s->writer_cv.wait(lock, [&] {
+      return s->stopped() || (s->attached && !s->outbox.empty() && !s->flush_held);
+    });
     if (s->stopped()) return;
     // Queued datagrams never move and the main thread only appends while this runs (it sends
     // itself only while the outbox is empty), so the gathered ones stay put.
@@ -672,8 +698,9 @@ void run_acceptor(const SockRef& l) {
   Hub& hub = *l->hub;
   std::unique_lock<std::mutex> lock(l->mu);
   for (;;) {
-    l->reader_cv.wait(
-        lock, [&] { return l->stopped() || (!l->paused && l->accepted.size() < kAcceptAhead); });
+    l->reader_cv.wait(lock, [&] {
+      return l->stopped() || (l->attached && !l->paused && l->accepted.size() < kAcceptAhead);
+    });
     if (l->stopped()) return;
     lock.unlock();
     int fd = accept_blocking(*l);
@@ -1018,8 +1045,7 @@ class BlockingEngine final : public Engine {
     if (!hub_->reserve(slots)) return -EAGAIN;
     SockRef s = std::make_shared<Sock>(hub_, socket.fd, socket.listener, socket.datagram);
     s->slots = slots;
-    s->attached = true;
-    s->paused = socket.paused;
+    s->paused = socket.paused;  // not attached yet: the threads wait until all of them started
     int id = table_.alloc();
     if (id < 0) {
       s->owns_fd = false;
@@ -1053,21 +1079,22 @@ class BlockingEngine final : public Engine {
       }
       // The reader last: once it runs it may consume bytes, so nothing may fail after it.
       if (rc == 0 && !socket.read_eof) {
+        hub_->delay_refused_start();
         std::lock_guard<std::mutex> lock(s->mu);
         rc = spawn_locked(s, Role::kReader);
       }
     }
     if (rc != 0) {
-      {
-        std::lock_guard<std::mutex> lock(s->mu);
-        s->owns_fd = false;  // a failed adopt leaves the fd to the caller
-        s->closing = true;
-      }
-      s->reader_cv.notify_all();
-      s->writer_cv.notify_all();
+      abandon_unattached(*s);
       table_.release(id);
       return rc;
     }
+    {
+      std::lock_guard<std::mutex> lock(s->mu);
+      s->attached = true;
+    }
+    s->reader_cv.notify_all();
+    s->writer_cv.notify_all();
     table_.get(id)->sock = s;
     schedule(s);  // a pending drain or close may be due already
     return id;
@@ -1082,6 +1109,18 @@ class BlockingEngine final : public Engine {
   Sock* sock(int id) {
     Slot* slot = table_.get(id);
     return slot == nullptr ? nullptr : slot->sock.get();
+  }
+
+  // A failed adopt() leaves the fd to the caller, who closes it at once: the threads already
+  // started must be gone first. They never touched the fd (they wait for `attached`, which is
+  // never set), so they only have to return from a condvar wait: this wait is short.
+  static void abandon_unattached(Sock& s) {
+    std::unique_lock<std::mutex> lock(s.mu);
+    s.owns_fd = false;
+    s.closing = true;
+    s.reader_cv.notify_all();
+    s.writer_cv.notify_all();
+    s.exit_cv.wait(lock, [&] { return !s.reader_running && !s.writer_running; });
   }
 
   // Gives a new listener or connecting socket an id and starts its thread.
@@ -1367,6 +1406,9 @@ std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
   // 16..1048576), so the values fit here.
   hub->max_threads = static_cast<int>(config.tune("blockingMaxThreads", kDefaultMaxThreads));
   hub->stack_bytes = static_cast<size_t>(config.tune("blockingStackKb", kDefaultStackKb)) * 1024;
+  int64_t spawn_budget = config.tune("faultThreadStartsBefore", -1);
+  hub->spawn_limited = spawn_budget >= 0;
+  hub->spawn_budget = spawn_budget;
   hub->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   return std::make_unique<BlockingEngine>(std::move(hub), config);
 }
