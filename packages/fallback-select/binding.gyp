@@ -25,7 +25,7 @@
     {
       "target_name": "iomux_blocking_io",
       "dependencies": ["iomux_fallback_core"],
-      "sources": ["src/blocking_io.cc", "src/blocking_io_addon.cc"],
+      "sources": ["src/blocking_io.cc", "src/blocking_interrupt.cc", "src/blocking_io_addon.cc"],
     },
   ],
 }
