@@ -1,14 +1,49 @@
 // blocking_io's own hardening: tuning knobs arriving through EngineConfig, adopt failures that
 // must not close an fd under a running thread, the interrupt signal left to the application, and
 // engine teardown while threads are still in blocking calls.
+import { spawnSync } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getBackend } from '../src/index.js';
 import type { NativeAddon, NativeBackendHandle, NativeBackendOptions } from '../src/backend.js';
 import { backends, backendTitle } from './helpers.js';
 
 const EAGAIN = 11;
+const signalChild = fileURLToPath(new URL('./fixtures/blocking-signal-child.cjs', import.meta.url));
+/** SIGRTMIN+5 under glibc (SIGRTMIN is 34: glibc keeps 32 and 33), the signal blocking_io prefers. */
+const SIGRTMIN_5 = 39;
+
+/** True when `signal` is in a /proc/<pid>/status signal mask (hex, bit n-1 for signal n). */
+function inMask(mask: string, signal: number): boolean {
+  return ((BigInt(`0x${mask}`) >> BigInt(signal - 1)) & 1n) === 1n;
+}
+
+/** Runs the signal fixture through bash, `prelude` first (e.g. a trap), and parses its report. */
+function runSignalChild(
+  prelude: string,
+  args: string[] = [],
+): {
+  report: { detach: string | number; sigIgn: string; sigCgt: string };
+  out: string;
+  status: number | null;
+  signal: string | null;
+} {
+  const result = spawnSync(
+    'bash',
+    ['-c', `${prelude} exec "$0" "$@"`, process.execPath, signalChild, ...args],
+    { encoding: 'utf8', timeout: 20_000 },
+  );
+  const first = result.stdout.split('\n')[0] ?? '';
+  if (!first.startsWith('{')) throw new Error(`child failed: ${result.stdout} ${result.stderr}`);
+  return {
+    report: JSON.parse(first),
+    out: result.stdout,
+    status: result.status,
+    signal: result.signal,
+  };
+}
 
 const blocking = backends.find((b) => b.name === 'blocking_io') ?? {
   name: 'blocking_io',
@@ -197,4 +232,25 @@ describe.skipIf(!blocking.available)(backendTitle(blocking), () => {
       expect(received).toBe(sentBefore);
     });
   });
+
+  describe.skipIf(process.platform !== 'linux')(
+    "defect 10: the interrupt signal stays the application's",
+    () => {
+      it('a signal the application ignores stays ignored; detach() interrupts with another one', () => {
+        const { report } = runSignalChild('trap "" RTMIN+5;');
+        expect(report.detach).toBe('ok');
+        expect(inMask(report.sigIgn, SIGRTMIN_5)).toBe(true);
+        expect(inMask(report.sigCgt, SIGRTMIN_5)).toBe(false);
+      });
+
+      it('a signal left at its default still terminates the process when someone else sends it', () => {
+        const { report, out, status, signal } = runSignalChild('', ['raise', String(SIGRTMIN_5)]);
+        expect(report.detach).toBe('ok');
+        // detach() used it, so the handler is ours, yet the default action still happened.
+        expect(inMask(report.sigCgt, SIGRTMIN_5)).toBe(true);
+        expect(out).not.toContain('survived');
+        expect(status === 128 + SIGRTMIN_5 || signal !== null).toBe(true);
+      });
+    },
+  );
 });

@@ -53,6 +53,7 @@
 #include <thread>
 #include <vector>
 
+#include "blocking_interrupt.h"
 #include "conn_table.h"
 #include "datagram.h"
 #include "fallback_util.h"
@@ -352,40 +353,6 @@ int await_connect(Sock& s) {
 
 // ---- threads ----------------------------------------------------------------------------------
 
-// detach() must get threads out of blocking calls without harming the socket (shutdown() would),
-// so it interrupts them with this signal, whose handler does nothing and is installed without
-// SA_RESTART: the call fails with EINTR, or returns what it did so far.
-int interrupt_signal() {
-#ifdef SIGRTMIN
-  return SIGRTMIN + 5;
-#else
-  return SIGURG;
-#endif
-}
-
-void on_interrupt(int) {}
-
-// Installs the handler once, unless the application handles that signal itself.
-bool install_interrupt() {
-  static std::once_flag once;
-  static bool installed = false;
-  std::call_once(once, [] {
-    int sig = interrupt_signal();
-    struct sigaction old{};
-    if (sigaction(sig, nullptr, &old) != 0) return;
-    bool taken = (old.sa_flags & SA_SIGINFO) != 0
-                     ? old.sa_sigaction != nullptr
-                     : (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
-    if (taken) return;
-    struct sigaction action{};
-    action.sa_handler = &on_interrupt;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = 0;
-    installed = sigaction(sig, &action, nullptr) == 0;
-  });
-  return installed;
-}
-
 enum class Role { kReader, kWriter, kAcceptor };
 
 struct ThreadArg {
@@ -401,10 +368,7 @@ void run_acceptor(const SockRef& l);
 
 void* thread_main(void* raw) {
   std::unique_ptr<ThreadArg> arg(static_cast<ThreadArg*>(raw));
-  sigset_t interrupt;
-  sigemptyset(&interrupt);
-  sigaddset(&interrupt, interrupt_signal());
-  pthread_sigmask(SIG_UNBLOCK, &interrupt, nullptr);
+  unblock_interrupt();  // detach() interrupts blocking calls with it
   const SockRef& s = arg->sock;
   switch (arg->role) {
     case Role::kReader:
@@ -979,7 +943,7 @@ class BlockingEngine final : public Engine {
     std::deque<Accepted> accepted;
     {
       std::unique_lock<std::mutex> lock(s->mu);
-      if ((s->reader_running || s->writer_running) && !install_interrupt()) return -ENOTSUP;
+      if ((s->reader_running || s->writer_running) && !interrupt_usable()) return -ENOTSUP;
       s->detaching = true;
       s->reader_cv.notify_all();
       s->writer_cv.notify_all();
@@ -1395,6 +1359,8 @@ std::string probe(int simulated_errno) {
 }
 
 std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
+  // Chosen (and its handler installed) before any thread starts, since each thread unblocks it.
+  (void)interrupt_signal();
   auto hub = std::make_shared<Hub>();
   int rc = hub->notifier.open();
   if (rc != 0) {
