@@ -25,7 +25,12 @@
     {
       "target_name": "iomux_blocking_io",
       "dependencies": ["iomux_fallback_core"],
-      "sources": ["src/blocking_io.cc", "src/blocking_interrupt.cc", "src/blocking_io_addon.cc"],
+      "sources": [
+        "src/blocking_io.cc",
+        "src/blocking_interrupt.cc",
+        "src/blocking_pin.cc",
+        "src/blocking_io_addon.cc",
+      ],
     },
   ],
 }
