@@ -11,6 +11,7 @@ import type { NativeAddon, NativeBackendHandle, NativeBackendOptions } from '../
 import { backends, backendTitle } from './helpers.js';
 
 const EAGAIN = 11;
+const exitMain = fileURLToPath(new URL('./fixtures/blocking-exit-main.mjs', import.meta.url));
 const signalChild = fileURLToPath(new URL('./fixtures/blocking-signal-child.cjs', import.meta.url));
 /** SIGRTMIN+5 under glibc (SIGRTMIN is 34: glibc keeps 32 and 33), the signal blocking_io prefers. */
 const SIGRTMIN_5 = 39;
@@ -253,4 +254,21 @@ describe.skipIf(!blocking.available)(backendTitle(blocking), () => {
       });
     },
   );
+
+  describe('defect 1 (engine side): a worker ending with I/O in flight', () => {
+    it('10 terminate() and 10 process.exit() of a worker whose threads are in recv/sendmsg/accept leave the process alive', () => {
+      // Run in a child process: the crash this guards against (threads running the addon's code
+      // after Node unloaded it with the worker) is a SIGSEGV of the whole process.
+      const result = spawnSync(process.execPath, [exitMain, '10'], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect({ status: result.status, signal: result.signal, stderr: result.stderr }).toEqual({
+        status: 0,
+        signal: null,
+        stderr: '',
+      });
+      expect(result.stdout).toContain('survived 20');
+    });
+  });
 });

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "blocking_interrupt.h"
+#include "blocking_pin.h"
 #include "conn_table.h"
 #include "datagram.h"
 #include "fallback_util.h"
@@ -1359,10 +1360,16 @@ std::string probe(int simulated_errno) {
 }
 
 std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
+  // Threads outlive the engine for a moment: the addon's code must outlive a worker's unload.
+  int rc = pin_addon_code();
+  if (rc != 0) {
+    *error = rc;
+    return nullptr;
+  }
   // Chosen (and its handler installed) before any thread starts, since each thread unblocks it.
   (void)interrupt_signal();
   auto hub = std::make_shared<Hub>();
-  int rc = hub->notifier.open();
+  rc = hub->notifier.open();
   if (rc != 0) {
     *error = rc;
     return nullptr;
