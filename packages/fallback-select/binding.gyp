@@ -11,10 +11,12 @@
       "cflags_cc": ["-fPIC"],
       "sources": [
         "../../native/src/datagram.cc",
+        "../../native/src/notifier.cc",
         "../../native/src/readiness.cc",
         "../../native/src/socket_util.cc",
+        "../../native/src/stream.cc",
+        "../../native/src/thread_util.cc",
         "../../native/src/write_queue.cc",
-        "src/fallback_util.cc",
       ],
     },
     {
