@@ -31,6 +31,7 @@
         "src/blocking_io.cc",
         "src/blocking_interrupt.cc",
         "src/blocking_pin.cc",
+        "src/blocking_threads.cc",
         "src/blocking_io_addon.cc",
       ],
     },
