@@ -33,667 +33,35 @@
 // no way to hand received datagrams to the next engine); its queued sends travel with it.
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "blocking_interrupt.h"
 #include "blocking_pin.h"
+#include "blocking_sock.h"
 #include "conn_table.h"
 #include "datagram.h"
-#include "fallback_util.h"
 #include "iomux/engine.h"
+#include "notifier.h"
 #include "socket_util.h"
+#include "stream.h"
 #include "write_queue.h"
 
 namespace iomux {
 
+namespace blocking {
 namespace {
-
-constexpr int kMaxIov = 64;
-// A read smaller than this is not worth splitting a chunk for; the batch is treated as full.
-constexpr size_t kMinRead = 4096;
-// Accepted connections a listener holds while the main thread has not taken them yet.
-constexpr size_t kAcceptAhead = 64;
-// Threads that wait in poll() (connect completion, accept off Linux) look at the closing flag
-// this often.
-constexpr int kWaitSliceMs = 250;
-// Pause after a failed accept (EMFILE, ...), so a persistent failure does not spin.
-constexpr int kAcceptBackoffMs = 100;
-// Fault injection: how long a refused thread start takes (see Hub::spawn_allowed).
-constexpr int kRefusedStartDelayMs = 20;
-constexpr int kConnectionSlots = 2;  // reader + writer
-constexpr int kListenerSlots = 1;
-constexpr int64_t kDefaultMaxThreads = 4096;
-constexpr int64_t kDefaultStackKb = 64;
-// A UDP reader's recvmmsg buffer: kDatagramBatch datagrams, fewer when max_datagram is large.
-constexpr size_t kDatagramScratchBytes = 512 * 1024;
-// Received datagram bytes a UDP socket holds undelivered before its reader stops receiving (the
-// kernel's receive buffer then fills, and drops, as it would for a slow reader).
-constexpr size_t kHeldDatagramBytes = 1024 * 1024;
-// Send errors a UDP socket holds undelivered; later ones are dropped.
-constexpr size_t kHeldSendErrors = 64;
-
-struct Sock;
-using SockRef = std::shared_ptr<Sock>;
-
-// What the threads of one engine share with it. Outlives the engine while threads still run.
-struct Hub {
-  ~Hub() {
-    if (reserve_fd >= 0) close_fd(reserve_fd);
-  }
-
-  // Takes n thread slots; false when that would pass the bound.
-  bool reserve(int n) {
-    int current = slots.load(std::memory_order_relaxed);
-    do {
-      if (current + n > max_threads) return false;
-    } while (!slots.compare_exchange_weak(current, current + n, std::memory_order_relaxed));
-    return true;
-  }
-  void unreserve(int n) { slots.fetch_sub(n, std::memory_order_relaxed); }
-
-  // Fault injection (tuning faultThreadStartsBefore): false once that many threads started, so
-  // tests can make the second thread of an adopt() fail after the first one started.
-  bool spawn_allowed() {
-    if (!spawn_limited) return true;
-    return spawn_budget.fetch_sub(1, std::memory_order_relaxed) > 0;
-  }
-  // Fault injection: before a start that will be refused, adopt() waits a little without holding
-  // the socket's lock, so the threads it started before are surely running, as they may be when a
-  // real pthread_create fails late.
-  void delay_refused_start() const {
-    if (spawn_limited && spawn_budget.load(std::memory_order_relaxed) <= 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(kRefusedStartDelayMs));
-    }
-  }
-
-  // Queues s for the main thread and makes sure the wait fd is readable. Threads call it only
-  // while holding s->mu with s->closing unset, so nothing is posted for a socket after the
-  // engine dropped it.
-  void post(const SockRef& s);
-  // Makes sure the wait fd is readable.
-  void kick() {
-    std::lock_guard<std::mutex> lock(mu);
-    kick_locked();
-  }
-  void kick_locked() {
-    if (!signaled) {
-      signaled = true;
-      notifier.signal();
-    }
-  }
-
-  Notifier notifier;  // the engine's wait fd
-  size_t read_chunk = 64 * 1024;
-  size_t stack_bytes = 64 * 1024;
-  int max_threads = 4096;
-  std::atomic<int> slots{0};
-  bool spawn_limited = false;              // fault injection; set before any thread starts
-  std::atomic<int64_t> spawn_budget{0};    // thread starts left while spawn_limited
-  std::atomic<uint64_t> bytes_written{0};  // by writer threads
-
-  std::mutex mu;
-  std::vector<SockRef> ready;  // guarded by mu
-  bool signaled = false;       // guarded by mu: the notifier holds a wake-up
-
-  std::mutex reserve_mu;
-  int reserve_fd = -1;  // guarded by reserve_mu: given up to shed a connection when out of fds
-};
-
-struct Chunk {
-  std::unique_ptr<uint8_t[]> data;
-  size_t size = 0;
-  size_t offset = 0;  // delivered so far
-};
-
-// Datagrams one recvmmsg returned, packed as records (see datagram.h).
-struct DatagramBatch {
-  std::unique_ptr<uint8_t[]> data;
-  std::vector<DatagramRecord> records;
-  size_t next = 0;  // records delivered so far
-};
-
-// An accepted connection, or the errno of an accept that failed.
-struct Accepted {
-  SockRef conn;
-  int err = 0;
-};
-
-// One listener, connection or UDP socket, shared by the engine and the socket's threads.
-struct Sock {
-  Sock(std::shared_ptr<Hub> owner, int socket_fd, bool is_listener, bool is_datagram = false)
-      : hub(std::move(owner)), fd(socket_fd), listener(is_listener), datagram(is_datagram) {}
-  Sock(const Sock&) = delete;
-  Sock& operator=(const Sock&) = delete;
-  // Runs after the last thread let go: closing the fd here cannot hit a reused fd number.
-  ~Sock() {
-    if (owns_fd) close_fd(fd);
-    if (slots != 0) hub->unreserve(slots);
-  }
-
-  const std::shared_ptr<Hub> hub;
-  const int fd;
-  const bool listener;
-  const bool datagram;
-  int slots = 0;            // thread slots reserved; set before any thread starts
-  size_t max_datagram = 0;  // UDP; set before any thread starts
-  bool owns_fd = true;      // false when a failed adopt() hands the fd back; set under mu
-
-  std::mutex mu;
-  std::condition_variable reader_cv;  // the reader or accept thread waits here
-  std::condition_variable writer_cv;
-  std::condition_variable exit_cv;  // detach() waits here for the threads to leave
-
-  // Guarded by mu.
-  // Has an id (ACCEPT delivered, or adopt() started every thread): until then no thread touches
-  // the fd, so a failed adopt() can hand it back untouched.
-  bool attached = false;
-  bool closing = false;         // the engine dropped it: threads leave without touching anything
-  bool detaching = false;       // detach(): threads leave, keeping what they did in this object
-  bool reader_running = false;  // the reader or accept thread has not returned yet
-  bool writer_running = false;
-  pthread_t reader_thread{};  // valid while reader_running
-  pthread_t writer_thread{};
-  bool paused = false;
-  bool connecting = false;
-  bool connect_done = false;
-  int connect_err = 0;
-  std::deque<Chunk> inbox;  // read, not yet delivered
-  size_t inbox_bytes = 0;
-  bool eof = false;  // the reader saw EOF (delivered as END after the inbox)
-  int read_err = 0;  // the reader failed (delivered as CLOSE after the inbox)
-  WriteQueue queue;
-  bool writer_started = false;
-  bool shutdown_requested = false;
-  bool write_shut = false;
-  int write_err = 0;
-  std::deque<Accepted> accepted;        // listener only
-  std::deque<DatagramBatch> datagrams;  // UDP: received, not yet delivered
-  size_t datagram_bytes = 0;
-  DatagramOutbox outbox;        // UDP: datagrams the kernel had no room for yet
-  std::deque<int> send_errors;  // UDP: errnos to report as kEventSendError
-  bool flush_held = false;      // UDP, fault injection only: the writer waits for the next poll
-
-  bool stopped() const { return closing || detaching; }
-
-  // Guarded by hub->mu.
-  bool in_hub = false;
-
-  // Main thread only.
-  int id = -1;
-  bool released = false;  // the id was released: anything still reported is stale
-  bool in_pending = false;
-  bool end_delivered = false;
-  bool drain_pending = false;
-  bool connect_reported = false;
-};
-
-void Hub::post(const SockRef& s) {
-  std::lock_guard<std::mutex> lock(mu);
-  if (!s->in_hub) {
-    s->in_hub = true;
-    ready.push_back(s);
-  }
-  kick_locked();
-}
-
-// ---- blocking socket calls (worker threads) -------------------------------------------------
-
-// Waits until fd is ready for `events`; used when a socket turned out to be non-blocking.
-// False when interrupted.
-bool wait_ready(int fd, short events) {
-  pollfd p{fd, events, 0};
-  return ::poll(&p, 1, kWaitSliceMs) >= 0 || errno != EINTR;
-}
-
-// The blocking calls below return -EINTR when detach() interrupts them; the caller looks at the
-// Sock's flags and calls again if it is not being stopped.
-ssize_t recv_blocking(int fd, uint8_t* buf, size_t len) {
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, len, 0);
-    if (n >= 0) return n;
-    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLIN)) continue;
-    return -errno;
-  }
-}
-
-ssize_t send_blocking(int fd, const iovec* bufs, int count) {
-  msghdr msg{};
-  msg.msg_iov = const_cast<iovec*>(bufs);
-  msg.msg_iovlen = static_cast<size_t>(count);
-  for (;;) {
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n >= 0) return n;
-    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLOUT)) continue;
-    return -errno;
-  }
-}
-
-bool is_stopped(Sock& s) {
-  std::lock_guard<std::mutex> lock(s.mu);
-  return s.stopped();
-}
-
-// Accepts one connection as a blocking, close-on-exec socket with TCP_NODELAY. -errno on failure,
-// -ECANCELED when the listener is closing.
-int accept_blocking(Sock& l) {
-  for (;;) {
-#ifdef __linux__
-    // Blocks; closing the listener shutdown()s it, which makes accept() fail with EINVAL.
-    int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
-#else
-    // shutdown() does not wake a blocked accept() everywhere: the listener stays non-blocking and
-    // the wait happens in bounded slices.
-    pollfd p{l.fd, POLLIN, 0};
-    int ready = ::poll(&p, 1, kWaitSliceMs);
-    if (is_stopped(l)) return -ECANCELED;
-    if (ready < 0 && errno != EINTR) return -errno;
-    if (ready <= 0) continue;
-    int fd = ::accept(l.fd, nullptr, nullptr);
-    if (fd >= 0 && (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || set_blocking(fd, true) != 0)) {
-      int err = -errno;
-      close_fd(fd);
-      return err;
-    }
-    if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-#endif
-    if (fd >= 0) {
-      int one = 1;
-      (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      return fd;
-    }
-    return -errno;
-  }
-}
-
-// Out of fds: the pending peer would make every accept fail at once. Give up the reserve fd,
-// accept the peer and close it (it sees a reset), then take the reserve back, as libuv does.
-void shed_connection(Hub& hub, int listen_fd) {
-  std::lock_guard<std::mutex> lock(hub.reserve_mu);
-  if (hub.reserve_fd < 0) return;
-  close_fd(hub.reserve_fd);
-  hub.reserve_fd = -1;
-  pollfd p{listen_fd, POLLIN, 0};
-  if (::poll(&p, 1, 0) == 1) {
-    int fd = ::accept(listen_fd, nullptr, nullptr);
-    if (fd >= 0) close_fd(fd);
-  }
-  hub.reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-// Waits for the non-blocking connect the main thread started. Returns 0 or a positive errno.
-int await_connect(Sock& s) {
-  for (;;) {
-    pollfd p{s.fd, POLLOUT, 0};
-    int n = ::poll(&p, 1, kWaitSliceMs);
-    if (n > 0) break;
-    if (n < 0 && errno != EINTR) return errno;
-    if (is_stopped(s)) return ECANCELED;
-  }
-  int err = pending_error(s.fd);
-  if (err == 0) err = -set_blocking(s.fd, true);
-  return err;
-}
-
-// ---- threads ----------------------------------------------------------------------------------
-
-enum class Role { kReader, kWriter, kAcceptor };
-
-struct ThreadArg {
-  SockRef sock;
-  Role role;
-};
-
-void run_reader(const SockRef& s);
-void run_writer(const SockRef& s);
-void run_datagram_reader(const SockRef& s);
-void run_datagram_writer(const SockRef& s);
-void run_acceptor(const SockRef& l);
-
-void* thread_main(void* raw) {
-  std::unique_ptr<ThreadArg> arg(static_cast<ThreadArg*>(raw));
-  unblock_interrupt();  // detach() interrupts blocking calls with it
-  const SockRef& s = arg->sock;
-  switch (arg->role) {
-    case Role::kReader:
-      if (s->datagram) {
-        run_datagram_reader(s);
-      } else {
-        run_reader(s);
-      }
-      break;
-    case Role::kWriter:
-      if (s->datagram) {
-        run_datagram_writer(s);
-      } else {
-        run_writer(s);
-      }
-      break;
-    case Role::kAcceptor:
-      run_acceptor(s);
-      break;
-  }
-  {
-    std::lock_guard<std::mutex> lock(s->mu);
-    if (arg->role == Role::kWriter) {
-      s->writer_running = false;
-    } else {
-      s->reader_running = false;
-    }
-  }
-  s->exit_cv.notify_all();
-  return nullptr;
-}
-
-// Starts a thread of s in `role`. Called with s->mu held, so the thread's bookkeeping is in place
-// before it can finish.
-int spawn_locked(const SockRef& s, Role role) {
-  if (!s->hub->spawn_allowed()) return -EAGAIN;
-  auto* arg = new (std::nothrow) ThreadArg{s, role};
-  if (arg == nullptr) return -ENOMEM;
-  pthread_t thread;
-  int rc = start_thread(&thread_main, arg, s->hub->stack_bytes, true, &thread);
-  if (rc != 0) {
-    delete arg;
-    return rc;
-  }
-  if (role == Role::kWriter) {
-    s->writer_thread = thread;
-    s->writer_running = true;
-  } else {
-    s->reader_thread = thread;
-    s->reader_running = true;
-  }
-  return 0;
-}
-
-void run_reader(const SockRef& s) {
-  Hub& hub = *s->hub;
-  std::unique_lock<std::mutex> lock(s->mu);
-  s->reader_cv.wait(lock, [&] { return s->stopped() || s->attached; });
-  if (s->stopped()) return;
-  if (s->connecting) {
-    lock.unlock();
-    int err = await_connect(*s);
-    lock.lock();
-    if (s->stopped()) return;
-    s->connect_done = true;
-    s->connect_err = err;
-    if (err == 0) {
-      s->connecting = false;
-      s->writer_cv.notify_all();
-    }
-    hub.post(s);
-    if (err != 0) return;
-  }
-  const size_t chunk = hub.read_chunk;
-  std::unique_ptr<uint8_t[]> buf;
-  for (;;) {
-    s->reader_cv.wait(lock, [&] { return s->stopped() || (!s->paused && s->inbox_bytes < chunk); });
-    if (s->stopped()) return;
-    lock.unlock();
-    if (!buf) buf.reset(new (std::nothrow) uint8_t[chunk]);
-    ssize_t n = buf ? recv_blocking(s->fd, buf.get(), chunk) : -ENOMEM;
-    Chunk piece;
-    if (n > 0) {
-      piece.size = static_cast<size_t>(n);
-      if (piece.size >= chunk / 2) {
-        piece.data = std::move(buf);  // worth keeping whole; a new buffer comes next round
-      } else {
-        piece.data.reset(new (std::nothrow) uint8_t[piece.size]);
-        if (piece.data) {
-          std::memcpy(piece.data.get(), buf.get(), piece.size);
-        } else {
-          n = -ENOMEM;
-        }
-      }
-    }
-    lock.lock();
-    if (s->closing) return;
-    if (n > 0) {
-      // Kept even when detaching: detach() hands it over as undelivered.
-      s->inbox_bytes += piece.size;
-      s->inbox.push_back(std::move(piece));
-      hub.post(s);
-      continue;
-    }
-    if (n == -EINTR) continue;
-    if (n == 0) {
-      s->eof = true;
-    } else {
-      s->read_err = static_cast<int>(-n);
-    }
-    hub.post(s);
-    return;
-  }
-}
-
-void run_writer(const SockRef& s) {
-  Hub& hub = *s->hub;
-  iovec iov[kMaxIov];
-  std::unique_lock<std::mutex> lock(s->mu);
-  for (;;) {
-    s->writer_cv.wait(lock, [&] {
-      return s->stopped() || (s->attached && !s->connecting &&
-                              (!s->queue.empty() || (s->shutdown_requested && !s->write_shut)));
-    });
-    if (s->stopped()) return;
-    if (!s->queue.empty()) {
-      // The main thread only appends while this runs (it sends itself only into an empty
-      // queue), so the gathered bytes stay put.
-      int count = s->queue.gather(iov, kMaxIov);
-      lock.unlock();
-      ssize_t n = send_blocking(s->fd, iov, count);
-      lock.lock();
-      if (s->closing) return;
-      if (n == -EINTR) continue;
-      if (n < 0) {
-        s->write_err = static_cast<int>(-n);
-        hub.post(s);
-        return;
-      }
-      hub.bytes_written.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      s->queue.consume(static_cast<size_t>(n));
-      if (!s->queue.empty()) continue;
-    }
-    if (s->shutdown_requested && !s->write_shut) {
-      // ENOTCONN means the peer already reset: the read side reports that.
-      (void)::shutdown(s->fd, SHUT_WR);
-      s->write_shut = true;
-    }
-    hub.post(s);  // drain, and maybe the end of the shutdown
-  }
-}
-
-// Errors recv reports once for an ICMP message about an earlier send; others may persist.
-bool reported_once(int err) {
-  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
-         err == EMSGSIZE || err == EPROTO || err == ENOPROTOOPT;
-}
-
-// Called with s->mu held.
-void report_send_error(Sock& s, int err) {
-  if (s.send_errors.size() < kHeldSendErrors) s.send_errors.push_back(err);
-}
-
-void run_datagram_reader(const SockRef& s) {
-  Hub& hub = *s->hub;
-  const size_t slot = sizeof(DatagramHeader) + s->max_datagram;
-  size_t slots = kDatagramScratchBytes / slot;
-  if (slots < 1) slots = 1;
-  if (slots > static_cast<size_t>(kDatagramBatch)) slots = kDatagramBatch;
-  const size_t capacity = slots * slot;
-  std::unique_ptr<uint8_t[]> scratch;
-  DatagramRecord records[kDatagramBatch];
-  std::unique_lock<std::mutex> lock(s->mu);
-  for (;;) {
-    s->reader_cv.wait(lock, [&] {
-      return s->stopped() || (s->attached && !s->paused && s->datagram_bytes < kHeldDatagramBytes);
-    });
-    if (s->stopped()) return;
-    lock.unlock();
-    if (!scratch) scratch.reset(new (std::nothrow) uint8_t[capacity]);
-    size_t used = 0;
-    // Blocks for the first datagram only, then takes what else is queued.
-    int n = scratch ? receive_datagrams(s->fd, MSG_WAITFORONE, s->max_datagram, scratch.get(),
-                                        capacity, kDatagramBatch, records, &used)
-                    : -ENOMEM;
-    DatagramBatch batch;
-    if (n > 0) {
-      batch.data.reset(new (std::nothrow) uint8_t[used]);
-      if (batch.data) {
-        std::memcpy(batch.data.get(), scratch.get(), used);
-        batch.records.assign(records, records + n);
-      } else {
-        n = -ENOMEM;
-      }
-    }
-    if (n == -EAGAIN || n == -EWOULDBLOCK) (void)wait_ready(s->fd, POLLIN);
-    lock.lock();
-    // Closing: shutdown() made recvmmsg return (with empty datagrams); nothing is delivered.
-    if (s->closing) return;
-    if (n > 0) {
-      s->datagram_bytes += used;
-      s->datagrams.push_back(std::move(batch));
-      hub.post(s);
-      continue;
-    }
-    if (n == 0 || n == -EINTR || n == -EAGAIN || n == -EWOULDBLOCK) continue;
-    report_send_error(*s, -n);
-    hub.post(s);
-    if (!reported_once(-n)) {
-      s->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
-                            [&] { return s->stopped(); });
-    }
-  }
-}
-
-void run_datagram_writer(const SockRef& s) {
-  Hub& hub = *s->hub;
-  mmsghdr messages[kDatagramBatch];
-  iovec iov[kDatagramBatch];
-  std::unique_lock<std::mutex> lock(s->mu);
-  for (;;) {
-    s->writer_cv.wait(lock, [&] {
-      return s->stopped() || (s->attached && !s->outbox.empty() && !s->flush_held);
-    });
-    if (s->stopped()) return;
-    // Queued datagrams never move and the main thread only appends while this runs (it sends
-    // itself only while the outbox is empty), so the gathered ones stay put.
-    int count = s->outbox.gather(messages, iov, kDatagramBatch);
-    lock.unlock();
-    int n = sendmmsg(s->fd, messages, static_cast<unsigned>(count), MSG_NOSIGNAL);
-    int err = n < 0 ? errno : 0;
-    if (err == EAGAIN || err == EWOULDBLOCK) (void)wait_ready(s->fd, POLLOUT);
-    lock.lock();
-    if (s->closing) return;
-    if (n >= 0) {
-      uint64_t sent = 0;
-      for (int i = 0; i < n; ++i) sent += messages[i].msg_len;
-      hub.bytes_written.fetch_add(sent, std::memory_order_relaxed);
-      s->outbox.consume(n);
-      continue;
-    }
-    if (err == EINTR || err == EAGAIN || err == EWOULDBLOCK) continue;
-    if (err == ENOBUFS) {
-      // The device queue is full and POLLOUT would not wait for it: retry shortly.
-      s->writer_cv.wait_for(lock, std::chrono::milliseconds(1), [&] { return s->stopped(); });
-      continue;
-    }
-    // The kernel refused the first datagram (EMSGSIZE, EACCES, an earlier ICMP error, ...): it is
-    // dropped and reported; the socket stays usable.
-    s->outbox.consume(1);
-    report_send_error(*s, err);
-    hub.post(s);
-  }
-}
-
-// Marks s closing and makes its threads return: those parked on a condvar are notified, those
-// blocked in a socket call are woken by the shutdown().
-void stop(Sock& s) {
-  {
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.closing = true;
-  }
-  s.reader_cv.notify_all();
-  s.writer_cv.notify_all();
-  (void)::shutdown(s.fd, SHUT_RDWR);
-}
-
-// A connection for an accepted fd, its reader thread started (it waits until the connection is
-// attached to an id). Null with *err set when out of thread slots (EAGAIN) or memory.
-SockRef open_accepted(const std::shared_ptr<Hub>& hub, int fd, int* err) {
-  if (!hub->reserve(kConnectionSlots)) {
-    close_fd(fd);
-    *err = EAGAIN;
-    return nullptr;
-  }
-  SockRef conn = std::make_shared<Sock>(hub, fd, false);
-  conn->slots = kConnectionSlots;
-  int rc;
-  {
-    std::lock_guard<std::mutex> lock(conn->mu);
-    rc = spawn_locked(conn, Role::kReader);
-  }
-  if (rc != 0) {
-    *err = -rc;
-    return nullptr;  // the Sock closes the fd and gives the slots back
-  }
-  return conn;
-}
-
-void run_acceptor(const SockRef& l) {
-  Hub& hub = *l->hub;
-  std::unique_lock<std::mutex> lock(l->mu);
-  for (;;) {
-    l->reader_cv.wait(lock, [&] {
-      return l->stopped() || (l->attached && !l->paused && l->accepted.size() < kAcceptAhead);
-    });
-    if (l->stopped()) return;
-    lock.unlock();
-    int fd = accept_blocking(*l);
-    SockRef conn;
-    int err = 0;
-    if (fd >= 0) {
-      conn = open_accepted(l->hub, fd, &err);
-    } else {
-      err = -fd;
-      if (err == EINTR || err == ECONNABORTED || err == EPROTO) {
-        lock.lock();
-        continue;
-      }
-      if (err == EMFILE || err == ENFILE) shed_connection(hub, l->fd);
-    }
-    lock.lock();
-    if (l->stopped()) {
-      if (conn) stop(*conn);  // nobody will take it: the peer sees a reset
-      return;
-    }
-    l->accepted.push_back(Accepted{std::move(conn), err});
-    hub.post(l);
-    if (fd < 0) {
-      l->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
-                            [&] { return l->stopped(); });
-    }
-  }
-}
 
 // ---- the engine (Node's main thread) ----------------------------------------------------------
 
@@ -1344,20 +712,13 @@ class BlockingEngine final : public Engine {
 };
 
 }  // namespace
+}  // namespace blocking
 
 namespace backend {
 
 const char* const kName = "blocking_io";
 
-std::string probe(int simulated_errno) {
-  if (simulated_errno != 0) {
-    return std::string("blocking_io setup failed: ") + std::strerror(simulated_errno);
-  }
-  Notifier notifier;
-  int rc = notifier.open();
-  if (rc != 0) return std::string("blocking_io setup failed: ") + std::strerror(-rc);
-  return "";
-}
+std::string probe(int simulated_errno) { return probe_notifier(kName, simulated_errno, nullptr); }
 
 std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
   // Threads outlive the engine for a moment: the addon's code must outlive a worker's unload.
@@ -1368,7 +729,7 @@ std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
   }
   // Chosen (and its handler installed) before any thread starts, since each thread unblocks it.
   (void)interrupt_signal();
-  auto hub = std::make_shared<Hub>();
+  auto hub = std::make_shared<blocking::Hub>();
   rc = hub->notifier.open();
   if (rc != 0) {
     *error = rc;
@@ -1377,13 +738,15 @@ std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
   hub->read_chunk = config.read_chunk;
   // Range-checked in TypeScript (tuning.ts: blockingMaxThreads 1..1048576, blockingStackKb
   // 16..1048576), so the values fit here.
-  hub->max_threads = static_cast<int>(config.tune("blockingMaxThreads", kDefaultMaxThreads));
-  hub->stack_bytes = static_cast<size_t>(config.tune("blockingStackKb", kDefaultStackKb)) * 1024;
+  hub->max_threads =
+      static_cast<int>(config.tune("blockingMaxThreads", blocking::kDefaultMaxThreads));
+  hub->stack_bytes =
+      static_cast<size_t>(config.tune("blockingStackKb", blocking::kDefaultStackKb)) * 1024;
   int64_t spawn_budget = config.tune("faultThreadStartsBefore", -1);
   hub->spawn_limited = spawn_budget >= 0;
   hub->spawn_budget = spawn_budget;
-  hub->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return std::make_unique<BlockingEngine>(std::move(hub), config);
+  (void)hub->spare_fd.open();  // without a spare the engine runs on, only without shedding
+  return std::make_unique<blocking::BlockingEngine>(std::move(hub), config);
 }
 
 }  // namespace backend

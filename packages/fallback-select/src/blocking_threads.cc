@@ -1,0 +1,477 @@
+// The threads of blocking_io's sockets: the blocking socket calls and the reader, writer, accept
+// and UDP thread bodies. A thread only ever touches its own Sock (under its mutex) and the Hub;
+// results reach Node's main thread through Hub::post.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+
+#include "blocking_interrupt.h"
+#include "blocking_sock.h"
+#include "datagram.h"
+#include "notifier.h"
+#include "socket_util.h"
+#include "thread_util.h"
+
+namespace iomux {
+namespace blocking {
+
+void Hub::post(const SockRef& s) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (!s->in_hub) {
+    s->in_hub = true;
+    ready.push_back(s);
+  }
+  kick_locked();
+}
+
+namespace {
+
+// ---- blocking socket calls (worker threads) -------------------------------------------------
+
+// Waits until fd is ready for `events`; used when a socket turned out to be non-blocking.
+// False when interrupted.
+bool wait_ready(int fd, short events) {
+  pollfd p{fd, events, 0};
+  return ::poll(&p, 1, kWaitSliceMs) >= 0 || errno != EINTR;
+}
+
+// The blocking calls below return -EINTR when detach() interrupts them; the caller looks at the
+// Sock's flags and calls again if it is not being stopped.
+ssize_t recv_blocking(int fd, uint8_t* buf, size_t len) {
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, len, 0);
+    if (n >= 0) return n;
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLIN)) continue;
+    return -errno;
+  }
+}
+
+ssize_t send_blocking(int fd, const iovec* bufs, int count) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(bufs);
+  msg.msg_iovlen = static_cast<size_t>(count);
+  for (;;) {
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLOUT)) continue;
+    return -errno;
+  }
+}
+
+bool is_stopped(Sock& s) {
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.stopped();
+}
+
+// Accepts one connection as a blocking, close-on-exec socket with TCP_NODELAY. -errno on failure,
+// -ECANCELED when the listener is closing.
+int accept_blocking(Sock& l) {
+  for (;;) {
+#ifdef __linux__
+    // Blocks; closing the listener shutdown()s it, which makes accept() fail with EINVAL.
+    int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+#else
+    // shutdown() does not wake a blocked accept() everywhere: the listener stays non-blocking and
+    // the wait happens in bounded slices.
+    pollfd p{l.fd, POLLIN, 0};
+    int ready = ::poll(&p, 1, kWaitSliceMs);
+    if (is_stopped(l)) return -ECANCELED;
+    if (ready < 0 && errno != EINTR) return -errno;
+    if (ready <= 0) continue;
+    int fd = ::accept(l.fd, nullptr, nullptr);
+    if (fd >= 0 && (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || set_blocking(fd, true) != 0)) {
+      int err = -errno;
+      close_fd(fd);
+      return err;
+    }
+    if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+#endif
+    if (fd >= 0) {
+      int one = 1;
+      (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      return fd;
+    }
+    return -errno;
+  }
+}
+
+// Out of fds: the pending peer would make every accept fail at once. Give up the reserve fd,
+// accept the peer and close it (it sees a reset), then take the reserve back, as libuv does.
+void shed_connection(Hub& hub, int listen_fd) {
+  std::lock_guard<std::mutex> lock(hub.reserve_mu);
+  (void)hub.spare_fd.shed(listen_fd);  // the accept thread backs off either way
+}
+
+// Waits for the non-blocking connect the main thread started. Returns 0 or a positive errno.
+int await_connect(Sock& s) {
+  for (;;) {
+    pollfd p{s.fd, POLLOUT, 0};
+    int n = ::poll(&p, 1, kWaitSliceMs);
+    if (n > 0) break;
+    if (n < 0 && errno != EINTR) return errno;
+    if (is_stopped(s)) return ECANCELED;
+  }
+  int err = pending_error(s.fd);
+  if (err == 0) err = -set_blocking(s.fd, true);
+  return err;
+}
+
+// ---- threads ----------------------------------------------------------------------------------
+
+struct ThreadArg {
+  SockRef sock;
+  Role role;
+};
+
+void run_reader(const SockRef& s);
+void run_writer(const SockRef& s);
+void run_datagram_reader(const SockRef& s);
+void run_datagram_writer(const SockRef& s);
+void run_acceptor(const SockRef& l);
+
+void* thread_main(void* raw) {
+  std::unique_ptr<ThreadArg> arg(static_cast<ThreadArg*>(raw));
+  unblock_interrupt();  // detach() interrupts blocking calls with it
+  const SockRef& s = arg->sock;
+  switch (arg->role) {
+    case Role::kReader:
+      if (s->datagram) {
+        run_datagram_reader(s);
+      } else {
+        run_reader(s);
+      }
+      break;
+    case Role::kWriter:
+      if (s->datagram) {
+        run_datagram_writer(s);
+      } else {
+        run_writer(s);
+      }
+      break;
+    case Role::kAcceptor:
+      run_acceptor(s);
+      break;
+  }
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (arg->role == Role::kWriter) {
+      s->writer_running = false;
+    } else {
+      s->reader_running = false;
+    }
+  }
+  s->exit_cv.notify_all();
+  return nullptr;
+}
+
+}  // namespace
+
+int spawn_locked(const SockRef& s, Role role) {
+  if (!s->hub->spawn_allowed()) return -EAGAIN;
+  auto* arg = new (std::nothrow) ThreadArg{s, role};
+  if (arg == nullptr) return -ENOMEM;
+  pthread_t thread;
+  int rc = start_thread(&thread_main, arg, s->hub->stack_bytes, true, &thread);
+  if (rc != 0) {
+    delete arg;
+    return rc;
+  }
+  if (role == Role::kWriter) {
+    s->writer_thread = thread;
+    s->writer_running = true;
+  } else {
+    s->reader_thread = thread;
+    s->reader_running = true;
+  }
+  return 0;
+}
+
+namespace {
+
+void run_reader(const SockRef& s) {
+  Hub& hub = *s->hub;
+  std::unique_lock<std::mutex> lock(s->mu);
+  s->reader_cv.wait(lock, [&] { return s->stopped() || s->attached; });
+  if (s->stopped()) return;
+  if (s->connecting) {
+    lock.unlock();
+    int err = await_connect(*s);
+    lock.lock();
+    if (s->stopped()) return;
+    s->connect_done = true;
+    s->connect_err = err;
+    if (err == 0) {
+      s->connecting = false;
+      s->writer_cv.notify_all();
+    }
+    hub.post(s);
+    if (err != 0) return;
+  }
+  const size_t chunk = hub.read_chunk;
+  std::unique_ptr<uint8_t[]> buf;
+  for (;;) {
+    s->reader_cv.wait(lock, [&] { return s->stopped() || (!s->paused && s->inbox_bytes < chunk); });
+    if (s->stopped()) return;
+    lock.unlock();
+    if (!buf) buf.reset(new (std::nothrow) uint8_t[chunk]);
+    ssize_t n = buf ? recv_blocking(s->fd, buf.get(), chunk) : -ENOMEM;
+    Chunk piece;
+    if (n > 0) {
+      piece.size = static_cast<size_t>(n);
+      if (piece.size >= chunk / 2) {
+        piece.data = std::move(buf);  // worth keeping whole; a new buffer comes next round
+      } else {
+        piece.data.reset(new (std::nothrow) uint8_t[piece.size]);
+        if (piece.data) {
+          std::memcpy(piece.data.get(), buf.get(), piece.size);
+        } else {
+          n = -ENOMEM;
+        }
+      }
+    }
+    lock.lock();
+    if (s->closing) return;
+    if (n > 0) {
+      // Kept even when detaching: detach() hands it over as undelivered.
+      s->inbox_bytes += piece.size;
+      s->inbox.push_back(std::move(piece));
+      hub.post(s);
+      continue;
+    }
+    if (n == -EINTR) continue;
+    if (n == 0) {
+      s->eof = true;
+    } else {
+      s->read_err = static_cast<int>(-n);
+    }
+    hub.post(s);
+    return;
+  }
+}
+
+void run_writer(const SockRef& s) {
+  Hub& hub = *s->hub;
+  iovec iov[kMaxIov];
+  std::unique_lock<std::mutex> lock(s->mu);
+  for (;;) {
+    s->writer_cv.wait(lock, [&] {
+      return s->stopped() || (s->attached && !s->connecting &&
+                              (!s->queue.empty() || (s->shutdown_requested && !s->write_shut)));
+    });
+    if (s->stopped()) return;
+    if (!s->queue.empty()) {
+      // The main thread only appends while this runs (it sends itself only into an empty
+      // queue), so the gathered bytes stay put.
+      int count = s->queue.gather(iov, kMaxIov);
+      lock.unlock();
+      ssize_t n = send_blocking(s->fd, iov, count);
+      lock.lock();
+      if (s->closing) return;
+      if (n == -EINTR) continue;
+      if (n < 0) {
+        s->write_err = static_cast<int>(-n);
+        hub.post(s);
+        return;
+      }
+      hub.bytes_written.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      s->queue.consume(static_cast<size_t>(n));
+      if (!s->queue.empty()) continue;
+    }
+    if (s->shutdown_requested && !s->write_shut) {
+      // ENOTCONN means the peer already reset: the read side reports that.
+      (void)::shutdown(s->fd, SHUT_WR);
+      s->write_shut = true;
+    }
+    hub.post(s);  // drain, and maybe the end of the shutdown
+  }
+}
+
+// Errors recv reports once for an ICMP message about an earlier send; others may persist.
+bool reported_once(int err) {
+  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
+         err == EMSGSIZE || err == EPROTO || err == ENOPROTOOPT;
+}
+
+// Called with s->mu held.
+void report_send_error(Sock& s, int err) {
+  if (s.send_errors.size() < kHeldSendErrors) s.send_errors.push_back(err);
+}
+
+void run_datagram_reader(const SockRef& s) {
+  Hub& hub = *s->hub;
+  const size_t slot = sizeof(DatagramHeader) + s->max_datagram;
+  size_t slots = kDatagramScratchBytes / slot;
+  if (slots < 1) slots = 1;
+  if (slots > static_cast<size_t>(kDatagramBatch)) slots = kDatagramBatch;
+  const size_t capacity = slots * slot;
+  std::unique_ptr<uint8_t[]> scratch;
+  DatagramRecord records[kDatagramBatch];
+  std::unique_lock<std::mutex> lock(s->mu);
+  for (;;) {
+    s->reader_cv.wait(lock, [&] {
+      return s->stopped() || (s->attached && !s->paused && s->datagram_bytes < kHeldDatagramBytes);
+    });
+    if (s->stopped()) return;
+    lock.unlock();
+    if (!scratch) scratch.reset(new (std::nothrow) uint8_t[capacity]);
+    size_t used = 0;
+    // Blocks for the first datagram only, then takes what else is queued.
+    int n = scratch ? receive_datagrams(s->fd, MSG_WAITFORONE, s->max_datagram, scratch.get(),
+                                        capacity, kDatagramBatch, records, &used)
+                    : -ENOMEM;
+    DatagramBatch batch;
+    if (n > 0) {
+      batch.data.reset(new (std::nothrow) uint8_t[used]);
+      if (batch.data) {
+        std::memcpy(batch.data.get(), scratch.get(), used);
+        batch.records.assign(records, records + n);
+      } else {
+        n = -ENOMEM;
+      }
+    }
+    if (n == -EAGAIN || n == -EWOULDBLOCK) (void)wait_ready(s->fd, POLLIN);
+    lock.lock();
+    // Closing: shutdown() made recvmmsg return (with empty datagrams); nothing is delivered.
+    if (s->closing) return;
+    if (n > 0) {
+      s->datagram_bytes += used;
+      s->datagrams.push_back(std::move(batch));
+      hub.post(s);
+      continue;
+    }
+    if (n == 0 || n == -EINTR || n == -EAGAIN || n == -EWOULDBLOCK) continue;
+    report_send_error(*s, -n);
+    hub.post(s);
+    if (!reported_once(-n)) {
+      s->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
+                            [&] { return s->stopped(); });
+    }
+  }
+}
+
+void run_datagram_writer(const SockRef& s) {
+  Hub& hub = *s->hub;
+  mmsghdr messages[kDatagramBatch];
+  iovec iov[kDatagramBatch];
+  std::unique_lock<std::mutex> lock(s->mu);
+  for (;;) {
+    s->writer_cv.wait(lock, [&] {
+      return s->stopped() || (s->attached && !s->outbox.empty() && !s->flush_held);
+    });
+    if (s->stopped()) return;
+    // Queued datagrams never move and the main thread only appends while this runs (it sends
+    // itself only while the outbox is empty), so the gathered ones stay put.
+    int count = s->outbox.gather(messages, iov, kDatagramBatch);
+    lock.unlock();
+    int n = sendmmsg(s->fd, messages, static_cast<unsigned>(count), MSG_NOSIGNAL);
+    int err = n < 0 ? errno : 0;
+    if (err == EAGAIN || err == EWOULDBLOCK) (void)wait_ready(s->fd, POLLOUT);
+    lock.lock();
+    if (s->closing) return;
+    if (n >= 0) {
+      uint64_t sent = 0;
+      for (int i = 0; i < n; ++i) sent += messages[i].msg_len;
+      hub.bytes_written.fetch_add(sent, std::memory_order_relaxed);
+      s->outbox.consume(n);
+      continue;
+    }
+    if (err == EINTR || err == EAGAIN || err == EWOULDBLOCK) continue;
+    if (err == ENOBUFS) {
+      // The device queue is full and POLLOUT would not wait for it: retry shortly.
+      s->writer_cv.wait_for(lock, std::chrono::milliseconds(1), [&] { return s->stopped(); });
+      continue;
+    }
+    // The kernel refused the first datagram (EMSGSIZE, EACCES, an earlier ICMP error, ...): it is
+    // dropped and reported; the socket stays usable.
+    s->outbox.consume(1);
+    report_send_error(*s, err);
+    hub.post(s);
+  }
+}
+
+}  // namespace
+
+void stop(Sock& s) {
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.closing = true;
+  }
+  s.reader_cv.notify_all();
+  s.writer_cv.notify_all();
+  (void)::shutdown(s.fd, SHUT_RDWR);
+}
+
+namespace {
+
+// A connection for an accepted fd, its reader thread started (it waits until the connection is
+// attached to an id). Null with *err set when out of thread slots (EAGAIN) or memory.
+SockRef open_accepted(const std::shared_ptr<Hub>& hub, int fd, int* err) {
+  if (!hub->reserve(kConnectionSlots)) {
+    close_fd(fd);
+    *err = EAGAIN;
+    return nullptr;
+  }
+  SockRef conn = std::make_shared<Sock>(hub, fd, false);
+  conn->slots = kConnectionSlots;
+  int rc;
+  {
+    std::lock_guard<std::mutex> lock(conn->mu);
+    rc = spawn_locked(conn, Role::kReader);
+  }
+  if (rc != 0) {
+    *err = -rc;
+    return nullptr;  // the Sock closes the fd and gives the slots back
+  }
+  return conn;
+}
+
+void run_acceptor(const SockRef& l) {
+  Hub& hub = *l->hub;
+  std::unique_lock<std::mutex> lock(l->mu);
+  for (;;) {
+    l->reader_cv.wait(lock, [&] {
+      return l->stopped() || (l->attached && !l->paused && l->accepted.size() < kAcceptAhead);
+    });
+    if (l->stopped()) return;
+    lock.unlock();
+    int fd = accept_blocking(*l);
+    SockRef conn;
+    int err = 0;
+    if (fd >= 0) {
+      conn = open_accepted(l->hub, fd, &err);
+    } else {
+      err = -fd;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) {
+        lock.lock();
+        continue;
+      }
+      if (err == EMFILE || err == ENFILE) shed_connection(hub, l->fd);
+    }
+    lock.lock();
+    if (l->stopped()) {
+      if (conn) stop(*conn);  // nobody will take it: the peer sees a reset
+      return;
+    }
+    l->accepted.push_back(Accepted{std::move(conn), err});
+    hub.post(l);
+    if (fd < 0) {
+      l->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
+                            [&] { return l->stopped(); });
+    }
+  }
+}
+}  // namespace
+
+}  // namespace blocking
+}  // namespace iomux
