@@ -19,16 +19,23 @@
 // leaves a thread with a dangling pointer, and a late result for it is simply dropped (the Sock is
 // marked released). Threads hand results over under the Sock's mutex and post the Sock to the
 // Hub's ready list, signalling an eventfd (the wait fd). poll() on Node's main thread drains that
-// list into the batch. Reads are held per connection in order (at most about two read chunks;
-// then the reader stops reading, so the kernel and the peer feel the backpressure), and pausing
-// stops both delivery and the reader.
+// list into the batch. Reads are held per connection in order (about one read chunk; then the
+// reader stops reading, so the kernel and the peer feel the backpressure), and pausing stops both
+// delivery and the reader.
+//
+// A connection's state is the shared stream core's StreamState (native/src/stream.h), used under
+// the Sock's mutex: its write queue is what the writer thread sends, its inbox is what the reader
+// thread fills, and every decision about DRAIN, the FIN, END and CLOSE and their order is the
+// core's, made on the main thread in poll(). This file keeps only the engine's bookkeeping and
+// the hand-over between threads; blocking_threads.cc holds the threads and their blocking calls.
 //
 // Node's main thread never blocks: write() sends with MSG_DONTWAIT and queues the rest; closing
 // marks the Sock, wakes its threads and shutdown()s the fd, which makes a blocked recv, send,
 // accept or connect return (on Linux). The fd itself is closed by whoever drops the last
 // reference, after its threads are gone, so an fd number is never reused under a thread's feet.
 // detach() (runtime fallback away from this backend) cannot use shutdown(): it interrupts the
-// threads with a signal instead and waits the few microseconds they need to return. Datagrams a
+// threads with a signal instead (one the application does not use, see blocking_interrupt.h) and
+// waits the few microseconds they need to return. Datagrams a
 // UDP reader had taken from the kernel but not delivered yet are dropped by a detach (the glue has
 // no way to hand received datagrams to the next engine); its queued sends travel with it.
 #include <fcntl.h>
@@ -151,7 +158,7 @@ class BlockingEngine final : public Engine {
     SockRef s = std::make_shared<Sock>(hub_, fd, false);
     s->slots = kConnectionSlots;
     s->attached = true;
-    s->connecting = true;
+    s->stream.connecting = true;
     return attach_new(s, Role::kReader);
   }
 
@@ -160,30 +167,10 @@ class BlockingEngine final : public Engine {
     if (slot == nullptr || slot->sock->listener || slot->sock->datagram) return -EBADF;
     const SockRef& s = slot->sock;
     std::unique_lock<std::mutex> lock(s->mu);
-    if (s->shutdown_requested) return -EPIPE;
-    if (s->write_err != 0) return -s->write_err;
-    size_t sent = 0;
-    if (!s->connecting && s->queue.empty()) {
-      // Try the send at once, like uv_try_write; only the rest is copied into the queue.
-      msghdr msg{};
-      msg.msg_iov = const_cast<iovec*>(bufs);
-      msg.msg_iovlen = static_cast<size_t>(count < kMaxIov ? count : kMaxIov);
-      ssize_t n;
-      do {
-        n = ::sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
-      if (n > 0) {
-        sent = static_cast<size_t>(n);
-        direct_written_ += sent;
-      }
-    }
-    bool was_empty = s->queue.empty();
-    if (!s->queue.append(bufs, count, sent)) return -ENOMEM;
-    if (s->queue.empty()) return 0;
-    ++counters_.writes_queued;
-    s->drain_pending = true;
-    if (was_empty) {
+    if (s->write_err != 0 && !s->stream.shutdown_requested) return -s->write_err;
+    bool started_queue = false;
+    int64_t queued = s->stream.write(s->fd, bufs, count, &stream_counters_, &started_queue);
+    if (started_queue) {
       int rc = start_writer(s);
       if (rc != 0) {
         // No thread to send the queue: the connection fails as if the send had.
@@ -192,7 +179,7 @@ class BlockingEngine final : public Engine {
         return rc;
       }
     }
-    return static_cast<int64_t>(s->queue.size());
+    return queued;
   }
 
   int set_reading(int id, bool reading) override {
@@ -201,8 +188,9 @@ class BlockingEngine final : public Engine {
     SockRef s = slot->sock;
     {
       std::lock_guard<std::mutex> lock(s->mu);
-      if (s->paused == !reading) return 0;
-      s->paused = !reading;
+      bool& paused = s->listener || s->datagram ? s->paused : s->stream.paused;
+      if (paused == !reading) return 0;
+      paused = !reading;
     }
     if (reading) {
       s->reader_cv.notify_all();
@@ -215,20 +203,13 @@ class BlockingEngine final : public Engine {
     *result = ShutdownResult::kPending;
     Sock* s = sock(id);
     if (s == nullptr || s->listener || s->datagram) return -EBADF;
+    StreamFate fate;
     {
+      // After the queue (or the connect completion), poll() finishes the half-close.
       std::lock_guard<std::mutex> lock(s->mu);
-      if (s->shutdown_requested) return 0;
-      s->shutdown_requested = true;
-      // The writer (or the connect completion) finishes the half-close after the queue.
-      if (s->connecting || !s->queue.empty()) return 0;
-      if (!s->write_shut) {
-        (void)::shutdown(s->fd, SHUT_WR);
-        s->write_shut = true;
-      }
+      fate = s->stream.request_shutdown(s->fd, result);
     }
-    if (!s->end_delivered) return 0;
-    close_sock(id);
-    *result = ShutdownResult::kClosed;
+    if (fate == StreamFate::kClose) close_sock(id);
     return 0;
   }
 
@@ -295,8 +276,11 @@ class BlockingEngine final : public Engine {
   }
 
   const Counters& counters() const override {
-    counters_.bytes_written = direct_written_ + hub_->bytes_written.load(std::memory_order_relaxed);
-    return counters_;
+    report_ = counters_;
+    report_.bytes_written = direct_written_ + stream_counters_.bytes_written +
+                            hub_->bytes_written.load(std::memory_order_relaxed);
+    report_.writes_queued += stream_counters_.writes_queued;
+    return report_;
   }
 
   // Hands a socket to another engine. Its threads are interrupted out of their blocking calls
@@ -327,8 +311,8 @@ class BlockingEngine final : public Engine {
       int err = 0;
       if (s->connect_done && !s->connect_reported && s->connect_err != 0) {
         err = s->connect_err;
-      } else if (s->read_err != 0 || s->write_err != 0) {
-        err = s->read_err != 0 ? s->read_err : s->write_err;
+      } else if (s->stream.err_pending != 0 || s->write_err != 0) {
+        err = s->stream.err_pending != 0 ? s->stream.err_pending : s->write_err;
       }
       // Other engines expect a non-blocking fd.
       if (err == 0) err = -set_blocking(s->fd, false);
@@ -341,18 +325,9 @@ class BlockingEngine final : public Engine {
         out->max_datagram = s->max_datagram;
         s->outbox.save(&out->unsent);
       } else if (!s->listener) {
-        out->connecting = s->connecting || (s->connect_done && !s->connect_reported);
-        out->read_eof = s->end_delivered;
-        out->shutdown_requested = s->shutdown_requested;
-        out->write_shut = s->write_shut;
-        out->drain_pending = s->drain_pending;
-        out->eof_undelivered = s->eof && !s->end_delivered;
-        s->queue.copy_to(&out->unsent);
-        out->undelivered.reserve(s->inbox_bytes);
-        for (const Chunk& c : s->inbox) {
-          out->undelivered.insert(out->undelivered.end(), c.data.get() + c.offset,
-                                  c.data.get() + c.size);
-        }
+        // A completed connect nobody reported yet is still connecting to the stream (connected()
+        // runs when it is reported): the next engine checks it with the kernel.
+        s->stream.save(out);
       }
       accepted.swap(s->accepted);
       s->owns_fd = false;
@@ -394,28 +369,16 @@ class BlockingEngine final : public Engine {
       rc = s->outbox.restore(socket.unsent);
       if (rc == 0) rc = start_datagram_threads(s);
     } else {
-      s->connecting = socket.connecting;
-      s->end_delivered = socket.read_eof;
-      s->eof = socket.read_eof;
-      s->shutdown_requested = socket.shutdown_requested;
-      s->write_shut = socket.write_shut;
-      s->drain_pending = socket.drain_pending;
-      if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) rc = -ENOMEM;
-      if (rc == 0 && (!s->queue.empty() || (s->shutdown_requested && !s->write_shut))) {
-        std::lock_guard<std::mutex> lock(s->mu);
-        if (s->connecting || !s->queue.empty()) {
-          rc = start_writer(s);
-        } else {
-          (void)::shutdown(s->fd, SHUT_WR);
-          s->write_shut = true;
-        }
-      }
-      // The reader last: once it runs it may consume bytes, so nothing may fail after it.
-      if (rc == 0 && !socket.read_eof) {
-        hub_->delay_refused_start();
-        std::lock_guard<std::mutex> lock(s->mu);
-        rc = spawn_locked(s, Role::kReader);
-      }
+      std::lock_guard<std::mutex> lock(s->mu);
+      rc = s->stream.restore(socket);
+      if (rc == 0 && !s->stream.queue.empty()) rc = start_writer(s);
+    }
+    // A connection's reader last: once it runs it may consume bytes, so nothing may fail after
+    // it. (After END was delivered there is nothing left to read.)
+    if (rc == 0 && !socket.listener && !socket.datagram && !socket.read_eof) {
+      hub_->delay_refused_start();
+      std::lock_guard<std::mutex> lock(s->mu);
+      rc = spawn_locked(s, Role::kReader);
     }
     if (rc != 0) {
       abandon_unattached(*s);
@@ -601,11 +564,12 @@ class BlockingEngine final : public Engine {
     return more;
   }
 
-  // Delivers what a connection's threads reported, in order. Returns true when something did not
-  // fit in this batch.
+  // Delivers what a connection's threads reported, in order, through the stream core. Returns
+  // true when something did not fit in this batch.
   bool serve_conn(const SockRef& s, EventSink* sink) {
     int id = s->id;
     std::unique_lock<std::mutex> lock(s->mu);
+    StreamState& stream = s->stream;
     if (s->connect_done && !s->connect_reported) {
       if (sink->full()) return true;
       s->connect_reported = true;
@@ -617,96 +581,70 @@ class BlockingEngine final : public Engine {
         return false;
       }
       sink->push(kEventConnect, id, 0);
-      if (s->shutdown_requested && s->queue.empty() && !s->write_shut) {
-        (void)::shutdown(s->fd, SHUT_WR);
-        s->write_shut = true;
-      }
+      if (stream.connected(s->fd)) s->writer_cv.notify_one();  // the queue can go out now
     }
-    if (s->connecting) return false;
+    if (stream.connecting) return false;
 
     // Write side first, as a readiness engine flushes before it reads.
     if (s->write_err != 0) {
       if (sink->full()) return true;
       // After a reset the reader usually sees ECONNRESET and the writer then EPIPE: report the
       // cause.
-      int err = s->read_err != 0 ? s->read_err : s->write_err;
+      int err = stream.err_pending != 0 ? stream.err_pending : s->write_err;
       lock.unlock();
       close_sock(id);
-      sink->push(kEventClose, id, err);
+      StreamState::fail(id, err, sink);
       return false;
     }
-    if (s->drain_pending && s->queue.empty()) {
-      if (sink->full()) return true;
-      s->drain_pending = false;
-      sink->push(kEventDrain, id);
-    }
-    if (s->write_shut && s->end_delivered) {
-      if (sink->full()) return true;
-      lock.unlock();
-      close_sock(id);
-      sink->push(kEventClose, id, 0);
-      return false;
+    if (stream.queue.empty() &&
+        (stream.drain_pending || (stream.shutdown_requested && !stream.write_shut))) {
+      // DRAIN and CLOSE: room for two.
+      if (sink->count + 2 > sink->capacity) return true;
+      if (finish(s, stream.queue_flushed(s->fd, id, sink), &lock)) return false;
     }
 
-    // Read side: held data first, then how the stream ended. Nothing while paused.
-    if (s->paused) return false;
-    bool consumed = false;
+    // Read side: held bytes, then how the stream ended. How it ended goes out in a later batch
+    // than its last bytes, as a readiness engine learns it only from the read after a short one:
+    // JS can still pause in between.
+    if (stream.paused || !stream.input_held()) return false;
+    if (sink->count + 2 > sink->capacity) return true;  // DATA, then END and CLOSE
+    size_t slab_before = sink->slab_used;
     bool more = false;
-    while (!s->inbox.empty()) {
-      if (sink->full()) {
-        more = true;
-        break;
-      }
-      Chunk& c = s->inbox.front();
-      size_t left = c.size - c.offset;
-      size_t room = sink->slab_capacity - sink->slab_used;
-      size_t take = left < room ? left : room;
-      if (take < left && take < kMinRead) {
-        sink->slab_exhausted = true;  // ends this batch; the rest waits for the next one
-        more = true;
-        break;
-      }
-      std::memcpy(sink->slab + sink->slab_used, c.data.get() + c.offset, take);
-      sink->push(kEventData, id, static_cast<int32_t>(sink->slab_used), static_cast<int32_t>(take));
-      sink->slab_used += take;
-      counters_.bytes_read += take;
-      c.offset += take;
-      s->inbox_bytes -= take;
-      if (c.offset == c.size) s->inbox.pop_front();
-      consumed = true;
+    StreamFate fate;
+    if (!stream.inbox.empty() && (stream.eof_pending || stream.err_pending != 0)) {
+      bool eof = stream.eof_pending;
+      int err = stream.err_pending;
+      stream.eof_pending = false;
+      stream.err_pending = 0;
+      fate = stream.deliver(id, sink, &more);
+      stream.eof_pending = eof;
+      stream.err_pending = err;
+      more = true;
+    } else {
+      fate = stream.deliver(id, sink, &more);
     }
-    if (consumed) s->reader_cv.notify_one();
-    if (more) return true;
-    // How the stream ended goes out in a later batch than its last data, as a readiness engine
-    // learns it only from the read after a short one: JS can still pause in between.
-    if (consumed && (s->eof || s->read_err != 0)) return true;
-    if (s->eof && !s->end_delivered) {
-      if (sink->full()) return true;
-      s->end_delivered = true;
-      sink->push(kEventEnd, id);
-      if (s->write_shut) {
-        if (sink->full()) return true;
-        lock.unlock();
-        close_sock(id);
-        sink->push(kEventClose, id, 0);
-      }
-      return false;
-    }
-    if (s->read_err != 0) {
-      if (sink->full()) return true;
-      int err = s->read_err;
-      lock.unlock();
-      close_sock(id);
-      sink->push(kEventClose, id, err);
-    }
-    return false;
+    counters_.bytes_read += sink->slab_used - slab_before;
+    s->reader_cv.notify_one();  // room in the inbox
+    if (finish(s, fate, &lock)) return false;
+    return more;
+  }
+
+  // After a stream transition: kClose means the stream core finished it (its CLOSE is in the
+  // batch), so the engine closes it. Returns whether it did. Called with s->mu held via *lock.
+  bool finish(const SockRef& s, StreamFate fate, std::unique_lock<std::mutex>* lock) {
+    if (fate != StreamFate::kClose) return false;
+    lock->unlock();
+    close_sock(s->id);
+    return true;
   }
 
   ConnTable<Slot> table_;
   std::shared_ptr<Hub> hub_;
   EngineConfig config_;
   mutable Counters counters_;
-  uint64_t direct_written_ = 0;
+  uint64_t direct_written_ = 0;   // UDP sends made on this thread
+  Counters stream_counters_;      // what the stream core counts (TCP writes made on this thread)
+  mutable Counters report_;       // counters() returns this
   std::vector<SockRef> pending_;  // sockets with something to deliver, in report order
   std::vector<SockRef> keep_;     // scratch for poll()
 };

@@ -28,9 +28,6 @@
 namespace iomux {
 namespace blocking {
 
-constexpr int kMaxIov = 64;
-// A read smaller than this is not worth splitting a chunk for; the batch is treated as full.
-constexpr size_t kMinRead = 4096;
 // Accepted connections a listener holds while the main thread has not taken them yet.
 constexpr size_t kAcceptAhead = 64;
 // Threads that wait in poll() (connect completion, accept off Linux) look at the closing flag
@@ -115,12 +112,6 @@ struct Hub {
   ReserveFd spare_fd;  // guarded by reserve_mu: given up to shed a connection when out of fds
 };
 
-struct Chunk {
-  std::unique_ptr<uint8_t[]> data;
-  size_t size = 0;
-  size_t offset = 0;  // delivered so far
-};
-
 // Datagrams one recvmmsg returned, packed as records (see datagram.h).
 struct DatagramBatch {
   std::unique_ptr<uint8_t[]> data;
@@ -169,19 +160,15 @@ struct Sock {
   bool writer_running = false;
   pthread_t reader_thread{};  // valid while reader_running
   pthread_t writer_thread{};
-  bool paused = false;
-  bool connecting = false;
-  bool connect_done = false;
+  bool paused = false;  // listener and UDP; a connection's is stream.paused
+  // A connection's stream state (the shared stream core): flags, the write queue the writer
+  // sends, the inbox the reader fills (with eof_pending / err_pending for how the read side
+  // ended). Its calls run under mu.
+  StreamState stream;
+  bool connect_done = false;  // the reader saw the connect complete; the main thread reports it
   int connect_err = 0;
-  std::deque<Chunk> inbox;  // read, not yet delivered
-  size_t inbox_bytes = 0;
-  bool eof = false;  // the reader saw EOF (delivered as END after the inbox)
-  int read_err = 0;  // the reader failed (delivered as CLOSE after the inbox)
-  WriteQueue queue;
   bool writer_started = false;
-  bool shutdown_requested = false;
-  bool write_shut = false;
-  int write_err = 0;
+  int write_err = 0;                    // the writer failed (reported as CLOSE)
   std::deque<Accepted> accepted;        // listener only
   std::deque<DatagramBatch> datagrams;  // UDP: received, not yet delivered
   size_t datagram_bytes = 0;
@@ -198,8 +185,6 @@ struct Sock {
   int id = -1;
   bool released = false;  // the id was released: anything still reported is stale
   bool in_pending = false;
-  bool end_delivered = false;
-  bool drain_pending = false;
   bool connect_reported = false;
 };
 

@@ -199,101 +199,84 @@ int spawn_locked(const SockRef& s, Role role) {
 
 namespace {
 
+// A connection's reader: first the connect completion (for an outgoing one), then recv() into
+// the stream's inbox, in order. What the bytes, the EOF or the error mean for the stream is
+// decided on the main thread by the stream core (StreamState::deliver); this thread only keeps
+// the inbox to about one read chunk, so the kernel and the peer feel the backpressure.
 void run_reader(const SockRef& s) {
   Hub& hub = *s->hub;
   std::unique_lock<std::mutex> lock(s->mu);
   s->reader_cv.wait(lock, [&] { return s->stopped() || s->attached; });
   if (s->stopped()) return;
-  if (s->connecting) {
+  if (s->stream.connecting) {
     lock.unlock();
     int err = await_connect(*s);
     lock.lock();
     if (s->stopped()) return;
-    s->connect_done = true;
+    s->connect_done = true;  // the main thread reports it and tells the stream (connected())
     s->connect_err = err;
-    if (err == 0) {
-      s->connecting = false;
-      s->writer_cv.notify_all();
-    }
     hub.post(s);
     if (err != 0) return;
   }
   const size_t chunk = hub.read_chunk;
-  std::unique_ptr<uint8_t[]> buf;
+  std::unique_ptr<uint8_t[]> buf(new (std::nothrow) uint8_t[chunk]);
   for (;;) {
-    s->reader_cv.wait(lock, [&] { return s->stopped() || (!s->paused && s->inbox_bytes < chunk); });
+    s->reader_cv.wait(lock, [&] {
+      return s->stopped() || (!s->stream.paused && s->stream.inbox.size() < chunk);
+    });
     if (s->stopped()) return;
     lock.unlock();
-    if (!buf) buf.reset(new (std::nothrow) uint8_t[chunk]);
     ssize_t n = buf ? recv_blocking(s->fd, buf.get(), chunk) : -ENOMEM;
-    Chunk piece;
-    if (n > 0) {
-      piece.size = static_cast<size_t>(n);
-      if (piece.size >= chunk / 2) {
-        piece.data = std::move(buf);  // worth keeping whole; a new buffer comes next round
-      } else {
-        piece.data.reset(new (std::nothrow) uint8_t[piece.size]);
-        if (piece.data) {
-          std::memcpy(piece.data.get(), buf.get(), piece.size);
-        } else {
-          n = -ENOMEM;
-        }
-      }
-    }
     lock.lock();
     if (s->closing) return;
     if (n > 0) {
       // Kept even when detaching: detach() hands it over as undelivered.
-      s->inbox_bytes += piece.size;
-      s->inbox.push_back(std::move(piece));
+      if (!s->stream.inbox.append(buf.get(), static_cast<size_t>(n))) n = -ENOMEM;
+    }
+    if (n > 0) {
       hub.post(s);
       continue;
     }
     if (n == -EINTR) continue;
     if (n == 0) {
-      s->eof = true;
+      s->stream.eof_pending = true;
     } else {
-      s->read_err = static_cast<int>(-n);
+      s->stream.err_pending = static_cast<int>(-n);
     }
     hub.post(s);
     return;
   }
 }
 
+// A connection's writer, started the first time a write could not go out at once: sends the
+// stream's queue with blocking sendmsg(). The main thread then finishes what an empty queue means
+// (DRAIN, the FIN of a requested shutdown) through StreamState::queue_flushed.
 void run_writer(const SockRef& s) {
   Hub& hub = *s->hub;
-  iovec iov[kMaxIov];
+  iovec iov[kStreamMaxIov];
   std::unique_lock<std::mutex> lock(s->mu);
   for (;;) {
     s->writer_cv.wait(lock, [&] {
-      return s->stopped() || (s->attached && !s->connecting &&
-                              (!s->queue.empty() || (s->shutdown_requested && !s->write_shut)));
+      return s->stopped() || (s->attached && !s->stream.connecting && !s->stream.queue.empty());
     });
     if (s->stopped()) return;
-    if (!s->queue.empty()) {
-      // The main thread only appends while this runs (it sends itself only into an empty
-      // queue), so the gathered bytes stay put.
-      int count = s->queue.gather(iov, kMaxIov);
-      lock.unlock();
-      ssize_t n = send_blocking(s->fd, iov, count);
-      lock.lock();
-      if (s->closing) return;
-      if (n == -EINTR) continue;
-      if (n < 0) {
-        s->write_err = static_cast<int>(-n);
-        hub.post(s);
-        return;
-      }
-      hub.bytes_written.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      s->queue.consume(static_cast<size_t>(n));
-      if (!s->queue.empty()) continue;
+    // The main thread only appends while this runs (the stream core sends itself only into an
+    // empty queue), so the gathered bytes stay put.
+    int count = s->stream.gather(iov, kStreamMaxIov);
+    lock.unlock();
+    ssize_t n = send_blocking(s->fd, iov, count);
+    lock.lock();
+    if (s->closing) return;
+    if (n == -EINTR) continue;
+    if (n < 0) {
+      s->write_err = static_cast<int>(-n);
+      hub.post(s);
+      return;
     }
-    if (s->shutdown_requested && !s->write_shut) {
-      // ENOTCONN means the peer already reset: the read side reports that.
-      (void)::shutdown(s->fd, SHUT_WR);
-      s->write_shut = true;
-    }
-    hub.post(s);  // drain, and maybe the end of the shutdown
+    Counters sent;
+    s->stream.sent(static_cast<size_t>(n), &sent);
+    hub.bytes_written.fetch_add(sent.bytes_written, std::memory_order_relaxed);
+    if (s->stream.queue.empty()) hub.post(s);  // drain, and maybe the FIN of a shutdown
   }
 }
 
