@@ -32,6 +32,7 @@
         "src/blocking_interrupt.cc",
         "src/blocking_pin.cc",
         "src/blocking_threads.cc",
+        "src/blocking_udp.cc",
         "src/blocking_io_addon.cc",
       ],
     },
