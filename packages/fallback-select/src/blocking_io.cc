@@ -57,6 +57,7 @@
 #include "blocking_interrupt.h"
 #include "blocking_pin.h"
 #include "blocking_sock.h"
+#include "blocking_udp.h"
 #include "conn_table.h"
 #include "datagram.h"
 #include "iomux/engine.h"
@@ -112,7 +113,7 @@ class BlockingEngine final : public Engine {
     for (; i < pending_.size() && !sink->full(); ++i) {
       SockRef& s = pending_[i];
       bool more = !s->released && (s->listener   ? serve_listener(s, sink)
-                                   : s->datagram ? serve_datagram(s, sink)
+                                   : s->datagram ? serve_datagram(*s, sink, &counters_)
                                                  : serve_conn(s, sink));
       if (more) {
         keep_.push_back(std::move(s));
@@ -231,19 +232,9 @@ class BlockingEngine final : public Engine {
   }
 
   int udp_open(const UdpRequest& request) override {
-    if (!hub_->reserve(kConnectionSlots)) return -EAGAIN;
-    int fd = open_datagram(request);
-    int rc = fd < 0 ? fd : set_blocking(fd, true);
-    if (rc != 0) {
-      if (fd >= 0) close_fd(fd);
-      hub_->unreserve(kConnectionSlots);
-      return rc;
-    }
-    SockRef s = std::make_shared<Sock>(hub_, fd, false, true);
-    s->slots = kConnectionSlots;
-    s->attached = true;
-    s->max_datagram = request.max_datagram;
-    s->outbox.read_fault_switch();
+    SockRef s;
+    int rc = open_datagram_sock(hub_, request, &s);
+    if (rc != 0) return rc;
     int id = table_.alloc();
     if (id < 0) return id;  // the Sock closes the fd and gives the slots back
     s->id = id;
@@ -260,18 +251,9 @@ class BlockingEngine final : public Engine {
                      DatagramBatchResult* result) override {
     Slot* slot = table_.get(id);
     if (slot == nullptr || !slot->sock->datagram) return -EBADF;
-    const SockRef& s = slot->sock;
-    std::unique_lock<std::mutex> lock(s->mu);
-    s->outbox.send_batch(s->fd, datagrams, count, &direct_written_, result);
-    if (result->queued == 0) return 0;
+    SockRef s = slot->sock;
+    if (send_datagrams(*s, datagrams, count, &direct_written_, result)) schedule(s);
     counters_.writes_queued += static_cast<uint64_t>(result->queued);
-    if (s->outbox.queues_all()) {
-      s->flush_held = true;  // fault injection: the writer goes on at the next poll
-      lock.unlock();
-      schedule(s);
-    } else {
-      s->writer_cv.notify_one();
-    }
     return 0;
   }
 
@@ -437,21 +419,6 @@ class BlockingEngine final : public Engine {
     return id;
   }
 
-  // A UDP socket's writer, then its reader: once the reader runs it may consume datagrams, so
-  // nothing may fail after it. On failure nothing is left running.
-  static int start_datagram_threads(const SockRef& s) {
-    std::lock_guard<std::mutex> lock(s->mu);
-    int rc = spawn_locked(s, Role::kWriter);
-    if (rc != 0) return rc;
-    s->writer_started = true;
-    rc = spawn_locked(s, Role::kReader);
-    if (rc != 0) {
-      s->closing = true;  // the writer is parked on its condvar (nothing was queued for it yet)
-      s->writer_cv.notify_all();
-    }
-    return rc;
-  }
-
   // Starts the writer thread if it is not running yet, else wakes it. Called with s->mu held.
   static int start_writer(const SockRef& s) {
     if (s->writer_started) {
@@ -528,39 +495,6 @@ class BlockingEngine final : public Engine {
       }
     }
     l->reader_cv.notify_one();  // room for more
-    return more;
-  }
-
-  // Delivers a UDP socket's send errors, then its datagrams, in order. Returns true when something
-  // did not fit in this batch.
-  bool serve_datagram(const SockRef& s, EventSink* sink) {
-    int id = s->id;
-    std::lock_guard<std::mutex> lock(s->mu);
-    if (s->flush_held) {
-      s->flush_held = false;
-      s->writer_cv.notify_one();
-    }
-    while (!s->send_errors.empty()) {
-      if (sink->full()) return true;
-      sink->push(kEventSendError, id, s->send_errors.front());
-      s->send_errors.pop_front();
-    }
-    if (s->paused) return false;  // resuming schedules the socket again
-    bool consumed = false;
-    bool more = false;
-    while (!s->datagrams.empty()) {
-      DatagramBatch& batch = s->datagrams.front();
-      const DatagramRecord& record = batch.records[batch.next];
-      if (!deliver_record(batch.data.get(), record, id, sink)) {
-        more = true;
-        break;
-      }
-      counters_.bytes_read += record.length;
-      s->datagram_bytes -= record_size(record);
-      consumed = true;
-      if (++batch.next == batch.records.size()) s->datagrams.pop_front();
-    }
-    if (consumed) s->reader_cv.notify_one();
     return more;
   }
 

@@ -194,6 +194,10 @@ enum class Role { kReader, kWriter, kAcceptor };
 // before it can finish. Returns 0 or -errno.
 int spawn_locked(const SockRef& s, Role role);
 
+// Waits until fd is ready for `events` (at most a wait slice); used when a socket turned out to be
+// non-blocking. False when interrupted.
+bool wait_ready(int fd, short events);
+
 // Marks s closing and makes its threads return: those parked on a condvar are notified, those
 // blocked in a socket call are woken by a shutdown() of the fd.
 void stop(Sock& s);

@@ -18,6 +18,7 @@
 
 #include "blocking_interrupt.h"
 #include "blocking_sock.h"
+#include "blocking_udp.h"
 #include "datagram.h"
 #include "notifier.h"
 #include "socket_util.h"
@@ -35,16 +36,14 @@ void Hub::post(const SockRef& s) {
   kick_locked();
 }
 
-namespace {
-
 // ---- blocking socket calls (worker threads) -------------------------------------------------
 
-// Waits until fd is ready for `events`; used when a socket turned out to be non-blocking.
-// False when interrupted.
 bool wait_ready(int fd, short events) {
   pollfd p{fd, events, 0};
   return ::poll(&p, 1, kWaitSliceMs) >= 0 || errno != EINTR;
 }
+
+namespace {
 
 // The blocking calls below return -EINTR when detach() interrupts them; the caller looks at the
 // Sock's flags and calls again if it is not being stopped.
@@ -136,8 +135,6 @@ struct ThreadArg {
 
 void run_reader(const SockRef& s);
 void run_writer(const SockRef& s);
-void run_datagram_reader(const SockRef& s);
-void run_datagram_writer(const SockRef& s);
 void run_acceptor(const SockRef& l);
 
 void* thread_main(void* raw) {
@@ -277,109 +274,6 @@ void run_writer(const SockRef& s) {
     s->stream.sent(static_cast<size_t>(n), &sent);
     hub.bytes_written.fetch_add(sent.bytes_written, std::memory_order_relaxed);
     if (s->stream.queue.empty()) hub.post(s);  // drain, and maybe the FIN of a shutdown
-  }
-}
-
-// Errors recv reports once for an ICMP message about an earlier send; others may persist.
-bool reported_once(int err) {
-  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
-         err == EMSGSIZE || err == EPROTO || err == ENOPROTOOPT;
-}
-
-// Called with s->mu held.
-void report_send_error(Sock& s, int err) {
-  if (s.send_errors.size() < kHeldSendErrors) s.send_errors.push_back(err);
-}
-
-void run_datagram_reader(const SockRef& s) {
-  Hub& hub = *s->hub;
-  const size_t slot = sizeof(DatagramHeader) + s->max_datagram;
-  size_t slots = kDatagramScratchBytes / slot;
-  if (slots < 1) slots = 1;
-  if (slots > static_cast<size_t>(kDatagramBatch)) slots = kDatagramBatch;
-  const size_t capacity = slots * slot;
-  std::unique_ptr<uint8_t[]> scratch;
-  DatagramRecord records[kDatagramBatch];
-  std::unique_lock<std::mutex> lock(s->mu);
-  for (;;) {
-    s->reader_cv.wait(lock, [&] {
-      return s->stopped() || (s->attached && !s->paused && s->datagram_bytes < kHeldDatagramBytes);
-    });
-    if (s->stopped()) return;
-    lock.unlock();
-    if (!scratch) scratch.reset(new (std::nothrow) uint8_t[capacity]);
-    size_t used = 0;
-    // Blocks for the first datagram only, then takes what else is queued.
-    int n = scratch ? receive_datagrams(s->fd, MSG_WAITFORONE, s->max_datagram, scratch.get(),
-                                        capacity, kDatagramBatch, records, &used)
-                    : -ENOMEM;
-    DatagramBatch batch;
-    if (n > 0) {
-      batch.data.reset(new (std::nothrow) uint8_t[used]);
-      if (batch.data) {
-        std::memcpy(batch.data.get(), scratch.get(), used);
-        batch.records.assign(records, records + n);
-      } else {
-        n = -ENOMEM;
-      }
-    }
-    if (n == -EAGAIN || n == -EWOULDBLOCK) (void)wait_ready(s->fd, POLLIN);
-    lock.lock();
-    // Closing: shutdown() made recvmmsg return (with empty datagrams); nothing is delivered.
-    if (s->closing) return;
-    if (n > 0) {
-      s->datagram_bytes += used;
-      s->datagrams.push_back(std::move(batch));
-      hub.post(s);
-      continue;
-    }
-    if (n == 0 || n == -EINTR || n == -EAGAIN || n == -EWOULDBLOCK) continue;
-    report_send_error(*s, -n);
-    hub.post(s);
-    if (!reported_once(-n)) {
-      s->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
-                            [&] { return s->stopped(); });
-    }
-  }
-}
-
-void run_datagram_writer(const SockRef& s) {
-  Hub& hub = *s->hub;
-  mmsghdr messages[kDatagramBatch];
-  iovec iov[kDatagramBatch];
-  std::unique_lock<std::mutex> lock(s->mu);
-  for (;;) {
-    s->writer_cv.wait(lock, [&] {
-      return s->stopped() || (s->attached && !s->outbox.empty() && !s->flush_held);
-    });
-    if (s->stopped()) return;
-    // Queued datagrams never move and the main thread only appends while this runs (it sends
-    // itself only while the outbox is empty), so the gathered ones stay put.
-    int count = s->outbox.gather(messages, iov, kDatagramBatch);
-    lock.unlock();
-    int n = sendmmsg(s->fd, messages, static_cast<unsigned>(count), MSG_NOSIGNAL);
-    int err = n < 0 ? errno : 0;
-    if (err == EAGAIN || err == EWOULDBLOCK) (void)wait_ready(s->fd, POLLOUT);
-    lock.lock();
-    if (s->closing) return;
-    if (n >= 0) {
-      uint64_t sent = 0;
-      for (int i = 0; i < n; ++i) sent += messages[i].msg_len;
-      hub.bytes_written.fetch_add(sent, std::memory_order_relaxed);
-      s->outbox.consume(n);
-      continue;
-    }
-    if (err == EINTR || err == EAGAIN || err == EWOULDBLOCK) continue;
-    if (err == ENOBUFS) {
-      // The device queue is full and POLLOUT would not wait for it: retry shortly.
-      s->writer_cv.wait_for(lock, std::chrono::milliseconds(1), [&] { return s->stopped(); });
-      continue;
-    }
-    // The kernel refused the first datagram (EMSGSIZE, EACCES, an earlier ICMP error, ...): it is
-    // dropped and reported; the socket stays usable.
-    s->outbox.consume(1);
-    report_send_error(*s, err);
-    hub.post(s);
   }
 }
 
