@@ -30,6 +30,7 @@
       "sources": [
         "src/blocking_io.cc",
         "src/blocking_interrupt.cc",
+        "src/blocking_migrate.cc",
         "src/blocking_pin.cc",
         "src/blocking_threads.cc",
         "src/blocking_udp.cc",
