@@ -38,15 +38,11 @@
 // waits the few microseconds they need to return. Datagrams a
 // UDP reader had taken from the kernel but not delivered yet are dropped by a detach (the glue has
 // no way to hand received datagrams to the next engine); its queued sends travel with it.
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -55,6 +51,7 @@
 #include <vector>
 
 #include "blocking_interrupt.h"
+#include "blocking_migrate.h"
 #include "blocking_pin.h"
 #include "blocking_sock.h"
 #include "blocking_udp.h"
@@ -265,59 +262,13 @@ class BlockingEngine final : public Engine {
     return report_;
   }
 
-  // Hands a socket to another engine. Its threads are interrupted out of their blocking calls
-  // (see interrupt_signal) and waited for; what they completed is accounted for: bytes read go out
-  // as undelivered, bytes sent are gone from the queue, an accepted connection nobody saw yet is
-  // closed (its peer sees a reset). The wait is short: the threads only have to return from a
-  // system call. A socket with an error not yet delivered is not handed over: its -errno is
-  // returned (the id stays until destroy() or engine close).
+  // Runtime fallback away from this backend: see hand_over() (blocking_migrate.h).
   int detach(int id, DetachedSocket* out) override {
     Slot* slot = table_.get(id);
     if (slot == nullptr) return -EBADF;
     SockRef s = slot->sock;
-    std::deque<Accepted> accepted;
-    {
-      std::unique_lock<std::mutex> lock(s->mu);
-      if ((s->reader_running || s->writer_running) && !interrupt_usable()) return -ENOTSUP;
-      s->detaching = true;
-      s->reader_cv.notify_all();
-      s->writer_cv.notify_all();
-      int sig = interrupt_signal();
-      while (s->reader_running || s->writer_running) {
-        // A thread clears its flag under this lock before it ends, so its id is still valid. A
-        // signal that lands just before the thread enters its call is lost; the next one is not.
-        if (s->reader_running) pthread_kill(s->reader_thread, sig);
-        if (s->writer_running) pthread_kill(s->writer_thread, sig);
-        s->exit_cv.wait_for(lock, std::chrono::milliseconds(1));
-      }
-      int err = 0;
-      if (s->connect_done && !s->connect_reported && s->connect_err != 0) {
-        err = s->connect_err;
-      } else if (s->stream.err_pending != 0 || s->write_err != 0) {
-        err = s->stream.err_pending != 0 ? s->stream.err_pending : s->write_err;
-      }
-      // Other engines expect a non-blocking fd.
-      if (err == 0) err = -set_blocking(s->fd, false);
-      if (err != 0) return -err;
-      out->fd = s->fd;
-      out->listener = s->listener;
-      out->paused = s->paused;
-      if (s->datagram) {
-        out->datagram = true;
-        out->max_datagram = s->max_datagram;
-        s->outbox.save(&out->unsent);
-      } else if (!s->listener) {
-        // A completed connect nobody reported yet is still connecting to the stream (connected()
-        // runs when it is reported): the next engine checks it with the kernel.
-        s->stream.save(out);
-      }
-      accepted.swap(s->accepted);
-      s->owns_fd = false;
-      s->closing = true;
-    }
-    for (Accepted& a : accepted) {
-      if (a.conn) stop(*a.conn);
-    }
+    int rc = hand_over(*s, out);
+    if (rc != 0) return rc;  // the id stays until destroy() or engine close
     s->released = true;
     table_.release(id);
     return 0;
@@ -335,44 +286,17 @@ class BlockingEngine final : public Engine {
     if (!hub_->reserve(slots)) return -EAGAIN;
     SockRef s = std::make_shared<Sock>(hub_, socket.fd, socket.listener, socket.datagram);
     s->slots = slots;
-    s->paused = socket.paused;  // not attached yet: the threads wait until all of them started
     int id = table_.alloc();
     if (id < 0) {
       s->owns_fd = false;
       return id;
     }
     s->id = id;
-    int rc = 0;
-    if (socket.listener) {
-      std::lock_guard<std::mutex> lock(s->mu);
-      rc = spawn_locked(s, Role::kAcceptor);
-    } else if (socket.datagram) {
-      s->max_datagram = socket.max_datagram;
-      rc = s->outbox.restore(socket.unsent);
-      if (rc == 0) rc = start_datagram_threads(s);
-    } else {
-      std::lock_guard<std::mutex> lock(s->mu);
-      rc = s->stream.restore(socket);
-      if (rc == 0 && !s->stream.queue.empty()) rc = start_writer(s);
-    }
-    // A connection's reader last: once it runs it may consume bytes, so nothing may fail after
-    // it. (After END was delivered there is nothing left to read.)
-    if (rc == 0 && !socket.listener && !socket.datagram && !socket.read_eof) {
-      hub_->delay_refused_start();
-      std::lock_guard<std::mutex> lock(s->mu);
-      rc = spawn_locked(s, Role::kReader);
-    }
+    int rc = start_adopted(s, socket);
     if (rc != 0) {
-      abandon_unattached(*s);
-      table_.release(id);
+      table_.release(id);  // the fd is the caller's again, untouched
       return rc;
     }
-    {
-      std::lock_guard<std::mutex> lock(s->mu);
-      s->attached = true;
-    }
-    s->reader_cv.notify_all();
-    s->writer_cv.notify_all();
     table_.get(id)->sock = s;
     schedule(s);  // a pending drain or close may be due already
     return id;
@@ -387,18 +311,6 @@ class BlockingEngine final : public Engine {
   Sock* sock(int id) {
     Slot* slot = table_.get(id);
     return slot == nullptr ? nullptr : slot->sock.get();
-  }
-
-  // A failed adopt() leaves the fd to the caller, who closes it at once: the threads already
-  // started must be gone first. They never touched the fd (they wait for `attached`, which is
-  // never set), so they only have to return from a condvar wait: this wait is short.
-  static void abandon_unattached(Sock& s) {
-    std::unique_lock<std::mutex> lock(s.mu);
-    s.owns_fd = false;
-    s.closing = true;
-    s.reader_cv.notify_all();
-    s.writer_cv.notify_all();
-    s.exit_cv.wait(lock, [&] { return !s.reader_running && !s.writer_running; });
   }
 
   // Gives a new listener or connecting socket an id and starts its thread.
@@ -417,17 +329,6 @@ class BlockingEngine final : public Engine {
     }
     table_.get(id)->sock = s;
     return id;
-  }
-
-  // Starts the writer thread if it is not running yet, else wakes it. Called with s->mu held.
-  static int start_writer(const SockRef& s) {
-    if (s->writer_started) {
-      s->writer_cv.notify_one();
-      return 0;
-    }
-    int rc = spawn_locked(s, Role::kWriter);
-    if (rc == 0) s->writer_started = true;
-    return rc;
   }
 
   void schedule(const SockRef& s) {

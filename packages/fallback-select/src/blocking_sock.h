@@ -198,6 +198,10 @@ int spawn_locked(const SockRef& s, Role role);
 // non-blocking. False when interrupted.
 bool wait_ready(int fd, short events);
 
+// Starts a connection's writer thread if it is not running yet, else wakes it. Called with s->mu
+// held. Returns 0 or -errno.
+int start_writer(const SockRef& s);
+
 // Marks s closing and makes its threads return: those parked on a condvar are notified, those
 // blocked in a socket call are woken by a shutdown() of the fd.
 void stop(Sock& s);

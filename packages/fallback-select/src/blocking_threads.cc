@@ -279,6 +279,16 @@ void run_writer(const SockRef& s) {
 
 }  // namespace
 
+int start_writer(const SockRef& s) {
+  if (s->writer_started) {
+    s->writer_cv.notify_one();
+    return 0;
+  }
+  int rc = spawn_locked(s, Role::kWriter);
+  if (rc == 0) s->writer_started = true;
+  return rc;
+}
+
 void stop(Sock& s) {
   {
     std::lock_guard<std::mutex> lock(s.mu);
