@@ -433,8 +433,7 @@ class BlockingEngine final : public Engine {
     }
     if (stream.queue.empty() &&
         (stream.drain_pending || (stream.shutdown_requested && !stream.write_shut))) {
-      // DRAIN and CLOSE: room for two.
-      if (sink->count + 2 > sink->capacity) return true;
+      if (sink->full()) return true;  // room for DRAIN and CLOSE
       if (finish(s, stream.queue_flushed(s->fd, id, sink), &lock)) return false;
     }
 
@@ -442,7 +441,7 @@ class BlockingEngine final : public Engine {
     // than its last bytes, as a readiness engine learns it only from the read after a short one:
     // JS can still pause in between.
     if (stream.paused || !stream.input_held()) return false;
-    if (sink->count + 2 > sink->capacity) return true;  // DATA, then END and CLOSE
+    if (sink->full()) return true;  // room for DATA, END and CLOSE
     size_t slab_before = sink->slab_used;
     bool more = false;
     StreamFate fate;
