@@ -248,8 +248,9 @@ StreamFate StreamState::on_read_error(int id, int err, EventSink* sink) {
 StreamFate StreamState::deliver(int id, EventSink* sink, bool* more) {
   *more = false;
   if (paused) return StreamFate::kOpen;
-  if (!inbox.deliver(id, sink)) {
-    *more = true;
+  if (!inbox.empty()) {
+    // Bytes now; END or the error's CLOSE (if one is held) in the next batch.
+    *more = !inbox.deliver(id, sink) || eof_pending || err_pending != 0;
     return StreamFate::kOpen;
   }
   if (eof_pending) return end_now(id, sink);

@@ -119,7 +119,8 @@ class StreamState : public SocketFlags {
   // Bytes read from the kernel into the backend's own buffer: delivered into the slab when not
   // paused and nothing is held, else (or what does not fit) kept in the inbox; afterwards
   // input_held() tells whether the backend must call deliver() later (once not paused). kClose
-  // (CLOSE ENOMEM pushed) when the inbox could not grow.
+  // (CLOSE ENOMEM pushed) when the inbox could not grow. Counters::bytes_read is the backend's to
+  // count (at its kernel call), not take()'s.
   StreamFate take(int id, const uint8_t* data, size_t len, EventSink* sink);
   // The backend read len bytes straight into the slab at sink->slab_used (only while
   // wants_input() and nothing is held): pushes the DATA event and accounts the bytes.
@@ -130,7 +131,10 @@ class StreamState : public SocketFlags {
   // A read failed with err (positive). Delivers CLOSE err now (kClose), or after the inbox.
   StreamFate on_read_error(int id, int err, EventSink* sink);
   // Delivers held input in order: bytes, then END (and CLOSE when our FIN was out), or the held
-  // error's CLOSE. Does nothing while paused. Sets *more when bytes remain (the slab filled).
+  // error's CLOSE. How the stream ended goes out in a later call than its last bytes, as a
+  // readiness engine learns it only from the read after a short one, so JS can still pause in
+  // between. Does nothing while paused. Sets *more when the backend must call again (bytes remain
+  // because the slab filled, or the END / CLOSE waits for the next batch).
   StreamFate deliver(int id, EventSink* sink, bool* more);
 
   // Pushes CLOSE err; the backend then closes the fd and releases the id.

@@ -28,7 +28,13 @@ describe.each(backends)('connect under full batches: $name', (backend) => {
     for (const s of sockets.splice(0)) s.destroy();
     await reactor?.close();
     reactor = undefined;
-    await new Promise<void>((resolve) => (target ? target.close(() => resolve()) : resolve()));
+    const server = target;
+    if (server)
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
     target = undefined;
   });
 
@@ -58,7 +64,11 @@ describe.each(backends)('connect under full batches: $name', (backend) => {
     const started = performance.now();
     const outcome = await Promise.race([
       reactor.connect({ host: '127.0.0.1', port }).then((conn) => ({ conn })),
-      new Promise<{ conn?: undefined }>((resolve) => setTimeout(() => resolve({}), 3000)),
+      new Promise<{ conn?: undefined }>((resolve) =>
+        setTimeout(() => {
+          resolve({});
+        }, 3000),
+      ),
     ]);
     const elapsed = performance.now() - started;
     expect(outcome.conn, `connect did not resolve within 3000 ms on ${backend.name}`).toBeDefined();

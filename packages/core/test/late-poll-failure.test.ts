@@ -26,7 +26,9 @@ function sender(port: number, seed: number): Promise<void> {
       socket.end(pattern(perConnection, seed));
     });
     socket.on('error', reject);
-    socket.on('close', () => resolve());
+    socket.on('close', () => {
+      resolve();
+    });
     socket.resume();
   });
 }
@@ -71,9 +73,13 @@ describe.each(cases)('late poll failure %s → %s', (from, to) => {
       await Promise.race([
         Promise.all(Array.from({ length: connections }, (_, i) => sender(listener.port, i + 1))),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('senders not finished after 10 s')), 10_000);
+          timer = setTimeout(() => {
+            reject(new Error('senders not finished after 10 s'));
+          }, 10_000);
         }),
-      ]).finally(() => clearTimeout(timer));
+      ]).finally(() => {
+        clearTimeout(timer);
+      });
       await until(() => ended.length === connections, 10_000, `${connections} ends`);
       await until(() => reactor.connectionCount() === 0, 5000, 'connections closed');
 
