@@ -437,26 +437,13 @@ class BlockingEngine final : public Engine {
       if (finish(s, stream.queue_flushed(s->fd, id, sink), &lock)) return false;
     }
 
-    // Read side: held bytes, then how the stream ended. How it ended goes out in a later batch
-    // than its last bytes, as a readiness engine learns it only from the read after a short one:
-    // JS can still pause in between.
+    // Read side: held bytes, then how the stream ended (the core sends that in a later batch than
+    // the last bytes, so JS can still pause in between).
     if (stream.paused || !stream.input_held()) return false;
     if (sink->full()) return true;  // room for DATA, END and CLOSE
     size_t slab_before = sink->slab_used;
     bool more = false;
-    StreamFate fate;
-    if (!stream.inbox.empty() && (stream.eof_pending || stream.err_pending != 0)) {
-      bool eof = stream.eof_pending;
-      int err = stream.err_pending;
-      stream.eof_pending = false;
-      stream.err_pending = 0;
-      fate = stream.deliver(id, sink, &more);
-      stream.eof_pending = eof;
-      stream.err_pending = err;
-      more = true;
-    } else {
-      fate = stream.deliver(id, sink, &more);
-    }
+    StreamFate fate = stream.deliver(id, sink, &more);
     counters_.bytes_read += sink->slab_used - slab_before;
     s->reader_cv.notify_one();  // room in the inbox
     if (finish(s, fate, &lock)) return false;
