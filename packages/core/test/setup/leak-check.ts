@@ -1,0 +1,92 @@
+// Every test must end with nothing left open: no fd, no libuv handle or request, no timer or
+// immediate. Before each test we record the open fds and `process.getActiveResourcesInfo()`; after
+// it (and after the test file's own afterEach hooks, which run first) we wait up to
+// LEAK_DEADLINE_MS for both to come back, then fail the test naming what is still open.
+//
+// Anything a describe block creates in beforeAll (a shared worker pool, a reactor) exists before
+// each test's snapshot and is therefore not a leak of that test. A test that legitimately leaves
+// something behind says so with keepAfterThisTest(), which names the reason; there is no silent
+// exemption.
+import { readdirSync } from 'node:fs';
+import { afterEach, beforeEach } from 'vitest';
+
+/** How long a test's sockets, handles and timers get to close after it ends. */
+const LEAK_DEADLINE_MS = 1000;
+
+interface Snapshot {
+  fds: number;
+  resources: Map<string, number>;
+}
+
+/** What one test declared it keeps past its end, and why. */
+export interface KeptResources {
+  reason: string;
+  fds?: number;
+  /** Resource type name (as in `process.getActiveResourcesInfo()`) → count. */
+  resources?: Record<string, number>;
+}
+
+// Node creates the stdio handles (a PipeWrap each under vitest's forks pool) on first use and
+// keeps them for the life of the process: create them now, so that a test's first console.log
+// does not count as a leak.
+void process.stdout;
+void process.stderr;
+
+let before: Snapshot | undefined;
+let kept: KeptResources | undefined;
+
+/**
+ * Declares that the running test leaves `fds` fds and `resources` open on purpose (e.g. a fixture
+ * the next test of its describe block reuses). Only the declared amount is tolerated.
+ */
+export function keepAfterThisTest(declared: KeptResources): void {
+  if (declared.reason.trim() === '') throw new Error('keepAfterThisTest needs a reason');
+  kept = declared;
+}
+
+function snapshot(): Snapshot {
+  const resources = new Map<string, number>();
+  for (const type of process.getActiveResourcesInfo()) {
+    resources.set(type, (resources.get(type) ?? 0) + 1);
+  }
+  // readdirSync opens one fd for the directory itself, the same one in every snapshot.
+  return { fds: readdirSync('/proc/self/fd').length, resources };
+}
+
+/** What `after` holds beyond `start` plus the declared allowance, one line per kind. */
+function leaks(start: Snapshot, after: Snapshot, allowance: KeptResources | undefined): string[] {
+  const found: string[] = [];
+  const fdLimit = start.fds + (allowance?.fds ?? 0);
+  if (after.fds > fdLimit) {
+    found.push(`${after.fds - fdLimit} fd(s) (open fds ${start.fds} before, ${after.fds} after)`);
+  }
+  for (const [type, count] of after.resources) {
+    const limit = (start.resources.get(type) ?? 0) + (allowance?.resources?.[type] ?? 0);
+    if (count > limit) found.push(`${count - limit} ${type} (${limit} allowed, ${count} open)`);
+  }
+  return found;
+}
+
+beforeEach(() => {
+  kept = undefined;
+  before = snapshot();
+});
+
+afterEach(async (context) => {
+  const start = before;
+  before = undefined;
+  // A test that already failed usually skipped its own cleanup: its failure is the report.
+  if (start === undefined || context.task.result?.state === 'fail') return;
+  const deadline = Date.now() + LEAK_DEADLINE_MS;
+  for (;;) {
+    const found = leaks(start, snapshot(), kept);
+    if (found.length === 0) return;
+    if (Date.now() >= deadline) {
+      throw new Error(
+        `test left open after ${LEAK_DEADLINE_MS} ms: ${found.join('; ')}` +
+          ' (close it in the test, or declare it with keepAfterThisTest())',
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+});
