@@ -321,23 +321,46 @@ describe('runTicks: ending', () => {
 });
 
 describe('runTicks: pumping I/O between ticks', () => {
+  // The guarantee is about the loop's own decisions: it never asks the reactor to wait for
+  // events past the start of a cut-off window, nor polls inside one. That is asserted exactly
+  // (with 1 ms for a preemption between the loop reading the clock and the recording pump doing
+  // so; an ignored 8 ms cut-off is off by up to 8 ms). Arrival times are then checked only
+  // statistically: under load a timer can fire late, and pollEvents() dispatches what is ready
+  // when it does, so one batch per period may land in the window; with the cut-off ignored
+  // about 8/20 of all arrivals do.
   it('ioCutoffMs: no event is dispatched in the last ioCutoffMs before a deadline', async () => {
     const reactor = epollReactor();
     reactor.stop();
+    const cutoffMs = 8;
+    const periodMs = 20;
     const deadlines: number[] = [];
+    const polls: { at: number; timeoutMs: number }[] = [];
     const arrivals: number[] = [];
     let bytes = 0;
+    const recordingPump: TickPump = {
+      config: reactor.config,
+      get isRunning() {
+        return reactor.isRunning;
+      },
+      get closed() {
+        return reactor.closed;
+      },
+      timers: reactor.timers,
+      pollEvents(timeoutMs = reactor.config.timeoutMs) {
+        polls.push({ at: performance.now(), timeoutMs });
+        return reactor.pollEvents(timeoutMs);
+      },
+    };
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       conn.on('data', (chunk) => {
         arrivals.push(performance.now());
         bytes += chunk.length;
       });
     });
-    // 50 Hz (20 ms) with the last 8 ms of each period cut off from I/O.
     const loop = track(
-      runTicks(reactor, ({ deadline }) => void deadlines.push(deadline), {
-        hz: 50,
-        ioCutoffMs: 8,
+      runTicks(recordingPump, ({ deadline }) => void deadlines.push(deadline), {
+        hz: 1000 / periodMs,
+        ioCutoffMs: cutoffMs,
       }),
     );
     const client = await netConnect(listener.port);
@@ -351,12 +374,16 @@ describe('runTicks: pumping I/O between ticks', () => {
     await until(() => bytes === sent, 5000, `all ${sent} bytes`);
     loop.stop();
     await loop.done;
+    const windowStart = (t: number): number =>
+      (deadlines.find((d) => d > t) ?? deadlines.at(-1)! + periodMs) - cutoffMs;
+
+    expect(polls.length).toBeGreaterThan(10);
+    const intoWindow = polls.filter((p) => p.at + p.timeoutMs > windowStart(p.at) + 1);
+    expect(intoWindow).toEqual([]);
+
     expect(arrivals.length).toBeGreaterThan(10);
-    for (const t of arrivals) {
-      const next = deadlines.find((d) => d > t) ?? deadlines.at(-1)! + 20;
-      // 0.5 ms of slack for the dispatch that was running when the window began.
-      expect(next - t).toBeGreaterThan(8 - 0.5);
-    }
+    const inWindow = arrivals.filter((t) => t > windowStart(t));
+    expect(inWindow.length).toBeLessThan(arrivals.length / 4);
     expect(() => runTicks(reactor, () => undefined, { hz: 50, ioCutoffMs: 20 })).toThrow(
       /ioCutoffMs must be from 0 to less than the period \(20 ms\), got 20/,
     );

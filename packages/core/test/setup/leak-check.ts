@@ -7,7 +7,7 @@
 // each test's snapshot and is therefore not a leak of that test. A test that legitimately leaves
 // something behind says so with keepAfterThisTest(), which names the reason; there is no silent
 // exemption.
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { afterEach, beforeEach } from 'vitest';
 
 /** How long a test's sockets, handles and timers get to close after it ends. */
@@ -15,6 +15,8 @@ const LEAK_DEADLINE_MS = 1000;
 
 interface Snapshot {
   fds: number;
+  /** fd number → what it is (`socket:[…]`, `pipe:[…]`, `anon_inode:[eventpoll]`, a path). */
+  fdTargets: Map<string, string>;
   resources: Map<string, number>;
 }
 
@@ -50,7 +52,15 @@ function snapshot(): Snapshot {
     resources.set(type, (resources.get(type) ?? 0) + 1);
   }
   // readdirSync opens one fd for the directory itself, the same one in every snapshot.
-  return { fds: readdirSync('/proc/self/fd').length, resources };
+  const fdTargets = new Map<string, string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      fdTargets.set(fd, readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      fdTargets.set(fd, 'closed while listing'); // the directory's own fd, or one closing now
+    }
+  }
+  return { fds: fdTargets.size, resources, fdTargets };
 }
 
 /** What `after` holds beyond `start` plus the declared allowance, one line per kind. */
@@ -58,7 +68,13 @@ function leaks(start: Snapshot, after: Snapshot, allowance: KeptResources | unde
   const found: string[] = [];
   const fdLimit = start.fds + (allowance?.fds ?? 0);
   if (after.fds > fdLimit) {
-    found.push(`${after.fds - fdLimit} fd(s) (open fds ${start.fds} before, ${after.fds} after)`);
+    const added = [...after.fdTargets]
+      .filter(([fd, target]) => start.fdTargets.get(fd) !== target)
+      .map(([fd, target]) => `${fd} → ${target}`);
+    found.push(
+      `${after.fds - fdLimit} fd(s) (open fds ${start.fds} before, ${after.fds} after;` +
+        ` new: ${added.join(', ')})`,
+    );
   }
   for (const [type, count] of after.resources) {
     const limit = (start.resources.get(type) ?? 0) + (allowance?.resources?.[type] ?? 0);
