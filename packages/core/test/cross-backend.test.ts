@@ -76,7 +76,9 @@ function echo(conn: Connection): void {
   conn.on('data', (chunk) => {
     if (!conn.write(chunk)) {
       conn.pause();
-      conn.once('drain', () => conn.resume());
+      conn.once('drain', () => {
+        conn.resume();
+      });
     }
   });
 }
@@ -85,7 +87,11 @@ function echo(conn: Connection): void {
 function readToEnd(conn: Connection): Promise<Buffer> {
   const parts: Buffer[] = [];
   conn.on('data', (d) => parts.push(d));
-  return new Promise((resolve) => conn.once('end', () => resolve(Buffer.concat(parts))));
+  return new Promise((resolve) => {
+    conn.once('end', () => {
+      resolve(Buffer.concat(parts));
+    });
+  });
 }
 
 /** Resolves with the first `size` bytes `conn` receives. */
@@ -167,7 +173,9 @@ describe.each(pairs)('cross-backend: $title', (info) => {
       const { connect } = await p.open(
         (conn) => {
           const request = readToEnd(conn);
-          void request.then((body) => conn.end(`got ${body.toString()}`));
+          void request.then((body) => {
+            conn.end(`got ${body.toString()}`);
+          });
         },
         { allowHalfOpen: true },
       );
