@@ -245,8 +245,12 @@ describe.each(backends)('conformance: $name', (backend) => {
     const socket = await netConnect(listener.port);
     clients.push(socket);
     const outcome = new Promise<string>((resolve) => {
-      socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
-      socket.on('end', () => resolve('end'));
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        resolve(err.code ?? err.message);
+      });
+      socket.on('end', () => {
+        resolve('end');
+      });
     });
     socket.write(pattern(1_048_576, 21));
     await until(() => server !== undefined, 5000, 'the server to accept');
