@@ -1,7 +1,9 @@
 // Every test must end with nothing left open: no fd, no libuv handle or request, no timer or
 // immediate. Before each test we record the open fds and `process.getActiveResourcesInfo()`; after
 // it (and after the test file's own afterEach hooks, which run first) we wait up to
-// LEAK_DEADLINE_MS for both to come back, then fail the test naming what is still open.
+// LEAK_DEADLINE_MS for both to come back, then fail the test naming what is still open. Timers
+// and immediates are counted by the test that created them (see live-timers.ts), not by
+// getActiveResourcesInfo(), where vitest's own short timers would hide one.
 //
 // Anything a describe block creates in beforeAll (a shared worker pool, a reactor) exists before
 // each test's snapshot and is therefore not a leak of that test. A test that legitimately leaves
@@ -9,6 +11,7 @@
 // exemption.
 import { readdirSync, readlinkSync } from 'node:fs';
 import { afterEach, beforeEach } from 'vitest';
+import { liveTimers, trackTimersFromNow } from './live-timers.js';
 
 /** How long a test's sockets, handles and timers get to close after it ends. */
 const LEAK_DEADLINE_MS = 1000;
@@ -20,8 +23,12 @@ interface Snapshot {
   fds: number;
   /** fd number → what it is (`socket:[…]`, `pipe:[…]`, `anon_inode:[eventpoll]`, a path). */
   fdTargets: Map<string, string>;
+  /** Handles and requests by type; timers and immediates: those the test created, still live. */
   resources: Map<string, number>;
 }
+
+/** Counted by live-timers.ts instead of from getActiveResourcesInfo(). */
+const TIMER_TYPES = new Set(['Timeout', 'Immediate']);
 
 /** What one test declared it keeps past its end, and why. */
 export interface KeptResources {
@@ -52,8 +59,9 @@ export function keepAfterThisTest(declared: KeptResources): void {
 function snapshot(): Snapshot {
   const resources = new Map<string, number>();
   for (const type of process.getActiveResourcesInfo()) {
-    resources.set(type, (resources.get(type) ?? 0) + 1);
+    if (!TIMER_TYPES.has(type)) resources.set(type, (resources.get(type) ?? 0) + 1);
   }
+  for (const [type, count] of liveTimers()) resources.set(type, count);
   // readdirSync opens one fd for the directory itself, the same one in every snapshot.
   const fdTargets = new Map<string, string>();
   for (const fd of readdirSync('/proc/self/fd')) {
@@ -95,6 +103,7 @@ const CHECKED_FILES = /\/packages\/[^/]+\/test\//;
 
 beforeEach((context) => {
   kept = undefined;
+  trackTimersFromNow();
   before = CHECKED_FILES.test(context.task.file.filepath) ? snapshot() : undefined;
 });
 
