@@ -203,8 +203,9 @@ describe('runTicks: overruns', () => {
     expect(t6.lateness).toBeGreaterThan(15);
     expect(t8.now - t6.now).toBeLessThan(5);
     expect(t7.dt).toBeLessThan(5);
-    // Then the loop is back on schedule.
-    expect(infos[14]!.lateness).toBeLessThan(8);
+    // Then the loop is back on schedule (the best of the last five ticks: one stall of a loaded
+    // machine must not fail this; a loop that never caught up is ~20 ms late on every tick).
+    expect(Math.min(...infos.slice(10).map((i) => i.lateness))).toBeLessThan(8);
   });
 
   it("'catch-up' owes at most maxCatchUp ticks and drops older ones", async () => {

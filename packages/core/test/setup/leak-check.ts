@@ -6,11 +6,12 @@
 // getActiveResourcesInfo(), where vitest's own short timers would hide one.
 //
 // Anything a describe block creates in beforeAll (a shared worker pool, a reactor) exists before
-// each test's snapshot and is therefore not a leak of that test. A test that legitimately leaves
-// something behind says so with keepAfterThisTest(), which names the reason; there is no silent
-// exemption.
+// each test's snapshot and is therefore not a leak of that test; the same check over the whole
+// file (beforeAll / afterAll here) makes sure the file's afterAll hooks close it. A test that
+// legitimately leaves something for the next one says so with keepAfterThisTest(), which names
+// the reason; there is no silent exemption.
 import { readdirSync, readlinkSync } from 'node:fs';
-import { afterEach, beforeEach } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { liveTimers, trackTimersFromNow } from './live-timers.js';
 
 /** How long a test's sockets, handles and timers get to close after it ends. */
@@ -101,6 +102,57 @@ function leaks(start: Snapshot, after: Snapshot, allowance: KeptResources | unde
  */
 const CHECKED_FILES = /\/packages\/[^/]+\/test\//;
 
+/**
+ * Waits up to LEAK_DEADLINE_MS for everything beyond `start` (and the allowance) to close;
+ * throws naming what did not. `withTimers` false: handles and fds only (see the file check).
+ */
+async function expectNothingLeft(
+  what: string,
+  start: Snapshot,
+  allowance: KeptResources | undefined,
+  withTimers: boolean,
+): Promise<void> {
+  const deadline = Date.now() + LEAK_DEADLINE_MS;
+  for (;;) {
+    const now = snapshot();
+    if (!withTimers) for (const type of TIMER_TYPES) now.resources.delete(type);
+    const found = leaks(start, now, allowance);
+    if (found.length === 0) return;
+    if (Date.now() >= deadline) {
+      throw new Error(
+        `${what} left open after ${LEAK_DEADLINE_MS} ms: ${found.join('; ')}` +
+          (withTimers
+            ? ' (close it in the test, or declare it with keepAfterThisTest())'
+            : ' (close it in an afterAll hook)'),
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+let fileStart: Snapshot | undefined;
+
+// The whole file, too: what its beforeAll fixtures opened must be closed by its afterAll hooks
+// (which run before this one). Timers are left to the per-test check: live-timers.ts tracks
+// them per test, not per file.
+beforeAll((suite) => {
+  fileStart = CHECKED_FILES.test(suite.file.filepath) ? snapshot() : undefined;
+});
+
+/** True when a test or hook of `suite` failed (then it likely skipped its own cleanup). */
+function anyFailed(suite: { result?: { state?: string }; tasks?: unknown[] }): boolean {
+  if (suite.result?.state === 'fail') return true;
+  return (suite.tasks ?? []).some((task) => anyFailed(task as typeof suite));
+}
+
+afterAll(async (suite) => {
+  const start = fileStart;
+  fileStart = undefined;
+  // A failing test's leftovers are part of its failure, not a second report.
+  if (start === undefined || anyFailed(suite)) return;
+  await expectNothingLeft('the test file', start, undefined, false);
+});
+
 beforeEach((context) => {
   kept = undefined;
   trackTimersFromNow();
@@ -112,16 +164,5 @@ afterEach(async (context) => {
   before = undefined;
   // A test that already failed usually skipped its own cleanup: its failure is the report.
   if (start === undefined || context.task.result?.state === 'fail') return;
-  const deadline = Date.now() + LEAK_DEADLINE_MS;
-  for (;;) {
-    const found = leaks(start, snapshot(), kept);
-    if (found.length === 0) return;
-    if (Date.now() >= deadline) {
-      throw new Error(
-        `test left open after ${LEAK_DEADLINE_MS} ms: ${found.join('; ')}` +
-          ' (close it in the test, or declare it with keepAfterThisTest())',
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await expectNothingLeft('the test', start, kept, true);
 });
