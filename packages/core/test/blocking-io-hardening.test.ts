@@ -1,14 +1,15 @@
 // blocking_io's own hardening: tuning knobs arriving through EngineConfig, adopt failures that
 // must not close an fd under a running thread, the interrupt signal left to the application, and
-// engine teardown while threads are still in blocking calls.
+// engine teardown while threads are still in blocking calls, and what a destroy() sends the peer.
 import { spawnSync } from 'node:child_process';
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getBackend } from '../src/index.js';
+import type { Connection } from '../src/index.js';
 import type { NativeAddon, NativeBackendHandle, NativeBackendOptions } from '../src/backend.js';
-import { backends, backendTitle } from './helpers.js';
+import { backends, backendTitle, netConnect, reactorOn, sleep } from './helpers.js';
 
 const EAGAIN = 11;
 const exitMain = fileURLToPath(new URL('./fixtures/blocking-exit-main.mjs', import.meta.url));
@@ -294,3 +295,83 @@ describe.skipIf(!blocking.available)(backendTitle(blocking), () => {
     });
   });
 });
+
+// blocking_io's reader takes bytes from the kernel before the application asks for them (about
+// one read chunk ahead), so "unread input" at a destroy() may sit in its inbox with the kernel's
+// receive queue empty. The peer must still see the reset it sees from every other backend, whose
+// unread bytes are still in the kernel. Run on every backend: the others are the reference.
+describe.each(backends)(
+  'destroy() of a connection whose unread input was read ahead',
+  (backend) => {
+    describe.skipIf(!backend.available)(backendTitle(backend), () => {
+      it('the peer sees ECONNRESET, not a clean end', async () => {
+        const reactor = reactorOn(backend.name);
+        const clients: net.Socket[] = [];
+        try {
+          let server: Connection | undefined;
+          const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+            server = conn;
+          });
+          const socket = await netConnect(listener.port);
+          clients.push(socket);
+          const outcome = new Promise<string>((resolve) => {
+            socket.on('error', (err: NodeJS.ErrnoException) => {
+              resolve(err.code ?? err.message);
+            });
+            socket.on('end', () => {
+              resolve('end');
+            });
+          });
+          await until(() => server !== undefined);
+          // Reading when the bytes come (blocking_io's reader is in recv() by now), then paused:
+          // the bytes are taken from the kernel but never delivered.
+          await sleep(20);
+          server!.pause();
+          socket.write(Buffer.alloc(100, 3));
+          await sleep(50);
+          server!.destroy();
+          expect(await outcome).toBe('ECONNRESET');
+        } finally {
+          for (const c of clients) c.destroy();
+          await reactor.close();
+        }
+      });
+    });
+  },
+);
+
+describe.skipIf(!blocking.available)(
+  `${backendTitle(blocking)}: destroy() with a blocked writer`,
+  () => {
+    it('the writer leaves its send although the write side is not shut, and frees its slots', async () => {
+      // The peer never reads, so the writer waits for room that never comes; destroy() no longer
+      // shuts the write side (that would send a FIN), so nothing but its own wake-up ends the wait.
+      const peers: net.Socket[] = [];
+      const server = net.createServer((socket) => {
+        socket.on('error', ignoreBatch);
+        peers.push(socket); // destroyed at the end: the unsent bytes and the FIN would wait forever
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as net.AddressInfo).port;
+      const { CONNECT } = addon().events;
+      const { engine, events } = recordingEngine({ blockingMaxThreads: 2 });
+      const id = engine.connect('127.0.0.1', port);
+      expect(id).toBeGreaterThanOrEqual(0);
+      expect(await until(() => events.some((e) => e[0] === CONNECT && e[1] === id))).toBe(true);
+      expect(engine.write(id, Buffer.alloc(32 * 1024 * 1024, 5))).toBeGreaterThan(0);
+      await sleep(50); // the writer is waiting for room by now
+      expect(engine.destroy(id)).toBe(0);
+      // Both slots come back once the reader and the writer have left.
+      let again = -EAGAIN;
+      const deadline = Date.now() + 5000;
+      while (again === -EAGAIN && Date.now() < deadline) {
+        await sleep(5);
+        engine.poll();
+        again = engine.connect('127.0.0.1', port);
+      }
+      for (const peer of peers) peer.destroy();
+      expect(again).toBeGreaterThanOrEqual(0);
+    });
+  },
+);

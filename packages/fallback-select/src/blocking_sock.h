@@ -49,6 +49,9 @@ constexpr size_t kHeldDatagramBytes = 1024 * 1024;
 // Send errors a UDP socket holds undelivered; later ones are dropped.
 constexpr size_t kHeldSendErrors = 64;
 
+// Makes the close of fd abortive (SO_LINGER 0: RST, unsent bytes dropped).
+void reset_on_close(int fd);
+
 struct Sock;
 using SockRef = std::shared_ptr<Sock>;
 
@@ -133,7 +136,13 @@ struct Sock {
   Sock& operator=(const Sock&) = delete;
   // Runs after the last thread let go: closing the fd here cannot hit a reused fd number.
   ~Sock() {
-    if (owns_fd) close_fd(fd);
+    if (owns_fd) {
+      // Input the application never got (held in the inbox, or read by a reader that then saw
+      // the close) is unread input to the peer, as bytes left in the kernel are: Linux resets a
+      // socket closed with unread receive data, so this close does as well.
+      if (!listener && !datagram && (input_dropped || !stream.inbox.empty())) reset_on_close(fd);
+      close_fd(fd);
+    }
     if (slots != 0) hub->unreserve(slots);
   }
 
@@ -169,6 +178,7 @@ struct Sock {
   int connect_err = 0;
   bool writer_started = false;
   int write_err = 0;                    // the writer failed (reported as CLOSE)
+  bool input_dropped = false;           // the reader read bytes after the close began
   std::deque<Accepted> accepted;        // listener only
   std::deque<DatagramBatch> datagrams;  // UDP: received, not yet delivered
   size_t datagram_bytes = 0;
@@ -202,8 +212,10 @@ bool wait_ready(int fd, short events);
 // held. Returns 0 or -errno.
 int start_writer(const SockRef& s);
 
-// Marks s closing and makes its threads return: those parked on a condvar are notified, those
-// blocked in a socket call are woken by a shutdown() of the fd.
+// Marks s closing and makes its threads return: those parked on a condvar are notified, a reader
+// blocked in recv() (or accept()) is woken by a shutdown() of the read side, a writer by the
+// interrupt signal or its wait slice. A connection's write side stays open, so the close that
+// follows sends FIN or RST as a plain close() would.
 void stop(Sock& s);
 
 }  // namespace blocking

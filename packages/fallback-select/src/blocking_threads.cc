@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -56,16 +57,17 @@ ssize_t recv_blocking(int fd, uint8_t* buf, size_t len) {
   }
 }
 
-ssize_t send_blocking(int fd, const iovec* bufs, int count) {
+// Never blocks longer than a wait slice: closing a connection leaves its write side open (see
+// stop()), so nothing else would wake a send that waits for a peer that does not read. -EAGAIN
+// after a slice without room; the writer then looks at the Sock's flags and calls again.
+ssize_t send_sliced(int fd, const iovec* bufs, int count) {
   msghdr msg{};
   msg.msg_iov = const_cast<iovec*>(bufs);
   msg.msg_iovlen = static_cast<size_t>(count);
-  for (;;) {
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n >= 0) return n;
-    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLOUT)) continue;
-    return -errno;
-  }
+  ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n >= 0) return n;
+  if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+  return wait_ready(fd, POLLOUT) ? -EAGAIN : -EINTR;
 }
 
 bool is_stopped(Sock& s) {
@@ -225,7 +227,10 @@ void run_reader(const SockRef& s) {
     lock.unlock();
     ssize_t n = buf ? recv_blocking(s->fd, buf.get(), chunk) : -ENOMEM;
     lock.lock();
-    if (s->closing) return;
+    if (s->closing) {
+      if (n > 0) s->input_dropped = true;  // the close must reset the peer (see ~Sock)
+      return;
+    }
     if (n > 0) {
       // Kept even when detaching: detach() hands it over as undelivered.
       if (!s->stream.inbox.append(buf.get(), static_cast<size_t>(n))) n = -ENOMEM;
@@ -261,10 +266,10 @@ void run_writer(const SockRef& s) {
     // empty queue), so the gathered bytes stay put.
     int count = s->stream.gather(iov, kStreamMaxIov);
     lock.unlock();
-    ssize_t n = send_blocking(s->fd, iov, count);
+    ssize_t n = send_sliced(s->fd, iov, count);
     lock.lock();
     if (s->closing) return;
-    if (n == -EINTR) continue;
+    if (n == -EINTR || n == -EAGAIN) continue;
     if (n < 0) {
       s->write_err = static_cast<int>(-n);
       hub.post(s);
@@ -289,14 +294,34 @@ int start_writer(const SockRef& s) {
   return rc;
 }
 
+void reset_on_close(int fd) {
+  linger abort{};
+  abort.l_onoff = 1;
+  abort.l_linger = 0;
+  // Only fails for an fd that is not a socket; the close then is a plain one, which is all a
+  // failure here could leave.
+  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+}
+
 void stop(Sock& s) {
+  const bool stream = !s.listener && !s.datagram;
   {
     std::lock_guard<std::mutex> lock(s.mu);
     s.closing = true;
+    // A writer leaves its send within a wait slice anyway; the interrupt makes that at once. Sent
+    // under the lock: the thread clears writer_running under it before it ends, so the id is
+    // valid. (A signal that lands just before the call is lost; the slice bounds the wait.)
+    if (stream && s.writer_running && interrupt_usable()) {
+      (void)pthread_kill(s.writer_thread, interrupt_signal());
+    }
   }
   s.reader_cv.notify_all();
   s.writer_cv.notify_all();
-  (void)::shutdown(s.fd, SHUT_RDWR);
+  // A connection's write side is not shut: a FIN now would tell the peer the stream ended cleanly
+  // even when its input is thrown away. close() (in ~Sock, once the threads are gone) sends what a
+  // plain close sends, RST when input is unread. SHUT_RD wakes a reader blocked in recv() (and a
+  // connect still in progress); listeners and UDP sockets have no FIN to send.
+  (void)::shutdown(s.fd, stream ? SHUT_RD : SHUT_RDWR);
 }
 
 namespace {
