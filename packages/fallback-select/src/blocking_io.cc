@@ -417,6 +417,10 @@ class BlockingEngine final : public Engine {
       }
       sink->push(kEventConnect, id, 0);
       if (stream.connected(s->fd)) s->writer_cv.notify_one();  // the queue can go out now
+      // What the reader already has goes out in a later batch, as a readiness engine reads only
+      // after the connect completed: the application attaches its handlers once connect()
+      // resolved, and bytes in this batch would reach a connection nobody listens to yet.
+      return true;
     }
     if (stream.connecting) return false;
 
