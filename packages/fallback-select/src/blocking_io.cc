@@ -30,10 +30,10 @@
 // the hand-over between threads; blocking_threads.cc holds the threads and their blocking calls.
 //
 // Node's main thread never blocks: write() sends with MSG_DONTWAIT and queues the rest; closing
-// marks the Sock, wakes its threads and shutdown()s the fd, which makes a blocked recv, send,
-// accept or connect return (on Linux). The fd itself is closed by whoever drops the last
-// reference, after its threads are gone, so an fd number is never reused under a thread's feet.
-// detach() (runtime fallback away from this backend) cannot use shutdown(): it interrupts the
+// marks the Sock and wakes its threads (see stop(): a connection's write side stays open, so its
+// close sends FIN or RST as a plain close() does). The fd itself is closed by whoever drops the
+// last reference, after its threads are gone, so an fd number is never reused under a thread's
+// feet. detach() (runtime fallback away from this backend) cannot use shutdown(): it interrupts the
 // threads with a signal instead (one the application does not use, see blocking_interrupt.h) and
 // waits the few microseconds they need to return. Datagrams a
 // UDP reader had taken from the kernel but not delivered yet are dropped by a detach (the glue has
