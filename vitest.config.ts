@@ -3,11 +3,16 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
+    // Fails any test that leaves an fd, handle or timer open (see the file for the rules).
+    setupFiles: ['packages/core/test/setup/leak-check.ts'],
+    // 'stack': after-hooks run in reverse order, so the leak check's afterEach (registered first,
+    // by the setup file) runs after each test file's own cleanup hooks.
+    sequence: { hooks: 'stack' },
     testTimeout: 60_000,
     hookTimeout: 30_000,
     pool: 'forks',
     reporters: process.env.CI
-      ? ['default', ['json', { outputFile: '.vitest-report.json' }]]
+      ? ['default', ['json', { outputFile: process.env.VITEST_REPORT ?? '.vitest-report.json' }]]
       : ['default'],
   },
 });

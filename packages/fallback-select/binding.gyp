@@ -27,7 +27,15 @@
     {
       "target_name": "iomux_blocking_io",
       "dependencies": ["iomux_fallback_core"],
-      "sources": ["src/blocking_io.cc", "src/blocking_io_addon.cc"],
+      "sources": [
+        "src/blocking_io.cc",
+        "src/blocking_interrupt.cc",
+        "src/blocking_migrate.cc",
+        "src/blocking_pin.cc",
+        "src/blocking_threads.cc",
+        "src/blocking_udp.cc",
+        "src/blocking_io_addon.cc",
+      ],
     },
   ],
 }

@@ -209,6 +209,56 @@ describe.each(backends)('conformance: $name', (backend) => {
     expect((error as { code?: string } | undefined)?.code).toBe('ECONNRESET');
   });
 
+  // The bytes (and the FIN) a server sends right after accepting can reach the client's backend
+  // in the same batch as the connect completion: they must still reach listeners attached once
+  // connect() has resolved, as node:net holds data until a 'data' listener is attached.
+  run('a connect()ed connection gets what the server sent at once, and its end', async () => {
+    const server = net.createServer((socket) => socket.end('hello'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      for (let i = 0; i < 20; i += 1) {
+        const conn = await reactor.connect({ host: '127.0.0.1', port });
+        const parts: Buffer[] = [];
+        conn.on('data', (d) => parts.push(d));
+        const ended = new Promise<void>((resolve) => conn.once('end', resolve));
+        await ended;
+        expect(`${i}: ${Buffer.concat(parts).toString()}`).toBe(`${i}: hello`);
+      }
+    } finally {
+      await new Promise<void>((r) =>
+        server.close(() => {
+          r();
+        }),
+      );
+    }
+  });
+
+  // close(2) on a socket with unread input sends RST: the peer must not take a stream whose
+  // input was thrown away for a clean end.
+  run('destroy() with unread input resets the peer (ECONNRESET)', async () => {
+    let server: Connection | undefined;
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      server = conn;
+      conn.pause();
+    });
+    const socket = await netConnect(listener.port);
+    clients.push(socket);
+    const outcome = new Promise<string>((resolve) => {
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        resolve(err.code ?? err.message);
+      });
+      socket.on('end', () => {
+        resolve('end');
+      });
+    });
+    socket.write(pattern(1_048_576, 21));
+    await until(() => server !== undefined, 5000, 'the server to accept');
+    await sleep(20);
+    server!.destroy();
+    expect(await outcome).toBe('ECONNRESET');
+  });
+
   run('rejects a refused connect with ECONNREFUSED', async () => {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

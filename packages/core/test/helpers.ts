@@ -26,11 +26,19 @@ export function backendTitle(b: { name: string; available: boolean; cause: strin
   return b.available ? b.name : `${b.name} (skipped: ${b.cause})`;
 }
 
-/** A reactor forced onto one backend (no silent fallback: the test fails if another is used). */
+/**
+ * A reactor forced onto one backend (no silent fallback: the test fails if another is used). The
+ * reactor sees the rest of `process.env` (tuning variables such as `IOMUX_IOURING_SINGLESHOT`),
+ * plus `options.env` if given; only `IOMUX_BACKEND` is overridden.
+ */
 export function reactorOn(name: BackendName, options: ReactorOptions = {}): Reactor {
   const reactor = createReactor(
     { ioModel: 'auto', retry: { fallback: [name] } },
-    { closeTimeoutMs: 2000, ...options, env: { IOMUX_BACKEND: name } },
+    {
+      closeTimeoutMs: 2000,
+      ...options,
+      env: { ...process.env, ...options.env, IOMUX_BACKEND: name },
+    },
   );
   if (reactor.backend !== name) throw new Error(`asked for ${name}, got ${reactor.backend}`);
   return reactor;

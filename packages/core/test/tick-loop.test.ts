@@ -68,8 +68,10 @@ describe('runTicks: schedule', () => {
     const stats = await loop.done;
     expect(stats.ticks).toBe(200);
     expect(stats.running).toBe(false);
-    // A stall of Node's loop on a busy CI machine may cost a tick or two; more is a bug.
-    expect(stats.skipped).toBeLessThanOrEqual(3);
+    // A stall of Node's loop on a loaded 2-core machine costs ticks (8 seen with six builds
+    // running); a loop that sleeps relative to its last start skips none and fails the span
+    // check below instead, so this only bounds how often the loop may fall behind.
+    expect(stats.skipped).toBeLessThan(20);
     expect(infos.at(-1)!.tick).toBe(199 + stats.skipped);
 
     const period = 10;
@@ -85,7 +87,7 @@ describe('runTicks: schedule', () => {
       expect(info.lateness).toBeGreaterThanOrEqual(0);
     }
     const late = infos.filter((i) => i.now - (first.deadline + i.tick * period) > period / 2);
-    expect(late.length).toBeLessThanOrEqual(4);
+    expect(late.length).toBeLessThan(20);
     // No drift: the last ticks are as punctual as the first ones.
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
     expect(median(infos.slice(-50).map((i) => i.lateness))).toBeLessThan(2);
@@ -201,8 +203,9 @@ describe('runTicks: overruns', () => {
     expect(t6.lateness).toBeGreaterThan(15);
     expect(t8.now - t6.now).toBeLessThan(5);
     expect(t7.dt).toBeLessThan(5);
-    // Then the loop is back on schedule.
-    expect(infos[14]!.lateness).toBeLessThan(8);
+    // Then the loop is back on schedule (the best of the last five ticks: one stall of a loaded
+    // machine must not fail this; a loop that never caught up is ~20 ms late on every tick).
+    expect(Math.min(...infos.slice(10).map((i) => i.lateness))).toBeLessThan(8);
   });
 
   it("'catch-up' owes at most maxCatchUp ticks and drops older ones", async () => {
@@ -232,9 +235,10 @@ describe('runTicks: ending', () => {
     const loop = track(
       runTicks(
         timerPump(),
-        ({ tick }) => {
+        () => {
+          // By call, not by tick number: under load the skip policy may drop tick 3 itself.
           calls += 1;
-          if (tick === 3) throw boom;
+          if (calls === 4) throw boom;
         },
         { hz: 200 },
       ),
@@ -247,17 +251,20 @@ describe('runTicks: ending', () => {
   });
 
   it('a rejected async tick rejects done', async () => {
+    let calls = 0;
     const loop = track(
       runTicks(
         timerPump(),
-        async ({ tick }) => {
+        async () => {
+          calls += 1;
           await sleep(1);
-          if (tick === 1) throw new IomuxError('IOMUX_BUSY', 'async tick failed');
+          if (calls === 2) throw new IomuxError('IOMUX_BUSY', 'async tick failed');
         },
         { hz: 200 },
       ),
     );
     await expect(loop.done).rejects.toMatchObject({ code: 'IOMUX_BUSY' });
+    expect(calls).toBe(2);
   });
 
   it('stop() ends the loop from inside a tick and from outside, cutting the wait short', async () => {
@@ -321,23 +328,46 @@ describe('runTicks: ending', () => {
 });
 
 describe('runTicks: pumping I/O between ticks', () => {
+  // The guarantee is about the loop's own decisions: it never asks the reactor to wait for
+  // events past the start of a cut-off window, nor polls inside one. That is asserted exactly
+  // (with 1 ms for a preemption between the loop reading the clock and the recording pump doing
+  // so; an ignored 8 ms cut-off is off by up to 8 ms). Arrival times are then checked only
+  // statistically: under load a timer can fire late, and pollEvents() dispatches what is ready
+  // when it does, so one batch per period may land in the window; with the cut-off ignored
+  // about 8/20 of all arrivals do.
   it('ioCutoffMs: no event is dispatched in the last ioCutoffMs before a deadline', async () => {
     const reactor = epollReactor();
     reactor.stop();
+    const cutoffMs = 8;
+    const periodMs = 20;
     const deadlines: number[] = [];
+    const polls: { at: number; timeoutMs: number }[] = [];
     const arrivals: number[] = [];
     let bytes = 0;
+    const recordingPump: TickPump = {
+      config: reactor.config,
+      get isRunning() {
+        return reactor.isRunning;
+      },
+      get closed() {
+        return reactor.closed;
+      },
+      timers: reactor.timers,
+      pollEvents(timeoutMs = reactor.config.timeoutMs) {
+        polls.push({ at: performance.now(), timeoutMs });
+        return reactor.pollEvents(timeoutMs);
+      },
+    };
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       conn.on('data', (chunk) => {
         arrivals.push(performance.now());
         bytes += chunk.length;
       });
     });
-    // 50 Hz (20 ms) with the last 8 ms of each period cut off from I/O.
     const loop = track(
-      runTicks(reactor, ({ deadline }) => void deadlines.push(deadline), {
-        hz: 50,
-        ioCutoffMs: 8,
+      runTicks(recordingPump, ({ deadline }) => void deadlines.push(deadline), {
+        hz: 1000 / periodMs,
+        ioCutoffMs: cutoffMs,
       }),
     );
     const client = await netConnect(listener.port);
@@ -351,12 +381,16 @@ describe('runTicks: pumping I/O between ticks', () => {
     await until(() => bytes === sent, 5000, `all ${sent} bytes`);
     loop.stop();
     await loop.done;
+    const windowStart = (t: number): number =>
+      (deadlines.find((d) => d > t) ?? deadlines.at(-1)! + periodMs) - cutoffMs;
+
+    expect(polls.length).toBeGreaterThan(10);
+    const intoWindow = polls.filter((p) => p.at + p.timeoutMs > windowStart(p.at) + 1);
+    expect(intoWindow).toEqual([]);
+
     expect(arrivals.length).toBeGreaterThan(10);
-    for (const t of arrivals) {
-      const next = deadlines.find((d) => d > t) ?? deadlines.at(-1)! + 20;
-      // 0.5 ms of slack for the dispatch that was running when the window began.
-      expect(next - t).toBeGreaterThan(8 - 0.5);
-    }
+    const inWindow = arrivals.filter((t) => t > windowStart(t));
+    expect(inWindow.length).toBeLessThan(arrivals.length / 4);
     expect(() => runTicks(reactor, () => undefined, { hz: 50, ioCutoffMs: 20 })).toThrow(
       /ioCutoffMs must be from 0 to less than the period \(20 ms\), got 20/,
     );
