@@ -1,6 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSearcher } from '../astar.mjs';
 import {
   DIR,
@@ -82,6 +82,17 @@ class Client {
     const me = this.last?.entities.get(this.id);
     if (me === undefined) throw new Error('own player missing from the state');
     return me;
+  }
+
+  /** Destroys the socket; resolves once it is closed (its fd and TCPSocketWrap gone). */
+  close(): Promise<void> {
+    if (this.socket.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.socket.once('close', () => {
+        resolve();
+      });
+      this.socket.destroy();
+    });
   }
 
   /** Resolves with the first state (after now) whose ackSeq reaches `seq`. */
@@ -176,8 +187,12 @@ describe('TCP game server (node server.mjs, TRANSPORT=tcp)', () => {
     expect(output.text()).toMatch(/\(backend: \w+, 60 Hz/);
   });
 
+  // Each test's players disconnect when it ends.
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((client) => client.close()));
+  });
+
   afterAll(async () => {
-    for (const client of clients) client.socket.destroy();
     if (server.exitCode === null) {
       server.kill('SIGKILL');
       await exited(server);

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import dgram from 'node:dgram';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DIR, NPC_FLAG } from '../protocol.mjs';
 import {
   ENTITY_DGRAM_BYTES,
@@ -149,8 +149,11 @@ class UdpClient {
     return this.last!;
   }
 
-  close(): void {
-    this.socket.close();
+  /** Closes the socket; resolves once it is closed (its fd and UDPWrap gone). */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.socket.close(resolve);
+    });
   }
 }
 
@@ -274,9 +277,14 @@ describe('UDP game server (node server.mjs, TRANSPORT=udp)', () => {
     expect(output.text()).toMatch(/\(backend: \w+, 60 Hz/);
   });
 
+  // Each test's players go with it: their keepalives stop and their sockets close (the server
+  // then times them out, which the counters test below expects anyway).
+  afterEach(async () => {
+    for (const timer of keepalive.splice(0)) clearInterval(timer);
+    await Promise.all(clients.splice(0).map((client) => client.close()));
+  });
+
   afterAll(async () => {
-    for (const timer of keepalive) clearInterval(timer);
-    for (const client of clients) client.close();
     await stopServer(server);
   });
 
@@ -396,7 +404,7 @@ describe('UDP game server (node server.mjs, TRANSPORT=udp)', () => {
     attacker.forged(2, DIR.RIGHT, playerId, token);
     // From the victim's own address:port, but with a guessed token: spoofed.
     const guess = Buffer.from(token);
-    guess[0] ^= 1;
+    guess.writeUInt8(guess.readUInt8(0) ^ 1, 0);
     victim.forged(3, DIR.RIGHT, playerId, guess);
     await sleep(200);
     expect(victim.last!.ackSeq).toBe(1);
@@ -490,7 +498,7 @@ describe('UDP datagram size cap (a crowded 32×32 map)', () => {
         }
         await sleep(1200); // past the server's 1 s warm-up, so the report counts these states
       } finally {
-        client.close();
+        await client.close();
         child.kill('SIGTERM');
         await exited(child);
       }

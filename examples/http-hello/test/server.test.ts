@@ -7,6 +7,14 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const get = (path: string, extra = ''): string =>
   `GET ${path} HTTP/1.1\r\nHost: test\r\n${extra}\r\n`;
 
+/**
+ * fetch() whose connection closes after the response. Plain fetch() leaves undici's keep-alive
+ * socket open (unref'd, so only its fd shows) past the test that made it; keep-alive itself is
+ * tested with RawClient below.
+ */
+const fetchOnce = (url: string, init: Omit<RequestInit, 'headers'> = {}): Promise<Response> =>
+  fetch(url, { ...init, headers: { connection: 'close' } });
+
 type Server = Awaited<ReturnType<typeof startHttpHello>>;
 
 describe('http-hello', () => {
@@ -35,25 +43,25 @@ describe('http-hello', () => {
   }
 
   it('serves Hello, World! to fetch', async () => {
-    const res = await fetch(`${base}/`);
+    const res = await fetchOnce(`${base}/`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/plain');
     expect(res.headers.get('content-length')).toBe('13');
     expect(res.headers.get('date')).toMatch(/GMT$/);
     expect(await res.text()).toBe('Hello, World!');
-    const query = await fetch(`${base}/?a=1`);
+    const query = await fetchOnce(`${base}/?a=1`);
     expect(await query.text()).toBe('Hello, World!');
   });
 
   it('answers 404, 405 and HEAD to fetch', async () => {
-    const missing = await fetch(`${base}/nope`);
+    const missing = await fetchOnce(`${base}/nope`);
     expect(missing.status).toBe(404);
     await missing.arrayBuffer();
-    const post = await fetch(`${base}/`, { method: 'POST', body: 'x' });
+    const post = await fetchOnce(`${base}/`, { method: 'POST', body: 'x' });
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET, HEAD');
     await post.arrayBuffer();
-    const head = await fetch(`${base}/`, { method: 'HEAD' });
+    const head = await fetchOnce(`${base}/`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers.get('content-length')).toBe('13');
     expect((await head.arrayBuffer()).byteLength).toBe(0);
@@ -61,7 +69,7 @@ describe('http-hello', () => {
 
   it('reads request bodies framed by Content-Length and by chunked coding', async () => {
     const body = Buffer.alloc(200_000, 'iomux ');
-    const res = await fetch(`${base}/echo`, { method: 'POST', body });
+    const res = await fetchOnce(`${base}/echo`, { method: 'POST', body });
     expect(res.status).toBe(200);
     expect(Buffer.from(await res.arrayBuffer()).equals(body)).toBe(true);
 
@@ -74,7 +82,7 @@ describe('http-hello', () => {
         else controller.enqueue(new TextEncoder().encode(part));
       },
     });
-    const chunked = await fetch(`${base}/echo`, {
+    const chunked = await fetchOnce(`${base}/echo`, {
       method: 'POST',
       body: stream,
       duplex: 'half',
@@ -129,7 +137,7 @@ describe('http-hello', () => {
     expect(bad?.status).toBe(400);
     expect(bad?.headers.connection).toBe('close');
     await client.ended;
-    const res = await fetch(`${base}/`);
+    const res = await fetchOnce(`${base}/`);
     expect(await res.text()).toBe('Hello, World!');
   });
 

@@ -95,12 +95,8 @@ function leaks(start: Snapshot, after: Snapshot, allowance: KeptResources | unde
   return found;
 }
 
-/**
- * The suites held to this rule: every package's tests. The examples' tests are not yet (their
- * per-test clients outlive their tests; see the examples' own cleanup), so they are named here
- * rather than silently passing.
- */
-const CHECKED_FILES = /\/packages\/[^/]+\/test\//;
+/** The suites held to this rule: every package's tests and every example's tests. */
+const CHECKED_FILES = /\/(?:packages|examples)\/[^/]+\/test\//;
 
 /**
  * Waits up to LEAK_DEADLINE_MS for everything beyond `start` (and the allowance) to close;
