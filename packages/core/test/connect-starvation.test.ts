@@ -62,14 +62,16 @@ describe.each(backends)('connect under full batches: $name', (backend) => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as net.AddressInfo).port;
     const started = performance.now();
+    let deadline: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([
       reactor.connect({ host: '127.0.0.1', port }).then((conn) => ({ conn })),
-      new Promise<{ conn?: undefined }>((resolve) =>
-        setTimeout(() => {
+      new Promise<{ conn?: undefined }>((resolve) => {
+        deadline = setTimeout(() => {
           resolve({});
-        }, 3000),
-      ),
+        }, 3000);
+      }),
     ]);
+    clearTimeout(deadline);
     const elapsed = performance.now() - started;
     expect(outcome.conn, `connect did not resolve within 3000 ms on ${backend.name}`).toBeDefined();
     expect(elapsed).toBeLessThan(500);
