@@ -36,6 +36,12 @@ class ConnTable {
     return conn->in_use ? conn : nullptr;
   }
 
+  // The fd of the socket with this id, or -EBADF (for Conn types with an `int fd`).
+  int fd_of(int id) {
+    Conn* conn = get(id);
+    return conn == nullptr ? -EBADF : conn->fd;
+  }
+
   void release(int id) {
     Conn* conn = get(id);
     if (conn == nullptr) return;

@@ -1,32 +1,45 @@
 #include "readiness.h"
 
-#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 
+#include "notifier.h"
 #include "socket_util.h"
 
 namespace iomux {
 
 namespace {
-constexpr int kMaxIov = 64;
 // A read smaller than this is not worth a syscall; the batch is treated as full instead.
 constexpr size_t kMinRead = 4096;
+
+// Whether a connect in progress has finished (writable, failed or hung up), asked of the kernel
+// now. A carried-over readiness cannot tell (it may be stale, and SO_ERROR reads 0 while the
+// connect is still in progress); a failed poll() answers "not yet", and the socket stays watched.
+bool connect_settled(int fd) {
+  pollfd p{fd, POLLOUT, 0};
+  int n;
+  do {
+    n = ::poll(&p, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  return n > 0;
+}
 }  // namespace
 
 ReadinessEngine::ReadinessEngine(std::unique_ptr<Poller> poller, const EngineConfig& config)
     : poller_(std::move(poller)), config_(config) {
   ready_.resize(static_cast<size_t>(config.max_events));
-  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  (void)reserve_.open();  // without a spare the engine still runs; it just cannot shed on EMFILE
+  fault_after_ = config.tune("faultKernelAfter", -1);
+  fault_errno_ = static_cast<int>(config.tune("faultKernelErrno", EIO));
 }
 
 ReadinessEngine::~ReadinessEngine() {
   for (int id = 0; id < sockets_.capacity(); ++id) {
     if (sockets_.get(id) != nullptr) close_socket(id);
   }
-  if (reserve_fd_ >= 0) close_fd(reserve_fd_);
 }
 
 int ReadinessEngine::add_socket(int fd, bool listener, bool connecting, uint8_t interest) {
@@ -62,6 +75,7 @@ int ReadinessEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
 }
 
 int ReadinessEngine::poll(EventSink* sink) {
+  if (broken_ != 0) return broken_;
   sockets_.recycle();
   ++counters_.polls;
   // Sockets reported ready last time but not served (the batch filled up) go first: a
@@ -72,8 +86,15 @@ int ReadinessEngine::poll(EventSink* sink) {
   if (backlog_.empty() && !sink->full()) {
     int max = sink->capacity < static_cast<int>(ready_.size()) ? sink->capacity
                                                                : static_cast<int>(ready_.size());
-    int n = poller_->wait(ready_.data(), max);
-    if (n < 0) return n;
+    int n = wait_kernel(max);
+    if (n < 0) {
+      // The poller failed after this poll may have served leftovers (bytes read, accepts, closes):
+      // that batch goes to JS first, and the failure follows through broken() and the next poll.
+      broken_ = n;
+      if (sink->count == 0) return n;
+      counters_.events += static_cast<uint64_t>(sink->count);
+      return sink->count;
+    }
     int served = 0;
     while (served < n && !sink->full()) serve(ready_[static_cast<size_t>(served++)], false, sink);
     backlog_.assign(ready_.begin() + served, ready_.begin() + n);
@@ -82,8 +103,17 @@ int ReadinessEngine::poll(EventSink* sink) {
   return sink->count;
 }
 
+int ReadinessEngine::wait_kernel(int max) {
+  // Fault injection (faults.kernelAfter): the poller's own wait fails after N successful ones.
+  if (fault_after_ >= 0 && waits_ >= fault_after_) return -fault_errno_;
+  int n = poller_->wait(ready_.data(), max);
+  if (n >= 0) ++waits_;
+  return n;
+}
+
 // A carried-over readiness may be stale (the id can even belong to a new socket by now); every
-// step below then just meets EAGAIN, except a connect check, which only a fresh report may do.
+// step below then just meets EAGAIN, except a connect check, which asks the kernel again first:
+// serving a connect only from fresh reports starves it while leftovers fill every batch.
 void ReadinessEngine::serve(const Readiness& r, bool carried, EventSink* sink) {
   Socket* s = sockets_.get(r.token);
   if (s == nullptr) return;  // closed earlier in this batch
@@ -97,11 +127,11 @@ void ReadinessEngine::serve(const Readiness& r, bool carried, EventSink* sink) {
       (void)receive_into_sink(s->fd, r.token, s->max_datagram, sink, &counters_.bytes_read);
     }
   } else if (s->connecting) {
-    if (!carried) connect_ready(r.token, sink);
+    if (!carried || connect_settled(s->fd)) connect_ready(r.token, sink);
   } else {
     if ((r.writable || r.failed) && !s->queue.empty() && !flush(r.token, sink)) return;
     s = sockets_.get(r.token);
-    if (s != nullptr && (r.readable || r.failed) && !s->paused && !s->read_eof) {
+    if (s != nullptr && (r.readable || r.failed) && s->wants_input() && !s->input_held()) {
       read_ready(r.token, sink);
     }
   }
@@ -113,7 +143,10 @@ void ReadinessEngine::accept_ready(int id, EventSink* sink) {
     int fd = accept_connection(listen_fd);
     if (fd == -EAGAIN || fd == -EWOULDBLOCK) return;
     if (fd == -ECONNABORTED || fd == -EPROTO) continue;
-    if (fd == -EMFILE || fd == -ENFILE) fd = shed_connection(listen_fd, -fd);
+    if (fd == -EMFILE || fd == -ENFILE) {
+      // The pending peer would keep the listener readable forever: shed it, report the error.
+      (void)reserve_.shed(listen_fd);
+    }
     if (fd < 0) {
       ++counters_.accept_errors;
       sink->push(kEventAcceptError, id, -fd);
@@ -130,19 +163,6 @@ void ReadinessEngine::accept_ready(int id, EventSink* sink) {
   }
 }
 
-// Out of fds: the pending peer would make the listener readable forever. Give up the reserve fd,
-// accept the peer and close it at once (it sees a reset), then take the reserve back. libuv does
-// the same.
-int ReadinessEngine::shed_connection(int listen_fd, int err) {
-  if (reserve_fd_ < 0) return -err;
-  close_fd(reserve_fd_);
-  reserve_fd_ = -1;
-  int fd = accept_connection(listen_fd);
-  if (fd >= 0) close_fd(fd);
-  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return -err;
-}
-
 void ReadinessEngine::connect_ready(int id, EventSink* sink) {
   Socket* s = sockets_.get(id);
   int err = pending_error(s->fd);
@@ -152,12 +172,9 @@ void ReadinessEngine::connect_ready(int id, EventSink* sink) {
     sink->push(kEventConnect, id, err);
     return;
   }
-  s->connecting = false;
-  // end() while connecting, with nothing to send: the FIN goes out now.
-  if (s->shutdown_requested && s->queue.empty() && !s->write_shut) {
-    ::shutdown(s->fd, SHUT_WR);
-    s->write_shut = true;
-  }
+  // Queued bytes go out on the next writability (update_interest asks for it); an end() that came
+  // while connecting with nothing queued sends the FIN now.
+  (void)s->connected(s->fd);
   int rc = update_interest(id);
   if (rc != 0) {
     close_socket(id);
@@ -181,52 +198,30 @@ void ReadinessEngine::read_ready(int id, EventSink* sink) {
       n = ::read(fd, sink->slab + sink->slab_used, want);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) fail(id, errno, sink);
+      int err = errno;
+      if (err != EAGAIN && err != EWOULDBLOCK)
+        settle(id, sockets_.get(id)->on_read_error(id, err, sink));
       return;
     }
     if (n == 0) break;
-    sink->push(kEventData, id, static_cast<int32_t>(sink->slab_used), static_cast<int32_t>(n));
-    sink->slab_used += static_cast<size_t>(n);
-    counters_.bytes_read += static_cast<uint64_t>(n);
+    StreamState::took_into_slab(id, static_cast<size_t>(n), sink, &counters_);
     // A short read means the kernel buffer is empty for now; a full one, that more may wait.
     if (static_cast<size_t>(n) < want || sink->full()) return;
   }
-  Socket* s = sockets_.get(id);
-  s->read_eof = true;
-  sink->push(kEventEnd, id);
-  if (s->write_shut) {
-    close_socket(id);
-    sink->push(kEventClose, id, 0);
-    return;
-  }
+  if (settle(id, sockets_.get(id)->on_eof(id, sink))) return;
   int rc = update_interest(id);
   if (rc != 0) fail(id, -rc, sink);
 }
 
 bool ReadinessEngine::flush(int id, EventSink* sink) {
   Socket* s = sockets_.get(id);
-  iovec iov[kMaxIov];
-  while (!s->queue.empty()) {
-    int count = s->queue.gather(iov, kMaxIov);
-    ssize_t n = send_vectored(s->fd, iov, count);
-    if (n == -EAGAIN || n == -EWOULDBLOCK) break;
-    if (n < 0) {
-      fail(id, static_cast<int>(-n), sink);
-      return false;
-    }
-    counters_.bytes_written += static_cast<uint64_t>(n);
-    s->queue.consume(static_cast<size_t>(n));
-  }
-  if (!s->queue.empty()) return true;
-  if (s->drain_pending) {
-    s->drain_pending = false;
-    sink->push(kEventDrain, id);
-  }
-  if (s->shutdown_requested && finish_shutdown(id)) {
-    sink->push(kEventClose, id, 0);
+  int rc = s->flush(s->fd, &counters_);
+  if (rc < 0) {
+    fail(id, -rc, sink);
     return false;
   }
-  int rc = update_interest(id);
+  if (rc == 0 && settle(id, s->queue_flushed(s->fd, id, sink))) return false;
+  rc = update_interest(id);  // write interest only while bytes remain
   if (rc != 0) {
     fail(id, -rc, sink);
     return false;
@@ -237,47 +232,13 @@ bool ReadinessEngine::flush(int id, EventSink* sink) {
 int64_t ReadinessEngine::write(int id, const iovec* bufs, int count) {
   Socket* s = sockets_.get(id);
   if (s == nullptr || s->listener || s->datagram) return -EBADF;
-  if (s->shutdown_requested) return -EPIPE;
-  size_t sent = 0;
-  if (!s->connecting && s->queue.empty()) {
-    // Try the send at once, like uv_try_write, in windows of kMaxIov buffers until the kernel
-    // stops taking bytes; only the rest is copied into the queue.
-    size_t total = 0;
-    for (int i = 0; i < count; ++i) total += bufs[i].iov_len;
-    while (sent < total) {
-      iovec window[kMaxIov];
-      int filled = 0;
-      size_t window_bytes = 0;
-      size_t skip = sent;
-      for (int i = 0; i < count && filled < kMaxIov; ++i) {
-        if (skip >= bufs[i].iov_len) {
-          skip -= bufs[i].iov_len;
-          continue;
-        }
-        window[filled].iov_base = static_cast<uint8_t*>(bufs[i].iov_base) + skip;
-        window[filled].iov_len = bufs[i].iov_len - skip;
-        window_bytes += window[filled].iov_len;
-        skip = 0;
-        ++filled;
-      }
-      ssize_t n = send_vectored(s->fd, window, filled);
-      if (n == -EAGAIN || n == -EWOULDBLOCK) break;
-      if (n < 0) return n;
-      sent += static_cast<size_t>(n);
-      counters_.bytes_written += static_cast<uint64_t>(n);
-      if (static_cast<size_t>(n) < window_bytes) break;  // the socket buffer is full
-    }
-  }
-  bool was_empty = s->queue.empty();
-  if (!s->queue.append(bufs, count, sent)) return -ENOMEM;
-  if (s->queue.empty()) return 0;
-  ++counters_.writes_queued;
-  s->drain_pending = true;
-  if (was_empty) {
+  bool started_queue = false;
+  int64_t queued = s->write(s->fd, bufs, count, &counters_, &started_queue);
+  if (started_queue) {
     int rc = update_interest(id);
     if (rc != 0) return rc;
   }
-  return static_cast<int64_t>(s->queue.size());
+  return queued;
 }
 
 int ReadinessEngine::set_reading(int id, bool reading) {
@@ -291,26 +252,8 @@ int ReadinessEngine::shutdown(int id, ShutdownResult* result) {
   Socket* s = sockets_.get(id);
   *result = ShutdownResult::kPending;
   if (s == nullptr || s->listener || s->datagram) return -EBADF;
-  if (s->shutdown_requested) return 0;
-  s->shutdown_requested = true;
-  if (s->connecting || !s->queue.empty()) return 0;
-  if (finish_shutdown(id)) {
-    *result = ShutdownResult::kClosed;
-    return 0;
-  }
+  if (settle(id, s->request_shutdown(s->fd, result))) return 0;
   return update_interest(id);
-}
-
-bool ReadinessEngine::finish_shutdown(int id) {
-  Socket* s = sockets_.get(id);
-  if (!s->write_shut) {
-    // ENOTCONN means the peer already reset: the read side reports that.
-    (void)::shutdown(s->fd, SHUT_WR);
-    s->write_shut = true;
-  }
-  if (!s->read_eof) return false;
-  close_socket(id);
-  return true;
 }
 
 int ReadinessEngine::destroy(int id) {
@@ -320,9 +263,8 @@ int ReadinessEngine::destroy(int id) {
 }
 
 int ReadinessEngine::address(int id, bool peer, sockaddr_storage* out, socklen_t* len) {
-  Socket* s = sockets_.get(id);
-  if (s == nullptr) return -EBADF;
-  return socket_address(s->fd, peer, out, len);
+  int fd = sockets_.fd_of(id);
+  return fd < 0 ? fd : socket_address(fd, peer, out, len);
 }
 
 int ReadinessEngine::update_interest(int id) {
@@ -357,11 +299,10 @@ int ReadinessEngine::detach(int id, DetachedSocket* out) {
   // The poller may be the thing that failed; the fd is handed over either way.
   if (s->interest != kInterestNone) (void)poller_->remove(s->fd);
   out->fd = s->fd;
-  static_cast<SocketFlags&>(*out) = *s;
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
   // At most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
-  s->queue.copy_to(&out->unsent);
+  s->save(out);
   s->outbox.save(&out->unsent);
   sockets_.release(id);
   return 0;
@@ -369,25 +310,26 @@ int ReadinessEngine::detach(int id, DetachedSocket* out) {
 
 int ReadinessEngine::adopt(DetachedSocket&& socket) {
   // Thread backends hand over blocking fds; this engine needs them non-blocking.
-  int flags = fcntl(socket.fd, F_GETFL);
-  if (flags < 0 || fcntl(socket.fd, F_SETFL, flags | O_NONBLOCK) < 0) return -errno;
+  int rc = set_blocking(socket.fd, false);
+  if (rc != 0) return rc;
   int id = sockets_.alloc();
   if (id < 0) return id;
   Socket* s = sockets_.get(id);
   s->fd = socket.fd;
-  static_cast<SocketFlags&>(*s) = socket;
   s->datagram = socket.datagram;
   s->max_datagram = socket.max_datagram;
-  int rc = restore_unsent(socket, &s->queue, &s->outbox);
+  if (socket.datagram) {
+    static_cast<SocketFlags&>(*s) = socket;
+    rc = s->outbox.restore(socket.unsent);
+  } else {
+    rc = s->restore(socket);
+  }
   if (rc != 0) {
     sockets_.release(id);
     return rc;
   }
   // end() was called and everything was already sent: the FIN may not have gone out yet.
-  if (s->shutdown_requested && s->queue.empty() && !s->connecting && !s->write_shut) {
-    ::shutdown(s->fd, SHUT_WR);
-    s->write_shut = true;
-  }
+  if (!s->datagram) s->resume_shutdown(s->fd);
   rc = update_interest(id);
   if (rc != 0) {
     sockets_.release(id);
@@ -408,10 +350,7 @@ int ReadinessEngine::udp_open(const UdpRequest& request) {
   return id;
 }
 
-int ReadinessEngine::socket_fd(int id) {
-  Socket* s = sockets_.get(id);
-  return s == nullptr ? -EBADF : s->fd;
-}
+int ReadinessEngine::socket_fd(int id) { return sockets_.fd_of(id); }
 
 int ReadinessEngine::udp_send_batch(int id, const OutgoingDatagram* datagrams, int count,
                                     DatagramBatchResult* result) {
@@ -438,9 +377,14 @@ void ReadinessEngine::close_socket(int id) {
   sockets_.release(id);
 }
 
-void ReadinessEngine::fail(int id, int err, EventSink* sink) {
+bool ReadinessEngine::settle(int id, StreamFate fate) {
+  if (fate != StreamFate::kClose) return false;
   close_socket(id);
-  sink->push(kEventClose, id, err);
+  return true;
+}
+
+void ReadinessEngine::fail(int id, int err, EventSink* sink) {
+  settle(id, StreamState::fail(id, err, sink));
 }
 
 }  // namespace iomux

@@ -7,6 +7,7 @@
 #ifndef IOMUX_READINESS_H_
 #define IOMUX_READINESS_H_
 
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -14,7 +15,7 @@
 #include "conn_table.h"
 #include "datagram.h"
 #include "iomux/engine.h"
-#include "write_queue.h"
+#include "stream.h"
 
 namespace iomux {
 
@@ -46,6 +47,7 @@ class ReadinessEngine final : public Engine {
 
   int wait_fd() const override { return poller_->wait_fd(); }
   int poll(EventSink* sink) override;
+  int broken() const override { return broken_; }
   int listen(const ListenRequest& request) override;
   int connect(const sockaddr_storage& addr, socklen_t addr_len) override;
   int64_t write(int id, const iovec* bufs, int count) override;
@@ -62,12 +64,12 @@ class ReadinessEngine final : public Engine {
   int socket_fd(int id) override;
 
  private:
-  struct Socket : SocketFlags {
+  // A stream socket's state is the shared StreamState; a listener uses only its flags.
+  struct Socket : StreamState {
     bool in_use = false;
     bool datagram = false;
     uint8_t interest = kInterestNone;
     int fd = -1;
-    WriteQueue queue;
     // UDP only: datagrams waiting for the socket to become writable.
     DatagramOutbox outbox;
     size_t max_datagram = 0;
@@ -80,12 +82,13 @@ class ReadinessEngine final : public Engine {
   void read_ready(int id, EventSink* sink);
   // Sends queued bytes; returns false when the socket failed and was closed.
   bool flush(int id, EventSink* sink);
-  // Applies shutdown once the queue is empty; true when the socket is now fully closed.
-  bool finish_shutdown(int id);
   int update_interest(int id);
   void close_socket(int id);
+  // Closes the socket when the stream core finished it; true then.
+  bool settle(int id, StreamFate fate);
   void fail(int id, int err, EventSink* sink);
-  int shed_connection(int listen_fd, int err);
+  // The poller's wait, failing on purpose once faultKernelAfter successful waits are done.
+  int wait_kernel(int max);
   void flush_datagrams(int id, EventSink* sink);
 
   std::unique_ptr<Poller> poller_;
@@ -94,7 +97,11 @@ class ReadinessEngine final : public Engine {
   std::vector<Readiness> ready_;
   std::vector<Readiness> backlog_;  // reported ready but not served yet, oldest first
   Counters counters_;
-  int reserve_fd_ = -1;  // spare fd given up to accept-and-close a peer when out of fds
+  ReserveFd reserve_;  // given up to accept-and-close a peer when out of fds
+  int broken_ = 0;     // -errno once the poller failed; every later poll() reports it
+  int64_t fault_after_ = -1;
+  int fault_errno_ = EIO;
+  int64_t waits_ = 0;  // successful poller waits, for fault injection
 };
 
 }  // namespace iomux

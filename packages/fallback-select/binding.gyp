@@ -11,10 +11,12 @@
       "cflags_cc": ["-fPIC"],
       "sources": [
         "../../native/src/datagram.cc",
+        "../../native/src/notifier.cc",
         "../../native/src/readiness.cc",
         "../../native/src/socket_util.cc",
+        "../../native/src/stream.cc",
+        "../../native/src/thread_util.cc",
         "../../native/src/write_queue.cc",
-        "src/fallback_util.cc",
       ],
     },
     {
@@ -25,7 +27,15 @@
     {
       "target_name": "iomux_blocking_io",
       "dependencies": ["iomux_fallback_core"],
-      "sources": ["src/blocking_io.cc", "src/blocking_io_addon.cc"],
+      "sources": [
+        "src/blocking_io.cc",
+        "src/blocking_interrupt.cc",
+        "src/blocking_migrate.cc",
+        "src/blocking_pin.cc",
+        "src/blocking_threads.cc",
+        "src/blocking_udp.cc",
+        "src/blocking_io_addon.cc",
+      ],
     },
   ],
 }

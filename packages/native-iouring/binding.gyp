@@ -6,10 +6,13 @@
       "sources": [
         "../../native/src/addon.cc",
         "../../native/src/datagram.cc",
+        "../../native/src/notifier.cc",
         "../../native/src/socket_util.cc",
+        "../../native/src/stream.cc",
         "../../native/src/write_queue.cc",
         "src/uring.cc",
         "src/iouring.cc",
+        "src/iouring_probe.cc",
       ],
     },
   ],

@@ -1,7 +1,7 @@
 // blocking_io: portable blocking sockets on native threads, the last-resort backend. It needs no
 // readiness or completion API at all, only socket calls that block.
 //
-// Threads (each with a small stack, see IOMUX_BLOCKING_STACK_KB):
+// Threads (each with a small stack, the blockingStackKb tuning knob, IOMUX_BLOCKING_STACK_KB):
 // - one accept thread per listener, blocked in accept();
 // - one reader thread per connection, blocked in recv(); for an outgoing connection it first waits
 //   for the non-blocking connect() the main thread started to complete;
@@ -11,707 +11,62 @@
 //   of datagrams over, and a writer thread (started with it) that sends the outbox with blocking
 //   sendmmsg(). udp_send_batch itself sends with MSG_DONTWAIT and queues only what the kernel
 //   refuses.
-// The number of threads is bounded (IOMUX_BLOCKING_MAX_THREADS): a connection or UDP socket
-// reserves two slots, a listener one. Past the bound an accept reports kEventAcceptError with
-// EAGAIN and a connect returns -EAGAIN; nothing waits.
+// The number of threads is bounded (blockingMaxThreads, IOMUX_BLOCKING_MAX_THREADS): a connection
+// or UDP socket reserves two slots, a listener one. Past the bound an accept reports
+// kEventAcceptError with EAGAIN and a connect returns -EAGAIN; nothing waits.
 //
 // Every socket is a shared Sock object its threads hold on to, so an id the engine releases never
 // leaves a thread with a dangling pointer, and a late result for it is simply dropped (the Sock is
 // marked released). Threads hand results over under the Sock's mutex and post the Sock to the
 // Hub's ready list, signalling an eventfd (the wait fd). poll() on Node's main thread drains that
-// list into the batch. Reads are held per connection in order (at most about two read chunks;
-// then the reader stops reading, so the kernel and the peer feel the backpressure), and pausing
-// stops both delivery and the reader.
+// list into the batch. Reads are held per connection in order (about one read chunk; then the
+// reader stops reading, so the kernel and the peer feel the backpressure), and pausing stops both
+// delivery and the reader.
+//
+// A connection's state is the shared stream core's StreamState (native/src/stream.h), used under
+// the Sock's mutex: its write queue is what the writer thread sends, its inbox is what the reader
+// thread fills, and every decision about DRAIN, the FIN, END and CLOSE and their order is the
+// core's, made on the main thread in poll(). This file keeps only the engine's bookkeeping and
+// the hand-over between threads; blocking_threads.cc holds the threads and their blocking calls.
 //
 // Node's main thread never blocks: write() sends with MSG_DONTWAIT and queues the rest; closing
 // marks the Sock, wakes its threads and shutdown()s the fd, which makes a blocked recv, send,
 // accept or connect return (on Linux). The fd itself is closed by whoever drops the last
 // reference, after its threads are gone, so an fd number is never reused under a thread's feet.
 // detach() (runtime fallback away from this backend) cannot use shutdown(): it interrupts the
-// threads with a signal instead and waits the few microseconds they need to return. Datagrams a
+// threads with a signal instead (one the application does not use, see blocking_interrupt.h) and
+// waits the few microseconds they need to return. Datagrams a
 // UDP reader had taken from the kernel but not delivered yet are dropped by a detach (the glue has
 // no way to hand received datagrams to the next engine); its queued sends travel with it.
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
-#include <chrono>
-#include <condition_variable>
-#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <string>
 #include <vector>
 
+#include "blocking_interrupt.h"
+#include "blocking_migrate.h"
+#include "blocking_pin.h"
+#include "blocking_sock.h"
+#include "blocking_udp.h"
 #include "conn_table.h"
 #include "datagram.h"
-#include "fallback_util.h"
 #include "iomux/engine.h"
+#include "notifier.h"
 #include "socket_util.h"
+#include "stream.h"
 #include "write_queue.h"
 
 namespace iomux {
 
+namespace blocking {
 namespace {
-
-constexpr int kMaxIov = 64;
-// A read smaller than this is not worth splitting a chunk for; the batch is treated as full.
-constexpr size_t kMinRead = 4096;
-// Accepted connections a listener holds while the main thread has not taken them yet.
-constexpr size_t kAcceptAhead = 64;
-// Threads that wait in poll() (connect completion, accept off Linux) look at the closing flag
-// this often.
-constexpr int kWaitSliceMs = 250;
-// Pause after a failed accept (EMFILE, ...), so a persistent failure does not spin.
-constexpr int kAcceptBackoffMs = 100;
-constexpr int kConnectionSlots = 2;  // reader + writer
-constexpr int kListenerSlots = 1;
-constexpr long kDefaultMaxThreads = 4096;
-constexpr long kDefaultStackKb = 64;
-// A UDP reader's recvmmsg buffer: kDatagramBatch datagrams, fewer when max_datagram is large.
-constexpr size_t kDatagramScratchBytes = 512 * 1024;
-// Received datagram bytes a UDP socket holds undelivered before its reader stops receiving (the
-// kernel's receive buffer then fills, and drops, as it would for a slow reader).
-constexpr size_t kHeldDatagramBytes = 1024 * 1024;
-// Send errors a UDP socket holds undelivered; later ones are dropped.
-constexpr size_t kHeldSendErrors = 64;
-
-long env_long(const char* name, long fallback, long low, long high) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  long value = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || value < low || value > high) return fallback;
-  return value;
-}
-
-struct Sock;
-using SockRef = std::shared_ptr<Sock>;
-
-// What the threads of one engine share with it. Outlives the engine while threads still run.
-struct Hub {
-  ~Hub() {
-    if (reserve_fd >= 0) close_fd(reserve_fd);
-  }
-
-  // Takes n thread slots; false when that would pass the bound.
-  bool reserve(int n) {
-    int current = slots.load(std::memory_order_relaxed);
-    do {
-      if (current + n > max_threads) return false;
-    } while (!slots.compare_exchange_weak(current, current + n, std::memory_order_relaxed));
-    return true;
-  }
-  void unreserve(int n) { slots.fetch_sub(n, std::memory_order_relaxed); }
-
-  // Queues s for the main thread and makes sure the wait fd is readable. Threads call it only
-  // while holding s->mu with s->closing unset, so nothing is posted for a socket after the
-  // engine dropped it.
-  void post(const SockRef& s);
-  // Makes sure the wait fd is readable.
-  void kick() {
-    std::lock_guard<std::mutex> lock(mu);
-    kick_locked();
-  }
-  void kick_locked() {
-    if (!signaled) {
-      signaled = true;
-      notifier.signal();
-    }
-  }
-
-  Notifier notifier;  // the engine's wait fd
-  size_t read_chunk = 64 * 1024;
-  size_t stack_bytes = 64 * 1024;
-  int max_threads = 4096;
-  std::atomic<int> slots{0};
-  std::atomic<uint64_t> bytes_written{0};  // by writer threads
-
-  std::mutex mu;
-  std::vector<SockRef> ready;  // guarded by mu
-  bool signaled = false;       // guarded by mu: the notifier holds a wake-up
-
-  std::mutex reserve_mu;
-  int reserve_fd = -1;  // guarded by reserve_mu: given up to shed a connection when out of fds
-};
-
-struct Chunk {
-  std::unique_ptr<uint8_t[]> data;
-  size_t size = 0;
-  size_t offset = 0;  // delivered so far
-};
-
-// Datagrams one recvmmsg returned, packed as records (see datagram.h).
-struct DatagramBatch {
-  std::unique_ptr<uint8_t[]> data;
-  std::vector<DatagramRecord> records;
-  size_t next = 0;  // records delivered so far
-};
-
-// An accepted connection, or the errno of an accept that failed.
-struct Accepted {
-  SockRef conn;
-  int err = 0;
-};
-
-// One listener, connection or UDP socket, shared by the engine and the socket's threads.
-struct Sock {
-  Sock(std::shared_ptr<Hub> owner, int socket_fd, bool is_listener, bool is_datagram = false)
-      : hub(std::move(owner)), fd(socket_fd), listener(is_listener), datagram(is_datagram) {}
-  Sock(const Sock&) = delete;
-  Sock& operator=(const Sock&) = delete;
-  // Runs after the last thread let go: closing the fd here cannot hit a reused fd number.
-  ~Sock() {
-    if (owns_fd) close_fd(fd);
-    if (slots != 0) hub->unreserve(slots);
-  }
-
-  const std::shared_ptr<Hub> hub;
-  const int fd;
-  const bool listener;
-  const bool datagram;
-  int slots = 0;            // thread slots reserved; set before any thread starts
-  size_t max_datagram = 0;  // UDP; set before any thread starts
-  bool owns_fd = true;      // false when a failed adopt() hands the fd back; set under mu
-
-  std::mutex mu;
-  std::condition_variable reader_cv;  // the reader or accept thread waits here
-  std::condition_variable writer_cv;
-  std::condition_variable exit_cv;  // detach() waits here for the threads to leave
-
-  // Guarded by mu.
-  bool attached = false;        // has an id (ACCEPT delivered): the reader may start
-  bool closing = false;         // the engine dropped it: threads leave without touching anything
-  bool detaching = false;       // detach(): threads leave, keeping what they did in this object
-  bool reader_running = false;  // the reader or accept thread has not returned yet
-  bool writer_running = false;
-  pthread_t reader_thread{};  // valid while reader_running
-  pthread_t writer_thread{};
-  bool paused = false;
-  bool connecting = false;
-  bool connect_done = false;
-  int connect_err = 0;
-  std::deque<Chunk> inbox;  // read, not yet delivered
-  size_t inbox_bytes = 0;
-  bool eof = false;  // the reader saw EOF (delivered as END after the inbox)
-  int read_err = 0;  // the reader failed (delivered as CLOSE after the inbox)
-  WriteQueue queue;
-  bool writer_started = false;
-  bool shutdown_requested = false;
-  bool write_shut = false;
-  int write_err = 0;
-  std::deque<Accepted> accepted;        // listener only
-  std::deque<DatagramBatch> datagrams;  // UDP: received, not yet delivered
-  size_t datagram_bytes = 0;
-  DatagramOutbox outbox;        // UDP: datagrams the kernel had no room for yet
-  std::deque<int> send_errors;  // UDP: errnos to report as kEventSendError
-  bool flush_held = false;      // UDP, fault injection only: the writer waits for the next poll
-
-  bool stopped() const { return closing || detaching; }
-
-  // Guarded by hub->mu.
-  bool in_hub = false;
-
-  // Main thread only.
-  int id = -1;
-  bool released = false;  // the id was released: anything still reported is stale
-  bool in_pending = false;
-  bool end_delivered = false;
-  bool drain_pending = false;
-  bool connect_reported = false;
-};
-
-void Hub::post(const SockRef& s) {
-  std::lock_guard<std::mutex> lock(mu);
-  if (!s->in_hub) {
-    s->in_hub = true;
-    ready.push_back(s);
-  }
-  kick_locked();
-}
-
-// ---- blocking socket calls (worker threads) -------------------------------------------------
-
-// Waits until fd is ready for `events`; used when a socket turned out to be non-blocking.
-// False when interrupted.
-bool wait_ready(int fd, short events) {
-  pollfd p{fd, events, 0};
-  return ::poll(&p, 1, kWaitSliceMs) >= 0 || errno != EINTR;
-}
-
-// The blocking calls below return -EINTR when detach() interrupts them; the caller looks at the
-// Sock's flags and calls again if it is not being stopped.
-ssize_t recv_blocking(int fd, uint8_t* buf, size_t len) {
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, len, 0);
-    if (n >= 0) return n;
-    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLIN)) continue;
-    return -errno;
-  }
-}
-
-ssize_t send_blocking(int fd, const iovec* bufs, int count) {
-  msghdr msg{};
-  msg.msg_iov = const_cast<iovec*>(bufs);
-  msg.msg_iovlen = static_cast<size_t>(count);
-  for (;;) {
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n >= 0) return n;
-    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_ready(fd, POLLOUT)) continue;
-    return -errno;
-  }
-}
-
-bool is_stopped(Sock& s) {
-  std::lock_guard<std::mutex> lock(s.mu);
-  return s.stopped();
-}
-
-// Accepts one connection as a blocking, close-on-exec socket with TCP_NODELAY. -errno on failure,
-// -ECANCELED when the listener is closing.
-int accept_blocking(Sock& l) {
-  for (;;) {
-#ifdef __linux__
-    // Blocks; closing the listener shutdown()s it, which makes accept() fail with EINVAL.
-    int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
-#else
-    // shutdown() does not wake a blocked accept() everywhere: the listener stays non-blocking and
-    // the wait happens in bounded slices.
-    pollfd p{l.fd, POLLIN, 0};
-    int ready = ::poll(&p, 1, kWaitSliceMs);
-    if (is_stopped(l)) return -ECANCELED;
-    if (ready < 0 && errno != EINTR) return -errno;
-    if (ready <= 0) continue;
-    int fd = ::accept(l.fd, nullptr, nullptr);
-    if (fd >= 0 && (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || set_blocking(fd, true) != 0)) {
-      int err = -errno;
-      close_fd(fd);
-      return err;
-    }
-    if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-#endif
-    if (fd >= 0) {
-      int one = 1;
-      (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      return fd;
-    }
-    return -errno;
-  }
-}
-
-// Out of fds: the pending peer would make every accept fail at once. Give up the reserve fd,
-// accept the peer and close it (it sees a reset), then take the reserve back, as libuv does.
-void shed_connection(Hub& hub, int listen_fd) {
-  std::lock_guard<std::mutex> lock(hub.reserve_mu);
-  if (hub.reserve_fd < 0) return;
-  close_fd(hub.reserve_fd);
-  hub.reserve_fd = -1;
-  pollfd p{listen_fd, POLLIN, 0};
-  if (::poll(&p, 1, 0) == 1) {
-    int fd = ::accept(listen_fd, nullptr, nullptr);
-    if (fd >= 0) close_fd(fd);
-  }
-  hub.reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-// Waits for the non-blocking connect the main thread started. Returns 0 or a positive errno.
-int await_connect(Sock& s) {
-  for (;;) {
-    pollfd p{s.fd, POLLOUT, 0};
-    int n = ::poll(&p, 1, kWaitSliceMs);
-    if (n > 0) break;
-    if (n < 0 && errno != EINTR) return errno;
-    if (is_stopped(s)) return ECANCELED;
-  }
-  int err = pending_error(s.fd);
-  if (err == 0) err = -set_blocking(s.fd, true);
-  return err;
-}
-
-// ---- threads ----------------------------------------------------------------------------------
-
-// detach() must get threads out of blocking calls without harming the socket (shutdown() would),
-// so it interrupts them with this signal, whose handler does nothing and is installed without
-// SA_RESTART: the call fails with EINTR, or returns what it did so far.
-int interrupt_signal() {
-#ifdef SIGRTMIN
-  return SIGRTMIN + 5;
-#else
-  return SIGURG;
-#endif
-}
-
-void on_interrupt(int) {}
-
-// Installs the handler once, unless the application handles that signal itself.
-bool install_interrupt() {
-  static std::once_flag once;
-  static bool installed = false;
-  std::call_once(once, [] {
-    int sig = interrupt_signal();
-    struct sigaction old{};
-    if (sigaction(sig, nullptr, &old) != 0) return;
-    bool taken = (old.sa_flags & SA_SIGINFO) != 0
-                     ? old.sa_sigaction != nullptr
-                     : (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
-    if (taken) return;
-    struct sigaction action{};
-    action.sa_handler = &on_interrupt;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = 0;
-    installed = sigaction(sig, &action, nullptr) == 0;
-  });
-  return installed;
-}
-
-enum class Role { kReader, kWriter, kAcceptor };
-
-struct ThreadArg {
-  SockRef sock;
-  Role role;
-};
-
-void run_reader(const SockRef& s);
-void run_writer(const SockRef& s);
-void run_datagram_reader(const SockRef& s);
-void run_datagram_writer(const SockRef& s);
-void run_acceptor(const SockRef& l);
-
-void* thread_main(void* raw) {
-  std::unique_ptr<ThreadArg> arg(static_cast<ThreadArg*>(raw));
-  sigset_t interrupt;
-  sigemptyset(&interrupt);
-  sigaddset(&interrupt, interrupt_signal());
-  pthread_sigmask(SIG_UNBLOCK, &interrupt, nullptr);
-  const SockRef& s = arg->sock;
-  switch (arg->role) {
-    case Role::kReader:
-      if (s->datagram) {
-        run_datagram_reader(s);
-      } else {
-        run_reader(s);
-      }
-      break;
-    case Role::kWriter:
-      if (s->datagram) {
-        run_datagram_writer(s);
-      } else {
-        run_writer(s);
-      }
-      break;
-    case Role::kAcceptor:
-      run_acceptor(s);
-      break;
-  }
-  {
-    std::lock_guard<std::mutex> lock(s->mu);
-    if (arg->role == Role::kWriter) {
-      s->writer_running = false;
-    } else {
-      s->reader_running = false;
-    }
-  }
-  s->exit_cv.notify_all();
-  return nullptr;
-}
-
-// Starts a thread of s in `role`. Called with s->mu held, so the thread's bookkeeping is in place
-// before it can finish.
-int spawn_locked(const SockRef& s, Role role) {
-  auto* arg = new (std::nothrow) ThreadArg{s, role};
-  if (arg == nullptr) return -ENOMEM;
-  pthread_t thread;
-  int rc = start_thread(&thread_main, arg, s->hub->stack_bytes, true, &thread);
-  if (rc != 0) {
-    delete arg;
-    return rc;
-  }
-  if (role == Role::kWriter) {
-    s->writer_thread = thread;
-    s->writer_running = true;
-  } else {
-    s->reader_thread = thread;
-    s->reader_running = true;
-  }
-  return 0;
-}
-
-void run_reader(const SockRef& s) {
-  Hub& hub = *s->hub;
-  std::unique_lock<std::mutex> lock(s->mu);
-  if (s->connecting) {
-    lock.unlock();
-    int err = await_connect(*s);
-    lock.lock();
-    if (s->stopped()) return;
-    s->connect_done = true;
-    s->connect_err = err;
-    if (err == 0) {
-      s->connecting = false;
-      s->writer_cv.notify_all();
-    }
-    hub.post(s);
-    if (err != 0) return;
-  }
-  s->reader_cv.wait(lock, [&] { return s->stopped() || s->attached; });
-  const size_t chunk = hub.read_chunk;
-  std::unique_ptr<uint8_t[]> buf;
-  for (;;) {
-    s->reader_cv.wait(lock, [&] { return s->stopped() || (!s->paused && s->inbox_bytes < chunk); });
-    if (s->stopped()) return;
-    lock.unlock();
-    if (!buf) buf.reset(new (std::nothrow) uint8_t[chunk]);
-    ssize_t n = buf ? recv_blocking(s->fd, buf.get(), chunk) : -ENOMEM;
-    Chunk piece;
-    if (n > 0) {
-      piece.size = static_cast<size_t>(n);
-      if (piece.size >= chunk / 2) {
-        piece.data = std::move(buf);  // worth keeping whole; a new buffer comes next round
-      } else {
-        piece.data.reset(new (std::nothrow) uint8_t[piece.size]);
-        if (piece.data) {
-          std::memcpy(piece.data.get(), buf.get(), piece.size);
-        } else {
-          n = -ENOMEM;
-        }
-      }
-    }
-    lock.lock();
-    if (s->closing) return;
-    if (n > 0) {
-      // Kept even when detaching: detach() hands it over as undelivered.
-      s->inbox_bytes += piece.size;
-      s->inbox.push_back(std::move(piece));
-      hub.post(s);
-      continue;
-    }
-    if (n == -EINTR) continue;
-    if (n == 0) {
-      s->eof = true;
-    } else {
-      s->read_err = static_cast<int>(-n);
-    }
-    hub.post(s);
-    return;
-  }
-}
-
-void run_writer(const SockRef& s) {
-  Hub& hub = *s->hub;
-  iovec iov[kMaxIov];
-  std::unique_lock<std::mutex> lock(s->mu);
-  for (;;) {
-    s->writer_cv.wait(lock, [&] {
-      return s->stopped() ||
-             (!s->connecting && (!s->queue.empty() || (s->shutdown_requested && !s->write_shut)));
-    });
-    if (s->stopped()) return;
-    if (!s->queue.empty()) {
-      // The main thread only appends while this runs (it sends itself only into an empty
-      // queue), so the gathered bytes stay put.
-      int count = s->queue.gather(iov, kMaxIov);
-      lock.unlock();
-      ssize_t n = send_blocking(s->fd, iov, count);
-      lock.lock();
-      if (s->closing) return;
-      if (n == -EINTR) continue;
-      if (n < 0) {
-        s->write_err = static_cast<int>(-n);
-        hub.post(s);
-        return;
-      }
-      hub.bytes_written.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      s->queue.consume(static_cast<size_t>(n));
-      if (!s->queue.empty()) continue;
-    }
-    if (s->shutdown_requested && !s->write_shut) {
-      // ENOTCONN means the peer already reset: the read side reports that.
-      (void)::shutdown(s->fd, SHUT_WR);
-      s->write_shut = true;
-    }
-    hub.post(s);  // drain, and maybe the end of the shutdown
-  }
-}
-
-// Errors recv reports once for an ICMP message about an earlier send; others may persist.
-bool reported_once(int err) {
-  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN ||
-         err == EMSGSIZE || err == EPROTO || err == ENOPROTOOPT;
-}
-
-// Called with s->mu held.
-void report_send_error(Sock& s, int err) {
-  if (s.send_errors.size() < kHeldSendErrors) s.send_errors.push_back(err);
-}
-
-void run_datagram_reader(const SockRef& s) {
-  Hub& hub = *s->hub;
-  const size_t slot = sizeof(DatagramHeader) + s->max_datagram;
-  size_t slots = kDatagramScratchBytes / slot;
-  if (slots < 1) slots = 1;
-  if (slots > static_cast<size_t>(kDatagramBatch)) slots = kDatagramBatch;
-  const size_t capacity = slots * slot;
-  std::unique_ptr<uint8_t[]> scratch;
-  DatagramRecord records[kDatagramBatch];
-  std::unique_lock<std::mutex> lock(s->mu);
-  for (;;) {
-    s->reader_cv.wait(lock, [&] {
-      return s->stopped() || (!s->paused && s->datagram_bytes < kHeldDatagramBytes);
-    });
-    if (s->stopped()) return;
-    lock.unlock();
-    if (!scratch) scratch.reset(new (std::nothrow) uint8_t[capacity]);
-    size_t used = 0;
-    // Blocks for the first datagram only, then takes what else is queued.
-    int n = scratch ? receive_datagrams(s->fd, MSG_WAITFORONE, s->max_datagram, scratch.get(),
-                                        capacity, kDatagramBatch, records, &used)
-                    : -ENOMEM;
-    DatagramBatch batch;
-    if (n > 0) {
-      batch.data.reset(new (std::nothrow) uint8_t[used]);
-      if (batch.data) {
-        std::memcpy(batch.data.get(), scratch.get(), used);
-        batch.records.assign(records, records + n);
-      } else {
-        n = -ENOMEM;
-      }
-    }
-    if (n == -EAGAIN || n == -EWOULDBLOCK) (void)wait_ready(s->fd, POLLIN);
-    lock.lock();
-    // Closing: shutdown() made recvmmsg return (with empty datagrams); nothing is delivered.
-    if (s->closing) return;
-    if (n > 0) {
-      s->datagram_bytes += used;
-      s->datagrams.push_back(std::move(batch));
-      hub.post(s);
-      continue;
-    }
-    if (n == 0 || n == -EINTR || n == -EAGAIN || n == -EWOULDBLOCK) continue;
-    report_send_error(*s, -n);
-    hub.post(s);
-    if (!reported_once(-n)) {
-      s->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
-                            [&] { return s->stopped(); });
-    }
-  }
-}
-
-void run_datagram_writer(const SockRef& s) {
-  Hub& hub = *s->hub;
-  mmsghdr messages[kDatagramBatch];
-  iovec iov[kDatagramBatch];
-  std::unique_lock<std::mutex> lock(s->mu);
-  for (;;) {
-    s->writer_cv.wait(lock, [&] { return s->stopped() || (!s->outbox.empty() && !s->flush_held); });
-    if (s->stopped()) return;
-    // Queued datagrams never move and the main thread only appends while this runs (it sends
-    // itself only while the outbox is empty), so the gathered ones stay put.
-    int count = s->outbox.gather(messages, iov, kDatagramBatch);
-    lock.unlock();
-    int n = sendmmsg(s->fd, messages, static_cast<unsigned>(count), MSG_NOSIGNAL);
-    int err = n < 0 ? errno : 0;
-    if (err == EAGAIN || err == EWOULDBLOCK) (void)wait_ready(s->fd, POLLOUT);
-    lock.lock();
-    if (s->closing) return;
-    if (n >= 0) {
-      uint64_t sent = 0;
-      for (int i = 0; i < n; ++i) sent += messages[i].msg_len;
-      hub.bytes_written.fetch_add(sent, std::memory_order_relaxed);
-      s->outbox.consume(n);
-      continue;
-    }
-    if (err == EINTR || err == EAGAIN || err == EWOULDBLOCK) continue;
-    if (err == ENOBUFS) {
-      // The device queue is full and POLLOUT would not wait for it: retry shortly.
-      s->writer_cv.wait_for(lock, std::chrono::milliseconds(1), [&] { return s->stopped(); });
-      continue;
-    }
-    // The kernel refused the first datagram (EMSGSIZE, EACCES, an earlier ICMP error, ...): it is
-    // dropped and reported; the socket stays usable.
-    s->outbox.consume(1);
-    report_send_error(*s, err);
-    hub.post(s);
-  }
-}
-
-// Marks s closing and makes its threads return: those parked on a condvar are notified, those
-// blocked in a socket call are woken by the shutdown().
-void stop(Sock& s) {
-  {
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.closing = true;
-  }
-  s.reader_cv.notify_all();
-  s.writer_cv.notify_all();
-  (void)::shutdown(s.fd, SHUT_RDWR);
-}
-
-// A connection for an accepted fd, its reader thread started (it waits until the connection is
-// attached to an id). Null with *err set when out of thread slots (EAGAIN) or memory.
-SockRef open_accepted(const std::shared_ptr<Hub>& hub, int fd, int* err) {
-  if (!hub->reserve(kConnectionSlots)) {
-    close_fd(fd);
-    *err = EAGAIN;
-    return nullptr;
-  }
-  SockRef conn = std::make_shared<Sock>(hub, fd, false);
-  conn->slots = kConnectionSlots;
-  int rc;
-  {
-    std::lock_guard<std::mutex> lock(conn->mu);
-    rc = spawn_locked(conn, Role::kReader);
-  }
-  if (rc != 0) {
-    *err = -rc;
-    return nullptr;  // the Sock closes the fd and gives the slots back
-  }
-  return conn;
-}
-
-void run_acceptor(const SockRef& l) {
-  Hub& hub = *l->hub;
-  std::unique_lock<std::mutex> lock(l->mu);
-  for (;;) {
-    l->reader_cv.wait(
-        lock, [&] { return l->stopped() || (!l->paused && l->accepted.size() < kAcceptAhead); });
-    if (l->stopped()) return;
-    lock.unlock();
-    int fd = accept_blocking(*l);
-    SockRef conn;
-    int err = 0;
-    if (fd >= 0) {
-      conn = open_accepted(l->hub, fd, &err);
-    } else {
-      err = -fd;
-      if (err == EINTR || err == ECONNABORTED || err == EPROTO) {
-        lock.lock();
-        continue;
-      }
-      if (err == EMFILE || err == ENFILE) shed_connection(hub, l->fd);
-    }
-    lock.lock();
-    if (l->stopped()) {
-      if (conn) stop(*conn);  // nobody will take it: the peer sees a reset
-      return;
-    }
-    l->accepted.push_back(Accepted{std::move(conn), err});
-    hub.post(l);
-    if (fd < 0) {
-      l->reader_cv.wait_for(lock, std::chrono::milliseconds(kAcceptBackoffMs),
-                            [&] { return l->stopped(); });
-    }
-  }
-}
 
 // ---- the engine (Node's main thread) ----------------------------------------------------------
 
@@ -755,7 +110,7 @@ class BlockingEngine final : public Engine {
     for (; i < pending_.size() && !sink->full(); ++i) {
       SockRef& s = pending_[i];
       bool more = !s->released && (s->listener   ? serve_listener(s, sink)
-                                   : s->datagram ? serve_datagram(s, sink)
+                                   : s->datagram ? serve_datagram(*s, sink, &counters_)
                                                  : serve_conn(s, sink));
       if (more) {
         keep_.push_back(std::move(s));
@@ -801,7 +156,7 @@ class BlockingEngine final : public Engine {
     SockRef s = std::make_shared<Sock>(hub_, fd, false);
     s->slots = kConnectionSlots;
     s->attached = true;
-    s->connecting = true;
+    s->stream.connecting = true;
     return attach_new(s, Role::kReader);
   }
 
@@ -810,30 +165,10 @@ class BlockingEngine final : public Engine {
     if (slot == nullptr || slot->sock->listener || slot->sock->datagram) return -EBADF;
     const SockRef& s = slot->sock;
     std::unique_lock<std::mutex> lock(s->mu);
-    if (s->shutdown_requested) return -EPIPE;
-    if (s->write_err != 0) return -s->write_err;
-    size_t sent = 0;
-    if (!s->connecting && s->queue.empty()) {
-      // Try the send at once, like uv_try_write; only the rest is copied into the queue.
-      msghdr msg{};
-      msg.msg_iov = const_cast<iovec*>(bufs);
-      msg.msg_iovlen = static_cast<size_t>(count < kMaxIov ? count : kMaxIov);
-      ssize_t n;
-      do {
-        n = ::sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
-      if (n > 0) {
-        sent = static_cast<size_t>(n);
-        direct_written_ += sent;
-      }
-    }
-    bool was_empty = s->queue.empty();
-    if (!s->queue.append(bufs, count, sent)) return -ENOMEM;
-    if (s->queue.empty()) return 0;
-    ++counters_.writes_queued;
-    s->drain_pending = true;
-    if (was_empty) {
+    if (s->write_err != 0 && !s->stream.shutdown_requested) return -s->write_err;
+    bool started_queue = false;
+    int64_t queued = s->stream.write(s->fd, bufs, count, &stream_counters_, &started_queue);
+    if (started_queue) {
       int rc = start_writer(s);
       if (rc != 0) {
         // No thread to send the queue: the connection fails as if the send had.
@@ -842,7 +177,7 @@ class BlockingEngine final : public Engine {
         return rc;
       }
     }
-    return static_cast<int64_t>(s->queue.size());
+    return queued;
   }
 
   int set_reading(int id, bool reading) override {
@@ -851,8 +186,9 @@ class BlockingEngine final : public Engine {
     SockRef s = slot->sock;
     {
       std::lock_guard<std::mutex> lock(s->mu);
-      if (s->paused == !reading) return 0;
-      s->paused = !reading;
+      bool& paused = s->listener || s->datagram ? s->paused : s->stream.paused;
+      if (paused == !reading) return 0;
+      paused = !reading;
     }
     if (reading) {
       s->reader_cv.notify_all();
@@ -865,20 +201,13 @@ class BlockingEngine final : public Engine {
     *result = ShutdownResult::kPending;
     Sock* s = sock(id);
     if (s == nullptr || s->listener || s->datagram) return -EBADF;
+    StreamFate fate;
     {
+      // After the queue (or the connect completion), poll() finishes the half-close.
       std::lock_guard<std::mutex> lock(s->mu);
-      if (s->shutdown_requested) return 0;
-      s->shutdown_requested = true;
-      // The writer (or the connect completion) finishes the half-close after the queue.
-      if (s->connecting || !s->queue.empty()) return 0;
-      if (!s->write_shut) {
-        (void)::shutdown(s->fd, SHUT_WR);
-        s->write_shut = true;
-      }
+      fate = s->stream.request_shutdown(s->fd, result);
     }
-    if (!s->end_delivered) return 0;
-    close_sock(id);
-    *result = ShutdownResult::kClosed;
+    if (fate == StreamFate::kClose) close_sock(id);
     return 0;
   }
 
@@ -900,19 +229,9 @@ class BlockingEngine final : public Engine {
   }
 
   int udp_open(const UdpRequest& request) override {
-    if (!hub_->reserve(kConnectionSlots)) return -EAGAIN;
-    int fd = open_datagram(request);
-    int rc = fd < 0 ? fd : set_blocking(fd, true);
-    if (rc != 0) {
-      if (fd >= 0) close_fd(fd);
-      hub_->unreserve(kConnectionSlots);
-      return rc;
-    }
-    SockRef s = std::make_shared<Sock>(hub_, fd, false, true);
-    s->slots = kConnectionSlots;
-    s->attached = true;
-    s->max_datagram = request.max_datagram;
-    s->outbox.read_fault_switch();
+    SockRef s;
+    int rc = open_datagram_sock(hub_, request, &s);
+    if (rc != 0) return rc;
     int id = table_.alloc();
     if (id < 0) return id;  // the Sock closes the fd and gives the slots back
     s->id = id;
@@ -929,88 +248,27 @@ class BlockingEngine final : public Engine {
                      DatagramBatchResult* result) override {
     Slot* slot = table_.get(id);
     if (slot == nullptr || !slot->sock->datagram) return -EBADF;
-    const SockRef& s = slot->sock;
-    std::unique_lock<std::mutex> lock(s->mu);
-    s->outbox.send_batch(s->fd, datagrams, count, &direct_written_, result);
-    if (result->queued == 0) return 0;
+    SockRef s = slot->sock;
+    if (send_datagrams(*s, datagrams, count, &direct_written_, result)) schedule(s);
     counters_.writes_queued += static_cast<uint64_t>(result->queued);
-    if (s->outbox.queues_all()) {
-      s->flush_held = true;  // fault injection: the writer goes on at the next poll
-      lock.unlock();
-      schedule(s);
-    } else {
-      s->writer_cv.notify_one();
-    }
     return 0;
   }
 
   const Counters& counters() const override {
-    counters_.bytes_written = direct_written_ + hub_->bytes_written.load(std::memory_order_relaxed);
-    return counters_;
+    report_ = counters_;
+    report_.bytes_written = direct_written_ + stream_counters_.bytes_written +
+                            hub_->bytes_written.load(std::memory_order_relaxed);
+    report_.writes_queued += stream_counters_.writes_queued;
+    return report_;
   }
 
-  // Hands a socket to another engine. Its threads are interrupted out of their blocking calls
-  // (see interrupt_signal) and waited for; what they completed is accounted for: bytes read go out
-  // as undelivered, bytes sent are gone from the queue, an accepted connection nobody saw yet is
-  // closed (its peer sees a reset). The wait is short: the threads only have to return from a
-  // system call. A socket with an error not yet delivered is not handed over: its -errno is
-  // returned (the id stays until destroy() or engine close).
+  // Runtime fallback away from this backend: see hand_over() (blocking_migrate.h).
   int detach(int id, DetachedSocket* out) override {
     Slot* slot = table_.get(id);
     if (slot == nullptr) return -EBADF;
     SockRef s = slot->sock;
-    std::deque<Accepted> accepted;
-    {
-      std::unique_lock<std::mutex> lock(s->mu);
-      if ((s->reader_running || s->writer_running) && !install_interrupt()) return -ENOTSUP;
-      s->detaching = true;
-      s->reader_cv.notify_all();
-      s->writer_cv.notify_all();
-      int sig = interrupt_signal();
-      while (s->reader_running || s->writer_running) {
-        // A thread clears its flag under this lock before it ends, so its id is still valid. A
-        // signal that lands just before the thread enters its call is lost; the next one is not.
-        if (s->reader_running) pthread_kill(s->reader_thread, sig);
-        if (s->writer_running) pthread_kill(s->writer_thread, sig);
-        s->exit_cv.wait_for(lock, std::chrono::milliseconds(1));
-      }
-      int err = 0;
-      if (s->connect_done && !s->connect_reported && s->connect_err != 0) {
-        err = s->connect_err;
-      } else if (s->read_err != 0 || s->write_err != 0) {
-        err = s->read_err != 0 ? s->read_err : s->write_err;
-      }
-      // Other engines expect a non-blocking fd.
-      if (err == 0) err = -set_blocking(s->fd, false);
-      if (err != 0) return -err;
-      out->fd = s->fd;
-      out->listener = s->listener;
-      out->paused = s->paused;
-      if (s->datagram) {
-        out->datagram = true;
-        out->max_datagram = s->max_datagram;
-        s->outbox.save(&out->unsent);
-      } else if (!s->listener) {
-        out->connecting = s->connecting || (s->connect_done && !s->connect_reported);
-        out->read_eof = s->end_delivered;
-        out->shutdown_requested = s->shutdown_requested;
-        out->write_shut = s->write_shut;
-        out->drain_pending = s->drain_pending;
-        out->eof_undelivered = s->eof && !s->end_delivered;
-        s->queue.copy_to(&out->unsent);
-        out->undelivered.reserve(s->inbox_bytes);
-        for (const Chunk& c : s->inbox) {
-          out->undelivered.insert(out->undelivered.end(), c.data.get() + c.offset,
-                                  c.data.get() + c.size);
-        }
-      }
-      accepted.swap(s->accepted);
-      s->owns_fd = false;
-      s->closing = true;
-    }
-    for (Accepted& a : accepted) {
-      if (a.conn) stop(*a.conn);
-    }
+    int rc = hand_over(*s, out);
+    if (rc != 0) return rc;  // the id stays until destroy() or engine close
     s->released = true;
     table_.release(id);
     return 0;
@@ -1028,54 +286,15 @@ class BlockingEngine final : public Engine {
     if (!hub_->reserve(slots)) return -EAGAIN;
     SockRef s = std::make_shared<Sock>(hub_, socket.fd, socket.listener, socket.datagram);
     s->slots = slots;
-    s->attached = true;
-    s->paused = socket.paused;
     int id = table_.alloc();
     if (id < 0) {
       s->owns_fd = false;
       return id;
     }
     s->id = id;
-    int rc = 0;
-    if (socket.listener) {
-      std::lock_guard<std::mutex> lock(s->mu);
-      rc = spawn_locked(s, Role::kAcceptor);
-    } else if (socket.datagram) {
-      s->max_datagram = socket.max_datagram;
-      rc = s->outbox.restore(socket.unsent);
-      if (rc == 0) rc = start_datagram_threads(s);
-    } else {
-      s->connecting = socket.connecting;
-      s->end_delivered = socket.read_eof;
-      s->eof = socket.read_eof;
-      s->shutdown_requested = socket.shutdown_requested;
-      s->write_shut = socket.write_shut;
-      s->drain_pending = socket.drain_pending;
-      if (!s->queue.append(socket.unsent.data(), socket.unsent.size())) rc = -ENOMEM;
-      if (rc == 0 && (!s->queue.empty() || (s->shutdown_requested && !s->write_shut))) {
-        std::lock_guard<std::mutex> lock(s->mu);
-        if (s->connecting || !s->queue.empty()) {
-          rc = start_writer(s);
-        } else {
-          (void)::shutdown(s->fd, SHUT_WR);
-          s->write_shut = true;
-        }
-      }
-      // The reader last: once it runs it may consume bytes, so nothing may fail after it.
-      if (rc == 0 && !socket.read_eof) {
-        std::lock_guard<std::mutex> lock(s->mu);
-        rc = spawn_locked(s, Role::kReader);
-      }
-    }
+    int rc = start_adopted(s, socket);
     if (rc != 0) {
-      {
-        std::lock_guard<std::mutex> lock(s->mu);
-        s->owns_fd = false;  // a failed adopt leaves the fd to the caller
-        s->closing = true;
-      }
-      s->reader_cv.notify_all();
-      s->writer_cv.notify_all();
-      table_.release(id);
+      table_.release(id);  // the fd is the caller's again, untouched
       return rc;
     }
     table_.get(id)->sock = s;
@@ -1110,32 +329,6 @@ class BlockingEngine final : public Engine {
     }
     table_.get(id)->sock = s;
     return id;
-  }
-
-  // A UDP socket's writer, then its reader: once the reader runs it may consume datagrams, so
-  // nothing may fail after it. On failure nothing is left running.
-  static int start_datagram_threads(const SockRef& s) {
-    std::lock_guard<std::mutex> lock(s->mu);
-    int rc = spawn_locked(s, Role::kWriter);
-    if (rc != 0) return rc;
-    s->writer_started = true;
-    rc = spawn_locked(s, Role::kReader);
-    if (rc != 0) {
-      s->closing = true;  // the writer is parked on its condvar (nothing was queued for it yet)
-      s->writer_cv.notify_all();
-    }
-    return rc;
-  }
-
-  // Starts the writer thread if it is not running yet, else wakes it. Called with s->mu held.
-  static int start_writer(const SockRef& s) {
-    if (s->writer_started) {
-      s->writer_cv.notify_one();
-      return 0;
-    }
-    int rc = spawn_locked(s, Role::kWriter);
-    if (rc == 0) s->writer_started = true;
-    return rc;
   }
 
   void schedule(const SockRef& s) {
@@ -1206,44 +399,12 @@ class BlockingEngine final : public Engine {
     return more;
   }
 
-  // Delivers a UDP socket's send errors, then its datagrams, in order. Returns true when something
-  // did not fit in this batch.
-  bool serve_datagram(const SockRef& s, EventSink* sink) {
-    int id = s->id;
-    std::lock_guard<std::mutex> lock(s->mu);
-    if (s->flush_held) {
-      s->flush_held = false;
-      s->writer_cv.notify_one();
-    }
-    while (!s->send_errors.empty()) {
-      if (sink->full()) return true;
-      sink->push(kEventSendError, id, s->send_errors.front());
-      s->send_errors.pop_front();
-    }
-    if (s->paused) return false;  // resuming schedules the socket again
-    bool consumed = false;
-    bool more = false;
-    while (!s->datagrams.empty()) {
-      DatagramBatch& batch = s->datagrams.front();
-      const DatagramRecord& record = batch.records[batch.next];
-      if (!deliver_record(batch.data.get(), record, id, sink)) {
-        more = true;
-        break;
-      }
-      counters_.bytes_read += record.length;
-      s->datagram_bytes -= record_size(record);
-      consumed = true;
-      if (++batch.next == batch.records.size()) s->datagrams.pop_front();
-    }
-    if (consumed) s->reader_cv.notify_one();
-    return more;
-  }
-
-  // Delivers what a connection's threads reported, in order. Returns true when something did not
-  // fit in this batch.
+  // Delivers what a connection's threads reported, in order, through the stream core. Returns
+  // true when something did not fit in this batch.
   bool serve_conn(const SockRef& s, EventSink* sink) {
     int id = s->id;
     std::unique_lock<std::mutex> lock(s->mu);
+    StreamState& stream = s->stream;
     if (s->connect_done && !s->connect_reported) {
       if (sink->full()) return true;
       s->connect_reported = true;
@@ -1255,131 +416,110 @@ class BlockingEngine final : public Engine {
         return false;
       }
       sink->push(kEventConnect, id, 0);
-      if (s->shutdown_requested && s->queue.empty() && !s->write_shut) {
-        (void)::shutdown(s->fd, SHUT_WR);
-        s->write_shut = true;
-      }
+      if (stream.connected(s->fd)) s->writer_cv.notify_one();  // the queue can go out now
     }
-    if (s->connecting) return false;
+    if (stream.connecting) return false;
 
     // Write side first, as a readiness engine flushes before it reads.
     if (s->write_err != 0) {
       if (sink->full()) return true;
       // After a reset the reader usually sees ECONNRESET and the writer then EPIPE: report the
       // cause.
-      int err = s->read_err != 0 ? s->read_err : s->write_err;
+      int err = stream.err_pending != 0 ? stream.err_pending : s->write_err;
       lock.unlock();
       close_sock(id);
-      sink->push(kEventClose, id, err);
+      StreamState::fail(id, err, sink);
       return false;
     }
-    if (s->drain_pending && s->queue.empty()) {
-      if (sink->full()) return true;
-      s->drain_pending = false;
-      sink->push(kEventDrain, id);
-    }
-    if (s->write_shut && s->end_delivered) {
-      if (sink->full()) return true;
-      lock.unlock();
-      close_sock(id);
-      sink->push(kEventClose, id, 0);
-      return false;
+    if (stream.queue.empty() &&
+        (stream.drain_pending || (stream.shutdown_requested && !stream.write_shut))) {
+      // DRAIN and CLOSE: room for two.
+      if (sink->count + 2 > sink->capacity) return true;
+      if (finish(s, stream.queue_flushed(s->fd, id, sink), &lock)) return false;
     }
 
-    // Read side: held data first, then how the stream ended. Nothing while paused.
-    if (s->paused) return false;
-    bool consumed = false;
+    // Read side: held bytes, then how the stream ended. How it ended goes out in a later batch
+    // than its last bytes, as a readiness engine learns it only from the read after a short one:
+    // JS can still pause in between.
+    if (stream.paused || !stream.input_held()) return false;
+    if (sink->count + 2 > sink->capacity) return true;  // DATA, then END and CLOSE
+    size_t slab_before = sink->slab_used;
     bool more = false;
-    while (!s->inbox.empty()) {
-      if (sink->full()) {
-        more = true;
-        break;
-      }
-      Chunk& c = s->inbox.front();
-      size_t left = c.size - c.offset;
-      size_t room = sink->slab_capacity - sink->slab_used;
-      size_t take = left < room ? left : room;
-      if (take < left && take < kMinRead) {
-        sink->slab_exhausted = true;  // ends this batch; the rest waits for the next one
-        more = true;
-        break;
-      }
-      std::memcpy(sink->slab + sink->slab_used, c.data.get() + c.offset, take);
-      sink->push(kEventData, id, static_cast<int32_t>(sink->slab_used), static_cast<int32_t>(take));
-      sink->slab_used += take;
-      counters_.bytes_read += take;
-      c.offset += take;
-      s->inbox_bytes -= take;
-      if (c.offset == c.size) s->inbox.pop_front();
-      consumed = true;
+    StreamFate fate;
+    if (!stream.inbox.empty() && (stream.eof_pending || stream.err_pending != 0)) {
+      bool eof = stream.eof_pending;
+      int err = stream.err_pending;
+      stream.eof_pending = false;
+      stream.err_pending = 0;
+      fate = stream.deliver(id, sink, &more);
+      stream.eof_pending = eof;
+      stream.err_pending = err;
+      more = true;
+    } else {
+      fate = stream.deliver(id, sink, &more);
     }
-    if (consumed) s->reader_cv.notify_one();
-    if (more) return true;
-    // How the stream ended goes out in a later batch than its last data, as a readiness engine
-    // learns it only from the read after a short one: JS can still pause in between.
-    if (consumed && (s->eof || s->read_err != 0)) return true;
-    if (s->eof && !s->end_delivered) {
-      if (sink->full()) return true;
-      s->end_delivered = true;
-      sink->push(kEventEnd, id);
-      if (s->write_shut) {
-        if (sink->full()) return true;
-        lock.unlock();
-        close_sock(id);
-        sink->push(kEventClose, id, 0);
-      }
-      return false;
-    }
-    if (s->read_err != 0) {
-      if (sink->full()) return true;
-      int err = s->read_err;
-      lock.unlock();
-      close_sock(id);
-      sink->push(kEventClose, id, err);
-    }
-    return false;
+    counters_.bytes_read += sink->slab_used - slab_before;
+    s->reader_cv.notify_one();  // room in the inbox
+    if (finish(s, fate, &lock)) return false;
+    return more;
+  }
+
+  // After a stream transition: kClose means the stream core finished it (its CLOSE is in the
+  // batch), so the engine closes it. Returns whether it did. Called with s->mu held via *lock.
+  bool finish(const SockRef& s, StreamFate fate, std::unique_lock<std::mutex>* lock) {
+    if (fate != StreamFate::kClose) return false;
+    lock->unlock();
+    close_sock(s->id);
+    return true;
   }
 
   ConnTable<Slot> table_;
   std::shared_ptr<Hub> hub_;
   EngineConfig config_;
   mutable Counters counters_;
-  uint64_t direct_written_ = 0;
+  uint64_t direct_written_ = 0;   // UDP sends made on this thread
+  Counters stream_counters_;      // what the stream core counts (TCP writes made on this thread)
+  mutable Counters report_;       // counters() returns this
   std::vector<SockRef> pending_;  // sockets with something to deliver, in report order
   std::vector<SockRef> keep_;     // scratch for poll()
 };
 
 }  // namespace
+}  // namespace blocking
 
 namespace backend {
 
 const char* const kName = "blocking_io";
 
-std::string probe(int simulated_errno) {
-  if (simulated_errno != 0) {
-    return std::string("blocking_io setup failed: ") + std::strerror(simulated_errno);
-  }
-  Notifier notifier;
-  int rc = notifier.open();
-  if (rc != 0) return std::string("blocking_io setup failed: ") + std::strerror(-rc);
-  return "";
-}
+std::string probe(int simulated_errno) { return probe_notifier(kName, simulated_errno, nullptr); }
 
 std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
-  auto hub = std::make_shared<Hub>();
-  int rc = hub->notifier.open();
+  // Threads outlive the engine for a moment: the addon's code must outlive a worker's unload.
+  int rc = pin_addon_code();
+  if (rc != 0) {
+    *error = rc;
+    return nullptr;
+  }
+  // Chosen (and its handler installed) before any thread starts, since each thread unblocks it.
+  (void)interrupt_signal();
+  auto hub = std::make_shared<blocking::Hub>();
+  rc = hub->notifier.open();
   if (rc != 0) {
     *error = rc;
     return nullptr;
   }
   hub->read_chunk = config.read_chunk;
+  // Range-checked in TypeScript (tuning.ts: blockingMaxThreads 1..1048576, blockingStackKb
+  // 16..1048576), so the values fit here.
   hub->max_threads =
-      static_cast<int>(env_long("IOMUX_BLOCKING_MAX_THREADS", kDefaultMaxThreads, 1, 1L << 20));
+      static_cast<int>(config.tune("blockingMaxThreads", blocking::kDefaultMaxThreads));
   hub->stack_bytes =
-      static_cast<size_t>(env_long("IOMUX_BLOCKING_STACK_KB", kDefaultStackKb, 16, 1L << 20)) *
-      1024;
-  hub->reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return std::make_unique<BlockingEngine>(std::move(hub), config);
+      static_cast<size_t>(config.tune("blockingStackKb", blocking::kDefaultStackKb)) * 1024;
+  int64_t spawn_budget = config.tune("faultThreadStartsBefore", -1);
+  hub->spawn_limited = spawn_budget >= 0;
+  hub->spawn_budget = spawn_budget;
+  (void)hub->spare_fd.open();  // without a spare the engine runs on, only without shedding
+  return std::make_unique<blocking::BlockingEngine>(std::move(hub), config);
 }
 
 }  // namespace backend

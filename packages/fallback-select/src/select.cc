@@ -14,14 +14,14 @@
 
 #include <cerrno>
 #include <condition_variable>
-#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "fallback_util.h"
+#include "notifier.h"
 #include "readiness.h"
 #include "socket_util.h"
+#include "thread_util.h"
 
 namespace iomux {
 
@@ -228,17 +228,11 @@ namespace backend {
 const char* const kName = "select";
 
 std::string probe(int simulated_errno) {
-  if (simulated_errno != 0) {
-    return std::string("select setup failed: ") + std::strerror(simulated_errno);
-  }
-  Notifier wake;
-  int rc = wake.open();
-  if (rc != 0) return std::string("select setup failed: ") + std::strerror(-rc);
-  if (!in_range(wake.fd())) {
-    return "select cannot watch fd " + std::to_string(wake.fd()) +
-           ": the process already has FD_SETSIZE (" + std::to_string(FD_SETSIZE) + ") fds open";
-  }
-  return "";
+  int fd = -1;
+  std::string failure = probe_notifier(kName, simulated_errno, &fd);
+  if (!failure.empty() || in_range(fd)) return failure;
+  return "select cannot watch fd " + std::to_string(fd) + ": the process already has FD_SETSIZE (" +
+         std::to_string(FD_SETSIZE) + ") fds open";
 }
 
 std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {

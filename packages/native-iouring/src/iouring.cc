@@ -30,14 +30,11 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -47,6 +44,7 @@
 #include "conn_table.h"
 #include "datagram.h"
 #include "iomux/engine.h"
+#include "iouring_probe.h"
 #include "socket_util.h"
 #include "uring.h"
 #include "write_queue.h"
@@ -70,11 +68,10 @@ constexpr int kMaxSyncIov = 1024;          // iovecs per synchronous send (IOV_M
 constexpr int kMaxRounds = 4;              // submit+reap rounds per poll
 constexpr size_t kInboxKeep = 256 * 1024;  // inbox capacity kept after it drains
 constexpr uint32_t kGenMask = 0xFFFFFF;
-constexpr long long kDetachTimeoutNs = 2000000000LL;
-
-// Opcodes an engine cannot do without.
-constexpr unsigned kRequiredOps[] = {IORING_OP_ACCEPT,  IORING_OP_CONNECT,      IORING_OP_RECV,
-                                     IORING_OP_SENDMSG, IORING_OP_ASYNC_CANCEL, IORING_OP_POLL_ADD};
+// How long a runtime migration (all its detach calls together) or the engine's teardown may wait
+// for the kernel to give back cancelled operations. Cancels of socket operations complete within
+// one io_uring_enter in practice; the bound only keeps a wedged ring from freezing Node's thread.
+constexpr long long kSettleBudgetNs = 250000000LL;
 
 enum Op : uint8_t {
   kOpNone = 0,  // a neutralised CQE (see detach): skipped
@@ -128,7 +125,15 @@ struct OpMemory {
   socklen_t addr_len;
 };
 
-// Tuning and test switches, read once per engine from the environment.
+// Memory an operation the kernel never gave back may still read: deliberately never freed.
+void leak_for_kernel(std::unique_ptr<OpMemory>* memory, WriteQueue* queue) {
+  (void)memory->release();
+  (void)new WriteQueue(std::move(*queue));
+}
+
+// Tuning and test switches, from EngineConfig::tuning (parsed and range-checked in TypeScript,
+// packages/core/src/tuning.ts). The clamps here only keep a caller that bypasses TypeScript from
+// handing the kernel nonsense: an out-of-range value takes the default.
 struct Tuning {
   bool multishot = true;
   bool eventfd_toggle = true;
@@ -138,33 +143,40 @@ struct Tuning {
   unsigned sq_entries = kSqEntries;
   unsigned cq_entries = kCqEntries;
 
-  static unsigned env_uint(const char* name, unsigned fallback, unsigned lo, unsigned hi) {
-    const char* v = std::getenv(name);
-    if (v == nullptr || *v == '\0') return fallback;
-    unsigned long n = std::strtoul(v, nullptr, 10);
-    if (n < lo || n > hi) return fallback;
-    return static_cast<unsigned>(n);
+  static unsigned knob(const EngineConfig& config, const char* name, unsigned fallback, unsigned lo,
+                       unsigned hi) {
+    int64_t v = config.tune(name, fallback);
+    if (v < static_cast<int64_t>(lo) || v > static_cast<int64_t>(hi)) return fallback;
+    return static_cast<unsigned>(v);
   }
 
-  static Tuning from_env(const EngineConfig& config) {
+  static Tuning from_config(const EngineConfig& config) {
     Tuning t;
-    const char* single = std::getenv("IOMUX_IOURING_SINGLESHOT");
-    t.multishot = single == nullptr || std::strcmp(single, "1") != 0;
-    const char* toggle = std::getenv("IOMUX_IOURING_NO_EVENTFD_TOGGLE");
-    t.eventfd_toggle = toggle == nullptr || std::strcmp(toggle, "1") != 0;
-    const char* setup = std::getenv("IOMUX_IOURING_SETUP");
-    if (setup != nullptr) {
-      if (std::strcmp(setup, "coop") == 0) t.first_setup = 2;
-      if (std::strcmp(setup, "basic") == 0) t.first_setup = 3;
-      if (std::strcmp(setup, "none") == 0) t.first_setup = uring::setup_choices().size() - 1;
+    t.multishot = config.tune("iouringSingleshot", 0) != 1;
+    t.eventfd_toggle = config.tune("iouringNoEventfdToggle", 0) != 1;
+    // iouringSetup: 0 default (best first), 1 coop (skip DEFER_TASKRUN), 2 basic (no task-run
+    // flags), 3 none (no setup flags at all): indices into uring::setup_choices().
+    switch (config.tune("iouringSetup", 0)) {
+      case 1:
+        t.first_setup = 2;
+        break;
+      case 2:
+        t.first_setup = 3;
+        break;
+      case 3:
+        t.first_setup = uring::setup_choices().size() - 1;
+        break;
+      default:
+        t.first_setup = 0;
+        break;
     }
-    t.buf_size = env_uint("IOMUX_IOURING_BUF_SIZE", kBufSize, 1024, 1u << 20);
+    t.buf_size = knob(config, "iouringBufSize", kBufSize, 1024, 1u << 20);
     if (t.buf_size > config.read_chunk) t.buf_size = static_cast<unsigned>(config.read_chunk);
-    t.buf_count = env_uint("IOMUX_IOURING_BUF_COUNT", kBufCount, 64, 32768);
+    t.buf_count = knob(config, "iouringBufCount", kBufCount, 64, 32768);
     if ((t.buf_count & (t.buf_count - 1)) != 0) t.buf_count = kBufCount;
     // Small rings exercise the SQ-full and CQ-overflow paths in tests.
-    t.sq_entries = env_uint("IOMUX_IOURING_SQ_ENTRIES", kSqEntries, 2, 32768);
-    t.cq_entries = env_uint("IOMUX_IOURING_CQ_ENTRIES", kCqEntries, 4, 65536);
+    t.sq_entries = knob(config, "iouringSqEntries", kSqEntries, 2, 32768);
+    t.cq_entries = knob(config, "iouringCqEntries", kCqEntries, 4, 65536);
     if (t.cq_entries < t.sq_entries) t.cq_entries = t.sq_entries;
     return t;
   }
@@ -179,6 +191,7 @@ class IouringEngine final : public Engine {
 
   int wait_fd() const override { return event_fd_; }
   int poll(EventSink* sink) override;
+  int broken() const override { return broken_; }
   int listen(const ListenRequest& request) override;
   int connect(const sockaddr_storage& addr, socklen_t addr_len) override;
   int64_t write(int id, const iovec* bufs, int count) override;
@@ -257,6 +270,7 @@ class IouringEngine final : public Engine {
   void defer_arm(int id) { deferred_.push_back(Ref{id, gen(id)}); }
   void arm_deferred();
 
+  int enter_in_poll(bool get_events);
   void reap(EventSink* sink);
   void stash_cq();
   void handle(const Completion& cqe, EventSink* sink);
@@ -282,11 +296,15 @@ class IouringEngine final : public Engine {
   void fail(int id, int err, EventSink* sink);
   bool shed_connection(int listen_fd);
 
-  void scan_for(int id, uint32_t gen);
-  bool absorb_if_ours(int id, uint32_t gen, Completion* cqe);
+  // Runtime fallback and teardown: cancel everything, collect completions into socket state.
+  bool settle(bool include_zombies);
+  void cancel_everything();
+  void absorb(const Completion& cqe);
+  bool ops_in_flight(bool include_zombies);
 
   void signal_eventfd();
-  void drain_eventfd();
+  int drain_eventfd();
+  void lose_eventfd();
   void kick() {
     if (in_poll_ || kicked_) return;
     kicked_ = true;
@@ -310,9 +328,18 @@ class IouringEngine final : public Engine {
   size_t backlog_head_ = 0;
   Counters counters_;
   int event_fd_ = -1;
+  bool event_fd_lost_ = false;  // closed by other code (see lose_eventfd)
   int reserve_fd_ = -1;
   int broken_ = 0;  // -errno once the ring itself failed
+  // Fault injection (tuning faultKernelAfter / faultKernelErrno): after this many successful
+  // io_uring_enter calls inside poll(), the next one fails with fault_errno_. -1: off.
+  int64_t fault_after_ = -1;
+  int fault_errno_ = EIO;
   bool in_poll_ = false;
+  bool migrating_ = false;  // detach() settled every socket's operations once (see settle)
+  // The ring could not be entered while settling: what is still in flight cannot progress (with
+  // DEFER_TASKRUN) but is never given back either.
+  bool ring_dead_ = false;
   bool kicked_ = false;
   bool toggle_ = false;  // IORING_CQ_EVENTFD_DISABLED while inside poll()
   bool cqe_skip_ = false;
@@ -324,16 +351,14 @@ class IouringEngine final : public Engine {
 };
 
 int IouringEngine::init() {
-  tuning_ = Tuning::from_env(config_);
+  tuning_ = Tuning::from_config(config_);
+  fault_after_ = config_.tune("faultKernelAfter", -1);
+  fault_errno_ = static_cast<int>(config_.tune("faultKernelErrno", EIO));
+  if (fault_errno_ <= 0) fault_errno_ = EIO;
   int rc = ring_.init(tuning_.sq_entries, tuning_.cq_entries, tuning_.first_setup);
   if (rc < 0) return rc;
-  std::vector<bool> ops;
-  rc = ring_.probe_ops(&ops);
+  rc = uring::check_capabilities(ring_, nullptr);
   if (rc < 0) return rc;
-  for (unsigned op : kRequiredOps) {
-    if (!ops[op]) return -EOPNOTSUPP;
-  }
-  if ((ring_.features() & IORING_FEAT_NODROP) == 0) return -EOPNOTSUPP;
   cqe_skip_ = (ring_.features() & IORING_FEAT_CQE_SKIP) != 0;
   multishot_accept_ = tuning_.multishot;
   multishot_recv_ = tuning_.multishot;
@@ -356,33 +381,64 @@ int IouringEngine::init() {
 }
 
 IouringEngine::~IouringEngine() {
-  // Closing the ring cancels every operation (running any deferred task work first, on this
-  // thread), so afterwards the kernel holds no reference to our buffers or queued bytes.
+  // Closing the ring fd starts an asynchronous teardown in the kernel: an operation still in flight
+  // could write into a receive buffer (or read a queued send) after we unmapped or freed it. So
+  // everything is cancelled and its last completion collected first; only when that is proven is
+  // the memory given back. Otherwise (a dead or wedged ring) it stays mapped and allocated: a
+  // bounded leak on a failure path instead of a write into reused memory.
+  // A ring fd closed by other code (ring_.fd() < 0) is never entered again.
+  bool quiet = ring_.fd() >= 0 && settle(true);
   ring_.close();
-  bufs_.release();
+  if (quiet) {
+    bufs_.release();
+  } else {
+    bufs_.abandon();
+  }
   for (int id = 0; id < sockets_.capacity(); ++id) {
     Socket* s = sockets_.get(id);
-    if (s != nullptr) close_fd(s->fd);
+    if (s == nullptr) continue;
+    close_fd(s->fd);
+    if (!quiet && s->inflight > 0) leak_for_kernel(&s->memory, &s->queue);
+  }
+  if (!quiet) {
+    for (auto& entry : zombies_) leak_for_kernel(&entry.second.memory, &entry.second.queue);
   }
   zombies_.clear();
-  if (event_fd_ >= 0) close_fd(event_fd_);
+  if (event_fd_ >= 0 && !event_fd_lost_) close_fd(event_fd_);
   if (reserve_fd_ >= 0) close_fd(reserve_fd_);
 }
 
 void IouringEngine::signal_eventfd() {
+  if (event_fd_lost_) return;
   uint64_t one = 1;
   ssize_t n;
   do {
     n = ::write(event_fd_, &one, sizeof(one));
   } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EBADF || errno == EINVAL)) lose_eventfd();
 }
 
-void IouringEngine::drain_eventfd() {
+// 0, or -EBADF once the eventfd was closed by other code (EINVAL or end-of-file: its number now
+// names another file).
+int IouringEngine::drain_eventfd() {
+  if (event_fd_lost_) return -EBADF;
   uint64_t value;
   ssize_t n;
   do {
     n = ::read(event_fd_, &value, sizeof(value));
   } while (n < 0 && errno == EINTR);
+  // An eventfd read gives 8 bytes or EAGAIN, never end-of-file: 0 means the number was reused.
+  if (n == 0 || (n < 0 && (errno == EBADF || errno == EINVAL))) {
+    lose_eventfd();
+    return -EBADF;
+  }
+  return 0;
+}
+
+// The number may be reused by other code at any moment: never read, written or closed again.
+void IouringEngine::lose_eventfd() {
+  event_fd_lost_ = true;
+  if (broken_ == 0) broken_ = -EBADF;
 }
 
 // A fresh slot whose generation differs from every earlier tenant's (whose completions may still
@@ -622,12 +678,17 @@ int IouringEngine::poll(EventSink* sink) {
   if (toggle_) ring_.set_eventfd_enabled(false);
   // Cleared before anything is reaped, so a completion that lands from here on signals it anew
   // (or, with the toggle, is caught by work_left() below).
-  drain_eventfd();
+  if (drain_eventfd() < 0) {
+    // Nothing was taken from the kernel yet: report at once; inbox bytes travel with detach.
+    in_poll_ = false;
+    if (toggle_) ring_.set_eventfd_enabled(true);
+    return broken_;
+  }
 
   deliver_ready(sink);
   int rc = 0;
-  for (int round = 0; round < kMaxRounds && !sink->full(); ++round) {
-    rc = ring_.submit(true);
+  for (int round = 0; round < kMaxRounds && !sink->full() && broken_ == 0; ++round) {
+    rc = enter_in_poll(true);
     if (rc < 0) break;
     reap(sink);
     bufs_.publish();
@@ -636,20 +697,33 @@ int IouringEngine::poll(EventSink* sink) {
       break;
     }
   }
-  if (rc >= 0) {
+  if (rc >= 0 && broken_ == 0) {
     bufs_.publish();
     arm_deferred();
-    if (ring_.sq_pending() != 0) rc = ring_.submit(false);
+    // Always through enter_in_poll (without a syscall when nothing is pending), so an injected
+    // failure can land after completions were reaped: the path that must keep the batch.
+    rc = enter_in_poll(false);
   }
   in_poll_ = false;
   if (toggle_) ring_.set_eventfd_enabled(true);  // with a full barrier before work_left() reads
-  if (rc < 0) {
-    broken_ = rc;
-    return rc;
+  if (rc < 0) broken_ = rc;
+  counters_.events += static_cast<uint64_t>(sink->count);
+  if (broken_ != 0) {
+    // The ring failed after this batch took bytes, accepts and closes from the kernel: deliver
+    // them; the failure follows through broken() and the next poll (engine.h).
+    if (sink->count > 0) return sink->count;
+    return broken_;
   }
   if (work_left()) signal_eventfd();
-  counters_.events += static_cast<uint64_t>(sink->count);
   return sink->count;
+}
+
+// One io_uring_enter from poll(), or the injected failure.
+int IouringEngine::enter_in_poll(bool get_events) {
+  if (fault_after_ == 0) return -fault_errno_;
+  int rc = ring_.submit(get_events);
+  if (rc >= 0 && fault_after_ > 0) --fault_after_;
+  return rc;
 }
 
 // One completion at a time, each taken off the backlog or the ring before it is handled: a
@@ -1270,35 +1344,80 @@ int IouringEngine::udp_send_batch(int id, const OutgoingDatagram* datagrams, int
 // ---------------------------------------------------------------------------------------------
 // Runtime fallback
 
-// Takes this socket's completions out of the backlog and the CQ without disturbing anyone
-// else's: each is absorbed into the socket's state and neutralised in place (user_data 0), so the
-// regular reap later skips it.
-void IouringEngine::scan_for(int id, uint32_t g) {
-  for (size_t i = backlog_head_; i < backlog_.size(); ++i) absorb_if_ours(id, g, &backlog_[i]);
-  unsigned head = ring_.cq_head();
-  unsigned end = head + ring_.cq_ready();
-  for (unsigned i = head; i != end; ++i) {
-    io_uring_cqe* c = ring_.cqe_at(i);
-    Completion cqe{c->user_data, c->res, c->flags};
-    if (absorb_if_ours(id, g, &cqe)) c->user_data = 0;
+bool IouringEngine::ops_in_flight(bool include_zombies) {
+  for (int id = 0; id < sockets_.capacity(); ++id) {
+    Socket* s = sockets_.get(id);
+    if (s != nullptr && s->inflight > 0) return true;
+  }
+  return include_zombies && !zombies_.empty();
+}
+
+// One SQE cancels every operation of this ring (IORING_ASYNC_CANCEL_ANY | ALL, Linux 5.19, which
+// the provided-buffer ring already requires), instead of one cancel per operation.
+void IouringEngine::cancel_everything() {
+  io_uring_sqe* sqe = ring_.get_sqe();
+  if (sqe == nullptr && ring_.submit(false) >= 0) sqe = ring_.get_sqe();
+  if (sqe == nullptr) return;  // settle() then finds the ring unusable and stops at its bound
+  sqe->opcode = IORING_OP_ASYNC_CANCEL;
+  sqe->fd = -1;
+  sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL;
+  sqe->user_data = static_cast<uint64_t>(kOpCancel) << 56;
+}
+
+// Cancels everything and collects completions into the sockets' state (bytes received go to the
+// inbox, bytes a send got out leave the queue) until no socket (and, with include_zombies, no
+// closed socket) has an operation in the kernel, or the budget is spent. True when none is left.
+// Runs once for a whole migration, so detaching N sockets costs a few io_uring_enter calls, not N.
+bool IouringEngine::settle(bool include_zombies) {
+  long long deadline = now_ns() + kSettleBudgetNs;
+  cancel_everything();
+  bool first = true;
+  for (;;) {
+    while (backlog_head_ != backlog_.size()) absorb(backlog_[backlog_head_++]);
+    backlog_.clear();
+    backlog_head_ = 0;
+    while (ring_.cq_ready() != 0) {
+      unsigned head = ring_.cq_head();
+      const io_uring_cqe* c = ring_.cqe_at(head);
+      Completion cqe{c->user_data, c->res, c->flags};
+      ring_.cq_release(head + 1);
+      absorb(cqe);
+    }
+    bufs_.publish();
+    if (!ops_in_flight(include_zombies)) return true;
+    long long left = deadline - now_ns();
+    if (left <= 0) return false;
+    // The first enter submits the cancel and runs the task work that completes it; later ones
+    // wait (bounded) for what is still on its way.
+    int rc = first ? ring_.submit(true)
+                   : ring_.submit_and_wait(1, left < 10000000LL ? left : 10000000LL);
+    first = false;
+    if (rc < 0) {
+      ring_dead_ = true;
+      return false;
+    }
   }
 }
 
-bool IouringEngine::absorb_if_ours(int id, uint32_t g, Completion* cqe) {
-  Op op = op_of(cqe->user_data);
-  if (op == kOpNone || op == kOpCancel || id_of(cqe->user_data) != id ||
-      gen_of(cqe->user_data) != g) {
-    return false;
+// A completion collected while settling: it changes the socket's state but produces no event (the
+// successor engine, or nobody at teardown, carries on from that state).
+void IouringEngine::absorb(const Completion& cqe) {
+  Op op = op_of(cqe.user_data);
+  if (op == kOpNone || op == kOpCancel) return;
+  int id = id_of(cqe.user_data);
+  uint32_t g = gen_of(cqe.user_data);
+  bool final = (cqe.flags & IORING_CQE_F_MORE) == 0;
+  Socket* s = live(id, g);
+  if (s == nullptr) {
+    stale(cqe, op, id, g, final);
+    return;
   }
-  cqe->user_data = 0;
-  Socket* s = sockets_.get(id);
-  bool final = (cqe->flags & IORING_CQE_F_MORE) == 0;
   if (final) --s->inflight;
-  int res = cqe->res;
+  int res = cqe.res;
   switch (op) {
     case kOpRecv:
-      if ((cqe->flags & IORING_CQE_F_BUFFER) != 0) {
-        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+      if ((cqe.flags & IORING_CQE_F_BUFFER) != 0) {
+        unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
         if (bufs_.valid(bid)) {
           if (res > 0) {
             counters_.bytes_read += static_cast<uint64_t>(res);
@@ -1322,6 +1441,8 @@ bool IouringEngine::absorb_if_ours(int id, uint32_t g, Completion* cqe) {
       s->accept_poll = false;
       break;
     case kOpSend:
+      // A send that got part of its bytes out before the cancel reports that part: it leaves the
+      // queue, so the successor sends each byte exactly once.
       s->send_inflight = false;
       if (res > 0) {
         counters_.bytes_written += static_cast<uint64_t>(res);
@@ -1343,41 +1464,44 @@ bool IouringEngine::absorb_if_ours(int id, uint32_t g, Completion* cqe) {
     default:
       break;
   }
-  return true;
 }
 
 int IouringEngine::detach(int id, DetachedSocket* out) {
   Socket* s = sockets_.get(id);
   if (s == nullptr) return -EBADF;
-  uint32_t g = gen(id);
-  cancel_ops(id);
-  long long deadline = now_ns() + kDetachTimeoutNs;
-  bool first = true;
-  for (;;) {
-    scan_for(id, g);
-    s = sockets_.get(id);
-    if (s->inflight <= 0) break;
-    // Others' completions move to the backlog: the CQ must have room for ours to arrive.
-    stash_cq();
-    // Submit the cancels, run the task work that completes them, then wait briefly for more.
-    int rc = first ? ring_.submit(true) : ring_.submit_and_wait(1, 1000000LL /* 1 ms */);
-    first = false;
-    if (rc < 0 || now_ns() > deadline) break;  // a dead ring cancels its own operations
+  // A detach means the engine is being abandoned (runtime fallback): every socket will follow, so
+  // all are settled at once.
+  if (!migrating_) {
+    migrating_ = true;
+    if (ring_.fd() < 0) {
+      ring_dead_ = true;  // closed by other code: never entered again
+    } else {
+      (void)settle(false);
+    }
   }
-  bufs_.publish();
   s = sockets_.get(id);
+  if (s->inflight > 0) {
+    // An operation the kernel did not give back. On a live ring it may still complete (sending
+    // queued bytes, or taking received ones), so moving the socket could duplicate or lose
+    // bytes: it stays here and closes with the engine. On a ring that can no longer be entered,
+    // with DEFER_TASKRUN, nothing runs without our io_uring_enter, so the operation will never
+    // touch the socket again: moving it is exact.
+    bool frozen = ring_dead_ && (ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0;
+    if (!frozen) return -ETIMEDOUT;
+  }
+  uint32_t g = gen(id);
   out->fd = s->fd;
   static_cast<SocketFlags&>(*out) = *s;
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
   out->unsent.clear();
-  // Copied, not consumed: a send that did not come back in time may still read these bytes. At
-  // most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
+  // At most one has bytes: a stream socket has no outbox, a datagram socket no byte queue.
   s->queue.copy_to(&out->unsent);
   s->outbox.save(&out->unsent);
   out->undelivered.assign(s->inbox.begin() + static_cast<ptrdiff_t>(s->inbox_head), s->inbox.end());
   out->eof_undelivered = s->eof_pending;
   if (s->inflight > 0) {
+    // A frozen operation still names this memory until the ring is torn down.
     Zombie& z = zombies_[zombie_key(id, g)];
     z.inflight = s->inflight;
     z.memory = std::move(s->memory);
@@ -1419,152 +1543,11 @@ int IouringEngine::adopt(DetachedSocket&& socket) {
   return id;  // had the ring failed meanwhile, the next poll reports it
 }
 
-// ---------------------------------------------------------------------------------------------
-// Availability
-
-std::string kernel_release() {
-  utsname u;
-  if (uname(&u) != 0) return "?";
-  return u.release;
-}
-
-std::string errno_label(int err) {
-  const char* name = nullptr;
-  switch (err) {
-    case EPERM:
-      name = "EPERM";
-      break;
-    case ENOSYS:
-      name = "ENOSYS";
-      break;
-    case ENOMEM:
-      name = "ENOMEM";
-      break;
-    case EINVAL:
-      name = "EINVAL";
-      break;
-    case EMFILE:
-      name = "EMFILE";
-      break;
-    case ENFILE:
-      name = "ENFILE";
-      break;
-    case EFAULT:
-      name = "EFAULT";
-      break;
-    case EACCES:
-      name = "EACCES";
-      break;
-    case EOPNOTSUPP:
-      name = "EOPNOTSUPP";
-      break;
-    default:
-      break;
-  }
-  std::string out = name != nullptr ? name : "errno " + std::to_string(err);
-  return out + " (" + std::strerror(err) + ")";
-}
-
-std::string read_sysctl(const char* path) {
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "";
-  char buf[32] = {0};
-  ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
-  close_fd(fd);
-  if (n <= 0) return "";
-  std::string v(buf, static_cast<size_t>(n));
-  while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
-  return v;
-}
-
-std::string explain_setup_error(int err) {
-  std::string head = "io_uring_setup failed with " + errno_label(err) + ": ";
-  std::string release = kernel_release();
-  switch (err) {
-    case ENOSYS:
-      return head + "kernel too old or io_uring not compiled in (kernel " + release +
-             "; io_uring needs Linux 5.1 and CONFIG_IO_URING=y, iomux needs 5.19+)";
-    case EPERM: {
-      std::string sysctl = read_sysctl("/proc/sys/kernel/io_uring_disabled");
-      if (sysctl == "2") {
-        return head +
-               "blocked: io_uring is disabled system-wide (sysctl kernel.io_uring_disabled=2)";
-      }
-      if (sysctl == "1") {
-        return head +
-               "blocked: sysctl kernel.io_uring_disabled=1 allows io_uring only to processes with "
-               "CAP_SYS_ADMIN or in the group kernel.io_uring_group, and this one is neither";
-      }
-      return head + "blocked by a seccomp filter (kernel.io_uring_disabled is " +
-             (sysctl.empty() ? std::string("absent") : sysctl) +
-             ", so not the sysctl): container runtimes' default profiles block io_uring (Docker's "
-             "since 2023); allow io_uring_setup/io_uring_enter/io_uring_register or use epoll";
-    }
-    case ENOMEM: {
-      rlimit lim{};
-      std::string memlock = "?";
-      if (getrlimit(RLIMIT_MEMLOCK, &lim) == 0) {
-        memlock = lim.rlim_cur == RLIM_INFINITY ? "unlimited"
-                                                : std::to_string(lim.rlim_cur / 1024) + " KiB";
-      }
-      return head + "RLIMIT_MEMLOCK too low for the rings (ulimit -l: " + memlock +
-             "; kernels before 5.12 charge ring memory to it) or the kernel is out of memory";
-    }
-    case EINVAL:
-      return head + "unsupported setup flags or parameters: kernel " + release +
-             " is too old (iomux needs Linux 5.19+)";
-    case EMFILE:
-    case ENFILE:
-      return head + "out of file descriptors";
-    case EFAULT:
-      return head + "the kernel could not read the setup parameters";
-    default:
-      return head + "unexpected error";
-  }
-}
-
 }  // namespace
 
 namespace backend {
 
 const char* const kName = "io_uring";
-
-std::string probe(int simulated_errno) {
-  if (simulated_errno != 0) return explain_setup_error(simulated_errno);
-  Ring ring;
-  int rc = ring.init(8, 16);
-  if (rc < 0) return explain_setup_error(-rc);
-  std::string release = kernel_release();
-  std::vector<bool> ops;
-  rc = ring.probe_ops(&ops);
-  if (rc < 0) {
-    return "IORING_REGISTER_PROBE failed with " + errno_label(-rc) + ": kernel " + release +
-           " is too old (iomux needs Linux 5.19+)";
-  }
-  std::string missing;
-  for (unsigned op : kRequiredOps) {
-    if (ops[op]) continue;
-    if (!missing.empty()) missing += ", ";
-    missing += uring::opcode_name(op);
-  }
-  if (!missing.empty()) {
-    return "io_uring on kernel " + release + " lacks " + missing + " (iomux needs Linux 5.19+)";
-  }
-  if ((ring.features() & IORING_FEAT_NODROP) == 0) {
-    return "io_uring on kernel " + release +
-           " lacks IORING_FEAT_NODROP (completions could be lost; iomux needs Linux 5.19+)";
-  }
-  BufferRing bufs;
-  rc = bufs.init(ring, 0, 1, 4096);
-  if (rc < 0) {
-    return "io_uring on kernel " + release +
-           " cannot register a provided-buffer ring (IORING_REGISTER_PBUF_RING failed with " +
-           errno_label(-rc) + "; it needs Linux 5.19+)";
-  }
-  ring.close();
-  bufs.release();
-  return "";
-}
 
 std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
   auto engine = std::make_unique<IouringEngine>(config);
@@ -1582,10 +1565,10 @@ std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
 
 #else  // !__linux__
 
-// io_uring exists only on Linux: elsewhere the addon still builds and says why it cannot run.
+// io_uring exists only on Linux: elsewhere the addon still builds and says why it cannot run
+// (backend::probe, in iouring_probe.cc).
 #include <cerrno>
 #include <memory>
-#include <string>
 
 #include "iomux/engine.h"
 
@@ -1593,10 +1576,6 @@ namespace iomux {
 namespace backend {
 
 const char* const kName = "io_uring";
-
-std::string probe(int /*simulated_errno*/) {
-  return "io_uring is a Linux kernel interface; this platform has none";
-}
 
 std::unique_ptr<Engine> create(const EngineConfig& /*config*/, int* error) {
   *error = -ENOSYS;

@@ -146,6 +146,13 @@ io_uring_sqe* Ring::get_sqe() {
   return sqe;
 }
 
+void Ring::lose_fd() {
+  // EBADF: closed; EOPNOTSUPP: the number now names a file that is not an io_uring. Either way
+  // other code closed it, and the number may already be reused: never entered or closed again.
+  // The mappings still hold the ring itself alive until close() unmaps them.
+  fd_ = -1;
+}
+
 int Ring::submit(bool get_events) {
   // The SQEs must be fully written before the kernel can see the new tail.
   store_release(sq_ktail_, sqe_tail_);
@@ -156,6 +163,10 @@ int Ring::submit(bool get_events) {
     int rc = sys_enter(fd_, to_submit, 0, flags, nullptr, 0);
     if (rc >= 0) return rc;
     if (rc == -EINTR) continue;
+    if (rc == -EBADF || rc == -EOPNOTSUPP) {
+      lose_fd();
+      return -EBADF;
+    }
     if (rc == -EAGAIN || rc == -EBUSY) return 0;
     return rc;
   }
@@ -176,6 +187,10 @@ int Ring::submit_and_wait(unsigned min_ready, long long timeout_ns) {
     int rc = sys_enter(fd_, to_submit, min_ready, flags, &arg, sizeof(arg));
     if (rc >= 0 || rc == -ETIME) return rc < 0 ? 0 : rc;
     if (rc == -EINTR) continue;
+    if (rc == -EBADF || rc == -EOPNOTSUPP) {
+      lose_fd();
+      return -EBADF;
+    }
     if (rc == -EAGAIN || rc == -EBUSY) return 0;
     return rc;
   }

@@ -57,6 +57,7 @@ class Ring {
   int init(unsigned sq_entries, unsigned cq_entries, size_t first_choice = 0);
   void close();
 
+  // -1 once the fd was found closed by other code (see lose_fd).
   int fd() const { return fd_; }
   unsigned flags() const { return flags_; }
   unsigned features() const { return features_; }
@@ -119,6 +120,7 @@ class Ring {
 
  private:
   int map_rings(const io_uring_params& p);
+  void lose_fd();
 
   int fd_ = -1;
   unsigned flags_ = 0;
@@ -160,8 +162,17 @@ class BufferRing {
 
   // Returns 0 or -errno (EINVAL: the kernel has no provided-buffer rings).
   int init(const Ring& ring, uint16_t group, unsigned count, unsigned size);
-  // Unmaps the memory; call after the ring is closed (or the group unregistered).
+  // Unmaps the memory; call after the ring is closed (or the group unregistered) and no receive
+  // that selected a buffer can still be running.
   void release();
+  // Forgets the memory without unmapping it: for a teardown that could not prove the kernel done
+  // with it (a receive still in flight could otherwise write into whatever is mapped there next).
+  void abandon() {
+    base_ = nullptr;
+    entries_ = nullptr;
+    tail_word_ = nullptr;
+    count_ = 0;
+  }
 
   uint16_t group() const { return group_; }
   unsigned size() const { return size_; }
