@@ -1,5 +1,11 @@
 // N-API glue shared by every backend: one JS class over the backend's Engine, driven by a uv_poll
 // on the engine's wait fd inside Node's own loop. One JS call per batch of events.
+// A JS call into a method of this addon can still arrive while a worker thread is being
+// terminated (its JS runs until V8 next checks for termination, but N-API already refuses to run
+// JS). node-addon-api then fails to throw its error, and without this setting that failure is a
+// fatal error that aborts the whole process; with it, the throw is dropped (the worker is ending).
+// napi.h is header-only and this is the one file that includes it.
+#define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
 #include <arpa/inet.h>
 #include <napi.h>
 #include <netinet/in.h>
@@ -15,10 +21,12 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
 #include "iomux/engine.h"
+#include "js_call.h"
 
 namespace iomux {
 
@@ -26,6 +34,32 @@ namespace {
 
 constexpr size_t kMaxWritevBuffers = 1024;
 constexpr uint32_t kMaxDatagramBatch = 1024;
+
+// Size limits of a NativeBackend, the same as the TypeScript validation's. Event records carry
+// lengths and slab offsets as int32, so nothing may come near 2^31; within these bounds an
+// allocation is at most 256 MiB.
+constexpr double kMinReadChunk = 1024;
+constexpr double kMaxReadChunk = 16.0 * 1024 * 1024;
+constexpr double kMaxSlabBytes = 256.0 * 1024 * 1024;
+constexpr double kMaxEvents = 1024.0 * 1024;
+
+// Reads options[name] as an integer in [min, max]; otherwise sets a RangeError naming the option,
+// its value and the range, and returns false.
+bool SizeOption(const Napi::Object& options, const char* name, double min, double max, double* out,
+                std::string* error) {
+  Napi::Value raw = options.Get(name);
+  double value = raw.IsNumber() ? raw.As<Napi::Number>().DoubleValue() : -1;
+  if (raw.IsNumber() && value >= min && value <= max &&
+      value == static_cast<double>(static_cast<int64_t>(value))) {
+    *out = value;
+    return true;
+  }
+  std::string shown = raw.IsNumber() ? raw.ToString().Utf8Value() : "a non-number";
+  *error = std::string("NativeBackend: ") + name + " must be an integer in " +
+           std::to_string(static_cast<int64_t>(min)) + ".." +
+           std::to_string(static_cast<int64_t>(max)) + ", got " + shown;
+  return false;
+}
 
 bool parse_ip(const std::string& host, int port, sockaddr_storage* out, socklen_t* len) {
   std::memset(out, 0, sizeof(*out));
@@ -176,10 +210,22 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
       return;
     }
     Napi::Object options = info[0].As<Napi::Object>();
+    // Every size is checked before anything is allocated.
+    double max_events = 0;
+    double read_chunk = 0;
+    double slab_bytes = 0;
+    std::string range_error;
+    if (!SizeOption(options, "maxEvents", 1, kMaxEvents, &max_events, &range_error) ||
+        !SizeOption(options, "readChunk", kMinReadChunk, kMaxReadChunk, &read_chunk,
+                    &range_error) ||
+        !SizeOption(options, "slabBytes", read_chunk, kMaxSlabBytes, &slab_bytes, &range_error)) {
+      Napi::RangeError::New(env, range_error).ThrowAsJavaScriptException();
+      return;
+    }
     EngineConfig config;
-    config.max_events = options.Get("maxEvents").ToNumber().Int32Value();
-    config.read_chunk = static_cast<size_t>(options.Get("readChunk").ToNumber().Int64Value());
-    size_t slab_bytes = static_cast<size_t>(options.Get("slabBytes").ToNumber().Int64Value());
+    config.max_events = static_cast<int>(max_events);
+    config.read_chunk = static_cast<size_t>(read_chunk);
+    slab_size_ = static_cast<size_t>(slab_bytes);
     if (options.Has("tuning") && options.Get("tuning").IsObject()) {
       Napi::Object tuning = options.Get("tuning").As<Napi::Object>();
       Napi::Array names = tuning.GetPropertyNames();
@@ -188,8 +234,13 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
         config.tuning[name] = tuning.Get(name).ToNumber().Int64Value();
       }
     }
-    if (config.max_events < 1 || config.read_chunk < 1024 || slab_bytes < config.read_chunk) {
-      Napi::RangeError::New(env, "NativeBackend: invalid sizes").ThrowAsJavaScriptException();
+    // The slab is the one large allocation: a failure is an error for JS, not std::bad_alloc.
+    slab_.reset(new (std::nothrow) uint8_t[slab_size_]);
+    if (!slab_) {
+      Napi::Error e = Napi::Error::New(
+          env, "NativeBackend: cannot allocate slabBytes=" + std::to_string(slab_size_));
+      e.Set("errno", Napi::Number::New(env, ENOMEM));
+      e.ThrowAsJavaScriptException();
       return;
     }
     // Fault injection (tests, failure rehearsal): fail setup with an errno, or fail the poll that
@@ -217,11 +268,10 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     }
     events_array_ = Napi::Persistent(
         Napi::Int32Array::New(env, static_cast<size_t>(config.max_events) * kEventInts));
-    slab_.resize(slab_bytes);
     sink_.events = events_array_.Value().Data();
     sink_.capacity = config.max_events;
-    sink_.slab = slab_.data();
-    sink_.slab_capacity = slab_.size();
+    sink_.slab = slab_.get();
+    sink_.slab_capacity = slab_size_;
     on_events_ = Napi::Persistent(info[1].As<Napi::Function>());
     async_context_ = std::make_unique<Napi::AsyncContext>(env, "iomux.poll");
 
@@ -351,14 +401,16 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return Result(info.Env(), Drain(false));
   }
 
+  // start/stop/ref/unref after a failed poll released the watcher (or after close) do nothing:
+  // the engine is only kept for detach, and its wait fd must not be watched again.
   Napi::Value Start(const Napi::CallbackInfo& info) {
-    if (!engine_) return Closed(info.Env());
+    if (!engine_ || watcher_ == nullptr) return Closed(info.Env());
     return Result(info.Env(),
                   uv_poll_start(&watcher_->poll, UV_READABLE, &NativeBackend::OnReadable));
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (!engine_) return Closed(info.Env());
+    if (!engine_ || watcher_ == nullptr) return Closed(info.Env());
     return Result(info.Env(), uv_poll_stop(&watcher_->poll));
   }
 
@@ -440,7 +492,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return Result(env, engine_->adopt(std::move(socket)));
   }
 
-  // udpOpen(host, port, reusePort, ipv6Only, maxDatagram) -> id | -errno
+  // udpOpen(host, port, reusePort, ipv6Only, maxDatagram, reuseAddr) -> id | -errno
   Napi::Value UdpOpen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!engine_) return Closed(env);
@@ -452,6 +504,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     request.reuse_port = info[2].ToBoolean().Value();
     request.ipv6_only = info[3].ToBoolean().Value();
     request.max_datagram = static_cast<size_t>(info[4].ToNumber().Int64Value());
+    request.reuse_addr = info[5].ToBoolean().Value();
     return Result(env, engine_->udp_open(request));
   }
 
@@ -547,21 +600,35 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     engine_.reset();
   }
 
+  // Stops watching the engine's wait fd and closes the handle, leaving the engine itself alive
+  // (JS still detaches its sockets). Done as soon as a poll reports failure, before JS hears of
+  // it: the successor JS opens next may get the same fd numbers (the failed wait fd may already be
+  // closed), and libuv must not still track a watcher on a number that now means another file.
+  void ReleaseWatcher() {
+    if (watcher_ == nullptr) return;
+    PollWatcher<NativeBackend>::Close(watcher_);
+    watcher_ = nullptr;
+  }
+
   void Teardown() {
-    if (watcher_ != nullptr) {
-      PollWatcher<NativeBackend>::Close(watcher_);
-      watcher_ = nullptr;
-    }
+    ReleaseWatcher();
     engine_.reset();
   }
 
   static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
     auto* self = static_cast<NativeBackend*>(handle->data);
     if (status < 0) {
+      self->ReleaseWatcher();
       self->Deliver(status, true);
       return;
     }
     self->Drain(true);
+  }
+
+  // The environment can no longer run JS (worker teardown): stop polling, deliver nothing. The
+  // environment cleanup hook closes the handle and releases the engine.
+  void StopForTeardown() {
+    if (watcher_ != nullptr) uv_poll_stop(&watcher_->poll);
   }
 
   // Runs one engine poll and hands the batch to JS. Returns the event count or -errno.
@@ -579,37 +646,53 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
       count = engine_->poll(&sink_);
     }
     if (count == 0) return 0;
-    Deliver(count, from_loop);
+    if (count < 0) ReleaseWatcher();
+    if (!Deliver(count, from_loop)) return count;
     // The engine failed after building that batch: report the failure now, since its wait fd may
     // never fire again.
     if (count > 0 && engine_ && engine_->broken() != 0 && !dispatching_) {
       sink_.reset();
       int failed = engine_->poll(&sink_);
-      if (failed < 0) Deliver(failed, from_loop);
+      if (failed < 0) {
+        ReleaseWatcher();
+        Deliver(failed, from_loop);
+      }
     }
     return count;
   }
 
-  void Deliver(int count, bool from_loop) {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    Napi::Value slab = env.Undefined();
-    if (count > 0 && sink_.slab_used > 0) {
+  // Hands one batch (or a negative errno) to onEvents. From the loop, a callback exception is
+  // reported as uncaught, as Node's own I/O does; from poll() it propagates to the JS caller.
+  // Returns false when the call did not complete (an exception from poll()'s caller side, or an
+  // environment that can no longer run JS, in which case polling stops).
+  bool Deliver(int count, bool from_loop) {
+    napi_env env = Env();
+    JsScope scope(env);
+    napi_value args[2] = {nullptr, nullptr};
+    bool built = scope.opened() && napi_create_int32(env, count, &args[0]) == napi_ok;
+    if (built && count > 0 && sink_.slab_used > 0) {
       // One copy per batch: JS may keep the views as long as it likes.
-      slab = Napi::Buffer<uint8_t>::Copy(env, slab_.data(), sink_.slab_used);
+      built =
+          napi_create_buffer_copy(env, sink_.slab_used, slab_.get(), nullptr, &args[1]) == napi_ok;
+    } else if (built) {
+      built = napi_get_undefined(env, &args[1]) == napi_ok;
     }
-    napi_value args[] = {Napi::Number::New(env, count), slab};
+    if (!built) {
+      if (from_loop) StopForTeardown();
+      return false;
+    }
     dispatching_ = true;
+    bool delivered;
     if (from_loop) {
-      // MakeCallback runs queued microtasks and nextTicks afterwards, as Node's own I/O does.
-      on_events_.MakeCallback(Value(), {args[0], args[1]}, *async_context_);
+      delivered = MakeLoopCallback(env, *async_context_, static_cast<napi_ref>(*this),
+                                   static_cast<napi_ref>(on_events_), 2, args);
+      if (!delivered) StopForTeardown();
     } else {
-      on_events_.Call(Value(), {args[0], args[1]});
+      delivered =
+          CallFromJs(env, static_cast<napi_ref>(*this), static_cast<napi_ref>(on_events_), 2, args);
     }
     dispatching_ = false;
-    if (from_loop && env.IsExceptionPending()) {
-      napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-    }
+    return delivered;
   }
 
   std::unique_ptr<Engine> engine_;
@@ -617,7 +700,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   Napi::Reference<Napi::Int32Array> events_array_;
   Napi::FunctionReference on_events_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
-  std::vector<uint8_t> slab_;
+  std::unique_ptr<uint8_t[]> slab_;
+  size_t slab_size_ = 0;
   std::vector<iovec> iov_scratch_;
   std::vector<sockaddr_storage> batch_addresses_;
   std::vector<OutgoingDatagram> batch_datagrams_;
@@ -711,11 +795,12 @@ class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
     // EAGAIN: a re-arm between the expiry and this callback reset the count; it fires again later.
     if (read(self->fd_, &expirations, sizeof(expirations)) != sizeof(expirations)) return;
     uv_poll_stop(handle);
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    self->on_fire_.MakeCallback(self->Value(), {}, *self->async_context_);
-    if (env.IsExceptionPending()) {
-      napi_fatal_exception(env, env.GetAndClearPendingException().Value());
+    napi_env env = self->Env();
+    JsScope scope(env);
+    // A false result means the environment is going away: the timer stays stopped.
+    if (scope.opened()) {
+      MakeLoopCallback(env, *self->async_context_, static_cast<napi_ref>(*self),
+                       static_cast<napi_ref>(self->on_fire_), 0, nullptr);
     }
   }
 

@@ -217,6 +217,11 @@ void DatagramOutbox::consume(int n) {
 void DatagramOutbox::flush(int fd, int id, EventSink* sink, uint64_t* bytes_written) {
   mmsghdr messages[kDatagramBatch];
   iovec iov[kDatagramBatch];
+  while (!unreported_.empty()) {
+    if (sink->full()) return;
+    sink->push(kEventSendError, id, unreported_.front());
+    unreported_.pop_front();
+  }
   while (!queue_.empty()) {
     int batch = gather(messages, iov, kDatagramBatch);
     int n;
@@ -225,7 +230,11 @@ void DatagramOutbox::flush(int fd, int id, EventSink* sink, uint64_t* bytes_writ
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
       if (retry_errno(errno)) return;
-      if (!sink->full()) sink->push(kEventSendError, id, errno);
+      if (sink->full()) {
+        unreported_.push_back(errno);
+      } else {
+        sink->push(kEventSendError, id, errno);
+      }
       n = 1;  // sendmmsg fails only on the first datagram: drop that one
     } else {
       for (int i = 0; i < n; ++i) *bytes_written += messages[i].msg_len;

@@ -66,7 +66,9 @@ bool deliver_record(const uint8_t* source, const DatagramRecord& record, int id,
 // while another thread only appends.
 class DatagramOutbox {
  public:
-  bool empty() const { return queue_.empty(); }
+  // False while datagrams are queued or a refused one's error still waits to be reported: the
+  // engine keeps asking for writability and calling flush() until both are done.
+  bool empty() const { return queue_.empty() && unreported_.empty(); }
   size_t bytes() const { return bytes_; }
 
   // Engines call this when they open a UDP socket. IOMUX_FAULT_UDP_QUEUE=1 in the environment
@@ -88,8 +90,9 @@ class DatagramOutbox {
   void consume(int n);
 
   // Sends what the kernel takes now with sendmmsg(MSG_DONTWAIT). A datagram the kernel refuses
-  // is dropped and its errno reported as a kEventSendError while the batch has room (UDP promises
-  // no delivery; the socket stays usable).
+  // is dropped (UDP promises no delivery; the socket stays usable) and its errno reported as a
+  // kEventSendError: in this batch when it has room, else kept and reported first by a later
+  // flush (the refusal is not retried: the kernel may report an error only once).
   void flush(int fd, int id, EventSink* sink, uint64_t* bytes_written);
 
   // Runtime fallback: the queue as bytes (DetachedSocket::unsent of a datagram socket), and back.
@@ -105,6 +108,7 @@ class DatagramOutbox {
   };
 
   std::deque<Pending> queue_;
+  std::deque<int> unreported_;  // errnos of refused datagrams a full batch had no room for
   size_t bytes_ = 0;
   bool queue_all_ = false;
 };

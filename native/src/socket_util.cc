@@ -33,11 +33,15 @@ void close_fd(int fd) {
 namespace {
 
 // A non-blocking, close-on-exec socket of `type` with the address options set, bound.
-int open_bound(int type, const sockaddr_storage& addr, socklen_t addr_len, bool reuse_port,
-               bool ipv6_only) {
+// SO_REUSEADDR means different things per type: for TCP it only allows a rebind over TIME_WAIT
+// (what every server wants, node:net sets it too); for UDP it lets a second socket bind the same
+// port and share or take over its traffic, so UDP gets it only when asked for (node:dgram's
+// reuseAddr), and a second bind fails with EADDRINUSE by default.
+int open_bound(int type, const sockaddr_storage& addr, socklen_t addr_len, bool reuse_addr,
+               bool reuse_port, bool ipv6_only) {
   int fd = ::socket(addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  int rc = set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  int rc = reuse_addr ? set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1) : 0;
   if (rc == 0 && reuse_port) rc = set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
   if (rc == 0 && addr.ss_family == AF_INET6) {
     rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, ipv6_only ? 1 : 0);
@@ -54,16 +58,16 @@ int open_bound(int type, const sockaddr_storage& addr, socklen_t addr_len, bool 
 }  // namespace
 
 int open_listener(const ListenRequest& request) {
-  int fd = open_bound(SOCK_STREAM, request.addr, request.addr_len, request.reuse_port,
-                      request.ipv6_only);
+  int fd = open_bound(SOCK_STREAM, request.addr, request.addr_len, /*reuse_addr=*/true,
+                      request.reuse_port, request.ipv6_only);
   if (fd < 0) return fd;
   if (::listen(fd, request.backlog) != 0) return fail_and_close(fd);
   return fd;
 }
 
 int open_datagram(const UdpRequest& request) {
-  return open_bound(SOCK_DGRAM, request.addr, request.addr_len, request.reuse_port,
-                    request.ipv6_only);
+  return open_bound(SOCK_DGRAM, request.addr, request.addr_len, request.reuse_addr,
+                    request.reuse_port, request.ipv6_only);
 }
 
 int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {

@@ -4,7 +4,8 @@
 //
 // Checks, on the backend linked in: a batch of 100 datagrams goes out in order; with every send
 // queued (IOMUX_FAULT_UDP_QUEUE=1), a batch stops at the 1 MiB bound with ENOBUFS and what was
-// taken arrives in order; a datagram the kernel refuses ends the batch with its errno.
+// taken arrives in order; a datagram the kernel refuses ends the batch with its errno; queued
+// datagrams the kernel refuses while the event batch is full each still get their SEND_ERROR.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -95,6 +96,34 @@ std::vector<std::vector<uint8_t>> receive(Engine* engine, int id, size_t want) {
   return got;
 }
 
+// Polls with room for only a few events per batch until `want` SEND_ERRORs for `id` arrived (or
+// 500 rounds passed); returns how many did and checks each carries `errno_expected`.
+size_t send_errors(Engine* engine, int id, size_t want, int errno_expected) {
+  constexpr int kCapacity = iomux::kMaxEventsPerSocket + 2;
+  std::vector<int32_t> events(kCapacity * iomux::kEventInts);
+  std::vector<uint8_t> slab(64 * 1024);
+  EventSink sink;
+  sink.events = events.data();
+  sink.capacity = kCapacity;
+  sink.slab = slab.data();
+  sink.slab_capacity = slab.size();
+  size_t got = 0;
+  for (int round = 0; round < 500 && got < want; ++round) {
+    pollfd wait{engine->wait_fd(), POLLIN, 0};
+    (void)::poll(&wait, 1, 10);
+    sink.reset();
+    int n = engine->poll(&sink);
+    check(n >= 0, "poll() failed");
+    for (int i = 0; i < n; ++i) {
+      const int32_t* e = sink.events + static_cast<ptrdiff_t>(i) * iomux::kEventInts;
+      if (e[0] != iomux::kEventSendError || e[1] != id) continue;
+      check(e[2] == errno_expected, "SEND_ERROR errno " + std::to_string(e[2]));
+      ++got;
+    }
+  }
+  return got;
+}
+
 struct Batch {
   std::vector<std::vector<uint8_t>> payloads;
   std::vector<iovec> iov;
@@ -167,6 +196,17 @@ int main() {
   check(rc == 0 && result.taken == 1 && result.error == EACCES,
         "a refused datagram ends the batch with its errno");
   expect_in_order(receive(engine.get(), receiver, 1), refused, 1, "batch before the refusal");
+
+  // 40 queued datagrams the kernel refuses, flushed into batches with room for a few events:
+  // every refusal is reported, spread over later batches.
+  setenv("IOMUX_FAULT_UDP_QUEUE", "1", 1);
+  int refusing = open_udp(engine.get());
+  unsetenv("IOMUX_FAULT_UDP_QUEUE");
+  Batch doomed(0, 40, 100, &broadcast);
+  rc = engine->udp_send_batch(refusing, doomed.datagrams.data(), 40, &result);
+  check(rc == 0 && result.taken == 40 && result.queued == 40, "40 refused datagrams queued");
+  size_t reported = send_errors(engine.get(), refusing, 40, EACCES);
+  check(reported == 40, "every queued refusal reported: " + std::to_string(reported) + " of 40");
 
   rc = engine->udp_send_batch(12345, hundred.datagrams.data(), 1, &result);
   check(rc == -EBADF, "an unknown id is EBADF");

@@ -149,6 +149,7 @@ export interface NativeBackendHandle {
     reusePort: boolean,
     ipv6Only: boolean,
     maxDatagram: number,
+    reuseAddr: boolean,
   ): number;
   /** Sends one datagram (host null: to the connected peer). 0 sent, 1 queued, or -errno. */
   udpSend(id: number, host: string | null, port: number, data: Uint8Array): number;
@@ -278,13 +279,30 @@ function loadAddon(name: BackendName): { addon?: NativeAddon; cause?: string } {
   return probe === '' ? { addon } : { cause: probe };
 }
 
+/** strerror texts of failures that come from a momentary shortage, not from the platform. */
+const TRANSIENT_CAUSES = [
+  'Too many open files', // EMFILE, and ENFILE's "... in system"
+  'Cannot allocate memory', // ENOMEM
+  'Resource temporarily unavailable', // EAGAIN
+  'No buffer space available', // ENOBUFS
+  'Interrupted system call', // EINTR
+];
+
+function isTransient(cause: string): boolean {
+  return TRANSIENT_CAUSES.some((text) => cause.includes(text));
+}
+
 class LoadedBackend implements BackendModule {
   private state: { addon?: NativeAddon; cause?: string } | undefined;
   constructor(readonly name: BackendName) {}
 
   private load(): { addon?: NativeAddon; cause?: string } {
-    this.state ??= loadAddon(this.name);
-    return this.state;
+    if (this.state !== undefined) return this.state;
+    const state = loadAddon(this.name);
+    // Only a definitive answer is kept: a probe that failed for lack of fds or memory may pass
+    // on the next call, so it is asked again instead of marking the backend unavailable for good.
+    if (state.cause === undefined || !isTransient(state.cause)) this.state = state;
+    return state;
   }
 
   isAvailable(): boolean {

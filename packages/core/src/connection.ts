@@ -16,7 +16,9 @@ export interface ConnectionHost {
   /** Counts a write() that returned false. */
   noteBackpressure(): void;
   /** Called once when the connection is closed, to drop it from the reactor's table. */
-  forget(id: number): void;
+  forget(connection: Connection): void;
+  /** True while the reactor's table maps the connection's id to this very object. */
+  owns(connection: Connection): boolean;
 }
 
 /** Events of a {@link Connection}. */
@@ -62,6 +64,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private endedByUser = false;
   private remoteEnded = false;
   private isClosed = false;
+  /** Bytes a runtime fallback carried over while reading was paused, delivered on resume(). */
+  private held: Buffer[] | undefined;
+  /** The carried-over END, delivered after the held bytes. */
+  private heldEnd = false;
 
   /** Backend id of the socket; ids are reused after close, and change on a runtime fallback. */
   id: number;
@@ -71,6 +77,26 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     super();
     this.host = host;
     this.id = id;
+  }
+
+  /** @internal The kind of entry in the reactor's socket table. */
+  get socketKind(): 'connection' {
+    return 'connection';
+  }
+
+  /**
+   * True when the connection may call the backend: open, and its id still its own. Backends
+   * reuse ids; if the reactor's table no longer maps the id to this object (its close was lost),
+   * the object is closed here instead of reaching another client's socket.
+   */
+  private usable(): boolean {
+    if (this.isClosed) return false;
+    if (this.host.owns(this)) return true;
+    this.finish(
+      new IomuxError('IOMUX_SOCKET_CLOSED', `connection ${this.id} is no longer open`),
+      true,
+    );
+    return false;
   }
 
   /** Bytes waiting in the native write queue, as of the last write or drain. */
@@ -125,7 +151,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * @throws {@link IomuxError} `IOMUX_WRITE_AFTER_END` after `end()`.
    */
   write(data: Uint8Array | string): boolean {
-    if (this.isClosed) return false;
+    if (!this.usable()) return false;
     if (this.ending) {
       if (!this.endedByUser) return false; // the reactor is closing it: nothing more goes out
       throw new IomuxError('IOMUX_WRITE_AFTER_END', `write after end() on connection ${this.id}`);
@@ -136,7 +162,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** Sends several chunks with one vectored write; same contract as {@link write}. */
   writev(chunks: readonly Uint8Array[]): boolean {
-    if (this.isClosed) return false;
+    if (!this.usable()) return false;
     if (this.ending) {
       if (!this.endedByUser) return false;
       throw new IomuxError('IOMUX_WRITE_AFTER_END', `writev after end() on connection ${this.id}`);
@@ -189,6 +215,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (data !== undefined) this.write(data);
     if (this.closed) return; // the write failed and destroyed the connection
     this.ending = true;
+    if (!this.usable()) return;
     const result = this.host.native.shutdown(this.id);
     if (result === 1) this.finish(undefined, true);
     else if (result < 0) this.finish(socketError(result, 'shutdown'), true);
@@ -197,22 +224,51 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** Closes at once, dropping queued writes. `error`, if given, is reported to the listeners. */
   destroy(error?: IomuxError): void {
     if (this.isClosed) return;
-    this.host.native.destroy(this.id);
+    if (this.host.owns(this)) this.host.native.destroy(this.id);
     this.finish(error, true);
   }
 
   /** Stops reading; the kernel buffers (and then the peer) hold further data. */
   pause(): void {
-    if (this.paused || this.isClosed) return;
+    if (this.paused || !this.usable()) return;
     this.paused = true;
     this.host.native.setReading(this.id, false);
   }
 
   /** Restarts reading after {@link pause}. */
   resume(): void {
-    if (!this.paused || this.isClosed) return;
+    if (!this.paused || !this.usable()) return;
     this.paused = false;
-    this.host.native.setReading(this.id, true);
+    const held = this.held;
+    const heldEnd = this.heldEnd;
+    this.held = undefined;
+    this.heldEnd = false;
+    // Carried-over bytes came before anything the backend reads from now on.
+    if (held !== undefined)
+      for (const chunk of held)
+        if (!this.paused) this.onData(chunk);
+        else this.hold(chunk);
+    if (heldEnd) this.onMigrated(Buffer.alloc(0), true);
+    if (!this.paused && !this.isClosed) this.host.native.setReading(this.id, true);
+  }
+
+  private hold(chunk: Buffer): void {
+    (this.held ??= []).push(chunk);
+  }
+
+  /**
+   * @internal A runtime fallback carried `undelivered` bytes (and, with `eof`, the peer's END)
+   * from the failed backend. While paused they wait for resume(), as the kernel would hold them.
+   */
+  onMigrated(undelivered: Buffer, eof: boolean): void {
+    if (this.isClosed) return;
+    if (this.paused || this.held !== undefined) {
+      if (undelivered.length > 0) this.hold(undelivered);
+      this.heldEnd ||= eof;
+      return;
+    }
+    if (undelivered.length > 0) this.onData(undelivered);
+    if (eof && !this.isClosed) this.onEnd();
   }
 
   /** @internal */
@@ -232,8 +288,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** @internal */
   onEnd(): void {
     this.remoteEnded = true;
-    this.emit('end');
+    // The reactor's own work first, as node:net does: a throwing 'end' listener must not leave
+    // the connection half-open.
     if (!this.host.allowHalfOpen) this.endByReactor();
+    this.emit('end');
   }
 
   /** @internal The backend failed and this socket could not be moved. */
@@ -247,7 +305,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private address(peer: boolean): [string, number, 4 | 6] | undefined {
-    if (this.isClosed) return undefined;
+    if (!this.usable()) return undefined;
     const result = this.host.native.address(this.id, peer);
     return typeof result === 'number' ? undefined : result;
   }
@@ -256,7 +314,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.isClosed) return;
     this.isClosed = true;
     this.error = error;
-    this.host.forget(this.id);
+    this.host.forget(this);
     const emitClose = (): void => {
       if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
       this.emit('close', error);

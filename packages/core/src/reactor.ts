@@ -1,17 +1,22 @@
+/**
+ * What does a user call to do I/O? The {@link Reactor} API surface: listen, connect, udp, the
+ * pump (run/stop/pollEvents), close, stats and metrics, and the dispatch of each native batch to
+ * the socket objects. Which socket an id belongs to is socket-table.ts's; opening backends is
+ * backend-open.ts's, moving sockets on a runtime failure fallback.ts's, option defaults and
+ * validation reactor-options.ts's.
+ */
 import { lookup } from 'node:dns/promises';
-import { closeSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
+import type { NativeBackendHandle, NativeCounters, NativeEventCodes } from './backend.js';
 import {
-  AUTO_ORDER,
-  getBackend,
-  type NativeAddon,
-  type NativeBackendHandle,
-  type NativeBackendOptions,
-  type NativeCounters,
-  type NativeEventCodes,
-} from './backend.js';
+  candidates,
+  openBackend,
+  type FallbackRecord,
+  type OpenSettings,
+  type OpenedBackend,
+} from './backend-open.js';
 import {
   isResolvedConfig,
   resolveConfig,
@@ -22,74 +27,21 @@ import {
 } from './config.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { IomuxError, backendHint, errnoName, socketError } from './errors.js';
+import { migrateSockets, type PendingConnect, type Slot } from './fallback.js';
+import { Listener, type ListenerHost } from './listener.js';
+import { resolveReactorOptions, type ReactorOptions } from './reactor-options.js';
+import { SocketTable } from './socket-table.js';
+import { resolveTuning } from './tuning.js';
 import { UdpSocket, type UdpHost } from './udp.js';
 import { runTicks, type TickFn, type TickLoop, type TickLoopOptions } from './tick-loop.js';
 import { NativeTimers, type TimerSource } from './timers.js';
 import { WorkerPool, type WorkerPoolOptions, type WorkerTaskOptions } from './worker-pool.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
-/** Faults to inject, for tests and for rehearsing failure. */
-export interface FaultInjection {
-  /** Make creating these backends fail with this errno (name like `'EPERM'` or number). */
-  setup?: Partial<Record<BackendName, string | number>>;
-  /** Make the backend's poll fail after this many successful polls. */
-  pollAfter?: Partial<Record<BackendName, number>>;
-  /** Make the backend's poll fail once it has read this many bytes. */
-  afterBytes?: Partial<Record<BackendName, number>>;
-  /**
-   * Make the backend's own kernel call (epoll_wait, select, io_uring_enter, ...) fail inside
-   * poll after this many successful ones: the engine may already have built part of a batch
-   * (leftovers, reaped completions), which must still be delivered before the fallback.
-   */
-  kernelAfter?: Partial<Record<BackendName, number>>;
-  /** The errno a failing poll reports (default `EIO`). */
-  pollErrno?: string | number;
-}
-
-/** Anything with pino's method shape; `debug` lines are only built when `isLevelEnabled` allows. */
-export interface Logger {
-  /** Per-poll detail; only called when enabled. */
-  debug(obj: object, msg?: string): void;
-  /** Notable state changes. */
-  info(obj: object, msg?: string): void;
-  /** Fallbacks and other degradations. */
-  warn(obj: object, msg?: string): void;
-  /** pino's level check, used to keep disabled levels free. */
-  isLevelEnabled?(level: string): boolean;
-}
-
-/** Reactor options that are not part of the I/O configuration document. */
-export interface ReactorOptions {
-  /** Environment to read `IOMUX_BACKEND` from. Default `process.env`. */
-  env?: NodeJS.ProcessEnv;
-  /** Queued bytes at which `write()` returns false. Default 64 KiB. */
-  highWaterMark?: number;
-  /** Keep our side open after the peer ends (you call `end()` yourself). Default false. */
-  allowHalfOpen?: boolean;
-  /** Largest single read in bytes. Default 64 KiB. */
-  readChunk?: number;
-  /** Bytes of read data one poll can carry. Default 1 MiB. */
-  slabBytes?: number;
-  /** How long `close()` waits for connections to flush and close gracefully. Default 2000 ms. */
-  closeTimeoutMs?: number;
-  /** Dispatch events from Node's loop as they arrive. Set false to pump with `pollEvents()`. Default true. */
-  autoRun?: boolean;
-  /** Fault injection. */
-  faults?: FaultInjection;
-  /** A pino-compatible logger. Default: none. */
-  logger?: Logger;
-  /**
-   * The worker pool behind {@link Reactor.offload} (piscina). Options: `filename` names the worker
-   * module; the pool starts on the first offload. Or a {@link WorkerPool} you created: offload
-   * uses it at once. Either way `metrics().workers` reports it and it closes with the reactor.
-   */
-  workers?: WorkerPoolOptions | WorkerPool;
-  /**
-   * Time every batch for the `io_wait_duration_ms` histogram and the per-poll observers. Counters
-   * are kept natively either way. Default true.
-   */
-  metrics?: boolean;
-}
+export { Listener } from './listener.js';
+export type { ListenerEvents } from './listener.js';
+export type { FallbackRecord, MigrationSummary } from './backend-open.js';
+export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
 
 /** Options of {@link Reactor.listen}. */
 export interface ListenOptions {
@@ -117,6 +69,11 @@ export interface UdpOptions {
   ipv6Only?: boolean;
   /** Receive size per datagram; longer datagrams arrive cut and flagged `truncated`. Default 65536. */
   maxDatagram?: number;
+  /**
+   * SO_REUSEADDR: let the socket bind an address another socket already uses. Default false, as
+   * node:dgram: a second bind to a port in use fails with `EADDRINUSE`.
+   */
+  reuseAddr?: boolean;
 }
 
 /** Options of {@link Reactor.connect}. */
@@ -125,32 +82,6 @@ export interface ConnectOptions {
   host?: string;
   /** Port to connect to. */
   port: number;
-}
-
-/** One entry of {@link Reactor.fallbackHistory}: a backend that could not be used, and why. */
-export interface FallbackRecord {
-  /** The backend that failed. */
-  backend: BackendName;
-  /** Attempt number for that backend (1-based). */
-  attempt: number;
-  /** Why it failed. */
-  cause: string;
-  /** When (ms since epoch). */
-  at: number;
-  /** At start-up, or while serving. */
-  phase: 'startup' | 'runtime';
-  /** For a runtime fallback: where the sockets went, how many, and how long the move took. */
-  migration?: MigrationSummary;
-}
-
-/** What a runtime fallback moved. */
-export interface MigrationSummary {
-  /** The backend that took over. */
-  to: BackendName;
-  /** Listeners, connections and pending connects moved. */
-  sockets: number;
-  /** Time the move took, in ms. */
-  ms: number;
 }
 
 /** A snapshot of a reactor's counters. */
@@ -163,79 +94,12 @@ export interface ReactorStats extends NativeCounters {
   listeners: number;
 }
 
-/** Events of a {@link Listener}. */
-export interface ListenerEvents {
-  /** Accepting failed (EMFILE, ...); the listener stays open. Emitted only when listened to. */
-  error: [error: IomuxError];
-  /** The listener is closed. */
-  close: [];
-}
-
-/** A listening socket. */
-export class Listener extends EventEmitter<ListenerEvents> {
-  private isClosed = false;
-
-  /** @internal */
-  constructor(
-    private readonly reactor: Reactor,
-    /** Backend id; it changes when a runtime fallback moves the listener to another backend. */
-    public id: number,
-    /** Bound address. */
-    readonly host: string,
-    /** Bound port (the real one when 0 was asked for). */
-    readonly port: number,
-    /** @internal */
-    readonly onConnection: (connection: Connection) => void,
-  ) {
-    super();
-  }
-
-  /** True once closed. */
-  get closed(): boolean {
-    return this.isClosed;
-  }
-
-  /** Stops accepting; open connections are not affected. */
-  close(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    this.reactor.closeListener(this);
-    process.nextTick(() => this.emit('close'));
-  }
-}
-
-interface PendingConnect {
-  readonly kind: 'pending';
-  resolve(connection: Connection): void;
-  reject(error: IomuxError): void;
-}
-
-type Slot = Connection | Listener | UdpSocket | PendingConnect | undefined;
-
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
   /** The backend failed while serving. */
   error: [error: IomuxError];
   /** A backend could not be used and another took over. */
   fallback: [record: FallbackRecord];
-}
-
-const DEFAULTS = {
-  highWaterMark: 64 * 1024,
-  readChunk: 64 * 1024,
-  slabBytes: 1024 * 1024,
-  closeTimeoutMs: 2000,
-} as const;
-
-function errnoOf(value: string | number): number {
-  if (typeof value === 'number') return value;
-  const errno = (osConstants.errno as Record<string, number | undefined>)[value];
-  if (errno === undefined)
-    throw new IomuxError(
-      'IOMUX_INVALID_ARGUMENT',
-      `unknown errno name in fault injection: ${value}`,
-    );
-  return errno;
 }
 
 function positiveInt(
@@ -280,7 +144,10 @@ async function resolveHost(host: string): Promise<string> {
  * An event loop over one backend, running inside Node's own loop. Create it with
  * {@link createReactor}.
  */
-export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHost, UdpHost {
+export class Reactor
+  extends EventEmitter<ReactorEvents>
+  implements ConnectionHost, UdpHost, ListenerHost
+{
   /** Name of the backend in use; changes when a runtime fallback happens. */
   backend: BackendName;
   /** The validated configuration. */
@@ -297,13 +164,12 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   private codes: NativeEventCodes;
   private events: Int32Array;
   private readonly options: ReactorOptions;
-  private readonly sizes: NativeSizes;
+  private readonly settings: OpenSettings;
   private readonly closeTimeoutMs: number;
-  private slots: Slot[] = [];
-  private connections = 0;
-  private listeners_ = 0;
-  private pendingConnects = 0;
-  private udpSockets = 0;
+  /** id → socket object; replaced as a whole when a runtime fallback moves the sockets. */
+  private table = new SocketTable<Slot>();
+  /** Set when the backend failed and no successor could take over: the reactor is unusable. */
+  private failure: IomuxError | undefined;
   private pool: WorkerPool | undefined;
   private readonly workerOptions: WorkerPoolOptions | undefined;
   private tickLoop: TickLoop | undefined;
@@ -337,34 +203,24 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   constructor(config: ResolvedConfig, options: ReactorOptions) {
     super();
     this.config = config;
-    this.highWaterMark = positiveInt(
-      'highWaterMark',
-      options.highWaterMark,
-      1,
-      DEFAULTS.highWaterMark,
-    );
-    this.allowHalfOpen = options.allowHalfOpen ?? false;
-    this.closeTimeoutMs = positiveInt(
-      'closeTimeoutMs',
-      options.closeTimeoutMs,
-      0,
-      DEFAULTS.closeTimeoutMs,
-    );
-    const readChunk = positiveInt('readChunk', options.readChunk, 1024, DEFAULTS.readChunk);
-    const slabBytes = positiveInt(
-      'slabBytes',
-      options.slabBytes,
-      readChunk,
-      Math.max(DEFAULTS.slabBytes, readChunk),
-    );
+    const resolved = resolveReactorOptions(options);
+    this.highWaterMark = resolved.highWaterMark;
+    this.allowHalfOpen = resolved.allowHalfOpen;
+    this.closeTimeoutMs = resolved.closeTimeoutMs;
     this.options = options;
     if (options.workers instanceof WorkerPool) this.pool = options.workers;
     else this.workerOptions = options.workers;
     const logger = options.logger;
     this.debugPolls = logger !== undefined && (logger.isLevelEnabled?.('debug') ?? true);
     this.timeBatches = options.metrics ?? true;
-    this.sizes = { maxEvents: config.maxEvents, readChunk, slabBytes };
-    const opened = openBackend(candidates(config), options, this.sizes, this.onEvents);
+    this.settings = {
+      maxEvents: config.maxEvents,
+      readChunk: resolved.readChunk,
+      slabBytes: resolved.slabBytes,
+      tuning: resolveTuning(options.env ?? process.env),
+      faults: options.faults ?? {},
+    };
+    const opened = openBackend(candidates(config), this.settings, this.onEvents);
     this.backend = opened.name;
     this.native = opened.handle;
     this.codes = opened.addon.events;
@@ -414,8 +270,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     const address = this.native.address(id, false);
     const boundPort = typeof address === 'number' ? port : address[1];
     const listener = new Listener(this, id, host, boundPort, onConnection);
-    this.slots[id] = listener;
-    this.listeners_ += 1;
+    this.table.set(id, listener);
     this.updateRef();
     return listener;
   }
@@ -431,8 +286,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     const id = this.native.connect(host, port);
     if (id < 0) throw socketError(id, 'connect', this.detail(id, `${host}:${port}`));
     return new Promise<Connection>((resolve, reject) => {
-      this.slots[id] = { kind: 'pending', resolve, reject };
-      this.pendingConnects += 1;
+      const pending: PendingConnect = { socketKind: 'pending', resolve, reject };
+      this.table.set(id, pending);
       this.updateRef();
     });
   }
@@ -449,7 +304,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   async udp(options: UdpOptions = {}): Promise<UdpSocket> {
     const port = checkPort(options.port ?? 0, 'udp');
     const maxDatagram = positiveInt('maxDatagram', options.maxDatagram, 1, 65536);
-    if (maxDatagram > 65536 || maxDatagram + 20 > this.sizes.slabBytes) {
+    if (maxDatagram > 65536 || maxDatagram + 20 > this.settings.slabBytes) {
       throw new IomuxError(
         'IOMUX_INVALID_ARGUMENT',
         `udp: maxDatagram must be at most 65536 and fit the slab, got ${maxDatagram}`,
@@ -463,21 +318,18 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       options.reusePort ?? false,
       options.ipv6Only ?? false,
       maxDatagram,
+      options.reuseAddr ?? false,
     );
     if (id < 0) throw socketError(id, 'udp', this.detail(id, `${host}:${port}`));
     const socket = new UdpSocket(this, id);
-    this.slots[id] = socket;
-    this.udpSockets += 1;
+    this.table.set(id, socket);
     this.updateRef();
     return socket;
   }
 
   /** @internal */
-  forgetUdp(id: number): void {
-    if (!(this.slots[id] instanceof UdpSocket)) return;
-    this.udpSockets -= 1;
-    this.slots[id] = undefined;
-    this.updateRef();
+  forgetUdp(socket: UdpSocket): void {
+    if (this.table.remove(socket.id, socket)) this.updateRef();
   }
 
   /**
@@ -531,7 +383,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
 
   /** Open TCP connections (accepted and connected), not counting listeners. */
   connectionCount(): number {
-    return this.connections;
+    return this.table.count('connection');
   }
 
   /** Counters of the backend and the reactor. */
@@ -539,8 +391,8 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     return {
       ...this.totals(),
       backend: this.backend,
-      connections: this.connections,
-      listeners: this.listeners_,
+      connections: this.table.count('connection'),
+      listeners: this.table.count('listener'),
     };
   }
 
@@ -556,7 +408,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       io_events_processed: c.events,
       io_wait_duration_ms: this.metricsState.waitSummary(),
       polls: c.polls,
-      connections_open: this.connections,
+      connections_open: this.table.count('connection'),
       connections_accepted: c.accepted,
       connections_closed: c.closed,
       bytes_in: c.bytesRead,
@@ -586,7 +438,9 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
 
   /** Native counters of this backend plus those of backends a runtime fallback replaced. */
   private totals(): NativeCounters {
-    const c = this.native.counters();
+    const c: NativeCounters =
+      this.failure === undefined ? this.native.counters() : { ...this.retired };
+    if (this.failure !== undefined) return c;
     for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
       c[key] += this.retired[key];
     return c;
@@ -676,12 +530,20 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   }
 
   private async shutdownAll(): Promise<void> {
+    if (this.failure !== undefined) {
+      // failAll already closed every socket and the failed engine.
+      await this.pool?.close();
+      this.isClosed = true;
+      this.nativeTimers.close();
+      return;
+    }
     if (!this.running) this.native.start();
-    for (const [id, slot] of this.slots.entries()) {
+    for (const [id, slot] of this.table.entries()) {
       if (slot instanceof Listener || slot instanceof UdpSocket) slot.close();
-      else if (slot !== undefined && !(slot instanceof Connection)) {
+      else if (slot.socketKind === 'pending') {
         this.native.destroy(id);
-        this.forgetSlot(id);
+        this.table.remove(id, slot);
+        this.updateRef();
         slot.reject(
           new IomuxError(
             'IOMUX_REACTOR_CLOSED',
@@ -690,8 +552,9 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
         );
       }
     }
-    for (const slot of this.slots) if (slot instanceof Connection) slot.endByReactor();
-    if (this.connections > 0) {
+    for (const [, slot] of this.table.entries())
+      if (slot instanceof Connection) slot.endByReactor();
+    if (this.table.count('connection') > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, this.closeTimeoutMs);
         function done(): void {
@@ -701,7 +564,7 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
         this.idleWaiters.add(done);
       });
     }
-    for (const slot of this.slots) if (slot instanceof Connection) slot.destroy();
+    for (const [, slot] of this.table.entries()) if (slot instanceof Connection) slot.destroy();
     await this.pool?.close();
     await new Promise<void>((resolve) => setImmediate(resolve));
     this.isClosed = true;
@@ -712,47 +575,42 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   }
 
   /** @internal */
-  forget(id: number): void {
-    const slot = this.slots[id];
-    if (slot instanceof Connection) {
-      this.connections -= 1;
-      if (channels.connectionClose.hasSubscribers)
-        channels.connectionClose.publish({ backend: this.backend, id, error: slot.error });
-    }
-    this.forgetSlot(id);
-    if (this.connections === 0) for (const done of this.idleWaiters) done();
+  forget(connection: Connection): void {
+    if (!this.table.remove(connection.id, connection)) return;
+    if (channels.connectionClose.hasSubscribers)
+      channels.connectionClose.publish({
+        backend: this.backend,
+        id: connection.id,
+        error: connection.error,
+      });
+    this.updateRef();
+    if (this.table.count('connection') === 0) for (const done of this.idleWaiters) done();
+  }
+
+  /** @internal */
+  owns(socket: Connection | UdpSocket): boolean {
+    return this.table.owns(socket.id, socket);
   }
 
   /** @internal */
   closeListener(listener: Listener): void {
-    if (this.slots[listener.id] !== listener) return;
-    this.native.destroy(listener.id);
-    this.listeners_ -= 1;
-    this.forgetSlot(listener.id);
-  }
-
-  private forgetSlot(id: number): void {
-    const slot = this.slots[id];
-    if (slot === undefined) return;
-    if (
-      !(slot instanceof Connection) &&
-      !(slot instanceof Listener) &&
-      !(slot instanceof UdpSocket)
-    )
-      this.pendingConnects -= 1;
-    this.slots[id] = undefined;
+    if (!this.table.owns(listener.id, listener)) return;
+    if (this.failure === undefined) this.native.destroy(listener.id);
+    this.table.remove(listener.id, listener);
     this.updateRef();
   }
 
   private updateRef(): void {
-    const wanted = this.connections + this.listeners_ + this.pendingConnects + this.udpSockets > 0;
-    if (wanted === this.referenced || this.isClosed) return;
+    const wanted = this.table.total() > 0;
+    if (wanted === this.referenced || this.isClosed || this.failure !== undefined) return;
     this.referenced = wanted;
     if (wanted) this.native.ref();
     else this.native.unref();
   }
 
   private assertOpen(): void {
+    if (this.failure !== undefined)
+      throw new IomuxError('IOMUX_BACKEND_FAILED', this.failure.message, { cause: this.failure });
     if (this.isClosed || this.closing !== undefined)
       throw new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed');
   }
@@ -763,55 +621,65 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       return;
     }
     const observing = this.timeBatches || this.debugPolls || channels.poll.hasSubscribers;
-    if (observing) this.observeBatch(count);
+    if (observing) this.guarded(() => this.observeBatch(count));
     const events = this.events;
     const codes = this.codes;
-    for (let i = 0, p = 0; i < count; i += 1, p += 4) {
-      const type = events[p]!;
-      const id = events[p + 1]!;
-      const a = events[p + 2]!;
+    const step = codes.EVENT_INTS;
+    for (let i = 0, p = 0; i < count; i += 1, p += step) {
       try {
-        if (type === codes.DATA) {
-          const slot = this.slots[id];
-          if (slot instanceof Connection) slot.onData(slab!.subarray(a, a + events[p + 3]!));
-        } else if (type === codes.ACCEPT) {
-          this.accepted(id, a);
-        } else if (type === codes.DRAIN) {
-          const slot = this.slots[id];
-          if (slot instanceof Connection) slot.onDrain();
-        } else if (type === codes.END) {
-          const slot = this.slots[id];
-          if (slot instanceof Connection) slot.onEnd();
-        } else if (type === codes.CLOSE) {
-          const slot = this.slots[id];
-          if (slot instanceof Connection) slot.onClose(a);
-        } else if (type === codes.CONNECT) {
-          this.connected(id, a);
-        } else if (type === codes.DATAGRAM || type === codes.DATAGRAM_TRUNCATED) {
-          const slot = this.slots[id];
-          if (slot instanceof UdpSocket)
-            slot.onDatagram(slab!, a, events[p + 3]!, type === codes.DATAGRAM_TRUNCATED);
-        } else if (type === codes.SEND_ERROR) {
-          const slot = this.slots[id];
-          if (slot instanceof UdpSocket) slot.onSendError(a);
-        } else if (type === codes.ACCEPT_ERROR) {
-          const slot = this.slots[id];
-          if (slot instanceof Listener && slot.listenerCount('error') > 0)
-            slot.emit('error', socketError(a, 'accept', backendHint(this.backend, a)));
-        }
+        this.deliver(events[p]!, events[p + 1]!, events[p + 2]!, events[p + 3]!, slab, codes);
       } catch (err) {
-        // A throwing handler must not cost the rest of the batch; report it as uncaught.
-        process.nextTick(() => {
-          throw err;
-        });
+        rethrowLater(err);
       }
     }
     if (observing) this.lastBatchAt = performance.now();
     if (this.waiters.length > 0) {
       const waiters = this.waiters;
       this.waiters = [];
-      for (const waiter of waiters) waiter(count);
-      if (!this.running && !this.isClosed) this.native.stop();
+      for (const waiter of waiters) this.guarded(() => waiter(count));
+      if (!this.running && !this.isClosed && this.failure === undefined) this.native.stop();
+    }
+  }
+
+  /** Runs observer code so that a throw is reported as uncaught instead of costing the batch. */
+  private guarded(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      rethrowLater(err);
+    }
+  }
+
+  /** Hands one event record to the object that owns its id. */
+  private deliver(
+    type: number,
+    id: number,
+    a: number,
+    b: number,
+    slab: Buffer | undefined,
+    codes: NativeEventCodes,
+  ): void {
+    if (type === codes.ACCEPT) {
+      this.accepted(id, a);
+      return;
+    }
+    if (type === codes.CONNECT) {
+      this.connected(id, a);
+      return;
+    }
+    const slot = this.table.get(id);
+    if (slot instanceof Connection) {
+      if (type === codes.DATA) slot.onData(slab!.subarray(a, a + b));
+      else if (type === codes.DRAIN) slot.onDrain();
+      else if (type === codes.END) slot.onEnd();
+      else if (type === codes.CLOSE) slot.onClose(a);
+    } else if (slot instanceof UdpSocket) {
+      if (type === codes.DATAGRAM || type === codes.DATAGRAM_TRUNCATED)
+        slot.onDatagram(slab!, a, b, type === codes.DATAGRAM_TRUNCATED);
+      else if (type === codes.SEND_ERROR) slot.onSendError(a);
+    } else if (slot instanceof Listener) {
+      if (type === codes.ACCEPT_ERROR && slot.listenerCount('error') > 0)
+        slot.emit('error', socketError(a, 'accept', backendHint(this.backend, a)));
     }
   }
 
@@ -829,14 +697,13 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   }
 
   private accepted(id: number, listenerId: number): void {
-    const listener = this.slots[listenerId];
+    const listener = this.table.get(listenerId);
     if (!(listener instanceof Listener)) {
       this.native.destroy(id);
       return;
     }
     const connection = new Connection(this, id);
-    this.slots[id] = connection;
-    this.connections += 1;
+    this.table.set(id, connection);
     this.updateRef();
     if (channels.connectionOpen.hasSubscribers)
       channels.connectionOpen.publish({ backend: this.backend, id, kind: 'accepted' });
@@ -844,23 +711,16 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   }
 
   private connected(id: number, errno: number): void {
-    const pending = this.slots[id];
-    if (
-      pending === undefined ||
-      pending instanceof Connection ||
-      pending instanceof Listener ||
-      pending instanceof UdpSocket
-    ) {
-      return;
-    }
-    this.forgetSlot(id);
+    const pending = this.table.get(id);
+    if (pending?.socketKind !== 'pending') return;
+    this.table.remove(id, pending);
     if (errno !== 0) {
+      this.updateRef();
       pending.reject(socketError(errno, 'connect'));
       return;
     }
     const connection = new Connection(this, id);
-    this.slots[id] = connection;
-    this.connections += 1;
+    this.table.set(id, connection);
     this.updateRef();
     if (channels.connectionOpen.hasSubscribers)
       channels.connectionOpen.publish({ backend: this.backend, id, kind: 'connected' });
@@ -870,11 +730,15 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
   /**
    * Runtime fallback: the backend's poll failed. Every listener, connection and pending connect
    * moves to the next backend of the fallback chain with its fd, flags, unsent bytes and any bytes
-   * the old backend had read but not delivered; users see one `fallback` event.
+   * the old backend had read but not delivered; users see one `fallback` event. A socket the
+   * successor cannot take (select past FD_SETSIZE, blocking_io past its thread limit) is closed
+   * with the adopt error; the rest carry on.
    */
   private backendFailed(errno: number): void {
     const old = this.native;
     const failed = this.backend;
+    // The failed engine is never started again; its watcher is released (natively, when its
+    // poll failed) before the successor opens, and the handle is closed right after the move.
     old.stop();
     const cause = `poll failed: ${errnoName(errno)}`;
     const record: FallbackRecord = {
@@ -898,55 +762,23 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
       .map((name) => ({ name, attempts: 1 }));
     let opened: OpenedBackend;
     try {
-      opened = openBackend(chain, this.options, this.sizes, this.onEvents, 'runtime');
+      opened = openBackend(chain, this.settings, this.onEvents, 'runtime');
     } catch (err) {
       this.failAll(old, errno, err);
       return;
     }
     this.fallbackHistory.push(...opened.history);
     const started = performance.now();
-    const flags = opened.addon.events;
-    const followUps: (() => void)[] = [];
-    const oldSlots = this.slots;
-    this.slots = [];
-    let moved = 0;
-    for (const [id, slot] of oldSlots.entries()) {
-      if (slot === undefined) continue;
-      const detached = old.detach(id);
-      const newId =
-        typeof detached === 'number'
-          ? detached
-          : opened.handle.adopt(detached[0], detached[1], detached[2], detached[4]);
-      if (newId < 0) {
-        if (typeof detached !== 'number') closeSync(detached[0]);
-        this.lose(slot, socketError(newId, 'migrate'));
-        continue;
-      }
-      moved += 1;
-      this.slots[newId] = slot;
-      if (slot instanceof Connection || slot instanceof Listener || slot instanceof UdpSocket)
-        slot.id = newId;
-      if (typeof detached !== 'number' && slot instanceof Connection) {
-        const [, socketFlags, unsent, undelivered] = detached;
-        // Nothing left to send: a writer waiting for 'drain' gets it now (a no-op otherwise).
-        if (unsent.length === 0)
-          followUps.push(() => {
-            slot.onDrain();
-          });
-        if (undelivered.length > 0)
-          followUps.push(() => {
-            slot.onData(undelivered);
-          });
-        if ((socketFlags & flags.EOF_UNDELIVERED) !== 0)
-          followUps.push(() => {
-            slot.onEnd();
-          });
-      }
-    }
-    const oldCounters = old.counters();
-    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
-      this.retired[key] += oldCounters[key];
+    const migration = migrateSockets(
+      this.table,
+      old,
+      opened.handle,
+      opened.addon.events,
+      (id, slot, error) => this.lose(id, slot, error),
+    );
+    this.retire(old);
     old.close();
+    this.table = migration.table;
     this.native = opened.handle;
     this.backend = opened.name;
     this.codes = opened.addon.events;
@@ -954,116 +786,72 @@ export class Reactor extends EventEmitter<ReactorEvents> implements ConnectionHo
     this.referenced = false;
     this.native.unref();
     this.updateRef();
+    if (this.table.count('connection') === 0) for (const done of this.idleWaiters) done();
     if (this.running || this.waiters.length > 0) this.native.start();
-    record.migration = { to: opened.name, sockets: moved, ms: performance.now() - started };
+    record.migration = {
+      to: opened.name,
+      sockets: migration.moved,
+      lost: migration.lost,
+      ms: performance.now() - started,
+    };
     this.options.logger?.warn(
-      { from: failed, to: opened.name, sockets: moved },
+      { from: failed, to: opened.name, sockets: migration.moved, lost: migration.lost },
       'iomux runtime fallback done',
     );
     if (channels.fallback.hasSubscribers) channels.fallback.publish(record);
-    this.emit('fallback', record);
-    for (const followUp of followUps) followUp();
+    this.guarded(() => this.emit('fallback', record));
+    for (const followUp of migration.followUps) this.guarded(followUp);
   }
 
-  /** No backend could take over: every socket is closed with the failure. */
+  /** Keeps a replaced backend's counters, so totals survive the switch. */
+  private retire(old: NativeBackendHandle): void {
+    const oldCounters = old.counters();
+    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
+      this.retired[key] += oldCounters[key];
+  }
+
+  /**
+   * No backend could take over: every socket is closed with the failure, the failed engine is
+   * closed, and from now on listen()/connect()/udp() reject with `IOMUX_BACKEND_FAILED`.
+   */
   private failAll(old: NativeBackendHandle, errno: number, cause: unknown): void {
     const error = new IomuxError(
       'IOMUX_BACKEND_FAILED',
       `backend ${this.backend} failed (${errnoName(errno)}) and no fallback could take over`,
       { errno, syscall: 'poll', cause },
     );
-    for (const [id, slot] of this.slots.entries()) {
-      if (slot === undefined) continue;
+    for (const [id, slot] of this.table.entries()) {
       old.destroy(id);
-      this.lose(slot, error);
+      this.lose(id, slot, error);
     }
-    if (this.listenerCount('error') > 0) this.emit('error', error);
+    this.retire(old);
+    this.failure = error;
+    old.close();
+    this.referenced = false;
+    for (const done of this.idleWaiters) done();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) this.guarded(() => waiter(0));
+    if (this.listenerCount('error') > 0) this.guarded(() => this.emit('error', error));
   }
 
-  private lose(slot: Exclude<Slot, undefined>, error: IomuxError): void {
+  /** Closes a socket that cannot go on, through the current table (by object). */
+  private lose(id: number, slot: Slot, error: IomuxError): void {
     if (slot instanceof Connection) slot.lost(error);
     else if (slot instanceof Listener || slot instanceof UdpSocket) slot.close();
     else {
-      this.pendingConnects -= 1;
-      slot.reject(error);
+      this.table.remove(id, slot);
+      this.updateRef();
+      this.guarded(() => slot.reject(error));
     }
   }
 }
 
-interface OpenedBackend {
-  name: BackendName;
-  addon: NativeAddon;
-  handle: NativeBackendHandle;
-  history: FallbackRecord[];
-}
-
-type NativeSizes = Pick<NativeBackendOptions, 'maxEvents' | 'readChunk' | 'slabBytes'>;
-
-function candidates(config: ResolvedConfig): { name: BackendName; attempts: number }[] {
-  const primary: BackendName[] =
-    config.ioModel === 'auto'
-      ? [...(AUTO_ORDER[process.platform] ?? ['select', 'blocking_io'])]
-      : [config.ioModel];
-  const list = primary.map((name) => ({ name, attempts: config.retry.maxAttempts }));
-  for (const name of config.retry.fallback) {
-    if (!list.some((c) => c.name === name)) list.push({ name, attempts: 1 });
-  }
-  return list;
-}
-
-function openBackend(
-  chain: readonly { name: BackendName; attempts: number }[],
-  options: ReactorOptions,
-  sizes: NativeSizes,
-  onEvents: (count: number, slab: Buffer | undefined) => void,
-  phase: FallbackRecord['phase'] = 'startup',
-): OpenedBackend {
-  const history: FallbackRecord[] = [];
-  const faults = options.faults ?? {};
-  for (const { name, attempts } of chain) {
-    const backend = getBackend(name);
-    if (!backend.isAvailable()) {
-      history.push({
-        backend: name,
-        attempt: 1,
-        cause: backend.unavailabilityCause() ?? 'unavailable',
-        at: Date.now(),
-        phase,
-      });
-      continue;
-    }
-    const addon = backend.addon();
-    const setupFault = faults.setup?.[name];
-    const pollAfter = faults.pollAfter?.[name];
-    const nativeOptions: NativeBackendOptions = { ...sizes };
-    if (setupFault !== undefined) nativeOptions.faultSetupErrno = errnoOf(setupFault);
-    const afterBytes = faults.afterBytes?.[name];
-    if (pollAfter !== undefined) nativeOptions.faultPollAfter = pollAfter;
-    if (afterBytes !== undefined) nativeOptions.faultAfterBytes = afterBytes;
-    if (pollAfter !== undefined || afterBytes !== undefined)
-      nativeOptions.faultPollErrno = errnoOf(faults.pollErrno ?? 'EIO');
-    const kernelAfter = faults.kernelAfter?.[name];
-    if (kernelAfter !== undefined)
-      nativeOptions.tuning = {
-        ...nativeOptions.tuning,
-        faultKernelAfter: kernelAfter,
-        faultKernelErrno: errnoOf(faults.pollErrno ?? 'EIO'),
-      };
-    for (let attempt = 1; attempt <= attempts; attempt += 1) {
-      try {
-        return { name, addon, handle: new addon.NativeBackend(nativeOptions, onEvents), history };
-      } catch (err) {
-        const errno = (err as { errno?: number }).errno;
-        const cause =
-          errno === undefined
-            ? (err as Error).message
-            : addon.probe(errno) || (err as Error).message;
-        history.push({ backend: name, attempt, cause, at: Date.now(), phase });
-      }
-    }
-  }
-  const causes = history.map((r) => `${r.backend}: ${r.cause}`).join('; ');
-  throw new IomuxError('IOMUX_BACKEND_UNAVAILABLE', `no usable backend (${causes})`);
+/** Reports an exception from user or observer code as uncaught, after the batch. */
+function rethrowLater(err: unknown): void {
+  process.nextTick(() => {
+    throw err;
+  });
 }
 
 /**

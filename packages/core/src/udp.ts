@@ -42,10 +42,19 @@ export interface UdpHost {
   /** The backend instance. */
   readonly native: NativeBackendHandle;
   /** Drops the socket from the reactor's table. */
-  forgetUdp(id: number): void;
+  forgetUdp(socket: UdpSocket): void;
+  /** True while the reactor's table maps the socket's id to this very object. */
+  owns(socket: UdpSocket): boolean;
 }
 
 function formatV6(bytes: Buffer): string {
+  // IPv4-mapped (::ffff:a.b.c.d): dotted tail, as inet_ntop and the TCP side print it.
+  if (
+    bytes.readUInt32BE(0) === 0 &&
+    bytes.readUInt32BE(4) === 0 &&
+    bytes.readUInt32BE(8) === 0xffff
+  )
+    return `::ffff:${bytes[12]!}.${bytes[13]!}.${bytes[14]!}.${bytes[15]!}`;
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16));
   // Compress the longest run of zero groups, as inet_ntop does.
@@ -122,9 +131,24 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     return this.isClosed;
   }
 
+  /** @internal The kind of entry in the reactor's socket table. */
+  get socketKind(): 'udp' {
+    return 'udp';
+  }
+
+  /**
+   * The backend id, once checked to be this socket's own: ids are reused, and a socket the
+   * reactor no longer maps to this object must not reach whoever holds the id now.
+   */
+  private nativeId(syscall: string): number {
+    if (!this.isClosed && this.host.owns(this)) return this.id;
+    this.isClosed = true;
+    throw new IomuxError('IOMUX_SOCKET_CLOSED', `${syscall} on a closed UDP socket`);
+  }
+
   /** The bound address. */
   address(): UdpAddress {
-    const result = this.host.native.address(this.id, false);
+    const result = this.host.native.address(this.nativeId('getsockname'), false);
     if (typeof result === 'number') throw socketError(result, 'getsockname');
     return { address: result[0], port: result[1], family: result[2] === 6 ? 'IPv6' : 'IPv4' };
   }
@@ -136,9 +160,13 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
    * datagram, `IOMUX_INVALID_ARGUMENT` for a host name (resolve it once, not per datagram).
    */
   send(data: Uint8Array | string, port?: number, address?: string): boolean {
-    if (this.isClosed) throw new IomuxError('IOMUX_SOCKET_CLOSED', 'send on a closed UDP socket');
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
-    const result = this.host.native.udpSend(this.id, targetOf(port, address), port ?? 0, buffer);
+    const result = this.host.native.udpSend(
+      this.nativeId('send'),
+      targetOf(port, address),
+      port ?? 0,
+      buffer,
+    );
     if (result < 0) throw socketError(result, 'send');
     return result === 0;
   }
@@ -154,7 +182,6 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
    * {@link UdpSocket.send}.
    */
   sendBatch(datagrams: readonly OutgoingDatagram[]): boolean {
-    if (this.isClosed) throw new IomuxError('IOMUX_SOCKET_CLOSED', 'send on a closed UDP socket');
     const buffers: Uint8Array[] = [];
     const hosts: (string | null)[] = [];
     const ports: number[] = [];
@@ -167,7 +194,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     for (let start = 0; start < buffers.length; start += MAX_SEND_BATCH) {
       const end = Math.min(buffers.length, start + MAX_SEND_BATCH);
       const result = this.host.native.udpSendBatch(
-        this.id,
+        this.nativeId('sendmmsg'),
         buffers.slice(start, end),
         hosts.slice(start, end),
         ports.slice(start, end),
@@ -190,58 +217,76 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
    * does not fit, as it would for any slow reader. Sending goes on.
    */
   pause(): void {
-    this.check(this.host.native.setReading(this.id, false), 'pause');
+    this.check(this.host.native.setReading(this.nativeId('pause'), false), 'pause');
   }
 
   /** Resumes reading after {@link UdpSocket.pause}; what waited in the kernel arrives first. */
   resume(): void {
-    this.check(this.host.native.setReading(this.id, true), 'resume');
+    this.check(this.host.native.setReading(this.nativeId('resume'), true), 'resume');
   }
 
   /** Sets the default peer, so `send(data)` needs no address and only its datagrams arrive. */
   connect(port: number, address = '127.0.0.1'): void {
-    this.check(this.host.native.udpConnect(this.id, address, port), 'connect');
+    this.check(this.host.native.udpConnect(this.nativeId('connect'), address, port), 'connect');
   }
 
   /** SO_BROADCAST. */
   setBroadcast(on: boolean): void {
-    this.check(this.host.native.setOption(this.id, 'broadcast', on ? 1 : 0), 'setsockopt');
+    this.check(
+      this.host.native.setOption(this.nativeId('setsockopt'), 'broadcast', on ? 1 : 0),
+      'setsockopt',
+    );
   }
 
   /** IP_TTL. */
   setTTL(ttl: number): void {
-    this.check(this.host.native.setOption(this.id, 'ttl', ttl), 'setsockopt');
+    this.check(this.host.native.setOption(this.nativeId('setsockopt'), 'ttl', ttl), 'setsockopt');
   }
 
   /** SO_RCVBUF: raise it when bursts of datagrams outrun the reactor (the kernel drops the excess). */
   setRecvBufferSize(bytes: number): void {
-    this.check(this.host.native.setOption(this.id, 'recvBufferSize', bytes), 'setsockopt');
+    this.check(
+      this.host.native.setOption(this.nativeId('setsockopt'), 'recvBufferSize', bytes),
+      'setsockopt',
+    );
   }
 
   /** SO_SNDBUF. */
   setSendBufferSize(bytes: number): void {
-    this.check(this.host.native.setOption(this.id, 'sendBufferSize', bytes), 'setsockopt');
+    this.check(
+      this.host.native.setOption(this.nativeId('setsockopt'), 'sendBufferSize', bytes),
+      'setsockopt',
+    );
   }
 
   /** IP_MULTICAST_TTL. */
   setMulticastTTL(ttl: number): void {
-    this.check(this.host.native.setOption(this.id, 'multicastTTL', ttl), 'setsockopt');
+    this.check(
+      this.host.native.setOption(this.nativeId('setsockopt'), 'multicastTTL', ttl),
+      'setsockopt',
+    );
   }
 
   /** IP_MULTICAST_LOOP. */
   setMulticastLoopback(on: boolean): void {
-    this.check(this.host.native.setOption(this.id, 'multicastLoopback', on ? 1 : 0), 'setsockopt');
+    this.check(
+      this.host.native.setOption(this.nativeId('setsockopt'), 'multicastLoopback', on ? 1 : 0),
+      'setsockopt',
+    );
   }
 
   /** Joins an IPv4 multicast group. */
   addMembership(group: string, iface?: string): void {
-    this.check(this.host.native.setOption(this.id, 'addMembership', 0, group, iface), 'setsockopt');
+    this.check(
+      this.host.native.setOption(this.nativeId('setsockopt'), 'addMembership', 0, group, iface),
+      'setsockopt',
+    );
   }
 
   /** Leaves an IPv4 multicast group. */
   dropMembership(group: string, iface?: string): void {
     this.check(
-      this.host.native.setOption(this.id, 'dropMembership', 0, group, iface),
+      this.host.native.setOption(this.nativeId('setsockopt'), 'dropMembership', 0, group, iface),
       'setsockopt',
     );
   }
@@ -250,8 +295,8 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    this.host.native.destroy(this.id);
-    this.host.forgetUdp(this.id);
+    if (this.host.owns(this)) this.host.native.destroy(this.id);
+    this.host.forgetUdp(this);
     process.nextTick(() => this.emit('close'));
   }
 

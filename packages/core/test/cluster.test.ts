@@ -41,6 +41,37 @@ describe('startCluster', () => {
     },
   );
 
+  it.skipIf(!epoll.available)(
+    'a failing worker start terminates the busy workers and the process lives on',
+    async () => {
+      for (let round = 0; round < 5; round += 1) {
+        await expect(
+          startCluster({
+            module: new URL('./fixtures/failing-setup-worker.mjs', import.meta.url),
+            port: 0,
+            host: '127.0.0.1',
+            workers: 4,
+            config: { ioModel: 'epoll' },
+          }),
+        ).rejects.toMatchObject({ code: 'IOMUX_WORKER_FAILED' });
+      }
+      // Alive and serving: a cluster starts and echoes afterwards.
+      const cluster = await startCluster({
+        module: new URL('./fixtures/echo-worker.mjs', import.meta.url),
+        port: 0,
+        host: '127.0.0.1',
+        workers: 1,
+        config: { ioModel: 'epoll' },
+      });
+      try {
+        const payload = pattern(1000, 3);
+        expect((await netRoundTrip(cluster.port, payload)).equals(payload)).toBe(true);
+      } finally {
+        await cluster.close();
+      }
+    },
+  );
+
   it('rejects a bad worker count', async () => {
     await expect(startCluster({ module: 'x.mjs', port: 0, workers: 0 })).rejects.toMatchObject({
       code: 'IOMUX_INVALID_ARGUMENT',

@@ -94,6 +94,32 @@ describe.each(backends)('udp: $name', (backend) => {
     if (!backend.available) expect(backend.cause).not.toBe('');
   });
 
+  run('a second bind to a port in use is EADDRINUSE, as node:dgram', async () => {
+    const first = await reactor.udp({ host: '127.0.0.1', port: 0 });
+    const port = first.address().port;
+    await expect(reactor.udp({ host: '127.0.0.1', port })).rejects.toMatchObject({
+      code: 'EADDRINUSE',
+    });
+    // Address reuse asked for by only the newcomer does not take the port either.
+    await expect(reactor.udp({ host: '127.0.0.1', port, reuseAddr: true })).rejects.toMatchObject({
+      code: 'EADDRINUSE',
+    });
+    // The port is still the first socket's: a datagram sent to it arrives there.
+    const got: Buffer[] = [];
+    first.on('message', (msg) => got.push(Buffer.from(msg)));
+    const client = await openPeer();
+    client.socket.send(Buffer.from('still mine'), port, '127.0.0.1');
+    await until(() => got.length === 1, 5000, 'the datagram on the first socket');
+    expect(got[0]!.toString()).toBe('still mine');
+  });
+
+  run('reuseAddr on both sockets lets them share a port', async () => {
+    const first = await reactor.udp({ host: '127.0.0.1', port: 0, reuseAddr: true });
+    const port = first.address().port;
+    const second = await reactor.udp({ host: '127.0.0.1', port, reuseAddr: true });
+    expect(second.address().port).toBe(port);
+  });
+
   run('delivers 2000 datagrams intact with the sender address, in fewer polls', async () => {
     const socket = await reactor.udp({ host: '127.0.0.1', port: 0 });
     socket.setRecvBufferSize(4 * 1024 * 1024);

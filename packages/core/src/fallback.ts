@@ -1,0 +1,82 @@
+/**
+ * How do a reactor's sockets move to another backend when the one serving them fails?
+ * {@link migrateSockets} detaches every socket from the failed engine and adopts it into the
+ * successor, building a NEW socket table that the reactor swaps in only at the end: a socket that
+ * cannot move is closed through the old table (by object), so neither table is ever corrupted.
+ */
+import { closeSync } from 'node:fs';
+import type { NativeBackendHandle, NativeEventCodes } from './backend.js';
+import { Connection } from './connection.js';
+import { socketError, type IomuxError } from './errors.js';
+import type { Listener } from './listener.js';
+import { SocketTable } from './socket-table.js';
+import type { UdpSocket } from './udp.js';
+
+/** A connect that has not completed yet. */
+export interface PendingConnect {
+  /** Table kind. */
+  readonly socketKind: 'pending';
+  /** Completes the connect. */
+  resolve(connection: Connection): void;
+  /** Fails the connect. */
+  reject(error: IomuxError): void;
+}
+
+/** Everything a reactor's socket table holds. */
+export type Slot = Connection | Listener | UdpSocket | PendingConnect;
+
+/** The outcome of {@link migrateSockets}. */
+export interface Migration {
+  /** The successor's table, to swap in. */
+  table: SocketTable<Slot>;
+  /** Sockets that moved. */
+  moved: number;
+  /** Sockets that could not move and were closed with the error. */
+  lost: number;
+  /** Deliveries (drain, carried bytes, END) to run once the table is swapped in. */
+  followUps: (() => void)[];
+}
+
+/**
+ * Moves every socket of `table` from `failed` to `successor`. `lose(id, slot, error)` closes a socket
+ * that cannot move; it runs while `table` is still the reactor's table, so it removes the right
+ * entry.
+ */
+export function migrateSockets(
+  table: SocketTable<Slot>,
+  failed: NativeBackendHandle,
+  successor: NativeBackendHandle,
+  codes: NativeEventCodes,
+  lose: (id: number, slot: Slot, error: IomuxError) => void,
+): Migration {
+  const next = new SocketTable<Slot>();
+  const followUps: (() => void)[] = [];
+  let moved = 0;
+  let lost = 0;
+  for (const [id, slot] of table.entries()) {
+    const detached = failed.detach(id);
+    const newId =
+      typeof detached === 'number'
+        ? detached
+        : successor.adopt(detached[0], detached[1], detached[2], detached[4]);
+    if (newId < 0) {
+      if (typeof detached !== 'number') closeSync(detached[0]);
+      lost += 1;
+      lose(id, slot, socketError(newId, 'migrate'));
+      continue;
+    }
+    moved += 1;
+    next.set(newId, slot);
+    if (slot.socketKind !== 'pending') slot.id = newId;
+    if (typeof detached !== 'number' && slot instanceof Connection) {
+      const [, socketFlags, unsent, undelivered] = detached;
+      const eof = (socketFlags & codes.EOF_UNDELIVERED) !== 0;
+      followUps.push(() => {
+        // Nothing left to send: a writer waiting for 'drain' gets it now (a no-op otherwise).
+        if (unsent.length === 0) slot.onDrain();
+        slot.onMigrated(undelivered, eof);
+      });
+    }
+  }
+  return { table: next, moved, lost, followUps };
+}

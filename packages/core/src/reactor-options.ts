@@ -1,0 +1,127 @@
+/**
+ * What can a reactor be told besides its I/O configuration, what are the defaults, and which
+ * values are allowed? {@link resolveReactorOptions} is the one validator: every bad value is a
+ * {@link ConfigError} naming the field, the value and the allowed range.
+ */
+import type { BackendName } from './config.js';
+import { ConfigError } from './errors.js';
+import type { WorkerPool, WorkerPoolOptions } from './worker-pool.js';
+
+/** Faults to inject, for tests and for rehearsing failure. */
+export interface FaultInjection {
+  /** Make creating these backends fail with this errno (name like `'EPERM'` or number). */
+  setup?: Partial<Record<BackendName, string | number>>;
+  /** Make the backend's poll fail after this many successful polls. */
+  pollAfter?: Partial<Record<BackendName, number>>;
+  /** Make the backend's poll fail once it has read this many bytes. */
+  afterBytes?: Partial<Record<BackendName, number>>;
+  /**
+   * Make the backend's own kernel call (epoll_wait, select, io_uring_enter, ...) fail inside
+   * poll after this many successful ones: the engine may already have built part of a batch
+   * (leftovers, reaped completions), which must still be delivered before the fallback.
+   */
+  kernelAfter?: Partial<Record<BackendName, number>>;
+  /** The errno a failing poll reports (default `EIO`). */
+  pollErrno?: string | number;
+}
+
+/** Anything with pino's method shape; `debug` lines are only built when `isLevelEnabled` allows. */
+export interface Logger {
+  /** Per-poll detail; only called when enabled. */
+  debug(obj: object, msg?: string): void;
+  /** Notable state changes. */
+  info(obj: object, msg?: string): void;
+  /** Fallbacks and other degradations. */
+  warn(obj: object, msg?: string): void;
+  /** pino's level check, used to keep disabled levels free. */
+  isLevelEnabled?(level: string): boolean;
+}
+
+/** Reactor options that are not part of the I/O configuration document. */
+export interface ReactorOptions {
+  /**
+   * Environment to read `IOMUX_BACKEND` and the backend tuning variables (`IOMUX_IOURING_*`,
+   * `IOMUX_BLOCKING_*`) from. Default `process.env`.
+   */
+  env?: NodeJS.ProcessEnv;
+  /** Queued bytes at which `write()` returns false. Default 64 KiB. */
+  highWaterMark?: number;
+  /** Keep our side open after the peer ends (you call `end()` yourself). Default false. */
+  allowHalfOpen?: boolean;
+  /** Largest single read in bytes, 1 KiB to 16 MiB. Default 64 KiB. */
+  readChunk?: number;
+  /** Bytes of read data one poll can carry, `readChunk` to 256 MiB. Default 1 MiB. */
+  slabBytes?: number;
+  /** How long `close()` waits for connections to flush and close gracefully. Default 2000 ms. */
+  closeTimeoutMs?: number;
+  /** Dispatch events from Node's loop as they arrive. Set false to pump with `pollEvents()`. Default true. */
+  autoRun?: boolean;
+  /** Fault injection. */
+  faults?: FaultInjection;
+  /** A pino-compatible logger. Default: none. */
+  logger?: Logger;
+  /**
+   * The worker pool behind {@link Reactor.offload} (piscina). Options: `filename` names the worker
+   * module; the pool starts on the first offload. Or a {@link WorkerPool} you created: offload
+   * uses it at once. Either way `metrics().workers` reports it and it closes with the reactor.
+   */
+  workers?: WorkerPoolOptions | WorkerPool;
+  /**
+   * Time every batch for the `io_wait_duration_ms` histogram and the per-poll observers. Counters
+   * are kept natively either way. Default true.
+   */
+  metrics?: boolean;
+}
+
+/** The numeric reactor options after validation, defaults filled in. */
+export interface ResolvedReactorOptions {
+  /** Queued bytes at which `write()` returns false. */
+  readonly highWaterMark: number;
+  /** Keep our side open after the peer ends. */
+  readonly allowHalfOpen: boolean;
+  /** Largest single read in bytes. */
+  readonly readChunk: number;
+  /** Bytes of read data one poll can carry. */
+  readonly slabBytes: number;
+  /** How long `close()` waits for connections, in ms. */
+  readonly closeTimeoutMs: number;
+}
+
+/** Defaults and bounds of the numeric reactor options. */
+export const REACTOR_OPTION_LIMITS = {
+  highWaterMark: { min: 1, max: Number.MAX_SAFE_INTEGER, default: 64 * 1024 },
+  closeTimeoutMs: { min: 0, max: 2 ** 31 - 1, default: 2000 },
+  // The native side allocates readChunk per read and slabBytes per batch, and reports offsets
+  // and lengths in int32 event fields: bound both well below 2^31 so neither a huge allocation
+  // nor an overflow can happen.
+  readChunk: { min: 1024, max: 16 * 1024 * 1024, default: 64 * 1024 },
+  slabBytes: { min: 1024, max: 256 * 1024 * 1024, default: 1024 * 1024 },
+} as const;
+
+function integerIn(field: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+    throw new ConfigError(field, value, `an integer from ${min} to ${max}`);
+  return value;
+}
+
+/**
+ * Validates the numeric reactor options and fills in defaults.
+ * @throws {@link ConfigError} naming the field, the value and the allowed range.
+ */
+export function resolveReactorOptions(options: ReactorOptions): ResolvedReactorOptions {
+  const L = REACTOR_OPTION_LIMITS;
+  const pick = (field: keyof typeof L, min: number = L[field].min): number => {
+    const value = options[field];
+    return value === undefined
+      ? Math.max(L[field].default, min)
+      : integerIn(field, value, min, L[field].max);
+  };
+  const readChunk = pick('readChunk');
+  return {
+    highWaterMark: pick('highWaterMark'),
+    allowHalfOpen: options.allowHalfOpen ?? false,
+    readChunk,
+    slabBytes: pick('slabBytes', readChunk),
+    closeTimeoutMs: pick('closeTimeoutMs'),
+  };
+}

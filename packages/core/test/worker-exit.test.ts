@@ -1,0 +1,93 @@
+// A worker thread that ends while its reactor has I/O in flight must end alone: terminate() and
+// process.exit() land in the middle of streaming, and the main thread keeps serving afterwards.
+// Worker threads load plain JavaScript, so the worker uses the built package (dist).
+import net from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { describe, expect, it } from 'vitest';
+import { backendTitle, backends, netRoundTrip, pattern, sleep } from './helpers.js';
+
+const fixture = new URL('./fixtures/streaming-exit-worker.mjs', import.meta.url);
+const core = new URL('../dist/index.js', import.meta.url).href;
+const EXITS_PER_KIND = 10;
+
+function ignoreRejection(): void {
+  // the worker was ended on purpose
+}
+
+function startStreamingWorker(backend: string): { worker: Worker; streaming: Promise<void> } {
+  const worker = new Worker(fixture, { workerData: { backend, core } });
+  const streaming = new Promise<void>((resolve, reject) => {
+    worker.once('message', () => {
+      resolve();
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      reject(new Error(`worker exited early with ${code}`));
+    });
+  });
+  return { worker, streaming };
+}
+
+function exited(worker: Worker): Promise<number> {
+  return new Promise((resolve) => worker.once('exit', resolve));
+}
+
+/** A node:net echo server on the main thread: the proof that the process is alive and serving. */
+async function mainThreadServes(): Promise<void> {
+  const server = net.createServer((socket) => socket.pipe(socket));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  try {
+    const payload = pattern(64 * 1024, 7);
+    expect((await netRoundTrip(port, payload)).equals(payload)).toBe(true);
+  } finally {
+    await new Promise<void>((resolve) => {
+      server.close(() => {
+        resolve();
+      });
+    });
+  }
+}
+
+describe.each(backends)('worker exit with I/O in flight: $name', (backend) => {
+  const run = backend.available ? it : it.skip;
+
+  run(`terminate() ${EXITS_PER_KIND} times while streaming: ${backendTitle(backend)}`, async () => {
+    for (let i = 0; i < EXITS_PER_KIND; i += 1) {
+      const { worker, streaming } = startStreamingWorker(backend.name);
+      const done = exited(worker);
+      await streaming;
+      // Spread the moment over the first milliseconds of streaming.
+      await sleep(i % 5);
+      await worker.terminate();
+      await done;
+    }
+    await mainThreadServes();
+  });
+
+  run(
+    `process.exit() ${EXITS_PER_KIND} times while streaming: ${backendTitle(backend)}`,
+    async () => {
+      for (let i = 0; i < EXITS_PER_KIND; i += 1) {
+        const { worker, streaming } = startStreamingWorker(backend.name);
+        const done = exited(worker);
+        await streaming;
+        await sleep(i % 5);
+        worker.postMessage('exit');
+        expect(await done).toBe(3);
+      }
+      await mainThreadServes();
+    },
+  );
+
+  run(`terminate() during start-up, before the first byte: ${backendTitle(backend)}`, async () => {
+    for (let i = 0; i < EXITS_PER_KIND; i += 1) {
+      const { worker, streaming } = startStreamingWorker(backend.name);
+      // Terminated before it streams: its 'streaming' promise rejects by design.
+      streaming.catch(ignoreRejection);
+      await sleep(i * 3);
+      await worker.terminate();
+    }
+    await mainThreadServes();
+  });
+});
