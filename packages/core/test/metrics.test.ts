@@ -182,7 +182,8 @@ describe.skipIf(backend === undefined)(`metrics (${backend?.name ?? 'no backend'
     const unregister = registerPrometheus(reactor, { registry });
     const body = await registry.metrics();
     expect(body).toMatch(/^iomux_ticks 10$/m);
-    expect(body).toMatch(/^iomux_ticks_skipped 0$/m);
+    // Whatever the machine's load made the loop skip, the exporter reports the loop's own count.
+    expect(body).toMatch(new RegExp(`^iomux_ticks_skipped ${m.ticks!.skipped}$`, 'm'));
     expect(body).toMatch(/^iomux_tick_jitter_ms\{quantile="0.99"\} \d/m);
     expect(body).toMatch(/^iomux_tick_duration_ms\{quantile="0.5"\} \d/m);
     expect(body).toMatch(/^iomux_worker_tasks_completed 1$/m);
