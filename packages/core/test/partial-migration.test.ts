@@ -194,7 +194,7 @@ describe('partial runtime migration', () => {
       const pending = reactor.connect({ host: '127.0.0.1', port: listener.port });
       const pendingResult = pending.then(
         () => 'connected',
-        (err: IomuxError) => err.code,
+        (err: unknown) => (err as IomuxError).code,
       );
       for (const c of clients) c.on('error', () => undefined);
       clients[0]!.write('x');

@@ -57,7 +57,11 @@ describe.each(backends)('user code errors: $name', (backend) => {
           const first = await netConnect(listener.port);
           await accepted(reactor, conns, 1);
           const stale = conns[0]!;
-          const closed = new Promise<void>((resolve) => stale.once('close', () => resolve()));
+          const closed = new Promise<void>((resolve) =>
+            stale.once('close', () => {
+              resolve();
+            }),
+          );
           first.destroy();
           await Promise.race([closed, sleep(3000)]);
           expect(stale.closed).toBe(true);
@@ -133,7 +137,11 @@ describe.each(backends)('user code errors: $name', (backend) => {
       });
       const client = await netConnect(listener.port);
       received(client);
-      const clientEnded = new Promise<void>((resolve) => client.once('end', () => resolve()));
+      const clientEnded = new Promise<void>((resolve) =>
+        client.once('end', () => {
+          resolve();
+        }),
+      );
       await accepted(reactor, conns, 1);
       client.end();
       // Our side must send FIN even though the user's listener threw.
