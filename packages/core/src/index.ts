@@ -17,7 +17,11 @@ export type {
   UdpOptions,
 } from './reactor.js';
 export { REACTOR_OPTION_LIMITS, resolveReactorOptions } from './reactor-options.js';
-export type { ResolvedReactorOptions } from './reactor-options.js';
+export type {
+  NumericReactorOption,
+  ReactorOptionLimit,
+  ResolvedReactorOptions,
+} from './reactor-options.js';
 export { TUNING_VARIABLES, resolveTuning } from './tuning.js';
 export type { TuningKnob } from './tuning.js';
 export type { ListenerHost } from './listener.js';
