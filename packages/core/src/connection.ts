@@ -80,6 +80,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   /** @internal The kind of entry in the reactor's socket table. */
+  // A getter keeps the kind on the prototype: no field per socket object.
+  // eslint-disable-next-line @typescript-eslint/class-literal-property-style
   get socketKind(): 'connection' {
     return 'connection';
   }
@@ -244,12 +246,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.held = undefined;
     this.heldEnd = false;
     // Carried-over bytes came before anything the backend reads from now on.
-    if (held !== undefined)
-      for (const chunk of held)
-        if (!this.paused) this.onData(chunk);
-        else this.hold(chunk);
+    // A data handler may pause (or close) again: what it did not take stays held.
+    for (const chunk of held ?? []) {
+      if (this.isPaused || this.closed) this.hold(chunk);
+      else this.onData(chunk);
+    }
     if (heldEnd) this.onMigrated(Buffer.alloc(0), true);
-    if (!this.paused && !this.isClosed) this.host.native.setReading(this.id, true);
+    if (!this.isPaused && !this.closed) this.host.native.setReading(this.id, true);
   }
 
   private hold(chunk: Buffer): void {
@@ -268,7 +271,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       return;
     }
     if (undelivered.length > 0) this.onData(undelivered);
-    if (eof && !this.isClosed) this.onEnd();
+    if (eof && !this.closed) this.onEnd();
   }
 
   /** @internal */

@@ -16,6 +16,15 @@ export type {
   ReactorStats,
   UdpOptions,
 } from './reactor.js';
+export { REACTOR_OPTION_LIMITS, resolveReactorOptions } from './reactor-options.js';
+export type {
+  NumericReactorOption,
+  ReactorOptionLimit,
+  ResolvedReactorOptions,
+} from './reactor-options.js';
+export { TUNING_VARIABLES, resolveTuning } from './tuning.js';
+export type { TuningKnob } from './tuning.js';
+export type { ListenerHost } from './listener.js';
 export { Connection } from './connection.js';
 export { UdpSocket } from './udp.js';
 export type { OutgoingDatagram, RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';

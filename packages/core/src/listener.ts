@@ -40,6 +40,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   }
 
   /** @internal The kind of entry in the reactor's socket table. */
+  // A getter keeps the kind on the prototype: no field per socket object.
+  // eslint-disable-next-line @typescript-eslint/class-literal-property-style
   get socketKind(): 'listener' {
     return 'listener';
   }

@@ -87,8 +87,21 @@ export interface ResolvedReactorOptions {
   readonly closeTimeoutMs: number;
 }
 
+/** The allowed range and default of one numeric reactor option. */
+export interface ReactorOptionLimit {
+  /** Smallest allowed value. */
+  readonly min: number;
+  /** Largest allowed value. */
+  readonly max: number;
+  /** The value used when the option is not given. */
+  readonly default: number;
+}
+
+/** The numeric reactor options. */
+export type NumericReactorOption = 'highWaterMark' | 'closeTimeoutMs' | 'readChunk' | 'slabBytes';
+
 /** Defaults and bounds of the numeric reactor options. */
-export const REACTOR_OPTION_LIMITS = {
+export const REACTOR_OPTION_LIMITS: Readonly<Record<NumericReactorOption, ReactorOptionLimit>> = {
   highWaterMark: { min: 1, max: Number.MAX_SAFE_INTEGER, default: 64 * 1024 },
   closeTimeoutMs: { min: 0, max: 2 ** 31 - 1, default: 2000 },
   // The native side allocates readChunk per read and slabBytes per batch, and reports offsets
@@ -96,7 +109,7 @@ export const REACTOR_OPTION_LIMITS = {
   // nor an overflow can happen.
   readChunk: { min: 1024, max: 16 * 1024 * 1024, default: 64 * 1024 },
   slabBytes: { min: 1024, max: 256 * 1024 * 1024, default: 1024 * 1024 },
-} as const;
+};
 
 function integerIn(field: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
@@ -110,7 +123,7 @@ function integerIn(field: string, value: unknown, min: number, max: number): num
  */
 export function resolveReactorOptions(options: ReactorOptions): ResolvedReactorOptions {
   const L = REACTOR_OPTION_LIMITS;
-  const pick = (field: keyof typeof L, min: number = L[field].min): number => {
+  const pick = (field: NumericReactorOption, min: number = L[field].min): number => {
     const value = options[field];
     return value === undefined
       ? Math.max(L[field].default, min)

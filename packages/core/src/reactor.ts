@@ -621,7 +621,10 @@ export class Reactor
       return;
     }
     const observing = this.timeBatches || this.debugPolls || channels.poll.hasSubscribers;
-    if (observing) this.guarded(() => this.observeBatch(count));
+    if (observing)
+      this.guarded(() => {
+        this.observeBatch(count);
+      });
     const events = this.events;
     const codes = this.codes;
     const step = codes.EVENT_INTS;
@@ -636,7 +639,10 @@ export class Reactor
     if (this.waiters.length > 0) {
       const waiters = this.waiters;
       this.waiters = [];
-      for (const waiter of waiters) this.guarded(() => waiter(count));
+      for (const waiter of waiters)
+        this.guarded(() => {
+          waiter(count);
+        });
       if (!this.running && !this.isClosed && this.failure === undefined) this.native.stop();
     }
   }
@@ -774,7 +780,9 @@ export class Reactor
       old,
       opened.handle,
       opened.addon.events,
-      (id, slot, error) => this.lose(id, slot, error),
+      (id, slot, error) => {
+        this.lose(id, slot, error);
+      },
     );
     this.retire(old);
     old.close();
@@ -831,7 +839,10 @@ export class Reactor
     for (const done of this.idleWaiters) done();
     const waiters = this.waiters;
     this.waiters = [];
-    for (const waiter of waiters) this.guarded(() => waiter(0));
+    for (const waiter of waiters)
+      this.guarded(() => {
+        waiter(0);
+      });
     if (this.listenerCount('error') > 0) this.guarded(() => this.emit('error', error));
   }
 
@@ -842,7 +853,9 @@ export class Reactor
     else {
       this.table.remove(id, slot);
       this.updateRef();
-      this.guarded(() => slot.reject(error));
+      this.guarded(() => {
+        slot.reject(error);
+      });
     }
   }
 }

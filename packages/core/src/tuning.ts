@@ -6,7 +6,8 @@
  */
 import { ConfigError } from './errors.js';
 
-interface Knob {
+/** One tuning variable: the key it becomes and the values it takes. */
+export interface TuningKnob {
   /** The tuning key the engines read. */
   readonly key: string;
   /** Parses the variable's text; undefined when it is not allowed. */
@@ -21,7 +22,7 @@ function integer(text: string): number | undefined {
   return Number.isSafeInteger(value) ? value : undefined;
 }
 
-function range(key: string, min: number, max: number, powerOfTwo = false): Knob {
+function range(key: string, min: number, max: number, powerOfTwo = false): TuningKnob {
   return {
     key,
     allowed: powerOfTwo
@@ -36,7 +37,7 @@ function range(key: string, min: number, max: number, powerOfTwo = false): Knob 
   };
 }
 
-function choice(key: string, names: readonly string[]): Knob {
+function choice(key: string, names: readonly string[]): TuningKnob {
   return {
     key,
     allowed: `one of ${names.join(', ')}`,
@@ -48,7 +49,7 @@ function choice(key: string, names: readonly string[]): Knob {
 }
 
 /** Every tuning variable, with the key it becomes and the values it takes. */
-export const TUNING_VARIABLES: Readonly<Record<string, Knob>> = {
+export const TUNING_VARIABLES: Readonly<Record<string, TuningKnob>> = {
   IOMUX_IOURING_SINGLESHOT: choice('iouringSingleshot', ['0', '1']),
   IOMUX_IOURING_NO_EVENTFD_TOGGLE: choice('iouringNoEventfdToggle', ['0', '1']),
   IOMUX_IOURING_SETUP: choice('iouringSetup', ['default', 'coop', 'basic', 'none']),

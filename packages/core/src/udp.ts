@@ -132,6 +132,8 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   }
 
   /** @internal The kind of entry in the reactor's socket table. */
+  // A getter keeps the kind on the prototype: no field per socket object.
+  // eslint-disable-next-line @typescript-eslint/class-literal-property-style
   get socketKind(): 'udp' {
     return 'udp';
   }

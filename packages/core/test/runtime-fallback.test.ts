@@ -138,16 +138,23 @@ describe('runtime fallback with no successor', () => {
       const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
         conn.on('close', (err) => (closedWith = err));
       });
+      // One connection is accepted on the first poll; the two that follow make the third poll
+      // and the failure, so a connection is open when the backend fails.
       const sockets: net.Socket[] = [];
+      let accepted = false;
       for (let i = 0; i < 5 && errors.length === 0; i += 1) {
         const s = net.connect({ port: listener.port, host: '127.0.0.1' });
         s.on('error', () => undefined);
         sockets.push(s);
         await new Promise((r) => setTimeout(r, 20));
+        accepted ||= reactor.connectionCount() > 0;
       }
       await until(() => errors.length === 1);
       expect(errors[0]).toMatchObject({ code: 'IOMUX_BACKEND_FAILED', errno: 9 });
-      if (closedWith !== undefined) expect(closedWith.code).toBe('IOMUX_BACKEND_FAILED');
+      expect(accepted).toBe(true);
+      await until(() => closedWith !== undefined, 5000, 'the open connection closed');
+      expect(closedWith?.code).toBe('IOMUX_BACKEND_FAILED');
+      expect(reactor.connectionCount()).toBe(0);
       for (const s of sockets) s.destroy();
       await reactor.close();
     },
