@@ -329,9 +329,10 @@ describe('runTicks: ending', () => {
 
 describe('runTicks: pumping I/O between ticks', () => {
   // The guarantee is about the loop's own decisions: it never asks the reactor to wait for
-  // events past the start of a cut-off window, nor polls inside one. That is asserted exactly
-  // (with 1 ms for a preemption between the loop reading the clock and the recording pump doing
-  // so; an ignored 8 ms cut-off is off by up to 8 ms). Arrival times are then checked only
+  // events past the start of a cut-off window, nor polls inside one. That is asserted with 3 ms
+  // for a preemption or GC pause between the loop reading the clock and the recording pump doing
+  // so (1 ms was exceeded once on the 2-core machine under load); an ignored 8 ms cut-off is off
+  // by up to 8 ms. Arrival times are then checked only
   // statistically: under load a timer can fire late, and pollEvents() dispatches what is ready
   // when it does, so one batch per period may land in the window; with the cut-off ignored
   // about 8/20 of all arrivals do.
@@ -385,7 +386,7 @@ describe('runTicks: pumping I/O between ticks', () => {
       (deadlines.find((d) => d > t) ?? deadlines.at(-1)! + periodMs) - cutoffMs;
 
     expect(polls.length).toBeGreaterThan(10);
-    const intoWindow = polls.filter((p) => p.at + p.timeoutMs > windowStart(p.at) + 1);
+    const intoWindow = polls.filter((p) => p.at + p.timeoutMs > windowStart(p.at) + 3);
     expect(intoWindow).toEqual([]);
 
     expect(arrivals.length).toBeGreaterThan(10);
