@@ -4,20 +4,20 @@
 // terminated (its JS runs until V8 next checks for termination, but N-API already refuses to run
 // JS). node-addon-api then fails to throw its error, and without this setting that failure is a
 // fatal error that aborts the whole process; with it, the throw is dropped (the worker is ending).
-// napi.h is header-only and this is the one file that includes it.
+// napi.h is header-only and this is the one translation unit that includes it (precise_timer.h,
+// the other user, is part of it), so the setting holds everywhere.
+//
+// This file is the NativeBackend glue only; PollWatcher (the uv_poll that survives worker teardown)
+// is in poll_watcher.h, PreciseTimer in precise_timer.h, address and socket-option parsing in
+// socket_options.cc.
 #define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
-#include <arpa/inet.h>
 #include <napi.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #ifdef __linux__
 #include <sched.h>
-#include <sys/timerfd.h>
 #endif
-#include <unistd.h>
 #include <uv.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -27,6 +27,9 @@
 
 #include "iomux/engine.h"
 #include "js_call.h"
+#include "poll_watcher.h"
+#include "precise_timer.h"
+#include "socket_options.h"
 
 namespace iomux {
 
@@ -61,25 +64,6 @@ bool SizeOption(const Napi::Object& options, const char* name, double min, doubl
   return false;
 }
 
-bool parse_ip(const std::string& host, int port, sockaddr_storage* out, socklen_t* len) {
-  std::memset(out, 0, sizeof(*out));
-  auto* v4 = reinterpret_cast<sockaddr_in*>(out);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<uint16_t>(port));
-    *len = sizeof(sockaddr_in);
-    return true;
-  }
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(out);
-  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
-    *len = sizeof(sockaddr_in6);
-    return true;
-  }
-  return false;
-}
-
 // Flag bits of a detached socket, as exchanged with JS.
 constexpr uint32_t kListener = 1;
 constexpr uint32_t kConnecting = 2;
@@ -90,86 +74,6 @@ constexpr uint32_t kWriteShut = 32;
 constexpr uint32_t kDrainPending = 64;
 constexpr uint32_t kEofUndelivered = 128;
 constexpr uint32_t kDatagram = 256;
-
-// Socket options JS may set by name; -EINVAL for an unknown name or a bad address.
-int set_socket_option(int fd, const std::string& name, int value, const std::string& group,
-                      const std::string& iface) {
-  int rc;
-  if (name == "broadcast") {
-    rc = setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &value, sizeof(value));
-  } else if (name == "ttl") {
-    rc = setsockopt(fd, IPPROTO_IP, IP_TTL, &value, sizeof(value));
-  } else if (name == "multicastTTL") {
-    rc = setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &value, sizeof(value));
-  } else if (name == "multicastLoopback") {
-    rc = setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &value, sizeof(value));
-  } else if (name == "recvBufferSize") {
-    rc = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, sizeof(value));
-  } else if (name == "sendBufferSize") {
-    rc = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof(value));
-  } else if (name == "addMembership" || name == "dropMembership") {
-    ip_mreq request{};
-    if (inet_pton(AF_INET, group.c_str(), &request.imr_multiaddr) != 1) return -EINVAL;
-    request.imr_interface.s_addr = htonl(INADDR_ANY);
-    if (!iface.empty() && inet_pton(AF_INET, iface.c_str(), &request.imr_interface) != 1) {
-      return -EINVAL;
-    }
-    int option = name == "addMembership" ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP;
-    rc = setsockopt(fd, IPPROTO_IP, option, &request, sizeof(request));
-  } else {
-    return -EINVAL;
-  }
-  return rc == 0 ? 0 : -errno;
-}
-
-// A uv_poll on an fd its owner keeps, plus what must outlive the owner until libuv has closed the
-// handle. A worker thread may end without close(): the cleanup hook then releases the owner's
-// resources and closes the handle while the addon's code is still loaded, holding the environment
-// until the close callback has run. Owner::ReleaseAtExit() drops the owner's pointer to it.
-template <typename Owner>
-struct PollWatcher {
-  uv_poll_t poll;  // first member: the close callback casts the handle back
-  Owner* owner = nullptr;
-  napi_async_cleanup_hook_handle hook = nullptr;
-  bool closing = false;
-
-  // Returns the watcher, or null with *rc set to a libuv error.
-  static PollWatcher* Open(napi_env env, int fd, Owner* owner, int* rc) {
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    auto* watcher = new PollWatcher;
-    *rc = uv_poll_init(loop, &watcher->poll, fd);
-    if (*rc != 0) {
-      delete watcher;
-      return nullptr;
-    }
-    watcher->poll.data = owner;
-    watcher->owner = owner;
-    napi_add_async_cleanup_hook(env, &PollWatcher::OnEnvironmentExit, watcher, &watcher->hook);
-    return watcher;
-  }
-
-  // Stops and closes the handle; the owner must not use it afterwards.
-  static void Close(PollWatcher* watcher) {
-    if (watcher->closing) return;
-    watcher->closing = true;
-    watcher->owner = nullptr;
-    uv_poll_stop(&watcher->poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(&watcher->poll), [](uv_handle_t* handle) {
-      auto* closed = reinterpret_cast<PollWatcher*>(handle);
-      if (closed->hook != nullptr) napi_remove_async_cleanup_hook(closed->hook);
-      delete closed;
-    });
-  }
-
-  static void OnEnvironmentExit(napi_async_cleanup_hook_handle hook, void* data) {
-    auto* watcher = static_cast<PollWatcher*>(data);
-    watcher->hook = hook;
-    Owner* owner = watcher->owner;
-    Close(watcher);  // stops polling before the owner closes the fd
-    if (owner != nullptr) owner->ReleaseAtExit();
-  }
-};
 
 class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
  public:
@@ -376,21 +280,14 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     socklen_t len = 0;
     int rc = engine_->address(IdArg(info), info[1].ToBoolean().Value(), &addr, &len);
     if (rc < 0) return Result(env, rc);
-    char text[INET6_ADDRSTRLEN] = {0};
+    std::string text;
     int port = 0;
-    if (addr.ss_family == AF_INET6) {
-      auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
-      inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
-      port = ntohs(v6->sin6_port);
-    } else {
-      auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
-      inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
-      port = ntohs(v4->sin_port);
-    }
+    int family = 0;
+    format_ip(addr, &text, &port, &family);
     Napi::Array out = Napi::Array::New(env, 3);
     out.Set(0u, Napi::String::New(env, text));
     out.Set(1u, Napi::Number::New(env, port));
-    out.Set(2u, Napi::Number::New(env, addr.ss_family == AF_INET6 ? 6 : 4));
+    out.Set(2u, Napi::Number::New(env, family));
     return out;
   }
 
@@ -712,116 +609,6 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   int64_t fault_after_bytes_ = -1;
   int fault_poll_errno_ = 0;
 };
-
-#ifdef __linux__
-// A one-shot timer with sub-millisecond resolution: libuv timers count whole milliseconds, so a
-// tick loop waiting on setTimeout starts ticks up to 1 ms late. This is a timerfd watched by a
-// uv_poll in Node's own loop; the callback runs from the loop like any I/O callback.
-class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "PreciseTimer",
-                       {
-                           InstanceMethod<&PreciseTimer::Arm>("arm"),
-                           InstanceMethod<&PreciseTimer::Disarm>("disarm"),
-                           InstanceMethod<&PreciseTimer::Close>("close"),
-                       });
-  }
-
-  // new PreciseTimer(onFire)
-  explicit PreciseTimer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PreciseTimer>(info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsFunction()) {
-      Napi::TypeError::New(env, "PreciseTimer(onFire)").ThrowAsJavaScriptException();
-      return;
-    }
-    fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (fd_ < 0) {
-      Napi::Error e = Napi::Error::New(env, std::string("timerfd_create: ") + std::strerror(errno));
-      e.Set("errno", Napi::Number::New(env, errno));
-      e.ThrowAsJavaScriptException();
-      return;
-    }
-    int rc = 0;
-    watcher_ = PollWatcher<PreciseTimer>::Open(env, fd_, this, &rc);
-    if (watcher_ == nullptr) {
-      ReleaseAtExit();
-      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc))
-          .ThrowAsJavaScriptException();
-      return;
-    }
-    on_fire_ = Napi::Persistent(info[0].As<Napi::Function>());
-    async_context_ = std::make_unique<Napi::AsyncContext>(env, "iomux.timer");
-  }
-
-  ~PreciseTimer() override { Teardown(); }
-
- private:
-  friend struct PollWatcher<PreciseTimer>;
-
-  // arm(ms): fires once, ms (fractional) from now; re-arming replaces the previous deadline.
-  // Returns 0 or -errno.
-  Napi::Value Arm(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
-    double ms = info[0].ToNumber().DoubleValue();
-    if (!(ms >= 0 && ms <= kMaxDelayMs)) return Napi::Number::New(env, -EINVAL);
-    // A zero it_value would disarm the timer: the shortest delay is 1 ns.
-    auto ns = std::max<int64_t>(1, static_cast<int64_t>(ms * 1e6));
-    itimerspec spec{};
-    spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
-    spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
-    if (timerfd_settime(fd_, 0, &spec, nullptr) != 0) return Napi::Number::New(env, -errno);
-    int rc = uv_poll_start(&watcher_->poll, UV_READABLE, &PreciseTimer::OnFire);
-    return Napi::Number::New(env, rc);
-  }
-
-  Napi::Value Disarm(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
-    itimerspec off{};
-    if (timerfd_settime(fd_, 0, &off, nullptr) != 0) return Napi::Number::New(env, -errno);
-    return Napi::Number::New(env, uv_poll_stop(&watcher_->poll));
-  }
-
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Teardown();
-    return info.Env().Undefined();
-  }
-
-  static void OnFire(uv_poll_t* handle, int /*status*/, int /*events*/) {
-    auto* self = static_cast<PreciseTimer*>(handle->data);
-    uint64_t expirations = 0;
-    // EAGAIN: a re-arm between the expiry and this callback reset the count; it fires again later.
-    if (read(self->fd_, &expirations, sizeof(expirations)) != sizeof(expirations)) return;
-    uv_poll_stop(handle);
-    napi_env env = self->Env();
-    JsScope scope(env);
-    // A false result means the environment is going away: the timer stays stopped.
-    if (scope.opened()) {
-      MakeLoopCallback(env, *self->async_context_, static_cast<napi_ref>(*self),
-                       static_cast<napi_ref>(self->on_fire_), 0, nullptr);
-    }
-  }
-
-  void ReleaseAtExit() {
-    watcher_ = nullptr;
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
-  void Teardown() {
-    if (watcher_ != nullptr) PollWatcher<PreciseTimer>::Close(watcher_);
-    ReleaseAtExit();
-  }
-
-  static constexpr double kMaxDelayMs = 2147483647.0;  // setTimeout's ceiling
-  int fd_ = -1;
-  PollWatcher<PreciseTimer>* watcher_ = nullptr;
-  Napi::FunctionReference on_fire_;
-  std::unique_ptr<Napi::AsyncContext> async_context_;
-};
-#endif  // __linux__
 
 // setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only
 // (Linux schedules threads, not processes). SCHED_IDLE makes a CPU-bound worker thread yield at

@@ -1,6 +1,7 @@
 #include "notifier.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -36,7 +37,27 @@ int Notifier::open() {
   read_fd_ = fds[0];
   write_fd_ = fds[1];
 #endif
+  struct stat st{};
+  if (::fstat(read_fd_, &st) != 0) {
+    int err = -errno;
+    close();
+    return err;
+  }
+  dev_ = static_cast<unsigned long long>(st.st_dev);
+  ino_ = static_cast<unsigned long long>(st.st_ino);
   return 0;
+}
+
+int Notifier::verify() const {
+  if (read_fd_ < 0) return -EBADF;
+  int saved = errno;
+  struct stat st{};
+  int rc = ::fstat(read_fd_, &st);
+  errno = saved;
+  if (rc != 0) return -EBADF;
+  bool same = static_cast<unsigned long long>(st.st_dev) == dev_ &&
+              static_cast<unsigned long long>(st.st_ino) == ino_;
+  return same ? 0 : -EBADF;
 }
 
 void Notifier::close() {

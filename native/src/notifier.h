@@ -34,6 +34,11 @@ class Notifier {
   int signal() const;
   // 0 (also when nothing was pending), or -errno; -EBADF once abandoned or closed.
   int drain() const;
+  // Whether fd() still names the file open() made, asked without reading or writing it (fstat):
+  // 0, or -EBADF when other code closed the number or it now names a different file (a number
+  // reused by another anonymous-inode file, e.g. another eventfd, passes: fstat cannot tell them
+  // apart). Costs one syscall; owners call it where a read of a reused number would be unsafe.
+  int verify() const;
   // Forgets the fd without closing it (see above): fd() is -1 from here on.
   void abandon();
   static bool closed_elsewhere(int rc) { return rc == -EBADF || rc == -EINVAL; }
@@ -41,6 +46,9 @@ class Notifier {
  private:
   int read_fd_ = -1;
   int write_fd_ = -1;  // == read_fd_ for an eventfd
+  // What fstat(read_fd_) said right after open(), for verify().
+  unsigned long long dev_ = 0;
+  unsigned long long ino_ = 0;
 };
 
 // Clears (blocking = true) or sets O_NONBLOCK. Returns 0 or -errno. (The Notifier's pipe ends use

@@ -88,13 +88,25 @@ class BlockingEngine final : public Engine {
   }
 
   int wait_fd() const override { return hub_->notifier.fd(); }
+  int broken() const override { return broken_; }
 
   int poll(EventSink* sink) override {
     table_.recycle();
     ++counters_.polls;
+    if (broken_ != 0) return broken_;
     {
       std::lock_guard<std::mutex> lock(hub_->mu);
-      hub_->notifier.drain();
+      // Other code may have closed the wait fd (as a buggy library might); its number may already
+      // name another file, so it is checked without reading it first. Once lost it is abandoned
+      // under the hub's lock (the threads signal it under that lock): never read, written or
+      // closed again, and the engine fails over. Results the threads posted stay with their
+      // sockets, which detach() hands over.
+      if (Notifier::closed_elsewhere(hub_->notifier.verify()) ||
+          Notifier::closed_elsewhere(hub_->notifier.drain())) {
+        hub_->notifier.abandon();
+        broken_ = -EBADF;
+        return broken_;
+      }
       hub_->signaled = false;
       for (SockRef& s : hub_->ready) {
         s->in_hub = false;
@@ -472,6 +484,7 @@ class BlockingEngine final : public Engine {
   mutable Counters report_;       // counters() returns this
   std::vector<SockRef> pending_;  // sockets with something to deliver, in report order
   std::vector<SockRef> keep_;     // scratch for poll()
+  int broken_ = 0;                // -EBADF once the wait fd was lost to other code
 };
 
 }  // namespace

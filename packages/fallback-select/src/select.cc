@@ -88,6 +88,12 @@ class SelectPoller final : public Poller {
   }
 
   int wait(Readiness* out, int max) override {
+    // Other code may have closed the wait fd (as a buggy library might): a closed fd never fires
+    // its uv_poll again and its number may already name another file, so it is checked on every
+    // wait without reading it, and once lost it is never touched again (the engine then fails
+    // over; the successor may get the same number).
+    if (ready_lost_) return -EBADF;
+    if (Notifier::closed_elsewhere(ready_.verify())) return lose_ready();
     // Only this (main) thread writes the live sets, so reading them here needs no lock.
     fd_set readable = read_set_;
     fd_set writable = write_set_;
@@ -100,8 +106,11 @@ class SelectPoller final : public Poller {
     if (n < 0) return -errno;
     if (n == 0) {
       // Nothing ready: clear the wait fd and let the watcher block in select() again.
-      std::lock_guard<std::mutex> lock(mu_);
-      ready_.drain();
+      std::unique_lock<std::mutex> lock(mu_);
+      if (Notifier::closed_elsewhere(ready_.drain())) {
+        lock.unlock();
+        return lose_ready();
+      }
       if (!armed_) {
         armed_ = true;
         cv_.notify_one();
@@ -151,6 +160,15 @@ class SelectPoller final : public Poller {
     if (fd > max_fd_) max_fd_ = fd;
     changed_locked();
     return 0;
+  }
+
+  // The wait fd was closed by other code: forget it (under mu_, since the watcher signals it) so
+  // neither thread reads, writes or closes the number again. Every later wait() fails.
+  int lose_ready() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_.abandon();
+    ready_lost_ = true;
+    return -EBADF;
   }
 
   // The sets changed: an armed watcher may be blocked on an old snapshot, so wake it.
@@ -206,7 +224,8 @@ class SelectPoller final : public Poller {
   fd_set read_set_;
   fd_set write_set_;
   int max_fd_ = -1;
-  int cursor_ = 0;  // main thread only
+  int cursor_ = 0;           // main thread only
+  bool ready_lost_ = false;  // main thread only: ready_ was closed by other code and abandoned
 
   std::mutex mu_;
   std::condition_variable cv_;

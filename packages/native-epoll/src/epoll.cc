@@ -21,7 +21,9 @@ uint32_t to_epoll(uint8_t interest) {
 class EpollPoller final : public Poller {
  public:
   explicit EpollPoller(int epfd) : epfd_(epfd) {}
-  ~EpollPoller() override { close_fd(epfd_); }
+  ~EpollPoller() override {
+    if (epfd_ >= 0) close_fd(epfd_);  // -1 once lost to other code: the number is not ours
+  }
 
   int wait_fd() const override { return epfd_; }
   int add(int fd, int token, uint8_t interest) override {
@@ -38,7 +40,14 @@ class EpollPoller final : public Poller {
     do {
       n = epoll_wait(epfd_, events_.data(), max, 0);
     } while (n < 0 && errno == EINTR);
-    if (n < 0) return -errno;
+    if (n < 0) {
+      int err = errno;
+      // EBADF: other code closed our epoll fd; EINVAL: the number now names a file that is not an
+      // epoll instance. Either way the number may already belong to someone else (the successor
+      // engine may get it next): forget it, so it is never epoll_ctl'ed or closed by us again.
+      if (err == EBADF || err == EINVAL) epfd_ = -1;
+      return -err;
+    }
     for (int i = 0; i < n; ++i) {
       const epoll_event& e = events_[static_cast<size_t>(i)];
       out[i] = Readiness{static_cast<int>(e.data.u32), (e.events & EPOLLIN) != 0,
@@ -52,6 +61,7 @@ class EpollPoller final : public Poller {
     epoll_event event{};
     event.events = to_epoll(interest);
     event.data.u32 = static_cast<uint32_t>(token);
+    if (epfd_ < 0) return -EBADF;  // lost to other code (see wait()): never touch the number
     return epoll_ctl(epfd_, op, fd, &event) == 0 ? 0 : -errno;
   }
 

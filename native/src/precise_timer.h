@@ -1,0 +1,137 @@
+// PreciseTimer, the sub-millisecond one-shot timer of the addon (Linux: a timerfd). Part of the
+// N-API glue: included only by addon.cc, the one translation unit that includes napi.h (with the
+// settings it defines first).
+#ifndef IOMUX_PRECISE_TIMER_H_
+#define IOMUX_PRECISE_TIMER_H_
+
+#ifdef __linux__
+#include <napi.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "js_call.h"
+#include "poll_watcher.h"
+
+namespace iomux {
+
+// A one-shot timer with sub-millisecond resolution: libuv timers count whole milliseconds, so a
+// tick loop waiting on setTimeout starts ticks up to 1 ms late. This is a timerfd watched by a
+// uv_poll in Node's own loop; the callback runs from the loop like any I/O callback.
+class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "PreciseTimer",
+                       {
+                           InstanceMethod<&PreciseTimer::Arm>("arm"),
+                           InstanceMethod<&PreciseTimer::Disarm>("disarm"),
+                           InstanceMethod<&PreciseTimer::Close>("close"),
+                       });
+  }
+
+  // new PreciseTimer(onFire)
+  explicit PreciseTimer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PreciseTimer>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsFunction()) {
+      Napi::TypeError::New(env, "PreciseTimer(onFire)").ThrowAsJavaScriptException();
+      return;
+    }
+    fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd_ < 0) {
+      Napi::Error e = Napi::Error::New(env, std::string("timerfd_create: ") + std::strerror(errno));
+      e.Set("errno", Napi::Number::New(env, errno));
+      e.ThrowAsJavaScriptException();
+      return;
+    }
+    int rc = 0;
+    watcher_ = PollWatcher<PreciseTimer>::Open(env, fd_, this, &rc);
+    if (watcher_ == nullptr) {
+      ReleaseAtExit();
+      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc))
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    on_fire_ = Napi::Persistent(info[0].As<Napi::Function>());
+    async_context_ = std::make_unique<Napi::AsyncContext>(env, "iomux.timer");
+  }
+
+  ~PreciseTimer() override { Teardown(); }
+
+ private:
+  friend struct PollWatcher<PreciseTimer>;
+
+  // arm(ms): fires once, ms (fractional) from now; re-arming replaces the previous deadline.
+  // Returns 0 or -errno.
+  Napi::Value Arm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
+    double ms = info[0].ToNumber().DoubleValue();
+    if (!(ms >= 0 && ms <= kMaxDelayMs)) return Napi::Number::New(env, -EINVAL);
+    // A zero it_value would disarm the timer: the shortest delay is 1 ns.
+    auto ns = std::max<int64_t>(1, static_cast<int64_t>(ms * 1e6));
+    itimerspec spec{};
+    spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+    spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+    if (timerfd_settime(fd_, 0, &spec, nullptr) != 0) return Napi::Number::New(env, -errno);
+    int rc = uv_poll_start(&watcher_->poll, UV_READABLE, &PreciseTimer::OnFire);
+    return Napi::Number::New(env, rc);
+  }
+
+  Napi::Value Disarm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
+    itimerspec off{};
+    if (timerfd_settime(fd_, 0, &off, nullptr) != 0) return Napi::Number::New(env, -errno);
+    return Napi::Number::New(env, uv_poll_stop(&watcher_->poll));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Teardown();
+    return info.Env().Undefined();
+  }
+
+  static void OnFire(uv_poll_t* handle, int /*status*/, int /*events*/) {
+    auto* self = static_cast<PreciseTimer*>(handle->data);
+    uint64_t expirations = 0;
+    // EAGAIN: a re-arm between the expiry and this callback reset the count; it fires again later.
+    if (read(self->fd_, &expirations, sizeof(expirations)) != sizeof(expirations)) return;
+    uv_poll_stop(handle);
+    napi_env env = self->Env();
+    JsScope scope(env);
+    // A false result means the environment is going away: the timer stays stopped.
+    if (scope.opened()) {
+      MakeLoopCallback(env, *self->async_context_, static_cast<napi_ref>(*self),
+                       static_cast<napi_ref>(self->on_fire_), 0, nullptr);
+    }
+  }
+
+  void ReleaseAtExit() {
+    watcher_ = nullptr;
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+  void Teardown() {
+    if (watcher_ != nullptr) PollWatcher<PreciseTimer>::Close(watcher_);
+    ReleaseAtExit();
+  }
+
+  static constexpr double kMaxDelayMs = 2147483647.0;  // setTimeout's ceiling
+  int fd_ = -1;
+  PollWatcher<PreciseTimer>* watcher_ = nullptr;
+  Napi::FunctionReference on_fire_;
+  std::unique_ptr<Napi::AsyncContext> async_context_;
+};
+
+}  // namespace iomux
+
+#endif  // __linux__
+
+#endif  // IOMUX_PRECISE_TIMER_H_

@@ -1,0 +1,25 @@
+// Socket addresses and options as the JS side names them: text IP + port to and from a
+// sockaddr, and the UDP socket options JS may set by name. Plain POSIX, no N-API.
+#ifndef IOMUX_SOCKET_OPTIONS_H_
+#define IOMUX_SOCKET_OPTIONS_H_
+
+#include <sys/socket.h>
+
+#include <string>
+
+namespace iomux {
+
+// Parses a numeric IPv4 or IPv6 address (no name lookup: JS resolves names first) and a port.
+// False when host is not a numeric address.
+bool parse_ip(const std::string& host, int port, sockaddr_storage* out, socklen_t* len);
+
+// The numeric text, port and family (4 or 6) of an AF_INET or AF_INET6 address.
+void format_ip(const sockaddr_storage& addr, std::string* text, int* port, int* family);
+
+// Socket options JS may set by name; -EINVAL for an unknown name or a bad address.
+int set_socket_option(int fd, const std::string& name, int value, const std::string& group,
+                      const std::string& iface);
+
+}  // namespace iomux
+
+#endif  // IOMUX_SOCKET_OPTIONS_H_
