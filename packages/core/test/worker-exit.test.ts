@@ -14,18 +14,25 @@ function ignoreRejection(): void {
   // the worker was ended on purpose
 }
 
-function startStreamingWorker(backend: string): { worker: Worker; streaming: Promise<void> } {
+function startStreamingWorker(backend: string): {
+  worker: Worker;
+  loaded: Promise<void>;
+  streaming: Promise<void>;
+} {
   const worker = new Worker(fixture, { workerData: { backend, core } });
-  const streaming = new Promise<void>((resolve, reject) => {
-    worker.once('message', () => {
-      resolve();
+  const reached = (what: string): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      worker.on('message', (message) => {
+        if (message === what) resolve();
+      });
+      worker.once('error', reject);
+      worker.once('exit', (code) => {
+        reject(new Error(`worker exited with ${code} before '${what}'`));
+      });
     });
-    worker.once('error', reject);
-    worker.once('exit', (code) => {
-      reject(new Error(`worker exited early with ${code}`));
-    });
-  });
-  return { worker, streaming };
+  const loaded = reached('loaded');
+  loaded.catch(ignoreRejection); // awaited only by the start-up case; the others await streaming
+  return { worker, loaded, streaming: reached('streaming') };
 }
 
 function exited(worker: Worker): Promise<number> {
@@ -82,9 +89,13 @@ describe.each(backends)('worker exit with I/O in flight: $name', (backend) => {
 
   run(`terminate() during start-up, before the first byte: ${backendTitle(backend)}`, async () => {
     for (let i = 0; i < EXITS_PER_KIND; i += 1) {
-      const { worker, streaming } = startStreamingWorker(backend.name);
+      const { worker, loaded, streaming } = startStreamingWorker(backend.name);
       // Terminated before it streams: its 'streaming' promise rejects by design.
       streaming.catch(ignoreRejection);
+      // A worker terminated inside Node's module loader leaves the loader's open files behind
+      // (Node's behaviour, not the reactor's): terminate once the modules are in, while the
+      // reactor opens its backend, listens and connects.
+      await loaded;
       await sleep(i * 3);
       await worker.terminate();
     }
