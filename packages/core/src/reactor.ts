@@ -730,6 +730,8 @@ export class Reactor
     this.updateRef();
     if (channels.connectionOpen.hasSubscribers)
       channels.connectionOpen.publish({ backend: this.backend, id, kind: 'connected' });
+    // Events of this batch must wait until the `await connect()` continuation can listen.
+    connection.holdEarlyEvents();
     pending.resolve(connection);
   }
 
