@@ -19,6 +19,23 @@ function throwingLogger(): Logger {
   };
 }
 
+/** `promise`, or a rejection after `ms`; the timer is cleared either way (no leaked Timeout). */
+async function settledWithin<T>(promise: Promise<T>, ms: number, what = 'timed out'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(new Error(what));
+        }, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Collects what a node:net client receives. */
 function received(socket: net.Socket): Buffer[] {
   const chunks: Buffer[] = [];
@@ -63,7 +80,7 @@ describe.each(backends)('user code errors: $name', (backend) => {
             }),
           );
           first.destroy();
-          await Promise.race([closed, sleep(3000)]);
+          await settledWithin(closed, 3000).catch(() => undefined);
           expect(stale.closed).toBe(true);
           expect(reactor.connectionCount()).toBe(0);
           // The next connection may get the same backend id; the old object must not reach it.
@@ -145,12 +162,7 @@ describe.each(backends)('user code errors: $name', (backend) => {
       await accepted(reactor, conns, 1);
       client.end();
       // Our side must send FIN even though the user's listener threw.
-      await Promise.race([
-        clientEnded,
-        sleep(3000).then(() => {
-          throw new Error('the connection stayed half-open');
-        }),
-      ]);
+      await settledWithin(clientEnded, 3000, 'the connection stayed half-open');
       await until(() => reactor.connectionCount() === 0, 5000, 'connection closed');
       expect(conns[0]!.closed).toBe(true);
       expect((capture.errors[0] as Error).message).toBe('end listener failed');
