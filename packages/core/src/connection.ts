@@ -280,8 +280,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       try {
         if (event === 'end') this.endNow();
         else if (event === 'drain') this.drainNow();
-        else if (event instanceof Buffer) this.dataNow(event);
-        else this.closeNow(event.closeErrno);
+        else if ('closeErrno' in event) this.closeNow(event.closeErrno);
+        else this.dataNow(event);
       } catch (err) {
         // A throwing listener costs no event: the rest is replayed on the next turn.
         if (this.held !== undefined) setImmediate(() => this.replayHeld());

@@ -5,9 +5,7 @@
  * backend-open.ts's, moving sockets on a runtime failure fallback.ts's, option defaults and
  * validation reactor-options.ts's.
  */
-import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
-import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { NativeBackendHandle, NativeCounters, NativeEventCodes } from './backend.js';
 import {
@@ -30,6 +28,14 @@ import { IomuxError, backendHint, errnoName, socketError } from './errors.js';
 import { migrateSockets, type PendingConnect, type Slot } from './fallback.js';
 import { Listener, type ListenerHost } from './listener.js';
 import { resolveReactorOptions, type ReactorOptions } from './reactor-options.js';
+import {
+  checkPort,
+  positiveInt,
+  resolveHost,
+  type ConnectOptions,
+  type ListenOptions,
+  type UdpOptions,
+} from './socket-options.js';
 import { SocketTable } from './socket-table.js';
 import { resolveTuning } from './tuning.js';
 import { UdpSocket, type UdpHost } from './udp.js';
@@ -42,47 +48,7 @@ export { Listener } from './listener.js';
 export type { ListenerEvents } from './listener.js';
 export type { FallbackRecord, MigrationSummary } from './backend-open.js';
 export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
-
-/** Options of {@link Reactor.listen}. */
-export interface ListenOptions {
-  /** IP address or host name to bind. Default `0.0.0.0`. */
-  host?: string;
-  /** Port; 0 picks a free one. */
-  port: number;
-  /** Pending-connection queue length. Default 511. */
-  backlog?: number;
-  /** SO_REUSEPORT, so several reactors (threads, processes) can share the port. Default false. */
-  reusePort?: boolean;
-  /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
-  ipv6Only?: boolean;
-}
-
-/** Options of {@link Reactor.udp}. */
-export interface UdpOptions {
-  /** IP address or host name to bind. Default `0.0.0.0`. */
-  host?: string;
-  /** Port; 0 picks a free one. Default 0. */
-  port?: number;
-  /** SO_REUSEPORT. Default false. */
-  reusePort?: boolean;
-  /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
-  ipv6Only?: boolean;
-  /** Receive size per datagram; longer datagrams arrive cut and flagged `truncated`. Default 65536. */
-  maxDatagram?: number;
-  /**
-   * SO_REUSEADDR: let the socket bind an address another socket already uses. Default false, as
-   * node:dgram: a second bind to a port in use fails with `EADDRINUSE`.
-   */
-  reuseAddr?: boolean;
-}
-
-/** Options of {@link Reactor.connect}. */
-export interface ConnectOptions {
-  /** IP address or host name. Default `127.0.0.1`. */
-  host?: string;
-  /** Port to connect to. */
-  port: number;
-}
+export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
 
 /** A snapshot of a reactor's counters. */
 export interface ReactorStats extends NativeCounters {
@@ -100,44 +66,6 @@ export interface ReactorEvents {
   error: [error: IomuxError];
   /** A backend could not be used and another took over. */
   fallback: [record: FallbackRecord];
-}
-
-function positiveInt(
-  name: string,
-  value: number | undefined,
-  min: number,
-  fallback: number,
-): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < min) {
-    throw new IomuxError(
-      'IOMUX_INVALID_ARGUMENT',
-      `${name} must be an integer >= ${min}, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
-function checkPort(port: unknown, what: string): number {
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new IomuxError(
-      'IOMUX_INVALID_ARGUMENT',
-      `${what}: port must be an integer from 0 to 65535, got ${String(port)}`,
-    );
-  }
-  return port;
-}
-
-async function resolveHost(host: string): Promise<string> {
-  if (isIP(host) !== 0) return host;
-  try {
-    return (await lookup(host)).address;
-  } catch (err) {
-    throw new IomuxError('ENOTFOUND', `cannot resolve host ${host}`, {
-      syscall: 'getaddrinfo',
-      cause: err,
-    });
-  }
 }
 
 /**
