@@ -31,6 +31,7 @@ import { failOver, type FailoverHost } from './failover.js';
 import type { PendingConnect, Slot } from './fallback.js';
 import { Listener, type ListenerHost } from './listener.js';
 import { Pump, type PumpHost } from './pump.js';
+import { CounterTotals, metricsSnapshot, type ReactorStats } from './reactor-stats.js';
 import { resolveReactorOptions, type Logger, type ReactorOptions } from './reactor-options.js';
 import {
   checkPort,
@@ -40,6 +41,7 @@ import {
   type ListenOptions,
   type UdpOptions,
 } from './socket-options.js';
+import { endAllSockets, type ShutdownHost } from './shutdown.js';
 import { SocketTable } from './socket-table.js';
 import { resolveTuning } from './tuning.js';
 import { UdpSocket, type UdpHost } from './udp.js';
@@ -54,16 +56,7 @@ export type { ListenerEvents } from './listener.js';
 export type { FallbackRecord, MigrationSummary } from './backend-open.js';
 export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
 export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
-
-/** A snapshot of a reactor's counters. */
-export interface ReactorStats extends NativeCounters {
-  /** Backend in use. */
-  backend: BackendName;
-  /** Open connections. */
-  connections: number;
-  /** Open listeners. */
-  listeners: number;
-}
+export type { ReactorStats } from './reactor-stats.js';
 
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
@@ -79,7 +72,14 @@ export interface ReactorEvents {
  */
 export class Reactor
   extends EventEmitter<ReactorEvents>
-  implements ConnectionHost, UdpHost, ListenerHost, DispatchHost, PumpHost, FailoverHost
+  implements
+    ConnectionHost,
+    UdpHost,
+    ListenerHost,
+    DispatchHost,
+    PumpHost,
+    FailoverHost,
+    ShutdownHost
 {
   /** Name of the backend in use; changes when a runtime fallback happens. */
   backend: BackendName;
@@ -101,8 +101,7 @@ export class Reactor
   private readonly options: ReactorOptions;
   private readonly settings: OpenSettings;
   private readonly closeTimeoutMs: number;
-  /** id → socket object; replaced as a whole when a runtime fallback moves the sockets. */
-  /** @internal */
+  /** @internal id → socket object; replaced as a whole when a runtime fallback moves them. */
   table = new SocketTable<Slot>();
   /** Set when the backend failed and no successor could take over: the reactor is unusable. */
   private failure: IomuxError | undefined;
@@ -115,17 +114,7 @@ export class Reactor
   private isClosed = false;
   private readonly nativeTimers: NativeTimers;
   private readonly metricsState = new ReactorMetrics();
-  /** Counters of backends replaced by a runtime fallback, so totals survive the switch. */
-  private readonly retired: NativeCounters = {
-    polls: 0,
-    events: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-    accepted: 0,
-    closed: 0,
-    writesQueued: 0,
-    acceptErrors: 0,
-  };
+  private readonly counters = new CounterTotals();
   private readonly observer: BatchObserver;
   private readonly onEvents = (count: number, slab: Buffer | undefined): void => {
     this.dispatch(count, slab);
@@ -333,24 +322,15 @@ export class Reactor
    * fallbacks. Cheap enough to call every second.
    */
   metrics(): MetricsSnapshot {
-    const c = this.totals();
-    return {
+    return metricsSnapshot({
       backend: this.backend,
-      io_events_processed: c.events,
-      io_wait_duration_ms: this.metricsState.waitSummary(),
-      polls: c.polls,
-      connections_open: this.table.count('connection'),
-      connections_accepted: c.accepted,
-      connections_closed: c.closed,
-      bytes_in: c.bytesRead,
-      bytes_out: c.bytesWritten,
-      writes_queued: c.writesQueued,
-      backpressure_events: this.metricsState.backpressureEvents,
-      accept_errors: c.acceptErrors,
+      totals: this.totals(),
+      connections: this.table.count('connection'),
+      metrics: this.metricsState,
       fallbacks: this.fallbackHistory.length,
-      ticks: this.tickLoop?.stats() ?? null,
-      workers: this.pool?.stats() ?? null,
-    };
+      tickLoop: this.tickLoop,
+      pool: this.pool,
+    });
   }
 
   /** @internal Called by {@link runTicks}: `metrics().ticks` reports the newest loop. */
@@ -369,12 +349,7 @@ export class Reactor
 
   /** Native counters of this backend plus those of backends a runtime fallback replaced. */
   private totals(): NativeCounters {
-    const c: NativeCounters =
-      this.failure === undefined ? this.native.counters() : { ...this.retired };
-    if (this.failure !== undefined) return c;
-    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
-      c[key] += this.retired[key];
-    return c;
+    return this.counters.totals(this.failure === undefined ? this.native : undefined);
   }
 
   private detail(errno: number, address: string): string {
@@ -450,33 +425,7 @@ export class Reactor
       return;
     }
     if (!this.pump.isRunning) this.native.start();
-    for (const [id, slot] of this.table.entries()) {
-      if (slot instanceof Listener || slot instanceof UdpSocket) slot.close();
-      else if (slot.socketKind === 'pending') {
-        this.native.destroy(id);
-        this.table.remove(id, slot);
-        this.updateRef();
-        slot.reject(
-          new IomuxError(
-            'IOMUX_REACTOR_CLOSED',
-            'reactor closed before the connection was established',
-          ),
-        );
-      }
-    }
-    for (const [, slot] of this.table.entries())
-      if (slot instanceof Connection) slot.endByReactor();
-    if (this.table.count('connection') > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, this.closeTimeoutMs);
-        function done(): void {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.idleWaiters.add(done);
-      });
-    }
-    for (const [, slot] of this.table.entries()) if (slot instanceof Connection) slot.destroy();
+    await endAllSockets(this, this.closeTimeoutMs);
     await this.pool?.close();
     await new Promise<void>((resolve) => setImmediate(resolve));
     this.isClosed = true;
@@ -496,6 +445,11 @@ export class Reactor
       });
     this.updateRef();
     if (this.table.count('connection') === 0) for (const done of this.idleWaiters) done();
+  }
+
+  /** @internal */
+  whenIdle(done: () => void): void {
+    this.idleWaiters.add(done);
   }
 
   /** @internal */
@@ -581,9 +535,7 @@ export class Reactor
 
   /** @internal Keeps a replaced backend's counters, so totals survive the switch. */
   retire(old: NativeBackendHandle): void {
-    const oldCounters = old.counters();
-    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
-      this.retired[key] += oldCounters[key];
+    this.counters.retire(old);
   }
 }
 
