@@ -284,7 +284,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         else this.dataNow(event);
       } catch (err) {
         // A throwing listener costs no event: the rest is replayed on the next turn.
-        if (this.held !== undefined) setImmediate(() => this.replayHeld());
+        if (this.held !== undefined)
+          setImmediate(() => {
+            this.replayHeld();
+          });
         throw err;
       }
     }

@@ -92,7 +92,12 @@ describe.each(backends)('data sent with the connect: $name', (backend) => {
     await reactor?.close();
     reactor = undefined;
     const s = server;
-    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+    if (s)
+      await new Promise<void>((resolve) =>
+        s.close(() => {
+          resolve();
+        }),
+      );
     server = undefined;
   });
 
