@@ -25,12 +25,12 @@ import {
   type SnakeCaseConfig,
 } from './config.js';
 import { Connection, type ConnectionHost } from './connection.js';
-import { BatchObserver, deliverBatch, type DispatchHost } from './dispatch.js';
+import { BatchObserver, deliverBatch } from './dispatch.js';
 import { IomuxError, backendHint, socketError } from './errors.js';
-import { failOver, type FailoverHost } from './failover.js';
+import { failOver } from './failover.js';
 import type { PendingConnect, Slot } from './fallback.js';
 import { Listener, type ListenerHost } from './listener.js';
-import { Pump, type PumpHost } from './pump.js';
+import { Pump } from './pump.js';
 import { CounterTotals, metricsSnapshot, type ReactorStats } from './reactor-stats.js';
 import { resolveReactorOptions, type Logger, type ReactorOptions } from './reactor-options.js';
 import {
@@ -41,7 +41,7 @@ import {
   type ListenOptions,
   type UdpOptions,
 } from './socket-options.js';
-import { endAllSockets, type ShutdownHost } from './shutdown.js';
+import { endAllSockets } from './shutdown.js';
 import { SocketTable } from './socket-table.js';
 import { resolveTuning } from './tuning.js';
 import { UdpSocket, type UdpHost } from './udp.js';
@@ -72,14 +72,7 @@ export interface ReactorEvents {
  */
 export class Reactor
   extends EventEmitter<ReactorEvents>
-  implements
-    ConnectionHost,
-    UdpHost,
-    ListenerHost,
-    DispatchHost,
-    PumpHost,
-    FailoverHost,
-    ShutdownHost
+  implements ConnectionHost, UdpHost, ListenerHost
 {
   /** Name of the backend in use; changes when a runtime fallback happens. */
   backend: BackendName;
