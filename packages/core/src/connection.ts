@@ -275,8 +275,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         this.held = undefined; // destroyed by a handler: nothing more is emitted
         return;
       }
-      const event = this.held.shift()!;
+      const event = this.held.shift();
       if (this.held.length === 0) this.held = undefined;
+      if (event === undefined) return; // the hold ended with nothing held
       try {
         if (event === 'end') this.endNow();
         else if (event === 'drain') this.drainNow();
