@@ -9,7 +9,9 @@
  * says why through {@link BackendModule.unavailabilityCause}; nothing throws at import time.
  * @module
  */
+import { closeSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { devNull } from 'node:os';
 import { BACKEND_NAMES, type BackendName } from './config.js';
 import { IomuxError } from './errors.js';
 
@@ -250,6 +252,21 @@ export const AUTO_ORDER: Partial<Record<NodeJS.Platform, readonly BackendName[]>
 
 const localRequire = createRequire(import.meta.url);
 
+/**
+ * Entry files of the backend packages, resolved once at import. Node remembers a resolution that
+ * failed (even one that failed for lack of fds) for the life of the process, so a package is
+ * resolved while the process can still open files, and later loads go by path.
+ */
+const packagePaths = new Map<string, string>();
+for (const { packageName } of Object.values(PACKAGES)) {
+  if (packagePaths.has(packageName)) continue;
+  try {
+    packagePaths.set(packageName, localRequire.resolve(packageName));
+  } catch {
+    // Not installed (or not resolvable now): loadAddon reports the cause when asked.
+  }
+}
+
 function loadAddon(name: BackendName): { addon?: NativeAddon; cause?: string } {
   const pkg = PACKAGES[name];
   if (!pkg.platforms.includes(process.platform)) {
@@ -259,7 +276,10 @@ function loadAddon(name: BackendName): { addon?: NativeAddon; cause?: string } {
   }
   let loaders: Record<string, (() => unknown) | undefined>;
   try {
-    loaders = localRequire(pkg.packageName) as Record<string, (() => unknown) | undefined>;
+    loaders = localRequire(packagePaths.get(pkg.packageName) ?? pkg.packageName) as Record<
+      string,
+      (() => unknown) | undefined
+    >;
   } catch (err) {
     return {
       cause: `package ${pkg.packageName} is not installed (${(err as Error).message.split('\n')[0] ?? ''})`,
@@ -289,7 +309,23 @@ const TRANSIENT_CAUSES = [
 ];
 
 function isTransient(cause: string): boolean {
-  return TRANSIENT_CAUSES.some((text) => cause.includes(text));
+  const lower = cause.toLowerCase();
+  return TRANSIENT_CAUSES.some((text) => lower.includes(text.toLowerCase()));
+}
+
+/**
+ * True when the process cannot open a file right now (EMFILE, ENFILE). Node's module resolution
+ * reports a package it could not stat for lack of fds as "Cannot find module", with no errno in
+ * the message, so a failed load is checked against this before it is taken as definitive.
+ */
+function outOfFds(): boolean {
+  try {
+    closeSync(openSync(devNull, 'r'));
+    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EMFILE' || code === 'ENFILE';
+  }
 }
 
 class LoadedBackend implements BackendModule {
@@ -299,9 +335,10 @@ class LoadedBackend implements BackendModule {
   private load(): { addon?: NativeAddon; cause?: string } {
     if (this.state !== undefined) return this.state;
     const state = loadAddon(this.name);
-    // Only a definitive answer is kept: a probe that failed for lack of fds or memory may pass
-    // on the next call, so it is asked again instead of marking the backend unavailable for good.
-    if (state.cause === undefined || !isTransient(state.cause)) this.state = state;
+    // Only a definitive answer is kept: a load or probe that failed for lack of fds or memory may
+    // pass on the next call, so it is asked again instead of marking the backend unavailable for
+    // good.
+    if (state.cause === undefined || !(isTransient(state.cause) || outOfFds())) this.state = state;
     return state;
   }
 

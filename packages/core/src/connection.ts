@@ -5,6 +5,9 @@ import { IomuxError, socketError } from './errors.js';
 /** Most buffers one native writev call takes (the native side's limit). */
 const MAX_WRITEV_BUFFERS = 1024;
 
+/** A held event: bytes, the peer's END, a DRAIN, or the CLOSE (its errno, in an object). */
+type HeldEvent = Buffer | 'end' | 'drain' | { closeErrno: number };
+
 /** What a connection needs from its reactor. */
 export interface ConnectionHost {
   /** The backend instance. */
@@ -64,10 +67,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private endedByUser = false;
   private remoteEnded = false;
   private isClosed = false;
-  /** Bytes a runtime fallback carried over while reading was paused, delivered on resume(). */
-  private held: Buffer[] | undefined;
-  /** The carried-over END, delivered after the held bytes. */
-  private heldEnd = false;
+  /**
+   * Events not yet emitted, in arrival order: those that arrived before a `connect()`
+   * continuation could attach listeners, and those that wait for resume() (bytes a runtime
+   * fallback carried over while paused, and what followed them). Undefined when nothing is held.
+   */
+  private held: HeldEvent[] | undefined;
+  /** True from a connect()'s resolution until its continuation had its chance to listen. */
+  private holdingEarly = false;
 
   /** Backend id of the socket; ids are reused after close, and change on a runtime fallback. */
   id: number;
@@ -241,22 +248,50 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   resume(): void {
     if (!this.paused || !this.usable()) return;
     this.paused = false;
-    const held = this.held;
-    const heldEnd = this.heldEnd;
-    this.held = undefined;
-    this.heldEnd = false;
-    // Carried-over bytes came before anything the backend reads from now on.
-    // A data handler may pause (or close) again: what it did not take stays held.
-    for (const chunk of held ?? []) {
-      if (this.isPaused || this.closed) this.hold(chunk);
-      else this.onData(chunk);
-    }
-    if (heldEnd) this.onMigrated(Buffer.alloc(0), true);
+    // Held events came before anything the backend reads from now on; a handler may pause (or
+    // close) again, and what it did not take stays held.
+    this.replayHeld();
     if (!this.isPaused && !this.closed) this.host.native.setReading(this.id, true);
   }
 
-  private hold(chunk: Buffer): void {
-    (this.held ??= []).push(chunk);
+  /**
+   * @internal The connection is about to resolve a `connect()`: events of the same batch (and
+   * of batches before the continuation ran) are held, then replayed on setImmediate, which runs
+   * after every microtask chain, so `await reactor.connect()` can attach listeners first.
+   */
+  holdEarlyEvents(): void {
+    this.holdingEarly = true;
+    this.held ??= [];
+    setImmediate(() => {
+      this.holdingEarly = false;
+      this.replayHeld();
+    });
+  }
+
+  /** Emits held events in order until none is left, or a handler paused (the rest stays held). */
+  private replayHeld(): void {
+    while (this.held !== undefined && !this.paused && !this.holdingEarly) {
+      if (this.isClosed) {
+        this.held = undefined; // destroyed by a handler: nothing more is emitted
+        return;
+      }
+      const event = this.held.shift();
+      if (this.held.length === 0) this.held = undefined;
+      if (event === undefined) return; // the hold ended with nothing held
+      try {
+        if (event === 'end') this.endNow();
+        else if (event === 'drain') this.drainNow();
+        else if ('closeErrno' in event) this.closeNow(event.closeErrno);
+        else this.dataNow(event);
+      } catch (err) {
+        // A throwing listener costs no event: the rest is replayed on the next turn.
+        if (this.held !== undefined)
+          setImmediate(() => {
+            this.replayHeld();
+          });
+        throw err;
+      }
+    }
   }
 
   /**
@@ -265,23 +300,29 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    */
   onMigrated(undelivered: Buffer, eof: boolean): void {
     if (this.isClosed) return;
-    if (this.paused || this.held !== undefined) {
-      if (undelivered.length > 0) this.hold(undelivered);
-      this.heldEnd ||= eof;
-      return;
-    }
+    if (this.paused) this.held ??= [];
     if (undelivered.length > 0) this.onData(undelivered);
     if (eof && !this.closed) this.onEnd();
   }
 
   /** @internal */
   onData(chunk: Buffer): void {
+    if (this.held !== undefined) this.held.push(chunk);
+    else this.dataNow(chunk);
+  }
+
+  private dataNow(chunk: Buffer): void {
     this.bytesRead += chunk.byteLength;
     this.emit('data', chunk);
   }
 
   /** @internal */
   onDrain(): void {
+    if (this.held !== undefined) this.held.push('drain');
+    else this.drainNow();
+  }
+
+  private drainNow(): void {
     this.queuedBytes = 0;
     if (!this.needDrain) return;
     this.needDrain = false;
@@ -290,6 +331,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** @internal */
   onEnd(): void {
+    if (this.held !== undefined) this.held.push('end');
+    else this.endNow();
+  }
+
+  private endNow(): void {
     this.remoteEnded = true;
     // The reactor's own work first, as node:net does: a throwing 'end' listener must not leave
     // the connection half-open.
@@ -304,6 +350,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** @internal */
   onClose(errno: number): void {
+    if (this.held !== undefined) this.held.push({ closeErrno: errno });
+    else this.closeNow(errno);
+  }
+
+  private closeNow(errno: number): void {
     this.finish(errno === 0 ? undefined : socketError(errno, 'read'), false);
   }
 

@@ -1,18 +1,17 @@
 /**
  * What does a user call to do I/O? The {@link Reactor} API surface: listen, connect, udp, the
- * pump (run/stop/pollEvents), close, stats and metrics, and the dispatch of each native batch to
- * the socket objects. Which socket an id belongs to is socket-table.ts's; opening backends is
- * backend-open.ts's, moving sockets on a runtime failure fallback.ts's, option defaults and
- * validation reactor-options.ts's.
+ * pump (run/stop/pollEvents), close, stats and metrics. The work behind it lives elsewhere:
+ * batch dispatch in dispatch.ts, the run/stop state and pollEvents() waiters in pump.ts, the
+ * runtime fallback in failover.ts (socket moves in fallback.ts), which socket an id belongs to in
+ * socket-table.ts, opening backends in backend-open.ts, option defaults and validation in
+ * reactor-options.ts and socket-options.ts.
  */
-import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
-import { isIP } from 'node:net';
-import { constants as osConstants } from 'node:os';
 import type { NativeBackendHandle, NativeCounters, NativeEventCodes } from './backend.js';
 import {
   candidates,
   openBackend,
+  type Candidate,
   type FallbackRecord,
   type OpenSettings,
   type OpenedBackend,
@@ -26,15 +25,29 @@ import {
   type SnakeCaseConfig,
 } from './config.js';
 import { Connection, type ConnectionHost } from './connection.js';
-import { IomuxError, backendHint, errnoName, socketError } from './errors.js';
-import { migrateSockets, type PendingConnect, type Slot } from './fallback.js';
+import { BatchObserver, deliverBatch } from './dispatch.js';
+import { IomuxError, backendHint, socketError } from './errors.js';
+import { failOver } from './failover.js';
+import type { PendingConnect, Slot } from './fallback.js';
 import { Listener, type ListenerHost } from './listener.js';
-import { resolveReactorOptions, type ReactorOptions } from './reactor-options.js';
+import { Pump } from './pump.js';
+import { CounterTotals, metricsSnapshot, type ReactorStats } from './reactor-stats.js';
+import { resolveReactorOptions, type Logger, type ReactorOptions } from './reactor-options.js';
+import {
+  checkPort,
+  positiveInt,
+  resolveHost,
+  type ConnectOptions,
+  type ListenOptions,
+  type UdpOptions,
+} from './socket-options.js';
+import { endAllSockets } from './shutdown.js';
 import { SocketTable } from './socket-table.js';
 import { resolveTuning } from './tuning.js';
 import { UdpSocket, type UdpHost } from './udp.js';
 import { runTicks, type TickFn, type TickLoop, type TickLoopOptions } from './tick-loop.js';
 import { NativeTimers, type TimerSource } from './timers.js';
+import { guarded } from './user-code.js';
 import { WorkerPool, type WorkerPoolOptions, type WorkerTaskOptions } from './worker-pool.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
@@ -42,57 +55,8 @@ export { Listener } from './listener.js';
 export type { ListenerEvents } from './listener.js';
 export type { FallbackRecord, MigrationSummary } from './backend-open.js';
 export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
-
-/** Options of {@link Reactor.listen}. */
-export interface ListenOptions {
-  /** IP address or host name to bind. Default `0.0.0.0`. */
-  host?: string;
-  /** Port; 0 picks a free one. */
-  port: number;
-  /** Pending-connection queue length. Default 511. */
-  backlog?: number;
-  /** SO_REUSEPORT, so several reactors (threads, processes) can share the port. Default false. */
-  reusePort?: boolean;
-  /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
-  ipv6Only?: boolean;
-}
-
-/** Options of {@link Reactor.udp}. */
-export interface UdpOptions {
-  /** IP address or host name to bind. Default `0.0.0.0`. */
-  host?: string;
-  /** Port; 0 picks a free one. Default 0. */
-  port?: number;
-  /** SO_REUSEPORT. Default false. */
-  reusePort?: boolean;
-  /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
-  ipv6Only?: boolean;
-  /** Receive size per datagram; longer datagrams arrive cut and flagged `truncated`. Default 65536. */
-  maxDatagram?: number;
-  /**
-   * SO_REUSEADDR: let the socket bind an address another socket already uses. Default false, as
-   * node:dgram: a second bind to a port in use fails with `EADDRINUSE`.
-   */
-  reuseAddr?: boolean;
-}
-
-/** Options of {@link Reactor.connect}. */
-export interface ConnectOptions {
-  /** IP address or host name. Default `127.0.0.1`. */
-  host?: string;
-  /** Port to connect to. */
-  port: number;
-}
-
-/** A snapshot of a reactor's counters. */
-export interface ReactorStats extends NativeCounters {
-  /** Backend in use. */
-  backend: BackendName;
-  /** Open connections. */
-  connections: number;
-  /** Open listeners. */
-  listeners: number;
-}
+export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
+export type { ReactorStats } from './reactor-stats.js';
 
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
@@ -100,44 +64,6 @@ export interface ReactorEvents {
   error: [error: IomuxError];
   /** A backend could not be used and another took over. */
   fallback: [record: FallbackRecord];
-}
-
-function positiveInt(
-  name: string,
-  value: number | undefined,
-  min: number,
-  fallback: number,
-): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < min) {
-    throw new IomuxError(
-      'IOMUX_INVALID_ARGUMENT',
-      `${name} must be an integer >= ${min}, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
-function checkPort(port: unknown, what: string): number {
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new IomuxError(
-      'IOMUX_INVALID_ARGUMENT',
-      `${what}: port must be an integer from 0 to 65535, got ${String(port)}`,
-    );
-  }
-  return port;
-}
-
-async function resolveHost(host: string): Promise<string> {
-  if (isIP(host) !== 0) return host;
-  try {
-    return (await lookup(host)).address;
-  } catch (err) {
-    throw new IomuxError('ENOTFOUND', `cannot resolve host ${host}`, {
-      syscall: 'getaddrinfo',
-      cause: err,
-    });
-  }
 }
 
 /**
@@ -161,39 +87,28 @@ export class Reactor
   /** @internal */
   readonly allowHalfOpen: boolean;
 
-  private codes: NativeEventCodes;
-  private events: Int32Array;
+  /** @internal The backend's event type codes and record size. */
+  codes: NativeEventCodes;
+  /** @internal The backend's event records of the current batch. */
+  events: Int32Array;
   private readonly options: ReactorOptions;
   private readonly settings: OpenSettings;
   private readonly closeTimeoutMs: number;
-  /** id → socket object; replaced as a whole when a runtime fallback moves the sockets. */
-  private table = new SocketTable<Slot>();
+  /** @internal id → socket object; replaced as a whole when a runtime fallback moves them. */
+  table = new SocketTable<Slot>();
   /** Set when the backend failed and no successor could take over: the reactor is unusable. */
   private failure: IomuxError | undefined;
   private pool: WorkerPool | undefined;
   private readonly workerOptions: WorkerPoolOptions | undefined;
   private tickLoop: TickLoop | undefined;
   private referenced = false;
-  private running: boolean;
+  private readonly pump: Pump;
   private closing: Promise<void> | undefined;
   private isClosed = false;
-  private waiters: ((count: number) => void)[] = [];
   private readonly nativeTimers: NativeTimers;
   private readonly metricsState = new ReactorMetrics();
-  /** Counters of backends replaced by a runtime fallback, so totals survive the switch. */
-  private readonly retired: NativeCounters = {
-    polls: 0,
-    events: 0,
-    bytesRead: 0,
-    bytesWritten: 0,
-    accepted: 0,
-    closed: 0,
-    writesQueued: 0,
-    acceptErrors: 0,
-  };
-  private lastBatchAt = performance.now();
-  private readonly debugPolls: boolean;
-  private readonly timeBatches: boolean;
+  private readonly counters = new CounterTotals();
+  private readonly observer: BatchObserver;
   private readonly onEvents = (count: number, slab: Buffer | undefined): void => {
     this.dispatch(count, slab);
   };
@@ -210,9 +125,7 @@ export class Reactor
     this.options = options;
     if (options.workers instanceof WorkerPool) this.pool = options.workers;
     else this.workerOptions = options.workers;
-    const logger = options.logger;
-    this.debugPolls = logger !== undefined && (logger.isLevelEnabled?.('debug') ?? true);
-    this.timeBatches = options.metrics ?? true;
+    this.observer = new BatchObserver(this.metricsState, options.logger, options.metrics ?? true);
     this.settings = {
       maxEvents: config.maxEvents,
       readChunk: resolved.readChunk,
@@ -234,9 +147,9 @@ export class Reactor
         'iomux backend unavailable, falling back',
       );
     }
-    this.running = options.autoRun ?? true;
+    this.pump = new Pump(this, options.autoRun ?? true);
     this.native.unref();
-    if (this.running) this.native.start();
+    if (this.pump.isRunning) this.native.start();
   }
 
   /**
@@ -402,24 +315,15 @@ export class Reactor
    * fallbacks. Cheap enough to call every second.
    */
   metrics(): MetricsSnapshot {
-    const c = this.totals();
-    return {
+    return metricsSnapshot({
       backend: this.backend,
-      io_events_processed: c.events,
-      io_wait_duration_ms: this.metricsState.waitSummary(),
-      polls: c.polls,
-      connections_open: this.table.count('connection'),
-      connections_accepted: c.accepted,
-      connections_closed: c.closed,
-      bytes_in: c.bytesRead,
-      bytes_out: c.bytesWritten,
-      writes_queued: c.writesQueued,
-      backpressure_events: this.metricsState.backpressureEvents,
-      accept_errors: c.acceptErrors,
+      totals: this.totals(),
+      connections: this.table.count('connection'),
+      metrics: this.metricsState,
       fallbacks: this.fallbackHistory.length,
-      ticks: this.tickLoop?.stats() ?? null,
-      workers: this.pool?.stats() ?? null,
-    };
+      tickLoop: this.tickLoop,
+      pool: this.pool,
+    });
   }
 
   /** @internal Called by {@link runTicks}: `metrics().ticks` reports the newest loop. */
@@ -438,12 +342,7 @@ export class Reactor
 
   /** Native counters of this backend plus those of backends a runtime fallback replaced. */
   private totals(): NativeCounters {
-    const c: NativeCounters =
-      this.failure === undefined ? this.native.counters() : { ...this.retired };
-    if (this.failure !== undefined) return c;
-    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
-      c[key] += this.retired[key];
-    return c;
+    return this.counters.totals(this.failure === undefined ? this.native : undefined);
   }
 
   private detail(errno: number, address: string): string {
@@ -466,7 +365,7 @@ export class Reactor
 
   /** True while events are dispatched from Node's loop as they arrive. */
   get isRunning(): boolean {
-    return this.running;
+    return this.pump.isRunning;
   }
 
   /** True once {@link close} has finished. */
@@ -477,16 +376,12 @@ export class Reactor
   /** Dispatches events from Node's loop as they arrive (the default after creation). */
   run(): void {
     this.assertOpen();
-    if (this.running) return;
-    this.running = true;
-    this.native.start();
+    this.pump.run();
   }
 
   /** Stops dispatching from Node's loop; use {@link pollEvents} to pump events yourself. */
   stop(): void {
-    if (!this.running || this.isClosed) return;
-    this.running = false;
-    if (this.waiters.length === 0) this.native.stop();
+    if (!this.isClosed) this.pump.stop();
   }
 
   /**
@@ -495,28 +390,13 @@ export class Reactor
    * events dispatched. Fractional timeouts are honoured to tens of µs where the backend has a
    * native timer (Linux: a timerfd); elsewhere they are rounded up to whole ms. This is the game-loop pump: poll for up to one tick, then run the tick.
    */
-  async pollEvents(timeoutMs: number = this.config.timeoutMs): Promise<number> {
-    this.assertOpen();
-    const count = this.native.poll();
-    if (count === -osConstants.errno.EBUSY) {
-      // Called while a batch is being dispatched: let it finish, then poll, instead of spinning.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      return this.pollEvents(timeoutMs);
-    }
-    if (count !== 0 || timeoutMs <= 0) return Math.max(count, 0);
-    return new Promise<number>((resolve) => {
-      const cancel = this.timers.after(timeoutMs, () => {
-        this.waiters = this.waiters.filter((w) => w !== done);
-        if (!this.running && this.waiters.length === 0 && !this.isClosed) this.native.stop();
-        resolve(0);
-      });
-      const done = (n: number): void => {
-        cancel();
-        resolve(n);
-      };
-      this.waiters.push(done);
-      if (!this.running) this.native.start();
-    });
+  pollEvents(timeoutMs: number = this.config.timeoutMs): Promise<number> {
+    return this.pump.poll(timeoutMs);
+  }
+
+  /** @internal True while the backend can be started and stopped: not closed, not failed. */
+  get live(): boolean {
+    return !this.isClosed && this.failure === undefined;
   }
 
   /**
@@ -537,41 +417,14 @@ export class Reactor
       this.nativeTimers.close();
       return;
     }
-    if (!this.running) this.native.start();
-    for (const [id, slot] of this.table.entries()) {
-      if (slot instanceof Listener || slot instanceof UdpSocket) slot.close();
-      else if (slot.socketKind === 'pending') {
-        this.native.destroy(id);
-        this.table.remove(id, slot);
-        this.updateRef();
-        slot.reject(
-          new IomuxError(
-            'IOMUX_REACTOR_CLOSED',
-            'reactor closed before the connection was established',
-          ),
-        );
-      }
-    }
-    for (const [, slot] of this.table.entries())
-      if (slot instanceof Connection) slot.endByReactor();
-    if (this.table.count('connection') > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, this.closeTimeoutMs);
-        function done(): void {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.idleWaiters.add(done);
-      });
-    }
-    for (const [, slot] of this.table.entries()) if (slot instanceof Connection) slot.destroy();
+    if (!this.pump.isRunning) this.native.start();
+    await endAllSockets(this, this.closeTimeoutMs);
     await this.pool?.close();
     await new Promise<void>((resolve) => setImmediate(resolve));
     this.isClosed = true;
     this.native.close();
     this.nativeTimers.close();
-    for (const waiter of this.waiters) waiter(0);
-    this.waiters = [];
+    this.pump.release();
   }
 
   /** @internal */
@@ -588,6 +441,11 @@ export class Reactor
   }
 
   /** @internal */
+  whenIdle(done: () => void): void {
+    this.idleWaiters.add(done);
+  }
+
+  /** @internal */
   owns(socket: Connection | UdpSocket): boolean {
     return this.table.owns(socket.id, socket);
   }
@@ -600,7 +458,8 @@ export class Reactor
     this.updateRef();
   }
 
-  private updateRef(): void {
+  /** @internal */
+  updateRef(): void {
     const wanted = this.table.total() > 0;
     if (wanted === this.referenced || this.isClosed || this.failure !== undefined) return;
     this.referenced = wanted;
@@ -608,185 +467,40 @@ export class Reactor
     else this.native.unref();
   }
 
-  private assertOpen(): void {
+  /** @internal */
+  assertOpen(): void {
     if (this.failure !== undefined)
       throw new IomuxError('IOMUX_BACKEND_FAILED', this.failure.message, { cause: this.failure });
     if (this.isClosed || this.closing !== undefined)
       throw new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed');
   }
 
+  /** One native batch: observed, delivered event by event, then the pollEvents() waiters woken. */
   private dispatch(count: number, slab: Buffer | undefined): void {
     if (count < 0) {
-      this.backendFailed(-count);
+      failOver(this, -count);
       return;
     }
-    const observing = this.timeBatches || this.debugPolls || channels.poll.hasSubscribers;
-    if (observing)
-      this.guarded(() => {
-        this.observeBatch(count);
-      });
-    const events = this.events;
-    const codes = this.codes;
-    const step = codes.EVENT_INTS;
-    for (let i = 0, p = 0; i < count; i += 1, p += step) {
-      try {
-        this.deliver(events[p]!, events[p + 1]!, events[p + 2]!, events[p + 3]!, slab, codes);
-      } catch (err) {
-        rethrowLater(err);
-      }
-    }
-    if (observing) this.lastBatchAt = performance.now();
-    if (this.waiters.length > 0) {
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const waiter of waiters)
-        this.guarded(() => {
-          waiter(count);
-        });
-      if (!this.running && !this.isClosed && this.failure === undefined) this.native.stop();
-    }
+    const observing = this.observer.active;
+    if (observing) this.observer.before(count, this.backend);
+    deliverBatch(this, count, slab);
+    if (observing) this.observer.after();
+    this.pump.batchDone(count);
   }
 
-  /** Runs observer code so that a throw is reported as uncaught instead of costing the batch. */
-  private guarded(fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      rethrowLater(err);
-    }
+  /** @internal */
+  get logger(): Logger | undefined {
+    return this.options.logger;
   }
 
-  /** Hands one event record to the object that owns its id. */
-  private deliver(
-    type: number,
-    id: number,
-    a: number,
-    b: number,
-    slab: Buffer | undefined,
-    codes: NativeEventCodes,
-  ): void {
-    if (type === codes.ACCEPT) {
-      this.accepted(id, a);
-      return;
-    }
-    if (type === codes.CONNECT) {
-      this.connected(id, a);
-      return;
-    }
-    const slot = this.table.get(id);
-    if (slot instanceof Connection) {
-      if (type === codes.DATA) slot.onData(slab!.subarray(a, a + b));
-      else if (type === codes.DRAIN) slot.onDrain();
-      else if (type === codes.END) slot.onEnd();
-      else if (type === codes.CLOSE) slot.onClose(a);
-    } else if (slot instanceof UdpSocket) {
-      if (type === codes.DATAGRAM || type === codes.DATAGRAM_TRUNCATED)
-        slot.onDatagram(slab!, a, b, type === codes.DATAGRAM_TRUNCATED);
-      else if (type === codes.SEND_ERROR) slot.onSendError(a);
-    } else if (slot instanceof Listener) {
-      if (type === codes.ACCEPT_ERROR && slot.listenerCount('error') > 0)
-        slot.emit('error', socketError(a, 'accept', backendHint(this.backend, a)));
-    }
+  /** @internal */
+  openSuccessor(chain: readonly Candidate[]): OpenedBackend {
+    return openBackend(chain, this.settings, this.onEvents, 'runtime');
   }
 
-  private observeBatch(count: number): void {
-    const startedAt = performance.now();
-    const waitMs = startedAt - this.lastBatchAt;
-    if (this.timeBatches) this.metricsState.recordBatch(count, waitMs);
-    if (this.debugPolls)
-      this.options.logger!.debug(
-        { events_count: count, wait_time_ms: waitMs, backend: this.backend },
-        'iomux poll',
-      );
-    if (channels.poll.hasSubscribers)
-      channels.poll.publish({ backend: this.backend, events_count: count, wait_time_ms: waitMs });
-  }
-
-  private accepted(id: number, listenerId: number): void {
-    const listener = this.table.get(listenerId);
-    if (!(listener instanceof Listener)) {
-      this.native.destroy(id);
-      return;
-    }
-    const connection = new Connection(this, id);
-    this.table.set(id, connection);
-    this.updateRef();
-    if (channels.connectionOpen.hasSubscribers)
-      channels.connectionOpen.publish({ backend: this.backend, id, kind: 'accepted' });
-    listener.onConnection(connection);
-  }
-
-  private connected(id: number, errno: number): void {
-    const pending = this.table.get(id);
-    if (pending?.socketKind !== 'pending') return;
-    this.table.remove(id, pending);
-    if (errno !== 0) {
-      this.updateRef();
-      pending.reject(socketError(errno, 'connect'));
-      return;
-    }
-    const connection = new Connection(this, id);
-    this.table.set(id, connection);
-    this.updateRef();
-    if (channels.connectionOpen.hasSubscribers)
-      channels.connectionOpen.publish({ backend: this.backend, id, kind: 'connected' });
-    pending.resolve(connection);
-  }
-
-  /**
-   * Runtime fallback: the backend's poll failed. Every listener, connection and pending connect
-   * moves to the next backend of the fallback chain with its fd, flags, unsent bytes and any bytes
-   * the old backend had read but not delivered; users see one `fallback` event. A socket the
-   * successor cannot take (select past FD_SETSIZE, blocking_io past its thread limit) is closed
-   * with the adopt error; the rest carry on.
-   */
-  private backendFailed(errno: number): void {
-    const old = this.native;
-    const failed = this.backend;
-    // The failed engine is never started again; its watcher is released (natively, when its
-    // poll failed) before the successor opens, and the handle is closed right after the move.
-    old.stop();
-    const cause = `poll failed: ${errnoName(errno)}`;
-    const record: FallbackRecord = {
-      backend: failed,
-      attempt: 1,
-      cause,
-      at: Date.now(),
-      phase: 'runtime',
-    };
-    this.fallbackHistory.push(record);
-    this.options.logger?.warn(
-      { backend: failed, cause },
-      'iomux backend failed while serving, migrating',
-    );
-    const chain = this.config.retry.fallback
-      .filter(
-        (name) =>
-          name !== failed &&
-          !this.fallbackHistory.some((r) => r.backend === name && r.phase === 'runtime'),
-      )
-      .map((name) => ({ name, attempts: 1 }));
-    let opened: OpenedBackend;
-    try {
-      opened = openBackend(chain, this.settings, this.onEvents, 'runtime');
-    } catch (err) {
-      this.failAll(old, errno, err);
-      return;
-    }
-    this.fallbackHistory.push(...opened.history);
-    const started = performance.now();
-    const migration = migrateSockets(
-      this.table,
-      old,
-      opened.handle,
-      opened.addon.events,
-      (id, slot, error) => {
-        this.lose(id, slot, error);
-      },
-    );
-    this.retire(old);
-    old.close();
-    this.table = migration.table;
+  /** @internal */
+  switchTo(opened: OpenedBackend, table: SocketTable<Slot>): void {
+    this.table = table;
     this.native = opened.handle;
     this.backend = opened.name;
     this.codes = opened.addon.events;
@@ -795,76 +509,27 @@ export class Reactor
     this.native.unref();
     this.updateRef();
     if (this.table.count('connection') === 0) for (const done of this.idleWaiters) done();
-    if (this.running || this.waiters.length > 0) this.native.start();
-    record.migration = {
-      to: opened.name,
-      sockets: migration.moved,
-      lost: migration.lost,
-      ms: performance.now() - started,
-    };
-    this.options.logger?.warn(
-      { from: failed, to: opened.name, sockets: migration.moved, lost: migration.lost },
-      'iomux runtime fallback done',
-    );
-    if (channels.fallback.hasSubscribers) channels.fallback.publish(record);
-    this.guarded(() => this.emit('fallback', record));
-    for (const followUp of migration.followUps) this.guarded(followUp);
+    if (this.pump.wanted) this.native.start();
   }
 
-  /** Keeps a replaced backend's counters, so totals survive the switch. */
-  private retire(old: NativeBackendHandle): void {
-    const oldCounters = old.counters();
-    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
-      this.retired[key] += oldCounters[key];
+  /** @internal */
+  announceFallback(record: FallbackRecord): void {
+    guarded(() => this.emit('fallback', record));
   }
 
-  /**
-   * No backend could take over: every socket is closed with the failure, the failed engine is
-   * closed, and from now on listen()/connect()/udp() reject with `IOMUX_BACKEND_FAILED`.
-   */
-  private failAll(old: NativeBackendHandle, errno: number, cause: unknown): void {
-    const error = new IomuxError(
-      'IOMUX_BACKEND_FAILED',
-      `backend ${this.backend} failed (${errnoName(errno)}) and no fallback could take over`,
-      { errno, syscall: 'poll', cause },
-    );
-    for (const [id, slot] of this.table.entries()) {
-      old.destroy(id);
-      this.lose(id, slot, error);
-    }
-    this.retire(old);
+  /** @internal */
+  failed(error: IomuxError): void {
     this.failure = error;
-    old.close();
     this.referenced = false;
     for (const done of this.idleWaiters) done();
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters)
-      this.guarded(() => {
-        waiter(0);
-      });
-    if (this.listenerCount('error') > 0) this.guarded(() => this.emit('error', error));
+    this.pump.release();
+    if (this.listenerCount('error') > 0) guarded(() => this.emit('error', error));
   }
 
-  /** Closes a socket that cannot go on, through the current table (by object). */
-  private lose(id: number, slot: Slot, error: IomuxError): void {
-    if (slot instanceof Connection) slot.lost(error);
-    else if (slot instanceof Listener || slot instanceof UdpSocket) slot.close();
-    else {
-      this.table.remove(id, slot);
-      this.updateRef();
-      this.guarded(() => {
-        slot.reject(error);
-      });
-    }
+  /** @internal Keeps a replaced backend's counters, so totals survive the switch. */
+  retire(old: NativeBackendHandle): void {
+    this.counters.retire(old);
   }
-}
-
-/** Reports an exception from user or observer code as uncaught, after the batch. */
-function rethrowLater(err: unknown): void {
-  process.nextTick(() => {
-    throw err;
-  });
 }
 
 /**

@@ -7,8 +7,20 @@ import type { Connection, Logger, Reactor } from '../src/index.js';
 import { backendTitle, backends, netConnect, reactorOn, sleep, until } from './helpers.js';
 import { captureUncaught } from './uncaught.js';
 
-/** `promise`, or a rejection after `ms`; the timer never outlives the race. */
-async function within<T>(promise: Promise<T>, ms: number, what = 'timed out'): Promise<T> {
+function throwingLogger(): Logger {
+  const noop = (): void => undefined;
+  return {
+    debug() {
+      throw new Error('logger failed');
+    },
+    info: noop,
+    warn: noop,
+    isLevelEnabled: () => true,
+  };
+}
+
+/** `promise`, or a rejection after `ms`; the timer is cleared either way (no leaked Timeout). */
+async function settledWithin<T>(promise: Promise<T>, ms: number, what = 'timed out'): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
@@ -22,18 +34,6 @@ async function within<T>(promise: Promise<T>, ms: number, what = 'timed out'): P
   } finally {
     clearTimeout(timer);
   }
-}
-
-function throwingLogger(): Logger {
-  const noop = (): void => undefined;
-  return {
-    debug() {
-      throw new Error('logger failed');
-    },
-    info: noop,
-    warn: noop,
-    isLevelEnabled: () => true,
-  };
 }
 
 /** Collects what a node:net client receives. */
@@ -80,7 +80,7 @@ describe.each(backends)('user code errors: $name', (backend) => {
             }),
           );
           first.destroy();
-          await within(closed, 3000).catch(() => undefined); // asserted just below
+          await settledWithin(closed, 3000).catch(() => undefined);
           expect(stale.closed).toBe(true);
           expect(reactor.connectionCount()).toBe(0);
           // The next connection may get the same backend id; the old object must not reach it.
@@ -162,7 +162,7 @@ describe.each(backends)('user code errors: $name', (backend) => {
       await accepted(reactor, conns, 1);
       client.end();
       // Our side must send FIN even though the user's listener threw.
-      await within(clientEnded, 3000, 'the connection stayed half-open');
+      await settledWithin(clientEnded, 3000, 'the connection stayed half-open');
       await until(() => reactor.connectionCount() === 0, 5000, 'connection closed');
       expect(conns[0]!.closed).toBe(true);
       expect((capture.errors[0] as Error).message).toBe('end listener failed');

@@ -1,0 +1,90 @@
+/**
+ * What may a caller pass to listen(), connect() and udp(), and how is it checked? The option
+ * types of the socket-opening calls, their argument validators (typed `IOMUX_INVALID_ARGUMENT`
+ * errors that name the field, value and allowed range) and host-name resolution.
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { IomuxError } from './errors.js';
+
+/** Options of {@link Reactor.listen}. */
+export interface ListenOptions {
+  /** IP address or host name to bind. Default `0.0.0.0`. */
+  host?: string;
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** Pending-connection queue length. Default 511. */
+  backlog?: number;
+  /** SO_REUSEPORT, so several reactors (threads, processes) can share the port. Default false. */
+  reusePort?: boolean;
+  /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
+  ipv6Only?: boolean;
+}
+
+/** Options of {@link Reactor.udp}. */
+export interface UdpOptions {
+  /** IP address or host name to bind. Default `0.0.0.0`. */
+  host?: string;
+  /** Port; 0 picks a free one. Default 0. */
+  port?: number;
+  /** SO_REUSEPORT. Default false. */
+  reusePort?: boolean;
+  /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
+  ipv6Only?: boolean;
+  /** Receive size per datagram; longer datagrams arrive cut and flagged `truncated`. Default 65536. */
+  maxDatagram?: number;
+  /**
+   * SO_REUSEADDR: let the socket bind an address another socket already uses. Default false, as
+   * node:dgram: a second bind to a port in use fails with `EADDRINUSE`.
+   */
+  reuseAddr?: boolean;
+}
+
+/** Options of {@link Reactor.connect}. */
+export interface ConnectOptions {
+  /** IP address or host name. Default `127.0.0.1`. */
+  host?: string;
+  /** Port to connect to. */
+  port: number;
+}
+
+/** `value` if it is an integer >= `min`, `fallback` when absent. */
+export function positiveInt(
+  name: string,
+  value: number | undefined,
+  min: number,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min) {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${name} must be an integer >= ${min}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** `port` if it is a valid TCP/UDP port (0 picks a free one). */
+export function checkPort(port: unknown, what: string): number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${what}: port must be an integer from 0 to 65535, got ${String(port)}`,
+    );
+  }
+  return port;
+}
+
+/** `host` as an IP address: literal addresses as given, names through the system resolver. */
+export async function resolveHost(host: string): Promise<string> {
+  if (isIP(host) !== 0) return host;
+  try {
+    return (await lookup(host)).address;
+  } catch (err) {
+    throw new IomuxError('ENOTFOUND', `cannot resolve host ${host}`, {
+      syscall: 'getaddrinfo',
+      cause: err,
+    });
+  }
+}
