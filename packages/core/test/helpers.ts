@@ -121,3 +121,55 @@ export async function until(
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A client of {@link streamClient}. */
+export interface StreamClient {
+  socket: net.Socket;
+  /**
+   * Settles once `total` bytes came back (or the socket closed first): how many arrived, and
+   * whether each was the one sent, in order.
+   */
+  done: Promise<{ received: number; ok: boolean }>;
+}
+
+/**
+ * A node:net client that streams `total` patterned bytes (from `seed`) in 4 KiB chunks to an
+ * echo server and checks every echoed byte. With `endWhenDone` it ends its side once everything
+ * came back; otherwise the caller destroys `socket`.
+ */
+export function streamClient(
+  port: number,
+  seed: number,
+  total: number,
+  { endWhenDone = false } = {},
+): StreamClient {
+  const data = pattern(total, seed);
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  const done = new Promise<{ received: number; ok: boolean }>((resolve, reject) => {
+    let received = 0;
+    let ok = true;
+    let sent = 0;
+    const sendMore = (): void => {
+      while (sent < total) {
+        const end = Math.min(total, sent + 4096);
+        const more = socket.write(data.subarray(sent, end));
+        sent = end;
+        if (!more) return;
+      }
+    };
+    socket.on('connect', sendMore);
+    socket.on('drain', sendMore);
+    socket.on('data', (chunk: Buffer) => {
+      if (!chunk.equals(data.subarray(received, received + chunk.length))) ok = false;
+      received += chunk.length;
+      if (received < total) return;
+      if (endWhenDone) socket.end();
+      resolve({ received, ok: ok && received === total });
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      resolve({ received, ok: false }); // closed before every byte came back (no-op once resolved)
+    });
+  });
+  return { socket, done };
+}

@@ -13,8 +13,8 @@ import {
   dgramPeer,
   fdCount,
   numberedDatagram,
-  pattern,
   sleep,
+  streamClient,
   until,
 } from './helpers.js';
 
@@ -26,40 +26,6 @@ function echo(conn: Connection): void {
         conn.resume();
       });
     }
-  });
-}
-
-/** A client that streams `total` bytes in chunks and checks every echoed byte. */
-function streamClient(
-  port: number,
-  seed: number,
-  total: number,
-): Promise<{ received: number; ok: boolean }> {
-  const data = pattern(total, seed);
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1' });
-    let received = 0;
-    let ok = true;
-    let sent = 0;
-    const sendMore = (): void => {
-      while (sent < total) {
-        const end = Math.min(total, sent + 4096);
-        const more = socket.write(data.subarray(sent, end));
-        sent = end;
-        if (!more) return;
-      }
-    };
-    socket.on('connect', sendMore);
-    socket.on('drain', sendMore);
-    socket.on('data', (chunk: Buffer) => {
-      if (!chunk.equals(data.subarray(received, received + chunk.length))) ok = false;
-      received += chunk.length;
-      if (received >= total) {
-        socket.end();
-        resolve({ received, ok });
-      }
-    });
-    socket.on('error', reject);
   });
 }
 
@@ -97,8 +63,9 @@ describe.each(pairs)('runtime fallback %s → %s', (from, to, connections) => {
       );
       const started = performance.now();
       const results = await Promise.all(
-        Array.from({ length: connections }, (_, i) =>
-          streamClient(listener.port, i + 1, perConnection),
+        Array.from(
+          { length: connections },
+          (_, i) => streamClient(listener.port, i + 1, perConnection, { endWhenDone: true }).done,
         ),
       );
       const elapsed = performance.now() - started;
@@ -111,7 +78,7 @@ describe.each(pairs)('runtime fallback %s → %s', (from, to, connections) => {
       expect(record.migration?.to).toBe(to);
       expect(record.migration!.sockets).toBeGreaterThan(1); // the listener and live connections
       // Still serving after the move: a fresh connection is accepted on the new backend.
-      const after = await streamClient(listener.port, 999, 1024);
+      const after = await streamClient(listener.port, 999, 1024, { endWhenDone: true }).done;
       expect(after.ok).toBe(true);
       console.log(
         `runtime fallback ${from} → ${to}: ${connections} connections, ${connections * perConnection} bytes verified, ` +
