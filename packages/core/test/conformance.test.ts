@@ -14,6 +14,8 @@ import {
   reactorOn,
   sleep,
   until,
+  writeWithBackpressure,
+  type BackpressureStats,
 } from './helpers.js';
 
 function echo(conn: Connection): void {
@@ -96,34 +98,15 @@ describe.each(backends)('conformance: $name', (backend) => {
   run('applies backpressure to a slow reader and drains', async () => {
     const total = 16 * 1024 * 1024;
     const chunk = pattern(64 * 1024, 7);
-    let sawFalse = false;
-    let drains = 0;
-    let maxQueued = 0;
+    let stats: BackpressureStats | undefined;
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
-      let sent = 0;
-      const pump = (): void => {
-        while (sent < total) {
-          const ok = conn.write(chunk);
-          sent += chunk.length;
-          maxQueued = Math.max(maxQueued, conn.writableLength);
-          if (!ok) {
-            sawFalse = true;
-            return;
-          }
-        }
-        conn.end();
-      };
-      conn.on('drain', () => {
-        drains += 1;
-        pump();
-      });
-      pump();
+      stats = writeWithBackpressure(conn, chunk, total);
     });
     const socket = await netConnect(listener.port);
     clients.push(socket);
     socket.pause();
     await sleep(200); // the kernel buffers fill, the native queue reaches the high-water mark
-    expect(sawFalse).toBe(true);
+    expect(stats?.sawFalse).toBe(true);
     let received = 0;
     let corrupt = false;
     const done = new Promise<void>((resolve) => socket.on('end', resolve));
@@ -137,9 +120,9 @@ describe.each(backends)('conformance: $name', (backend) => {
     await done;
     expect(received).toBe(total);
     expect(corrupt).toBe(false);
-    expect(drains).toBeGreaterThan(0);
+    expect(stats!.drains).toBeGreaterThan(0);
     // Bounded memory: the queue never grew past the high-water mark plus one write.
-    expect(maxQueued).toBeLessThanOrEqual(64 * 1024 + chunk.length);
+    expect(stats!.maxQueued).toBeLessThanOrEqual(64 * 1024 + chunk.length);
   });
 
   run('half-close: the server answers after the client ends (allowHalfOpen)', async () => {

@@ -5,7 +5,15 @@
 // receiving, with nothing from node:net in between.
 import { describe, expect, it } from 'vitest';
 import type { BackendName, Connection, Reactor, ReactorOptions } from '../src/index.js';
-import { backends, pattern, reactorOn, sleep, until } from './helpers.js';
+import {
+  backends,
+  pattern,
+  reactorOn,
+  sleep,
+  until,
+  writeWithBackpressure,
+  type BackpressureStats,
+} from './helpers.js';
 
 type BackendInfo = (typeof backends)[number];
 
@@ -234,33 +242,14 @@ describe.each(pairs)('cross-backend: $title', (info) => {
     withPair(async (p) => {
       const total = 8 * 1_048_576;
       const chunk = pattern(64 * 1024, 7);
-      let sawFalse = false;
-      let drains = 0;
-      let maxQueued = 0;
+      let stats: BackpressureStats | undefined;
       const { connect } = await p.open((conn) => {
-        let sent = 0;
-        const pump = (): void => {
-          while (sent < total) {
-            const ok = conn.write(chunk);
-            sent += chunk.length;
-            maxQueued = Math.max(maxQueued, conn.writableLength);
-            if (!ok) {
-              sawFalse = true;
-              return;
-            }
-          }
-          conn.end();
-        };
-        conn.on('drain', () => {
-          drains += 1;
-          pump();
-        });
-        pump();
+        stats = writeWithBackpressure(conn, chunk, total);
       });
       const conn = await connect();
       const closing = closed(conn); // before any await: 'close' may follow 'end' in one batch
       conn.pause();
-      await until(() => sawFalse, 5000, 'the server to see write() return false');
+      await until(() => stats?.sawFalse === true, 5000, 'the server to see write() return false');
       let received = 0;
       let corrupt = false;
       conn.on('data', (d) => {
@@ -277,9 +266,9 @@ describe.each(pairs)('cross-backend: $title', (info) => {
       await ended;
       expect(received).toBe(total);
       expect(corrupt).toBe(false);
-      expect(drains).toBeGreaterThan(0);
+      expect(stats!.drains).toBeGreaterThan(0);
       // Bounded memory: the queue never grew past the high-water mark plus one write.
-      expect(maxQueued).toBeLessThanOrEqual(64 * 1024 + chunk.length);
+      expect(stats!.maxQueued).toBeLessThanOrEqual(64 * 1024 + chunk.length);
       expect(await closing).toBeUndefined();
     }),
   );

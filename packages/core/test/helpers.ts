@@ -5,6 +5,7 @@ import {
   createReactor,
   getBackend,
   type BackendName,
+  type Connection,
   type Reactor,
   type ReactorOptions,
 } from '../src/index.js';
@@ -172,4 +173,45 @@ export function streamClient(
     });
   });
   return { socket, done };
+}
+
+/** What {@link writeWithBackpressure} saw, filled in as it goes. */
+export interface BackpressureStats {
+  /** write() returned false at least once. */
+  sawFalse: boolean;
+  /** 'drain' events that restarted the writer. */
+  drains: number;
+  /** The largest writableLength seen after a write. */
+  maxQueued: number;
+}
+
+/**
+ * Writes `chunk` to `conn` until `total` bytes are written, stopping whenever write() returns
+ * false and going on at 'drain', then ends the connection.
+ */
+export function writeWithBackpressure(
+  conn: Connection,
+  chunk: Buffer,
+  total: number,
+): BackpressureStats {
+  const stats: BackpressureStats = { sawFalse: false, drains: 0, maxQueued: 0 };
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < total) {
+      const ok = conn.write(chunk);
+      sent += chunk.length;
+      stats.maxQueued = Math.max(stats.maxQueued, conn.writableLength);
+      if (!ok) {
+        stats.sawFalse = true;
+        return;
+      }
+    }
+    conn.end();
+  };
+  conn.on('drain', () => {
+    stats.drains += 1;
+    pump();
+  });
+  pump();
+  return stats;
 }
