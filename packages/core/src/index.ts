@@ -29,6 +29,8 @@ export { Connection } from './connection.js';
 export { UdpSocket } from './udp.js';
 export type { OutgoingDatagram, RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';
 export type { ConnectionEvents, ConnectionHost } from './connection.js';
+export { ConnectionDuplex, toDuplex } from './duplex.js';
+export type { DuplexOptions } from './duplex.js';
 export {
   BACKEND_NAMES,
   CONFIG_DEFAULTS,
