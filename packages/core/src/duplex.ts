@@ -13,7 +13,8 @@ import { IomuxError } from './errors.js';
 export interface DuplexOptions {
   /**
    * Keep the writable side open after the readable side ended (the peer's FIN), as node:net's
-   * `allowHalfOpen`. Default: the connection's own setting.
+   * `allowHalfOpen`. Default: the connection's own setting; `true` needs a connection that allows
+   * half-open (else `IOMUX_INVALID_ARGUMENT`).
    */
   allowHalfOpen?: boolean;
   /** Bytes the readable side buffers before the connection is paused (default 64 KiB). */
@@ -47,6 +48,13 @@ export class ConnectionDuplex extends Duplex {
 
   /** @internal Use {@link toDuplex}. */
   constructor(connection: Connection, options: DuplexOptions = {}) {
+    if (options.allowHalfOpen === true && !connection.allowHalfOpen) {
+      // The connection ends its side itself at the peer's FIN: the stream could not stay open.
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        'toDuplex: allowHalfOpen needs a connection that allows it (set allowHalfOpen on its listen() or connect())',
+      );
+    }
     super({
       allowHalfOpen: options.allowHalfOpen ?? connection.allowHalfOpen,
       readableHighWaterMark: options.readableHighWaterMark ?? 64 * 1024,
@@ -135,7 +143,13 @@ export class ConnectionDuplex extends Duplex {
       return;
     }
     if (accepted) callback();
-    else if (connection.closed) callback(closedError(connection));
+    else this.refused(callback);
+  }
+
+  /** write() returned false: the bytes wait for 'drain', or were refused. */
+  private refused(callback: WriteCallback): void {
+    const connection = this.connection;
+    if (connection.closed) callback(closedError(connection));
     else if (connection.writableEnded && connection.writableLength === 0)
       // Ended on the reactor's behalf (the peer's FIN without allowHalfOpen): nothing was sent.
       callback(
@@ -224,11 +238,14 @@ export class ConnectionDuplex extends Duplex {
   }
 
   /** Always false: the connection is established before it is wrapped. */
+  // Getters keep these on the prototype: no field per stream.
+  // eslint-disable-next-line @typescript-eslint/class-literal-property-style
   get connecting(): boolean {
     return false;
   }
 
   /** Always false (see {@link connecting}). */
+  // eslint-disable-next-line @typescript-eslint/class-literal-property-style
   get pending(): boolean {
     return false;
   }

@@ -118,24 +118,27 @@ describe.each(backends)('toDuplex: $name', (backend) => {
     expect((await collect(client)).toString()).toBe(String(payload.length));
   });
 
-  run('a full readable buffer pauses the connection; reading resumes it, nothing lost', async () => {
-    let server: ConnectionDuplex | undefined;
-    let conn: Connection | undefined;
-    const port = await serveDuplex((socket, c) => {
-      server = socket;
-      conn = c;
-    });
-    const client = await netConnect(port);
-    sockets.push(client);
-    const payload = pattern(2 << 20, 5);
-    client.end(payload);
-    // Nobody reads: once the stream's buffer is full the connection stops reading.
-    await until(() => conn?.isPaused === true, 10_000, 'the connection to pause');
-    expect(server?.readableLength).toBeGreaterThanOrEqual(64 * 1024);
-    expect(server?.readableLength).toBeLessThan(payload.length);
-    const got = await buffer(server as ConnectionDuplex);
-    expect(got.equals(payload)).toBe(true);
-  });
+  run(
+    'a full readable buffer pauses the connection; reading resumes it, nothing lost',
+    async () => {
+      let server: ConnectionDuplex | undefined;
+      let conn: Connection | undefined;
+      const port = await serveDuplex((socket, c) => {
+        server = socket;
+        conn = c;
+      });
+      const client = await netConnect(port);
+      sockets.push(client);
+      const payload = pattern(2 << 20, 5);
+      client.end(payload);
+      // Nobody reads: once the stream's buffer is full the connection stops reading.
+      await until(() => conn?.isPaused === true, 10_000, 'the connection to pause');
+      expect(server?.readableLength).toBeGreaterThanOrEqual(64 * 1024);
+      expect(server?.readableLength).toBeLessThan(payload.length);
+      const got = await buffer(server!);
+      expect(got.equals(payload)).toBe(true);
+    },
+  );
 
   run('write() returns false above the high-water mark and drains in order', async () => {
     let server: ConnectionDuplex | undefined;
@@ -146,7 +149,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
     sockets.push(client);
     client.pause(); // the peer reads nothing for now
     await until(() => server !== undefined, 5000, 'the accept');
-    const socket = server as ConnectionDuplex;
+    const socket = server!;
     const payload = pattern(8 << 20, 9);
     let callbacks = 0;
     let refused = 0;
@@ -251,7 +254,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
     const client = await netConnect(port);
     client.pause();
     await until(() => server !== undefined, 5000, 'the accept');
-    const socket = server as ConnectionDuplex;
+    const socket = server!;
     const results: (Error | null | undefined)[] = [];
     // More than the kernel buffers and the connection's high-water mark take: the last
     // callbacks wait for 'drain', which never comes.
@@ -273,7 +276,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
     const client = await netConnect(port);
     sockets.push(client);
     await until(() => server !== undefined, 5000, 'the accept');
-    const socket = server as ConnectionDuplex;
+    const socket = server!;
     expect(socket.remoteAddress).toBe('127.0.0.1');
     expect(socket.remotePort).toBe(client.localPort);
     expect(socket.remoteFamily).toBe('IPv4');
