@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { NativeBackendHandle } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
+import { IdleTimeout } from './idle-timeout.js';
 
 /** Most buffers one native writev call takes (the native side's limit). */
 const MAX_WRITEV_BUFFERS = 1024;
@@ -14,14 +15,21 @@ export interface ConnectionHost {
   readonly native: NativeBackendHandle;
   /** Queued bytes at which write() returns false. */
   readonly highWaterMark: number;
-  /** Keep our side open after the peer ends. */
-  readonly allowHalfOpen: boolean;
   /** Counts a write() that returned false. */
   noteBackpressure(): void;
   /** Called once when the connection is closed, to drop it from the reactor's table. */
   forget(connection: Connection): void;
   /** True while the reactor's table maps the connection's id to this very object. */
   owns(connection: Connection): boolean;
+}
+
+/**
+ * Per-connection settings a listener (for its accepted connections) or a connect() call fixes;
+ * one object is shared by every connection it applies to.
+ */
+export interface ConnectionSettings {
+  /** Keep our side open after the peer ends (the user calls `end()`). */
+  readonly allowHalfOpen: boolean;
 }
 
 /** Events of a {@link Connection}. */
@@ -36,6 +44,11 @@ export interface ConnectionEvents {
   error: [error: IomuxError];
   /** The socket is closed; `error` is set when it closed because of one (reset, ...). */
   close: [error: IomuxError | undefined];
+  /**
+   * No byte was read or written for the time set with {@link Connection.setTimeout}. The
+   * connection stays open: end or destroy it yourself, as with node:net.
+   */
+  timeout: [];
 }
 
 /**
@@ -59,6 +72,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   error: IomuxError | undefined;
 
   private readonly host: ConnectionHost;
+  private readonly settings: ConnectionSettings;
+  private idle: IdleTimeout | undefined;
   private queuedBytes = 0;
   private needDrain = false;
   private paused = false;
@@ -80,10 +95,57 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   id: number;
 
   /** @internal */
-  constructor(host: ConnectionHost, id: number) {
+  constructor(host: ConnectionHost, id: number, settings: ConnectionSettings) {
     super();
     this.host = host;
     this.id = id;
+    this.settings = settings;
+  }
+
+  /**
+   * True when the connection stays half-open after the peer's FIN (set per listener, per connect
+   * or reactor-wide): `'end'` is then answered by your own `end()`.
+   */
+  get allowHalfOpen(): boolean {
+    return this.settings.allowHalfOpen;
+  }
+
+  /** The idle timeout set with {@link setTimeout} in ms; 0 when none. */
+  get timeout(): number {
+    return this.idle?.ms ?? 0;
+  }
+
+  /**
+   * Emits `'timeout'` after `ms` milliseconds without a byte read or written, as node:net's
+   * `socket.setTimeout()`: the connection is not closed, and the next activity starts a new
+   * period. `0` turns the timeout off. `callback`, if given, is added as a `'timeout'` listener.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` when `ms` is not a number >= 0.
+   * @example
+   * ```ts
+   * conn.setTimeout(30_000, () => conn.end()); // drop clients idle for 30 s
+   * ```
+   */
+  setTimeout(ms: number, callback?: () => void): this {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > 2 ** 31 - 1) {
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        `setTimeout: ms must be a number from 0 to ${2 ** 31 - 1}, got ${String(ms)}`,
+      );
+    }
+    if (callback !== undefined && typeof callback !== 'function')
+      throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'setTimeout: callback must be a function');
+    this.idle?.close();
+    this.idle = undefined;
+    if (ms > 0 && !this.isClosed) {
+      this.idle = new IdleTimeout(ms, () => {
+        if (!this.isClosed) this.emit('timeout');
+      });
+    }
+    if (callback !== undefined) {
+      if (ms === 0) this.removeListener('timeout', callback);
+      else this.once('timeout', callback);
+    }
+    return this;
   }
 
   /** @internal The kind of entry in the reactor's socket table. */
@@ -196,6 +258,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     this.bytesWritten += bytes;
     this.queuedBytes = queued;
+    this.idle?.touch();
     if (queued >= this.host.highWaterMark) {
       this.needDrain = true;
       this.host.noteBackpressure();
@@ -313,6 +376,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private dataNow(chunk: Buffer): void {
     this.bytesRead += chunk.byteLength;
+    this.idle?.touch();
     this.emit('data', chunk);
   }
 
@@ -339,7 +403,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.remoteEnded = true;
     // The reactor's own work first, as node:net does: a throwing 'end' listener must not leave
     // the connection half-open.
-    if (!this.host.allowHalfOpen) this.endByReactor();
+    if (!this.settings.allowHalfOpen) this.endByReactor();
     this.emit('end');
   }
 
@@ -368,6 +432,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.isClosed) return;
     this.isClosed = true;
     this.error = error;
+    this.idle?.close();
+    this.idle = undefined;
     this.host.forget(this);
     const emitClose = (): void => {
       if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);

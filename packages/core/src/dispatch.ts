@@ -87,7 +87,7 @@ function accepted(host: DispatchHost, id: number, listenerId: number): void {
     host.native.destroy(id);
     return;
   }
-  const connection = new Connection(host, id);
+  const connection = new Connection(host, id, listener.connectionSettings);
   host.table.set(id, connection);
   host.updateRef();
   if (channels.connectionOpen.hasSubscribers)
@@ -104,7 +104,7 @@ function connected(host: DispatchHost, id: number, errno: number): void {
     pending.reject(socketError(errno, 'connect'));
     return;
   }
-  const connection = new Connection(host, id);
+  const connection = new Connection(host, id, pending.settings);
   host.table.set(id, connection);
   host.updateRef();
   if (channels.connectionOpen.hasSubscribers)

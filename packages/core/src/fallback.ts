@@ -6,7 +6,7 @@
  */
 import { closeSync } from 'node:fs';
 import type { NativeBackendHandle, NativeEventCodes } from './backend.js';
-import { Connection } from './connection.js';
+import { Connection, type ConnectionSettings } from './connection.js';
 import { socketError, type IomuxError } from './errors.js';
 import type { Listener } from './listener.js';
 import { SocketTable } from './socket-table.js';
@@ -20,6 +20,8 @@ export interface PendingConnect {
   resolve(connection: Connection): void;
   /** Fails the connect. */
   reject(error: IomuxError): void;
+  /** What the connection starts with once established. */
+  readonly settings: ConnectionSettings;
 }
 
 /** Everything a reactor's socket table holds. */

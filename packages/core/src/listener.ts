@@ -3,7 +3,7 @@
  * for failed accepts, and `close()`. Accepting itself is the reactor's (reactor.ts).
  */
 import { EventEmitter } from 'node:events';
-import type { Connection } from './connection.js';
+import type { Connection, ConnectionSettings } from './connection.js';
 import type { IomuxError } from './errors.js';
 
 /** Events of a {@link Listener}. */
@@ -35,6 +35,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
     readonly port: number,
     /** @internal */
     readonly onConnection: (connection: Connection) => void,
+    /** @internal What every connection this listener accepts starts with. */
+    readonly connectionSettings: ConnectionSettings,
   ) {
     super();
   }

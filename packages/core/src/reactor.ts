@@ -24,7 +24,7 @@ import {
   type ResolvedConfig,
   type SnakeCaseConfig,
 } from './config.js';
-import { Connection, type ConnectionHost } from './connection.js';
+import { Connection, type ConnectionHost, type ConnectionSettings } from './connection.js';
 import { BatchObserver, deliverBatch } from './dispatch.js';
 import { IomuxError, backendHint, socketError } from './errors.js';
 import { failOver } from './failover.js';
@@ -35,6 +35,7 @@ import { CounterTotals, metricsSnapshot, type ReactorStats } from './reactor-sta
 import { resolveReactorOptions, type Logger, type ReactorOptions } from './reactor-options.js';
 import {
   checkPort,
+  optionalBoolean,
   positiveInt,
   resolveHost,
   type ConnectOptions,
@@ -84,8 +85,8 @@ export class Reactor
   native: NativeBackendHandle;
   /** @internal */
   readonly highWaterMark: number;
-  /** @internal */
-  readonly allowHalfOpen: boolean;
+  /** @internal What connections start with unless their listen() or connect() says otherwise. */
+  private readonly connectionDefaults: ConnectionSettings;
 
   /** @internal The backend's event type codes and record size. */
   codes: NativeEventCodes;
@@ -120,7 +121,7 @@ export class Reactor
     this.config = config;
     const resolved = resolveReactorOptions(options);
     this.highWaterMark = resolved.highWaterMark;
-    this.allowHalfOpen = resolved.allowHalfOpen;
+    this.connectionDefaults = { allowHalfOpen: resolved.allowHalfOpen };
     this.closeTimeoutMs = resolved.closeTimeoutMs;
     this.options = options;
     if (options.workers instanceof WorkerPool) this.pool = options.workers;
@@ -168,6 +169,7 @@ export class Reactor
   ): Promise<Listener> {
     const port = checkPort(options.port, 'listen');
     const backlog = positiveInt('backlog', options.backlog, 1, 511);
+    const settings = this.connectionSettings('listen', options);
     if (typeof onConnection !== 'function')
       throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'listen: onConnection must be a function');
     const host = await resolveHost(options.host ?? '0.0.0.0');
@@ -182,7 +184,7 @@ export class Reactor
     if (id < 0) throw socketError(id, 'listen', this.detail(id, `${host}:${port}`));
     const address = this.native.address(id, false);
     const boundPort = typeof address === 'number' ? port : address[1];
-    const listener = new Listener(this, id, host, boundPort, onConnection);
+    const listener = new Listener(this, id, host, boundPort, onConnection, settings);
     this.table.set(id, listener);
     this.updateRef();
     return listener;
@@ -194,12 +196,13 @@ export class Reactor
    */
   async connect(options: ConnectOptions): Promise<Connection> {
     const port = checkPort(options.port, 'connect');
+    const settings = this.connectionSettings('connect', options);
     const host = await resolveHost(options.host ?? '127.0.0.1');
     this.assertOpen();
     const id = this.native.connect(host, port);
     if (id < 0) throw socketError(id, 'connect', this.detail(id, `${host}:${port}`));
     return new Promise<Connection>((resolve, reject) => {
-      const pending: PendingConnect = { socketKind: 'pending', resolve, reject };
+      const pending: PendingConnect = { socketKind: 'pending', resolve, reject, settings };
       this.table.set(id, pending);
       this.updateRef();
     });
@@ -238,6 +241,20 @@ export class Reactor
     this.table.set(id, socket);
     this.updateRef();
     return socket;
+  }
+
+  /** The reactor's connection defaults, or a new settings object when `options` overrides one. */
+  private connectionSettings(
+    call: 'listen' | 'connect',
+    options: { allowHalfOpen?: boolean },
+  ): ConnectionSettings {
+    const defaults = this.connectionDefaults;
+    const allowHalfOpen = optionalBoolean(
+      `${call}: allowHalfOpen`,
+      options.allowHalfOpen,
+      defaults.allowHalfOpen,
+    );
+    return allowHalfOpen === defaults.allowHalfOpen ? defaults : { allowHalfOpen };
   }
 
   /** @internal */

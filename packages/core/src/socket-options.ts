@@ -19,6 +19,11 @@ export interface ListenOptions {
   reusePort?: boolean;
   /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
   ipv6Only?: boolean;
+  /**
+   * Accepted connections stay half-open after the peer's FIN until you call `end()`. Default:
+   * the reactor's `allowHalfOpen` (false).
+   */
+  allowHalfOpen?: boolean;
 }
 
 /** Options of {@link Reactor.udp}. */
@@ -46,6 +51,23 @@ export interface ConnectOptions {
   host?: string;
   /** Port to connect to. */
   port: number;
+  /**
+   * The connection stays half-open after the peer's FIN until you call `end()`. Default: the
+   * reactor's `allowHalfOpen` (false).
+   */
+  allowHalfOpen?: boolean;
+}
+
+/** `value` if it is a boolean, `fallback` when absent. */
+export function optionalBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${name} must be a boolean, got a ${typeof value}`,
+    );
+  }
+  return value;
 }
 
 /** `value` if it is an integer >= `min`, `fallback` when absent. */

@@ -1,0 +1,196 @@
+// node:net controls of a Connection, on every backend that can run here: idle timeout and
+// allowHalfOpen per listener and per connect.
+import net from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Connection, Reactor } from '../src/index.js';
+import { backendTitle, backends, fdCount, netConnect, reactorOn, sleep, until } from './helpers.js';
+
+/** A node:net server on an ephemeral port; `onSocket` gets each accepted socket. */
+async function netServer(
+  onSocket: (socket: net.Socket) => void,
+  options: net.ServerOpts = {},
+): Promise<{ server: net.Server; port: number }> {
+  const server = net.createServer(options, onSocket);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+describe.each(backends)('connection controls: $name', (backend) => {
+  const run = backend.available ? it : it.skip;
+  let reactor: Reactor;
+  let fdsBefore = 0;
+  const clients: net.Socket[] = [];
+  const servers: net.Server[] = [];
+
+  beforeEach(() => {
+    if (!backend.available) return;
+    fdsBefore = fdCount();
+    reactor = reactorOn(backend.name);
+  });
+
+  afterEach(async () => {
+    if (!backend.available) return;
+    for (const c of clients.splice(0)) c.destroy();
+    for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
+    await reactor.close();
+    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
+  });
+
+  it(`runs here: ${backendTitle(backend)}`, () => {
+    if (!backend.available) expect(backend.cause).not.toBe('');
+    else expect(reactor.backend).toBe(backend.name);
+  });
+
+  run("setTimeout: 'timeout' fires after idle time, activity postpones it", async () => {
+    let server: Connection | undefined;
+    const timeouts: number[] = [];
+    let lastDataAt = 0;
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      server = conn;
+      // As with node:net, a callback passed to setTimeout is a once-listener: use 'on' here.
+      conn.on('timeout', () => timeouts.push(performance.now() - lastDataAt));
+      conn.setTimeout(200);
+      conn.on('data', () => (lastDataAt = performance.now()));
+    });
+    const socket = await netConnect(listener.port);
+    clients.push(socket);
+    await until(() => server !== undefined);
+    expect(server!.timeout).toBe(200);
+    // Keep the connection busy for 600 ms, a byte every 20 ms: no timeout meanwhile.
+    const busyStart = performance.now();
+    while (performance.now() - busyStart < 600) {
+      socket.write('x');
+      await sleep(20);
+    }
+    expect(timeouts).toEqual([]);
+    await until(() => timeouts.length === 1, 5000, "'timeout'");
+    // It came no earlier than 200 ms after the last activity (timers may run 1 ms early).
+    expect(timeouts[0]!).toBeGreaterThanOrEqual(199);
+    // The connection is still open and usable; without activity no second timeout follows.
+    expect(server!.closed).toBe(false);
+    await sleep(400);
+    expect(timeouts.length).toBe(1);
+    // Activity starts a new period: the next idle time fires again.
+    socket.write('y');
+    await until(() => timeouts.length === 2, 5000, "second 'timeout'");
+    expect(server!.closed).toBe(false);
+  });
+
+  run('setTimeout(0) turns the timeout off; a bad value is a typed error', async () => {
+    let server: Connection | undefined;
+    let fired = 0;
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      server = conn;
+      conn.on('timeout', () => (fired += 1));
+      conn.setTimeout(50);
+      conn.setTimeout(0);
+    });
+    clients.push(await netConnect(listener.port));
+    await until(() => server !== undefined);
+    await sleep(200);
+    expect(fired).toBe(0);
+    expect(server!.timeout).toBe(0);
+    for (const bad of [-1, Number.NaN, Infinity, '10' as unknown as number]) {
+      expect(() => server!.setTimeout(bad)).toThrow(
+        expect.objectContaining({ code: 'IOMUX_INVALID_ARGUMENT' }) as Error,
+      );
+    }
+  });
+
+  run('setTimeout timer ends with the connection (nothing left armed)', async () => {
+    let server: Connection | undefined;
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      server = conn;
+      conn.setTimeout(60_000);
+    });
+    const socket = await netConnect(listener.port);
+    await until(() => server !== undefined);
+    socket.destroy();
+    await until(() => server!.closed);
+    // The per-test leak check fails this test if the 60 s timer is still armed.
+  });
+
+  run('allowHalfOpen per listener: answers after the peer ended', async () => {
+    expect(reactor.listenerCount('error')).toBe(0);
+    const listener = await reactor.listen(
+      { host: '127.0.0.1', port: 0, allowHalfOpen: true },
+      (conn) => {
+        expect(conn.allowHalfOpen).toBe(true);
+        const parts: Buffer[] = [];
+        conn.on('data', (d) => parts.push(Buffer.from(d)));
+        conn.on('end', () => {
+          // Later, as a proxy answering from upstream would.
+          setTimeout(() => {
+            conn.end(`got ${Buffer.concat(parts).toString()}`);
+          }, 50);
+        });
+      },
+    );
+    const socket = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
+    clients.push(socket);
+    const reply: Buffer[] = [];
+    socket.on('data', (d: Buffer) => reply.push(d));
+    const ended = new Promise<void>((resolve) => socket.on('end', resolve));
+    socket.end('ping');
+    await ended;
+    expect(Buffer.concat(reply).toString()).toBe('got ping');
+  });
+
+  run('allowHalfOpen: false on a listener overrides a half-open reactor', async () => {
+    await reactor.close();
+    reactor = reactorOn(backend.name, { allowHalfOpen: true });
+    let closed: unknown = 'pending';
+    const listener = await reactor.listen(
+      { host: '127.0.0.1', port: 0, allowHalfOpen: false },
+      (conn) => {
+        expect(conn.allowHalfOpen).toBe(false);
+        conn.on('close', (err) => (closed = err));
+      },
+    );
+    const socket = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
+    clients.push(socket);
+    const ended = new Promise<void>((resolve) => socket.on('end', resolve));
+    socket.end();
+    await ended; // iomux ended its side on its own
+    await until(() => closed !== 'pending');
+    expect(closed).toBeUndefined();
+  });
+
+  run('allowHalfOpen per connect: the client keeps writing after the server ended', async () => {
+    const received: Buffer[] = [];
+    const { server, port } = await netServer(
+      (socket) => {
+        socket.on('data', (d: Buffer) => received.push(d));
+        socket.end('bye'); // the server ends first
+      },
+      { allowHalfOpen: true },
+    );
+    servers.push(server);
+    const conn = await reactor.connect({ port, allowHalfOpen: true });
+    expect(conn.allowHalfOpen).toBe(true);
+    const ended = new Promise<void>((resolve) => conn.on('end', resolve));
+    const closed = new Promise<unknown>((resolve) => conn.on('close', resolve));
+    await ended;
+    await sleep(50);
+    expect(conn.writableEnded).toBe(false);
+    expect(conn.write('still here')).toBe(true);
+    conn.end();
+    expect(await closed).toBeUndefined();
+    await until(() => Buffer.concat(received).toString() === 'still here');
+  });
+
+  run('a connect without allowHalfOpen closes after the server ended', async () => {
+    await reactor.close();
+    reactor = reactorOn(backend.name, { allowHalfOpen: true });
+    const { server, port } = await netServer((socket) => socket.end('bye'), {
+      allowHalfOpen: true,
+    });
+    servers.push(server);
+    const conn = await reactor.connect({ port, allowHalfOpen: false });
+    const closed = new Promise<unknown>((resolve) => conn.on('close', resolve));
+    expect(await closed).toBeUndefined();
+    await expect(reactor.connect({ port, allowHalfOpen: 1 as unknown as boolean })).rejects.toThrow(
+      /connect: allowHalfOpen must be a boolean/,
+    );
+  });
+});
