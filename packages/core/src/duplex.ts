@@ -272,6 +272,22 @@ export class ConnectionDuplex extends Duplex {
   }
 
   /**
+   * TCP_NODELAY, as `net.Socket#setNoDelay()` (`ws` calls it on every upgraded socket). iomux
+   * turns it on for every connection, so `setNoDelay()` / `setNoDelay(true)` has nothing to
+   * change.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for `setNoDelay(false)`: iomux has no
+   * control to turn Nagle's algorithm back on.
+   */
+  setNoDelay(noDelay = true): this {
+    if (!noDelay)
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        'setNoDelay(false): iomux connections always send with TCP_NODELAY',
+      );
+    return this;
+  }
+
+  /**
    * Ends the writable side and destroys the stream once it finished, as
    * `net.Socket#destroySoon()` (node:http calls it after a response without keep-alive).
    */

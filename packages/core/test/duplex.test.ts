@@ -6,7 +6,14 @@ import { Readable, finished, pipeline } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { finished as finishedPromise, pipeline as pipelinePromise } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { toDuplex, type Connection, type ConnectionDuplex, type Reactor } from '../src/index.js';
+import {
+  IomuxError,
+  toDuplex,
+  type Connection,
+  type ConnectionDuplex,
+  type DuplexOptions,
+  type Reactor,
+} from '../src/index.js';
 import {
   backendTitle,
   backends,
@@ -52,11 +59,14 @@ describe.each(backends)('toDuplex: $name', (backend) => {
   /** Listens; each accepted connection is wrapped and handed to `serve`. */
   async function serveDuplex(
     serve: (socket: ConnectionDuplex, conn: Connection) => void,
-    options?: Parameters<typeof toDuplex>[1],
+    options?: DuplexOptions,
   ): Promise<number> {
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
-      serve(toDuplex(conn, options), conn);
-    });
+    const listener = await reactor.listen(
+      { host: '127.0.0.1', port: 0, allowHalfOpen: options?.allowHalfOpen ?? false },
+      (conn) => {
+        serve(toDuplex(conn, options), conn);
+      },
+    );
     return listener.port;
   }
 
@@ -104,13 +114,18 @@ describe.each(backends)('toDuplex: $name', (backend) => {
   });
 
   run('for await over the socket reads every byte in order', async () => {
-    const port = await serveDuplex((socket) => {
-      void (async () => {
-        const parts: Buffer[] = [];
-        for await (const chunk of socket) parts.push(chunk as Buffer);
-        socket.end(Buffer.from(String(Buffer.concat(parts).length)));
-      })();
-    });
+    const port = await serveDuplex(
+      (socket) => {
+        void (async () => {
+          const parts: Buffer[] = [];
+          // destroyOnReturn false: the loop's end must not destroy the writable side too.
+          for await (const chunk of socket.iterator({ destroyOnReturn: false }))
+            parts.push(chunk as Buffer);
+          socket.end(Buffer.from(String(Buffer.concat(parts).length)));
+        })();
+      },
+      { allowHalfOpen: true },
+    );
     const client = await netConnect(port);
     sockets.push(client);
     const payload = pattern(1 << 20, 3);
@@ -201,6 +216,40 @@ describe.each(backends)('toDuplex: $name', (backend) => {
     sockets.push(client);
     client.end(Buffer.from('abcdef'));
     expect((await collect(client)).toString()).toBe('fedcba');
+  });
+
+  run('allowHalfOpen on a connection that ends itself at FIN is refused', async () => {
+    const errors: unknown[] = [];
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      try {
+        toDuplex(conn, { allowHalfOpen: true });
+      } catch (err) {
+        errors.push(err);
+        conn.destroy();
+      }
+    });
+    const client = await netConnect(listener.port);
+    sockets.push(client);
+    await until(() => errors.length === 1, 5000, 'the refusal');
+    expect(errors[0]).toBeInstanceOf(IomuxError);
+    expect((errors[0] as IomuxError).code).toBe('IOMUX_INVALID_ARGUMENT');
+    expect((errors[0] as IomuxError).message).toMatch(/allowHalfOpen/);
+  });
+
+  run('the default follows the connection: half-open when its listener allows it', async () => {
+    let halfOpen: boolean | undefined;
+    const listener = await reactor.listen(
+      { host: '127.0.0.1', port: 0, allowHalfOpen: true },
+      (conn) => {
+        const socket = toDuplex(conn);
+        halfOpen = socket.allowHalfOpen;
+        socket.destroy();
+      },
+    );
+    const client = await netConnect(listener.port);
+    sockets.push(client);
+    await until(() => halfOpen !== undefined, 5000, 'the accept');
+    expect(halfOpen).toBe(true);
   });
 
   run('a reset from the peer destroys the socket with ECONNRESET', async () => {
