@@ -11,6 +11,7 @@
 // is in poll_watcher.h, PreciseTimer in precise_timer.h, address and socket-option parsing in
 // socket_options.cc.
 #define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#include <fcntl.h>
 #include <napi.h>
 #include <sys/socket.h>
 #ifdef __linux__
@@ -97,6 +98,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                            InstanceMethod<&NativeBackend::Close>("close"),
                            InstanceMethod<&NativeBackend::Detach>("detach"),
                            InstanceMethod<&NativeBackend::Adopt>("adopt"),
+                           InstanceMethod<&NativeBackend::Adoptable>("adoptable"),
                            InstanceMethod<&NativeBackend::UdpOpen>("udpOpen"),
                            InstanceMethod<&NativeBackend::UdpSend>("udpSend"),
                            InstanceMethod<&NativeBackend::UdpSendBatch>("udpSendBatch"),
@@ -366,6 +368,29 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
             Napi::Buffer<uint8_t>::Copy(env, socket.undelivered.data(), socket.undelivered.size()));
     out.Set(4u, Napi::Number::New(env, static_cast<double>(socket.max_datagram)));
     return out;
+  }
+
+  // adoptable(fd, duplicate) -> fd | -errno. reactor.adopt() takes only a connected stream socket:
+  // ENOTSOCK / EBADF from the kernel, EPROTOTYPE for a datagram socket, EINVAL for a listener.
+  // With `duplicate`, returns a close-on-exec duplicate: the caller (node:net's handle) goes on
+  // closing its own fd, and the open file stays alive through the copy.
+  Napi::Value Adoptable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) return Napi::Number::New(env, -EBADF);
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+      return Napi::Number::New(env, -errno);
+    if (type != SOCK_STREAM) return Napi::Number::New(env, -EPROTOTYPE);
+    int listening = 0;
+    len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0)
+      return Napi::Number::New(env, -errno);
+    if (listening != 0) return Napi::Number::New(env, -EINVAL);
+    if (!info[1].ToBoolean().Value()) return Napi::Number::New(env, fd);
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return Napi::Number::New(env, copy < 0 ? -errno : copy);
   }
 
   // adopt(fd, flags, unsent: Buffer, maxDatagram) -> new id | -errno

@@ -144,6 +144,12 @@ export interface NativeBackendHandle {
   ): [fd: number, flags: number, unsent: Buffer, undelivered: Buffer, maxDatagram: number] | number;
   /** Takes over a detached socket. Returns its new id or -errno. */
   adopt(fd: number, flags: number, unsent: Uint8Array, maxDatagram: number): number;
+  /**
+   * Checks that `fd` is a connected stream socket (reactor.adopt() takes no other) and returns
+   * it, or with `duplicate` a close-on-exec duplicate of it; -errno (ENOTSOCK, EBADF, EPROTOTYPE
+   * for a datagram socket, EINVAL for a listener).
+   */
+  adoptable(fd: number, duplicate: boolean): number;
   /** Binds a UDP socket on an IP literal. Returns its id or -errno (EOPNOTSUPP: no UDP here). */
   udpOpen(
     host: string,

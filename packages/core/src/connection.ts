@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { NativeBackendHandle } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
 import { IdleTimeout } from './idle-timeout.js';
+import { ticketFor, type ConnectionTicket, type HandOff } from './transfer.js';
 
 /** Most buffers one native writev call takes (the native side's limit). */
 const MAX_WRITEV_BUFFERS = 1024;
@@ -428,6 +429,35 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return typeof result === 'number' ? undefined : result;
   }
 
+  // ---- Hand-off hook: the socket leaves this reactor with its state (transfer.ts, adopt.ts) ----
+
+  /**
+   * Moves this connection to a reactor in another thread: returns a {@link ConnectionTicket} to
+   * post to it (`worker.postMessage(ticket)`), where `reactor.adopt(ticket)` makes it a normal
+   * connection again. Bytes read but not consumed, queued writes and the paused state go with
+   * it. This object then closes (`'close'` without error) and emits nothing else.
+   * @throws {@link IomuxError} `IOMUX_SOCKET_CLOSED`, or `IOMUX_INVALID_ARGUMENT` after `end()`.
+   */
+  transfer(): ConnectionTicket {
+    return ticketFor(this);
+  }
+
+  /** @internal Detaches the socket (its fd stays open) with what this object still held back. */
+  detachForHandOff(): HandOff {
+    const held = this.held ?? [];
+    if (!this.usable() || held.some((event) => typeof event === 'object' && !isBuffer(event)))
+      throw new IomuxError('IOMUX_SOCKET_CLOSED', `connection ${this.id} is closed`);
+    if (this.ending)
+      throw new IomuxError('IOMUX_INVALID_ARGUMENT', `connection ${this.id} has ended its side`);
+    const detached = this.host.native.detach(this.id);
+    if (typeof detached === 'number') throw socketError(detached, 'detach');
+    const heldBytes = held.filter(isBuffer);
+    const paused = this.paused;
+    this.held = undefined;
+    this.finish(undefined, true);
+    return { detached, heldBytes, heldEnd: held.includes('end'), paused };
+  }
+
   private finish(error: IomuxError | undefined, deferred: boolean): void {
     if (this.isClosed) return;
     this.isClosed = true;
@@ -442,4 +472,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (deferred) process.nextTick(emitClose);
     else emitClose();
   }
+}
+
+function isBuffer(event: HeldEvent): event is Buffer {
+  return Buffer.isBuffer(event);
 }

@@ -77,7 +77,7 @@ export const channels = {
   poll: channel('iomux:poll'),
   /** A backend was replaced: the `FallbackRecord`. */
   fallback: channel('iomux:fallback'),
-  /** A connection opened: `{ backend, id, kind: 'accepted' | 'connected' }`. */
+  /** A connection opened: `{ backend, id, kind: 'accepted' | 'connected' | 'adopted' }`. */
   connectionOpen: channel('iomux:connection:open'),
   /** A connection closed: `{ backend, id, error }`. */
   connectionClose: channel('iomux:connection:close'),

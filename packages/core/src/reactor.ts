@@ -24,6 +24,7 @@ import {
   type ResolvedConfig,
   type SnakeCaseConfig,
 } from './config.js';
+import { adoptSocket, type AdoptOptions, type AdoptSource } from './adopt.js';
 import { Connection, type ConnectionHost, type ConnectionSettings } from './connection.js';
 import { BatchObserver, deliverBatch } from './dispatch.js';
 import { IomuxError, backendHint, socketError } from './errors.js';
@@ -243,9 +244,33 @@ export class Reactor
     return socket;
   }
 
+  // ---- Sockets handed in from node:net, an fd, or another reactor: adopt.ts does the work ----
+
+  /**
+   * Takes a connected TCP socket into this reactor and returns it as a {@link Connection}: a
+   * `net.Socket` (node:http's `'upgrade'` or `'connection'`; pass the upgrade `head` in
+   * `options.head`), an fd (which the reactor then owns), or a ticket from
+   * {@link Connection.transfer} in another thread. Bytes already read are delivered first; the
+   * peer notices nothing.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT`, `ENOTSOCK`, `EBADF`, `EPROTOTYPE`, ...
+   * @example
+   * ```ts
+   * httpServer.on('upgrade', async (req, socket, head) => {
+   *   const conn = await reactor.adopt(socket, { head });
+   *   conn.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: game\r\nConnection: Upgrade\r\n\r\n');
+   * });
+   * ```
+   */
+  async adopt(source: AdoptSource, options: AdoptOptions = {}): Promise<Connection> {
+    this.assertOpen();
+    return adoptSocket(this, source, options, (allowHalfOpen) =>
+      this.connectionSettings('adopt', allowHalfOpen === undefined ? {} : { allowHalfOpen }),
+    );
+  }
+
   /** The reactor's connection defaults, or a new settings object when `options` overrides one. */
   private connectionSettings(
-    call: 'listen' | 'connect',
+    call: 'listen' | 'connect' | 'adopt',
     options: { allowHalfOpen?: boolean },
   ): ConnectionSettings {
     const defaults = this.connectionDefaults;
