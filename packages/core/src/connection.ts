@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { NativeBackendHandle } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
 import { IdleTimeout } from './idle-timeout.js';
+import type { LaterEvents } from './dispatch.js';
 import { ticketFor, type ConnectionTicket, type HandOff } from './transfer.js';
 
 /** Most buffers one native writev call takes (the native side's limit). */
@@ -22,6 +23,8 @@ export interface ConnectionHost {
   forget(connection: Connection): void;
   /** True while the reactor's table maps the connection's id to this very object. */
   owns(connection: Connection): boolean;
+  /** Takes the events of `id` that the current batch has not delivered yet (for a hand-off). */
+  takeLaterEvents(id: number): LaterEvents;
 }
 
 /**
@@ -449,13 +452,19 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       throw new IomuxError('IOMUX_SOCKET_CLOSED', `connection ${this.id} is closed`);
     if (this.ending)
       throw new IomuxError('IOMUX_INVALID_ARGUMENT', `connection ${this.id} has ended its side`);
+    // Called from a handler mid-batch: this socket's later events of the batch go with it.
+    const later = this.host.takeLaterEvents(this.id);
+    if (later.close !== undefined) {
+      this.onClose(later.close);
+      throw new IomuxError('IOMUX_SOCKET_CLOSED', `connection ${this.id} is closed`);
+    }
     const detached = this.host.native.detach(this.id);
     if (typeof detached === 'number') throw socketError(detached, 'detach');
-    const heldBytes = held.filter(isBuffer);
+    const heldBytes = [...held.filter(isBuffer), ...later.bytes];
     const paused = this.paused;
     this.held = undefined;
     this.finish(undefined, true);
-    return { detached, heldBytes, heldEnd: held.includes('end'), paused };
+    return { detached, heldBytes, heldEnd: held.includes('end') || later.end, paused };
   }
 
   private finish(error: IomuxError | undefined, deferred: boolean): void {

@@ -26,7 +26,13 @@ import {
 } from './config.js';
 import { adoptSocket, type AdoptOptions, type AdoptSource } from './adopt.js';
 import { Connection, type ConnectionHost, type ConnectionSettings } from './connection.js';
-import { BatchObserver, deliverBatch } from './dispatch.js';
+import {
+  BatchObserver,
+  deliverBatch,
+  takeLaterEvents,
+  type BatchCursor,
+  type LaterEvents,
+} from './dispatch.js';
 import { IomuxError, backendHint, socketError } from './errors.js';
 import { failOver } from './failover.js';
 import type { PendingConnect, Slot } from './fallback.js';
@@ -245,6 +251,13 @@ export class Reactor
   }
 
   // ---- Sockets handed in from node:net, an fd, or another reactor: adopt.ts does the work ----
+  /** @internal Where dispatch is in the current batch (a hand-off takes its socket's rest). */
+  readonly batch: BatchCursor = { next: 0, count: 0, slab: undefined };
+
+  /** @internal */
+  takeLaterEvents(id: number): LaterEvents {
+    return takeLaterEvents(this, id);
+  }
 
   /**
    * Takes a connected TCP socket into this reactor and returns it as a {@link Connection}: a
