@@ -23,8 +23,11 @@ export interface ConnectionHost {
   forget(connection: Connection): void;
   /** True while the reactor's table maps the connection's id to this very object. */
   owns(connection: Connection): boolean;
-  /** Takes the events of `id` that the current batch has not delivered yet (for a hand-off). */
-  takeLaterEvents(id: number): LaterEvents;
+  /**
+   * Before a hand-off: takes the events of `id` the current batch has not delivered yet; throws
+   * when the backend cannot detach a live socket.
+   */
+  prepareHandOff(id: number): LaterEvents;
 }
 
 /**
@@ -439,7 +442,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * post to it (`worker.postMessage(ticket)`), where `reactor.adopt(ticket)` makes it a normal
    * connection again. Bytes read but not consumed, queued writes and the paused state go with
    * it. This object then closes (`'close'` without error) and emits nothing else.
-   * @throws {@link IomuxError} `IOMUX_SOCKET_CLOSED`, or `IOMUX_INVALID_ARGUMENT` after `end()`.
+   * @throws {@link IomuxError} `IOMUX_SOCKET_CLOSED`, `IOMUX_INVALID_ARGUMENT` after `end()`,
+   * `EOPNOTSUPP` on the io_uring backend (it can adopt, but not hand over a live socket).
    */
   transfer(): ConnectionTicket {
     return ticketFor(this);
@@ -453,7 +457,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.ending)
       throw new IomuxError('IOMUX_INVALID_ARGUMENT', `connection ${this.id} has ended its side`);
     // Called from a handler mid-batch: this socket's later events of the batch go with it.
-    const later = this.host.takeLaterEvents(this.id);
+    const later = this.host.prepareHandOff(this.id);
     if (later.close !== undefined) {
       this.onClose(later.close);
       throw new IomuxError('IOMUX_SOCKET_CLOSED', `connection ${this.id} is closed`);

@@ -66,6 +66,12 @@ export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.j
 export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
 export type { ReactorStats } from './reactor-stats.js';
 
+/**
+ * Backends whose engine cannot detach one socket while it goes on serving the others: io_uring's
+ * detach settles the whole ring, as for a runtime fallback (`iouring_migrate.cc`).
+ */
+const NO_LIVE_DETACH: ReadonlySet<BackendName> = new Set<BackendName>(['io_uring']);
+
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
   /** The backend failed while serving. */
@@ -254,8 +260,17 @@ export class Reactor
   /** @internal Where dispatch is in the current batch (a hand-off takes its socket's rest). */
   readonly batch: BatchCursor = { next: 0, count: 0, slab: undefined };
 
-  /** @internal */
-  takeLaterEvents(id: number): LaterEvents {
+  /**
+   * @internal A connection is about to leave (transfer, toNetSocket): its later events of the
+   * current batch go with it.
+   * @throws {@link IomuxError} `EOPNOTSUPP` on a backend that cannot detach a live socket.
+   */
+  prepareHandOff(id: number): LaterEvents {
+    if (NO_LIVE_DETACH.has(this.backend))
+      throw new IomuxError(
+        'EOPNOTSUPP',
+        `the ${this.backend} backend cannot hand over a live connection (its sockets can be adopted)`,
+      );
     return takeLaterEvents(this, id);
   }
 

@@ -43,7 +43,9 @@ describe.each(backends)('node:http on iomux: $name', (backend) => {
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       server.emit('connection', toDuplex(conn));
     });
-    closers.push(() => server.closeAllConnections());
+    closers.push(() => {
+      server.closeAllConnections();
+    });
     return `http://127.0.0.1:${listener.port}`;
   }
 
@@ -74,7 +76,9 @@ describe.each(backends)('node:http on iomux: $name', (backend) => {
     const server = http.createServer(app);
     const base = await serveHttp(server);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    closers.push(() => agent.destroy());
+    closers.push(() => {
+      agent.destroy();
+    });
     const get = (path: string): Promise<string> =>
       new Promise((resolve, reject) => {
         http
@@ -82,7 +86,9 @@ describe.each(backends)('node:http on iomux: $name', (backend) => {
             let body = '';
             res.setEncoding('utf8');
             res.on('data', (chunk: string) => (body += chunk));
-            res.on('end', () => resolve(body));
+            res.on('end', () => {
+              resolve(body);
+            });
           })
           .on('error', reject);
       });
