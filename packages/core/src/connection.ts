@@ -24,7 +24,7 @@ export interface ConnectionHost {
   /** True while the reactor's table maps the connection's id to this very object. */
   owns(connection: Connection): boolean;
   /**
-   * Before a hand-off: takes the events of `id` the current batch has not delivered yet; throws
+   * @internal Before a hand-off: takes the events of `id` the current batch has not delivered yet; throws
    * when the backend cannot detach a live socket.
    */
   prepareHandOff(id: number): LaterEvents;

@@ -23,6 +23,16 @@ export interface DuplexOptions {
   writableHighWaterMark?: number;
 }
 
+/** A local or remote address, as `net.Socket#address()` returns it. */
+export interface SocketAddress {
+  /** IP address. */
+  address: string;
+  /** `'IPv4'` or `'IPv6'`. */
+  family: string;
+  /** Port. */
+  port: number;
+}
+
 /** The callback of a `_write` that waits for the connection's `'drain'`. */
 type WriteCallback = (error?: Error | null) => void;
 
@@ -220,7 +230,7 @@ export class ConnectionDuplex extends Duplex {
   }
 
   /** Local address as `net.Socket#address()`: `{ address, family, port }`, or `{}` once closed. */
-  address(): { address: string; family: string; port: number } | Record<string, never> {
+  address(): SocketAddress | Record<string, never> {
     const address = this.localAddress;
     const port = this.localPort;
     if (address === undefined || port === undefined) return {};

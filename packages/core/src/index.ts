@@ -30,11 +30,11 @@ export { UdpSocket } from './udp.js';
 export type { OutgoingDatagram, RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';
 export type { ConnectionEvents, ConnectionHost } from './connection.js';
 export { ConnectionDuplex, toDuplex } from './duplex.js';
-export type { DuplexOptions } from './duplex.js';
+export type { DuplexOptions, SocketAddress } from './duplex.js';
 export { toNetSocket } from './adopt.js';
-export type { AdoptHost, AdoptOptions, AdoptSource } from './adopt.js';
+export type { AdoptOptions, AdoptSource } from './adopt.js';
 export { discardTicket, isConnectionTicket } from './transfer.js';
-export type { ConnectionTicket, HandOff } from './transfer.js';
+export type { ConnectionTicket } from './transfer.js';
 export {
   BACKEND_NAMES,
   CONFIG_DEFAULTS,
