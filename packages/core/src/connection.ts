@@ -78,14 +78,19 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private needDrain = false;
   private paused = false;
   private ending = false;
-  /** end() came from the user (not from reactor.close() or the peer's FIN). */
-  private endedByUser = false;
+  /** Who ended the writable side: the user's end(), the peer's FIN, or reactor.close(). */
+  private endedBy: 'user' | 'peer' | 'reactor' | undefined;
+  /** The first write after the end, reported once; 'close' carries it. */
+  private writeAfterEndError: IomuxError | undefined;
+  private writeAfterEndEmitted = false;
+  private closeEmitted = false;
   private remoteEnded = false;
   private isClosed = false;
   /**
    * Events not yet emitted, in arrival order: those that arrived before a `connect()`
-   * continuation could attach listeners, and those that wait for resume() (bytes a runtime
-   * fallback carried over while paused, and what followed them). Undefined when nothing is held.
+   * continuation could attach listeners, and those that wait for resume() (the rest of a batch
+   * after pause(), bytes a runtime fallback carried over while paused, and what followed them).
+   * Undefined when nothing is held.
    */
   private held: HeldEvent[] | undefined;
   /** True from a connect()'s resolution until its continuation had its chance to listen. */
@@ -219,25 +224,32 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * Sends `data`: what the kernel takes goes out at once, the rest is copied to the native queue
    * and sent in order. Returns false when the queue has reached the high-water mark; wait for
    * `'drain'` before writing more. Writing to a closed connection returns false and sends nothing.
-   * @throws {@link IomuxError} `IOMUX_WRITE_AFTER_END` after `end()`.
+   *
+   * A write after the writable side ended (your `end()`, or iomux's own end after the peer's FIN
+   * when `allowHalfOpen` is false) sends nothing and returns false; as with node:net it is
+   * reported, not silently dropped: the first such write emits `'error'` with
+   * `IOMUX_WRITE_AFTER_END` (on the next tick, when a listener is attached), and `'close'` later
+   * carries the same error. Unlike node:net the connection is not destroyed by it: what was
+   * written before the end is still flushed, then FIN is sent.
+   * @example
+   * ```ts
+   * conn.on('error', (err) => {
+   *   if (err.code === 'IOMUX_WRITE_AFTER_END') upstream.destroy(); // the client went away
+   * });
+   * ```
    */
   write(data: Uint8Array | string): boolean {
+    // A graceful end may already have closed the socket (the peer had ended): still reported.
+    if (this.ending) return this.writeAfterEnd('write');
     if (!this.usable()) return false;
-    if (this.ending) {
-      if (!this.endedByUser) return false; // the reactor is closing it: nothing more goes out
-      throw new IomuxError('IOMUX_WRITE_AFTER_END', `write after end() on connection ${this.id}`);
-    }
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
     return this.afterWrite(this.host.native.write(this.id, buffer), buffer.byteLength);
   }
 
   /** Sends several chunks with one vectored write; same contract as {@link write}. */
   writev(chunks: readonly Uint8Array[]): boolean {
+    if (this.ending) return this.writeAfterEnd('writev');
     if (!this.usable()) return false;
-    if (this.ending) {
-      if (!this.endedByUser) return false;
-      throw new IomuxError('IOMUX_WRITE_AFTER_END', `writev after end() on connection ${this.id}`);
-    }
     let total = 0;
     for (const chunk of chunks) total += chunk.byteLength;
     if (chunks.length <= MAX_WRITEV_BUFFERS)
@@ -249,6 +261,39 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       if (queued < 0) break;
     }
     return this.afterWrite(queued, total);
+  }
+
+  /** Reports a write after the writable side ended (see {@link write}); always false. */
+  private writeAfterEnd(call: 'write' | 'writev'): false {
+    // reactor.close() ended it: the user asked for everything to close, nothing to report. Once
+    // 'close' was emitted nothing more is reported either (node:net: writes after destroy).
+    if (this.endedBy === 'reactor' || this.writeAfterEndError !== undefined || this.closeEmitted)
+      return false;
+    const why =
+      this.endedBy === 'user'
+        ? 'after end()'
+        : 'after the peer ended (allowHalfOpen is false, so iomux ended this side)';
+    const error = new IomuxError(
+      'IOMUX_WRITE_AFTER_END',
+      `${call} ${why} on connection ${this.id}: the data was not sent`,
+      { syscall: call },
+    );
+    this.writeAfterEndError = error;
+    if (this.isClosed) {
+      this.error ??= error; // the pending 'close' reports it (see finish)
+      return false;
+    }
+    process.nextTick(() => {
+      this.emitWriteAfterEnd();
+    });
+    return false;
+  }
+
+  /** Emits the write-after-end error once, before 'close' if both are pending. */
+  private emitWriteAfterEnd(): void {
+    if (this.writeAfterEndEmitted) return;
+    this.writeAfterEndEmitted = true;
+    if (this.listenerCount('error') > 0) this.emit('error', this.writeAfterEndError!);
   }
 
   private afterWrite(queued: number, bytes: number): boolean {
@@ -273,13 +318,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    */
   end(data?: Uint8Array | string): void {
     if (this.isClosed || this.ending) return;
-    this.endedByUser = true;
+    this.endedBy = 'user';
     this.shutdown(data);
   }
 
-  /** @internal Ends our side on the reactor's behalf (close(), or the peer ended first). */
-  endByReactor(): void {
+  /** @internal Ends our side on the reactor's behalf: `'reactor'` from close(), or the peer's FIN. */
+  endByReactor(reason: 'peer' | 'reactor' = 'reactor'): void {
     if (this.isClosed || this.ending) return;
+    this.endedBy = reason;
     this.shutdown(undefined);
   }
 
@@ -371,6 +417,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** @internal */
   onData(chunk: Buffer): void {
     if (this.held !== undefined) this.held.push(chunk);
+    // Paused earlier in this batch: the batch's later bytes wait for resume(), in order.
+    else if (this.paused) this.held = [chunk];
     else this.dataNow(chunk);
   }
 
@@ -382,7 +430,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** @internal */
   onDrain(): void {
-    if (this.held !== undefined) this.held.push('drain');
+    // Only the early hold delays a drain: one held for resume() would stall the writer that
+    // paused reading until this very drain.
+    if (this.holdingEarly) (this.held ??= []).push('drain');
     else this.drainNow();
   }
 
@@ -396,6 +446,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** @internal */
   onEnd(): void {
     if (this.held !== undefined) this.held.push('end');
+    else if (this.paused) this.held = ['end'];
     else this.endNow();
   }
 
@@ -403,7 +454,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.remoteEnded = true;
     // The reactor's own work first, as node:net does: a throwing 'end' listener must not leave
     // the connection half-open.
-    if (!this.settings.allowHalfOpen) this.endByReactor();
+    if (!this.settings.allowHalfOpen) this.endByReactor('peer');
     this.emit('end');
   }
 
@@ -428,18 +479,29 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return typeof result === 'number' ? undefined : result;
   }
 
-  private finish(error: IomuxError | undefined, deferred: boolean): void {
+  private finish(closeError: IomuxError | undefined, deferred: boolean): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    this.error = error;
+    this.error = closeError ?? this.writeAfterEndError;
     this.idle?.close();
     this.idle = undefined;
     this.host.forget(this);
-    const emitClose = (): void => {
-      if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
-      this.emit('close', error);
-    };
-    if (deferred) process.nextTick(emitClose);
-    else emitClose();
+    if (deferred)
+      process.nextTick(() => {
+        this.emitClose();
+      });
+    else this.emitClose();
+  }
+
+  /**
+   * 'error' (when listened to) then 'close', with the error the socket closed with or, after a
+   * clean close, the write after end (which a write in between the close and now may have set).
+   */
+  private emitClose(): void {
+    const error = this.error;
+    if (error !== undefined && error === this.writeAfterEndError) this.emitWriteAfterEnd();
+    else if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
+    this.closeEmitted = true;
+    this.emit('close', error);
   }
 }

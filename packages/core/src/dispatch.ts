@@ -92,7 +92,7 @@ function accepted(host: DispatchHost, id: number, listenerId: number): void {
   host.updateRef();
   if (channels.connectionOpen.hasSubscribers)
     channels.connectionOpen.publish({ backend: host.backend, id, kind: 'accepted' });
-  listener.onConnection(connection);
+  listener.accept(connection);
 }
 
 function connected(host: DispatchHost, id: number, errno: number): void {

@@ -29,7 +29,7 @@ import { BatchObserver, deliverBatch } from './dispatch.js';
 import { IomuxError, backendHint, socketError } from './errors.js';
 import { failOver } from './failover.js';
 import type { PendingConnect, Slot } from './fallback.js';
-import { Listener, type ListenerHost } from './listener.js';
+import { Listener, type ConnectionHandler, type ListenerHost } from './listener.js';
 import { Pump } from './pump.js';
 import { CounterTotals, metricsSnapshot, type ReactorStats } from './reactor-stats.js';
 import { resolveReactorOptions, type Logger, type ReactorOptions } from './reactor-options.js';
@@ -48,12 +48,12 @@ import { resolveTuning } from './tuning.js';
 import { UdpSocket, type UdpHost } from './udp.js';
 import { runTicks, type TickFn, type TickLoop, type TickLoopOptions } from './tick-loop.js';
 import { NativeTimers, type TimerSource } from './timers.js';
-import { guarded } from './user-code.js';
+import { guarded, rethrowLater } from './user-code.js';
 import { WorkerPool, type WorkerPoolOptions, type WorkerTaskOptions } from './worker-pool.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
 export { Listener } from './listener.js';
-export type { ListenerEvents } from './listener.js';
+export type { ConnectionHandler, ListenerEvents } from './listener.js';
 export type { FallbackRecord, MigrationSummary } from './backend-open.js';
 export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
 export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
@@ -61,7 +61,10 @@ export type { ReactorStats } from './reactor-stats.js';
 
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
-  /** The backend failed while serving. */
+  /**
+   * The backend failed while serving (`IOMUX_BACKEND_FAILED`), or an `onConnection` handler's
+   * promise rejected (`IOMUX_HANDLER_REJECTED`) and its listener has no `'error'` listener.
+   */
   error: [error: IomuxError];
   /** A backend could not be used and another took over. */
   fallback: [record: FallbackRecord];
@@ -163,10 +166,7 @@ export class Reactor
    * });
    * ```
    */
-  async listen(
-    options: ListenOptions,
-    onConnection: (connection: Connection) => void,
-  ): Promise<Listener> {
+  async listen(options: ListenOptions, onConnection: ConnectionHandler): Promise<Listener> {
     const port = checkPort(options.port, 'listen');
     const backlog = positiveInt('backlog', options.backlog, 1, 511);
     const settings = this.connectionSettings('listen', options);
@@ -465,6 +465,12 @@ export class Reactor
   /** @internal */
   owns(socket: Connection | UdpSocket): boolean {
     return this.table.owns(socket.id, socket);
+  }
+
+  /** @internal */
+  reportError(error: IomuxError): void {
+    if (this.listenerCount('error') > 0) guarded(() => this.emit('error', error));
+    else rethrowLater(error);
   }
 
   /** @internal */
