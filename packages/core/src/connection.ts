@@ -9,6 +9,17 @@ const MAX_WRITEV_BUFFERS = 1024;
 /** A held event: bytes, the peer's END, a DRAIN, or the CLOSE (its errno, in an object). */
 type HeldEvent = Buffer | 'end' | 'drain' | { closeErrno: number };
 
+/** `bytes` if it is a positive integer that fits a socket option. */
+function checkBufferSize(call: string, bytes: number): number {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 2 ** 31 - 1) {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${call}: bytes must be an integer from 1 to ${2 ** 31 - 1}, got ${String(bytes)}`,
+    );
+  }
+  return bytes;
+}
+
 /** What a connection needs from its reactor. */
 export interface ConnectionHost {
   /** The backend instance. */
@@ -344,6 +355,104 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.isClosed) return;
     if (this.host.owns(this)) this.host.native.destroy(this.id);
     this.finish(error, true);
+  }
+
+  /**
+   * Turns Nagle's algorithm off (`true`, iomux's default for every connection) or on (`false`:
+   * small writes are coalesced while an ACK is outstanding). No-op once closed.
+   * @throws {@link IomuxError} with the errno when the kernel refuses.
+   */
+  setNoDelay(noDelay = true): this {
+    this.setOption('noDelay', noDelay ? 1 : 0);
+    return this;
+  }
+
+  /**
+   * Turns TCP keep-alive probes on or off, as node:net: with `initialDelayMs` > 0 the first probe
+   * goes out after that much idle time (whole seconds, at least 1; 0 keeps the system default).
+   * No-op once closed.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for a negative delay; the errno when the
+   * kernel refuses.
+   * @example
+   * ```ts
+   * conn.setKeepAlive(true, 60_000); // probe a peer silent for a minute
+   * ```
+   */
+  setKeepAlive(enable = false, initialDelayMs = 0): this {
+    if (!Number.isFinite(initialDelayMs) || initialDelayMs < 0) {
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        `setKeepAlive: initialDelayMs must be a number >= 0, got ${String(initialDelayMs)}`,
+      );
+    }
+    this.setOption('keepAlive', enable ? 1 : 0);
+    if (enable && initialDelayMs > 0)
+      this.setOption('keepAliveIdle', Math.max(1, Math.floor(initialDelayMs / 1000)));
+    return this;
+  }
+
+  /** Sets the kernel's receive buffer (SO_RCVBUF); Linux doubles what it is given. */
+  setRecvBufferSize(bytes: number): this {
+    this.setOption('recvBufferSize', checkBufferSize('setRecvBufferSize', bytes));
+    return this;
+  }
+
+  /** Sets the kernel's send buffer (SO_SNDBUF); Linux doubles what it is given. */
+  setSendBufferSize(bytes: number): this {
+    this.setOption('sendBufferSize', checkBufferSize('setSendBufferSize', bytes));
+    return this;
+  }
+
+  /** The kernel's receive buffer size in bytes (SO_RCVBUF); undefined once closed. */
+  getRecvBufferSize(): number | undefined {
+    return this.getOption('recvBufferSize');
+  }
+
+  /** The kernel's send buffer size in bytes (SO_SNDBUF); undefined once closed. */
+  getSendBufferSize(): number | undefined {
+    return this.getOption('sendBufferSize');
+  }
+
+  /** True while Nagle's algorithm is off (TCP_NODELAY); undefined once closed. */
+  get noDelay(): boolean | undefined {
+    const value = this.getOption('noDelay');
+    return value === undefined ? undefined : value === 1;
+  }
+
+  /** True while keep-alive probes are on (SO_KEEPALIVE); undefined once closed. */
+  get keepAlive(): boolean | undefined {
+    const value = this.getOption('keepAlive');
+    return value === undefined ? undefined : value === 1;
+  }
+
+  /**
+   * Closes at once with a TCP RST instead of a FIN (SO_LINGER 0), dropping queued writes, as
+   * node:net's `resetAndDestroy()`: the peer sees `ECONNRESET`, so a proxy can pass a reset on.
+   * `'close'` follows without an error.
+   * @example
+   * ```ts
+   * upstream.on('close', (err) => {
+   *   if (err?.code === 'ECONNRESET') client.resetAndDestroy();
+   * });
+   * ```
+   */
+  resetAndDestroy(): this {
+    if (this.isClosed) return this;
+    if (this.host.owns(this)) this.host.native.setOption(this.id, 'lingerReset', 1);
+    this.destroy();
+    return this;
+  }
+
+  private setOption(name: string, value: number): void {
+    if (!this.usable()) return;
+    const rc = this.host.native.setOption(this.id, name, value);
+    if (rc < 0) throw socketError(rc, 'setsockopt', name);
+  }
+
+  private getOption(name: string): number | undefined {
+    if (!this.usable()) return undefined;
+    const value = this.host.native.getOption(this.id, name);
+    return value < 0 ? undefined : value;
   }
 
   /** Stops reading; the kernel buffers (and then the peer) hold further data. */

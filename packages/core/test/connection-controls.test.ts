@@ -193,4 +193,61 @@ describe.each(backends)('connection controls: $name', (backend) => {
       /connect: allowHalfOpen must be a boolean/,
     );
   });
+
+  run(
+    'setNoDelay, setKeepAlive and buffer sizes reach the socket (accepted and connected)',
+    async () => {
+      let server: Connection | undefined;
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+        server = conn;
+      });
+      const client = await reactor.connect({ port: listener.port });
+      await until(() => server !== undefined);
+      for (const conn of [server!, client]) {
+        expect(conn.noDelay).toBe(true); // iomux's default
+        expect(conn.setNoDelay(false)).toBe(conn);
+        expect(conn.noDelay).toBe(false);
+        conn.setNoDelay();
+        expect(conn.noDelay).toBe(true);
+        expect(conn.keepAlive).toBe(false);
+        conn.setKeepAlive(true, 30_000);
+        expect(conn.keepAlive).toBe(true);
+        conn.setKeepAlive(false);
+        expect(conn.keepAlive).toBe(false);
+        conn.setRecvBufferSize(96 * 1024);
+        conn.setSendBufferSize(48 * 1024);
+        // Linux doubles the value for its own bookkeeping.
+        expect(conn.getRecvBufferSize()).toBeGreaterThanOrEqual(96 * 1024);
+        expect(conn.getSendBufferSize()).toBeGreaterThanOrEqual(48 * 1024);
+        expect(() => conn.setRecvBufferSize(0)).toThrow(
+          /setRecvBufferSize: bytes must be an integer/,
+        );
+        expect(() => conn.setKeepAlive(true, -1)).toThrow(/initialDelayMs must be a number >= 0/);
+      }
+      client.destroy();
+      await until(() => server!.closed);
+      // Closed: the setters are no-ops, the getters say nothing.
+      expect(server!.setNoDelay(false)).toBe(server);
+      expect(server!.noDelay).toBeUndefined();
+      expect(server!.getRecvBufferSize()).toBeUndefined();
+    },
+  );
+
+  run('resetAndDestroy() sends RST: the peer sees ECONNRESET', async () => {
+    let closedWith: unknown = 'open';
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      conn.on('close', (err) => (closedWith = err));
+      conn.on('data', () => conn.resetAndDestroy());
+    });
+    const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+    clients.push(socket);
+    const peerError = new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      socket.on('error', resolve);
+      socket.on('end', () => resolve(undefined)); // a FIN: what destroy() sends
+    });
+    socket.write('x');
+    expect((await peerError)?.code).toBe('ECONNRESET');
+    await until(() => closedWith !== 'open');
+    expect(closedWith).toBeUndefined();
+  });
 });
