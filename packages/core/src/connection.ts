@@ -6,6 +6,9 @@ import { IdleTimeout } from './idle-timeout.js';
 /** Most buffers one native writev call takes (the native side's limit). */
 const MAX_WRITEV_BUFFERS = 1024;
 
+/** An address as the native side reports it: IP text, port, family. */
+type SocketAddress = [ip: string, port: number, family: 4 | 6];
+
 /** A held event: bytes, the peer's END, a DRAIN, or the CLOSE (its errno, in an object). */
 type HeldEvent = Buffer | 'end' | 'drain' | { closeErrno: number };
 
@@ -85,6 +88,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private readonly host: ConnectionHost;
   private readonly settings: ConnectionSettings;
   private idle: IdleTimeout | undefined;
+  /** The remote address, read once at creation; the local one once asked for. */
+  private readonly peer: SocketAddress | undefined;
+  private local: SocketAddress | undefined;
   private queuedBytes = 0;
   private needDrain = false;
   private paused = false;
@@ -116,6 +122,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.host = host;
     this.id = id;
     this.settings = settings;
+    // Read now: after the socket closed (a 'close' handler) the kernel can no longer tell.
+    const peer = host.native.address(id, true);
+    this.peer = typeof peer === 'number' ? undefined : peer;
   }
 
   /**
@@ -211,24 +220,29 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.paused;
   }
 
-  /** Remote IP address. */
+  /** Remote IP address; still readable in `'close'` handlers. */
   get remoteAddress(): string | undefined {
-    return this.address(true)?.[0];
+    return this.peer?.[0];
   }
 
-  /** Remote port. */
+  /** Remote port; still readable in `'close'` handlers. */
   get remotePort(): number | undefined {
-    return this.address(true)?.[1];
+    return this.peer?.[1];
   }
 
-  /** Local IP address. */
+  /** `'IPv4'` or `'IPv6'`, the family of the remote address. */
+  get remoteFamily(): 'IPv4' | 'IPv6' | undefined {
+    return this.peer === undefined ? undefined : this.peer[2] === 4 ? 'IPv4' : 'IPv6';
+  }
+
+  /** Local IP address; readable after close once it was read while open. */
   get localAddress(): string | undefined {
-    return this.address(false)?.[0];
+    return this.localEnd()?.[0];
   }
 
-  /** Local port. */
+  /** Local port; readable after close once it was read while open. */
   get localPort(): number | undefined {
-    return this.address(false)?.[1];
+    return this.localEnd()?.[1];
   }
 
   /**
@@ -582,10 +596,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.finish(errno === 0 ? undefined : socketError(errno, 'read'), false);
   }
 
-  private address(peer: boolean): [string, number, 4 | 6] | undefined {
-    if (!this.usable()) return undefined;
-    const result = this.host.native.address(this.id, peer);
-    return typeof result === 'number' ? undefined : result;
+  private localEnd(): SocketAddress | undefined {
+    if (this.local !== undefined || !this.usable()) return this.local;
+    const result = this.host.native.address(this.id, false);
+    if (typeof result !== 'number') this.local = result;
+    return this.local;
   }
 
   private finish(closeError: IomuxError | undefined, deferred: boolean): void {

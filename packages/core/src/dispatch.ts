@@ -101,7 +101,7 @@ function connected(host: DispatchHost, id: number, errno: number): void {
   host.table.remove(id, pending);
   if (errno !== 0) {
     host.updateRef();
-    pending.reject(socketError(errno, 'connect'));
+    pending.reject(socketError(errno, 'connect', pending.address));
     return;
   }
   const connection = new Connection(host, id, pending.settings);

@@ -26,6 +26,7 @@ import {
 } from './config.js';
 import { Connection, type ConnectionHost, type ConnectionSettings } from './connection.js';
 import { BatchObserver, deliverBatch } from './dispatch.js';
+import { abortError, guardConnect } from './connect-guard.js';
 import { IomuxError, backendHint, socketError } from './errors.js';
 import { failOver } from './failover.js';
 import type { PendingConnect, Slot } from './fallback.js';
@@ -36,6 +37,8 @@ import { resolveReactorOptions, type Logger, type ReactorOptions } from './react
 import {
   checkPort,
   optionalBoolean,
+  optionalSignal,
+  optionalTimeout,
   positiveInt,
   resolveHost,
   type ConnectOptions,
@@ -170,9 +173,11 @@ export class Reactor
     const port = checkPort(options.port, 'listen');
     const backlog = positiveInt('backlog', options.backlog, 1, 511);
     const settings = this.connectionSettings('listen', options);
+    const signal = optionalSignal('listen: signal', options.signal);
     if (typeof onConnection !== 'function')
       throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'listen: onConnection must be a function');
     const host = await resolveHost(options.host ?? '0.0.0.0');
+    if (signal?.aborted) throw abortError('listen', `${host}:${port}`, signal);
     this.assertOpen();
     const id = this.native.listen(
       host,
@@ -187,25 +192,62 @@ export class Reactor
     const listener = new Listener(this, id, host, boundPort, onConnection, settings);
     this.table.set(id, listener);
     this.updateRef();
+    if (signal !== undefined) closeOnAbort(listener, signal);
     return listener;
   }
 
   /**
    * Opens a TCP connection; resolves once it is established.
-   * @throws {@link IomuxError} `ECONNREFUSED`, `ETIMEDOUT`, `ENETUNREACH`, ...
+   * @throws {@link IomuxError} `ECONNREFUSED`, `ETIMEDOUT`, `ENETUNREACH`, ... with the address in
+   * the message (`connect ECONNREFUSED 127.0.0.1:4000`); `ETIMEDOUT` after `timeoutMs`;
+   * `ABORT_ERR` when `signal` aborts first; `IOMUX_INVALID_ARGUMENT` for a bad option (port 0
+   * included: there is nothing to connect to there).
+   * @example
+   * ```ts
+   * const conn = await reactor.connect({ host: '127.0.0.1', port: 6379, timeoutMs: 2000 });
+   * ```
    */
   async connect(options: ConnectOptions): Promise<Connection> {
     const port = checkPort(options.port, 'connect');
+    if (port === 0)
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        'connect: port must be from 1 to 65535, got 0',
+      );
     const settings = this.connectionSettings('connect', options);
+    const timeoutMs = optionalTimeout('connect: timeoutMs', options.timeoutMs);
+    const signal = optionalSignal('connect: signal', options.signal);
+    const requested = `${options.host ?? '127.0.0.1'}:${port}`;
+    if (signal?.aborted) throw abortError('connect', requested, signal);
     const host = await resolveHost(options.host ?? '127.0.0.1');
+    const address = `${host}:${port}`;
+    if (signal?.aborted) throw abortError('connect', address, signal);
     this.assertOpen();
     const id = this.native.connect(host, port);
-    if (id < 0) throw socketError(id, 'connect', this.detail(id, `${host}:${port}`));
+    if (id < 0) throw socketError(id, 'connect', this.detail(id, address));
     return new Promise<Connection>((resolve, reject) => {
-      const pending: PendingConnect = { socketKind: 'pending', resolve, reject, settings };
+      const pending: PendingConnect = {
+        socketKind: 'pending',
+        id,
+        address,
+        resolve,
+        reject,
+        settings,
+      };
       this.table.set(id, pending);
       this.updateRef();
+      guardConnect(pending, { timeoutMs, signal }, (error) => {
+        this.cancelConnect(pending, error);
+      });
     });
+  }
+
+  /** Gives up a connect that has not completed: its socket is closed, the promise rejected. */
+  private cancelConnect(pending: PendingConnect, error: IomuxError): void {
+    if (!this.table.remove(pending.id, pending)) return; // it settled meanwhile
+    if (this.failure === undefined) this.native.destroy(pending.id);
+    this.updateRef();
+    pending.reject(error);
   }
 
   /**
@@ -553,6 +595,17 @@ export class Reactor
   retire(old: NativeBackendHandle): void {
     this.counters.retire(old);
   }
+}
+
+/** Closes `listener` when `signal` aborts; the abort listener goes when the listener closes. */
+function closeOnAbort(listener: Listener, signal: AbortSignal): void {
+  const onAbort = (): void => {
+    listener.close();
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  listener.once('close', () => {
+    signal.removeEventListener('abort', onAbort);
+  });
 }
 
 /**
