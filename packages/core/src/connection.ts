@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { NativeBackendHandle } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
 import { IdleTimeout } from './idle-timeout.js';
+import { readChunks } from './connection-iterator.js';
 
 /** Most buffers one native writev call takes (the native side's limit). */
 const MAX_WRITEV_BUFFERS = 1024;
@@ -467,6 +468,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (!this.usable()) return undefined;
     const value = this.host.native.getOption(this.id, name);
     return value < 0 ? undefined : value;
+  }
+
+  /**
+   * Reads the connection with `for await`: each chunk in order, with reading paused while the
+   * loop body runs (backpressure). The loop ends at the peer's FIN, and throws the error the
+   * connection closed with (`ECONNRESET`, ...). Leaving the loop early destroys the connection,
+   * as node's readable streams do. Do not mix with your own `'data'` listener.
+   * @example
+   * ```ts
+   * for await (const chunk of conn) await store.append(chunk); // no more reads while appending
+   * ```
+   */
+  [Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+    return readChunks(this);
   }
 
   /** Stops reading; the kernel buffers (and then the peer) hold further data. */

@@ -340,6 +340,59 @@ describe.each(backends)('connection semantics: $name', (backend) => {
     expect(errors[0]!.code).toBe('IOMUX_HANDLER_REJECTED');
     await until(() => reactor.connectionCount() === 0);
   });
+
+  run('for await reads with backpressure, byte-exact, and ends at FIN', async () => {
+    const payload = pattern(2 * 1024 * 1024, 21);
+    let result: { bytes: Buffer; pausedInBody: boolean; ended: boolean } | undefined;
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, async (conn) => {
+      const parts: Buffer[] = [];
+      let pausedInBody = true;
+      for await (const chunk of conn) {
+        parts.push(Buffer.from(chunk));
+        if (!conn.isPaused) pausedInBody = false;
+        await sleep(2); // a slow consumer: reading stays paused meanwhile
+      }
+      result = { bytes: Buffer.concat(parts), pausedInBody, ended: conn.readableEnded };
+    });
+    const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+    clients.push(socket);
+    socket.end(payload);
+    await until(() => result !== undefined, 30_000, 'the loop to end');
+    expect(result!.bytes.equals(payload)).toBe(true);
+    expect(result!.pausedInBody).toBe(true);
+    expect(result!.ended).toBe(true);
+  });
+
+  run('for await throws the error the connection closed with; break destroys it', async () => {
+    const outcomes: string[] = [];
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, async (conn) => {
+      try {
+        for await (const chunk of conn) {
+          if (chunk.toString().startsWith('stop')) break;
+        }
+        outcomes.push(`left, closed=${String(conn.closed)}`);
+      } catch (err) {
+        outcomes.push(`threw ${(err as IomuxError).code}`);
+      }
+    });
+    const resetting = net.connect({ port: listener.port, host: '127.0.0.1' });
+    clients.push(resetting);
+    resetting.on('error', () => undefined);
+    await new Promise<void>((resolve) => resetting.on('connect', resolve));
+    resetting.write('hello');
+    await sleep(50);
+    resetting.resetAndDestroy();
+    await until(() => outcomes.length === 1);
+    expect(outcomes[0]).toBe('threw ECONNRESET');
+    const stopping = net.connect({ port: listener.port, host: '127.0.0.1' });
+    clients.push(stopping);
+    const closed = new Promise<void>((resolve) => stopping.on('close', () => { resolve(); }));
+    stopping.on('error', () => undefined);
+    stopping.write('stop');
+    await until(() => outcomes.length === 2);
+    expect(outcomes[1]).toBe('left, closed=true');
+    await closed;
+  });
 });
 
 // pause() at once also on the backend a runtime fallback moved the connection to.
