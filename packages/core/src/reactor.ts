@@ -307,6 +307,9 @@ export class Reactor
   /**
    * Runs `tick` at a fixed rate (default: 1000 / `timeout_ms` Hz) with I/O pumped between ticks:
    * the game-server loop of the spec. See {@link runTicks} for the overrun policy and statistics.
+   * When the loop ends (stop, `maxTicks`, its signal, a throwing tick) a reactor left in manual
+   * dispatch resumes automatic dispatch, so a pending `connect()` or incoming data is not left
+   * waiting for a pump that no longer runs; call {@link stop} again to go on pumping by hand.
    * @example
    * ```ts
    * reactor.stop(); // pump I/O from the loop
@@ -388,6 +391,15 @@ export class Reactor
   /** @internal Called by {@link runTicks}: `metrics().ticks` reports the newest loop. */
   tickLoopStarted(loop: TickLoop): void {
     this.tickLoop = loop;
+  }
+
+  /**
+   * @internal Called when a {@link runTicks} loop ends: nothing pumps a reactor in manual dispatch
+   * any more, so automatic dispatch resumes (call `stop()` again to pump by hand).
+   */
+  tickLoopEnded(loop: TickLoop): void {
+    if (loop !== this.tickLoop || !this.live || this.closing !== undefined) return;
+    if (!this.pump.isRunning) this.pump.run();
   }
 
   /**
