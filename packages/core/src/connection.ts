@@ -32,6 +32,10 @@ export interface ConnectionHost {
   readonly highWaterMark: number;
   /** Counts a write() that returned false. */
   noteBackpressure(): void;
+  /** The connection's queued bytes changed by `delta` (for the reactor's total). */
+  noteQueued(delta: number): void;
+  /** Counts a write refused, or a connection destroyed, over its `maxQueuedBytes`. */
+  noteQueueLimit(): void;
   /** Called once when the connection is closed, to drop it from the reactor's table. */
   forget(connection: Connection): void;
   /** True while the reactor's table maps the connection's id to this very object. */
@@ -45,6 +49,51 @@ export interface ConnectionHost {
 export interface ConnectionSettings {
   /** Keep our side open after the peer ends (the user calls `end()`). */
   readonly allowHalfOpen: boolean;
+  /** Most bytes the native write queue may hold; Infinity: no limit. */
+  readonly maxQueuedBytes: number;
+  /** What a write over {@link maxQueuedBytes} does. */
+  readonly queueLimitPolicy: QueueLimitPolicy;
+}
+
+/**
+ * What a write that would take a connection's queue over its `maxQueuedBytes` does:
+ * `'destroy'` closes the connection with `IOMUX_QUEUE_FULL` (a client that stopped reading is
+ * dropped, the uWebSockets.js way); `'refuse'` sends nothing and throws `IOMUX_QUEUE_FULL`,
+ * leaving the connection open.
+ */
+export type QueueLimitPolicy = 'destroy' | 'refuse';
+
+const QUEUE_LIMIT_POLICIES: readonly string[] = ['destroy', 'refuse'];
+
+/** The queue limit a caller asked for, checked; `fallback` for what is not given. */
+export function checkQueueLimit(
+  call: string,
+  maxQueuedBytes: unknown,
+  policy: unknown,
+  fallback: ConnectionSettings,
+): { maxQueuedBytes: number; queueLimitPolicy: QueueLimitPolicy } {
+  if (
+    maxQueuedBytes !== undefined &&
+    maxQueuedBytes !== Infinity &&
+    (typeof maxQueuedBytes !== 'number' || !Number.isInteger(maxQueuedBytes) || maxQueuedBytes < 1)
+  ) {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${call}: maxQueuedBytes must be an integer >= 1 or Infinity, got ${typeof maxQueuedBytes === 'number' ? maxQueuedBytes : typeof maxQueuedBytes}`,
+    );
+  }
+  if (
+    policy !== undefined &&
+    (typeof policy !== 'string' || !QUEUE_LIMIT_POLICIES.includes(policy))
+  )
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${call}: queueLimitPolicy must be 'destroy' or 'refuse', got ${typeof policy === 'string' ? policy : typeof policy}`,
+    );
+  return {
+    maxQueuedBytes: (maxQueuedBytes) ?? fallback.maxQueuedBytes,
+    queueLimitPolicy: (policy as QueueLimitPolicy | undefined) ?? fallback.queueLimitPolicy,
+  };
 }
 
 /** Events of a {@link Connection}. */
@@ -87,7 +136,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   error: IomuxError | undefined;
 
   private readonly host: ConnectionHost;
-  private readonly settings: ConnectionSettings;
+  private settings: ConnectionSettings;
   private idle: IdleTimeout | undefined;
   /** The remote address, read once at creation; the local one once asked for. */
   private readonly peer: SocketAddress | undefined;
@@ -269,6 +318,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.ending) return this.writeAfterEnd('write');
     if (!this.usable()) return false;
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
+    if (!this.withinQueueLimit(buffer.byteLength)) return false;
     return this.afterWrite(this.host.native.write(this.id, buffer), buffer.byteLength);
   }
 
@@ -278,6 +328,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (!this.usable()) return false;
     let total = 0;
     for (const chunk of chunks) total += chunk.byteLength;
+    if (!this.withinQueueLimit(total)) return false;
     if (chunks.length <= MAX_WRITEV_BUFFERS)
       return this.afterWrite(this.host.native.writev(this.id, chunks), total);
     // The native call takes at most MAX_WRITEV_BUFFERS buffers; larger lists go in slices, in order.
@@ -322,12 +373,52 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', this.writeAfterEndError!);
   }
 
+  /**
+   * The bytes given to the kernel but not sent yet at most (the native queue is only measured at
+   * writes and drains, and only shrinks in between), plus `bytes`, against `maxQueuedBytes`:
+   * false when the write must not go out (the connection was destroyed under 'destroy').
+   * @throws {@link IomuxError} `IOMUX_QUEUE_FULL` under 'refuse'.
+   */
+  private withinQueueLimit(bytes: number): boolean {
+    const limit = this.settings.maxQueuedBytes;
+    if (this.queuedBytes + bytes <= limit) return true;
+    this.host.noteQueueLimit();
+    const error = new IomuxError(
+      'IOMUX_QUEUE_FULL',
+      `connection ${this.id}: ${this.queuedBytes} bytes queued + ${bytes} would exceed maxQueuedBytes (${limit})`,
+    );
+    if (this.settings.queueLimitPolicy === 'refuse') throw error;
+    this.destroy(error);
+    return false;
+  }
+
+  /**
+   * Sets this connection's limit on queued bytes (over the listener's or connect()'s) and what a
+   * write over it does (see {@link QueueLimitPolicy}). `Infinity` removes the limit.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for a bad limit or policy.
+   * @example
+   * ```ts
+   * conn.setQueueLimit(1 << 20, 'destroy'); // drop a client that falls 1 MiB behind
+   * ```
+   */
+  setQueueLimit(maxQueuedBytes: number, policy: QueueLimitPolicy = 'destroy'): this {
+    const limit = checkQueueLimit('setQueueLimit', maxQueuedBytes, policy, this.settings);
+    this.settings = { ...this.settings, ...limit };
+    return this;
+  }
+
+  /** The most bytes this connection's write queue may hold (Infinity: no limit). */
+  get maxQueuedBytes(): number {
+    return this.settings.maxQueuedBytes;
+  }
+
   private afterWrite(queued: number, bytes: number): boolean {
     if (queued < 0) {
       this.destroy(socketError(queued, 'write'));
       return false;
     }
     this.bytesWritten += bytes;
+    this.host.noteQueued(queued - this.queuedBytes);
     this.queuedBytes = queued;
     this.idle?.touch();
     if (queued >= this.host.highWaterMark) {
@@ -575,6 +666,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private drainNow(): void {
+    this.host.noteQueued(-this.queuedBytes);
     this.queuedBytes = 0;
     if (!this.needDrain) return;
     this.needDrain = false;
@@ -622,6 +714,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.isClosed) return;
     this.isClosed = true;
     this.error = closeError ?? this.writeAfterEndError;
+    this.host.noteQueued(-this.queuedBytes); // what was still queued is dropped or in the kernel
+    this.queuedBytes = 0;
     this.idle?.close();
     this.idle = undefined;
     this.host.forget(this);

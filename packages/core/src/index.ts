@@ -29,7 +29,7 @@ export type { ListenerHost } from './listener.js';
 export { Connection } from './connection.js';
 export { UdpSocket } from './udp.js';
 export type { OutgoingDatagram, RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';
-export type { ConnectionEvents, ConnectionHost } from './connection.js';
+export type { ConnectionEvents, ConnectionHost, QueueLimitPolicy } from './connection.js';
 export {
   BACKEND_NAMES,
   CONFIG_DEFAULTS,

@@ -24,7 +24,12 @@ import {
   type ResolvedConfig,
   type SnakeCaseConfig,
 } from './config.js';
-import { Connection, type ConnectionHost, type ConnectionSettings } from './connection.js';
+import {
+  Connection,
+  checkQueueLimit,
+  type ConnectionHost,
+  type ConnectionSettings,
+} from './connection.js';
 import { BatchObserver, deliverBatch } from './dispatch.js';
 import { abortError, guardConnect } from './connect-guard.js';
 import { IomuxError, backendHint, socketError } from './errors.js';
@@ -127,7 +132,11 @@ export class Reactor
     this.config = config;
     const resolved = resolveReactorOptions(options);
     this.highWaterMark = resolved.highWaterMark;
-    this.connectionDefaults = { allowHalfOpen: resolved.allowHalfOpen };
+    this.connectionDefaults = {
+      allowHalfOpen: resolved.allowHalfOpen,
+      maxQueuedBytes: Infinity,
+      queueLimitPolicy: 'destroy',
+    };
     this.closeTimeoutMs = resolved.closeTimeoutMs;
     this.options = options;
     if (options.workers instanceof WorkerPool) this.pool = options.workers;
@@ -288,7 +297,7 @@ export class Reactor
   /** The reactor's connection defaults, or a new settings object when `options` overrides one. */
   private connectionSettings(
     call: 'listen' | 'connect',
-    options: { allowHalfOpen?: boolean },
+    options: { allowHalfOpen?: boolean; maxQueuedBytes?: number; queueLimitPolicy?: string },
   ): ConnectionSettings {
     const defaults = this.connectionDefaults;
     const allowHalfOpen = optionalBoolean(
@@ -296,7 +305,14 @@ export class Reactor
       options.allowHalfOpen,
       defaults.allowHalfOpen,
     );
-    return allowHalfOpen === defaults.allowHalfOpen ? defaults : { allowHalfOpen };
+    const limit = checkQueueLimit(call, options.maxQueuedBytes, options.queueLimitPolicy, defaults);
+    if (
+      allowHalfOpen === defaults.allowHalfOpen &&
+      limit.maxQueuedBytes === defaults.maxQueuedBytes &&
+      limit.queueLimitPolicy === defaults.queueLimitPolicy
+    )
+      return defaults; // one shared object for every connection that asks for nothing special
+    return { allowHalfOpen, ...limit };
   }
 
   /** @internal */
@@ -424,6 +440,16 @@ export class Reactor
   /** @internal */
   noteBackpressure(): void {
     this.metricsState.backpressureEvents += 1;
+  }
+
+  /** @internal */
+  noteQueued(delta: number): void {
+    this.metricsState.writeQueueBytes += delta;
+  }
+
+  /** @internal */
+  noteQueueLimit(): void {
+    this.metricsState.queueLimitHits += 1;
   }
 
   /**

@@ -5,6 +5,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import type { QueueLimitPolicy } from './connection.js';
 import { IomuxError } from './errors.js';
 
 /** Options of {@link Reactor.listen}. */
@@ -26,6 +27,13 @@ export interface ListenOptions {
   allowHalfOpen?: boolean;
   /** Aborting it closes the listener (or rejects the listen() with `ABORT_ERR`). */
   signal?: AbortSignal;
+  /**
+   * Most bytes each accepted connection's native write queue may hold; a write over it is handled by
+   * `queueLimitPolicy`. Default Infinity (no limit).
+   */
+  maxQueuedBytes?: number;
+  /** `'destroy'` (default) or `'refuse'`; see {@link QueueLimitPolicy}. */
+  queueLimitPolicy?: QueueLimitPolicy;
 }
 
 /** Options of {@link Reactor.udp}. */
@@ -57,6 +65,14 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Aborting it before the connection is established fails the connect with `ABORT_ERR`. */
   signal?: AbortSignal;
+  /**
+   * Most bytes a connection's native write queue may hold; a write over it is handled by
+   * `queueLimitPolicy`. Default Infinity (no limit).
+   */
+  maxQueuedBytes?: number;
+  /** `'destroy'` (default) or `'refuse'`; see {@link QueueLimitPolicy}. */
+  queueLimitPolicy?: QueueLimitPolicy;
+
   /**
    * The connection stays half-open after the peer's FIN until you call `end()`. Default: the
    * reactor's `allowHalfOpen` (false).

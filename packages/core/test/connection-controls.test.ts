@@ -379,4 +379,78 @@ describe.each(backends)('connection controls: $name', (backend) => {
     await until(() => seen !== undefined);
     expect(seen).toEqual(['127.0.0.1', clientPort, 'IPv4']);
   });
+
+  run(
+    "maxQueuedBytes per listener, 'destroy': a client that stops reading is dropped",
+    async () => {
+      let server: Connection | undefined;
+      let closedWith: { code?: string } | undefined | 'open' = 'open';
+      const listener = await reactor.listen(
+        { host: '127.0.0.1', port: 0, maxQueuedBytes: 256 * 1024 },
+        (conn) => {
+          server = conn;
+          conn.on('close', (err) => (closedWith = err));
+        },
+      );
+      const socket = await netConnect(listener.port);
+      clients.push(socket);
+      socket.pause(); // stops reading: the kernel buffers fill, then the native queue
+      socket.on('error', () => undefined);
+      await until(() => server !== undefined);
+      expect(server!.maxQueuedBytes).toBe(256 * 1024);
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      let writes = 0;
+      while (!server!.closed && writes < 100_000) {
+        server!.write(chunk);
+        writes += 1;
+        if (writes % 64 === 0) await sleep(1);
+        expect(server!.writableLength).toBeLessThanOrEqual(256 * 1024);
+      }
+      expect(server!.closed).toBe(true);
+      await until(() => closedWith !== 'open');
+      expect(closedWith).toMatchObject({ code: 'IOMUX_QUEUE_FULL' });
+      const metrics = reactor.metrics();
+      expect(metrics.queue_limit_hits).toBe(1);
+      expect(metrics.write_queue_bytes).toBe(0);
+    },
+  );
+
+  run(
+    "setQueueLimit 'refuse': the write throws IOMUX_QUEUE_FULL, the connection stays",
+    async () => {
+      let server: Connection | undefined;
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+        server = conn;
+      });
+      const socket = await netConnect(listener.port);
+      clients.push(socket);
+      socket.pause();
+      await until(() => server !== undefined);
+      expect(server!.maxQueuedBytes).toBe(Infinity);
+      server!.setQueueLimit(128 * 1024, 'refuse');
+      const chunk = Buffer.alloc(16 * 1024, 2);
+      let refused: unknown;
+      for (let i = 0; i < 10_000 && refused === undefined; i += 1) {
+        try {
+          server!.write(chunk);
+        } catch (err) {
+          refused = err;
+        }
+        if (i % 64 === 0) await sleep(1);
+      }
+      expect(refused).toMatchObject({ code: 'IOMUX_QUEUE_FULL' });
+      expect(server!.closed).toBe(false);
+      expect(server!.writableLength).toBeGreaterThan(0);
+      expect(server!.writableLength).toBeLessThanOrEqual(128 * 1024);
+      expect(reactor.metrics().write_queue_bytes).toBe(server!.writableLength);
+      // Reading again drains the queue; the total follows.
+      socket.resume();
+      await new Promise<void>((resolve) => server!.once('drain', resolve));
+      expect(reactor.metrics().write_queue_bytes).toBe(0);
+      expect(() => server!.setQueueLimit(0)).toThrow(/maxQueuedBytes must be an integer >= 1/);
+      await expect(
+        reactor.connect({ port: listener.port, queueLimitPolicy: 'drop' as 'refuse' }),
+      ).rejects.toThrow(/queueLimitPolicy must be 'destroy' or 'refuse', got drop/);
+    },
+  );
 });
