@@ -104,6 +104,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                            InstanceMethod<&NativeBackend::UdpSendBatch>("udpSendBatch"),
                            InstanceMethod<&NativeBackend::UdpConnect>("udpConnect"),
                            InstanceMethod<&NativeBackend::SetOption>("setOption"),
+                           InstanceMethod<&NativeBackend::GetOption>("getOption"),
                            InstanceAccessor<&NativeBackend::Events>("events"),
                        });
   }
@@ -513,6 +514,17 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     std::string group = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
     std::string iface = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
     return Result(env, set_socket_option(fd, name, value, group, iface));
+  }
+
+  // getOption(id, name) -> value (>= 0) | -errno
+  Napi::Value GetOption(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    int fd = engine_->socket_fd(IdArg(info));
+    if (fd < 0) return Result(env, fd);
+    int value = 0;
+    int rc = get_socket_option(fd, info[1].As<Napi::String>().Utf8Value(), &value);
+    return Result(env, rc < 0 ? rc : value);
   }
 
   friend struct PollWatcher<NativeBackend>;

@@ -174,8 +174,14 @@ export interface NativeBackendHandle {
   ): [number, number, number] | number;
   /** Sets the default peer of a UDP socket. */
   udpConnect(id: number, host: string, port: number): number;
-  /** Sets a socket option by name (broadcast, ttl, multicastTTL, multicastLoopback, addMembership, ...). */
+  /**
+   * Sets a socket option by name: broadcast, ttl, multicastTTL, multicastLoopback,
+   * addMembership, dropMembership, recvBufferSize, sendBufferSize, and for TCP noDelay,
+   * keepAlive, keepAliveIdle (seconds) and lingerReset (1: the next close sends RST). 0 or -errno.
+   */
   setOption(id: number, name: string, value: number, group?: string, iface?: string): number;
+  /** Reads an option {@link setOption} sets (not the memberships): its value (>= 0) or -errno. */
+  getOption(id: number, name: string): number;
 }
 
 /** What a backend package's loader returns: its compiled addon. */

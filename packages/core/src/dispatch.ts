@@ -145,7 +145,7 @@ function accepted(host: DispatchHost, id: number, listenerId: number): void {
   host.updateRef();
   if (channels.connectionOpen.hasSubscribers)
     channels.connectionOpen.publish({ backend: host.backend, id, kind: 'accepted' });
-  listener.onConnection(connection);
+  listener.accept(connection);
 }
 
 function connected(host: DispatchHost, id: number, errno: number): void {
@@ -154,7 +154,7 @@ function connected(host: DispatchHost, id: number, errno: number): void {
   host.table.remove(id, pending);
   if (errno !== 0) {
     host.updateRef();
-    pending.reject(socketError(errno, 'connect'));
+    pending.reject(socketError(errno, 'connect', pending.address));
     return;
   }
   const connection = new Connection(host, id, pending.settings);

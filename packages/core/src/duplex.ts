@@ -281,19 +281,22 @@ export class ConnectionDuplex extends Duplex {
     return this;
   }
 
-  /**
-   * TCP_NODELAY, as `net.Socket#setNoDelay()` (`ws` calls it on every upgraded socket). iomux
-   * turns it on for every connection, so `setNoDelay()` / `setNoDelay(true)` has nothing to
-   * change.
-   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for `setNoDelay(false)`: iomux has no
-   * control to turn Nagle's algorithm back on.
-   */
+  /** TCP_NODELAY, as `net.Socket#setNoDelay()` (`ws` calls it on every upgraded socket). */
   setNoDelay(noDelay = true): this {
-    if (!noDelay)
-      throw new IomuxError(
-        'IOMUX_INVALID_ARGUMENT',
-        'setNoDelay(false): iomux connections always send with TCP_NODELAY',
-      );
+    if (!this.connection.closed) this.connection.setNoDelay(noDelay);
+    return this;
+  }
+
+  /** TCP keep-alive probes, as `net.Socket#setKeepAlive()` (node:http's agent calls it). */
+  setKeepAlive(enable = false, initialDelayMs = 0): this {
+    if (!this.connection.closed) this.connection.setKeepAlive(enable, initialDelayMs);
+    return this;
+  }
+
+  /** Closes with a TCP RST instead of a FIN, as `net.Socket#resetAndDestroy()`. */
+  resetAndDestroy(): this {
+    this.connection.resetAndDestroy();
+    this.destroy();
     return this;
   }
 

@@ -193,4 +193,264 @@ describe.each(backends)('connection controls: $name', (backend) => {
       /connect: allowHalfOpen must be a boolean/,
     );
   });
+
+  run(
+    'setNoDelay, setKeepAlive and buffer sizes reach the socket (accepted and connected)',
+    async () => {
+      let server: Connection | undefined;
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+        server = conn;
+      });
+      const client = await reactor.connect({ port: listener.port });
+      await until(() => server !== undefined);
+      for (const conn of [server!, client]) {
+        expect(conn.noDelay).toBe(true); // iomux's default
+        expect(conn.setNoDelay(false)).toBe(conn);
+        expect(conn.noDelay).toBe(false);
+        conn.setNoDelay();
+        expect(conn.noDelay).toBe(true);
+        expect(conn.keepAlive).toBe(false);
+        conn.setKeepAlive(true, 30_000);
+        expect(conn.keepAlive).toBe(true);
+        conn.setKeepAlive(false);
+        expect(conn.keepAlive).toBe(false);
+        conn.setRecvBufferSize(96 * 1024);
+        conn.setSendBufferSize(48 * 1024);
+        // Linux doubles the value for its own bookkeeping.
+        expect(conn.getRecvBufferSize()).toBeGreaterThanOrEqual(96 * 1024);
+        expect(conn.getSendBufferSize()).toBeGreaterThanOrEqual(48 * 1024);
+        expect(() => conn.setRecvBufferSize(0)).toThrow(
+          /setRecvBufferSize: bytes must be an integer/,
+        );
+        expect(() => conn.setKeepAlive(true, -1)).toThrow(/initialDelayMs must be a number >= 0/);
+      }
+      client.destroy();
+      await until(() => server!.closed);
+      // Closed: the setters are no-ops, the getters say nothing.
+      expect(server!.setNoDelay(false)).toBe(server);
+      expect(server!.noDelay).toBeUndefined();
+      expect(server!.getRecvBufferSize()).toBeUndefined();
+    },
+  );
+
+  run('resetAndDestroy() sends RST: the peer sees ECONNRESET', async () => {
+    let closedWith: unknown = 'open';
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      conn.on('close', (err) => (closedWith = err));
+      conn.on('data', () => conn.resetAndDestroy());
+    });
+    const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+    clients.push(socket);
+    const peerError = new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      socket.on('error', resolve);
+      socket.on('end', () => {
+        resolve(undefined);
+      }); // a FIN: what destroy() sends
+    });
+    socket.write('x');
+    expect((await peerError)?.code).toBe('ECONNRESET');
+    await until(() => closedWith !== 'open');
+    expect(closedWith).toBeUndefined();
+  });
+
+  run('connect: port 0 is an invalid argument; a refusal names the address', async () => {
+    await expect(reactor.connect({ port: 0 })).rejects.toMatchObject({
+      code: 'IOMUX_INVALID_ARGUMENT',
+      message: 'connect: port must be from 1 to 65535, got 0',
+    });
+    const { server, port } = await netServer(() => undefined);
+    await new Promise((r) => server.close(r)); // nothing listens there now
+    await expect(reactor.connect({ host: '127.0.0.1', port })).rejects.toMatchObject({
+      code: 'ECONNREFUSED',
+      message: `connect ECONNREFUSED 127.0.0.1:${port}`,
+    });
+  });
+
+  /**
+   * A listener that answers no SYN: a stopped epoll/select reactor accepts nothing, so once its
+   * backlog of 1 is full the kernel drops further SYNs and a connect to it hangs.
+   */
+  async function unansweredPort(): Promise<{ port: number; close: () => Promise<void> }> {
+    const helper = reactorOn(
+      backends.find((b) => b.name === 'epoll')?.available ? 'epoll' : 'select',
+    );
+    helper.stop();
+    const listener = await helper.listen(
+      { host: '127.0.0.1', port: 0, backlog: 1 },
+      () => undefined,
+    );
+    const fillers: net.Socket[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+      socket.on('error', () => undefined);
+      fillers.push(socket);
+    }
+    await sleep(100);
+    return {
+      port: listener.port,
+      close: async () => {
+        for (const socket of fillers) socket.destroy();
+        await helper.close();
+      },
+    };
+  }
+
+  run('connect: timeoutMs fails a connect that is not established with ETIMEDOUT', async () => {
+    const blocked = await unansweredPort();
+    try {
+      const started = performance.now();
+      await expect(reactor.connect({ port: blocked.port, timeoutMs: 300 })).rejects.toMatchObject({
+        code: 'ETIMEDOUT',
+        message: `connect ETIMEDOUT 127.0.0.1:${blocked.port} (not established within 300 ms)`,
+      });
+      expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+      expect(reactor.stats().connections).toBe(0);
+      await expect(reactor.connect({ port: blocked.port, timeoutMs: 0 })).rejects.toThrow(
+        /connect: timeoutMs must be an integer from 1/,
+      );
+    } finally {
+      await blocked.close();
+    }
+  });
+
+  run(
+    'connect: an AbortSignal fails the connect with ABORT_ERR, before or while pending',
+    async () => {
+      const aborted = AbortSignal.abort(new Error('changed my mind'));
+      await expect(reactor.connect({ port: 9, signal: aborted })).rejects.toMatchObject({
+        code: 'ABORT_ERR',
+      });
+      const blocked = await unansweredPort();
+      try {
+        const controller = new AbortController();
+        const pending = reactor.connect({ port: blocked.port, signal: controller.signal });
+        await sleep(50);
+        controller.abort();
+        await expect(pending).rejects.toMatchObject({
+          code: 'ABORT_ERR',
+          message: `connect 127.0.0.1:${blocked.port} aborted`,
+        });
+      } finally {
+        await blocked.close();
+      }
+      // An abort after the connection is established changes nothing.
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, () => undefined);
+      const controller = new AbortController();
+      const conn = await reactor.connect({
+        port: listener.port,
+        signal: controller.signal,
+        timeoutMs: 100,
+      });
+      controller.abort();
+      await sleep(150); // past the timeout too
+      expect(conn.closed).toBe(false);
+      conn.destroy();
+    },
+  );
+
+  run('listen: an AbortSignal closes the listener', async () => {
+    await expect(
+      reactor.listen({ port: 0, signal: AbortSignal.abort() }, () => undefined),
+    ).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    const controller = new AbortController();
+    const listener = await reactor.listen(
+      { host: '127.0.0.1', port: 0, signal: controller.signal },
+      () => undefined,
+    );
+    const closed = new Promise<void>((resolve) => listener.on('close', resolve));
+    controller.abort();
+    await closed;
+    expect(listener.closed).toBe(true);
+    await expect(reactor.connect({ port: listener.port })).rejects.toMatchObject({
+      code: 'ECONNREFUSED',
+    });
+  });
+
+  run("remoteAddress and remotePort are still readable in 'close'", async () => {
+    let seen: [string | undefined, number | undefined, string | undefined] | undefined;
+    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      conn.on('close', () => {
+        seen = [conn.remoteAddress, conn.remotePort, conn.remoteFamily];
+      });
+    });
+    const socket = await netConnect(listener.port);
+    const clientPort = socket.localPort;
+    socket.destroy();
+    await until(() => seen !== undefined);
+    expect(seen).toEqual(['127.0.0.1', clientPort, 'IPv4']);
+  });
+
+  run(
+    "maxQueuedBytes per listener, 'destroy': a client that stops reading is dropped",
+    async () => {
+      let server: Connection | undefined;
+      let closedWith: { code?: string } | undefined | 'open' = 'open';
+      const listener = await reactor.listen(
+        { host: '127.0.0.1', port: 0, maxQueuedBytes: 256 * 1024 },
+        (conn) => {
+          server = conn;
+          conn.on('close', (err) => (closedWith = err));
+        },
+      );
+      const socket = await netConnect(listener.port);
+      clients.push(socket);
+      socket.pause(); // stops reading: the kernel buffers fill, then the native queue
+      socket.on('error', () => undefined);
+      await until(() => server !== undefined);
+      expect(server!.maxQueuedBytes).toBe(256 * 1024);
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      let writes = 0;
+      while (!server!.closed && writes < 100_000) {
+        server!.write(chunk);
+        writes += 1;
+        if (writes % 64 === 0) await sleep(1);
+        expect(server!.writableLength).toBeLessThanOrEqual(256 * 1024);
+      }
+      expect(server!.closed).toBe(true);
+      await until(() => closedWith !== 'open');
+      expect(closedWith).toMatchObject({ code: 'IOMUX_QUEUE_FULL' });
+      const metrics = reactor.metrics();
+      expect(metrics.queue_limit_hits).toBe(1);
+      expect(metrics.write_queue_bytes).toBe(0);
+    },
+  );
+
+  run(
+    "setQueueLimit 'refuse': the write throws IOMUX_QUEUE_FULL, the connection stays",
+    async () => {
+      let server: Connection | undefined;
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+        server = conn;
+      });
+      const socket = await netConnect(listener.port);
+      clients.push(socket);
+      socket.pause();
+      await until(() => server !== undefined);
+      expect(server!.maxQueuedBytes).toBe(Infinity);
+      server!.setQueueLimit(128 * 1024, 'refuse');
+      const chunk = Buffer.alloc(16 * 1024, 2);
+      let refused: unknown;
+      for (let i = 0; i < 10_000 && refused === undefined; i += 1) {
+        try {
+          server!.write(chunk);
+        } catch (err) {
+          refused = err;
+        }
+        if (i % 64 === 0) await sleep(1);
+      }
+      expect(refused).toMatchObject({ code: 'IOMUX_QUEUE_FULL' });
+      expect(server!.closed).toBe(false);
+      expect(server!.writableLength).toBeGreaterThan(0);
+      expect(server!.writableLength).toBeLessThanOrEqual(128 * 1024);
+      expect(reactor.metrics().write_queue_bytes).toBe(server!.writableLength);
+      // Reading again drains the queue; the total follows.
+      socket.resume();
+      await new Promise<void>((resolve) => server!.once('drain', resolve));
+      expect(reactor.metrics().write_queue_bytes).toBe(0);
+      expect(() => server!.setQueueLimit(0)).toThrow(/maxQueuedBytes must be an integer >= 1/);
+      await expect(
+        reactor.connect({ port: listener.port, queueLimitPolicy: 'drop' as 'refuse' }),
+      ).rejects.toThrow(/queueLimitPolicy must be 'destroy' or 'refuse', got drop/);
+    },
+  );
 });

@@ -342,6 +342,25 @@ describe.each(backends)('toDuplex: $name', (backend) => {
     expect(socket.readyState).toBe('closed');
   });
 
+  run(
+    'setNoDelay / setKeepAlive reach the connection; resetAndDestroy resets the peer',
+    async () => {
+      const port = await serveDuplex((socket) => {
+        expect(socket.setNoDelay(true)).toBe(socket);
+        expect(socket.setKeepAlive(true, 1000)).toBe(socket);
+        expect(socket.connection.noDelay).toBe(true);
+        socket.resetAndDestroy();
+        expect(socket.destroyed).toBe(true);
+      });
+      const client = await netConnect(port);
+      sockets.push(client);
+      const error = await new Promise<NodeJS.ErrnoException>((resolve) =>
+        client.once('error', resolve),
+      );
+      expect(error.code).toBe('ECONNRESET');
+    },
+  );
+
   run('setTimeout emits timeout on an idle socket; 0 turns it off', async () => {
     let server: ConnectionDuplex | undefined;
     let timeouts = 0;
