@@ -352,7 +352,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
         socket.resetAndDestroy();
         expect(socket.destroyed).toBe(true);
       });
-      const client = await netConnect(port);
+      const client = net.connect(port, '127.0.0.1');
       sockets.push(client);
       const error = await new Promise<NodeJS.ErrnoException>((resolve) =>
         client.once('error', resolve),
