@@ -4,9 +4,10 @@
 import { closeSync, openSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { IomuxError, toNetSocket, type Connection, type Reactor } from '../src/index.js';
-import { backendTitle, backends, fdCount, pattern, reactorOn, until } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { IomuxError, toNetSocket, type Connection } from '../src/index.js';
+import { backends, pattern, reactorOn, until } from './helpers.js';
+import { reactorPerTest } from './reactor-per-test.js';
 
 /** Echoes with backpressure. */
 function echo(conn: Connection): void {
@@ -40,24 +41,10 @@ function readBytes(socket: net.Socket, size: number): Promise<Buffer> {
 const UPGRADE_RESPONSE =
   'HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n';
 
-describe.each(backends)('reactor.adopt: $name', (backend) => {
+describe.each(backends)('suite.reactor.adopt: $name', (backend) => {
   const run = backend.available ? it : it.skip;
-  let reactor: Reactor;
-  let fdsBefore = 0;
-  const closers: (() => void)[] = [];
-
-  beforeEach(() => {
-    if (!backend.available) return;
-    fdsBefore = fdCount();
-    reactor = reactorOn(backend.name);
-  });
-
-  afterEach(async () => {
-    if (!backend.available) return;
-    for (const close of closers.splice(0)) close();
-    await reactor.close();
-    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
-  });
+  const suite = reactorPerTest(backend);
+  const { closers } = suite;
 
   async function listening(server: net.Server | http.Server): Promise<number> {
     closers.push(() => server.close());
@@ -65,20 +52,12 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
     return (server.address() as net.AddressInfo).port;
   }
 
-  it(`runs here: ${backendTitle(backend)}`, () => {
-    if (!backend.available) {
-      expect(backend.cause).not.toBe('');
-      return;
-    }
-    expect(reactor.backend).toBe(backend.name);
-  });
-
   run('a node:http upgrade adopted with its head: 2 MiB echoed byte-exact', async () => {
     const heads: number[] = [];
     const server = http.createServer((_req, res) => res.end('no upgrade'));
     server.on('upgrade', (_req, socket: net.Socket, head: Buffer) => {
       heads.push(head.length);
-      void reactor.adopt(socket, { head }).then((conn) => {
+      void suite.reactor.adopt(socket, { head }).then((conn) => {
         conn.write(UPGRADE_RESPONSE);
         echo(conn);
       });
@@ -99,14 +78,14 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
     );
     const expected = Buffer.concat([Buffer.from(UPGRADE_RESPONSE), payload]);
     const received = readBytes(client, expected.length);
-    await until(() => reactor.connectionCount() === 1, 5000, 'the adoption');
+    await until(() => suite.reactor.connectionCount() === 1, 5000, 'the adoption');
     client.write(payload.subarray(1000));
     const got = await received;
     expect(heads[0]).toBeGreaterThan(0);
     expect(got.subarray(0, expected.length).equals(expected)).toBe(true);
     expect(got.length).toBe(expected.length);
     client.end();
-    await until(() => reactor.connectionCount() === 0, 5000, 'the connection to close');
+    await until(() => suite.reactor.connectionCount() === 0, 5000, 'the connection to close');
   });
 
   run("bytes in node's readable buffer are delivered first, nothing lost", async () => {
@@ -116,7 +95,7 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
       // node reads ahead into the socket's buffer even while nobody consumes it.
       void until(() => socket.readableLength > 0, 5000, "node's read-ahead").then(async () => {
         buffered = socket.readableLength;
-        echo(await reactor.adopt(socket));
+        echo(await suite.reactor.adopt(socket));
       });
     });
     const port = await listening(server);
@@ -128,18 +107,18 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
     expect(buffered).toBeGreaterThan(0);
     expect(got.equals(payload)).toBe(true);
     client.end();
-    await until(() => reactor.connectionCount() === 0, 5000, 'the connection to close');
+    await until(() => suite.reactor.connectionCount() === 0, 5000, 'the connection to close');
   });
 
   run('an fd (here from a transfer ticket) is adopted as a normal connection', async () => {
-    // io_uring cannot hand a live socket over: its fd comes from an epoll reactor.
-    const donor = backend.name === 'io_uring' ? reactorOn('epoll') : reactor;
+    // io_uring cannot hand a live socket over: its fd comes from an epoll suite.reactor.
+    const donor = backend.name === 'io_uring' ? reactorOn('epoll') : suite.reactor;
     closers.push(() => void donor.close());
     const listener = await donor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       // Only the fd and the bytes already read (blocking_io's reader thread reads ahead) are
       // passed on: the fd path with a head.
       const { fd, undelivered } = conn.transfer();
-      void reactor.adopt(fd, { head: undelivered }).then(echo);
+      void suite.reactor.adopt(fd, { head: undelivered }).then(echo);
     });
     const client = net.connect(listener.port, '127.0.0.1');
     closers.push(() => client.destroy());
@@ -150,12 +129,12 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
     expect((await received).equals(payload)).toBe(true);
     expect(donor.stats().accepted).toBe(1);
     client.end();
-    await until(() => reactor.connectionCount() === 0, 5000, 'the connection to close');
+    await until(() => suite.reactor.connectionCount() === 0, 5000, 'the connection to close');
   });
 
   run('bad input: typed errors, nothing adopted, no fd leaked', async () => {
     const attempt = async (source: unknown): Promise<IomuxError> => {
-      const error = await reactor.adopt(source as number).then(
+      const error = await suite.reactor.adopt(source as number).then(
         () => undefined,
         (err: unknown) => err,
       );
@@ -179,7 +158,7 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
     // A socket that is not open any more.
     const closed = new net.Socket();
     expect((await attempt(closed)).code).toBe('IOMUX_INVALID_ARGUMENT');
-    expect(reactor.connectionCount()).toBe(0);
+    expect(suite.reactor.connectionCount()).toBe(0);
   });
 
   // Only io_uring refuses a hand-off; elsewhere the next test hands the connection over.
@@ -187,7 +166,7 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
     'io_uring only: toNetSocket(conn) is refused with EOPNOTSUPP; the connection stays',
     async () => {
       const refusals: IomuxError[] = [];
-      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      const listener = await suite.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
         try {
           toNetSocket(conn);
         } catch (err) {
@@ -209,7 +188,7 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
     async () => {
       const payload = pattern(1 << 20, 54);
       const handed: net.Socket[] = [];
-      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      const listener = await suite.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
         conn.pause(); // what arrives now is read later, by node
         conn.write('hello from iomux;');
         setTimeout(() => {
@@ -227,7 +206,7 @@ describe.each(backends)('reactor.adopt: $name', (backend) => {
       const got = await received;
       expect(got.equals(expected)).toBe(true);
       expect(handed).toHaveLength(1);
-      expect(reactor.connectionCount()).toBe(0);
+      expect(suite.reactor.connectionCount()).toBe(0);
       client.end();
       await new Promise((resolve) => handed[0]?.once('close', resolve));
     },

@@ -5,25 +5,16 @@ import net from 'node:net';
 import { Readable, finished, pipeline } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { finished as finishedPromise, pipeline as pipelinePromise } from 'node:stream/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   IomuxError,
   toDuplex,
   type Connection,
   type ConnectionDuplex,
   type DuplexOptions,
-  type Reactor,
 } from '../src/index.js';
-import {
-  backendTitle,
-  backends,
-  fdCount,
-  netConnect,
-  netRoundTrip,
-  pattern,
-  reactorOn,
-  until,
-} from './helpers.js';
+import { backends, netConnect, netRoundTrip, pattern, until } from './helpers.js';
+import { reactorPerTest } from './reactor-per-test.js';
 
 /** Yields `data` in `chunkSize` pieces, for Readable.from. */
 function* pieces(data: Buffer, chunkSize: number): Generator<Buffer> {
@@ -37,31 +28,15 @@ function collect(socket: net.Socket): Promise<Buffer> {
 
 describe.each(backends)('toDuplex: $name', (backend) => {
   const run = backend.available ? it : it.skip;
-  let reactor: Reactor;
-  let fdsBefore = 0;
-  const sockets: net.Socket[] = [];
-  const servers: net.Server[] = [];
-
-  beforeEach(() => {
-    if (!backend.available) return;
-    fdsBefore = fdCount();
-    reactor = reactorOn(backend.name);
-  });
-
-  afterEach(async () => {
-    if (!backend.available) return;
-    for (const socket of sockets.splice(0)) socket.destroy();
-    for (const server of servers.splice(0)) server.close();
-    await reactor.close();
-    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
-  });
+  const suite = reactorPerTest(backend);
+  const { closers } = suite;
 
   /** Listens; each accepted connection is wrapped and handed to `serve`. */
   async function serveDuplex(
     serve: (socket: ConnectionDuplex, conn: Connection) => void,
     options?: DuplexOptions,
   ): Promise<number> {
-    const listener = await reactor.listen(
+    const listener = await suite.reactor.listen(
       { host: '127.0.0.1', port: 0, allowHalfOpen: options?.allowHalfOpen ?? false },
       (conn) => {
         serve(toDuplex(conn, options), conn);
@@ -73,18 +48,10 @@ describe.each(backends)('toDuplex: $name', (backend) => {
   /** A node:net server whose connections go to `serve`, on an ephemeral port. */
   async function netServer(serve: (socket: net.Socket) => void): Promise<number> {
     const server = net.createServer(serve);
-    servers.push(server);
+    closers.push(() => server.close());
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return (server.address() as net.AddressInfo).port;
   }
-
-  it(`runs here: ${backendTitle(backend)}`, () => {
-    if (!backend.available) {
-      expect(backend.cause).not.toBe('');
-      return;
-    }
-    expect(reactor.backend).toBe(backend.name);
-  });
 
   run('pipeline(socket, socket) echoes 4 MiB byte-exact and closes cleanly', async () => {
     const closed: (Error | null | undefined)[] = [];
@@ -100,7 +67,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
 
   run('a client duplex: Readable.from → socket, socket → a consumer, byte-exact', async () => {
     const port = await netServer((socket) => socket.pipe(socket));
-    const conn = await reactor.connect({ host: '127.0.0.1', port });
+    const conn = await suite.reactor.connect({ host: '127.0.0.1', port });
     const socket = toDuplex(conn);
     const payload = pattern(3 << 20, 11);
     const [echoed] = await Promise.all([
@@ -127,7 +94,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       { allowHalfOpen: true },
     );
     const client = await netConnect(port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     const payload = pattern(1 << 20, 3);
     client.end(payload);
     expect((await collect(client)).toString()).toBe(String(payload.length));
@@ -143,7 +110,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
         conn = c;
       });
       const client = await netConnect(port);
-      sockets.push(client);
+      closers.push(() => client.destroy());
       const payload = pattern(2 << 20, 5);
       client.end(payload);
       // Nobody reads: once the stream's buffer is full the connection stops reading.
@@ -161,7 +128,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       server = socket;
     });
     const client = await netConnect(port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     client.pause(); // the peer reads nothing for now
     await until(() => server !== undefined, 5000, 'the accept');
     const socket = server!;
@@ -192,7 +159,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       });
     });
     const client = await netConnect(port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     client.end('bye');
     await collect(client); // the server's FIN follows ours (allowHalfOpen false)
     await until(() => events.includes('close'), 5000, 'close');
@@ -213,14 +180,14 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       { allowHalfOpen: true },
     );
     const client = await netConnect(port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     client.end(Buffer.from('abcdef'));
     expect((await collect(client)).toString()).toBe('fedcba');
   });
 
   run('allowHalfOpen on a connection that ends itself at FIN is refused', async () => {
     const errors: unknown[] = [];
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await suite.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       try {
         toDuplex(conn, { allowHalfOpen: true });
       } catch (err) {
@@ -229,7 +196,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       }
     });
     const client = await netConnect(listener.port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     await until(() => errors.length === 1, 5000, 'the refusal');
     expect(errors[0]).toBeInstanceOf(IomuxError);
     expect((errors[0] as IomuxError).code).toBe('IOMUX_INVALID_ARGUMENT');
@@ -238,7 +205,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
 
   run('the default follows the connection: half-open when its listener allows it', async () => {
     let halfOpen: boolean | undefined;
-    const listener = await reactor.listen(
+    const listener = await suite.reactor.listen(
       { host: '127.0.0.1', port: 0, allowHalfOpen: true },
       (conn) => {
         const socket = toDuplex(conn);
@@ -247,7 +214,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       },
     );
     const client = await netConnect(listener.port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     await until(() => halfOpen !== undefined, 5000, 'the accept');
     expect(halfOpen).toBe(true);
   });
@@ -275,10 +242,10 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       socket.destroy();
     });
     const client = await netConnect(port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     await collect(client).catch(() => Buffer.alloc(0));
     await until(() => conn?.closed === true, 5000, 'the connection to close');
-    expect(reactor.connectionCount()).toBe(0);
+    expect(suite.reactor.connectionCount()).toBe(0);
   });
 
   run('a destroy with an error reaches the stream error handlers', async () => {
@@ -288,7 +255,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       socket.destroy(new Error('protocol violation'));
     });
     const client = await netConnect(port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     await collect(client).catch(() => Buffer.alloc(0));
     await until(() => seen.length === 1, 5000, 'the error');
     expect(seen).toEqual(['protocol violation']);
@@ -323,7 +290,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       socket.resume();
     });
     const client = await netConnect(port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     await until(() => server !== undefined, 5000, 'the accept');
     const socket = server!;
     expect(socket.remoteAddress).toBe('127.0.0.1');
@@ -353,7 +320,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
         expect(socket.destroyed).toBe(true);
       });
       const client = net.connect(port, '127.0.0.1');
-      sockets.push(client);
+      closers.push(() => client.destroy());
       const error = await new Promise<NodeJS.ErrnoException>((resolve) =>
         client.once('error', resolve),
       );
@@ -374,7 +341,7 @@ describe.each(backends)('toDuplex: $name', (backend) => {
       });
     });
     const client = await netConnect(port);
-    sockets.push(client);
+    closers.push(() => client.destroy());
     await collect(client);
     expect(timeouts).toBe(1);
     expect(server?.writableEnded).toBe(true);

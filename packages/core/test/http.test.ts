@@ -4,10 +4,11 @@
 // upgrade with a binary echo compared byte for byte.
 import http from 'node:http';
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { toDuplex, type Reactor } from '../src/index.js';
-import { backendTitle, backends, fdCount, pattern, reactorOn, until } from './helpers.js';
+import { toDuplex } from '../src/index.js';
+import { backends, pattern, until } from './helpers.js';
+import { reactorPerTest } from './reactor-per-test.js';
 
 /** Answers GET / with "hello", and POST /echo with the request body. */
 function app(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -21,26 +22,12 @@ function app(req: http.IncomingMessage, res: http.ServerResponse): void {
 
 describe.each(backends)('node:http on iomux: $name', (backend) => {
   const run = backend.available ? it : it.skip;
-  let reactor: Reactor;
-  let fdsBefore = 0;
-  const closers: (() => void)[] = [];
-
-  beforeEach(() => {
-    if (!backend.available) return;
-    fdsBefore = fdCount();
-    reactor = reactorOn(backend.name);
-  });
-
-  afterEach(async () => {
-    if (!backend.available) return;
-    for (const close of closers.splice(0)) close();
-    await reactor.close();
-    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
-  });
+  const suite = reactorPerTest(backend);
+  const { closers } = suite;
 
   /** An http.Server that never listens itself: iomux accepts and hands it the connections. */
   async function serveHttp(server: http.Server): Promise<string> {
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await suite.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       server.emit('connection', toDuplex(conn));
     });
     closers.push(() => {
@@ -48,14 +35,6 @@ describe.each(backends)('node:http on iomux: $name', (backend) => {
     });
     return `http://127.0.0.1:${listener.port}`;
   }
-
-  it(`runs here: ${backendTitle(backend)}`, () => {
-    if (!backend.available) {
-      expect(backend.cause).not.toBe('');
-      return;
-    }
-    expect(reactor.backend).toBe(backend.name);
-  });
 
   run('fetch() gets a response; a 4 MiB POST body comes back byte-exact', async () => {
     const base = await serveHttp(http.createServer(app));
@@ -69,7 +48,7 @@ describe.each(backends)('node:http on iomux: $name', (backend) => {
       headers: { connection: 'close' },
     });
     expect(Buffer.from(await echoed.arrayBuffer()).equals(body)).toBe(true);
-    await until(() => reactor.connectionCount() === 0, 5000, 'the connections to close');
+    await until(() => suite.reactor.connectionCount() === 0, 5000, 'the connections to close');
   });
 
   run('keep-alive: a keep-alive agent sends its requests on one connection', async () => {
@@ -93,8 +72,8 @@ describe.each(backends)('node:http on iomux: $name', (backend) => {
           .on('error', reject);
       });
     for (const path of ['/1', '/2', '/3']) expect(await get(path)).toBe(`hello ${path}`);
-    expect(reactor.stats().accepted).toBe(1);
-    expect(reactor.connectionCount()).toBe(1);
+    expect(suite.reactor.stats().accepted).toBe(1);
+    expect(suite.reactor.connectionCount()).toBe(1);
   });
 
   run(
@@ -120,7 +99,7 @@ describe.each(backends)('node:http on iomux: $name', (backend) => {
       expect(idleSince).toBeGreaterThan(0);
       expect(idleMs).toBeGreaterThanOrEqual(250);
       expect(idleMs).toBeLessThan(5000);
-      await until(() => reactor.connectionCount() === 0, 5000, 'the connection to close');
+      await until(() => suite.reactor.connectionCount() === 0, 5000, 'the connection to close');
     },
   );
 
@@ -180,7 +159,11 @@ describe.each(backends)('node:http on iomux: $name', (backend) => {
       for (const [i, message] of messages.entries()) expect(replies[i]?.equals(message)).toBe(true);
       client.close(1000, 'done');
       await new Promise((resolve) => client.once('close', resolve));
-      await until(() => reactor.connectionCount() === 0, 5000, 'the upgraded connection to close');
+      await until(
+        () => suite.reactor.connectionCount() === 0,
+        5000,
+        'the upgraded connection to close',
+      );
     },
   );
 });

@@ -6,9 +6,10 @@ import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream';
 import tls from 'node:tls';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { toDuplex, type Reactor } from '../src/index.js';
-import { backendTitle, backends, fdCount, pattern, reactorOn, until } from './helpers.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { toDuplex } from '../src/index.js';
+import { backends, pattern, until } from './helpers.js';
+import { reactorPerTest } from './reactor-per-test.js';
 import { selfSignedCertificate, type TestCertificate } from './tls-cert.js';
 
 const VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
@@ -72,28 +73,14 @@ function sClient(port: number, version: Version, caFile: string, payload: Buffer
 describe.each(backends)('TLS over iomux: $name', (backend) => {
   const run = backend.available ? it : it.skip;
   let certificate: TestCertificate;
-  let reactor: Reactor;
-  let fdsBefore = 0;
-  const closers: (() => void)[] = [];
+  const suite = reactorPerTest(backend);
+  const { closers } = suite;
 
   beforeAll(() => {
     certificate = selfSignedCertificate();
   });
   afterAll(() => {
     certificate.remove();
-  });
-
-  beforeEach(() => {
-    if (!backend.available) return;
-    fdsBefore = fdCount();
-    reactor = reactorOn(backend.name);
-  });
-
-  afterEach(async () => {
-    if (!backend.available) return;
-    for (const close of closers.splice(0)) close();
-    await reactor.close();
-    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
   });
 
   /** A TLS echo server on iomux speaking only `version`; the protocols it saw go to `seen`. */
@@ -104,21 +91,13 @@ describe.each(backends)('TLS over iomux: $name', (backend) => {
       minVersion: version,
       maxVersion: version,
     });
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await suite.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       const socket = new tls.TLSSocket(toDuplex(conn), { isServer: true, secureContext });
       socket.once('secure', () => seen.push(socket.getProtocol() ?? 'none'));
       pipeline(socket, socket, () => undefined);
     });
     return listener.port;
   }
-
-  it(`runs here: ${backendTitle(backend)}`, () => {
-    if (!backend.available) {
-      expect(backend.cause).not.toBe('');
-      return;
-    }
-    expect(reactor.backend).toBe(backend.name);
-  });
 
   for (const version of VERSIONS) {
     run(`iomux TLS server ↔ node tls.connect, ${version}, 4 MiB byte-exact`, async () => {
@@ -139,7 +118,7 @@ describe.each(backends)('TLS over iomux: $name', (backend) => {
       expect(client.getProtocol()).toBe(version);
       expect(seen).toEqual([version]);
       client.end();
-      await until(() => reactor.connectionCount() === 0, 5000, 'the server side to close');
+      await until(() => suite.reactor.connectionCount() === 0, 5000, 'the server side to close');
     });
 
     run(`iomux TLS server ↔ openssl s_client, ${version}, 2 MiB byte-exact`, async () => {
@@ -149,7 +128,7 @@ describe.each(backends)('TLS over iomux: $name', (backend) => {
       const echoed = await sClient(port, version, certificate.certPath, payload);
       expect(echoed.subarray(0, payload.length).equals(payload)).toBe(true);
       expect(seen).toEqual([version]);
-      await until(() => reactor.connectionCount() === 0, 5000, 'the server side to close');
+      await until(() => suite.reactor.connectionCount() === 0, 5000, 'the server side to close');
     });
 
     run(
@@ -168,7 +147,7 @@ describe.each(backends)('TLS over iomux: $name', (backend) => {
         );
         closers.push(() => server.close());
         await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-        const conn = await reactor.connect({
+        const conn = await suite.reactor.connect({
           host: '127.0.0.1',
           port: (server.address() as AddressInfo).port,
         });
@@ -201,7 +180,7 @@ describe.each(backends)('TLS over iomux: $name', (backend) => {
         client.once('error', resolve),
       );
       expect(error.code).toBe('DEPTH_ZERO_SELF_SIGNED_CERT');
-      await until(() => reactor.connectionCount() === 0, 5000, 'the server side to close');
+      await until(() => suite.reactor.connectionCount() === 0, 5000, 'the server side to close');
     },
   );
 });
