@@ -1,0 +1,25 @@
+// The suites count open fds by listing /proc/self/fd (helpers.ts fdCount, the leak check). Windows
+// has no /proc: there the listing is the process's open kernel handles (sockets are handles), one
+// entry per handle, from GetProcessHandleCount through the iocp addon's `handleCount()`. Loaded
+// first in every bundle (scripts/wine-test/bundle.mjs), before the suites bind node:fs.
+import fs from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+
+if (process.platform === 'win32') {
+  const require = createRequire(import.meta.url);
+  const addon = require('@iomux/native-iocp/addon');
+  const listing = '/proc/self/fd';
+  const readdirSync = fs.readdirSync;
+  const readlinkSync = fs.readlinkSync;
+  fs.readdirSync = function (path, ...rest) {
+    if (path !== listing) return readdirSync.call(this, path, ...rest);
+    return Array.from({ length: addon.handleCount() }, (_, i) => String(i));
+  };
+  fs.readlinkSync = function (path, ...rest) {
+    if (typeof path !== 'string' || !path.startsWith(`${listing}/`)) {
+      return readlinkSync.call(this, path, ...rest);
+    }
+    return 'handle';
+  };
+  syncBuiltinESMExports();
+}
