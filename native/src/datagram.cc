@@ -168,7 +168,7 @@ void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int c
     const OutgoingDatagram& d = datagrams[result->taken];
     Pending pending{};
     if (d.to != nullptr) {
-      if (d.to_len > sizeof(pending.to)) {
+      if (static_cast<size_t>(d.to_len) > sizeof(pending.to)) {
         result->error = EINVAL;
         return;
       }

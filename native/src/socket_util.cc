@@ -118,6 +118,10 @@ ssize_t send_vectored(int fd, const iovec* bufs, int count) {
   }
 }
 
+int connect_datagram(int fd, const sockaddr_storage& to, socklen_t to_len) {
+  return ::connect(fd, reinterpret_cast<const sockaddr*>(&to), to_len) == 0 ? 0 : -errno;
+}
+
 int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len) {
   *len = sizeof(*out);
   int rc = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(out), len)

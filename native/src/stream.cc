@@ -312,7 +312,9 @@ void ReserveFd::release() {
 bool ReserveFd::shed(int listen_fd) {
   if (fd_ < 0) return true;
   // blocking_io's listeners are blocking: accept only when a peer is pending, so this never waits.
-  pollfd pending{listen_fd, POLLIN, 0};
+  pollfd pending{};  // by field: Windows' pollfd.fd is a SOCKET, not an int
+  pending.fd = listen_fd;
+  pending.events = POLLIN;
   int ready;
   do {
     ready = ::poll(&pending, 1, 0);
