@@ -98,22 +98,26 @@ function addTest(name, fn, skipped, timeout) {
   current.children.push({ kind: 'test', name, fn, skipped: skipped || current.skipped, timeout });
 }
 
-export function it(name, fn, timeout) {
-  addTest(name, fn, false, timeout);
+// it, it.skip, it.skipIf(c), it.runIf(c): each a test function with its own `.each`.
+function testFunction(skipped) {
+  const fn = (name, body, timeout) => addTest(name, body, skipped, timeout);
+  fn.each = (rows) => (title, body, timeout) => {
+    for (const row of rows) {
+      addTest(
+        titleFor(title, row),
+        () => (Array.isArray(row) ? body(...row) : body(row)),
+        skipped,
+        timeout,
+      );
+    }
+  };
+  return fn;
 }
-it.skip = (name, fn) => addTest(name, fn, true);
-it.skipIf = (condition) => (name, fn, timeout) => addTest(name, fn, Boolean(condition), timeout);
-it.runIf = (condition) => (name, fn, timeout) => addTest(name, fn, !condition, timeout);
-it.each = (rows) => (title, fn, timeout) => {
-  for (const row of rows) {
-    addTest(
-      titleFor(title, row),
-      () => (Array.isArray(row) ? fn(...row) : fn(row)),
-      false,
-      timeout,
-    );
-  }
-};
+
+export const it = testFunction(false);
+it.skip = testFunction(true);
+it.skipIf = (condition) => testFunction(Boolean(condition));
+it.runIf = (condition) => testFunction(!condition);
 export const test = it;
 
 export const beforeAll = (fn) => current.beforeAll.push(fn);

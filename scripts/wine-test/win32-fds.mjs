@@ -7,7 +7,7 @@ import { createRequire, syncBuiltinESMExports } from 'node:module';
 
 if (process.platform === 'win32') {
   const require = createRequire(import.meta.url);
-  const addon = require('@iomux/native-iocp/addon');
+  const addon = require('@iomux/native-iocp/addon.cjs');
   const listing = '/proc/self/fd';
   const readdirSync = fs.readdirSync;
   const readlinkSync = fs.readlinkSync;
