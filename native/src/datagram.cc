@@ -129,8 +129,15 @@ bool deliver_record(const uint8_t* source, const DatagramRecord& record, int id,
 }
 
 void DatagramOutbox::read_fault_switch() {
+#ifdef _WIN32
+  // Node sets process.env with SetEnvironmentVariableW; the CRT's getenv reads a start-up copy.
+  char value[3] = {0};
+  DWORD n = GetEnvironmentVariableA("IOMUX_FAULT_UDP_QUEUE", value, sizeof(value));
+  queue_all_ = n == 1 && value[0] == '1';
+#else
   const char* value = std::getenv("IOMUX_FAULT_UDP_QUEUE");
   queue_all_ = value != nullptr && std::strcmp(value, "1") == 0;
+#endif
 }
 
 void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int count,

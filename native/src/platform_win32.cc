@@ -160,7 +160,9 @@ int open_bound(int type, const sockaddr_storage& addr, socklen_t addr_len, bool 
     return rc;
   }
   if (::bind(handle(fd), reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
-    fail_with_wsa();
+    // A port another socket holds without sharing is WSAEACCES on Windows, EADDRINUSE in POSIX.
+    int error = WSAGetLastError();
+    errno = error == WSAEACCES ? EADDRINUSE : win32::errno_from_system(error);
     return fail_and_close(fd);
   }
   return fd;

@@ -34,7 +34,7 @@ for (const file of files) {
       `for (const s of r.skipped) console.log(\`  skipped: \${s}\`);`,
       `writeFileSync(new URL('./${name}.json', import.meta.url), JSON.stringify({`,
       `  numPassedTests: r.passed.length, numFailedTests: r.failed.length,`,
-      `  numPendingTests: r.skipped.length, numTodoTests: 0, failed: r.failed, skipped: r.skipped,`,
+      `  numPendingTests: r.skipped.length, numTodoTests: 0, passed: r.passed, failed: r.failed, skipped: r.skipped,`,
       `}));`,
       `process.exit(0);`,
     ].join('\n'),

@@ -8,6 +8,7 @@
 // order (vitest.config.ts sets sequence.hooks 'stack'), a failing beforeEach fails the test, a test
 // has testTimeout (60 s) and a hook hookTimeout (30 s), skip / skipIf / each name what they skip.
 import * as chai from 'chai';
+import { wineSkips } from './wine-skips.mjs';
 import {
   JestAsymmetricMatchers,
   JestChaiExpect,
@@ -158,6 +159,11 @@ async function runTest(file, suite, test, results) {
   const name = fullName(suite, test.name);
   if (test.skipped) {
     results.skipped.push(name);
+    return;
+  }
+  const wineSkip = process.platform === 'win32' && wineSkips.find((s) => name.endsWith(s.test));
+  if (wineSkip) {
+    results.skipped.push(`${name} (skipped under Wine: ${wineSkip.reason})`);
     return;
   }
   const suites = chain(suite);

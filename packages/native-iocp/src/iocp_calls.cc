@@ -133,6 +133,7 @@ int IocpEngine::udp_send_batch(int id, const OutgoingDatagram* datagrams, int co
   if (s == nullptr || !s->datagram) return -EBADF;
   bool was_empty = s->outbox.empty();
   s->outbox.send_batch(s->fd, datagrams, count, &counters_.bytes_written, result);
+  counters_.writes_queued += static_cast<uint64_t>(result->queued);
   if (was_empty && !s->outbox.empty()) {
     outboxes_.push_back(id);
     kick();
