@@ -13,9 +13,6 @@
 #define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
 #include <napi.h>
 #include <sys/socket.h>
-#ifdef __linux__
-#include <sched.h>
-#endif
 #include <uv.h>
 
 #include <cerrno>
@@ -27,6 +24,7 @@
 
 #include "iomux/engine.h"
 #include "js_call.h"
+#include "platform.h"
 #include "poll_watcher.h"
 #include "precise_timer.h"
 #include "socket_options.h"
@@ -610,31 +608,11 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   int fault_poll_errno_ = 0;
 };
 
-// setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only
-// (Linux schedules threads, not processes). SCHED_IDLE makes a CPU-bound worker thread yield at
-// once to any normal thread that wakes up, such as the one running the reactor; nice values only
-// shrink its share, and a woken thread may still wait out the worker's time slice.
+// setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only;
+// -ENOSYS where the platform has no such policies (platform::set_thread_scheduling).
 Napi::Value SetThreadScheduling(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-#ifdef __linux__
   std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  int policy;
-  if (name == "normal") {
-    policy = SCHED_OTHER;
-  } else if (name == "batch") {
-    policy = SCHED_BATCH;
-  } else if (name == "idle") {
-    policy = SCHED_IDLE;
-  } else {
-    return Napi::Number::New(env, -EINVAL);
-  }
-  sched_param param{};
-  param.sched_priority = 0;
-  int rc = sched_setscheduler(0, policy, &param);
-  return Napi::Number::New(env, rc == 0 ? 0 : -errno);
-#else
-  return Napi::Number::New(env, -ENOSYS);
-#endif
+  return Napi::Number::New(info.Env(), platform::set_thread_scheduling(name.c_str()));
 }
 
 }  // namespace
@@ -649,9 +627,7 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
                 return Napi::String::New(info.Env(), backend::probe(simulated));
               }));
   exports.Set("NativeBackend", NativeBackend::Define(env));
-#ifdef __linux__
-  exports.Set("PreciseTimer", PreciseTimer::Define(env));
-#endif
+  if (platform::kHasPreciseTimer) exports.Set("PreciseTimer", PreciseTimer::Define(env));
   exports.Set("setThreadScheduling", Napi::Function::New(env, SetThreadScheduling));
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("ACCEPT", static_cast<int>(kEventAccept));
