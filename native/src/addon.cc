@@ -13,9 +13,6 @@
 #define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
 #include <napi.h>
 #include <sys/socket.h>
-#ifdef __linux__
-#include <sched.h>
-#endif
 
 #include <cerrno>
 #include <cstring>
@@ -26,27 +23,19 @@
 
 #include "iomux/engine.h"
 #include "js_call.h"
+#include "platform.h"
+#include "platform_glue.h"
 #include "socket_options.h"
 #include "socket_util.h"
-#ifdef _WIN32
-#include "platform_win32_watcher.h"
-#else
-#include "poll_watcher.h"
-#include "precise_timer.h"
-#endif
 
 namespace iomux {
 
 namespace {
 
 class NativeBackend;
-// What tells the glue that the engine has work: a uv_poll on its wait fd, or (Windows, where
-// libuv watches no kernel object but sockets) the engine's own wake-up call.
-#ifdef _WIN32
-using Watcher = WakeWatcher<NativeBackend>;
-#else
-using Watcher = PollWatcher<NativeBackend>;
-#endif
+// What tells the glue that the engine has work (platform_glue.h): a uv_poll on its wait fd, or
+// (Windows, where libuv watches no kernel object but sockets) the engine's own wake-up call.
+using Watcher = EngineWatcher<NativeBackend>;
 
 constexpr size_t kMaxWritevBuffers = 1024;
 constexpr uint32_t kMaxDatagramBatch = 1024;
@@ -196,13 +185,10 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     watcher_ = Watcher::Open(env, engine_->wait_fd(), this, &rc);
     if (watcher_ == nullptr) {
       engine_.reset();
-      Napi::Error::New(env, Watcher::ErrorText(rc))
-          .ThrowAsJavaScriptException();
+      Napi::Error::New(env, Watcher::ErrorText(rc)).ThrowAsJavaScriptException();
       return;
     }
-#ifdef _WIN32
-    engine_->set_waker(&Watcher::wake, watcher_);
-#endif
+    Watcher::Attach(engine_.get(), watcher_);
   }
 
   ~NativeBackend() override { Teardown(); }
@@ -625,31 +611,11 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   int fault_poll_errno_ = 0;
 };
 
-// setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only
-// (Linux schedules threads, not processes). SCHED_IDLE makes a CPU-bound worker thread yield at
-// once to any normal thread that wakes up, such as the one running the reactor; nice values only
-// shrink its share, and a woken thread may still wait out the worker's time slice.
+// setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only;
+// -ENOSYS where the platform has no such policies (platform::set_thread_scheduling).
 Napi::Value SetThreadScheduling(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-#ifdef __linux__
   std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  int policy;
-  if (name == "normal") {
-    policy = SCHED_OTHER;
-  } else if (name == "batch") {
-    policy = SCHED_BATCH;
-  } else if (name == "idle") {
-    policy = SCHED_IDLE;
-  } else {
-    return Napi::Number::New(env, -EINVAL);
-  }
-  sched_param param{};
-  param.sched_priority = 0;
-  int rc = sched_setscheduler(0, policy, &param);
-  return Napi::Number::New(env, rc == 0 ? 0 : -errno);
-#else
-  return Napi::Number::New(env, -ENOSYS);
-#endif
+  return Napi::Number::New(info.Env(), platform::set_thread_scheduling(name.c_str()));
 }
 
 }  // namespace
@@ -664,18 +630,7 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
                 return Napi::String::New(info.Env(), backend::probe(simulated));
               }));
   exports.Set("NativeBackend", NativeBackend::Define(env));
-#ifdef __linux__
-  exports.Set("PreciseTimer", PreciseTimer::Define(env));
-#endif
-#ifdef _WIN32
-  // Open kernel handles of the process (sockets are handles): the leak check's fd count there.
-  exports.Set("handleCount",
-              Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                DWORD count = 0;
-                if (!GetProcessHandleCount(GetCurrentProcess(), &count)) count = 0;
-                return Napi::Number::New(info.Env(), static_cast<double>(count));
-              }));
-#endif
+  export_platform_extras(env, exports);
   exports.Set("setThreadScheduling", Napi::Function::New(env, SetThreadScheduling));
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("ACCEPT", static_cast<int>(kEventAccept));

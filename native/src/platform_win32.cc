@@ -1,8 +1,14 @@
-// Windows: the socket steps of socket_util.h over Winsock 2, and the error translation of the
-// POSIX shim (platform_win32_posix.h). Sockets are created overlapped (for I/O completion ports),
-// not inheritable (the close-on-exec of Windows) and non-blocking (FIONBIO), so the shared core's
-// synchronous sends never block.
+// Windows: the platform layer (platform.h) over Winsock 2 and Win32, and the error translation of
+// the POSIX shim (platform_win32_posix.h). The socket steps of socket_util.h are in
+// platform_win32_sockets.cc. What Windows does not have is reported (-ENOSYS), never faked: the
+// glue there needs no wake-up fd (engines call a waker: platform_glue.h), and there is no timer fd
+// and no signal to interrupt a blocking thread with.
 #include <cerrno>
+#include <cstring>
+
+#include "platform.h"
+
+#if defined(IOMUX_PLATFORM_WIN32)
 
 #include "platform_win32_posix.h"
 #include "socket_util.h"
@@ -97,166 +103,86 @@ int errno_from_system(int error) {
 
 }  // namespace win32
 
-namespace {
+namespace platform {
 
-using win32::fail_with_wsa;
-using win32::handle;
-
-// Winsock is started once per process and never stopped: other addons and Node share it.
-int ensure_winsock() {
-  static const int started = [] {
-    WSADATA data;
-    return WSAStartup(MAKEWORD(2, 2), &data);
-  }();
-  return started == 0 ? 0 : -win32::errno_from_system(started);
+bool env_is(const char* name, const char* value) {
+  char buffer[256];
+  DWORD n = GetEnvironmentVariableA(name, buffer, sizeof(buffer));
+  return n > 0 && n < sizeof(buffer) && std::strcmp(buffer, value) == 0;
 }
 
-int set_int_option(int fd, int level, int name, int value) {
-  return setsockopt(fd, level, name, &value, sizeof(value)) == 0 ? 0 : -errno;
+int open_wake(WakeFds* /*out*/) { return -ENOSYS; }
+int signal_wake(int /*write_fd*/) { return -ENOSYS; }
+int drain_wake(int /*read_fd*/) { return -ENOSYS; }
+
+int open_socket(int family, int type) {
+  return win32::open_socket(family, type, type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP);
 }
 
-int fail_and_close(int fd) {
-  int err = -errno;
-  close_fd(fd);
-  return err;
-}
-
-int set_non_blocking(int fd) {
-  u_long on = 1;
-  if (ioctlsocket(handle(fd), FIONBIO, &on) != 0) return -(fail_with_wsa(), errno);
-  return 0;
-}
-
-// An overlapped, non-inheritable, non-blocking socket.
-int open_socket(int family, int type, int protocol) {
-  int rc = ensure_winsock();
-  if (rc != 0) return rc;
-  SOCKET s = WSASocketW(family, type, protocol, nullptr, 0,
-                        WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-  if (s == INVALID_SOCKET) return -(fail_with_wsa(), errno);
+int accept_socket(int listen_fd, bool blocking) {
+  SOCKET s = ::accept(win32::handle(listen_fd), nullptr, nullptr);
+  if (s == INVALID_SOCKET) return -(win32::fail_with_wsa(), errno);
   int fd = static_cast<int>(s);
-  rc = set_non_blocking(fd);
-  if (rc != 0) {
+  u_long non_blocking = blocking ? 0 : 1;
+  if (ioctlsocket(s, FIONBIO, &non_blocking) != 0) {
+    int err = -(win32::fail_with_wsa(), errno);
     close_fd(fd);
-    return rc;
+    return err;
   }
   return fd;
 }
 
-// As socket_util.cc's open_bound. Windows has no SO_REUSEPORT: a request for it is EOPNOTSUPP.
-// SO_EXCLUSIVEADDRUSE on listeners keeps another process from binding over ours (Windows'
-// SO_REUSEADDR would allow that), as libuv does.
-int open_bound(int type, const sockaddr_storage& addr, socklen_t addr_len, bool reuse_addr,
-               bool reuse_port, bool ipv6_only) {
-  if (reuse_port) return -EOPNOTSUPP;
-  int fd = open_socket(addr.ss_family, type, type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP);
-  if (fd < 0) return fd;
-  int rc = reuse_addr ? set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1) : 0;
-  if (rc == 0 && addr.ss_family == AF_INET6) {
-    rc = set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, ipv6_only ? 1 : 0);
-  }
-  if (rc != 0) {
-    close_fd(fd);
-    return rc;
-  }
-  if (::bind(handle(fd), reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
-    // A port another socket holds without sharing is WSAEACCES on Windows, EADDRINUSE in POSIX.
-    int error = WSAGetLastError();
-    errno = error == WSAEACCES ? EADDRINUSE : win32::errno_from_system(error);
-    return fail_and_close(fd);
-  }
-  return fd;
-}
-
-}  // namespace
-
-void close_fd(int fd) {
-  int saved = errno;
-  closesocket(handle(fd));
-  errno = saved;
-}
-
-int open_listener(const ListenRequest& request) {
-  // Windows' SO_REUSEADDR lets another socket steal the port; a TIME_WAIT rebind needs nothing.
-  int fd = open_bound(SOCK_STREAM, request.addr, request.addr_len, /*reuse_addr=*/false,
-                      request.reuse_port, request.ipv6_only);
-  if (fd < 0) return fd;
-  if (::listen(handle(fd), request.backlog) != 0) {
-    fail_with_wsa();
-    return fail_and_close(fd);
-  }
-  return fd;
-}
-
-int open_datagram(const UdpRequest& request) {
-  int fd = open_bound(SOCK_DGRAM, request.addr, request.addr_len, request.reuse_addr,
-                      request.reuse_port, request.ipv6_only);
-  if (fd < 0) return fd;
-  // An ICMP port-unreachable would otherwise fail the next receive with WSAECONNRESET for good.
-  BOOL report = FALSE;
-  DWORD ignored = 0;
-  (void)WSAIoctl(handle(fd), SIO_UDP_CONNRESET, &report, sizeof(report), nullptr, 0, &ignored,
-                 nullptr, nullptr);
-  return fd;
-}
-
-int win32::open_stream_socket(int family) {
-  int fd = open_socket(family, SOCK_STREAM, IPPROTO_TCP);
-  if (fd < 0) return fd;
-  (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-  return fd;
-}
-
-int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {
-  int fd = win32::open_stream_socket(addr.ss_family);
-  if (fd < 0) return fd;
-  if (::connect(handle(fd), reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
-    int error = WSAGetLastError();
-    if (error != WSAEWOULDBLOCK) {
-      errno = win32::errno_from_system(error);
-      return fail_and_close(fd);
+// One WSARecvFrom per datagram; stops at the first that would block. A datagram longer than its
+// buffer arrives cut, with MSG_TRUNC set, as on Linux. Blocking waits are not offered: no
+// Windows engine has a thread that waits in a receive.
+int receive_messages(int fd, MultiMessage* messages, unsigned count, bool wait_for_first) {
+  if (wait_for_first) return -ENOSYS;
+  for (unsigned i = 0; i < count; ++i) {
+    msghdr& m = messages[i].msg_hdr;
+    WSABUF buf{static_cast<ULONG>(m.msg_iov[0].iov_len), static_cast<char*>(m.msg_iov[0].iov_base)};
+    DWORD received = 0;
+    DWORD flags = 0;
+    INT name_len = static_cast<INT>(m.msg_namelen);
+    m.msg_flags = 0;
+    if (WSARecvFrom(win32::handle(fd), &buf, 1, &received, &flags,
+                    static_cast<sockaddr*>(m.msg_name), &name_len, nullptr, nullptr) != 0) {
+      int error = WSAGetLastError();
+      if (error != WSAEMSGSIZE) {
+        if (i > 0) return static_cast<int>(i);
+        return -win32::errno_from_system(error);
+      }
+      received = buf.len;
+      m.msg_flags = MSG_TRUNC;
     }
+    m.msg_namelen = name_len;
+    messages[i].msg_len = received;
   }
-  return fd;
+  return static_cast<int>(count);
 }
 
-int accept_connection(int listen_fd) {
-  SOCKET s = ::accept(handle(listen_fd), nullptr, nullptr);
-  if (s == INVALID_SOCKET) return -(fail_with_wsa(), errno);
-  int fd = static_cast<int>(s);
-  int rc = set_non_blocking(fd);
-  if (rc != 0) {
-    close_fd(fd);
-    return rc;
+int send_messages(int fd, MultiMessage* messages, unsigned count, bool blocking) {
+  if (blocking) return -ENOSYS;
+  for (unsigned i = 0; i < count; ++i) {
+    ssize_t n = sendmsg(fd, &messages[i].msg_hdr, 0);
+    if (n < 0) return i > 0 ? static_cast<int>(i) : -errno;
+    messages[i].msg_len = static_cast<unsigned>(n);
   }
-  (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-  return fd;
+  return static_cast<int>(count);
 }
 
-int pending_error(int fd) {
-  int err = 0;
-  socklen_t len = sizeof(err);
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
-  return err == 0 ? 0 : win32::errno_from_system(err);
-}
+int OneShotTimer::open() { return -ENOSYS; }
+void OneShotTimer::close() {}
+int OneShotTimer::arm(int64_t /*ns*/) { return -ENOSYS; }
+int OneShotTimer::disarm() { return -ENOSYS; }
+bool OneShotTimer::consume() { return false; }
 
-ssize_t send_vectored(int fd, const iovec* bufs, int count) {
-  msghdr msg{};
-  msg.msg_iov = const_cast<iovec*>(bufs);
-  msg.msg_iovlen = static_cast<size_t>(count);
-  ssize_t n = sendmsg(fd, &msg, 0);
-  return n >= 0 ? n : -errno;
-}
+int interrupt_candidates(int* /*out*/, int /*max*/) { return 0; }
+bool sent_by_own_thread(int /*code*/, long /*pid*/) { return false; }
 
-int connect_datagram(int fd, const sockaddr_storage& to, socklen_t to_len) {
-  return connect(fd, reinterpret_cast<const sockaddr*>(&to), to_len) == 0 ? 0 : -errno;
-}
+int set_thread_scheduling(const char* /*policy*/) { return -ENOSYS; }
 
-int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len) {
-  *len = sizeof(*out);
-  int rc = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(out), len)
-                : getsockname(fd, reinterpret_cast<sockaddr*>(out), len);
-  return rc == 0 ? 0 : -errno;
-}
+}  // namespace platform
 
 }  // namespace iomux
+
+#endif  // IOMUX_PLATFORM_WIN32

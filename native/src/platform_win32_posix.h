@@ -1,9 +1,10 @@
 // Windows: the POSIX socket vocabulary the shared native core is written in (iovec, msghdr,
-// sendmsg, recvmmsg / sendmmsg, shutdown(SHUT_WR), errno), over Winsock 2. It is what lets
+// sendmsg, mmsghdr, shutdown(SHUT_WR), errno), over Winsock 2. It is what lets
 // stream.cc, datagram.cc, write_queue.cc and socket_options.cc compile unchanged for Windows: the
 // headers in platform_win32_include/ (sys/socket.h, sys/uio.h, netinet/*.h, arpa/inet.h, poll.h)
 // include this one, and the platform-specific steps themselves (creating, accepting, closing
-// sockets) are in platform_win32.cc behind socket_util.h.
+// sockets) are in platform_win32_sockets.cc behind socket_util.h, and the platform layer
+// (platform.h) in platform_win32.cc.
 //
 // Rules the shim relies on, which every Windows engine keeps:
 // - a socket is a SOCKET value kept in an `int` (kernel handle values fit in 32 bits, as libuv and
@@ -75,6 +76,8 @@ inline int fail_with_wsa() {
   return -1;
 }
 
+// An overlapped, non-inheritable, non-blocking socket. Returns it or -errno.
+int open_socket(int family, int type, int protocol);
 // An overlapped, non-inheritable, non-blocking TCP socket with TCP_NODELAY, neither bound nor
 // connected (AcceptEx's accept socket, ConnectEx's socket). Returns it or -errno.
 int open_stream_socket(int family);
@@ -109,53 +112,13 @@ inline ssize_t sendmsg(int fd, const msghdr* msg, int /*flags*/) {
   DWORD sent = 0;
   int rc = msg->msg_name != nullptr && msg->msg_namelen > 0
                ? WSASendTo(iomux::win32::handle(fd), list, static_cast<DWORD>(msg->msg_iovlen),
-                           &sent, 0, static_cast<const sockaddr*>(msg->msg_name),
-                           msg->msg_namelen, nullptr, nullptr)
-               : WSASend(iomux::win32::handle(fd), list, static_cast<DWORD>(msg->msg_iovlen),
-                         &sent, 0, nullptr, nullptr);
+                           &sent, 0, static_cast<const sockaddr*>(msg->msg_name), msg->msg_namelen,
+                           nullptr, nullptr)
+               : WSASend(iomux::win32::handle(fd), list, static_cast<DWORD>(msg->msg_iovlen), &sent,
+                         0, nullptr, nullptr);
   delete[] heap;
   if (rc != 0) return iomux::win32::fail_with_wsa();
   return static_cast<ssize_t>(sent);
-}
-
-// One datagram per WSARecvFrom; stops at the first that would block (returns the count so far,
-// or -1 with EWOULDBLOCK when there was none). A datagram longer than its buffer arrives cut, with
-// MSG_TRUNC set, as on Linux.
-inline int recvmmsg(int fd, mmsghdr* messages, unsigned count, int /*flags*/, void* /*timeout*/) {
-  for (unsigned i = 0; i < count; ++i) {
-    msghdr& m = messages[i].msg_hdr;
-    WSABUF buf{static_cast<ULONG>(m.msg_iov[0].iov_len), static_cast<char*>(m.msg_iov[0].iov_base)};
-    DWORD received = 0;
-    DWORD flags = 0;
-    INT name_len = static_cast<INT>(m.msg_namelen);
-    m.msg_flags = 0;
-    int rc = WSARecvFrom(iomux::win32::handle(fd), &buf, 1, &received, &flags,
-                         static_cast<sockaddr*>(m.msg_name), &name_len, nullptr, nullptr);
-    if (rc != 0) {
-      int error = WSAGetLastError();
-      if (error == WSAEMSGSIZE) {
-        received = buf.len;
-        m.msg_flags = MSG_TRUNC;
-      } else {
-        if (i > 0) return static_cast<int>(i);
-        errno = iomux::win32::errno_from_system(error);
-        return -1;
-      }
-    }
-    m.msg_namelen = name_len;
-    messages[i].msg_len = received;
-  }
-  return static_cast<int>(count);
-}
-
-// One sendmsg per datagram; stops at the first failure (the count so far, or -1 for the first).
-inline int sendmmsg(int fd, mmsghdr* messages, unsigned count, int flags) {
-  for (unsigned i = 0; i < count; ++i) {
-    ssize_t n = sendmsg(fd, &messages[i].msg_hdr, flags);
-    if (n < 0) return i > 0 ? static_cast<int>(i) : -1;
-    messages[i].msg_len = static_cast<unsigned>(n);
-  }
-  return static_cast<int>(count);
 }
 
 inline int setsockopt(int fd, int level, int name, const void* value, socklen_t len) {

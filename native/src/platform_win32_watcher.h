@@ -42,6 +42,12 @@ class WakeWatcher {
     return watcher;
   }
 
+  // Hands the engine its wake-up call (Engine::set_waker).
+  template <typename Engine>
+  static void Attach(Engine* engine, WakeWatcher* watcher) {
+    engine->set_waker(&WakeWatcher::wake, watcher);
+  }
+
   static std::string ErrorText(int rc) {
     return "napi_create_threadsafe_function failed: napi_status " + std::to_string(-rc);
   }

@@ -36,6 +36,10 @@ struct PollWatcher {
     return watcher;
   }
 
+  // The engine needs no wake-up call: libuv watches its wait fd.
+  template <typename Engine>
+  static void Attach(Engine* /*engine*/, PollWatcher* /*watcher*/) {}
+
   static std::string ErrorText(int rc) { return std::string("uv_poll_init: ") + uv_strerror(rc); }
 
   // Watching for readability: Owner::OnReady(status) runs from the loop each time it fires.

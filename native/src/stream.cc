@@ -9,6 +9,7 @@
 #include <cstring>
 #include <new>
 
+#include "platform.h"
 #include "socket_util.h"
 
 namespace iomux {
@@ -25,7 +26,7 @@ ssize_t send_now(int fd, const iovec* bufs, int count) {
   msg.msg_iov = const_cast<iovec*>(bufs);
   msg.msg_iovlen = static_cast<size_t>(count);
   for (;;) {
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = ::sendmsg(fd, &msg, platform::kSendNoSignal | MSG_DONTWAIT);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     return -errno;

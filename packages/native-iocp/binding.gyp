@@ -9,6 +9,7 @@
             "../../native/src/addon.cc",
             "../../native/src/datagram.cc",
             "../../native/src/platform_win32.cc",
+            "../../native/src/platform_win32_sockets.cc",
             "../../native/src/socket_options.cc",
             "../../native/src/stream.cc",
             "../../native/src/write_queue.cc",

@@ -60,8 +60,8 @@ std::string probe_iocp() {
   if (fd < 0) return std::string("iocp setup failed: socket: ") + std::strerror(-fd);
   LPFN_ACCEPTEX accept_ex = nullptr;
   LPFN_CONNECTEX connect_ex = nullptr;
-  bool found = extension(fd, WSAID_ACCEPTEX, &accept_ex) &&
-               extension(fd, WSAID_CONNECTEX, &connect_ex);
+  bool found =
+      extension(fd, WSAID_ACCEPTEX, &accept_ex) && extension(fd, WSAID_CONNECTEX, &connect_ex);
   DWORD error = WSAGetLastError();
   close_fd(fd);
   if (!found) return last_error_text("AcceptEx/ConnectEx unavailable", error);
@@ -73,8 +73,8 @@ int IocpEngine::init() {
   if (port_ == nullptr) return -win32::errno_from_system(static_cast<int>(GetLastError()));
   int fd = win32::open_stream_socket(AF_INET);
   if (fd < 0) return fd;
-  bool found = extension(fd, WSAID_ACCEPTEX, &accept_ex_) &&
-               extension(fd, WSAID_CONNECTEX, &connect_ex_);
+  bool found =
+      extension(fd, WSAID_ACCEPTEX, &accept_ex_) && extension(fd, WSAID_CONNECTEX, &connect_ex_);
   int error = found ? 0 : win32::errno_from_system(WSAGetLastError());
   close_fd(fd);
   if (!found) return -error;

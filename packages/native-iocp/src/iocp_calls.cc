@@ -38,8 +38,7 @@ int IocpEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
   // ConnectEx needs a bound socket: the wildcard address of the family, any port.
   sockaddr_storage local{};
   local.ss_family = addr.ss_family;
-  socklen_t local_len =
-      addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  socklen_t local_len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   int rc = ::bind(win32::handle(fd), reinterpret_cast<const sockaddr*>(&local), local_len) == 0
                ? associate(fd)
                : -win32::errno_from_system(WSAGetLastError());
@@ -154,7 +153,8 @@ int IocpEngine::detach(int id, DetachedSocket* out) {
   CancelIoEx(reinterpret_cast<HANDLE>(win32::handle(s->fd)), nullptr);
   if (io->send.pending) {
     if (!wait_for_op(&io->send)) return -EBUSY;
-    if (io->send.ov.Internal == 0) s->sent(static_cast<size_t>(io->send.ov.InternalHigh), &counters_);
+    if (io->send.ov.Internal == 0)
+      s->sent(static_cast<size_t>(io->send.ov.InternalHigh), &counters_);
   }
   if (io->connect.pending && !wait_for_op(&io->connect)) return -EBUSY;
   for (auto& op : io->accepts) {

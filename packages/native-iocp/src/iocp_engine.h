@@ -31,11 +31,9 @@
 #ifndef IOMUX_IOCP_IOCP_ENGINE_H_
 #define IOMUX_IOCP_IOCP_ENGINE_H_
 
-#include "platform_win32_posix.h"
-
 #include <condition_variable>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -45,19 +43,20 @@
 #include "conn_table.h"
 #include "datagram.h"
 #include "iomux/engine.h"
+#include "platform_win32_posix.h"
 #include "socket_util.h"
 #include "stream.h"
 
 namespace iomux {
 namespace iocp {
 
-constexpr ULONG kBatch = 256;             // completions per GetQueuedCompletionStatusEx
-constexpr int kAcceptsPerListener = 8;    // AcceptEx calls in flight per listener
-constexpr int kMaxSendBufs = 64;          // WSABUFs per queued WSASend
-constexpr int kReadsPerPoll = 4;          // recv() calls per readable socket per poll (fairness)
-constexpr ULONG_PTR kStopKey = 1;         // completion key that stops the waiter thread
-constexpr ULONG_PTR kSocketKey = 2;       // completion key of every socket operation
-constexpr DWORD kSettleBudgetMs = 250;    // wait for cancelled operations in detach / teardown
+constexpr ULONG kBatch = 256;           // completions per GetQueuedCompletionStatusEx
+constexpr int kAcceptsPerListener = 8;  // AcceptEx calls in flight per listener
+constexpr int kMaxSendBufs = 64;        // WSABUFs per queued WSASend
+constexpr int kReadsPerPoll = 4;        // recv() calls per readable socket per poll (fairness)
+constexpr ULONG_PTR kStopKey = 1;       // completion key that stops the waiter thread
+constexpr ULONG_PTR kSocketKey = 2;     // completion key of every socket operation
+constexpr DWORD kSettleBudgetMs = 250;  // wait for cancelled operations in detach / teardown
 constexpr size_t kAddressSlot = sizeof(sockaddr_storage) + 16;  // AcceptEx's per-address room
 
 enum class OpKind : uint8_t { kAccept, kRead, kSend, kConnect };
@@ -173,11 +172,11 @@ class IocpEngine final : public Engine {
   LPFN_CONNECTEX connect_ex_ = nullptr;
   bool skip_on_success_ = false;
   ConnTable<Socket> sockets_;
-  std::vector<int> ready_;           // sockets with data, accepts or held input to deliver
-  std::vector<Io*> orphans_;         // closed sockets' blocks with operations still pending
+  std::vector<int> ready_;                 // sockets with data, accepts or held input to deliver
+  std::vector<Io*> orphans_;               // closed sockets' blocks with operations still pending
   std::vector<OVERLAPPED_ENTRY> backlog_;  // completions taken but not handled yet, in order
   size_t backlog_head_ = 0;
-  std::vector<int> outboxes_;        // UDP sockets with queued datagrams
+  std::vector<int> outboxes_;  // UDP sockets with queued datagrams
   Counters counters_;
   int broken_ = 0;
 

@@ -76,8 +76,8 @@ bool IocpEngine::finish_accept(int listener_id, Op* op, EventSink* sink) {
   op->accept_fd = -1;
   if (op->done_error == 0 && fd >= 0) {
     SOCKET listen_socket = win32::handle(listener->fd);
-    int rc = setsockopt(fd, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, &listen_socket,
-                        sizeof(listen_socket));
+    int rc =
+        setsockopt(fd, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, &listen_socket, sizeof(listen_socket));
     int id = rc == 0 ? associate(fd) : -errno;
     if (id == 0) id = add_socket(fd, false, false);
     if (id >= 0) {
@@ -303,8 +303,8 @@ int IocpEngine::post_connect(int id, const sockaddr_storage& addr, socklen_t add
   Op* op = &s->io->connect;
   std::memset(&op->ov, 0, sizeof(op->ov));
   op->pending = true;
-  if (connect_ex_(win32::handle(s->fd), reinterpret_cast<const sockaddr*>(&addr), addr_len,
-                  nullptr, 0, nullptr, &op->ov)) {
+  if (connect_ex_(win32::handle(s->fd), reinterpret_cast<const sockaddr*>(&addr), addr_len, nullptr,
+                  0, nullptr, &op->ov)) {
     if (skip_on_success_) queue_inline(op, 0);
     return 0;
   }
@@ -317,8 +317,7 @@ int IocpEngine::post_connect(int id, const sockaddr_storage& addr, socklen_t add
 void IocpEngine::on_connect(int id, int error, EventSink* sink) {
   Socket* s = sockets_.get(id);
   if (s == nullptr) return;
-  if (error == 0 &&
-      setsockopt(s->fd, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, nullptr, 0) != 0) {
+  if (error == 0 && setsockopt(s->fd, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, nullptr, 0) != 0) {
     error = errno;
   }
   if (error != 0) {
