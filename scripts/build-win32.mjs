@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const tools = process.env.IOMUX_IOCP_TOOLS ?? join(root, 'node_modules', '.iocp');
-const compiler = 'x86_64-w64-mingw32-g++-posix';
+// mingw-w64 with posix threads (std::thread); on a Windows runner, MSYS2's g++ (IOMUX_WIN32_CXX=g++).
+const compiler = process.env.IOMUX_WIN32_CXX ?? 'x86_64-w64-mingw32-g++-posix';
 
 // gyp files are Python literals: '#' comments, single or double quotes, trailing commas. With the
 // comments gone they are valid JS expressions.
@@ -104,7 +105,7 @@ function buildPackage(packageDir) {
       output,
     ];
     console.log(`win32-x64: ${relative(root, output)}`);
-    const result = spawnSync(compiler, args, { stdio: 'inherit' });
+    const result = spawnSync(compiler, args, { stdio: 'inherit', shell: process.platform === 'win32' });
     if (result.status !== 0) {
       console.error(`win32-x64 build failed: ${target.target_name}`);
       process.exit(1);
