@@ -122,6 +122,7 @@ int open_socket(int family, int type) {
 int accept_socket(int listen_fd, bool blocking) {
   SOCKET s = ::accept(win32::handle(listen_fd), nullptr, nullptr);
   if (s == INVALID_SOCKET) return -(win32::fail_with_wsa(), errno);
+  win32::count_opened_socket();
   int fd = static_cast<int>(s);
   u_long non_blocking = blocking ? 0 : 1;
   if (ioctlsocket(s, FIONBIO, &non_blocking) != 0) {

@@ -1,6 +1,7 @@
 // Windows: the socket steps of socket_util.h over Winsock 2. Sockets are created overlapped (for
 // I/O completion ports), not inheritable (the close-on-exec of Windows) and non-blocking (FIONBIO),
 // so the shared core's synchronous sends never block. (socket_util.cc is the POSIX version.)
+#include <atomic>
 #include <cerrno>
 
 #include "platform.h"
@@ -12,6 +13,8 @@
 namespace iomux {
 
 namespace {
+
+std::atomic<int> open_sockets{0};
 
 using win32::fail_with_wsa;
 using win32::handle;
@@ -75,6 +78,7 @@ int win32::open_socket(int family, int type, int protocol) {
   SOCKET s = WSASocketW(family, type, protocol, nullptr, 0,
                         WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
   if (s == INVALID_SOCKET) return -(fail_with_wsa(), errno);
+  win32::count_opened_socket();
   int fd = static_cast<int>(s);
   rc = set_non_blocking(fd);
   if (rc != 0) {
@@ -84,9 +88,12 @@ int win32::open_socket(int family, int type, int protocol) {
   return fd;
 }
 
+int win32::open_socket_count() { return open_sockets.load(); }
+void win32::count_opened_socket() { open_sockets.fetch_add(1); }
+
 void close_fd(int fd) {
   int saved = errno;
-  closesocket(handle(fd));
+  if (closesocket(handle(fd)) == 0) open_sockets.fetch_sub(1);
   errno = saved;
 }
 

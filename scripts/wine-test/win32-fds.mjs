@@ -1,7 +1,9 @@
 // The suites count open fds by listing /proc/self/fd (helpers.ts fdCount, the leak check). Windows
-// has no /proc: there the listing is the process's open kernel handles (sockets are handles), one
-// entry per handle, from GetProcessHandleCount through the iocp addon's `handleCount()`. Loaded
-// first in every bundle (scripts/wine-test/bundle.mjs), before the suites bind node:fs.
+// has no /proc: there the listing has one entry per open handle as the iocp addon's
+// `handleCount()` tells: GetProcessHandleCount on Windows; under Wine, which reports 0 there, the
+// sockets iomux opened and has not closed (node:net's own sockets are libuv handles, which the leak
+// check counts through process.getActiveResourcesInfo()). Loaded first in every bundle
+// (scripts/wine-test/bundle.mjs), before the suites bind node:fs.
 import fs from 'node:fs';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 
