@@ -5,10 +5,11 @@
 // included) and native/common.gypi, never a copy. Each addon is written to
 // <package>/prebuilds/win32-x64/<target>.node, where node-gyp-build finds it on Windows; the
 // addons link against node.exe's N-API exports only (no libuv symbol), warnings are errors.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, relative, resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -54,7 +55,7 @@ function newestMtime(path) {
 const common = readGyp(join(root, 'native', 'common.gypi')).target_defaults;
 const nativeDir = join(root, 'native');
 
-function buildPackage(packageDir) {
+async function buildPackage(packageDir) {
   const gyp = readGyp(join(packageDir, 'binding.gyp'));
   const require = createRequire(join(packageDir, 'package.json'));
   const addonApi = require('node-addon-api').include_dir;
@@ -84,35 +85,66 @@ function buildPackage(packageDir) {
       join(nativeDir, 'src'),
       ...(target.include_dirs ?? []).map((d) => resolve(packageDir, d)),
     ];
-    const args = [
+    const flags = [
       '-std=c++17',
       '-O2',
       '-Wall',
       '-Wextra',
       '-Werror',
       '-Wno-missing-field-initializers',
-      '-shared',
       ...defines.map((d) => `-D${d}`),
       ...includes.map((d) => `-I${d}`),
-      ...sources,
-      join(tools, 'libnode.a'),
-      // One self-contained DLL: no libstdc++/libwinpthread DLL has to travel with it.
-      '-static',
-      '-static-libgcc',
-      '-static-libstdc++',
-      ...(target.libraries ?? []),
-      '-o',
-      output,
     ];
     console.log(`win32-x64: ${relative(root, output)}`);
-    const result = spawnSync(compiler, args, {
-      stdio: 'inherit',
-      shell: process.platform === 'win32',
-    });
-    if (result.status !== 0) {
+    const objDir = join(packageDir, 'build', 'win32-x64', target.target_name); // build/ is ignored
+    mkdirSync(objDir, { recursive: true });
+    const objects = sources.map((src, i) => join(objDir, `${i}-${basename(src, '.cc')}.o`));
+    const compiled = await Promise.all(
+      sources.map((src, i) =>
+        compileLimit(() => spawnCompiler([...flags, '-c', src, '-o', objects[i]])),
+      ),
+    );
+    const linked =
+      compiled.every((status) => status === 0) &&
+      (await spawnCompiler([
+        '-shared',
+        ...objects,
+        join(tools, 'libnode.a'),
+        // One self-contained DLL: no libstdc++/libwinpthread DLL has to travel with it.
+        '-static',
+        '-static-libgcc',
+        '-static-libstdc++',
+        ...(target.libraries ?? []),
+        '-o',
+        output,
+      ])) === 0;
+    if (!linked) {
       console.error(`win32-x64 build failed: ${target.target_name}`);
       process.exit(1);
     }
+  }
+}
+
+function spawnCompiler(args) {
+  return new Promise((done) => {
+    const child = spawn(compiler, args, { stdio: 'inherit', shell: process.platform === 'win32' });
+    child.on('error', () => done(1));
+    child.on('close', (status) => done(status ?? 1));
+  });
+}
+
+// At most as many compiles at once as there are cores.
+const jobs = Math.max(1, availableParallelism());
+let running = 0;
+const waiting = [];
+async function compileLimit(task) {
+  if (running >= jobs) await new Promise((go) => waiting.push(go));
+  running += 1;
+  try {
+    return await task();
+  } finally {
+    running -= 1;
+    waiting.shift()?.();
   }
 }
 
@@ -124,4 +156,4 @@ const packageDirs =
         .map((name) => join(root, 'packages', name))
         .filter((dir) => existsSync(join(dir, 'binding.gyp')))
         .filter((dir) => hasWindowsTarget(readGyp(join(dir, 'binding.gyp'))));
-for (const dir of packageDirs) buildPackage(dir);
+for (const dir of packageDirs) await buildPackage(dir);

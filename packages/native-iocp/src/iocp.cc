@@ -78,7 +78,7 @@ int IocpEngine::init() {
   int error = found ? 0 : win32::errno_from_system(WSAGetLastError());
   close_fd(fd);
   if (!found) return -error;
-  skip_on_success_ = config_.tune("iocpNoSkipOnSuccess", 0) != 1 && all_providers_ifs();
+  skip_on_success_ = all_providers_ifs();
   try {
     waiter_ = std::thread([this] { waiter_main(); });
   } catch (const std::system_error&) {
