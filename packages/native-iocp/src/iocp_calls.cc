@@ -14,16 +14,10 @@ int IocpEngine::listen(const ListenRequest& request) {
     close_fd(fd);
     return id;
   }
-  Socket* s = sockets_.get(id);
-  for (int i = 0; i < kAcceptsPerListener; ++i) {
-    auto op = std::make_unique<Op>();
-    op->io = s->io;
-    op->kind = OpKind::kAccept;
-    s->io->accepts.push_back(std::move(op));
-  }
-  int posted = 0;
-  for (auto& op : s->io->accepts) posted += post_accept(id, op.get()) ? 1 : 0;
-  if (posted == 0) {
+  start_accepting(id);
+  bool posted = false;
+  for (auto& op : sockets_.get(id)->io->accepts) posted = posted || op->pending;
+  if (!posted) {
     int err = errno != 0 ? errno : EMFILE;
     close_socket(id);
     --counters_.closed;
@@ -178,14 +172,7 @@ int IocpEngine::detach(int id, DetachedSocket* out) {
     s->save(out);
   }
   out->eof_undelivered = s->eof_pending;
-  io->orphan = true;
-  io->id = -1;
-  sockets_.release(id);
-  if (io->pending() == 0) {
-    delete io;
-  } else {
-    orphans_.push_back(io);
-  }
+  release(id);
   return 0;
 }
 
@@ -222,13 +209,7 @@ int IocpEngine::adopt(DetachedSocket&& socket) {
     return rc;
   }
   if (s->listener) {
-    for (int i = 0; i < kAcceptsPerListener; ++i) {
-      auto op = std::make_unique<Op>();
-      op->io = s->io;
-      op->kind = OpKind::kAccept;
-      s->io->accepts.push_back(std::move(op));
-    }
-    for (auto& op : s->io->accepts) (void)post_accept(id, op.get());
+    start_accepting(id);
     return id;
   }
   if (!s->datagram) {

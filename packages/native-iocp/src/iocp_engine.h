@@ -163,6 +163,11 @@ class IocpEngine final : public Engine {
   }
   void fail(int id, int err, EventSink* sink) { settle_fate(id, StreamState::fail(id, err, sink)); }
   void close_socket(int id);
+  // Forgets the socket (its id is released); its Io lives on as an orphan while operations are
+  // pending.
+  void release(int id);
+  // Posts kAcceptsPerListener AcceptEx calls on a new or adopted listener.
+  void start_accepting(int id);
   void forget_io(Io* io);
   bool wait_for_op(Op* op);
 

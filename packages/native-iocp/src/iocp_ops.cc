@@ -347,6 +347,11 @@ void IocpEngine::close_socket(int id) {
     }
   }
   ++counters_.closed;
+  release(id);
+}
+
+void IocpEngine::release(int id) {
+  Io* io = sockets_.get(id)->io;
   io->orphan = true;
   io->id = -1;
   sockets_.release(id);
@@ -355,6 +360,17 @@ void IocpEngine::close_socket(int id) {
   } else {
     orphans_.push_back(io);
   }
+}
+
+void IocpEngine::start_accepting(int id) {
+  Io* io = sockets_.get(id)->io;
+  for (int i = 0; i < kAcceptsPerListener; ++i) {
+    auto op = std::make_unique<Op>();
+    op->io = io;
+    op->kind = OpKind::kAccept;
+    io->accepts.push_back(std::move(op));
+  }
+  for (auto& op : io->accepts) (void)post_accept(id, op.get());
 }
 
 void IocpEngine::forget_io(Io* io) {
