@@ -132,7 +132,7 @@ void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int c
                                 uint64_t* bytes_written, DatagramBatchResult* result) {
   *result = DatagramBatchResult{};
   // Behind datagrams already queued nothing may overtake them, so only an empty queue sends.
-  if (queue_.empty() && !queue_all_) {
+  if (!has_pending() && !queue_all_) {
     platform::MultiMessage messages[kDatagramBatch];
     while (result->taken < count) {
       int batch = count - result->taken < kDatagramBatch ? count - result->taken : kDatagramBatch;
@@ -179,16 +179,23 @@ void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int c
       pending.bytes.insert(pending.bytes.end(), data, data + d.bufs[i].iov_len);
     }
     bytes_ += length;
-    queue_.push_back(std::move(pending));
+    queues().pending.push_back(std::move(pending));
     ++result->queued;
   }
 }
 
+DatagramOutbox::Queues& DatagramOutbox::queues() {
+  if (queues_ == nullptr) queues_ = std::make_unique<Queues>();
+  return *queues_;
+}
+
 int DatagramOutbox::gather(platform::MultiMessage* messages, iovec* iov, int max) {
+  if (!has_pending()) return 0;
+  std::deque<Pending>& pending = queues_->pending;
   int n = max < kDatagramBatch ? max : kDatagramBatch;
-  if (queue_.size() < static_cast<size_t>(n)) n = static_cast<int>(queue_.size());
+  if (pending.size() < static_cast<size_t>(n)) n = static_cast<int>(pending.size());
   for (int i = 0; i < n; ++i) {
-    Pending& d = queue_[static_cast<size_t>(i)];
+    Pending& d = pending[static_cast<size_t>(i)];
     iov[i] = iovec{d.bytes.data(), d.bytes.size()};
     std::memset(&messages[i], 0, sizeof(messages[i]));
     messages[i].msg_hdr.msg_name = d.to_len == 0 ? nullptr : &d.to;
@@ -200,27 +207,29 @@ int DatagramOutbox::gather(platform::MultiMessage* messages, iovec* iov, int max
 }
 
 void DatagramOutbox::consume(int n) {
-  for (int i = 0; i < n && !queue_.empty(); ++i) {
-    bytes_ -= queue_.front().bytes.size();
-    queue_.pop_front();
+  for (int i = 0; i < n && has_pending(); ++i) {
+    bytes_ -= queues_->pending.front().bytes.size();
+    queues_->pending.pop_front();
   }
 }
 
 void DatagramOutbox::flush(int fd, int id, EventSink* sink, uint64_t* bytes_written) {
   platform::MultiMessage messages[kDatagramBatch];
   iovec iov[kDatagramBatch];
-  while (!unreported_.empty()) {
+  if (queues_ == nullptr) return;
+  std::deque<int>& unreported = queues_->unreported;
+  while (!unreported.empty()) {
     if (sink->full()) return;
-    sink->push(kEventSendError, id, unreported_.front());
-    unreported_.pop_front();
+    sink->push(kEventSendError, id, unreported.front());
+    unreported.pop_front();
   }
-  while (!queue_.empty()) {
+  while (has_pending()) {
     int batch = gather(messages, iov, kDatagramBatch);
     int n = platform::send_messages(fd, messages, static_cast<unsigned>(batch), false);
     if (n < 0) {
       if (retry_errno(-n)) return;
       if (sink->full()) {
-        unreported_.push_back(-n);
+        unreported.push_back(-n);
       } else {
         sink->push(kEventSendError, id, -n);
       }
@@ -235,13 +244,14 @@ void DatagramOutbox::flush(int fd, int id, EventSink* sink, uint64_t* bytes_writ
 // Each datagram as: uint32 address length, the address, uint32 payload length, the payload (host
 // byte order: the bytes never leave the process).
 void DatagramOutbox::save(std::vector<uint8_t>* out) const {
-  out->reserve(out->size() + bytes_ + queue_.size() * 16);
+  if (!has_pending()) return;
+  out->reserve(out->size() + bytes_ + queues_->pending.size() * 16);
   auto put_u32 = [out](uint32_t value) {
     uint8_t raw[sizeof(value)];
     std::memcpy(raw, &value, sizeof(value));
     out->insert(out->end(), raw, raw + sizeof(raw));
   };
-  for (const Pending& d : queue_) {
+  for (const Pending& d : queues_->pending) {
     put_u32(static_cast<uint32_t>(d.to_len));
     const auto* address = reinterpret_cast<const uint8_t*>(&d.to);
     out->insert(out->end(), address, address + d.to_len);
@@ -275,7 +285,7 @@ int DatagramOutbox::restore(const std::vector<uint8_t>& in) {
   }
   for (Pending& d : parsed) {
     bytes_ += d.bytes.size();
-    queue_.push_back(std::move(d));
+    queues().pending.push_back(std::move(d));
   }
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include "iomux/engine.h"
@@ -69,7 +70,9 @@ class DatagramOutbox {
  public:
   // False while datagrams are queued or a refused one's error still waits to be reported: the
   // engine keeps asking for writability and calling flush() until both are done.
-  bool empty() const { return queue_.empty() && unreported_.empty(); }
+  bool empty() const {
+    return queues_ == nullptr || (queues_->pending.empty() && queues_->unreported.empty());
+  }
   size_t bytes() const { return bytes_; }
 
   // Engines call this when they open a UDP socket. IOMUX_FAULT_UDP_QUEUE=1 in the environment
@@ -108,8 +111,17 @@ class DatagramOutbox {
     std::vector<uint8_t> bytes;
   };
 
-  std::deque<Pending> queue_;
-  std::deque<int> unreported_;  // errnos of refused datagrams a full batch had no room for
+  struct Queues {
+    std::deque<Pending> pending;
+    std::deque<int> unreported;  // errnos of refused datagrams a full batch had no room for
+  };
+  // Made when the first datagram is queued and kept for the outbox's life (a writer thread may be
+  // reading entries): every engine's socket slot embeds an outbox, and an empty std::deque already
+  // allocates about half a KiB, which was 1 KiB per idle TCP connection.
+  Queues& queues();
+  bool has_pending() const { return queues_ != nullptr && !queues_->pending.empty(); }
+
+  std::unique_ptr<Queues> queues_;
   size_t bytes_ = 0;
   bool queue_all_ = false;
 };

@@ -43,13 +43,9 @@ ReadinessEngine::~ReadinessEngine() {
 }
 
 int ReadinessEngine::add_socket(int fd, bool listener, bool connecting, uint8_t interest) {
-  int id = sockets_.alloc();
-  if (id < 0) {
-    close_fd(fd);
-    return id;
-  }
+  int id = sockets_.alloc_owning(fd);
+  if (id < 0) return id;
   Socket* s = sockets_.get(id);
-  s->fd = fd;
   s->listener = listener;
   s->connecting = connecting;
   int rc = poller_->add(fd, id, interest);
@@ -230,8 +226,8 @@ bool ReadinessEngine::flush(int id, EventSink* sink) {
 }
 
 int64_t ReadinessEngine::write(int id, const iovec* bufs, int count) {
-  Socket* s = sockets_.get(id);
-  if (s == nullptr || s->listener || s->datagram) return -EBADF;
+  Socket* s = sockets_.stream(id);
+  if (s == nullptr) return -EBADF;
   bool started_queue = false;
   int64_t queued = s->write(s->fd, bufs, count, &counters_, &started_queue);
   if (started_queue) {
@@ -249,9 +245,9 @@ int ReadinessEngine::set_reading(int id, bool reading) {
 }
 
 int ReadinessEngine::shutdown(int id, ShutdownResult* result) {
-  Socket* s = sockets_.get(id);
+  Socket* s = sockets_.stream(id);
   *result = ShutdownResult::kPending;
-  if (s == nullptr || s->listener || s->datagram) return -EBADF;
+  if (s == nullptr) return -EBADF;
   if (settle(id, s->request_shutdown(s->fd, result))) return 0;
   return update_interest(id);
 }
@@ -263,8 +259,7 @@ int ReadinessEngine::destroy(int id) {
 }
 
 int ReadinessEngine::address(int id, bool peer, sockaddr_storage* out, socklen_t* len) {
-  int fd = sockets_.fd_of(id);
-  return fd < 0 ? fd : socket_address(fd, peer, out, len);
+  return sockets_.address(id, peer, out, len);
 }
 
 int ReadinessEngine::update_interest(int id) {
