@@ -1,8 +1,8 @@
 // pnpm check:kqueue — what can be verified on Linux about the macOS / FreeBSD builds:
 //   1. every addon that runs there (kqueue, select, blocking_io: the shared core with each) is
 //      compiled for x86_64-macos and aarch64-macos against real macOS headers (zig 0.11's), with
-//      the warnings of native/common.gypi as errors, and linked as a loadable bundle whose N-API
-//      symbols stay undefined for Node to provide (-undefined dynamic_lookup);
+//      the warnings of native/common.gypi as errors, and linked as a loadable Mach-O library whose
+//      N-API symbols stay undefined for Node to provide (-undefined dynamic_lookup);
 //   2. FreeBSD is tried the same way; zig 0.11 ships no FreeBSD libc headers, so this reports that
 //      instead of passing (FreeBSD is covered by .github/workflows/kqueue.yml only);
 //   3. the test-only kqueue emulation is checked against the kqueue(2) man-page cases
@@ -135,7 +135,7 @@ async function pool(jobs, limit) {
   return results;
 }
 
-/** Mach-O magic and CPU type: what the linker produced really is a bundle for that CPU. */
+/** Mach-O magic, CPU and file type: what the linker produced is a library for that CPU. */
 function machOCpu(path) {
   const fd = openSync(path, 'r');
   const header = Buffer.alloc(16);
@@ -147,7 +147,9 @@ function machOCpu(path) {
   return { cpu: { 0x01000007: 'x86_64', 0x0100000c: 'aarch64' }[cpu] ?? `cpu ${cpu}`, fileType };
 }
 
-const MH_BUNDLE = 8;
+// zig 0.11 has no -bundle (it links an executable then); -shared makes an MH_DYLIB, which Node's
+// dlopen() loads as it loads node-gyp's MH_BUNDLE.
+const MH_DYLIB = 6;
 
 async function checkTarget(zig, triple, os, flags) {
   const addons = [
@@ -185,7 +187,7 @@ async function checkTarget(zig, triple, os, flags) {
       'c++',
       '-target',
       triple,
-      '-bundle',
+      '-shared',
       '-undefined',
       'dynamic_lookup',
       '-o',
@@ -198,14 +200,14 @@ async function checkTarget(zig, triple, os, flags) {
       result.code !== 0 ||
       /warning:/.test(result.output) ||
       header?.cpu !== expected ||
-      header.fileType !== MH_BUNDLE
+      header.fileType !== MH_DYLIB
     ) {
       console.log(`  ${triple}: linking ${addon.name} failed\n${result.output}`);
       ok = false;
       continue;
     }
     console.log(
-      `  ${triple}: ${addon.name}.node (Mach-O bundle, ${header.cpu}, ${addon.sources.length} sources)`,
+      `  ${triple}: ${addon.name}.node (Mach-O dylib, ${header.cpu}, ${addon.sources.length} sources)`,
     );
   }
   return ok;
