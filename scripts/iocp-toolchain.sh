@@ -61,10 +61,10 @@ fi
 export WINEPREFIX="$TOOLS/wine" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" DISPLAY=
 if [ ! -f "$WINEPREFIX/.iomux-win10" ]; then
   echo "iocp toolchain: creating the Wine prefix"
-  "$(wine_bin)" wineboot --init >"$TOOLS/wineboot.log" 2>&1 || {
+  timeout 300 "$(wine_bin)" wineboot --init >"$TOOLS/wineboot.log" 2>&1 || {
     cat "$TOOLS/wineboot.log" >&2
     exit 1
   }
-  "$(wine_bin)" winecfg /v win10 >>"$TOOLS/wineboot.log" 2>&1
+  timeout 120 "$(wine_bin)" winecfg /v win10 >>"$TOOLS/wineboot.log" 2>&1
   touch "$WINEPREFIX/.iomux-win10"
 fi

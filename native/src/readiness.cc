@@ -49,6 +49,7 @@ int ReadinessEngine::add_socket(int fd, bool listener, bool connecting, uint8_t 
   s->listener = listener;
   s->connecting = connecting;
   int rc = poller_->add(fd, id, interest);
+  if (rc == 0 && !polling_) rc = poller_->commit();
   if (rc != 0) {
     close_fd(fd);
     sockets_.release(id);
@@ -74,6 +75,7 @@ int ReadinessEngine::poll(EventSink* sink) {
   if (broken_ != 0) return broken_;
   sockets_.recycle();
   ++counters_.polls;
+  polling_ = true;
   // Sockets reported ready last time but not served (the batch filled up) go first: a
   // level-triggered poller reports the same fds in the same order, which would starve the rest.
   size_t carried = 0;
@@ -86,6 +88,7 @@ int ReadinessEngine::poll(EventSink* sink) {
     if (n < 0) {
       // The poller failed after this poll may have served leftovers (bytes read, accepts, closes):
       // that batch goes to JS first, and the failure follows through broken() and the next poll.
+      polling_ = false;
       broken_ = n;
       if (sink->count == 0) return n;
       counters_.events += static_cast<uint64_t>(sink->count);
@@ -95,6 +98,9 @@ int ReadinessEngine::poll(EventSink* sink) {
     while (served < n && !sink->full()) serve(ready_[static_cast<size_t>(served++)], false, sink);
     backlog_.assign(ready_.begin() + served, ready_.begin() + n);
   }
+  polling_ = false;
+  // A refused change is reported by the next wait() as a failed socket; nothing to undo here.
+  (void)poller_->commit();
   counters_.events += static_cast<uint64_t>(sink->count);
   return sink->count;
 }
@@ -283,6 +289,7 @@ int ReadinessEngine::update_interest(int id) {
   } else {
     rc = poller_->modify(s->fd, id, want);
   }
+  if (rc == 0 && !polling_) rc = poller_->commit();
   if (rc == 0) s->interest = want;
   return rc;
 }
