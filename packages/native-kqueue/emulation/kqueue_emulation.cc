@@ -182,6 +182,15 @@ int wait_ms(const struct timespec* timeout) {
   return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
 }
 
+// The queue of a kqueue fd, or null with errno EBADF (a number kqueue() did not return). Call
+// with g_mutex held.
+Queue* find_queue(int kq) {
+  auto found = g_queues.find(kq);
+  if (found != g_queues.end()) return &found->second;
+  errno = EBADF;
+  return nullptr;
+}
+
 }  // namespace
 
 extern "C" int kqueue(void) {
@@ -203,12 +212,9 @@ extern "C" int kevent(int kq, const struct kevent* changelist, int nchanges,
   int out = 0;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
-    auto found = g_queues.find(kq);
-    if (found == g_queues.end()) {
-      errno = EBADF;
-      return -1;
-    }
-    Queue& q = found->second;
+    Queue* queue = find_queue(kq);
+    if (queue == nullptr) return -1;
+    Queue& q = *queue;
     for (int i = 0; i < nchanges; ++i) {
       const struct kevent& change = changelist[i];
       int err = apply(kq, &q, change);
@@ -237,12 +243,9 @@ extern "C" int kevent(int kq, const struct kevent* changelist, int nchanges,
   } while (n < 0 && errno == EINTR && timeout != nullptr && wait_ms(timeout) == 0);
   if (n < 0) return -1;
   std::lock_guard<std::mutex> lock(g_mutex);
-  auto found = g_queues.find(kq);
-  if (found == g_queues.end()) {
-    errno = EBADF;
-    return -1;
-  }
-  Queue& q = found->second;
+  Queue* queue = find_queue(kq);
+  if (queue == nullptr) return -1;
+  Queue& q = *queue;
   std::vector<struct kevent> events;
   for (int i = 0; i < n; ++i) {
     int fd = ready[static_cast<size_t>(i)].data.fd;
