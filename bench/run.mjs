@@ -1,4 +1,5 @@
 // pnpm bench [--quick] [--rounds N] [--only name,name] [--no-game]
+// --quick: 1 round of 2 s per cell, the 64 B echo and the pipelined 64 B and 4 KiB points.
 // Echo benchmarks of every available iomux backend against node:net and a C epoll server, in one
 // run, with the native load generator. Writes bench/results/<mode>.json, .md and .svg.
 // Then the game-server benchmark (bench/game.mjs: 1000 players at 60 Hz, workers saturated, each
@@ -34,6 +35,7 @@ const workloads = quick
       { name: 'echo 64 B x50', connections: 50, size: 64, pipeline: 1 },
       { name: 'echo 64 B x1000', connections: 1000, size: 64, pipeline: 1 },
       { name: 'pipelined 64 B x1000 d16', connections: 1000, size: 64, pipeline: 16 },
+      { name: 'pipelined 4 KiB x1000 d16', connections: 1000, size: 4096, pipeline: 16 },
     ]
   : [
       { name: 'echo 64 B x1', connections: 1, size: 64, pipeline: 1 },

@@ -14,10 +14,6 @@
 #include <fcntl.h>
 #include <napi.h>
 #include <sys/socket.h>
-#ifdef __linux__
-#include <sched.h>
-#endif
-#include <uv.h>
 
 #include <cerrno>
 #include <cstring>
@@ -28,13 +24,19 @@
 
 #include "iomux/engine.h"
 #include "js_call.h"
-#include "poll_watcher.h"
-#include "precise_timer.h"
+#include "platform.h"
+#include "platform_glue.h"
 #include "socket_options.h"
+#include "socket_util.h"
 
 namespace iomux {
 
 namespace {
+
+class NativeBackend;
+// What tells the glue that the engine has work (platform_glue.h): a uv_poll on its wait fd, or
+// (Windows, where libuv watches no kernel object but sockets) the engine's own wake-up call.
+using Watcher = EngineWatcher<NativeBackend>;
 
 constexpr size_t kMaxWritevBuffers = 1024;
 constexpr uint32_t kMaxDatagramBatch = 1024;
@@ -183,13 +185,13 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     async_context_ = std::make_unique<Napi::AsyncContext>(env, "iomux.poll");
 
     int rc = 0;
-    watcher_ = PollWatcher<NativeBackend>::Open(env, engine_->wait_fd(), this, &rc);
+    watcher_ = Watcher::Open(env, engine_->wait_fd(), this, &rc);
     if (watcher_ == nullptr) {
       engine_.reset();
-      Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc))
-          .ThrowAsJavaScriptException();
+      Napi::Error::New(env, Watcher::ErrorText(rc)).ThrowAsJavaScriptException();
       return;
     }
+    Watcher::Attach(engine_.get(), watcher_);
   }
 
   ~NativeBackend() override { Teardown(); }
@@ -305,22 +307,21 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   // the engine is only kept for detach, and its wait fd must not be watched again.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (!engine_ || watcher_ == nullptr) return Closed(info.Env());
-    return Result(info.Env(),
-                  uv_poll_start(&watcher_->poll, UV_READABLE, &NativeBackend::OnReadable));
+    return Result(info.Env(), watcher_->Start());
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     if (!engine_ || watcher_ == nullptr) return Closed(info.Env());
-    return Result(info.Env(), uv_poll_stop(&watcher_->poll));
+    return Result(info.Env(), watcher_->Stop());
   }
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (watcher_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&watcher_->poll));
+    if (watcher_ != nullptr) watcher_->Ref();
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (watcher_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&watcher_->poll));
+    if (watcher_ != nullptr) watcher_->Unref();
     return info.Env().Undefined();
   }
 
@@ -499,8 +500,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                   &to, &to_len)) {
       return Result(env, -EINVAL);
     }
-    int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), to_len);
-    return Result(env, rc == 0 ? 0 : -errno);
+    return Result(env, connect_datagram(fd, to, to_len));
   }
 
   // setOption(id, name, value, group?, interface?) -> 0 | -errno
@@ -527,7 +527,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return Result(env, rc < 0 ? rc : value);
   }
 
-  friend struct PollWatcher<NativeBackend>;
+  friend Watcher;
 
   void ReleaseAtExit() {
     watcher_ = nullptr;
@@ -540,7 +540,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   // closed), and libuv must not still track a watcher on a number that now means another file.
   void ReleaseWatcher() {
     if (watcher_ == nullptr) return;
-    PollWatcher<NativeBackend>::Close(watcher_);
+    if (engine_) engine_->set_waker(nullptr, nullptr);  // its threads must not wake a closed one
+    Watcher::Close(watcher_);
     watcher_ = nullptr;
   }
 
@@ -549,20 +550,20 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     engine_.reset();
   }
 
-  static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
-    auto* self = static_cast<NativeBackend*>(handle->data);
+  // The watcher fired (from the loop): status < 0 is a libuv error for the wait fd.
+  void OnReady(int status) {
     if (status < 0) {
-      self->ReleaseWatcher();
-      self->Deliver(status, true);
+      ReleaseWatcher();
+      Deliver(status, true);
       return;
     }
-    self->Drain(true);
+    Drain(true);
   }
 
   // The environment can no longer run JS (worker teardown): stop polling, deliver nothing. The
   // environment cleanup hook closes the handle and releases the engine.
   void StopForTeardown() {
-    if (watcher_ != nullptr) uv_poll_stop(&watcher_->poll);
+    if (watcher_ != nullptr) watcher_->Stop();
   }
 
   // Runs one engine poll and hands the batch to JS. Returns the event count or -errno.
@@ -630,7 +631,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   }
 
   std::unique_ptr<Engine> engine_;
-  PollWatcher<NativeBackend>* watcher_ = nullptr;
+  Watcher* watcher_ = nullptr;
   Napi::Reference<Napi::Int32Array> events_array_;
   Napi::FunctionReference on_events_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
@@ -647,31 +648,11 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   int fault_poll_errno_ = 0;
 };
 
-// setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only
-// (Linux schedules threads, not processes). SCHED_IDLE makes a CPU-bound worker thread yield at
-// once to any normal thread that wakes up, such as the one running the reactor; nice values only
-// shrink its share, and a woken thread may still wait out the worker's time slice.
+// setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only;
+// -ENOSYS where the platform has no such policies (platform::set_thread_scheduling).
 Napi::Value SetThreadScheduling(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-#ifdef __linux__
   std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  int policy;
-  if (name == "normal") {
-    policy = SCHED_OTHER;
-  } else if (name == "batch") {
-    policy = SCHED_BATCH;
-  } else if (name == "idle") {
-    policy = SCHED_IDLE;
-  } else {
-    return Napi::Number::New(env, -EINVAL);
-  }
-  sched_param param{};
-  param.sched_priority = 0;
-  int rc = sched_setscheduler(0, policy, &param);
-  return Napi::Number::New(env, rc == 0 ? 0 : -errno);
-#else
-  return Napi::Number::New(env, -ENOSYS);
-#endif
+  return Napi::Number::New(info.Env(), platform::set_thread_scheduling(name.c_str()));
 }
 
 }  // namespace
@@ -686,9 +667,7 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
                 return Napi::String::New(info.Env(), backend::probe(simulated));
               }));
   exports.Set("NativeBackend", NativeBackend::Define(env));
-#ifdef __linux__
-  exports.Set("PreciseTimer", PreciseTimer::Define(env));
-#endif
+  export_platform_extras(env, exports);
   exports.Set("setThreadScheduling", Napi::Function::New(env, SetThreadScheduling));
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("ACCEPT", static_cast<int>(kEventAccept));

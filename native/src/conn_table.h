@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <vector>
 
+#include "socket_util.h"
+
 namespace iomux {
 
 // Conn must have `bool in_use` and be default-constructible and movable.
@@ -29,6 +31,18 @@ class ConnTable {
     return id;
   }
 
+  // alloc() for a socket that takes ownership of `fd`; when no id is left the fd is closed, so
+  // an engine's open path has a single error exit.
+  int alloc_owning(int fd) {
+    int id = alloc();
+    if (id < 0) {
+      close_fd(fd);
+      return id;
+    }
+    slots_[static_cast<size_t>(id)].fd = fd;
+    return id;
+  }
+
   // The socket with this id, or null. Pointers stay valid until the next alloc().
   Conn* get(int id) {
     if (id < 0 || static_cast<size_t>(id) >= slots_.size()) return nullptr;
@@ -36,10 +50,22 @@ class ConnTable {
     return conn->in_use ? conn : nullptr;
   }
 
+  // The connected stream socket with this id (not a listener, not a datagram socket), or null.
+  Conn* stream(int id) {
+    Conn* conn = get(id);
+    return conn == nullptr || conn->listener || conn->datagram ? nullptr : conn;
+  }
+
   // The fd of the socket with this id, or -EBADF (for Conn types with an `int fd`).
   int fd_of(int id) {
     Conn* conn = get(id);
     return conn == nullptr ? -EBADF : conn->fd;
+  }
+
+  // The local (or, with `peer`, the remote) address of the socket with this id.
+  int address(int id, bool peer, sockaddr_storage* out, socklen_t* len) {
+    int fd = fd_of(id);
+    return fd < 0 ? fd : socket_address(fd, peer, out, len);
   }
 
   void release(int id) {

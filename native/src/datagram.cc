@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "platform.h"
+
 namespace iomux {
 
 namespace {
@@ -44,13 +46,13 @@ bool retry_errno(int err) { return err == EAGAIN || err == EWOULDBLOCK || err ==
 
 }  // namespace
 
-int receive_datagrams(int fd, int flags, size_t max_datagram, uint8_t* buf, size_t capacity,
-                      int max_count, DatagramRecord* out, size_t* used) {
+int receive_datagrams(int fd, bool wait_for_first, size_t max_datagram, uint8_t* buf,
+                      size_t capacity, int max_count, DatagramRecord* out, size_t* used) {
   *used = 0;
   int slots = slots_for(max_datagram, capacity, max_count);
   if (slots == 0) return 0;
   size_t slot = sizeof(DatagramHeader) + max_datagram;
-  mmsghdr messages[kDatagramBatch];
+  platform::MultiMessage messages[kDatagramBatch];
   iovec iov[kDatagramBatch];
   sockaddr_storage from[kDatagramBatch];
   for (int i = 0; i < slots; ++i) {
@@ -63,14 +65,8 @@ int receive_datagrams(int fd, int flags, size_t max_datagram, uint8_t* buf, size
     messages[i].msg_hdr.msg_iov = &iov[i];
     messages[i].msg_hdr.msg_iovlen = 1;
   }
-  int n;
-  for (;;) {
-    n = recvmmsg(fd, messages, static_cast<unsigned>(slots), flags, nullptr);
-    if (n >= 0) break;
-    // A thread that may block is interrupted on purpose (detach): it must see EINTR.
-    if (errno == EINTR && (flags & MSG_DONTWAIT) != 0) continue;
-    return -errno;
-  }
+  int n = platform::receive_messages(fd, messages, static_cast<unsigned>(slots), wait_for_first);
+  if (n < 0) return n;
   // Pack the records, so a batch of short datagrams takes only the bytes that arrived.
   size_t write = 0;
   for (int i = 0; i < n; ++i) {
@@ -98,8 +94,8 @@ ReceiveOutcome receive_into_sink(int fd, int id, size_t max_datagram, EventSink*
   }
   DatagramRecord records[kDatagramBatch];
   size_t used = 0;
-  int n = receive_datagrams(fd, MSG_DONTWAIT, max_datagram, sink->slab + sink->slab_used, room,
-                            slots, records, &used);
+  int n = receive_datagrams(fd, /*wait_for_first=*/false, max_datagram,
+                            sink->slab + sink->slab_used, room, slots, records, &used);
   if (n == -EAGAIN || n == -EWOULDBLOCK) return ReceiveOutcome::kDrained;
   if (n < 0) {
     // An ICMP error for an earlier send (ECONNREFUSED on a connected socket) surfaces here, once;
@@ -112,7 +108,7 @@ ReceiveOutcome receive_into_sink(int fd, int id, size_t max_datagram, EventSink*
     *bytes_read += records[i].length;
   }
   sink->slab_used += used;
-  // recvmmsg with MSG_DONTWAIT stops early only when the queue ran empty.
+  // A non-blocking batch receive stops early only when the queue ran empty.
   return n < slots ? ReceiveOutcome::kDrained : ReceiveOutcome::kMore;
 }
 
@@ -129,16 +125,15 @@ bool deliver_record(const uint8_t* source, const DatagramRecord& record, int id,
 }
 
 void DatagramOutbox::read_fault_switch() {
-  const char* value = std::getenv("IOMUX_FAULT_UDP_QUEUE");
-  queue_all_ = value != nullptr && std::strcmp(value, "1") == 0;
+  queue_all_ = platform::env_is("IOMUX_FAULT_UDP_QUEUE", "1");
 }
 
 void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int count,
                                 uint64_t* bytes_written, DatagramBatchResult* result) {
   *result = DatagramBatchResult{};
   // Behind datagrams already queued nothing may overtake them, so only an empty queue sends.
-  if (queue_.empty() && !queue_all_) {
-    mmsghdr messages[kDatagramBatch];
+  if (!has_pending() && !queue_all_) {
+    platform::MultiMessage messages[kDatagramBatch];
     while (result->taken < count) {
       int batch = count - result->taken < kDatagramBatch ? count - result->taken : kDatagramBatch;
       for (int i = 0; i < batch; ++i) {
@@ -149,15 +144,12 @@ void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int c
         messages[i].msg_hdr.msg_iov = const_cast<iovec*>(d.bufs);
         messages[i].msg_hdr.msg_iovlen = static_cast<size_t>(d.count);
       }
-      int sent;
-      do {
-        sent = sendmmsg(fd, messages, static_cast<unsigned>(batch), MSG_NOSIGNAL | MSG_DONTWAIT);
-      } while (sent < 0 && errno == EINTR);
-      // sendmmsg reports an error only for the first datagram of a call; one that fails later
-      // ends the call short, and the next call names it.
+      int sent = platform::send_messages(fd, messages, static_cast<unsigned>(batch), false);
+      // An error is reported only for the first datagram of a call; one that fails later ends
+      // the call short, and the next call names it.
       if (sent < 0) {
-        if (retry_errno(errno)) break;  // no room: the rest is queued below
-        result->error = errno;
+        if (retry_errno(-sent)) break;  // no room: the rest is queued below
+        result->error = -sent;
         return;
       }
       for (int i = 0; i < sent; ++i) *bytes_written += messages[i].msg_len;
@@ -168,7 +160,7 @@ void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int c
     const OutgoingDatagram& d = datagrams[result->taken];
     Pending pending{};
     if (d.to != nullptr) {
-      if (d.to_len > sizeof(pending.to)) {
+      if (static_cast<size_t>(d.to_len) > sizeof(pending.to)) {
         result->error = EINVAL;
         return;
       }
@@ -187,16 +179,23 @@ void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int c
       pending.bytes.insert(pending.bytes.end(), data, data + d.bufs[i].iov_len);
     }
     bytes_ += length;
-    queue_.push_back(std::move(pending));
+    queues().pending.push_back(std::move(pending));
     ++result->queued;
   }
 }
 
-int DatagramOutbox::gather(mmsghdr* messages, iovec* iov, int max) {
+DatagramOutbox::Queues& DatagramOutbox::queues() {
+  if (queues_ == nullptr) queues_ = std::make_unique<Queues>();
+  return *queues_;
+}
+
+int DatagramOutbox::gather(platform::MultiMessage* messages, iovec* iov, int max) {
+  if (!has_pending()) return 0;
+  std::deque<Pending>& pending = queues_->pending;
   int n = max < kDatagramBatch ? max : kDatagramBatch;
-  if (queue_.size() < static_cast<size_t>(n)) n = static_cast<int>(queue_.size());
+  if (pending.size() < static_cast<size_t>(n)) n = static_cast<int>(pending.size());
   for (int i = 0; i < n; ++i) {
-    Pending& d = queue_[static_cast<size_t>(i)];
+    Pending& d = pending[static_cast<size_t>(i)];
     iov[i] = iovec{d.bytes.data(), d.bytes.size()};
     std::memset(&messages[i], 0, sizeof(messages[i]));
     messages[i].msg_hdr.msg_name = d.to_len == 0 ? nullptr : &d.to;
@@ -208,34 +207,33 @@ int DatagramOutbox::gather(mmsghdr* messages, iovec* iov, int max) {
 }
 
 void DatagramOutbox::consume(int n) {
-  for (int i = 0; i < n && !queue_.empty(); ++i) {
-    bytes_ -= queue_.front().bytes.size();
-    queue_.pop_front();
+  for (int i = 0; i < n && has_pending(); ++i) {
+    bytes_ -= queues_->pending.front().bytes.size();
+    queues_->pending.pop_front();
   }
 }
 
 void DatagramOutbox::flush(int fd, int id, EventSink* sink, uint64_t* bytes_written) {
-  mmsghdr messages[kDatagramBatch];
+  platform::MultiMessage messages[kDatagramBatch];
   iovec iov[kDatagramBatch];
-  while (!unreported_.empty()) {
+  if (queues_ == nullptr) return;
+  std::deque<int>& unreported = queues_->unreported;
+  while (!unreported.empty()) {
     if (sink->full()) return;
-    sink->push(kEventSendError, id, unreported_.front());
-    unreported_.pop_front();
+    sink->push(kEventSendError, id, unreported.front());
+    unreported.pop_front();
   }
-  while (!queue_.empty()) {
+  while (has_pending()) {
     int batch = gather(messages, iov, kDatagramBatch);
-    int n;
-    do {
-      n = sendmmsg(fd, messages, static_cast<unsigned>(batch), MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
+    int n = platform::send_messages(fd, messages, static_cast<unsigned>(batch), false);
     if (n < 0) {
-      if (retry_errno(errno)) return;
+      if (retry_errno(-n)) return;
       if (sink->full()) {
-        unreported_.push_back(errno);
+        unreported.push_back(-n);
       } else {
-        sink->push(kEventSendError, id, errno);
+        sink->push(kEventSendError, id, -n);
       }
-      n = 1;  // sendmmsg fails only on the first datagram: drop that one
+      n = 1;  // a batch send fails only on the first datagram: drop that one
     } else {
       for (int i = 0; i < n; ++i) *bytes_written += messages[i].msg_len;
     }
@@ -246,13 +244,14 @@ void DatagramOutbox::flush(int fd, int id, EventSink* sink, uint64_t* bytes_writ
 // Each datagram as: uint32 address length, the address, uint32 payload length, the payload (host
 // byte order: the bytes never leave the process).
 void DatagramOutbox::save(std::vector<uint8_t>* out) const {
-  out->reserve(out->size() + bytes_ + queue_.size() * 16);
+  if (!has_pending()) return;
+  out->reserve(out->size() + bytes_ + queues_->pending.size() * 16);
   auto put_u32 = [out](uint32_t value) {
     uint8_t raw[sizeof(value)];
     std::memcpy(raw, &value, sizeof(value));
     out->insert(out->end(), raw, raw + sizeof(raw));
   };
-  for (const Pending& d : queue_) {
+  for (const Pending& d : queues_->pending) {
     put_u32(static_cast<uint32_t>(d.to_len));
     const auto* address = reinterpret_cast<const uint8_t*>(&d.to);
     out->insert(out->end(), address, address + d.to_len);
@@ -286,7 +285,7 @@ int DatagramOutbox::restore(const std::vector<uint8_t>& in) {
   }
   for (Pending& d : parsed) {
     bytes_ += d.bytes.size();
-    queue_.push_back(std::move(d));
+    queues().pending.push_back(std::move(d));
   }
   return 0;
 }

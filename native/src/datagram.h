@@ -1,7 +1,7 @@
-// UDP logic every engine shares: batched receives (recvmmsg) into packed records, the bounded
-// send queue (outbox) flushed with sendmmsg, and the outbox's byte form for a runtime fallback.
-// Engines differ only in when they call these: on readiness (epoll, select), on an io_uring poll
-// completion, or on a blocking thread (blocking_io).
+// UDP logic every engine shares: batched receives (recvmmsg where the kernel has it, see
+// platform.h) into packed records, the bounded send queue (outbox) flushed in batches, and the
+// outbox's byte form for a runtime fallback. Engines differ only in when they call these: on
+// readiness (epoll, select), on an io_uring poll completion, or on a blocking thread (blocking_io).
 #ifndef IOMUX_DATAGRAM_H_
 #define IOMUX_DATAGRAM_H_
 
@@ -11,14 +11,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include "iomux/engine.h"
+#include "platform.h"
 #include "write_queue.h"
 
 namespace iomux {
 
-// Datagrams per recvmmsg / sendmmsg call.
+// Datagrams per batch receive / send (one recvmmsg / sendmmsg where the kernel has them).
 constexpr int kDatagramBatch = 32;
 // Bytes a socket's outbox may hold; udp_send past it returns -ENOBUFS.
 constexpr size_t kMaxOutbox = 1024 * 1024;
@@ -35,14 +37,14 @@ inline size_t record_size(const DatagramRecord& record) {
   return sizeof(DatagramHeader) + record.length;
 }
 
-// Receives up to max_count datagrams (at most kDatagramBatch) with one recvmmsg into
+// Receives up to max_count datagrams (at most kDatagramBatch) with one batch receive into
 // buf[0, capacity), as records packed back to back from buf[0], each payload cut to max_datagram.
-// flags: MSG_DONTWAIT (non-blocking engines) or MSG_WAITFORONE (a thread that may block for the
-// first datagram only). Returns the count, 0 when not even one datagram of max_datagram fits in
-// capacity, or -errno (EAGAIN: nothing waiting; ECONNREFUSED and the like: an ICMP error for an
-// earlier send, which recv reports once). *used gets the bytes the records take.
-int receive_datagrams(int fd, int flags, size_t max_datagram, uint8_t* buf, size_t capacity,
-                      int max_count, DatagramRecord* out, size_t* used);
+// wait_for_first: false for non-blocking engines (never blocks), true for a thread that may block
+// for the first datagram only (MSG_WAITFORONE). Returns the count, 0 when not even one datagram of
+// max_datagram fits in capacity, or -errno (EAGAIN: nothing waiting; ECONNREFUSED and the like: an
+// ICMP error for an earlier send, which recv reports once). *used gets the bytes the records take.
+int receive_datagrams(int fd, bool wait_for_first, size_t max_datagram, uint8_t* buf,
+                      size_t capacity, int max_count, DatagramRecord* out, size_t* used);
 
 // What receive_into_sink found.
 enum class ReceiveOutcome {
@@ -51,7 +53,7 @@ enum class ReceiveOutcome {
   kNoRoom,   // the batch is full (sink->slab_exhausted is set): receive again in the next poll
 };
 
-// One recvmmsg (MSG_DONTWAIT) straight into the sink's slab, a kEventDatagram or
+// One non-blocking batch receive straight into the sink's slab, a kEventDatagram or
 // kEventDatagramTruncated per datagram; an error becomes a kEventSendError. Adds the payload bytes
 // to *bytes_read.
 ReceiveOutcome receive_into_sink(int fd, int id, size_t max_datagram, EventSink* sink,
@@ -68,7 +70,9 @@ class DatagramOutbox {
  public:
   // False while datagrams are queued or a refused one's error still waits to be reported: the
   // engine keeps asking for writability and calling flush() until both are done.
-  bool empty() const { return queue_.empty() && unreported_.empty(); }
+  bool empty() const {
+    return queues_ == nullptr || (queues_->pending.empty() && queues_->unreported.empty());
+  }
   size_t bytes() const { return bytes_; }
 
   // Engines call this when they open a UDP socket. IOMUX_FAULT_UDP_QUEUE=1 in the environment
@@ -78,18 +82,18 @@ class DatagramOutbox {
   void read_fault_switch();
   bool queues_all() const { return queue_all_; }
 
-  // The udp_send_batch contract on fd: with nothing queued, sends at once with sendmmsg (never
+  // The udp_send_batch contract on fd: with nothing queued, sends at once in batches (never
   // blocking) until the kernel has no room; the rest is queued as copies, in order, while the
   // bound allows. When result->queued > 0 the caller arranges a flush.
   void send_batch(int fd, const OutgoingDatagram* datagrams, int count, uint64_t* bytes_written,
                   DatagramBatchResult* result);
 
-  // Describes up to max (at most kDatagramBatch) datagrams from the front for sendmmsg.
-  int gather(mmsghdr* messages, iovec* iov, int max);
+  // Describes up to max (at most kDatagramBatch) datagrams from the front for a batch send.
+  int gather(platform::MultiMessage* messages, iovec* iov, int max);
   // Drops the first n datagrams (sent, or refused by the kernel).
   void consume(int n);
 
-  // Sends what the kernel takes now with sendmmsg(MSG_DONTWAIT). A datagram the kernel refuses
+  // Sends what the kernel takes now, without blocking. A datagram the kernel refuses
   // is dropped (UDP promises no delivery; the socket stays usable) and its errno reported as a
   // kEventSendError: in this batch when it has room, else kept and reported first by a later
   // flush (the refusal is not retried: the kernel may report an error only once).
@@ -107,8 +111,17 @@ class DatagramOutbox {
     std::vector<uint8_t> bytes;
   };
 
-  std::deque<Pending> queue_;
-  std::deque<int> unreported_;  // errnos of refused datagrams a full batch had no room for
+  struct Queues {
+    std::deque<Pending> pending;
+    std::deque<int> unreported;  // errnos of refused datagrams a full batch had no room for
+  };
+  // Made when the first datagram is queued and kept for the outbox's life (a writer thread may be
+  // reading entries): every engine's socket slot embeds an outbox, and an empty std::deque already
+  // allocates about half a KiB, which was 1 KiB per idle TCP connection.
+  Queues& queues();
+  bool has_pending() const { return queues_ != nullptr && !queues_->pending.empty(); }
+
+  std::unique_ptr<Queues> queues_;
   size_t bytes_ = 0;
   bool queue_all_ = false;
 };

@@ -5,38 +5,20 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdint>
 #include <cstring>
 
-#ifdef __linux__
-#include <sys/eventfd.h>
-#endif
-
+#include "platform.h"
 #include "socket_util.h"
 
 namespace iomux {
 
 int Notifier::open() {
   close();
-#ifdef __linux__
-  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) return -errno;
-  read_fd_ = fd;
-  write_fd_ = fd;
-#else
-  int fds[2];
-  if (::pipe(fds) != 0) return -errno;
-  for (int fd : fds) {
-    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || set_blocking(fd, false) != 0) {
-      int err = -errno;
-      close_fd(fds[0]);
-      close_fd(fds[1]);
-      return err;
-    }
-  }
-  read_fd_ = fds[0];
-  write_fd_ = fds[1];
-#endif
+  platform::WakeFds fds;
+  int rc = platform::open_wake(&fds);
+  if (rc != 0) return rc;
+  read_fd_ = fds.read_fd;
+  write_fd_ = fds.write_fd;
   struct stat st{};
   if (::fstat(read_fd_, &st) != 0) {
     int err = -errno;
@@ -74,52 +56,12 @@ void Notifier::abandon() {
 
 int Notifier::signal() const {
   if (write_fd_ < 0) return -EBADF;
-  int saved = errno;
-#ifdef __linux__
-  uint64_t one = 1;
-#else
-  char one = 1;
-#endif
-  ssize_t n;
-  do {
-    n = ::write(write_fd_, &one, sizeof(one));
-  } while (n < 0 && errno == EINTR);
-  // EAGAIN: the counter or pipe is full, so the fd is readable already.
-  int rc = (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ? -errno : 0;
-  errno = saved;
-  return rc;
+  return platform::signal_wake(write_fd_);
 }
 
 int Notifier::drain() const {
   if (read_fd_ < 0) return -EBADF;
-  int saved = errno;
-  int rc = 0;
-#ifdef __linux__
-  uint64_t buf;  // one read takes the whole counter
-#else
-  char buf[256];  // a pipe is read until it is empty
-#endif
-  for (;;) {
-    ssize_t n = ::read(read_fd_, &buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) rc = -errno;
-      break;
-    }
-    // Our eventfd gives 8 bytes or EAGAIN, and our pipe has its write end open: end-of-file
-    // means other code closed one of our numbers, which may already name another file.
-    if (n == 0) {
-      rc = -EBADF;
-      break;
-    }
-#ifdef __linux__
-    break;
-#else
-    if (n < static_cast<ssize_t>(sizeof(buf))) break;
-#endif
-  }
-  errno = saved;
-  return rc;
+  return platform::drain_wake(read_fd_);
 }
 
 int set_blocking(int fd, bool blocking) {

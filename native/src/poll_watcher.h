@@ -5,6 +5,8 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include <string>
+
 namespace iomux {
 
 // A uv_poll on an fd its owner keeps, plus what must outlive the owner until libuv has closed the
@@ -33,6 +35,22 @@ struct PollWatcher {
     napi_add_async_cleanup_hook(env, &PollWatcher::OnEnvironmentExit, watcher, &watcher->hook);
     return watcher;
   }
+
+  // The engine needs no wake-up call: libuv watches its wait fd.
+  template <typename Engine>
+  static void Attach(Engine* /*engine*/, PollWatcher* /*watcher*/) {}
+
+  static std::string ErrorText(int rc) { return std::string("uv_poll_init: ") + uv_strerror(rc); }
+
+  // Watching for readability: Owner::OnReady(status) runs from the loop each time it fires.
+  int Start() {
+    return uv_poll_start(&poll, UV_READABLE, [](uv_poll_t* handle, int status, int /*events*/) {
+      static_cast<Owner*>(handle->data)->OnReady(status);
+    });
+  }
+  int Stop() { return uv_poll_stop(&poll); }
+  void Ref() { uv_ref(reinterpret_cast<uv_handle_t*>(&poll)); }
+  void Unref() { uv_unref(reinterpret_cast<uv_handle_t*>(&poll)); }
 
   // Stops and closes the handle; the owner must not use it afterwards.
   static void Close(PollWatcher* watcher) {

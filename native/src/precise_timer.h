@@ -1,13 +1,11 @@
-// PreciseTimer, the sub-millisecond one-shot timer of the addon (Linux: a timerfd). Part of the
+// PreciseTimer, the sub-millisecond one-shot timer of the addon (platform::OneShotTimer: a timerfd
+// on Linux, an EVFILT_TIMER on macOS and FreeBSD). Part of the
 // N-API glue: included only by addon.cc, the one translation unit that includes napi.h (with the
 // settings it defines first).
 #ifndef IOMUX_PRECISE_TIMER_H_
 #define IOMUX_PRECISE_TIMER_H_
 
-#ifdef __linux__
 #include <napi.h>
-#include <sys/timerfd.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -18,13 +16,15 @@
 #include <string>
 
 #include "js_call.h"
+#include "platform.h"
 #include "poll_watcher.h"
 
 namespace iomux {
 
 // A one-shot timer with sub-millisecond resolution: libuv timers count whole milliseconds, so a
-// tick loop waiting on setTimeout starts ticks up to 1 ms late. This is a timerfd watched by a
-// uv_poll in Node's own loop; the callback runs from the loop like any I/O callback.
+// tick loop waiting on setTimeout starts ticks up to 1 ms late. This is the platform's one-shot
+// timer fd watched by a uv_poll in Node's own loop; the callback runs from the loop like any I/O
+// callback.
 class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -43,15 +43,14 @@ class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
       Napi::TypeError::New(env, "PreciseTimer(onFire)").ThrowAsJavaScriptException();
       return;
     }
-    fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (fd_ < 0) {
-      Napi::Error e = Napi::Error::New(env, std::string("timerfd_create: ") + std::strerror(errno));
-      e.Set("errno", Napi::Number::New(env, errno));
+    int rc = timer_.open();
+    if (rc != 0) {
+      Napi::Error e = Napi::Error::New(env, std::string("timer: ") + std::strerror(-rc));
+      e.Set("errno", Napi::Number::New(env, -rc));
       e.ThrowAsJavaScriptException();
       return;
     }
-    int rc = 0;
-    watcher_ = PollWatcher<PreciseTimer>::Open(env, fd_, this, &rc);
+    watcher_ = PollWatcher<PreciseTimer>::Open(env, timer_.fd(), this, &rc);
     if (watcher_ == nullptr) {
       ReleaseAtExit();
       Napi::Error::New(env, std::string("uv_poll_init: ") + uv_strerror(rc))
@@ -74,21 +73,19 @@ class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
     if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
     double ms = info[0].ToNumber().DoubleValue();
     if (!(ms >= 0 && ms <= kMaxDelayMs)) return Napi::Number::New(env, -EINVAL);
-    // A zero it_value would disarm the timer: the shortest delay is 1 ns.
+    // A zero delay would disarm a timerfd: the shortest delay is 1 ns.
     auto ns = std::max<int64_t>(1, static_cast<int64_t>(ms * 1e6));
-    itimerspec spec{};
-    spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
-    spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
-    if (timerfd_settime(fd_, 0, &spec, nullptr) != 0) return Napi::Number::New(env, -errno);
-    int rc = uv_poll_start(&watcher_->poll, UV_READABLE, &PreciseTimer::OnFire);
+    int rc = timer_.arm(ns);
+    if (rc != 0) return Napi::Number::New(env, rc);
+    rc = uv_poll_start(&watcher_->poll, UV_READABLE, &PreciseTimer::OnFire);
     return Napi::Number::New(env, rc);
   }
 
   Napi::Value Disarm(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
-    itimerspec off{};
-    if (timerfd_settime(fd_, 0, &off, nullptr) != 0) return Napi::Number::New(env, -errno);
+    int rc = timer_.disarm();
+    if (rc != 0) return Napi::Number::New(env, rc);
     return Napi::Number::New(env, uv_poll_stop(&watcher_->poll));
   }
 
@@ -99,9 +96,8 @@ class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
 
   static void OnFire(uv_poll_t* handle, int /*status*/, int /*events*/) {
     auto* self = static_cast<PreciseTimer*>(handle->data);
-    uint64_t expirations = 0;
-    // EAGAIN: a re-arm between the expiry and this callback reset the count; it fires again later.
-    if (read(self->fd_, &expirations, sizeof(expirations)) != sizeof(expirations)) return;
+    // False: a re-arm between the expiry and this callback took it back; it fires again later.
+    if (!self->timer_.consume()) return;
     uv_poll_stop(handle);
     napi_env env = self->Env();
     JsScope scope(env);
@@ -114,8 +110,7 @@ class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
 
   void ReleaseAtExit() {
     watcher_ = nullptr;
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
+    timer_.close();
   }
 
   void Teardown() {
@@ -124,14 +119,12 @@ class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
   }
 
   static constexpr double kMaxDelayMs = 2147483647.0;  // setTimeout's ceiling
-  int fd_ = -1;
+  platform::OneShotTimer timer_;
   PollWatcher<PreciseTimer>* watcher_ = nullptr;
   Napi::FunctionReference on_fire_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
 };
 
 }  // namespace iomux
-
-#endif  // __linux__
 
 #endif  // IOMUX_PRECISE_TIMER_H_

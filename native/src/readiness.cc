@@ -43,16 +43,13 @@ ReadinessEngine::~ReadinessEngine() {
 }
 
 int ReadinessEngine::add_socket(int fd, bool listener, bool connecting, uint8_t interest) {
-  int id = sockets_.alloc();
-  if (id < 0) {
-    close_fd(fd);
-    return id;
-  }
+  int id = sockets_.alloc_owning(fd);
+  if (id < 0) return id;
   Socket* s = sockets_.get(id);
-  s->fd = fd;
   s->listener = listener;
   s->connecting = connecting;
   int rc = poller_->add(fd, id, interest);
+  if (rc == 0 && !polling_) rc = poller_->commit();
   if (rc != 0) {
     close_fd(fd);
     sockets_.release(id);
@@ -78,6 +75,7 @@ int ReadinessEngine::poll(EventSink* sink) {
   if (broken_ != 0) return broken_;
   sockets_.recycle();
   ++counters_.polls;
+  polling_ = true;
   // Sockets reported ready last time but not served (the batch filled up) go first: a
   // level-triggered poller reports the same fds in the same order, which would starve the rest.
   size_t carried = 0;
@@ -90,6 +88,7 @@ int ReadinessEngine::poll(EventSink* sink) {
     if (n < 0) {
       // The poller failed after this poll may have served leftovers (bytes read, accepts, closes):
       // that batch goes to JS first, and the failure follows through broken() and the next poll.
+      polling_ = false;
       broken_ = n;
       if (sink->count == 0) return n;
       counters_.events += static_cast<uint64_t>(sink->count);
@@ -99,6 +98,9 @@ int ReadinessEngine::poll(EventSink* sink) {
     while (served < n && !sink->full()) serve(ready_[static_cast<size_t>(served++)], false, sink);
     backlog_.assign(ready_.begin() + served, ready_.begin() + n);
   }
+  polling_ = false;
+  // A refused change is reported by the next wait() as a failed socket; nothing to undo here.
+  (void)poller_->commit();
   counters_.events += static_cast<uint64_t>(sink->count);
   return sink->count;
 }
@@ -230,8 +232,8 @@ bool ReadinessEngine::flush(int id, EventSink* sink) {
 }
 
 int64_t ReadinessEngine::write(int id, const iovec* bufs, int count) {
-  Socket* s = sockets_.get(id);
-  if (s == nullptr || s->listener || s->datagram) return -EBADF;
+  Socket* s = sockets_.stream(id);
+  if (s == nullptr) return -EBADF;
   bool started_queue = false;
   int64_t queued = s->write(s->fd, bufs, count, &counters_, &started_queue);
   if (started_queue) {
@@ -249,9 +251,9 @@ int ReadinessEngine::set_reading(int id, bool reading) {
 }
 
 int ReadinessEngine::shutdown(int id, ShutdownResult* result) {
-  Socket* s = sockets_.get(id);
+  Socket* s = sockets_.stream(id);
   *result = ShutdownResult::kPending;
-  if (s == nullptr || s->listener || s->datagram) return -EBADF;
+  if (s == nullptr) return -EBADF;
   if (settle(id, s->request_shutdown(s->fd, result))) return 0;
   return update_interest(id);
 }
@@ -263,8 +265,7 @@ int ReadinessEngine::destroy(int id) {
 }
 
 int ReadinessEngine::address(int id, bool peer, sockaddr_storage* out, socklen_t* len) {
-  int fd = sockets_.fd_of(id);
-  return fd < 0 ? fd : socket_address(fd, peer, out, len);
+  return sockets_.address(id, peer, out, len);
 }
 
 int ReadinessEngine::update_interest(int id) {
@@ -288,6 +289,7 @@ int ReadinessEngine::update_interest(int id) {
   } else {
     rc = poller_->modify(s->fd, id, want);
   }
+  if (rc == 0 && !polling_) rc = poller_->commit();
   if (rc == 0) s->interest = want;
   return rc;
 }

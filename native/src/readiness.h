@@ -38,6 +38,12 @@ class Poller {
   virtual int remove(int fd) = 0;
   // Reports up to max ready fds without blocking. Returns the count or -errno.
   virtual int wait(Readiness* out, int max) = 0;
+  // A poller that queues add() / modify() for its next wait (kqueue's changelist) hands them to
+  // the kernel here. The engine calls it at the end of every poll(), so the changes made while
+  // serving a batch go out together, and right after a change made outside a poll (the wait fd
+  // is only polled once readable, so a queued change could otherwise wait forever). Returns 0 or
+  // -errno of a refused change; wait() then reports the sockets of refused changes as failed.
+  virtual int commit() { return 0; }
 };
 
 class ReadinessEngine final : public Engine {
@@ -101,7 +107,8 @@ class ReadinessEngine final : public Engine {
   int broken_ = 0;     // -errno once the poller failed; every later poll() reports it
   int64_t fault_after_ = -1;
   int fault_errno_ = EIO;
-  int64_t waits_ = 0;  // successful poller waits, for fault injection
+  int64_t waits_ = 0;     // successful poller waits, for fault injection
+  bool polling_ = false;  // inside poll(): interest changes are committed once, at its end
 };
 
 }  // namespace iomux

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 
+#include "platform.h"
+
 namespace iomux {
 
 namespace {
@@ -39,8 +41,8 @@ namespace {
 // reuseAddr), and a second bind fails with EADDRINUSE by default.
 int open_bound(int type, const sockaddr_storage& addr, socklen_t addr_len, bool reuse_addr,
                bool reuse_port, bool ipv6_only) {
-  int fd = ::socket(addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
+  int fd = platform::open_socket(addr.ss_family, type);
+  if (fd < 0) return fd;
   int rc = reuse_addr ? set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1) : 0;
   if (rc == 0 && reuse_port) rc = set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
   if (rc == 0 && addr.ss_family == AF_INET6) {
@@ -71,8 +73,8 @@ int open_datagram(const UdpRequest& request) {
 }
 
 int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {
-  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
+  int fd = platform::open_socket(addr.ss_family, SOCK_STREAM);
+  if (fd < 0) return fd;
   int rc = set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   if (rc != 0) {
     close_fd(fd);
@@ -87,16 +89,10 @@ int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {
 }
 
 int accept_connection(int listen_fd) {
-  for (;;) {
-    int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      // Loopback and AF_UNIX-like peers may refuse the option; the connection is still usable.
-      (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-      return fd;
-    }
-    if (errno == EINTR) continue;
-    return -errno;
-  }
+  int fd = platform::accept_socket(listen_fd, /*blocking=*/false);
+  // Loopback and AF_UNIX-like peers may refuse the option; the connection is still usable.
+  if (fd >= 0) (void)set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  return fd;
 }
 
 int pending_error(int fd) {
@@ -111,11 +107,15 @@ ssize_t send_vectored(int fd, const iovec* bufs, int count) {
   msg.msg_iov = const_cast<iovec*>(bufs);
   msg.msg_iovlen = static_cast<size_t>(count);
   for (;;) {
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    ssize_t n = ::sendmsg(fd, &msg, platform::kSendNoSignal);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     return -errno;
   }
+}
+
+int connect_datagram(int fd, const sockaddr_storage& to, socklen_t to_len) {
+  return ::connect(fd, reinterpret_cast<const sockaddr*>(&to), to_len) == 0 ? 0 : -errno;
 }
 
 int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len) {

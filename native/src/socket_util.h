@@ -22,6 +22,8 @@ int accept_connection(int listen_fd);
 int pending_error(int fd);
 // sendmsg without SIGPIPE. Returns bytes sent.
 ssize_t send_vectored(int fd, const iovec* bufs, int count);
+// UDP connect(): sets the default peer (it never blocks).
+int connect_datagram(int fd, const sockaddr_storage& to, socklen_t to_len);
 int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len);
 // close() that keeps errno untouched and ignores EINTR (the fd is gone either way on Linux).
 void close_fd(int fd);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <new>
 
+#include "platform.h"
 #include "socket_util.h"
 
 namespace iomux {
@@ -25,7 +26,7 @@ ssize_t send_now(int fd, const iovec* bufs, int count) {
   msg.msg_iov = const_cast<iovec*>(bufs);
   msg.msg_iovlen = static_cast<size_t>(count);
   for (;;) {
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = ::sendmsg(fd, &msg, platform::kSendNoSignal | MSG_DONTWAIT);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     return -errno;
@@ -312,7 +313,9 @@ void ReserveFd::release() {
 bool ReserveFd::shed(int listen_fd) {
   if (fd_ < 0) return true;
   // blocking_io's listeners are blocking: accept only when a peer is pending, so this never waits.
-  pollfd pending{listen_fd, POLLIN, 0};
+  pollfd pending{};  // by field: Windows' pollfd.fd is a SOCKET, not an int
+  pending.fd = listen_fd;
+  pending.events = POLLIN;
   int ready;
   do {
     ready = ::poll(&pending, 1, 0);

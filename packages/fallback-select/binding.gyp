@@ -19,6 +19,10 @@
         "../../native/src/thread_util.cc",
         "../../native/src/write_queue.cc",
       ],
+      "conditions": [
+        ["OS=='linux'", {"sources": ["../../native/src/platform_linux.cc"]}],
+        ["OS=='mac' or OS=='freebsd'", {"sources": ["../../native/src/platform_bsd.cc"]}],
+      ],
     },
     {
       "target_name": "iomux_select",

@@ -1,2 +1,2 @@
-/** Loader of the iocp backend; throws while the backend is not implemented. */
+/** Loader of the iocp backend (Windows only); throws elsewhere, with the reason. */
 export declare const iocp: () => unknown;

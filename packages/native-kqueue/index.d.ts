@@ -1,2 +1,2 @@
-/** Loader of the kqueue backend; throws while the backend is not implemented. */
+/** Loader of the kqueue backend addon (on Linux: the test-only build over the kqueue emulation). */
 export declare const kqueue: () => unknown;

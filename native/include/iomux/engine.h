@@ -176,6 +176,14 @@ class Engine {
   // The fd libuv should watch for readability; poll() is called when it fires.
   virtual int wait_fd() const = 0;
 
+  // Windows, where libuv watches no kernel object but sockets: the glue gives the engine a wake-up
+  // call instead of watching wait_fd(). The engine calls wake(data) from any of its threads,
+  // without blocking, whenever poll() has work; wake-ups may coalesce, so poll() drains all that
+  // is ready. set_waker(nullptr, nullptr) returns once no thread of the engine can still call the
+  // previous one.
+  using Waker = void (*)(void* data);
+  virtual void set_waker(Waker /*wake*/, void* /*data*/) {}
+
   // Drains ready work into the sink without blocking. Returns the number of events, or -errno when
   // the engine itself failed (the reactor then falls back). An engine whose kernel call fails after
   // it already built part of a batch (bytes read, accepts, closes) returns that batch and reports

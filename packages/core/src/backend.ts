@@ -194,10 +194,18 @@ export interface NativeAddon {
   readonly events: NativeEventCodes;
   /** The backend class. */
   readonly NativeBackend: NativeBackendConstructor;
-  /** A one-shot timer with sub-millisecond resolution (a timerfd; Linux addons only). */
+  /**
+   * A one-shot timer with sub-millisecond resolution (a timerfd on Linux, an EVFILT_TIMER on macOS
+   * and FreeBSD).
+   */
   readonly PreciseTimer?: PreciseTimerConstructor;
   /** Sets the calling thread's scheduling policy; 0 or -errno (-ENOSYS off Linux). */
   setThreadScheduling?(policy: string): number;
+  /**
+   * Set by a test-only build whose kernel API is emulated (the kqueue backend on Linux): what runs
+   * underneath, e.g. `'kqueue, emulated on Linux (test-only)'`.
+   */
+  readonly emulation?: string;
 }
 
 /** A native one-shot timer whose callback runs from Node's loop. */
@@ -227,6 +235,8 @@ export interface BackendModule {
   isAvailable(): boolean;
   /** Why the backend cannot run here, or undefined when it can. Never throws. */
   unavailabilityCause(): string | undefined;
+  /** When the available build is a test-only emulation (kqueue on Linux), what it is. Never throws. */
+  emulation(): string | undefined;
   /** The loaded addon; throws {@link IomuxError} `IOMUX_BACKEND_UNAVAILABLE` when unavailable. */
   addon(): NativeAddon;
 }
@@ -234,20 +244,30 @@ export interface BackendModule {
 interface BackendPackage {
   readonly packageName: string;
   readonly platforms: readonly NodeJS.Platform[];
+  /**
+   * A platform where a test-only build of the backend runs over an emulation of its kernel API,
+   * loaded only when the environment variable is `1` (never picked by `io_model: 'auto'`, which
+   * does not list it there).
+   */
+  readonly emulatedOn?: { readonly platform: NodeJS.Platform; readonly env: string };
 }
 
 const PACKAGES: Record<BackendName, BackendPackage> = {
   epoll: { packageName: '@iomux/native-epoll', platforms: ['linux'] },
   io_uring: { packageName: '@iomux/native-iouring', platforms: ['linux'] },
-  kqueue: { packageName: '@iomux/native-kqueue', platforms: ['darwin', 'freebsd', 'openbsd'] },
+  kqueue: {
+    packageName: '@iomux/native-kqueue',
+    platforms: ['darwin', 'freebsd'],
+    emulatedOn: { platform: 'linux', env: 'IOMUX_KQUEUE_EMULATION' },
+  },
   iocp: { packageName: '@iomux/native-iocp', platforms: ['win32'] },
   select: {
     packageName: '@iomux/fallback-select',
-    platforms: ['linux', 'darwin', 'freebsd', 'openbsd'],
+    platforms: ['linux', 'darwin', 'freebsd'],
   },
   blocking_io: {
     packageName: '@iomux/fallback-select',
-    platforms: ['linux', 'darwin', 'freebsd', 'openbsd'],
+    platforms: ['linux', 'darwin', 'freebsd'],
   },
 };
 
@@ -279,13 +299,20 @@ for (const { packageName } of Object.values(PACKAGES)) {
   }
 }
 
+/** Whether the backend may load here: natively, or as its test-only emulation when enabled. */
+function platformCause(name: BackendName, pkg: BackendPackage): string | undefined {
+  if (pkg.platforms.includes(process.platform)) return undefined;
+  const cause = `${name} does not run on ${process.platform} (only ${pkg.platforms.join(', ')})`;
+  const emulated = pkg.emulatedOn;
+  if (emulated?.platform !== process.platform) return cause;
+  if (process.env[emulated.env] === '1') return undefined;
+  return `${cause}; a test-only emulation loads with ${emulated.env}=1`;
+}
+
 function loadAddon(name: BackendName): { addon?: NativeAddon; cause?: string } {
   const pkg = PACKAGES[name];
-  if (!pkg.platforms.includes(process.platform)) {
-    return {
-      cause: `${name} does not run on ${process.platform} (only ${pkg.platforms.join(', ')})`,
-    };
-  }
+  const cause = platformCause(name, pkg);
+  if (cause !== undefined) return { cause };
   let loaders: Record<string, (() => unknown) | undefined>;
   try {
     loaders = localRequire(packagePaths.get(pkg.packageName) ?? pkg.packageName) as Record<
@@ -362,6 +389,10 @@ class LoadedBackend implements BackendModule {
     return this.load().cause;
   }
 
+  emulation(): string | undefined {
+    return this.load().addon?.emulation;
+  }
+
   addon(): NativeAddon {
     const { addon, cause } = this.load();
     if (addon === undefined) {
@@ -391,12 +422,20 @@ export interface BackendStatus {
   available: boolean;
   /** Why it cannot, when it cannot. */
   cause: string | undefined;
+  /** Set when the available build is a test-only emulation, e.g. `'kqueue, emulated on Linux (test-only)'`. */
+  emulation?: string;
 }
 
 /** Every known backend with its availability here, e.g. for a status table. */
 export function listBackends(): BackendStatus[] {
   return BACKEND_NAMES.map((name) => {
     const backend = getBackend(name);
-    return { name, available: backend.isAvailable(), cause: backend.unavailabilityCause() };
+    const emulation = backend.emulation();
+    return {
+      name,
+      available: backend.isAvailable(),
+      cause: backend.unavailabilityCause(),
+      ...(emulation === undefined ? {} : { emulation }),
+    };
   });
 }

@@ -20,16 +20,25 @@ export interface PumpHost {
   assertOpen(): void;
 }
 
+/**
+ * How often a running reactor polls by itself. A wait fd closed by other code in the process
+ * never fires its watcher again, so without this poll an auto-running reactor would stop serving
+ * silently instead of noticing the failure and moving its sockets to the next backend.
+ */
+export const WATCHDOG_INTERVAL_MS = 1000;
+
 /** The run/stop state of a reactor and the callers waiting in pollEvents(). */
 export class Pump {
   private running: boolean;
   private waiters: ((count: number) => void)[] = [];
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly host: PumpHost,
     running: boolean,
   ) {
     this.running = running;
+    if (running) this.startWatchdog();
   }
 
   /** True while events are dispatched from Node's loop as they arrive. */
@@ -47,12 +56,14 @@ export class Pump {
     if (this.running) return;
     this.running = true;
     this.host.native.start();
+    this.startWatchdog();
   }
 
   /** Stops dispatching from Node's loop (callers pump with {@link poll}). */
   stop(): void {
     if (!this.running) return;
     this.running = false;
+    this.stopWatchdog();
     if (this.waiters.length === 0) this.host.native.stop();
   }
 
@@ -88,9 +99,23 @@ export class Pump {
     if (!this.running && this.host.live) this.host.native.stop();
   }
 
-  /** Wakes every waiter with 0 events (the reactor closed or failed). */
+  /** Wakes every waiter with 0 events and ends the watchdog (the reactor closed or failed). */
   release(): void {
+    this.stopWatchdog();
     this.wake(0);
+  }
+
+  private startWatchdog(): void {
+    // A poll during a dispatch returns EBUSY and one of a healthy backend just dispatches early;
+    // a failed poll reaches the reactor's dispatch, which runs the runtime fallback.
+    this.watchdog ??= setInterval(() => {
+      if (this.host.live) this.host.native.poll();
+    }, WATCHDOG_INTERVAL_MS).unref();
+  }
+
+  private stopWatchdog(): void {
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
   }
 
   private wake(count: number): void {

@@ -1,5 +1,5 @@
 import dgram from 'node:dgram';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import {
   createReactor,
@@ -11,9 +11,12 @@ import {
 } from '../src/index.js';
 import { BACKEND_NAMES } from '../src/config.js';
 
+/** Where this process's open fds are listed: /proc on Linux, /dev/fd on macOS and FreeBSD. */
+export const FD_DIR = existsSync('/proc/self/fd') ? '/proc/self/fd' : '/dev/fd';
+
 /** Open fds of this process, to prove a test leaked none. */
 export function fdCount(): number {
-  return readdirSync('/proc/self/fd').length;
+  return readdirSync(FD_DIR).length;
 }
 
 /** Every backend with its availability, for describe.each / skipIf. */

@@ -29,11 +29,13 @@ function echo(conn: Connection): void {
   });
 }
 
-const pairs: ['epoll' | 'io_uring', BackendName, number][] = [
+const pairs: ['epoll' | 'io_uring' | 'kqueue', BackendName, number][] = [
   ['epoll', 'select', 300],
   ['epoll', 'blocking_io', 1000],
   ['io_uring', 'select', 300],
   ['io_uring', 'blocking_io', 1000],
+  ['kqueue', 'select', 300],
+  ['kqueue', 'blocking_io', 1000],
 ];
 
 describe.each(pairs)('runtime fallback %s → %s', (from, to, connections) => {
@@ -143,11 +145,12 @@ async function queueingUdp(reactor: ReturnType<typeof createReactor>) {
   }
 }
 
-const linux: BackendName[] = ['epoll', 'io_uring', 'select', 'blocking_io'];
+// kqueue runs here as its emulated build (packages/native-kqueue/emulation); on macOS natively.
+const udpBackends: BackendName[] = ['epoll', 'io_uring', 'kqueue', 'select', 'blocking_io'];
 // blocking_io cannot be an io_model, only a fallback, so each reactor starts on `from` through the
 // IOMUX_BACKEND override.
-const udpPairs = linux.flatMap((from) =>
-  linux.filter((to) => to !== from).map((to): [BackendName, BackendName] => [from, to]),
+const udpPairs = udpBackends.flatMap((from) =>
+  udpBackends.filter((to) => to !== from).map((to): [BackendName, BackendName] => [from, to]),
 );
 
 describe.each(udpPairs)('runtime fallback of a UDP socket %s → %s', (from, to) => {

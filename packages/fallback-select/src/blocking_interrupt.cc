@@ -4,16 +4,18 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "platform.h"
+
 namespace iomux {
 
 namespace {
 
-// Our interrupts come from pthread_kill() in this process (SI_TKILL, our pid). Anything else, a
-// kill(1) from outside or a raise() elsewhere, gets the default action the application left on
-// the signal: the handler restores it and raises the signal again, which is delivered as soon as
+// Our interrupts come from pthread_kill() in this process (on Linux: SI_TKILL, our pid). Anything
+// else, a kill(1) from outside or a raise() elsewhere, gets the default action the application left
+// on the signal: the handler restores it and raises the signal again, which is delivered as soon as
 // the handler returns (the signal is blocked while it runs). Only async-signal-safe calls here.
 void on_interrupt(int sig, siginfo_t* info, void*) {
-  if (info != nullptr && info->si_code == SI_TKILL && info->si_pid == getpid()) return;
+  if (info != nullptr && platform::sent_by_own_thread(info->si_code, info->si_pid)) return;
   struct sigaction fallback{};
   fallback.sa_handler = SIG_DFL;
   sigemptyset(&fallback.sa_mask);
@@ -51,14 +53,12 @@ int choose() {
   sigset_t blocked;
   sigemptyset(&blocked);
   if (pthread_sigmask(SIG_BLOCK, nullptr, &blocked) != 0) return 0;
-#ifdef SIGRTMIN
-  for (int sig = SIGRTMIN + 5; sig <= SIGRTMAX; ++sig) {
-    if (take(sig, blocked)) return sig;
+  int candidates[64];
+  int count = platform::interrupt_candidates(candidates, 64);
+  for (int i = 0; i < count; ++i) {
+    if (take(candidates[i], blocked)) return candidates[i];
   }
   return 0;
-#else
-  return take(SIGURG, blocked) ? SIGURG : 0;
-#endif
 }
 
 }  // namespace

@@ -3,11 +3,12 @@
 // installed without SA_RESTART, so the call fails with EINTR or returns what it did so far.
 //
 // The signal belongs to the application first. One is chosen once per process: the first
-// real-time signal from SIGRTMIN+5 (SIGURG where there are none) whose disposition is still the
-// default and that the choosing thread does not block (an application that uses a signal sets a
-// handler, ignores it, or blocks it to sigwait() on it). Ours is installed on it and keeps the
-// default for everyone else: an instance this process did not send to one of its threads with
-// pthread_kill() gets the default action (terminate), as if no handler were there.
+// real-time signal from SIGRTMIN+5 (SIGURG where there are none: platform::interrupt_candidates)
+// whose disposition is still the default and that the choosing thread does not block (an
+// application that uses a signal sets a handler, ignores it, or blocks it to sigwait() on it). Ours
+// is installed on it and keeps the default for everyone else: an instance this process did not send
+// to one of its threads with pthread_kill() gets the default action (terminate), as if no handler
+// were there.
 #ifndef IOMUX_BLOCKING_INTERRUPT_H_
 #define IOMUX_BLOCKING_INTERRUPT_H_
 

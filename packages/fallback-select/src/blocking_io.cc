@@ -7,10 +7,10 @@
 //   for the non-blocking connect() the main thread started to complete;
 // - one writer thread per connection, started the first time a write cannot go out at once, then
 //   blocked in sendmsg() on the queued bytes (or parked on a condvar while the queue is empty);
-// - per UDP socket, a reader thread blocked in recvmmsg(MSG_WAITFORONE), which hands whole batches
-//   of datagrams over, and a writer thread (started with it) that sends the outbox with blocking
-//   sendmmsg(). udp_send_batch itself sends with MSG_DONTWAIT and queues only what the kernel
-//   refuses.
+// - per UDP socket, a reader thread blocked in a batch receive (recvmmsg(MSG_WAITFORONE) where the
+//   kernel has it), which hands whole batches of datagrams over, and a writer thread (started with
+//   it) that sends the outbox with blocking batch sends. udp_send_batch itself sends with
+//   MSG_DONTWAIT and queues only what the kernel refuses.
 // The number of threads is bounded (blockingMaxThreads, IOMUX_BLOCKING_MAX_THREADS): a connection
 // or UDP socket reserves two slots, a listener one. Past the bound an accept reports
 // kEventAcceptError with EAGAIN and a connect returns -EAGAIN; nothing waits.
@@ -18,7 +18,7 @@
 // Every socket is a shared Sock object its threads hold on to, so an id the engine releases never
 // leaves a thread with a dangling pointer, and a late result for it is simply dropped (the Sock is
 // marked released). Threads hand results over under the Sock's mutex and post the Sock to the
-// Hub's ready list, signalling an eventfd (the wait fd). poll() on Node's main thread drains that
+// Hub's ready list, signalling a Notifier (the wait fd). poll() on Node's main thread drains that
 // list into the batch. Reads are held per connection in order (about one read chunk; then the
 // reader stops reading, so the kernel and the peer feel the backpressure), and pausing stops both
 // delivery and the reader.
@@ -59,6 +59,7 @@
 #include "datagram.h"
 #include "iomux/engine.h"
 #include "notifier.h"
+#include "platform.h"
 #include "socket_util.h"
 #include "stream.h"
 #include "write_queue.h"
@@ -141,13 +142,12 @@ class BlockingEngine final : public Engine {
   int listen(const ListenRequest& request) override {
     int fd = open_listener(request);
     if (fd < 0) return fd;
-#ifdef __linux__
-    int rc = set_blocking(fd, true);
+    // A listener blocks where closing can wake its accept thread (see accept_blocking()).
+    int rc = platform::kShutdownWakesAccept ? set_blocking(fd, true) : 0;
     if (rc != 0) {
       close_fd(fd);
       return rc;
     }
-#endif
     if (!hub_->reserve(kListenerSlots)) {
       close_fd(fd);
       return -EAGAIN;
@@ -287,10 +287,7 @@ class BlockingEngine final : public Engine {
   }
 
   int adopt(DetachedSocket&& socket) override {
-#ifndef __linux__
-    if (!socket.listener)
-#endif
-    {
+    if (!socket.listener || platform::kShutdownWakesAccept) {
       int rc = set_blocking(socket.fd, true);
       if (rc != 0) return rc;
     }

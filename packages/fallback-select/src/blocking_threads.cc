@@ -22,6 +22,7 @@
 #include "blocking_udp.h"
 #include "datagram.h"
 #include "notifier.h"
+#include "platform.h"
 #include "socket_util.h"
 #include "thread_util.h"
 
@@ -64,7 +65,7 @@ ssize_t send_sliced(int fd, const iovec* bufs, int count) {
   msghdr msg{};
   msg.msg_iov = const_cast<iovec*>(bufs);
   msg.msg_iovlen = static_cast<size_t>(count);
-  ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  ssize_t n = ::sendmsg(fd, &msg, platform::kSendNoSignal | MSG_DONTWAIT);
   if (n >= 0) return n;
   if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
   return wait_ready(fd, POLLOUT) ? -EAGAIN : -EINTR;
@@ -79,31 +80,24 @@ bool is_stopped(Sock& s) {
 // -ECANCELED when the listener is closing.
 int accept_blocking(Sock& l) {
   for (;;) {
-#ifdef __linux__
-    // Blocks; closing the listener shutdown()s it, which makes accept() fail with EINVAL.
-    int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
-#else
-    // shutdown() does not wake a blocked accept() everywhere: the listener stays non-blocking and
-    // the wait happens in bounded slices.
-    pollfd p{l.fd, POLLIN, 0};
-    int ready = ::poll(&p, 1, kWaitSliceMs);
-    if (is_stopped(l)) return -ECANCELED;
-    if (ready < 0 && errno != EINTR) return -errno;
-    if (ready <= 0) continue;
-    int fd = ::accept(l.fd, nullptr, nullptr);
-    if (fd >= 0 && (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || set_blocking(fd, true) != 0)) {
-      int err = -errno;
-      close_fd(fd);
-      return err;
+    if (!platform::kShutdownWakesAccept) {
+      // shutdown() would not wake a blocked accept() here: the listener stays non-blocking and
+      // the wait happens in bounded slices.
+      pollfd p{l.fd, POLLIN, 0};
+      int ready = ::poll(&p, 1, kWaitSliceMs);
+      if (is_stopped(l)) return -ECANCELED;
+      if (ready < 0 && errno != EINTR) return -errno;
+      if (ready <= 0) continue;
     }
-    if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-#endif
+    // Where shutdown() wakes it, this blocks: closing the listener shutdown()s it, which makes
+    // accept() fail with EINVAL.
+    int fd = platform::accept_socket(l.fd, /*blocking=*/true);
+    if (fd == -EAGAIN || fd == -EWOULDBLOCK) continue;  // the peer left between poll and accept
     if (fd >= 0) {
       int one = 1;
       (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      return fd;
     }
-    return -errno;
+    return fd;
   }
 }
 

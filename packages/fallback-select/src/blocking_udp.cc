@@ -11,6 +11,7 @@
 #include <new>
 
 #include "notifier.h"
+#include "platform.h"
 #include "socket_util.h"
 
 namespace iomux {
@@ -125,8 +126,8 @@ void run_datagram_reader(const SockRef& s) {
     if (!scratch) scratch.reset(new (std::nothrow) uint8_t[capacity]);
     size_t used = 0;
     // Blocks for the first datagram only, then takes what else is queued.
-    int n = scratch ? receive_datagrams(s->fd, MSG_WAITFORONE, s->max_datagram, scratch.get(),
-                                        capacity, kDatagramBatch, records, &used)
+    int n = scratch ? receive_datagrams(s->fd, /*wait_for_first=*/true, s->max_datagram,
+                                        scratch.get(), capacity, kDatagramBatch, records, &used)
                     : -ENOMEM;
     DatagramBatch batch;
     if (n > 0) {
@@ -140,7 +141,7 @@ void run_datagram_reader(const SockRef& s) {
     }
     if (n == -EAGAIN || n == -EWOULDBLOCK) (void)wait_ready(s->fd, POLLIN);
     lock.lock();
-    // Closing: shutdown() made recvmmsg return (with empty datagrams); nothing is delivered.
+    // Closing: shutdown() made the receive return (with empty datagrams); nothing is delivered.
     if (s->closing) return;
     if (n > 0) {
       s->datagram_bytes += used;
@@ -160,7 +161,7 @@ void run_datagram_reader(const SockRef& s) {
 
 void run_datagram_writer(const SockRef& s) {
   Hub& hub = *s->hub;
-  mmsghdr messages[kDatagramBatch];
+  platform::MultiMessage messages[kDatagramBatch];
   iovec iov[kDatagramBatch];
   std::unique_lock<std::mutex> lock(s->mu);
   for (;;) {
@@ -172,8 +173,8 @@ void run_datagram_writer(const SockRef& s) {
     // itself only while the outbox is empty), so the gathered ones stay put.
     int count = s->outbox.gather(messages, iov, kDatagramBatch);
     lock.unlock();
-    int n = sendmmsg(s->fd, messages, static_cast<unsigned>(count), MSG_NOSIGNAL);
-    int err = n < 0 ? errno : 0;
+    int n = platform::send_messages(s->fd, messages, static_cast<unsigned>(count), true);
+    int err = n < 0 ? -n : 0;
     if (err == EAGAIN || err == EWOULDBLOCK) (void)wait_ready(s->fd, POLLOUT);
     lock.lock();
     if (s->closing) return;

@@ -75,11 +75,9 @@ bool IouringEngine::notifier_lost(int rc) {
   return true;
 }
 
-// A fresh slot whose generation differs from every earlier tenant's (whose completions may still
-// be on their way).
-int IouringEngine::new_id() {
-  int id = sockets_.alloc();
-  if (id < 0) return id;
+// Gives a fresh slot a generation that differs from every earlier tenant's (whose completions may
+// still be on their way); returns the id.
+int IouringEngine::next_generation(int id) {
   auto slot = static_cast<size_t>(id);
   if (gens_.size() <= slot) gens_.resize(slot + 1, 0);
   gens_[slot] = (gens_[slot] + 1) & kGenMask;
@@ -87,13 +85,10 @@ int IouringEngine::new_id() {
 }
 
 int IouringEngine::add_socket(int fd, bool listener, bool connecting) {
-  int id = new_id();
-  if (id < 0) {
-    close_fd(fd);
-    return id;
-  }
+  int id = sockets_.alloc_owning(fd);
+  if (id < 0) return id;
+  next_generation(id);
   Socket* s = sockets_.get(id);
-  s->fd = fd;
   s->listener = listener;
   s->connecting = connecting;
   return id;

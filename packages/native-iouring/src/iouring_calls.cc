@@ -41,8 +41,8 @@ int IouringEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
 }
 
 int64_t IouringEngine::write(int id, const iovec* bufs, int count) {
-  Socket* s = sockets_.get(id);
-  if (s == nullptr || s->listener || s->datagram) return -EBADF;
+  Socket* s = sockets_.stream(id);
+  if (s == nullptr) return -EBADF;
   bool started = false;
   int64_t queued = s->write(s->fd, bufs, count, &counters_, &started);
   if (queued <= 0) return queued;
@@ -76,9 +76,9 @@ int IouringEngine::set_reading(int id, bool reading) {
 }
 
 int IouringEngine::shutdown(int id, ShutdownResult* result) {
-  Socket* s = sockets_.get(id);
+  Socket* s = sockets_.stream(id);
   *result = ShutdownResult::kPending;
-  if (s == nullptr || s->listener || s->datagram) return -EBADF;
+  if (s == nullptr) return -EBADF;
   settle_fate(id, s->request_shutdown(s->fd, result));
   return 0;
 }
@@ -90,8 +90,7 @@ int IouringEngine::destroy(int id) {
 }
 
 int IouringEngine::address(int id, bool peer, sockaddr_storage* out, socklen_t* len) {
-  int fd = sockets_.fd_of(id);
-  return fd < 0 ? fd : socket_address(fd, peer, out, len);
+  return sockets_.address(id, peer, out, len);
 }
 
 int IouringEngine::socket_fd(int id) { return sockets_.fd_of(id); }

@@ -253,7 +253,7 @@ class IouringEngine final : public Engine {
   }
   uint32_t gen(int id) const { return gens_[static_cast<size_t>(id)]; }
 
-  int new_id();
+  int next_generation(int id);
   int add_socket(int fd, bool listener, bool connecting);
   io_uring_sqe* get_sqe();
   void arm_recv(int id);

@@ -160,8 +160,9 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
 }
 
 int IouringEngine::adopt(DetachedSocket&& socket) {
-  int id = new_id();
+  int id = sockets_.alloc();
   if (id < 0) return id;  // the fd stays the caller's
+  next_generation(id);
   Socket* s = sockets_.get(id);
   s->fd = socket.fd;
   static_cast<SocketFlags&>(*s) = socket;

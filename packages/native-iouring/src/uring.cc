@@ -2,6 +2,8 @@
 
 #include "uring.h"
 
+#include <fcntl.h>
+#include <linux/kcmp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -70,8 +72,12 @@ int Ring::init(unsigned sq_entries, unsigned cq_entries, size_t first_choice) {
     sq_entries_ = p.sq_entries;
     cq_entries_ = p.cq_entries;
     rc = map_rings(p);
-    if (rc != 0) close();
-    return rc;
+    if (rc != 0) {
+      close();
+      return rc;
+    }
+    open_spare();
+    return 0;
   }
   return rc;
 }
@@ -133,6 +139,15 @@ void Ring::close() {
   sqes_ = nullptr;
   cq_ring_ = nullptr;
   sq_ring_ = nullptr;
+  if (spare_fd_ >= 0) {
+    // Closed only while it still names the same ring as fd_ (other code may have closed it and
+    // reused the number).
+    pid_t self = getpid();
+    if (fd_ >= 0 && syscall(SYS_kcmp, self, self, KCMP_FILE, fd_, spare_fd_) == 0) {
+      ::close(spare_fd_);
+    }
+  }
+  spare_fd_ = -1;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }
@@ -146,11 +161,29 @@ io_uring_sqe* Ring::get_sqe() {
   return sqe;
 }
 
+// Without a descriptor nothing in flight in the ring can be cancelled, so when other code closes
+// the ring's fd the receives armed in it would keep taking the sockets' bytes after the runtime
+// fallback moved them: the spare keeps the ring reachable for that last cancel-and-collect. It is
+// kept only where kcmp(2) can later prove a number still names this ring, so that close() never
+// closes a number that other code took over.
+void Ring::open_spare() {
+  int spare = fcntl(fd_, F_DUPFD_CLOEXEC, fd_ + 1);
+  if (spare < 0) return;
+  pid_t self = getpid();
+  if (syscall(SYS_kcmp, self, self, KCMP_FILE, fd_, spare) != 0) {
+    ::close(spare);
+    return;
+  }
+  spare_fd_ = spare;
+}
+
 void Ring::lose_fd() {
   // EBADF: closed; EOPNOTSUPP: the number now names a file that is not an io_uring. Either way
   // other code closed it, and the number may already be reused: never entered or closed again.
-  // The mappings still hold the ring itself alive until close() unmaps them.
-  fd_ = -1;
+  // The spare, when there is one, takes over (the engine is still reported broken and fails
+  // over); the mappings hold the ring itself alive until close() unmaps them.
+  fd_ = spare_fd_;
+  spare_fd_ = -1;
 }
 
 int Ring::submit(bool get_events) {

@@ -57,7 +57,7 @@ class Ring {
   int init(unsigned sq_entries, unsigned cq_entries, size_t first_choice = 0);
   void close();
 
-  // -1 once the fd was found closed by other code (see lose_fd).
+  // -1 once the fd was found closed by other code and no spare was left (see lose_fd).
   int fd() const { return fd_; }
   unsigned flags() const { return flags_; }
   unsigned features() const { return features_; }
@@ -122,8 +122,11 @@ class Ring {
   int map_rings(const io_uring_params& p);
   int enter(unsigned to_submit, unsigned min_ready, unsigned flags, const void* arg, size_t argsz);
   void lose_fd();
+  void open_spare();
 
   int fd_ = -1;
+  // A second descriptor of the same ring (see open_spare), or -1.
+  int spare_fd_ = -1;
   unsigned flags_ = 0;
   unsigned features_ = 0;
   const char* label_ = "";

@@ -12,6 +12,7 @@
 // the reason; there is no silent exemption.
 import { readdirSync, readlinkSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { FD_DIR } from '../helpers.js';
 import { liveTimers, trackTimersFromNow } from './live-timers.js';
 
 /** How long a test's sockets, handles and timers get to close after it ends. */
@@ -65,9 +66,9 @@ function snapshot(): Snapshot {
   for (const [type, count] of liveTimers()) resources.set(type, count);
   // readdirSync opens one fd for the directory itself, the same one in every snapshot.
   const fdTargets = new Map<string, string>();
-  for (const fd of readdirSync('/proc/self/fd')) {
+  for (const fd of readdirSync(FD_DIR)) {
     try {
-      fdTargets.set(fd, readlinkSync(`/proc/self/fd/${fd}`));
+      fdTargets.set(fd, readlinkSync(`${FD_DIR}/${fd}`));
     } catch {
       fdTargets.set(fd, LISTING_FD); // the directory's own fd, or one closing now
     }

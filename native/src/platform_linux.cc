@@ -1,0 +1,153 @@
+// The platform layer on Linux (see platform.h): eventfd, accept4 and SOCK_* flags, MSG_NOSIGNAL,
+// recvmmsg/sendmmsg, timerfd, real-time signals, SCHED_BATCH / SCHED_IDLE.
+#include "platform.h"
+
+#if defined(IOMUX_PLATFORM_LINUX)
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace iomux {
+namespace platform {
+
+int open_wake(WakeFds* out) {
+  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  out->read_fd = fd;
+  out->write_fd = fd;
+  return 0;
+}
+
+int signal_wake(int write_fd) {
+  int saved = errno;
+  uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = ::write(write_fd, &one, sizeof(one));
+  } while (n < 0 && errno == EINTR);
+  // EAGAIN: the counter is at its maximum, so the fd is readable already.
+  int rc = (n < 0 && errno != EAGAIN) ? -errno : 0;
+  errno = saved;
+  return rc;
+}
+
+int drain_wake(int read_fd) {
+  int saved = errno;
+  uint64_t count;  // one read takes the whole counter
+  ssize_t n;
+  do {
+    n = ::read(read_fd, &count, sizeof(count));
+  } while (n < 0 && errno == EINTR);
+  int rc = 0;
+  if (n < 0 && errno != EAGAIN) rc = -errno;
+  if (n == 0) rc = -EBADF;  // an eventfd never gives end-of-file: the number names another file
+  errno = saved;
+  return rc;
+}
+
+int open_socket(int family, int type) {
+  int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  return fd < 0 ? -errno : fd;
+}
+
+int accept_socket(int listen_fd, bool blocking) {
+  int flags = SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK);
+  for (;;) {
+    int fd = ::accept4(listen_fd, nullptr, nullptr, flags);
+    if (fd >= 0) return fd;
+    if (errno != EINTR || blocking) return -errno;
+  }
+}
+
+int receive_messages(int fd, MultiMessage* messages, unsigned count, bool wait_for_first) {
+  int flags = wait_for_first ? MSG_WAITFORONE : MSG_DONTWAIT;
+  for (;;) {
+    int n = ::recvmmsg(fd, messages, count, flags, nullptr);
+    if (n >= 0) return n;
+    // A thread that may block is interrupted on purpose (detach): it must see EINTR.
+    if (errno == EINTR && !wait_for_first) continue;
+    return -errno;
+  }
+}
+
+int send_messages(int fd, MultiMessage* messages, unsigned count, bool blocking) {
+  int flags = MSG_NOSIGNAL | (blocking ? 0 : MSG_DONTWAIT);
+  for (;;) {
+    int n = ::sendmmsg(fd, messages, count, flags);
+    if (n >= 0) return n;
+    if (errno == EINTR && !blocking) continue;
+    return -errno;
+  }
+}
+
+int OneShotTimer::open() {
+  close();
+  int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  fd_ = fd;
+  return 0;
+}
+
+void OneShotTimer::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+int OneShotTimer::arm(int64_t ns) {
+  itimerspec spec{};  // a zero it_value would disarm the timer: the caller passes >= 1
+  spec.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
+  spec.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
+  return ::timerfd_settime(fd_, 0, &spec, nullptr) == 0 ? 0 : -errno;
+}
+
+int OneShotTimer::disarm() {
+  itimerspec off{};
+  return ::timerfd_settime(fd_, 0, &off, nullptr) == 0 ? 0 : -errno;
+}
+
+bool OneShotTimer::consume() {
+  uint64_t expirations = 0;
+  // EAGAIN: a re-arm between the expiry and this call reset the count.
+  return ::read(fd_, &expirations, sizeof(expirations)) == sizeof(expirations);
+}
+
+int interrupt_candidates(int* out, int max) {
+  // SIGRTMIN itself and the first few are taken by glibc and common runtimes: start past them.
+  int n = 0;
+  for (int sig = SIGRTMIN + 5; sig <= SIGRTMAX && n < max; ++sig) out[n++] = sig;
+  return n;
+}
+
+bool sent_by_own_thread(int code, long pid) {
+  return code == SI_TKILL && pid == static_cast<long>(::getpid());
+}
+
+int set_thread_scheduling(const char* policy) {
+  // Linux schedules threads, not processes: pid 0 is the calling thread. SCHED_IDLE makes a
+  // CPU-bound worker yield at once to any normal thread that wakes up, such as the reactor's;
+  // nice values only shrink its share.
+  int chosen;
+  if (std::strcmp(policy, "normal") == 0) {
+    chosen = SCHED_OTHER;
+  } else if (std::strcmp(policy, "batch") == 0) {
+    chosen = SCHED_BATCH;
+  } else if (std::strcmp(policy, "idle") == 0) {
+    chosen = SCHED_IDLE;
+  } else {
+    return -EINVAL;
+  }
+  sched_param param{};
+  param.sched_priority = 0;
+  return ::sched_setscheduler(0, chosen, &param) == 0 ? 0 : -errno;
+}
+
+}  // namespace platform
+}  // namespace iomux
+
+#endif  // IOMUX_PLATFORM_LINUX
