@@ -5,6 +5,8 @@
 // Then the game-server benchmark (bench/game.mjs: 1000 players at 60 Hz, workers saturated, each
 // Linux backend), unless --no-game; its section is appended to the report and written to
 // bench/results/game.json and .md. `--only game` runs just that one.
+// Then the ecosystem benchmark (bench/ecosystem: TLS echo and node:http on iomux vs node:net),
+// unless --no-eco; written to bench/results/ecosystem.json and .md. `--only eco` runs just that.
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -12,6 +14,7 @@ import { listBackends } from '@iomux/core';
 import { echoContestants, runLoadgen, startServer, stopServer } from './servers.mjs';
 import { renderReport } from './report.mjs';
 import { renderGameMarkdown, runGameBench } from './game.mjs';
+import { renderEcosystemMarkdown, runEcosystemBench } from './ecosystem/index.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -22,7 +25,8 @@ const flag = (name, fallback) => {
 const rounds = Number(flag('--rounds', quick ? 1 : 3));
 const only = flag('--only', undefined)?.split(',');
 const withGame = !argv.includes('--no-game') && (only === undefined || only.includes('game'));
-const echoWanted = only === undefined || only.some((name) => name !== 'game');
+const withEco = !argv.includes('--no-eco') && (only === undefined || only.includes('eco'));
+const echoWanted = only === undefined || only.some((name) => name !== 'game' && name !== 'eco');
 const duration = quick ? 2 : 3;
 
 /** Workloads: connections, message size, pipeline depth. */
@@ -267,6 +271,18 @@ if (game !== undefined) {
   writeFileSync(`${gameBase}.json`, JSON.stringify(game, null, 2));
   writeFileSync(`${gameBase}.md`, `# iomux game-server benchmark\n\n${gameMarkdown}\n`);
   console.log(`\n${gameMarkdown}\n\nreport: bench/results/game.md (+ .json)`);
+}
+
+const ecosystem = withEco
+  ? await runEcosystemBench({ quick, rounds, backends: available })
+  : undefined;
+if (ecosystem !== undefined) {
+  const ecoMarkdown = renderEcosystemMarkdown(ecosystem);
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  const ecoBase = new URL('./results/ecosystem', import.meta.url).pathname;
+  writeFileSync(`${ecoBase}.json`, JSON.stringify(ecosystem, null, 2));
+  writeFileSync(`${ecoBase}.md`, `# iomux ecosystem benchmark\n\n${ecoMarkdown}\n`);
+  console.log(`\n${ecoMarkdown}\n\nreport: bench/results/ecosystem.md (+ .json)`);
 }
 
 const meta = {

@@ -11,6 +11,7 @@
 // is in poll_watcher.h, PreciseTimer in precise_timer.h, address and socket-option parsing in
 // socket_options.cc.
 #define NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#include <fcntl.h>
 #include <napi.h>
 #include <sys/socket.h>
 
@@ -99,11 +100,13 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                            InstanceMethod<&NativeBackend::Close>("close"),
                            InstanceMethod<&NativeBackend::Detach>("detach"),
                            InstanceMethod<&NativeBackend::Adopt>("adopt"),
+                           InstanceMethod<&NativeBackend::Adoptable>("adoptable"),
                            InstanceMethod<&NativeBackend::UdpOpen>("udpOpen"),
                            InstanceMethod<&NativeBackend::UdpSend>("udpSend"),
                            InstanceMethod<&NativeBackend::UdpSendBatch>("udpSendBatch"),
                            InstanceMethod<&NativeBackend::UdpConnect>("udpConnect"),
                            InstanceMethod<&NativeBackend::SetOption>("setOption"),
+                           InstanceMethod<&NativeBackend::GetOption>("getOption"),
                            InstanceAccessor<&NativeBackend::Events>("events"),
                        });
   }
@@ -369,6 +372,29 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return out;
   }
 
+  // adoptable(fd, duplicate) -> fd | -errno. reactor.adopt() takes only a connected stream socket:
+  // ENOTSOCK / EBADF from the kernel, EPROTOTYPE for a datagram socket, EINVAL for a listener.
+  // With `duplicate`, returns a close-on-exec duplicate: the caller (node:net's handle) goes on
+  // closing its own fd, and the open file stays alive through the copy.
+  Napi::Value Adoptable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) return Napi::Number::New(env, -EBADF);
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+      return Napi::Number::New(env, -errno);
+    if (type != SOCK_STREAM) return Napi::Number::New(env, -EPROTOTYPE);
+    int listening = 0;
+    len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0)
+      return Napi::Number::New(env, -errno);
+    if (listening != 0) return Napi::Number::New(env, -EINVAL);
+    if (!info[1].ToBoolean().Value()) return Napi::Number::New(env, fd);
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return Napi::Number::New(env, copy < 0 ? -errno : copy);
+  }
+
   // adopt(fd, flags, unsent: Buffer, maxDatagram) -> new id | -errno
   Napi::Value Adopt(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -488,6 +514,17 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     std::string group = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
     std::string iface = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
     return Result(env, set_socket_option(fd, name, value, group, iface));
+  }
+
+  // getOption(id, name) -> value (>= 0) | -errno
+  Napi::Value GetOption(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    int fd = engine_->socket_fd(IdArg(info));
+    if (fd < 0) return Result(env, fd);
+    int value = 0;
+    int rc = get_socket_option(fd, info[1].As<Napi::String>().Utf8Value(), &value);
+    return Result(env, rc < 0 ? rc : value);
   }
 
   friend Watcher;

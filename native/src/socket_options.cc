@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <cerrno>
 #include <cstring>
@@ -43,21 +44,66 @@ void format_ip(const sockaddr_storage& addr, std::string* text, int* port, int* 
   *text = buf;
 }
 
+namespace {
+
+#ifdef TCP_KEEPIDLE
+constexpr int kKeepAliveIdle = TCP_KEEPIDLE;
+#else  // macOS names the idle time before the first probe TCP_KEEPALIVE
+constexpr int kKeepAliveIdle = TCP_KEEPALIVE;
+#endif
+
+// The integer options JS names, and where each lives.
+struct IntOption {
+  const char* name;
+  int level;
+  int option;
+};
+constexpr IntOption kIntOptions[] = {
+    {"broadcast", SOL_SOCKET, SO_BROADCAST},
+    {"ttl", IPPROTO_IP, IP_TTL},
+    {"multicastTTL", IPPROTO_IP, IP_MULTICAST_TTL},
+    {"multicastLoopback", IPPROTO_IP, IP_MULTICAST_LOOP},
+    {"recvBufferSize", SOL_SOCKET, SO_RCVBUF},
+    {"sendBufferSize", SOL_SOCKET, SO_SNDBUF},
+    {"noDelay", IPPROTO_TCP, TCP_NODELAY},
+    {"keepAlive", SOL_SOCKET, SO_KEEPALIVE},
+    {"keepAliveIdle", IPPROTO_TCP, kKeepAliveIdle},
+};
+
+const IntOption* int_option(const std::string& name) {
+  for (const IntOption& entry : kIntOptions) {
+    if (name == entry.name) return &entry;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int get_socket_option(int fd, const std::string& name, int* value) {
+  if (name == "lingerReset") {
+    linger current{};
+    socklen_t len = sizeof(current);
+    if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &current, &len) != 0) return -errno;
+    *value = current.l_onoff != 0 && current.l_linger == 0 ? 1 : 0;
+    return 0;
+  }
+  const IntOption* entry = int_option(name);
+  if (entry == nullptr) return -EINVAL;
+  // Boolean options read back as any non-zero value (BSDs return the flag's bit): normalise.
+  socklen_t len = sizeof(*value);
+  if (getsockopt(fd, entry->level, entry->option, value, &len) != 0) return -errno;
+  if (name == "noDelay" || name == "keepAlive") *value = *value != 0 ? 1 : 0;
+  return 0;
+}
+
 int set_socket_option(int fd, const std::string& name, int value, const std::string& group,
                       const std::string& iface) {
   int rc;
-  if (name == "broadcast") {
-    rc = setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &value, sizeof(value));
-  } else if (name == "ttl") {
-    rc = setsockopt(fd, IPPROTO_IP, IP_TTL, &value, sizeof(value));
-  } else if (name == "multicastTTL") {
-    rc = setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &value, sizeof(value));
-  } else if (name == "multicastLoopback") {
-    rc = setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &value, sizeof(value));
-  } else if (name == "recvBufferSize") {
-    rc = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, sizeof(value));
-  } else if (name == "sendBufferSize") {
-    rc = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof(value));
+  if (const IntOption* entry = int_option(name)) {
+    rc = setsockopt(fd, entry->level, entry->option, &value, sizeof(value));
+  } else if (name == "lingerReset") {
+    linger reset{value != 0 ? 1 : 0, 0};
+    rc = setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
   } else if (name == "addMembership" || name == "dropMembership") {
     ip_mreq request{};
     if (inet_pton(AF_INET, group.c_str(), &request.imr_multiaddr) != 1) return -EINVAL;

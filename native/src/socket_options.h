@@ -16,9 +16,14 @@ bool parse_ip(const std::string& host, int port, sockaddr_storage* out, socklen_
 // The numeric text, port and family (4 or 6) of an AF_INET or AF_INET6 address.
 void format_ip(const sockaddr_storage& addr, std::string* text, int* port, int* family);
 
-// Socket options JS may set by name; -EINVAL for an unknown name or a bad address.
+// Socket options JS may set by name; -EINVAL for an unknown name or a bad address. Stream
+// sockets: noDelay, keepAlive, keepAliveIdle (seconds), lingerReset (1: SO_LINGER 0, so the
+// close that follows sends RST), recvBufferSize, sendBufferSize.
 int set_socket_option(int fd, const std::string& name, int value, const std::string& group,
                       const std::string& iface);
+
+// Reads an option set_socket_option knows (not the membership ones) into *value; 0 or -errno.
+int get_socket_option(int fd, const std::string& name, int* value);
 
 }  // namespace iomux
 

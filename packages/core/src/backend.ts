@@ -144,6 +144,12 @@ export interface NativeBackendHandle {
   ): [fd: number, flags: number, unsent: Buffer, undelivered: Buffer, maxDatagram: number] | number;
   /** Takes over a detached socket. Returns its new id or -errno. */
   adopt(fd: number, flags: number, unsent: Uint8Array, maxDatagram: number): number;
+  /**
+   * Checks that `fd` is a connected stream socket (reactor.adopt() takes no other) and returns
+   * it, or with `duplicate` a close-on-exec duplicate of it; -errno (ENOTSOCK, EBADF, EPROTOTYPE
+   * for a datagram socket, EINVAL for a listener).
+   */
+  adoptable(fd: number, duplicate: boolean): number;
   /** Binds a UDP socket on an IP literal. Returns its id or -errno (EOPNOTSUPP: no UDP here). */
   udpOpen(
     host: string,
@@ -168,8 +174,14 @@ export interface NativeBackendHandle {
   ): [number, number, number] | number;
   /** Sets the default peer of a UDP socket. */
   udpConnect(id: number, host: string, port: number): number;
-  /** Sets a socket option by name (broadcast, ttl, multicastTTL, multicastLoopback, addMembership, ...). */
+  /**
+   * Sets a socket option by name: broadcast, ttl, multicastTTL, multicastLoopback,
+   * addMembership, dropMembership, recvBufferSize, sendBufferSize, and for TCP noDelay,
+   * keepAlive, keepAliveIdle (seconds) and lingerReset (1: the next close sends RST). 0 or -errno.
+   */
   setOption(id: number, name: string, value: number, group?: string, iface?: string): number;
+  /** Reads an option {@link setOption} sets (not the memberships): its value (>= 0) or -errno. */
+  getOption(id: number, name: string): number;
 }
 
 /** What a backend package's loader returns: its compiled addon. */

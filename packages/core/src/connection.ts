@@ -1,12 +1,30 @@
 import { EventEmitter } from 'node:events';
 import type { NativeBackendHandle } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
+import { IdleTimeout } from './idle-timeout.js';
+import type { LaterEvents } from './dispatch.js';
+import { ticketFor, type ConnectionTicket, type HandOff } from './transfer.js';
+import { readChunks } from './connection-iterator.js';
 
 /** Most buffers one native writev call takes (the native side's limit). */
 const MAX_WRITEV_BUFFERS = 1024;
 
+/** An address as the native side reports it: IP text, port, family. */
+type SocketAddress = [ip: string, port: number, family: 4 | 6];
+
 /** A held event: bytes, the peer's END, a DRAIN, or the CLOSE (its errno, in an object). */
 type HeldEvent = Buffer | 'end' | 'drain' | { closeErrno: number };
+
+/** `bytes` if it is a positive integer that fits a socket option. */
+function checkBufferSize(call: string, bytes: number): number {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 2 ** 31 - 1) {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${call}: bytes must be an integer from 1 to ${2 ** 31 - 1}, got ${String(bytes)}`,
+    );
+  }
+  return bytes;
+}
 
 /** What a connection needs from its reactor. */
 export interface ConnectionHost {
@@ -14,14 +32,75 @@ export interface ConnectionHost {
   readonly native: NativeBackendHandle;
   /** Queued bytes at which write() returns false. */
   readonly highWaterMark: number;
-  /** Keep our side open after the peer ends. */
-  readonly allowHalfOpen: boolean;
   /** Counts a write() that returned false. */
   noteBackpressure(): void;
+  /** The connection's queued bytes changed by `delta` (for the reactor's total). */
+  noteQueued(delta: number): void;
+  /** Counts a write refused, or a connection destroyed, over its `maxQueuedBytes`. */
+  noteQueueLimit(): void;
   /** Called once when the connection is closed, to drop it from the reactor's table. */
   forget(connection: Connection): void;
   /** True while the reactor's table maps the connection's id to this very object. */
   owns(connection: Connection): boolean;
+  /**
+   * @internal Before a hand-off: takes the events of `id` the current batch has not delivered yet; throws
+   * when the backend cannot detach a live socket.
+   */
+  prepareHandOff(id: number): LaterEvents;
+}
+
+/**
+ * Per-connection settings a listener (for its accepted connections) or a connect() call fixes;
+ * one object is shared by every connection it applies to.
+ */
+export interface ConnectionSettings {
+  /** Keep our side open after the peer ends (the user calls `end()`). */
+  readonly allowHalfOpen: boolean;
+  /** Most bytes the native write queue may hold; Infinity: no limit. */
+  readonly maxQueuedBytes: number;
+  /** What a write over {@link maxQueuedBytes} does. */
+  readonly queueLimitPolicy: QueueLimitPolicy;
+}
+
+/**
+ * What a write that would take a connection's queue over its `maxQueuedBytes` does:
+ * `'destroy'` closes the connection with `IOMUX_QUEUE_FULL` (a client that stopped reading is
+ * dropped, the uWebSockets.js way); `'refuse'` sends nothing and throws `IOMUX_QUEUE_FULL`,
+ * leaving the connection open.
+ */
+export type QueueLimitPolicy = 'destroy' | 'refuse';
+
+const QUEUE_LIMIT_POLICIES: readonly string[] = ['destroy', 'refuse'];
+
+/** The queue limit a caller asked for, checked; `fallback` for what is not given. */
+export function checkQueueLimit(
+  call: string,
+  maxQueuedBytes: unknown,
+  policy: unknown,
+  fallback: ConnectionSettings,
+): { maxQueuedBytes: number; queueLimitPolicy: QueueLimitPolicy } {
+  if (
+    maxQueuedBytes !== undefined &&
+    maxQueuedBytes !== Infinity &&
+    (typeof maxQueuedBytes !== 'number' || !Number.isInteger(maxQueuedBytes) || maxQueuedBytes < 1)
+  ) {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${call}: maxQueuedBytes must be an integer >= 1 or Infinity, got ${typeof maxQueuedBytes === 'number' ? maxQueuedBytes : typeof maxQueuedBytes}`,
+    );
+  }
+  if (
+    policy !== undefined &&
+    (typeof policy !== 'string' || !QUEUE_LIMIT_POLICIES.includes(policy))
+  )
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${call}: queueLimitPolicy must be 'destroy' or 'refuse', got ${typeof policy === 'string' ? policy : typeof policy}`,
+    );
+  return {
+    maxQueuedBytes: maxQueuedBytes ?? fallback.maxQueuedBytes,
+    queueLimitPolicy: (policy as QueueLimitPolicy | undefined) ?? fallback.queueLimitPolicy,
+  };
 }
 
 /** Events of a {@link Connection}. */
@@ -36,6 +115,11 @@ export interface ConnectionEvents {
   error: [error: IomuxError];
   /** The socket is closed; `error` is set when it closed because of one (reset, ...). */
   close: [error: IomuxError | undefined];
+  /**
+   * No byte was read or written for the time set with {@link Connection.setTimeout}. The
+   * connection stays open: end or destroy it yourself, as with node:net.
+   */
+  timeout: [];
 }
 
 /**
@@ -59,18 +143,28 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   error: IomuxError | undefined;
 
   private readonly host: ConnectionHost;
+  private settings: ConnectionSettings;
+  private idle: IdleTimeout | undefined;
+  /** The remote address, read once at creation; the local one once asked for. */
+  private readonly peer: SocketAddress | undefined;
+  private local: SocketAddress | undefined;
   private queuedBytes = 0;
   private needDrain = false;
   private paused = false;
   private ending = false;
-  /** end() came from the user (not from reactor.close() or the peer's FIN). */
-  private endedByUser = false;
+  /** Who ended the writable side: the user's end(), the peer's FIN, or reactor.close(). */
+  private endedBy: 'user' | 'peer' | 'reactor' | undefined;
+  /** The first write after the end, reported once; 'close' carries it. */
+  private writeAfterEndError: IomuxError | undefined;
+  private writeAfterEndEmitted = false;
+  private closeEmitted = false;
   private remoteEnded = false;
   private isClosed = false;
   /**
    * Events not yet emitted, in arrival order: those that arrived before a `connect()`
-   * continuation could attach listeners, and those that wait for resume() (bytes a runtime
-   * fallback carried over while paused, and what followed them). Undefined when nothing is held.
+   * continuation could attach listeners, and those that wait for resume() (the rest of a batch
+   * after pause(), bytes a runtime fallback carried over while paused, and what followed them).
+   * Undefined when nothing is held.
    */
   private held: HeldEvent[] | undefined;
   /** True from a connect()'s resolution until its continuation had its chance to listen. */
@@ -80,10 +174,60 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   id: number;
 
   /** @internal */
-  constructor(host: ConnectionHost, id: number) {
+  constructor(host: ConnectionHost, id: number, settings: ConnectionSettings) {
     super();
     this.host = host;
     this.id = id;
+    this.settings = settings;
+    // Read now: after the socket closed (a 'close' handler) the kernel can no longer tell.
+    const peer = host.native.address(id, true);
+    this.peer = typeof peer === 'number' ? undefined : peer;
+  }
+
+  /**
+   * True when the connection stays half-open after the peer's FIN (set per listener, per connect
+   * or reactor-wide): `'end'` is then answered by your own `end()`.
+   */
+  get allowHalfOpen(): boolean {
+    return this.settings.allowHalfOpen;
+  }
+
+  /** The idle timeout set with {@link setTimeout} in ms; 0 when none. */
+  get timeout(): number {
+    return this.idle?.ms ?? 0;
+  }
+
+  /**
+   * Emits `'timeout'` after `ms` milliseconds without a byte read or written, as node:net's
+   * `socket.setTimeout()`: the connection is not closed, and the next activity starts a new
+   * period. `0` turns the timeout off. `callback`, if given, is added as a `'timeout'` listener.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` when `ms` is not a number >= 0.
+   * @example
+   * ```ts
+   * conn.setTimeout(30_000, () => conn.end()); // drop clients idle for 30 s
+   * ```
+   */
+  setTimeout(ms: number, callback?: () => void): this {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > 2 ** 31 - 1) {
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        `setTimeout: ms must be a number from 0 to ${2 ** 31 - 1}, got ${String(ms)}`,
+      );
+    }
+    if (callback !== undefined && typeof callback !== 'function')
+      throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'setTimeout: callback must be a function');
+    this.idle?.close();
+    this.idle = undefined;
+    if (ms > 0 && !this.isClosed) {
+      this.idle = new IdleTimeout(ms, () => {
+        if (!this.isClosed) this.emit('timeout');
+      });
+    }
+    if (callback !== undefined) {
+      if (ms === 0) this.removeListener('timeout', callback);
+      else this.once('timeout', callback);
+    }
+    return this;
   }
 
   /** @internal The kind of entry in the reactor's socket table. */
@@ -133,51 +277,65 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.paused;
   }
 
-  /** Remote IP address. */
+  /** Remote IP address; still readable in `'close'` handlers. */
   get remoteAddress(): string | undefined {
-    return this.address(true)?.[0];
+    return this.peer?.[0];
   }
 
-  /** Remote port. */
+  /** Remote port; still readable in `'close'` handlers. */
   get remotePort(): number | undefined {
-    return this.address(true)?.[1];
+    return this.peer?.[1];
   }
 
-  /** Local IP address. */
+  /** `'IPv4'` or `'IPv6'`, the family of the remote address. */
+  get remoteFamily(): 'IPv4' | 'IPv6' | undefined {
+    return this.peer === undefined ? undefined : this.peer[2] === 4 ? 'IPv4' : 'IPv6';
+  }
+
+  /** Local IP address; readable after close once it was read while open. */
   get localAddress(): string | undefined {
-    return this.address(false)?.[0];
+    return this.localEnd()?.[0];
   }
 
-  /** Local port. */
+  /** Local port; readable after close once it was read while open. */
   get localPort(): number | undefined {
-    return this.address(false)?.[1];
+    return this.localEnd()?.[1];
   }
 
   /**
    * Sends `data`: what the kernel takes goes out at once, the rest is copied to the native queue
    * and sent in order. Returns false when the queue has reached the high-water mark; wait for
    * `'drain'` before writing more. Writing to a closed connection returns false and sends nothing.
-   * @throws {@link IomuxError} `IOMUX_WRITE_AFTER_END` after `end()`.
+   *
+   * A write after the writable side ended (your `end()`, or iomux's own end after the peer's FIN
+   * when `allowHalfOpen` is false) sends nothing and returns false; as with node:net it is
+   * reported, not silently dropped: the first such write emits `'error'` with
+   * `IOMUX_WRITE_AFTER_END` (on the next tick, when a listener is attached), and `'close'` later
+   * carries the same error. Unlike node:net the connection is not destroyed by it: what was
+   * written before the end is still flushed, then FIN is sent.
+   * @example
+   * ```ts
+   * conn.on('error', (err) => {
+   *   if (err.code === 'IOMUX_WRITE_AFTER_END') upstream.destroy(); // the client went away
+   * });
+   * ```
    */
   write(data: Uint8Array | string): boolean {
+    // A graceful end may already have closed the socket (the peer had ended): still reported.
+    if (this.ending) return this.writeAfterEnd('write');
     if (!this.usable()) return false;
-    if (this.ending) {
-      if (!this.endedByUser) return false; // the reactor is closing it: nothing more goes out
-      throw new IomuxError('IOMUX_WRITE_AFTER_END', `write after end() on connection ${this.id}`);
-    }
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
+    if (!this.withinQueueLimit(buffer.byteLength)) return false;
     return this.afterWrite(this.host.native.write(this.id, buffer), buffer.byteLength);
   }
 
   /** Sends several chunks with one vectored write; same contract as {@link write}. */
   writev(chunks: readonly Uint8Array[]): boolean {
+    if (this.ending) return this.writeAfterEnd('writev');
     if (!this.usable()) return false;
-    if (this.ending) {
-      if (!this.endedByUser) return false;
-      throw new IomuxError('IOMUX_WRITE_AFTER_END', `writev after end() on connection ${this.id}`);
-    }
     let total = 0;
     for (const chunk of chunks) total += chunk.byteLength;
+    if (!this.withinQueueLimit(total)) return false;
     if (chunks.length <= MAX_WRITEV_BUFFERS)
       return this.afterWrite(this.host.native.writev(this.id, chunks), total);
     // The native call takes at most MAX_WRITEV_BUFFERS buffers; larger lists go in slices, in order.
@@ -189,13 +347,87 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.afterWrite(queued, total);
   }
 
+  /** Reports a write after the writable side ended (see {@link write}); always false. */
+  private writeAfterEnd(call: 'write' | 'writev'): false {
+    // reactor.close() ended it: the user asked for everything to close, nothing to report. Once
+    // 'close' was emitted nothing more is reported either (node:net: writes after destroy).
+    if (this.endedBy === 'reactor' || this.writeAfterEndError !== undefined || this.closeEmitted)
+      return false;
+    const why =
+      this.endedBy === 'user'
+        ? 'after end()'
+        : 'after the peer ended (allowHalfOpen is false, so iomux ended this side)';
+    const error = new IomuxError(
+      'IOMUX_WRITE_AFTER_END',
+      `${call} ${why} on connection ${this.id}: the data was not sent`,
+      { syscall: call },
+    );
+    this.writeAfterEndError = error;
+    if (this.isClosed) {
+      this.error ??= error; // the pending 'close' reports it (see finish)
+      return false;
+    }
+    process.nextTick(() => {
+      this.emitWriteAfterEnd();
+    });
+    return false;
+  }
+
+  /** Emits the write-after-end error once, before 'close' if both are pending. */
+  private emitWriteAfterEnd(): void {
+    if (this.writeAfterEndEmitted) return;
+    this.writeAfterEndEmitted = true;
+    if (this.listenerCount('error') > 0) this.emit('error', this.writeAfterEndError!);
+  }
+
+  /**
+   * The bytes given to the kernel but not sent yet at most (the native queue is only measured at
+   * writes and drains, and only shrinks in between), plus `bytes`, against `maxQueuedBytes`:
+   * false when the write must not go out (the connection was destroyed under 'destroy').
+   * @throws {@link IomuxError} `IOMUX_QUEUE_FULL` under 'refuse'.
+   */
+  private withinQueueLimit(bytes: number): boolean {
+    const limit = this.settings.maxQueuedBytes;
+    if (this.queuedBytes + bytes <= limit) return true;
+    this.host.noteQueueLimit();
+    const error = new IomuxError(
+      'IOMUX_QUEUE_FULL',
+      `connection ${this.id}: ${this.queuedBytes} bytes queued + ${bytes} would exceed maxQueuedBytes (${limit})`,
+    );
+    if (this.settings.queueLimitPolicy === 'refuse') throw error;
+    this.destroy(error);
+    return false;
+  }
+
+  /**
+   * Sets this connection's limit on queued bytes (over the listener's or connect()'s) and what a
+   * write over it does (see {@link QueueLimitPolicy}). `Infinity` removes the limit.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for a bad limit or policy.
+   * @example
+   * ```ts
+   * conn.setQueueLimit(1 << 20, 'destroy'); // drop a client that falls 1 MiB behind
+   * ```
+   */
+  setQueueLimit(maxQueuedBytes: number, policy: QueueLimitPolicy = 'destroy'): this {
+    const limit = checkQueueLimit('setQueueLimit', maxQueuedBytes, policy, this.settings);
+    this.settings = { ...this.settings, ...limit };
+    return this;
+  }
+
+  /** The most bytes this connection's write queue may hold (Infinity: no limit). */
+  get maxQueuedBytes(): number {
+    return this.settings.maxQueuedBytes;
+  }
+
   private afterWrite(queued: number, bytes: number): boolean {
     if (queued < 0) {
       this.destroy(socketError(queued, 'write'));
       return false;
     }
     this.bytesWritten += bytes;
+    this.host.noteQueued(queued - this.queuedBytes);
     this.queuedBytes = queued;
+    this.idle?.touch();
     if (queued >= this.host.highWaterMark) {
       this.needDrain = true;
       this.host.noteBackpressure();
@@ -210,13 +442,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    */
   end(data?: Uint8Array | string): void {
     if (this.isClosed || this.ending) return;
-    this.endedByUser = true;
+    this.endedBy = 'user';
     this.shutdown(data);
   }
 
-  /** @internal Ends our side on the reactor's behalf (close(), or the peer ended first). */
-  endByReactor(): void {
+  /** @internal Ends our side on the reactor's behalf: `'reactor'` from close(), or the peer's FIN. */
+  endByReactor(reason: 'peer' | 'reactor' = 'reactor'): void {
     if (this.isClosed || this.ending) return;
+    this.endedBy = reason;
     this.shutdown(undefined);
   }
 
@@ -235,6 +468,118 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.isClosed) return;
     if (this.host.owns(this)) this.host.native.destroy(this.id);
     this.finish(error, true);
+  }
+
+  /**
+   * Turns Nagle's algorithm off (`true`, iomux's default for every connection) or on (`false`:
+   * small writes are coalesced while an ACK is outstanding). No-op once closed.
+   * @throws {@link IomuxError} with the errno when the kernel refuses.
+   */
+  setNoDelay(noDelay = true): this {
+    this.setOption('noDelay', noDelay ? 1 : 0);
+    return this;
+  }
+
+  /**
+   * Turns TCP keep-alive probes on or off, as node:net: with `initialDelayMs` > 0 the first probe
+   * goes out after that much idle time (whole seconds, at least 1; 0 keeps the system default).
+   * No-op once closed.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for a negative delay; the errno when the
+   * kernel refuses.
+   * @example
+   * ```ts
+   * conn.setKeepAlive(true, 60_000); // probe a peer silent for a minute
+   * ```
+   */
+  setKeepAlive(enable = false, initialDelayMs = 0): this {
+    if (!Number.isFinite(initialDelayMs) || initialDelayMs < 0) {
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        `setKeepAlive: initialDelayMs must be a number >= 0, got ${String(initialDelayMs)}`,
+      );
+    }
+    this.setOption('keepAlive', enable ? 1 : 0);
+    if (enable && initialDelayMs > 0)
+      this.setOption('keepAliveIdle', Math.max(1, Math.floor(initialDelayMs / 1000)));
+    return this;
+  }
+
+  /** Sets the kernel's receive buffer (SO_RCVBUF); Linux doubles what it is given. */
+  setRecvBufferSize(bytes: number): this {
+    this.setOption('recvBufferSize', checkBufferSize('setRecvBufferSize', bytes));
+    return this;
+  }
+
+  /** Sets the kernel's send buffer (SO_SNDBUF); Linux doubles what it is given. */
+  setSendBufferSize(bytes: number): this {
+    this.setOption('sendBufferSize', checkBufferSize('setSendBufferSize', bytes));
+    return this;
+  }
+
+  /** The kernel's receive buffer size in bytes (SO_RCVBUF); undefined once closed. */
+  getRecvBufferSize(): number | undefined {
+    return this.getOption('recvBufferSize');
+  }
+
+  /** The kernel's send buffer size in bytes (SO_SNDBUF); undefined once closed. */
+  getSendBufferSize(): number | undefined {
+    return this.getOption('sendBufferSize');
+  }
+
+  /** True while Nagle's algorithm is off (TCP_NODELAY); undefined once closed. */
+  get noDelay(): boolean | undefined {
+    const value = this.getOption('noDelay');
+    return value === undefined ? undefined : value === 1;
+  }
+
+  /** True while keep-alive probes are on (SO_KEEPALIVE); undefined once closed. */
+  get keepAlive(): boolean | undefined {
+    const value = this.getOption('keepAlive');
+    return value === undefined ? undefined : value === 1;
+  }
+
+  /**
+   * Closes at once with a TCP RST instead of a FIN (SO_LINGER 0), dropping queued writes, as
+   * node:net's `resetAndDestroy()`: the peer sees `ECONNRESET`, so a proxy can pass a reset on.
+   * `'close'` follows without an error.
+   * @example
+   * ```ts
+   * upstream.on('close', (err) => {
+   *   if (err?.code === 'ECONNRESET') client.resetAndDestroy();
+   * });
+   * ```
+   */
+  resetAndDestroy(): this {
+    if (this.isClosed) return this;
+    if (this.host.owns(this)) this.host.native.setOption(this.id, 'lingerReset', 1);
+    this.destroy();
+    return this;
+  }
+
+  private setOption(name: string, value: number): void {
+    if (!this.usable()) return;
+    const rc = this.host.native.setOption(this.id, name, value);
+    if (rc < 0) throw socketError(rc, 'setsockopt', name);
+  }
+
+  private getOption(name: string): number | undefined {
+    if (!this.usable()) return undefined;
+    const value = this.host.native.getOption(this.id, name);
+    return value < 0 ? undefined : value;
+  }
+
+  /**
+   * Reads the connection with `for await`: each chunk in order, with reading paused while the
+   * loop body runs (backpressure). The loop ends at the peer's FIN, and throws the error the
+   * connection closed with (`ECONNRESET`, ...). Leaving the loop early destroys the connection,
+   * as node's readable streams do. Do not mix with your own `'data'` listener.
+   * @example
+   * ```ts
+   * for await (const chunk of conn) await store.append(chunk); // no more reads while appending
+   * ```
+   */
+  [Symbol.asyncIterator](): AsyncGenerator<Buffer, void, undefined> {
+    return readChunks(this);
   }
 
   /** Stops reading; the kernel buffers (and then the peer) hold further data. */
@@ -308,21 +653,27 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** @internal */
   onData(chunk: Buffer): void {
     if (this.held !== undefined) this.held.push(chunk);
+    // Paused earlier in this batch: the batch's later bytes wait for resume(), in order.
+    else if (this.paused) this.held = [chunk];
     else this.dataNow(chunk);
   }
 
   private dataNow(chunk: Buffer): void {
     this.bytesRead += chunk.byteLength;
+    this.idle?.touch();
     this.emit('data', chunk);
   }
 
   /** @internal */
   onDrain(): void {
-    if (this.held !== undefined) this.held.push('drain');
+    // Only the early hold delays a drain: one held for resume() would stall the writer that
+    // paused reading until this very drain.
+    if (this.holdingEarly) (this.held ??= []).push('drain');
     else this.drainNow();
   }
 
   private drainNow(): void {
+    this.host.noteQueued(-this.queuedBytes);
     this.queuedBytes = 0;
     if (!this.needDrain) return;
     this.needDrain = false;
@@ -332,6 +683,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** @internal */
   onEnd(): void {
     if (this.held !== undefined) this.held.push('end');
+    else if (this.paused) this.held = ['end'];
     else this.endNow();
   }
 
@@ -339,7 +691,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.remoteEnded = true;
     // The reactor's own work first, as node:net does: a throwing 'end' listener must not leave
     // the connection half-open.
-    if (!this.host.allowHalfOpen) this.endByReactor();
+    if (!this.settings.allowHalfOpen) this.endByReactor('peer');
     this.emit('end');
   }
 
@@ -358,22 +710,78 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.finish(errno === 0 ? undefined : socketError(errno, 'read'), false);
   }
 
-  private address(peer: boolean): [string, number, 4 | 6] | undefined {
-    if (!this.usable()) return undefined;
-    const result = this.host.native.address(this.id, peer);
-    return typeof result === 'number' ? undefined : result;
+  private localEnd(): SocketAddress | undefined {
+    if (this.local !== undefined || !this.usable()) return this.local;
+    const result = this.host.native.address(this.id, false);
+    if (typeof result !== 'number') this.local = result;
+    return this.local;
   }
 
-  private finish(error: IomuxError | undefined, deferred: boolean): void {
+  // ---- Hand-off hook: the socket leaves this reactor with its state (transfer.ts, adopt.ts) ----
+
+  /**
+   * Moves this connection to a reactor in another thread: returns a {@link ConnectionTicket} to
+   * post to it (`worker.postMessage(ticket)`), where `reactor.adopt(ticket)` makes it a normal
+   * connection again. Bytes read but not consumed, queued writes and the paused state go with
+   * it. This object then closes (`'close'` without error) and emits nothing else.
+   * @throws {@link IomuxError} `IOMUX_SOCKET_CLOSED`, `IOMUX_INVALID_ARGUMENT` after `end()`,
+   * `EOPNOTSUPP` on the io_uring backend (it can adopt, but not hand over a live socket).
+   */
+  transfer(): ConnectionTicket {
+    return ticketFor(this);
+  }
+
+  /** @internal Detaches the socket (its fd stays open) with what this object still held back. */
+  detachForHandOff(): HandOff {
+    const held = this.held ?? [];
+    if (!this.usable() || held.some((event) => typeof event === 'object' && !isBuffer(event)))
+      throw new IomuxError('IOMUX_SOCKET_CLOSED', `connection ${this.id} is closed`);
+    if (this.ending)
+      throw new IomuxError('IOMUX_INVALID_ARGUMENT', `connection ${this.id} has ended its side`);
+    // Called from a handler mid-batch: this socket's later events of the batch go with it.
+    const later = this.host.prepareHandOff(this.id);
+    if (later.close !== undefined) {
+      this.onClose(later.close);
+      throw new IomuxError('IOMUX_SOCKET_CLOSED', `connection ${this.id} is closed`);
+    }
+    const detached = this.host.native.detach(this.id);
+    if (typeof detached === 'number') throw socketError(detached, 'detach');
+    const heldBytes = [...held.filter(isBuffer), ...later.bytes];
+    const paused = this.paused;
+    this.held = undefined;
+    this.finish(undefined, true);
+    return { detached, heldBytes, heldEnd: held.includes('end') || later.end, paused };
+  }
+
+  private finish(closeError: IomuxError | undefined, deferred: boolean): void {
     if (this.isClosed) return;
     this.isClosed = true;
-    this.error = error;
+    this.error = closeError ?? this.writeAfterEndError;
+    this.host.noteQueued(-this.queuedBytes); // what was still queued is dropped or in the kernel
+    this.queuedBytes = 0;
+    this.idle?.close();
+    this.idle = undefined;
     this.host.forget(this);
-    const emitClose = (): void => {
-      if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
-      this.emit('close', error);
-    };
-    if (deferred) process.nextTick(emitClose);
-    else emitClose();
+    if (deferred)
+      process.nextTick(() => {
+        this.emitClose();
+      });
+    else this.emitClose();
   }
+
+  /**
+   * 'error' (when listened to) then 'close', with the error the socket closed with or, after a
+   * clean close, the write after end (which a write in between the close and now may have set).
+   */
+  private emitClose(): void {
+    const error = this.error;
+    if (error !== undefined && error === this.writeAfterEndError) this.emitWriteAfterEnd();
+    else if (error !== undefined && this.listenerCount('error') > 0) this.emit('error', error);
+    this.closeEmitted = true;
+    this.emit('close', error);
+  }
+}
+
+function isBuffer(event: HeldEvent): event is Buffer {
+  return Buffer.isBuffer(event);
 }

@@ -31,6 +31,8 @@ export interface DispatchHost extends ConnectionHost {
   readonly codes: NativeEventCodes;
   /** Refs or unrefs the backend's watcher after the table changed. */
   updateRef(): void;
+  /** Where dispatch is in the current batch. */
+  readonly batch: BatchCursor;
 }
 
 /** Hands the `count` event records of the current batch to their sockets, in order. */
@@ -38,14 +40,65 @@ export function deliverBatch(host: DispatchHost, count: number, slab: Buffer | u
   const events = host.events;
   const codes = host.codes;
   const step = codes.EVENT_INTS;
+  const cursor = host.batch;
+  cursor.count = count;
+  cursor.slab = slab;
   for (let i = 0, p = 0; i < count; i += 1, p += step) {
+    cursor.next = i + 1;
     try {
       deliver(host, events[p]!, events[p + 1]!, events[p + 2]!, events[p + 3]!, slab, codes);
     } catch (err) {
       rethrowLater(err);
     }
   }
+  cursor.count = 0;
+  cursor.slab = undefined;
 }
+
+/** Where {@link deliverBatch} is in the current batch (one object per reactor, reused). */
+export interface BatchCursor {
+  /** Index of the next record to deliver. */
+  next: number;
+  /** Records in the batch; 0 between batches. */
+  count: number;
+  /** The batch's read data. */
+  slab: Buffer | undefined;
+}
+
+/** The later events of the current batch for one connection, taken by a hand-off. */
+export interface LaterEvents {
+  /** DATA not delivered yet, in order. */
+  bytes: Buffer[];
+  /** An END follows them. */
+  end: boolean;
+  /** The errno of a CLOSE that follows (the backend already released the socket), if one does. */
+  close: number | undefined;
+}
+
+/**
+ * Takes the not yet delivered events of connection `id` out of the current batch (when a handler
+ * hands the connection off mid-batch, they go with it instead of being lost or reaching an
+ * object that reuses the id): each one taken is blanked, so the loop skips it.
+ */
+export function takeLaterEvents(host: DispatchHost, id: number): LaterEvents {
+  const taken: LaterEvents = { bytes: [], end: false, close: undefined };
+  const { events, codes, batch } = host;
+  const step = codes.EVENT_INTS;
+  for (let i = batch.next; i < batch.count; i += 1) {
+    const p = i * step;
+    if (events[p + 1] !== id) continue;
+    const type = events[p];
+    if (type === codes.DATA)
+      taken.bytes.push(batch.slab!.subarray(events[p + 2], events[p + 2]! + events[p + 3]!));
+    else if (type === codes.END) taken.end = true;
+    else if (type === codes.CLOSE) taken.close = events[p + 2];
+    events[p] = NO_EVENT;
+  }
+  return taken;
+}
+
+/** A blanked record: no type has this code. */
+const NO_EVENT = -1;
 
 /** Hands one event record to the object that owns its id. */
 function deliver(
@@ -87,12 +140,12 @@ function accepted(host: DispatchHost, id: number, listenerId: number): void {
     host.native.destroy(id);
     return;
   }
-  const connection = new Connection(host, id);
+  const connection = new Connection(host, id, listener.connectionSettings);
   host.table.set(id, connection);
   host.updateRef();
   if (channels.connectionOpen.hasSubscribers)
     channels.connectionOpen.publish({ backend: host.backend, id, kind: 'accepted' });
-  listener.onConnection(connection);
+  listener.accept(connection);
 }
 
 function connected(host: DispatchHost, id: number, errno: number): void {
@@ -101,10 +154,10 @@ function connected(host: DispatchHost, id: number, errno: number): void {
   host.table.remove(id, pending);
   if (errno !== 0) {
     host.updateRef();
-    pending.reject(socketError(errno, 'connect'));
+    pending.reject(socketError(errno, 'connect', pending.address));
     return;
   }
-  const connection = new Connection(host, id);
+  const connection = new Connection(host, id, pending.settings);
   host.table.set(id, connection);
   host.updateRef();
   if (channels.connectionOpen.hasSubscribers)

@@ -16,6 +16,7 @@ export type IomuxErrorCode =
   | 'IOMUX_POOL_CLOSED'
   | 'IOMUX_WORKER_FAILED'
   | 'IOMUX_SOCKET_CLOSED'
+  | 'IOMUX_HANDLER_REJECTED'
   | (string & {});
 
 const errnoNames = new Map<number, string>(

@@ -6,7 +6,7 @@
  */
 import { closeSync } from 'node:fs';
 import type { NativeBackendHandle, NativeEventCodes } from './backend.js';
-import { Connection } from './connection.js';
+import { Connection, type ConnectionSettings } from './connection.js';
 import { socketError, type IomuxError } from './errors.js';
 import type { Listener } from './listener.js';
 import { SocketTable } from './socket-table.js';
@@ -16,10 +16,16 @@ import type { UdpSocket } from './udp.js';
 export interface PendingConnect {
   /** Table kind. */
   readonly socketKind: 'pending';
+  /** Backend id of the socket; a runtime fallback changes it. */
+  id: number;
+  /** `host:port` connected to, for error messages. */
+  readonly address: string;
   /** Completes the connect. */
-  resolve(connection: Connection): void;
+  resolve: (connection: Connection) => void;
   /** Fails the connect. */
-  reject(error: IomuxError): void;
+  reject: (error: IomuxError) => void;
+  /** What the connection starts with once established. */
+  readonly settings: ConnectionSettings;
 }
 
 /** Everything a reactor's socket table holds. */
@@ -67,7 +73,7 @@ export function migrateSockets(
     }
     moved += 1;
     next.set(newId, slot);
-    if (slot.socketKind !== 'pending') slot.id = newId;
+    slot.id = newId;
     if (typeof detached !== 'number' && slot instanceof Connection) {
       const [, socketFlags, unsent, undelivered] = detached;
       const eof = (socketFlags & codes.EOF_UNDELIVERED) !== 0;

@@ -4,6 +4,7 @@
  */
 export { createReactor, Reactor, Listener } from './reactor.js';
 export type {
+  ConnectionHandler,
   ConnectOptions,
   FallbackRecord,
   FaultInjection,
@@ -28,7 +29,13 @@ export type { ListenerHost } from './listener.js';
 export { Connection } from './connection.js';
 export { UdpSocket } from './udp.js';
 export type { OutgoingDatagram, RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';
-export type { ConnectionEvents, ConnectionHost } from './connection.js';
+export type { ConnectionEvents, ConnectionHost, QueueLimitPolicy } from './connection.js';
+export { ConnectionDuplex, toDuplex } from './duplex.js';
+export type { DuplexOptions, SocketAddress } from './duplex.js';
+export { toNetSocket } from './adopt.js';
+export type { AdoptOptions, AdoptSource } from './adopt.js';
+export { discardTicket, isConnectionTicket } from './transfer.js';
+export type { ConnectionTicket } from './transfer.js';
 export {
   BACKEND_NAMES,
   CONFIG_DEFAULTS,

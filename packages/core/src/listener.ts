@@ -3,12 +3,31 @@
  * for failed accepts, and `close()`. Accepting itself is the reactor's (reactor.ts).
  */
 import { EventEmitter } from 'node:events';
-import type { Connection } from './connection.js';
-import type { IomuxError } from './errors.js';
+import type { Connection, ConnectionSettings } from './connection.js';
+import { IomuxError } from './errors.js';
+
+/**
+ * What `listen()` calls with each accepted connection. It may be async: a returned promise that
+ * rejects is reported (see {@link ListenerEvents.error}); any other return value is ignored.
+ */
+export type ConnectionHandler = (connection: Connection) => unknown;
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}
 
 /** Events of a {@link Listener}. */
 export interface ListenerEvents {
-  /** Accepting failed (EMFILE, ...); the listener stays open. Emitted only when listened to. */
+  /**
+   * Accepting failed (EMFILE, ...; the listener stays open), or the promise returned by the
+   * `onConnection` handler rejected (`IOMUX_HANDLER_REJECTED`, the reason as `cause`; that
+   * connection is destroyed with the same error). Emitted only when listened to; a rejection
+   * nobody listens to here goes to the reactor's `'error'`, else it is an uncaught exception.
+   */
   error: [error: IomuxError];
   /** The listener is closed. */
   close: [];
@@ -18,6 +37,8 @@ export interface ListenerEvents {
 export interface ListenerHost {
   /** Stops accepting on the listener's socket and drops it from the reactor's table. */
   closeListener(listener: Listener): void;
+  /** Reports an error nobody handled on the listener: the reactor's `'error'`, else uncaught. */
+  reportError(error: IomuxError): void;
 }
 
 /** A listening socket. */
@@ -33,8 +54,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
     readonly host: string,
     /** Bound port (the real one when 0 was asked for). */
     readonly port: number,
-    /** @internal */
-    readonly onConnection: (connection: Connection) => void,
+    private readonly onConnection: ConnectionHandler,
+    /** @internal What every connection this listener accepts starts with. */
+    readonly connectionSettings: ConnectionSettings,
   ) {
     super();
   }
@@ -44,6 +66,31 @@ export class Listener extends EventEmitter<ListenerEvents> {
   // eslint-disable-next-line @typescript-eslint/class-literal-property-style
   get socketKind(): 'listener' {
     return 'listener';
+  }
+
+  /**
+   * @internal Hands an accepted connection to the user's handler. A promise it returns that
+   * rejects destroys that connection and is reported (see {@link ListenerEvents.error}); a
+   * synchronous throw propagates to the batch, which reports it as uncaught.
+   */
+  accept(connection: Connection): void {
+    const result = this.onConnection(connection);
+    if (!isPromiseLike(result)) return;
+    result.then(undefined, (reason: unknown) => {
+      this.handlerRejected(connection, reason);
+    });
+  }
+
+  private handlerRejected(connection: Connection, reason: unknown): void {
+    const message = reason instanceof Error ? reason.message : String(reason);
+    const error = new IomuxError(
+      'IOMUX_HANDLER_REJECTED',
+      `onConnection of the listener on ${this.host}:${this.port} rejected: ${message}`,
+      { cause: reason },
+    );
+    connection.destroy(error);
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else this.reactor.reportError(error);
   }
 
   /** True once closed. */

@@ -45,6 +45,10 @@ export interface MetricsSnapshot {
   writes_queued: number;
   /** Counter: `write()` calls that returned false (queue at the high-water mark). */
   backpressure_events: number;
+  /** Gauge: bytes waiting in the connections' native write queues, as of each one's last write. */
+  write_queue_bytes: number;
+  /** Counter: writes refused, or connections destroyed, for going over `maxQueuedBytes`. */
+  queue_limit_hits: number;
   /** Counter: failed accepts (EMFILE, ...). */
   accept_errors: number;
   /** Counter: fallbacks, at start-up and at run time. */
@@ -77,7 +81,7 @@ export const channels = {
   poll: channel('iomux:poll'),
   /** A backend was replaced: the `FallbackRecord`. */
   fallback: channel('iomux:fallback'),
-  /** A connection opened: `{ backend, id, kind: 'accepted' | 'connected' }`. */
+  /** A connection opened: `{ backend, id, kind: 'accepted' | 'connected' | 'adopted' }`. */
   connectionOpen: channel('iomux:connection:open'),
   /** A connection closed: `{ backend, id, error }`. */
   connectionClose: channel('iomux:connection:close'),
@@ -90,6 +94,10 @@ export type PollObserver = (eventsCount: number, waitMs: number) => void;
 export class ReactorMetrics {
   /** `write()` calls that returned false. */
   backpressureEvents = 0;
+  /** Bytes in the connections' write queues (each as of its last write or drain). */
+  writeQueueBytes = 0;
+  /** Writes refused or connections destroyed over `maxQueuedBytes`. */
+  queueLimitHits = 0;
   /** Batches seen. */
   batches = 0;
   /** Events seen. */
@@ -193,6 +201,18 @@ export const EXPORTED_METRICS: readonly ExportedMetric[] = [
     'iomux.backpressure',
     'write() calls that returned false',
     (m) => m.backpressure_events,
+  ),
+  gauge(
+    'write_queue_bytes',
+    'iomux.write_queue.bytes',
+    'Bytes waiting in the connections write queues',
+    (m) => m.write_queue_bytes,
+  ),
+  counter(
+    'queue_limit_hits',
+    'iomux.queue_limit_hits',
+    'Writes refused or connections destroyed over maxQueuedBytes',
+    (m) => m.queue_limit_hits,
   ),
   counter(
     'accept_errors',

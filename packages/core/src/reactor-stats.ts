@@ -83,6 +83,8 @@ export function metricsSnapshot(src: SnapshotSources): MetricsSnapshot {
     bytes_out: c.bytesWritten,
     writes_queued: c.writesQueued,
     backpressure_events: src.metrics.backpressureEvents,
+    write_queue_bytes: src.metrics.writeQueueBytes,
+    queue_limit_hits: src.metrics.queueLimitHits,
     accept_errors: c.acceptErrors,
     fallbacks: src.fallbacks,
     ticks: src.tickLoop?.stats() ?? null,

@@ -24,17 +24,33 @@ import {
   type ResolvedConfig,
   type SnakeCaseConfig,
 } from './config.js';
-import { Connection, type ConnectionHost } from './connection.js';
-import { BatchObserver, deliverBatch } from './dispatch.js';
+import { adoptSocket, type AdoptOptions, type AdoptSource } from './adopt.js';
+import {
+  Connection,
+  checkQueueLimit,
+  type ConnectionHost,
+  type ConnectionSettings,
+} from './connection.js';
+import {
+  BatchObserver,
+  deliverBatch,
+  takeLaterEvents,
+  type BatchCursor,
+  type LaterEvents,
+} from './dispatch.js';
+import { abortError, guardConnect } from './connect-guard.js';
 import { IomuxError, backendHint, socketError } from './errors.js';
 import { failOver } from './failover.js';
 import type { PendingConnect, Slot } from './fallback.js';
-import { Listener, type ListenerHost } from './listener.js';
+import { Listener, type ConnectionHandler, type ListenerHost } from './listener.js';
 import { Pump } from './pump.js';
 import { CounterTotals, metricsSnapshot, type ReactorStats } from './reactor-stats.js';
 import { resolveReactorOptions, type Logger, type ReactorOptions } from './reactor-options.js';
 import {
   checkPort,
+  optionalBoolean,
+  optionalSignal,
+  optionalTimeout,
   positiveInt,
   resolveHost,
   type ConnectOptions,
@@ -47,20 +63,29 @@ import { resolveTuning } from './tuning.js';
 import { UdpSocket, type UdpHost } from './udp.js';
 import { runTicks, type TickFn, type TickLoop, type TickLoopOptions } from './tick-loop.js';
 import { NativeTimers, type TimerSource } from './timers.js';
-import { guarded } from './user-code.js';
+import { guarded, rethrowLater } from './user-code.js';
 import { WorkerPool, type WorkerPoolOptions, type WorkerTaskOptions } from './worker-pool.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
 export { Listener } from './listener.js';
-export type { ListenerEvents } from './listener.js';
+export type { ConnectionHandler, ListenerEvents } from './listener.js';
 export type { FallbackRecord, MigrationSummary } from './backend-open.js';
 export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
 export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
 export type { ReactorStats } from './reactor-stats.js';
 
+/**
+ * Backends whose engine cannot detach one socket while it goes on serving the others: io_uring's
+ * detach settles the whole ring, as for a runtime fallback (`iouring_migrate.cc`).
+ */
+const NO_LIVE_DETACH: ReadonlySet<BackendName> = new Set<BackendName>(['io_uring']);
+
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
-  /** The backend failed while serving. */
+  /**
+   * The backend failed while serving (`IOMUX_BACKEND_FAILED`), or an `onConnection` handler's
+   * promise rejected (`IOMUX_HANDLER_REJECTED`) and its listener has no `'error'` listener.
+   */
   error: [error: IomuxError];
   /** A backend could not be used and another took over. */
   fallback: [record: FallbackRecord];
@@ -84,8 +109,8 @@ export class Reactor
   native: NativeBackendHandle;
   /** @internal */
   readonly highWaterMark: number;
-  /** @internal */
-  readonly allowHalfOpen: boolean;
+  /** @internal What connections start with unless their listen() or connect() says otherwise. */
+  private readonly connectionDefaults: ConnectionSettings;
 
   /** @internal The backend's event type codes and record size. */
   codes: NativeEventCodes;
@@ -120,7 +145,11 @@ export class Reactor
     this.config = config;
     const resolved = resolveReactorOptions(options);
     this.highWaterMark = resolved.highWaterMark;
-    this.allowHalfOpen = resolved.allowHalfOpen;
+    this.connectionDefaults = {
+      allowHalfOpen: resolved.allowHalfOpen,
+      maxQueuedBytes: Infinity,
+      queueLimitPolicy: 'destroy',
+    };
     this.closeTimeoutMs = resolved.closeTimeoutMs;
     this.options = options;
     if (options.workers instanceof WorkerPool) this.pool = options.workers;
@@ -162,15 +191,15 @@ export class Reactor
    * });
    * ```
    */
-  async listen(
-    options: ListenOptions,
-    onConnection: (connection: Connection) => void,
-  ): Promise<Listener> {
+  async listen(options: ListenOptions, onConnection: ConnectionHandler): Promise<Listener> {
     const port = checkPort(options.port, 'listen');
     const backlog = positiveInt('backlog', options.backlog, 1, 511);
+    const settings = this.connectionSettings('listen', options);
+    const signal = optionalSignal('listen: signal', options.signal);
     if (typeof onConnection !== 'function')
       throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'listen: onConnection must be a function');
     const host = await resolveHost(options.host ?? '0.0.0.0');
+    if (signal?.aborted) throw abortError('listen', `${host}:${port}`, signal);
     this.assertOpen();
     const id = this.native.listen(
       host,
@@ -182,27 +211,65 @@ export class Reactor
     if (id < 0) throw socketError(id, 'listen', this.detail(id, `${host}:${port}`));
     const address = this.native.address(id, false);
     const boundPort = typeof address === 'number' ? port : address[1];
-    const listener = new Listener(this, id, host, boundPort, onConnection);
+    const listener = new Listener(this, id, host, boundPort, onConnection, settings);
     this.table.set(id, listener);
     this.updateRef();
+    if (signal !== undefined) closeOnAbort(listener, signal);
     return listener;
   }
 
   /**
    * Opens a TCP connection; resolves once it is established.
-   * @throws {@link IomuxError} `ECONNREFUSED`, `ETIMEDOUT`, `ENETUNREACH`, ...
+   * @throws {@link IomuxError} `ECONNREFUSED`, `ETIMEDOUT`, `ENETUNREACH`, ... with the address in
+   * the message (`connect ECONNREFUSED 127.0.0.1:4000`); `ETIMEDOUT` after `timeoutMs`;
+   * `ABORT_ERR` when `signal` aborts first; `IOMUX_INVALID_ARGUMENT` for a bad option (port 0
+   * included: there is nothing to connect to there).
+   * @example
+   * ```ts
+   * const conn = await reactor.connect({ host: '127.0.0.1', port: 6379, timeoutMs: 2000 });
+   * ```
    */
   async connect(options: ConnectOptions): Promise<Connection> {
     const port = checkPort(options.port, 'connect');
+    if (port === 0)
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        'connect: port must be from 1 to 65535, got 0',
+      );
+    const settings = this.connectionSettings('connect', options);
+    const timeoutMs = optionalTimeout('connect: timeoutMs', options.timeoutMs);
+    const signal = optionalSignal('connect: signal', options.signal);
+    const requested = `${options.host ?? '127.0.0.1'}:${port}`;
+    if (signal?.aborted) throw abortError('connect', requested, signal);
     const host = await resolveHost(options.host ?? '127.0.0.1');
+    const address = `${host}:${port}`;
+    if (signal?.aborted) throw abortError('connect', address, signal);
     this.assertOpen();
     const id = this.native.connect(host, port);
-    if (id < 0) throw socketError(id, 'connect', this.detail(id, `${host}:${port}`));
+    if (id < 0) throw socketError(id, 'connect', this.detail(id, address));
     return new Promise<Connection>((resolve, reject) => {
-      const pending: PendingConnect = { socketKind: 'pending', resolve, reject };
+      const pending: PendingConnect = {
+        socketKind: 'pending',
+        id,
+        address,
+        resolve,
+        reject,
+        settings,
+      };
       this.table.set(id, pending);
       this.updateRef();
+      guardConnect(pending, { timeoutMs, signal }, (error) => {
+        this.cancelConnect(pending, error);
+      });
     });
+  }
+
+  /** Gives up a connect that has not completed: its socket is closed, the promise rejected. */
+  private cancelConnect(pending: PendingConnect, error: IomuxError): void {
+    if (!this.table.remove(pending.id, pending)) return; // it settled meanwhile
+    if (this.failure === undefined) this.native.destroy(pending.id);
+    this.updateRef();
+    pending.reject(error);
   }
 
   /**
@@ -240,6 +307,67 @@ export class Reactor
     return socket;
   }
 
+  // ---- Sockets handed in from node:net, an fd, or another reactor: adopt.ts does the work ----
+  /** @internal Where dispatch is in the current batch (a hand-off takes its socket's rest). */
+  readonly batch: BatchCursor = { next: 0, count: 0, slab: undefined };
+
+  /**
+   * @internal A connection is about to leave (transfer, toNetSocket): its later events of the
+   * current batch go with it.
+   * @throws {@link IomuxError} `EOPNOTSUPP` on a backend that cannot detach a live socket.
+   */
+  prepareHandOff(id: number): LaterEvents {
+    if (NO_LIVE_DETACH.has(this.backend))
+      throw new IomuxError(
+        'EOPNOTSUPP',
+        `the ${this.backend} backend cannot hand over a live connection (its sockets can be adopted)`,
+      );
+    return takeLaterEvents(this, id);
+  }
+
+  /**
+   * Takes a connected TCP socket into this reactor and returns it as a {@link Connection}: a
+   * `net.Socket` (node:http's `'upgrade'` or `'connection'`; pass the upgrade `head` in
+   * `options.head`), an fd (which the reactor then owns), or a ticket from
+   * {@link Connection.transfer} in another thread. Bytes already read are delivered first; the
+   * peer notices nothing.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT`, `ENOTSOCK`, `EBADF`, `EPROTOTYPE`, ...
+   * @example
+   * ```ts
+   * httpServer.on('upgrade', async (req, socket, head) => {
+   *   const conn = await reactor.adopt(socket, { head });
+   *   conn.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: game\r\nConnection: Upgrade\r\n\r\n');
+   * });
+   * ```
+   */
+  async adopt(source: AdoptSource, options: AdoptOptions = {}): Promise<Connection> {
+    this.assertOpen();
+    return adoptSocket(this, source, options, (allowHalfOpen) =>
+      this.connectionSettings('adopt', allowHalfOpen === undefined ? {} : { allowHalfOpen }),
+    );
+  }
+
+  /** The reactor's connection defaults, or a new settings object when `options` overrides one. */
+  private connectionSettings(
+    call: 'listen' | 'connect' | 'adopt',
+    options: { allowHalfOpen?: boolean; maxQueuedBytes?: number; queueLimitPolicy?: string },
+  ): ConnectionSettings {
+    const defaults = this.connectionDefaults;
+    const allowHalfOpen = optionalBoolean(
+      `${call}: allowHalfOpen`,
+      options.allowHalfOpen,
+      defaults.allowHalfOpen,
+    );
+    const limit = checkQueueLimit(call, options.maxQueuedBytes, options.queueLimitPolicy, defaults);
+    if (
+      allowHalfOpen === defaults.allowHalfOpen &&
+      limit.maxQueuedBytes === defaults.maxQueuedBytes &&
+      limit.queueLimitPolicy === defaults.queueLimitPolicy
+    )
+      return defaults; // one shared object for every connection that asks for nothing special
+    return { allowHalfOpen, ...limit };
+  }
+
   /** @internal */
   forgetUdp(socket: UdpSocket): void {
     if (this.table.remove(socket.id, socket)) this.updateRef();
@@ -248,6 +376,9 @@ export class Reactor
   /**
    * Runs `tick` at a fixed rate (default: 1000 / `timeout_ms` Hz) with I/O pumped between ticks:
    * the game-server loop of the spec. See {@link runTicks} for the overrun policy and statistics.
+   * When the loop ends (stop, `maxTicks`, its signal, a throwing tick) a reactor left in manual
+   * dispatch resumes automatic dispatch, so a pending `connect()` or incoming data is not left
+   * waiting for a pump that no longer runs; call {@link stop} again to go on pumping by hand.
    * @example
    * ```ts
    * reactor.stop(); // pump I/O from the loop
@@ -332,6 +463,15 @@ export class Reactor
   }
 
   /**
+   * @internal Called when a {@link runTicks} loop ends: nothing pumps a reactor in manual dispatch
+   * any more, so automatic dispatch resumes (call `stop()` again to pump by hand).
+   */
+  tickLoopEnded(loop: TickLoop): void {
+    if (loop !== this.tickLoop || !this.live || this.closing !== undefined) return;
+    if (!this.pump.isRunning) this.pump.run();
+  }
+
+  /**
    * Calls `observer(eventsCount, waitMs)` for every batch until the returned function is called.
    * The metrics adapters use this; it costs nothing while no observer is attached.
    */
@@ -353,6 +493,16 @@ export class Reactor
   /** @internal */
   noteBackpressure(): void {
     this.metricsState.backpressureEvents += 1;
+  }
+
+  /** @internal */
+  noteQueued(delta: number): void {
+    this.metricsState.writeQueueBytes += delta;
+  }
+
+  /** @internal */
+  noteQueueLimit(): void {
+    this.metricsState.queueLimitHits += 1;
   }
 
   /**
@@ -451,6 +601,12 @@ export class Reactor
   }
 
   /** @internal */
+  reportError(error: IomuxError): void {
+    if (this.listenerCount('error') > 0) guarded(() => this.emit('error', error));
+    else rethrowLater(error);
+  }
+
+  /** @internal */
   closeListener(listener: Listener): void {
     if (!this.table.owns(listener.id, listener)) return;
     if (this.failure === undefined) this.native.destroy(listener.id);
@@ -530,6 +686,17 @@ export class Reactor
   retire(old: NativeBackendHandle): void {
     this.counters.retire(old);
   }
+}
+
+/** Closes `listener` when `signal` aborts; the abort listener goes when the listener closes. */
+function closeOnAbort(listener: Listener, signal: AbortSignal): void {
+  const onAbort = (): void => {
+    listener.close();
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  listener.once('close', () => {
+    signal.removeEventListener('abort', onAbort);
+  });
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import type { QueueLimitPolicy } from './connection.js';
 import { IomuxError } from './errors.js';
 
 /** Options of {@link Reactor.listen}. */
@@ -19,6 +20,20 @@ export interface ListenOptions {
   reusePort?: boolean;
   /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
   ipv6Only?: boolean;
+  /**
+   * Accepted connections stay half-open after the peer's FIN until you call `end()`. Default:
+   * the reactor's `allowHalfOpen` (false).
+   */
+  allowHalfOpen?: boolean;
+  /** Aborting it closes the listener (or rejects the listen() with `ABORT_ERR`). */
+  signal?: AbortSignal;
+  /**
+   * Most bytes each accepted connection's native write queue may hold; a write over it is handled by
+   * `queueLimitPolicy`. Default Infinity (no limit).
+   */
+  maxQueuedBytes?: number;
+  /** `'destroy'` (default) or `'refuse'`; see {@link QueueLimitPolicy}. */
+  queueLimitPolicy?: QueueLimitPolicy;
 }
 
 /** Options of {@link Reactor.udp}. */
@@ -44,8 +59,37 @@ export interface UdpOptions {
 export interface ConnectOptions {
   /** IP address or host name. Default `127.0.0.1`. */
   host?: string;
-  /** Port to connect to. */
+  /** Port to connect to, 1 to 65535. */
   port: number;
+  /** Fail with `ETIMEDOUT` if the connection is not established within this many ms. */
+  timeoutMs?: number;
+  /** Aborting it before the connection is established fails the connect with `ABORT_ERR`. */
+  signal?: AbortSignal;
+  /**
+   * Most bytes a connection's native write queue may hold; a write over it is handled by
+   * `queueLimitPolicy`. Default Infinity (no limit).
+   */
+  maxQueuedBytes?: number;
+  /** `'destroy'` (default) or `'refuse'`; see {@link QueueLimitPolicy}. */
+  queueLimitPolicy?: QueueLimitPolicy;
+
+  /**
+   * The connection stays half-open after the peer's FIN until you call `end()`. Default: the
+   * reactor's `allowHalfOpen` (false).
+   */
+  allowHalfOpen?: boolean;
+}
+
+/** `value` if it is a boolean, `fallback` when absent. */
+export function optionalBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${name} must be a boolean, got a ${typeof value}`,
+    );
+  }
+  return value;
 }
 
 /** `value` if it is an integer >= `min`, `fallback` when absent. */
@@ -74,6 +118,26 @@ export function checkPort(port: unknown, what: string): number {
     );
   }
   return port;
+}
+
+/** `ms` if it is a timeout in ms (a positive integer that fits a timer), undefined when absent. */
+export function optionalTimeout(name: string, ms: unknown): number | undefined {
+  if (ms === undefined) return undefined;
+  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 1 || ms > 2 ** 31 - 1) {
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${name} must be an integer from 1 to ${2 ** 31 - 1}, got ${typeof ms === 'number' ? ms : typeof ms}`,
+    );
+  }
+  return ms;
+}
+
+/** `signal` if it is an AbortSignal, undefined when absent. */
+export function optionalSignal(name: string, signal: unknown): AbortSignal | undefined {
+  if (signal === undefined) return undefined;
+  if (!(signal instanceof AbortSignal))
+    throw new IomuxError('IOMUX_INVALID_ARGUMENT', `${name} must be an AbortSignal`);
+  return signal;
 }
 
 /** `host` as an IP address: literal addresses as given, names through the system resolver. */

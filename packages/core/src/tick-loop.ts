@@ -27,6 +27,11 @@ export interface TickPump {
   readonly timers?: TimerSource;
   /** Told of every loop {@link runTicks} starts on this pump, so it can report the loop's stats. */
   tickLoopStarted?(loop: TickLoop): void;
+  /**
+   * Told when a loop ended. A {@link Reactor} left in manual dispatch then resumes automatic
+   * dispatch, so I/O (a pending `connect()`, data) keeps flowing with no loop pumping it.
+   */
+  tickLoopEnded?(loop: TickLoop): void;
 }
 
 /**
@@ -320,6 +325,7 @@ class FixedRateLoop implements TickLoop {
       this.isRunning = false;
       this.cancelWait = undefined;
       this.signalOf?.removeEventListener('abort', this.onAbort);
+      this.pump.tickLoopEnded?.(this);
     }
     return this.stats();
   }
