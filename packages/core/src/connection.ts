@@ -91,7 +91,7 @@ export function checkQueueLimit(
       `${call}: queueLimitPolicy must be 'destroy' or 'refuse', got ${typeof policy === 'string' ? policy : typeof policy}`,
     );
   return {
-    maxQueuedBytes: (maxQueuedBytes) ?? fallback.maxQueuedBytes,
+    maxQueuedBytes: maxQueuedBytes ?? fallback.maxQueuedBytes,
     queueLimitPolicy: (policy as QueueLimitPolicy | undefined) ?? fallback.queueLimitPolicy,
   };
 }

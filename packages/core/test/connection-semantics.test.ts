@@ -386,7 +386,11 @@ describe.each(backends)('connection semantics: $name', (backend) => {
     expect(outcomes[0]).toBe('threw ECONNRESET');
     const stopping = net.connect({ port: listener.port, host: '127.0.0.1' });
     clients.push(stopping);
-    const closed = new Promise<void>((resolve) => stopping.on('close', () => { resolve(); }));
+    const closed = new Promise<void>((resolve) =>
+      stopping.on('close', () => {
+        resolve();
+      }),
+    );
     stopping.on('error', () => undefined);
     stopping.write('stop');
     await until(() => outcomes.length === 2);
