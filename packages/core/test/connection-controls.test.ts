@@ -1,9 +1,9 @@
 // node:net controls of a Connection, on every backend that can run here: idle timeout and
 // allowHalfOpen per listener and per connect.
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Connection, Reactor } from '../src/index.js';
-import { backendTitle, backends, fdCount, netConnect, reactorOn, sleep, until } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import type { Connection } from '../src/index.js';
+import { backends, netConnect, reactorOn, sleep, until, useBackendFixture } from './helpers.js';
 
 /** A node:net server on an ephemeral port; `onSocket` gets each accepted socket. */
 async function netServer(
@@ -17,35 +17,13 @@ async function netServer(
 
 describe.each(backends)('connection controls: $name', (backend) => {
   const run = backend.available ? it : it.skip;
-  let reactor: Reactor;
-  let fdsBefore = 0;
-  const clients: net.Socket[] = [];
-  const servers: net.Server[] = [];
-
-  beforeEach(() => {
-    if (!backend.available) return;
-    fdsBefore = fdCount();
-    reactor = reactorOn(backend.name);
-  });
-
-  afterEach(async () => {
-    if (!backend.available) return;
-    for (const c of clients.splice(0)) c.destroy();
-    for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
-    await reactor.close();
-    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
-  });
-
-  it(`runs here: ${backendTitle(backend)}`, () => {
-    if (!backend.available) expect(backend.cause).not.toBe('');
-    else expect(reactor.backend).toBe(backend.name);
-  });
+  const f = useBackendFixture(backend);
 
   run("setTimeout: 'timeout' fires after idle time, activity postpones it", async () => {
     let server: Connection | undefined;
     const timeouts: number[] = [];
     let lastDataAt = 0;
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       server = conn;
       // As with node:net, a callback passed to setTimeout is a once-listener: use 'on' here.
       conn.on('timeout', () => timeouts.push(performance.now() - lastDataAt));
@@ -53,7 +31,7 @@ describe.each(backends)('connection controls: $name', (backend) => {
       conn.on('data', () => (lastDataAt = performance.now()));
     });
     const socket = await netConnect(listener.port);
-    clients.push(socket);
+    f.clients.push(socket);
     await until(() => server !== undefined);
     expect(server!.timeout).toBe(200);
     // Keep the connection busy for 600 ms, a byte every 20 ms: no timeout meanwhile.
@@ -79,13 +57,13 @@ describe.each(backends)('connection controls: $name', (backend) => {
   run('setTimeout(0) turns the timeout off; a bad value is a typed error', async () => {
     let server: Connection | undefined;
     let fired = 0;
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       server = conn;
       conn.on('timeout', () => (fired += 1));
       conn.setTimeout(50);
       conn.setTimeout(0);
     });
-    clients.push(await netConnect(listener.port));
+    f.clients.push(await netConnect(listener.port));
     await until(() => server !== undefined);
     await sleep(200);
     expect(fired).toBe(0);
@@ -99,7 +77,7 @@ describe.each(backends)('connection controls: $name', (backend) => {
 
   run('setTimeout timer ends with the connection (nothing left armed)', async () => {
     let server: Connection | undefined;
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       server = conn;
       conn.setTimeout(60_000);
     });
@@ -111,8 +89,8 @@ describe.each(backends)('connection controls: $name', (backend) => {
   });
 
   run('allowHalfOpen per listener: answers after the peer ended', async () => {
-    expect(reactor.listenerCount('error')).toBe(0);
-    const listener = await reactor.listen(
+    expect(f.reactor.listenerCount('error')).toBe(0);
+    const listener = await f.reactor.listen(
       { host: '127.0.0.1', port: 0, allowHalfOpen: true },
       (conn) => {
         expect(conn.allowHalfOpen).toBe(true);
@@ -127,7 +105,7 @@ describe.each(backends)('connection controls: $name', (backend) => {
       },
     );
     const socket = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
-    clients.push(socket);
+    f.clients.push(socket);
     const reply: Buffer[] = [];
     socket.on('data', (d: Buffer) => reply.push(d));
     const ended = new Promise<void>((resolve) => socket.on('end', resolve));
@@ -137,10 +115,10 @@ describe.each(backends)('connection controls: $name', (backend) => {
   });
 
   run('allowHalfOpen: false on a listener overrides a half-open reactor', async () => {
-    await reactor.close();
-    reactor = reactorOn(backend.name, { allowHalfOpen: true });
+    await f.reactor.close();
+    f.reactor = reactorOn(backend.name, { allowHalfOpen: true });
     let closed: unknown = 'pending';
-    const listener = await reactor.listen(
+    const listener = await f.reactor.listen(
       { host: '127.0.0.1', port: 0, allowHalfOpen: false },
       (conn) => {
         expect(conn.allowHalfOpen).toBe(false);
@@ -148,7 +126,7 @@ describe.each(backends)('connection controls: $name', (backend) => {
       },
     );
     const socket = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
-    clients.push(socket);
+    f.clients.push(socket);
     const ended = new Promise<void>((resolve) => socket.on('end', resolve));
     socket.end();
     await ended; // iomux ended its side on its own
@@ -165,8 +143,8 @@ describe.each(backends)('connection controls: $name', (backend) => {
       },
       { allowHalfOpen: true },
     );
-    servers.push(server);
-    const conn = await reactor.connect({ port, allowHalfOpen: true });
+    f.servers.push(server);
+    const conn = await f.reactor.connect({ port, allowHalfOpen: true });
     expect(conn.allowHalfOpen).toBe(true);
     const ended = new Promise<void>((resolve) => conn.on('end', resolve));
     const closed = new Promise<unknown>((resolve) => conn.on('close', resolve));
@@ -180,28 +158,28 @@ describe.each(backends)('connection controls: $name', (backend) => {
   });
 
   run('a connect without allowHalfOpen closes after the server ended', async () => {
-    await reactor.close();
-    reactor = reactorOn(backend.name, { allowHalfOpen: true });
+    await f.reactor.close();
+    f.reactor = reactorOn(backend.name, { allowHalfOpen: true });
     const { server, port } = await netServer((socket) => socket.end('bye'), {
       allowHalfOpen: true,
     });
-    servers.push(server);
-    const conn = await reactor.connect({ port, allowHalfOpen: false });
+    f.servers.push(server);
+    const conn = await f.reactor.connect({ port, allowHalfOpen: false });
     const closed = new Promise<unknown>((resolve) => conn.on('close', resolve));
     expect(await closed).toBeUndefined();
-    await expect(reactor.connect({ port, allowHalfOpen: 1 as unknown as boolean })).rejects.toThrow(
-      /connect: allowHalfOpen must be a boolean/,
-    );
+    await expect(
+      f.reactor.connect({ port, allowHalfOpen: 1 as unknown as boolean }),
+    ).rejects.toThrow(/connect: allowHalfOpen must be a boolean/);
   });
 
   run(
     'setNoDelay, setKeepAlive and buffer sizes reach the socket (accepted and connected)',
     async () => {
       let server: Connection | undefined;
-      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
         server = conn;
       });
-      const client = await reactor.connect({ port: listener.port });
+      const client = await f.reactor.connect({ port: listener.port });
       await until(() => server !== undefined);
       for (const conn of [server!, client]) {
         expect(conn.noDelay).toBe(true); // iomux's default
@@ -235,12 +213,12 @@ describe.each(backends)('connection controls: $name', (backend) => {
 
   run('resetAndDestroy() sends RST: the peer sees ECONNRESET', async () => {
     let closedWith: unknown = 'open';
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       conn.on('close', (err) => (closedWith = err));
       conn.on('data', () => conn.resetAndDestroy());
     });
     const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
-    clients.push(socket);
+    f.clients.push(socket);
     const peerError = new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
       socket.on('error', resolve);
       socket.on('end', () => {
@@ -254,20 +232,20 @@ describe.each(backends)('connection controls: $name', (backend) => {
   });
 
   run('connect: port 0 is an invalid argument; a refusal names the address', async () => {
-    await expect(reactor.connect({ port: 0 })).rejects.toMatchObject({
+    await expect(f.reactor.connect({ port: 0 })).rejects.toMatchObject({
       code: 'IOMUX_INVALID_ARGUMENT',
       message: 'connect: port must be from 1 to 65535, got 0',
     });
     const { server, port } = await netServer(() => undefined);
     await new Promise((r) => server.close(r)); // nothing listens there now
-    await expect(reactor.connect({ host: '127.0.0.1', port })).rejects.toMatchObject({
+    await expect(f.reactor.connect({ host: '127.0.0.1', port })).rejects.toMatchObject({
       code: 'ECONNREFUSED',
       message: `connect ECONNREFUSED 127.0.0.1:${port}`,
     });
   });
 
   /**
-   * A listener that answers no SYN: a stopped epoll/select reactor accepts nothing, so once its
+   * A listener that answers no SYN: a stopped epoll/select f.reactor accepts nothing, so once its
    * backlog of 1 is full the kernel drops further SYNs and a connect to it hangs.
    */
   async function unansweredPort(): Promise<{ port: number; close: () => Promise<void> }> {
@@ -299,13 +277,15 @@ describe.each(backends)('connection controls: $name', (backend) => {
     const blocked = await unansweredPort();
     try {
       const started = performance.now();
-      await expect(reactor.connect({ port: blocked.port, timeoutMs: 300 })).rejects.toMatchObject({
-        code: 'ETIMEDOUT',
-        message: `connect ETIMEDOUT 127.0.0.1:${blocked.port} (not established within 300 ms)`,
-      });
+      await expect(f.reactor.connect({ port: blocked.port, timeoutMs: 300 })).rejects.toMatchObject(
+        {
+          code: 'ETIMEDOUT',
+          message: `connect ETIMEDOUT 127.0.0.1:${blocked.port} (not established within 300 ms)`,
+        },
+      );
       expect(performance.now() - started).toBeGreaterThanOrEqual(290);
-      expect(reactor.stats().connections).toBe(0);
-      await expect(reactor.connect({ port: blocked.port, timeoutMs: 0 })).rejects.toThrow(
+      expect(f.reactor.stats().connections).toBe(0);
+      await expect(f.reactor.connect({ port: blocked.port, timeoutMs: 0 })).rejects.toThrow(
         /connect: timeoutMs must be an integer from 1/,
       );
     } finally {
@@ -317,13 +297,13 @@ describe.each(backends)('connection controls: $name', (backend) => {
     'connect: an AbortSignal fails the connect with ABORT_ERR, before or while pending',
     async () => {
       const aborted = AbortSignal.abort(new Error('changed my mind'));
-      await expect(reactor.connect({ port: 9, signal: aborted })).rejects.toMatchObject({
+      await expect(f.reactor.connect({ port: 9, signal: aborted })).rejects.toMatchObject({
         code: 'ABORT_ERR',
       });
       const blocked = await unansweredPort();
       try {
         const controller = new AbortController();
-        const pending = reactor.connect({ port: blocked.port, signal: controller.signal });
+        const pending = f.reactor.connect({ port: blocked.port, signal: controller.signal });
         await sleep(50);
         controller.abort();
         await expect(pending).rejects.toMatchObject({
@@ -334,9 +314,9 @@ describe.each(backends)('connection controls: $name', (backend) => {
         await blocked.close();
       }
       // An abort after the connection is established changes nothing.
-      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, () => undefined);
+      const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, () => undefined);
       const controller = new AbortController();
-      const conn = await reactor.connect({
+      const conn = await f.reactor.connect({
         port: listener.port,
         signal: controller.signal,
         timeoutMs: 100,
@@ -350,10 +330,10 @@ describe.each(backends)('connection controls: $name', (backend) => {
 
   run('listen: an AbortSignal closes the listener', async () => {
     await expect(
-      reactor.listen({ port: 0, signal: AbortSignal.abort() }, () => undefined),
+      f.reactor.listen({ port: 0, signal: AbortSignal.abort() }, () => undefined),
     ).rejects.toMatchObject({ code: 'ABORT_ERR' });
     const controller = new AbortController();
-    const listener = await reactor.listen(
+    const listener = await f.reactor.listen(
       { host: '127.0.0.1', port: 0, signal: controller.signal },
       () => undefined,
     );
@@ -361,14 +341,14 @@ describe.each(backends)('connection controls: $name', (backend) => {
     controller.abort();
     await closed;
     expect(listener.closed).toBe(true);
-    await expect(reactor.connect({ port: listener.port })).rejects.toMatchObject({
+    await expect(f.reactor.connect({ port: listener.port })).rejects.toMatchObject({
       code: 'ECONNREFUSED',
     });
   });
 
   run("remoteAddress and remotePort are still readable in 'close'", async () => {
     let seen: [string | undefined, number | undefined, string | undefined] | undefined;
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       conn.on('close', () => {
         seen = [conn.remoteAddress, conn.remotePort, conn.remoteFamily];
       });
@@ -385,7 +365,7 @@ describe.each(backends)('connection controls: $name', (backend) => {
     async () => {
       let server: Connection | undefined;
       let closedWith: { code?: string } | undefined | 'open' = 'open';
-      const listener = await reactor.listen(
+      const listener = await f.reactor.listen(
         { host: '127.0.0.1', port: 0, maxQueuedBytes: 256 * 1024 },
         (conn) => {
           server = conn;
@@ -393,7 +373,7 @@ describe.each(backends)('connection controls: $name', (backend) => {
         },
       );
       const socket = await netConnect(listener.port);
-      clients.push(socket);
+      f.clients.push(socket);
       socket.pause(); // stops reading: the kernel buffers fill, then the native queue
       socket.on('error', () => undefined);
       await until(() => server !== undefined);
@@ -409,7 +389,7 @@ describe.each(backends)('connection controls: $name', (backend) => {
       expect(server!.closed).toBe(true);
       await until(() => closedWith !== 'open');
       expect(closedWith).toMatchObject({ code: 'IOMUX_QUEUE_FULL' });
-      const metrics = reactor.metrics();
+      const metrics = f.reactor.metrics();
       expect(metrics.queue_limit_hits).toBe(1);
       expect(metrics.write_queue_bytes).toBe(0);
     },
@@ -419,11 +399,11 @@ describe.each(backends)('connection controls: $name', (backend) => {
     "setQueueLimit 'refuse': the write throws IOMUX_QUEUE_FULL, the connection stays",
     async () => {
       let server: Connection | undefined;
-      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
         server = conn;
       });
       const socket = await netConnect(listener.port);
-      clients.push(socket);
+      f.clients.push(socket);
       socket.pause();
       await until(() => server !== undefined);
       expect(server!.maxQueuedBytes).toBe(Infinity);
@@ -442,14 +422,14 @@ describe.each(backends)('connection controls: $name', (backend) => {
       expect(server!.closed).toBe(false);
       expect(server!.writableLength).toBeGreaterThan(0);
       expect(server!.writableLength).toBeLessThanOrEqual(128 * 1024);
-      expect(reactor.metrics().write_queue_bytes).toBe(server!.writableLength);
+      expect(f.reactor.metrics().write_queue_bytes).toBe(server!.writableLength);
       // Reading again drains the queue; the total follows.
       socket.resume();
       await new Promise<void>((resolve) => server!.once('drain', resolve));
-      expect(reactor.metrics().write_queue_bytes).toBe(0);
+      expect(f.reactor.metrics().write_queue_bytes).toBe(0);
       expect(() => server!.setQueueLimit(0)).toThrow(/maxQueuedBytes must be an integer >= 1/);
       await expect(
-        reactor.connect({ port: listener.port, queueLimitPolicy: 'drop' as 'refuse' }),
+        f.reactor.connect({ port: listener.port, queueLimitPolicy: 'drop' as 'refuse' }),
       ).rejects.toThrow(/queueLimitPolicy must be 'destroy' or 'refuse', got drop/);
     },
   );

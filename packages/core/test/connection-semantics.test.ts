@@ -3,23 +3,16 @@
 // takes effect at once (also after a runtime migration), and a rejected async onConnection
 // handler destroys its connection and reaches an 'error' listener.
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { createReactor, type BackendName, type Connection, type IomuxError } from '../src/index.js';
 import {
-  createReactor,
-  type BackendName,
-  type Connection,
-  type IomuxError,
-  type Reactor,
-} from '../src/index.js';
-import {
-  backendTitle,
   backends,
   fdCount,
   netConnect,
   pattern,
-  reactorOn,
   sleep,
   until,
+  useBackendFixture,
 } from './helpers.js';
 
 /** Relays `from` → `to` with backpressure: reading `from` pauses while `to` is above its mark. */
@@ -61,36 +54,14 @@ function sendAndCollect(port: number, payload: Buffer): Promise<Buffer> {
 
 describe.each(backends)('connection semantics: $name', (backend) => {
   const run = backend.available ? it : it.skip;
-  let reactor: Reactor;
-  let fdsBefore = 0;
-  const clients: net.Socket[] = [];
-  const servers: net.Server[] = [];
-
-  beforeEach(() => {
-    if (!backend.available) return;
-    fdsBefore = fdCount();
-    reactor = reactorOn(backend.name);
-  });
-
-  afterEach(async () => {
-    if (!backend.available) return;
-    for (const c of clients.splice(0)) c.destroy();
-    for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
-    await reactor.close();
-    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
-  });
-
-  it(`runs here: ${backendTitle(backend)}`, () => {
-    if (!backend.available) expect(backend.cause).not.toBe('');
-    else expect(reactor.backend).toBe(backend.name);
-  });
+  const f = useBackendFixture(backend);
 
   run(
     'a write after end() is reported with IOMUX_WRITE_AFTER_END; what came before arrives',
     async () => {
       const { server, port } = await netEcho();
-      servers.push(server);
-      const conn = await reactor.connect({ port, allowHalfOpen: true });
+      f.servers.push(server);
+      const conn = await f.reactor.connect({ port, allowHalfOpen: true });
       const errors: IomuxError[] = [];
       conn.on('error', (err) => errors.push(err));
       const closed = new Promise<IomuxError | undefined>((resolve) => conn.on('close', resolve));
@@ -111,8 +82,8 @@ describe.each(backends)('connection semantics: $name', (backend) => {
   );
 
   run('without an error listener the write after end() reaches close(err), no throw', async () => {
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, () => undefined);
-    const conn = await reactor.connect({ port: listener.port });
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, () => undefined);
+    const conn = await f.reactor.connect({ port: listener.port });
     const closed = new Promise<IomuxError | undefined>((resolve) => conn.on('close', resolve));
     conn.end();
     expect(() => conn.write('x')).not.toThrow();
@@ -126,14 +97,14 @@ describe.each(backends)('connection semantics: $name', (backend) => {
       const errors: IomuxError[] = [];
       let late: boolean | undefined;
       let closedWith: IomuxError | undefined | 'open' = 'open';
-      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
         conn.on('error', (err) => errors.push(err));
         conn.on('close', (err) => (closedWith = err));
         conn.on('data', () => conn.write(queued)); // the client does not read yet: it queues
         conn.on('end', () => (late = conn.write('late')));
       });
       const socket = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
-      clients.push(socket);
+      f.clients.push(socket);
       socket.pause();
       socket.end('x');
       await until(() => late !== undefined, 10_000, "the server's 'end'");
@@ -159,18 +130,18 @@ describe.each(backends)('connection semantics: $name', (backend) => {
     'proxy, default allowHalfOpen: the automatic end flushes first; later writes reported',
     async () => {
       const { server, port: upstreamPort } = await netEcho();
-      servers.push(server);
+      f.servers.push(server);
       let accepted: Connection | undefined;
       let writtenAtEnd = -1;
       let writesAfterEnd = 0;
       let clientClosed = false;
       const errors: IomuxError[] = [];
-      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, async (client) => {
+      const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, async (client) => {
         accepted = client;
         client.pause();
         client.on('error', (err) => errors.push(err));
         client.on('end', () => (writtenAtEnd = client.bytesWritten));
-        const upstream = await reactor.connect({ port: upstreamPort, allowHalfOpen: true });
+        const upstream = await f.reactor.connect({ port: upstreamPort, allowHalfOpen: true });
         relay(client, upstream);
         upstream.on('data', (chunk) => {
           if (client.writableEnded && !clientClosed) writesAfterEnd += 1;
@@ -209,14 +180,14 @@ describe.each(backends)('connection semantics: $name', (backend) => {
 
   run('proxy, allowHalfOpen on the listener: all 20 MB come back byte-exact', async () => {
     const { server, port: upstreamPort } = await netEcho();
-    servers.push(server);
+    f.servers.push(server);
     const errors: IomuxError[] = [];
-    const listener = await reactor.listen(
+    const listener = await f.reactor.listen(
       { host: '127.0.0.1', port: 0, allowHalfOpen: true },
       async (client) => {
         client.pause();
         client.on('error', (err) => errors.push(err));
-        const upstream = await reactor.connect({ port: upstreamPort, allowHalfOpen: true });
+        const upstream = await f.reactor.connect({ port: upstreamPort, allowHalfOpen: true });
         relay(client, upstream);
         relay(upstream, client);
         client.on('end', () => {
@@ -239,7 +210,7 @@ describe.each(backends)('connection semantics: $name', (backend) => {
     const chunks: Buffer[] = [];
     let afterPause = 0;
     let server: Connection | undefined;
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       server = conn;
       conn.on('data', (d) => {
         if (conn.isPaused) afterPause += 1;
@@ -249,7 +220,7 @@ describe.each(backends)('connection semantics: $name', (backend) => {
     });
     const payload = pattern(4 * 1024 * 1024, 5);
     const socket = await netConnect(listener.port);
-    clients.push(socket);
+    f.clients.push(socket);
     socket.write(payload);
     let received = 0;
     while (received < payload.length) {
@@ -270,7 +241,7 @@ describe.each(backends)('connection semantics: $name', (backend) => {
   run("pause() holds the peer's END of the same batch until resume()", async () => {
     const seen: string[] = [];
     let server: Connection | undefined;
-    const listener = await reactor.listen(
+    const listener = await f.reactor.listen(
       { host: '127.0.0.1', port: 0, allowHalfOpen: true },
       (conn) => {
         server = conn;
@@ -285,7 +256,7 @@ describe.each(backends)('connection semantics: $name', (backend) => {
       },
     );
     const socket = net.connect({ port: listener.port, host: '127.0.0.1', allowHalfOpen: true });
-    clients.push(socket);
+    f.clients.push(socket);
     socket.end('hello'); // data and FIN arrive together: one batch
     await until(() => seen.length > 0);
     await sleep(100);
@@ -301,14 +272,14 @@ describe.each(backends)('connection semantics: $name', (backend) => {
       const reason = new Error('handler failed');
       const errors: IomuxError[] = [];
       let closedWith: IomuxError | undefined;
-      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, async (conn) => {
+      const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, async (conn) => {
         conn.on('close', (err) => (closedWith = err));
         await sleep(1);
         throw reason;
       });
       listener.on('error', (err) => errors.push(err));
       const socket = await netConnect(listener.port);
-      clients.push(socket);
+      f.clients.push(socket);
       await new Promise<void>((resolve) =>
         socket.on('close', () => {
           resolve();
@@ -323,28 +294,28 @@ describe.each(backends)('connection semantics: $name', (backend) => {
       await until(() => closedWith !== undefined);
       expect(closedWith).toBe(errors[0]);
       // The listener still serves.
-      clients.push(await netConnect(listener.port));
+      f.clients.push(await netConnect(listener.port));
       await until(() => errors.length === 2);
     },
   );
 
   run("without a listener 'error' the rejection reaches the reactor's 'error'", async () => {
     const errors: IomuxError[] = [];
-    reactor.on('error', (err) => errors.push(err));
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, () =>
+    f.reactor.on('error', (err) => errors.push(err));
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, () =>
       Promise.reject(new Error('nope')),
     );
     const socket = await netConnect(listener.port);
-    clients.push(socket);
+    f.clients.push(socket);
     await until(() => errors.length === 1);
     expect(errors[0]!.code).toBe('IOMUX_HANDLER_REJECTED');
-    await until(() => reactor.connectionCount() === 0);
+    await until(() => f.reactor.connectionCount() === 0);
   });
 
   run('for await reads with backpressure, byte-exact, and ends at FIN', async () => {
     const payload = pattern(2 * 1024 * 1024, 21);
     let result: { bytes: Buffer; pausedInBody: boolean; ended: boolean } | undefined;
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, async (conn) => {
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, async (conn) => {
       const parts: Buffer[] = [];
       let pausedInBody = true;
       for await (const chunk of conn) {
@@ -355,7 +326,7 @@ describe.each(backends)('connection semantics: $name', (backend) => {
       result = { bytes: Buffer.concat(parts), pausedInBody, ended: conn.readableEnded };
     });
     const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
-    clients.push(socket);
+    f.clients.push(socket);
     socket.end(payload);
     await until(() => result !== undefined, 30_000, 'the loop to end');
     expect(result!.bytes.equals(payload)).toBe(true);
@@ -365,7 +336,7 @@ describe.each(backends)('connection semantics: $name', (backend) => {
 
   run('for await throws the error the connection closed with; break destroys it', async () => {
     const outcomes: string[] = [];
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, async (conn) => {
+    const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, async (conn) => {
       try {
         for await (const chunk of conn) {
           if (chunk.toString().startsWith('stop')) break;
@@ -376,7 +347,7 @@ describe.each(backends)('connection semantics: $name', (backend) => {
       }
     });
     const resetting = net.connect({ port: listener.port, host: '127.0.0.1' });
-    clients.push(resetting);
+    f.clients.push(resetting);
     resetting.on('error', () => undefined);
     await new Promise<void>((resolve) => resetting.on('connect', resolve));
     resetting.write('hello');
@@ -385,7 +356,7 @@ describe.each(backends)('connection semantics: $name', (backend) => {
     await until(() => outcomes.length === 1);
     expect(outcomes[0]).toBe('threw ECONNRESET');
     const stopping = net.connect({ port: listener.port, host: '127.0.0.1' });
-    clients.push(stopping);
+    f.clients.push(stopping);
     const closed = new Promise<void>((resolve) =>
       stopping.on('close', () => {
         resolve();

@@ -1,6 +1,7 @@
 import dgram from 'node:dgram';
 import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import {
   createReactor,
   getBackend,
@@ -217,4 +218,41 @@ export function writeWithBackpressure(
   });
   pump();
   return stats;
+}
+
+/** What {@link useBackendFixture} keeps for the running test. */
+export interface BackendFixture {
+  /** A reactor on the backend, fresh for each test; a test may replace it (it is closed after). */
+  reactor: Reactor;
+  /** node:net clients to destroy after the test. */
+  readonly clients: net.Socket[];
+  /** node:net servers to close after the test. */
+  readonly servers: net.Server[];
+}
+
+/**
+ * Per-test set-up for a describe block over one backend: a reactor on it before each test; after
+ * it, the clients and servers the test registered are closed, the reactor is closed and every fd
+ * must be back. Also adds the block's "runs here" test, naming the skip reason.
+ */
+export function useBackendFixture(backend: (typeof backends)[number]): BackendFixture {
+  const fixture = { clients: [], servers: [] } as unknown as BackendFixture;
+  let fdsBefore = 0;
+  beforeEach(() => {
+    if (!backend.available) return;
+    fdsBefore = fdCount();
+    fixture.reactor = reactorOn(backend.name);
+  });
+  afterEach(async () => {
+    if (!backend.available) return;
+    for (const c of fixture.clients.splice(0)) c.destroy();
+    for (const s of fixture.servers.splice(0)) await new Promise((r) => s.close(r));
+    await fixture.reactor.close();
+    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
+  });
+  it(`runs here: ${backendTitle(backend)}`, () => {
+    if (!backend.available) expect(backend.cause).not.toBe('');
+    else expect(fixture.reactor.backend).toBe(backend.name);
+  });
+  return fixture;
 }
