@@ -292,6 +292,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         throw err;
       }
     }
+    // Paused again with events left: a 'drain' among them does not wait for resume().
+    if (this.held?.includes('drain') === true && !this.holdingEarly) {
+      this.held = this.held.filter((event) => event !== 'drain');
+      if (this.held.length === 0) this.held = undefined;
+      this.drainNow();
+    }
   }
 
   /**
@@ -316,9 +322,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.emit('data', chunk);
   }
 
-  /** @internal */
+  /**
+   * @internal Held only until a `connect()` continuation could listen: pause() stops reading,
+   * not the write side, and an application paused until 'drain' would otherwise never resume.
+   */
   onDrain(): void {
-    if (this.held !== undefined) this.held.push('drain');
+    if (this.holdingEarly) this.held!.push('drain');
     else this.drainNow();
   }
 
