@@ -5,8 +5,11 @@ import { IomuxError, socketError } from './errors.js';
 /** Most buffers one native writev call takes (the native side's limit). */
 const MAX_WRITEV_BUFFERS = 1024;
 
-/** A held event: bytes, the peer's END, a DRAIN, or the CLOSE (its errno, in an object). */
-type HeldEvent = Buffer | 'end' | 'drain' | { closeErrno: number };
+/**
+ * A held event: bytes, the peer's END, a DRAIN, the CLOSE (its errno, in an object), or 'settle'
+ * (after a migrated END: close if both sides are done).
+ */
+type HeldEvent = Buffer | 'end' | 'drain' | 'settle' | { closeErrno: number };
 
 /** What a connection needs from its reactor. */
 export interface ConnectionHost {
@@ -281,6 +284,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       try {
         if (event === 'end') this.endNow();
         else if (event === 'drain') this.drainNow();
+        else if (event === 'settle') this.settleAfterMigratedEnd();
         else if ('closeErrno' in event) this.closeNow(event.closeErrno);
         else this.dataNow(event);
       } catch (err) {
@@ -308,7 +312,25 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.isClosed) return;
     if (this.paused) this.held ??= [];
     if (undelivered.length > 0) this.onData(undelivered);
-    if (eof && !this.closed) this.onEnd();
+    if (eof && !this.closed) {
+      this.onEnd();
+      if (this.held !== undefined) this.held.push('settle');
+      else this.settleAfterMigratedEnd();
+    }
+  }
+
+  /**
+   * After a migrated END: the new backend never reads again (the old one saw EOF), so when our
+   * side had already ended, asking for the shutdown again closes the socket once both are done.
+   * A CLOSE waiting in the hold means the backend closed it already.
+   */
+  private settleAfterMigratedEnd(): void {
+    if (this.isClosed || !this.ending) return;
+    if (this.held?.some((event) => typeof event === 'object' && 'closeErrno' in event)) return;
+    if (!this.usable()) return;
+    const result = this.host.native.shutdown(this.id);
+    if (result === 1) this.finish(undefined, true);
+    else if (result < 0) this.finish(socketError(result, 'shutdown'), true);
   }
 
   /** @internal */
