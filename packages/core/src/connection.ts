@@ -194,7 +194,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private afterWrite(queued: number, bytes: number): boolean {
     if (queued < 0) {
-      this.destroy(socketError(queued, 'write'));
+      const error = socketError(queued, 'write');
+      // EBADF while the id is still ours: the backend closed the socket earlier in this batch
+      // (a 'drain' or 'data' handler is writing) and its CLOSE, naming the real cause, comes
+      // next in the same dispatch. EBADF stands only if none did.
+      if (error.code === 'EBADF') {
+        setImmediate(() => {
+          this.destroy(error);
+        });
+      } else {
+        this.destroy(error);
+      }
       return false;
     }
     this.bytesWritten += bytes;

@@ -25,8 +25,8 @@ describe.each(pairs)('drain after a runtime fallback: %s → %s', (from, to) => 
     async () => {
       const trigger = 64 * 1024;
       const reactor = createReactor(
-        { ioModel: from, retry: { fallback: [to] } },
-        { env: {}, faults: { afterBytes: { [from]: trigger } } },
+        { ioModel: 'auto', retry: { fallback: [from, to] } },
+        { env: { IOMUX_BACKEND: from }, faults: { afterBytes: { [from]: trigger } } },
       );
       const big = pattern(8 << 20, 7);
       const server: Connection[] = [];
