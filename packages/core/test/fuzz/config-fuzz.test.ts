@@ -67,7 +67,7 @@ describe('config documents under fuzzing', () => {
   it('YAML documents built from the same fields: a valid config or a ConfigError', () => {
     const yaml = (doc: Record<string, unknown>): string =>
       Object.entries(doc)
-        .map(([k, v]) => `${k}: ${JSON.stringify(v) ?? 'null'}`)
+        .map(([k, v]) => `${k}: ${v === undefined ? 'null' : JSON.stringify(v)}`)
         .join('\n');
     fc.assert(
       fc.property(document, (doc) => parsesOrRejects(yaml(doc))),
