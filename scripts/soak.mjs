@@ -15,6 +15,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { deflateSync } from 'node:zlib';
 import { createReactor, listBackends } from '../packages/core/dist/index.js';
+import { pattern } from '../packages/core/test/fixtures/pattern.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -75,18 +76,6 @@ async function startReactor() {
   const udp = await reactor.udp({ host: '127.0.0.1', port: 0 });
   udp.on('message', (msg, from) => udp.send(msg, from.port, from.address));
   return { reactor, port: listener.port, triggerPort: trigger.port, udpPort: udp.address().port };
-}
-
-function pattern(size, seed) {
-  const out = Buffer.allocUnsafe(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i += 1) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 /** An endless echo stream: writes a block, checks it came back, repeats, until stopped. */
