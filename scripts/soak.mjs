@@ -43,6 +43,7 @@ const stats = {
   corrupt: 0,
   churned: 0,
   churnFailed: 0,
+  churnErrors: {},
   udpEchoed: 0,
   fallbacks: 0,
   restarts: 0,
@@ -128,7 +129,9 @@ const churn = setInterval(() => {
   const s = net.connect({ host: '127.0.0.1', port: current.port }, () => s.end('churn'));
   s.on('data', () => {});
   s.on('close', (hadError) => (hadError ? (stats.churnFailed += 1) : (stats.churned += 1)));
-  s.on('error', () => {});
+  s.on('error', (err) => {
+    stats.churnErrors[err.code] = (stats.churnErrors[err.code] ?? 0) + 1;
+  });
 }, 100);
 const udpClient = (await import('node:dgram')).createSocket('udp4');
 udpClient.on('message', () => (stats.udpEchoed += 1));
