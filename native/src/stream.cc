@@ -182,7 +182,13 @@ StreamFate StreamState::queue_flushed(int fd, int id, EventSink* sink) {
 
 StreamFate StreamState::request_shutdown(int fd, ShutdownResult* result) {
   *result = ShutdownResult::kPending;
-  if (shutdown_requested) return StreamFate::kOpen;
+  if (shutdown_requested) {
+    // Asked again after a runtime fallback delivered the peer's END itself: the successor never
+    // reads again, so with our FIN out too nothing else would close the socket.
+    if (!write_shut || !read_eof || !queue.empty()) return StreamFate::kOpen;
+    *result = ShutdownResult::kClosed;
+    return StreamFate::kClose;
+  }
   shutdown_requested = true;
   if (connecting || !queue.empty()) return StreamFate::kOpen;
   if (!write_shut) {

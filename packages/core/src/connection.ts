@@ -12,8 +12,11 @@ const MAX_WRITEV_BUFFERS = 1024;
 /** An address as the native side reports it: IP text, port, family. */
 type SocketAddress = [ip: string, port: number, family: 4 | 6];
 
-/** A held event: bytes, the peer's END, a DRAIN, or the CLOSE (its errno, in an object). */
-type HeldEvent = Buffer | 'end' | 'drain' | { closeErrno: number };
+/**
+ * A held event: bytes, the peer's END, a DRAIN, the CLOSE (its errno, in an object), or 'settle'
+ * (after a migrated END: close if both sides are done).
+ */
+type HeldEvent = Buffer | 'end' | 'drain' | 'settle' | { closeErrno: number };
 
 /** `bytes` if it is a positive integer that fits a socket option. */
 function checkBufferSize(call: string, bytes: number): number {
@@ -421,7 +424,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private afterWrite(queued: number, bytes: number): boolean {
     if (queued < 0) {
-      this.destroy(socketError(queued, 'write'));
+      const error = socketError(queued, 'write');
+      // EBADF while the id is still ours: the backend closed the socket earlier in this batch
+      // (a 'drain' or 'data' handler is writing) and its CLOSE, naming the real cause, comes
+      // next in the same dispatch. EBADF stands only if none did.
+      if (error.code === 'EBADF') {
+        setImmediate(() => {
+          this.destroy(error);
+        });
+      } else {
+        this.destroy(error);
+      }
       return false;
     }
     this.bytesWritten += bytes;
@@ -626,6 +639,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       try {
         if (event === 'end') this.endNow();
         else if (event === 'drain') this.drainNow();
+        else if (event === 'settle') this.settleAfterMigratedEnd();
         else if ('closeErrno' in event) this.closeNow(event.closeErrno);
         else this.dataNow(event);
       } catch (err) {
@@ -637,6 +651,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         throw err;
       }
     }
+    // Paused again with events left: a 'drain' among them does not wait for resume().
+    if (this.held?.includes('drain') === true && !this.holdingEarly) {
+      this.held = this.held.filter((event) => event !== 'drain');
+      if (this.held.length === 0) this.held = undefined;
+      this.drainNow();
+    }
   }
 
   /**
@@ -647,7 +667,25 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.isClosed) return;
     if (this.paused) this.held ??= [];
     if (undelivered.length > 0) this.onData(undelivered);
-    if (eof && !this.closed) this.onEnd();
+    if (eof && !this.closed) {
+      this.onEnd();
+      if (this.held !== undefined) this.held.push('settle');
+      else this.settleAfterMigratedEnd();
+    }
+  }
+
+  /**
+   * After a migrated END: the new backend never reads again (the old one saw EOF), so when our
+   * side had already ended, asking for the shutdown again closes the socket once both are done.
+   * A CLOSE waiting in the hold means the backend closed it already.
+   */
+  private settleAfterMigratedEnd(): void {
+    if (this.isClosed || !this.ending) return;
+    if (this.held?.some((event) => typeof event === 'object' && 'closeErrno' in event)) return;
+    if (!this.usable()) return;
+    const result = this.host.native.shutdown(this.id);
+    if (result === 1) this.finish(undefined, true);
+    else if (result < 0) this.finish(socketError(result, 'shutdown'), true);
   }
 
   /** @internal */
@@ -664,7 +702,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.emit('data', chunk);
   }
 
-  /** @internal */
+  /**
+   * @internal Held only until a `connect()` continuation could listen: pause() stops reading,
+   * not the write side, and an application paused until 'drain' would otherwise never resume.
+   */
   onDrain(): void {
     // Only the early hold delays a drain: one held for resume() would stall the writer that
     // paused reading until this very drain.

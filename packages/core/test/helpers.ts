@@ -11,6 +11,7 @@ import {
   type ReactorOptions,
 } from '../src/index.js';
 import { BACKEND_NAMES } from '../src/config.js';
+import { pattern } from './fixtures/pattern.mjs';
 
 /** Where this process's open fds are listed: /proc on Linux, /dev/fd on macOS and FreeBSD. */
 export const FD_DIR = existsSync('/proc/self/fd') ? '/proc/self/fd' : '/dev/fd';
@@ -49,18 +50,8 @@ export function reactorOn(name: BackendName, options: ReactorOptions = {}): Reac
   return reactor;
 }
 
-/** Deterministic pseudo-random bytes. */
-export function pattern(size: number, seed = 1): Buffer {
-  const out = Buffer.allocUnsafe(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i += 1) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+/** Deterministic pseudo-random bytes (shared with the plain-node fixtures and the soak). */
+export { pattern };
 
 /** Datagram `index` of a numbered stream: the index in its first 4 bytes, then pattern bytes. */
 export function numberedDatagram(index: number, size: number): Buffer {
