@@ -1,14 +1,16 @@
 // Windows: the socket steps of socket_util.h over Winsock 2. Sockets are created overlapped (for
 // I/O completion ports), not inheritable (the close-on-exec of Windows) and non-blocking (FIONBIO),
 // so the shared core's synchronous sends never block. (socket_util.cc is the POSIX version.)
+#include "platform.h"
+
+// Guarded like every platform file, so a glob over native/src/*.cc may list it on any platform.
+#if defined(IOMUX_PLATFORM_WIN32)
+
 #include <atomic>
 #include <cerrno>
 
-#include "platform.h"
 #include "platform_win32_posix.h"
 #include "socket_util.h"
-
-#if defined(IOMUX_PLATFORM_WIN32)
 
 namespace iomux {
 
