@@ -391,8 +391,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
       return Napi::Number::New(env, -errno);
     if (listening != 0) return Napi::Number::New(env, -EINVAL);
     if (!info[1].ToBoolean().Value()) return Napi::Number::New(env, fd);
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    return Napi::Number::New(env, copy < 0 ? -errno : copy);
+    return Napi::Number::New(env, platform::duplicate_socket(fd));
   }
 
   // adopt(fd, flags, unsent: Buffer, maxDatagram) -> new id | -errno

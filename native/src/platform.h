@@ -107,6 +107,9 @@ int open_socket(int family, int type);
 // `blocking` (blocking_io's threads). Returns the fd or -errno (EAGAIN: none pending). EINTR is
 // retried, except when `blocking`: a thread interrupted on purpose (detach) must see it.
 int accept_socket(int listen_fd, bool blocking);
+// A close-on-exec duplicate of a socket (reactor.adopt of an fd the caller keeps). Returns the new
+// fd or -errno; -ENOSYS where sockets are not fds (Windows).
+int duplicate_socket(int fd);
 
 // ---- Datagram batches (datagram.cc and blocking_io's UDP threads) ----
 

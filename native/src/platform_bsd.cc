@@ -127,6 +127,11 @@ int accept_socket(int listen_fd, bool blocking) {
   }
 }
 
+int duplicate_socket(int fd) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return copy < 0 ? -errno : copy;
+}
+
 #if defined(__FreeBSD__)
 
 int receive_messages(int fd, MultiMessage* messages, unsigned count, bool wait_for_first) {

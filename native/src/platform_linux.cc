@@ -4,6 +4,7 @@
 
 #if defined(IOMUX_PLATFORM_LINUX)
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -63,6 +64,11 @@ int accept_socket(int listen_fd, bool blocking) {
     if (fd >= 0) return fd;
     if (errno != EINTR || blocking) return -errno;
   }
+}
+
+int duplicate_socket(int fd) {
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return copy < 0 ? -errno : copy;
 }
 
 int receive_messages(int fd, MultiMessage* messages, unsigned count, bool wait_for_first) {

@@ -133,6 +133,8 @@ int accept_socket(int listen_fd, bool blocking) {
   return fd;
 }
 
+int duplicate_socket(int) { return -ENOSYS; }
+
 // One WSARecvFrom per datagram; stops at the first that would block. A datagram longer than its
 // buffer arrives cut, with MSG_TRUNC set, as on Linux. Blocking waits are not offered: no
 // Windows engine has a thread that waits in a receive.

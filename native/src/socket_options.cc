@@ -46,10 +46,12 @@ void format_ip(const sockaddr_storage& addr, std::string* text, int* port, int* 
 
 namespace {
 
-#ifdef TCP_KEEPIDLE
+#if defined(TCP_KEEPIDLE)
 constexpr int kKeepAliveIdle = TCP_KEEPIDLE;
-#else  // macOS names the idle time before the first probe TCP_KEEPALIVE
+#elif defined(TCP_KEEPALIVE)  // macOS names the idle time before the first probe TCP_KEEPALIVE
 constexpr int kKeepAliveIdle = TCP_KEEPALIVE;
+#else  // no such option in these headers (mingw): setsockopt refuses it with an error
+constexpr int kKeepAliveIdle = -1;
 #endif
 
 // The integer options JS names, and where each lives.
@@ -102,7 +104,9 @@ int set_socket_option(int fd, const std::string& name, int value, const std::str
   if (const IntOption* entry = int_option(name)) {
     rc = setsockopt(fd, entry->level, entry->option, &value, sizeof(value));
   } else if (name == "lingerReset") {
-    linger reset{value != 0 ? 1 : 0, 0};
+    linger reset{};  // field types differ by platform (int, u_short)
+    reset.l_onoff = value != 0 ? 1 : 0;
+    reset.l_linger = 0;
     rc = setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
   } else if (name == "addMembership" || name == "dropMembership") {
     ip_mreq request{};
