@@ -351,7 +351,7 @@ describe.each(backends)('connection controls: $name', (backend) => {
           conn.destroy();
           return 'connected';
         },
-        (err: { code?: string }) => err.code,
+        (err: unknown) => (err as { code?: string }).code,
       );
       expect(code === 'ECONNREFUSED' || code === 'ECONNRESET').toBe(true);
       if (code !== 'ECONNREFUSED') await new Promise((r) => setTimeout(r, 50));
