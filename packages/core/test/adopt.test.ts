@@ -5,21 +5,9 @@ import { closeSync, openSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { IomuxError, toNetSocket, type Connection } from '../src/index.js';
-import { backends, pattern, reactorOn, until } from './helpers.js';
+import { IomuxError, toNetSocket } from '../src/index.js';
+import { backends, echo, pattern, reactorOn, until } from './helpers.js';
 import { reactorPerTest } from './reactor-per-test.js';
-
-/** Echoes with backpressure. */
-function echo(conn: Connection): void {
-  conn.on('data', (chunk) => {
-    if (!conn.write(chunk)) {
-      conn.pause();
-      conn.once('drain', () => {
-        conn.resume();
-      });
-    }
-  });
-}
 
 /** Reads from `socket` until `size` bytes after the first `skip` bytes arrived. */
 function readBytes(socket: net.Socket, size: number): Promise<Buffer> {

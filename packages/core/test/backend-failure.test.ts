@@ -6,14 +6,9 @@
 // now holds the number must be left alone.
 import { closeSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  createReactor,
-  type BackendName,
-  type Connection,
-  type FallbackRecord,
-} from '../src/index.js';
+import { createReactor, type BackendName, type FallbackRecord } from '../src/index.js';
 import { WATCHDOG_INTERVAL_MS } from '../src/pump.js';
-import { backends, fdCount, streamClient, until } from './helpers.js';
+import { backends, echo, fdCount, streamClient, until } from './helpers.js';
 
 /** fd number → link name (e.g. `anon_inode:[eventpoll]`) of every open fd of this process. */
 function openFds(): Map<number, string> {
@@ -42,17 +37,6 @@ function closeAndReuse(fd: number): number {
   for (const extra of extras) closeSync(extra);
   if (reused !== fd) throw new Error(`could not reopen fd ${fd}`);
   return reused;
-}
-
-function echo(conn: Connection): void {
-  conn.on('data', (chunk) => {
-    if (!conn.write(chunk)) {
-      conn.pause();
-      conn.once('drain', () => {
-        conn.resume();
-      });
-    }
-  });
 }
 
 interface Case {

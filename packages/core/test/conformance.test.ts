@@ -5,8 +5,10 @@ import net from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Connection, Reactor } from '../src/index.js';
 import {
-  backendTitle,
   backends,
+  backendTitle,
+  type BackpressureStats,
+  echo,
   fdCount,
   netConnect,
   netRoundTrip,
@@ -15,19 +17,7 @@ import {
   sleep,
   until,
   writeWithBackpressure,
-  type BackpressureStats,
 } from './helpers.js';
-
-function echo(conn: Connection): void {
-  conn.on('data', (chunk) => {
-    if (!conn.write(chunk)) {
-      conn.pause();
-      conn.once('drain', () => {
-        conn.resume();
-      });
-    }
-  });
-}
 
 describe.each(backends)('conformance: $name', (backend) => {
   const run = backend.available ? it : it.skip;

@@ -7,12 +7,13 @@ import { describe, expect, it } from 'vitest';
 import type { BackendName, Connection, Reactor, ReactorOptions } from '../src/index.js';
 import {
   backends,
+  type BackpressureStats,
+  echo,
   pattern,
   reactorOn,
   sleep,
   until,
   writeWithBackpressure,
-  type BackpressureStats,
 } from './helpers.js';
 
 type BackendInfo = (typeof backends)[number];
@@ -77,18 +78,6 @@ class PairFactory {
     this.made.push(reactor);
     return reactor;
   }
-}
-
-/** The server side of most cases: echoes everything, pausing while its write queue is full. */
-function echo(conn: Connection): void {
-  conn.on('data', (chunk) => {
-    if (!conn.write(chunk)) {
-      conn.pause();
-      conn.once('drain', () => {
-        conn.resume();
-      });
-    }
-  });
 }
 
 /** Resolves with everything `conn` receives until `'end'`. */

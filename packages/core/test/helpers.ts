@@ -53,6 +53,18 @@ export function reactorOn(name: BackendName, options: ReactorOptions = {}): Reac
 /** Deterministic pseudo-random bytes (shared with the plain-node fixtures and the soak). */
 export { pattern };
 
+/** The server side of most cases: echoes everything, pausing while its write queue is full. */
+export function echo(conn: Connection): void {
+  conn.on('data', (chunk) => {
+    if (!conn.write(chunk)) {
+      conn.pause();
+      conn.once('drain', () => {
+        conn.resume();
+      });
+    }
+  });
+}
+
 /** Datagram `index` of a numbered stream: the index in its first 4 bytes, then pattern bytes. */
 export function numberedDatagram(index: number, size: number): Buffer {
   const payload = pattern(size, index + 1);

@@ -7,12 +7,11 @@ import { describe, expect, it } from 'vitest';
 import {
   createReactor,
   getBackend,
-  type Connection,
   type FallbackRecord,
   type NativeBackendHandle,
   type NativeBackendOptions,
 } from '../src/index.js';
-import { backendTitle, backends, fdCount, pattern, until } from './helpers.js';
+import { backends, backendTitle, echo, fdCount, pattern, until } from './helpers.js';
 
 const iouring = backends.find((b) => b.name === 'io_uring')!;
 
@@ -61,18 +60,6 @@ function ringMasks(fd: number): { sq: number; cq: number } {
 }
 
 const epoll = backends.find((b) => b.name === 'epoll')!;
-
-/** Echoes with backpressure. */
-function echo(conn: Connection): void {
-  conn.on('data', (chunk) => {
-    if (!conn.write(chunk)) {
-      conn.pause();
-      conn.once('drain', () => {
-        conn.resume();
-      });
-    }
-  });
-}
 
 /** Sends `total` patterned bytes and resolves with how many of the echoed ones matched. */
 function echoClient(port: number, seed: number, total: number): Promise<{ matched: number }> {

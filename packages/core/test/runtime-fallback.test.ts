@@ -2,32 +2,17 @@
 // with no byte lost, duplicated or reordered.
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import {
-  createReactor,
-  type BackendName,
-  type Connection,
-  type FallbackRecord,
-} from '../src/index.js';
+import { createReactor, type BackendName, type FallbackRecord } from '../src/index.js';
 import {
   backends,
   dgramPeer,
+  echo,
   fdCount,
   numberedDatagram,
   sleep,
   streamClient,
   until,
 } from './helpers.js';
-
-function echo(conn: Connection): void {
-  conn.on('data', (chunk) => {
-    if (!conn.write(chunk)) {
-      conn.pause();
-      conn.once('drain', () => {
-        conn.resume();
-      });
-    }
-  });
-}
 
 const pairs: ['epoll' | 'io_uring' | 'kqueue', BackendName, number][] = [
   ['epoll', 'select', 300],

@@ -5,8 +5,16 @@
 // in one thread to adopt in the other) is recorded as a test figure.
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { IomuxError, type BackendName, type Connection, type Reactor } from '../src/index.js';
-import { backendTitle, backends, fdCount, reactorOn, streamClient, until } from './helpers.js';
+import { IomuxError, type BackendName, type Reactor } from '../src/index.js';
+import {
+  backends,
+  backendTitle,
+  echo,
+  fdCount,
+  reactorOn,
+  streamClient,
+  until,
+} from './helpers.js';
 
 const core = new URL('../dist/index.js', import.meta.url).href;
 const fixture = new URL('./fixtures/transfer-worker.mjs', import.meta.url);
@@ -18,18 +26,6 @@ interface Adopted {
   adoptMs: number;
   arrivedPaused: boolean;
   connections: number;
-}
-
-/** Echoes with backpressure, as the worker does. */
-function echo(conn: Connection): void {
-  conn.on('data', (chunk) => {
-    if (!conn.write(chunk)) {
-      conn.pause();
-      conn.once('drain', () => {
-        conn.resume();
-      });
-    }
-  });
 }
 
 /** io_uring adopts tickets but cannot hand over a live socket: its moves start on epoll. */
