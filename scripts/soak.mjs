@@ -1,14 +1,19 @@
 // Soak run (`pnpm soak`, not in CI): a mixed workload against one reactor for a configurable
 // time, with a runtime fallback every few minutes, sampling fd count, RSS, heap and event-loop
-// delay once a second. Writes bench/results/soak-<stamp>.json (samples and summary) and a PNG
+// delay once a second. Writes <out>/soak-<stamp>.json (samples and summary) and a PNG
 // plot of the four series, so a leak shows as a rising line.
 //
 //   node scripts/soak.mjs [--minutes 30] [--fallback-every 3] [--clients 32] [--backend epoll]
+//                         [--block 1024] [--interval 100] [--out bench/results]
 //
-// Workload: `clients` TCP echo streams (iomux listener, node:net clients, every byte checked),
-// connection churn (a short-lived client every 100 ms) and a UDP echo exchange. A fallback is
-// forced by the reactor's `faults.afterBytes`, reached by a trigger connection; once the chain is
-// used up, the reactor is closed and a new one takes over (clients reconnect).
+// Workload: `clients` TCP echo streams (iomux listener, node:net clients, every byte checked; each
+// sends a `--block`-byte block every `--interval` ms), connection churn (a short-lived client
+// every 100 ms, its echo checked) and a UDP echo exchange (every 20 ms, each reply checked). A
+// fallback is forced by the reactor's `faults.afterBytes`, reached by a trigger connection: the
+// threshold is set well above what the paced workload reads in one fallback period, so only the
+// trigger reaches it (an unpaced workload would reach it on its own, fail the backends one after
+// another and leave the reactor closed until the next restart). Once the chain is used up, the
+// reactor is closed and a new one takes over (clients reconnect).
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -23,12 +28,21 @@ const { values } = parseArgs({
     'fallback-every': { type: 'string', default: '3' },
     clients: { type: 'string', default: '32' },
     backend: { type: 'string', default: 'epoll' },
+    block: { type: 'string', default: '1024' },
+    interval: { type: 'string', default: '100' },
+    out: { type: 'string', default: 'bench/results' },
   },
 });
 const durationMs = Number(values.minutes) * 60_000;
 const fallbackEveryMs = Number(values['fallback-every']) * 60_000;
 const clientCount = Number(values.clients);
-const TRIGGER = 1 << 20;
+const blockBytes = Number(values.block);
+const intervalMs = Number(values.interval);
+// What the streams read in one fallback period (echoes count on the reactor's side once), times
+// four, plus room for churn and UDP: only the trigger connection reaches it.
+const TRIGGER =
+  4 * Math.ceil((clientCount * blockBytes * fallbackEveryMs) / intervalMs) + (16 << 20);
+const TRIGGER_CHUNK = 1 << 20;
 
 const available = new Set(
   listBackends()
@@ -44,7 +58,10 @@ const stats = {
   churned: 0,
   churnFailed: 0,
   churnErrors: {},
+  churnBadEcho: 0,
+  udpSent: 0,
   udpEchoed: 0,
+  udpBadEcho: 0,
   fallbacks: 0,
   restarts: 0,
 };
@@ -79,10 +96,13 @@ async function startReactor() {
   return { reactor, port: listener.port, triggerPort: trigger.port, udpPort: udp.address().port };
 }
 
-/** An endless echo stream: writes a block, checks it came back, repeats, until stopped. */
+/**
+ * An endless echo stream: writes a block, checks it came back, waits `intervalMs`, repeats, until
+ * stopped.
+ */
 function streamClient(port, seed, stopped) {
   return new Promise((resolve) => {
-    const block = pattern(64 * 1024, seed);
+    const block = pattern(blockBytes, seed);
     const socket = net.connect({ host: '127.0.0.1', port });
     let received = 0;
     socket.on('connect', () => socket.write(block));
@@ -98,7 +118,11 @@ function streamClient(port, seed, stopped) {
       stats.bytesVerified += chunk.length;
       if (received % block.length === 0) {
         if (stopped()) socket.end();
-        else socket.write(block);
+        else
+          setTimeout(() => {
+            if (stopped()) socket.end();
+            else socket.write(block);
+          }, intervalMs);
       }
     });
     socket.on('error', () => {});
@@ -127,19 +151,28 @@ async function clientsLoop() {
 const clients = clientsLoop();
 const churn = setInterval(() => {
   const s = net.connect({ host: '127.0.0.1', port: current.port }, () => s.end('churn'));
-  s.on('data', () => {});
-  s.on('close', (hadError) => (hadError ? (stats.churnFailed += 1) : (stats.churned += 1)));
+  let echoed = '';
+  s.on('data', (d) => (echoed += d.toString('latin1')));
+  s.on('close', (hadError) => {
+    if (hadError) stats.churnFailed += 1;
+    else if (echoed !== 'churn') stats.churnBadEcho += 1;
+    else stats.churned += 1;
+  });
   s.on('error', (err) => {
     stats.churnErrors[err.code] = (stats.churnErrors[err.code] ?? 0) + 1;
   });
 }, 100);
 const udpClient = (await import('node:dgram')).createSocket('udp4');
-udpClient.on('message', () => (stats.udpEchoed += 1));
+const datagram = pattern(200, 5);
+udpClient.on('message', (msg) => {
+  if (msg.equals(datagram)) stats.udpEchoed += 1;
+  else stats.udpBadEcho += 1;
+});
 await new Promise((r) => udpClient.bind(0, '127.0.0.1', r));
-const udpTimer = setInterval(
-  () => udpClient.send(pattern(200, 5), current.udpPort, '127.0.0.1'),
-  20,
-);
+const udpTimer = setInterval(() => {
+  stats.udpSent += 1;
+  udpClient.send(datagram, current.udpPort, '127.0.0.1');
+}, 20);
 
 async function forceFallback() {
   const runtime = current.reactor.fallbackHistory.filter((r) => r.phase === 'runtime').length;
@@ -152,16 +185,21 @@ async function forceFallback() {
     await old.reactor.close();
     return;
   }
-  const t = net.connect({ host: '127.0.0.1', port: current.triggerPort }, () =>
-    t.write(pattern(TRIGGER, 9)),
-  );
+  // The trigger streams megabyte chunks (with backpressure, so RSS stays flat) until the engine
+  // has read TRIGGER bytes and the fallback is recorded.
+  const fellBack = () =>
+    current.reactor.fallbackHistory.filter((r) => r.phase === 'runtime').length !== runtime;
+  const chunk = pattern(TRIGGER_CHUNK, 9);
+  const t = net.connect({ host: '127.0.0.1', port: current.triggerPort });
   t.on('error', () => {});
+  const pump = () => {
+    while (!fellBack() && !t.destroyed && t.write(chunk));
+  };
+  t.on('connect', pump);
+  t.on('drain', pump);
   const tick = setInterval(() => t.write('x'), 20);
-  const deadline = Date.now() + 10_000;
-  while (
-    current.reactor.fallbackHistory.filter((r) => r.phase === 'runtime').length === runtime &&
-    Date.now() < deadline
-  ) {
+  const deadline = Date.now() + 60_000;
+  while (!fellBack() && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
   }
   clearInterval(tick);
@@ -196,7 +234,17 @@ await current.reactor.close();
 
 // ---- report ----
 const series = ['fds', 'rssMiB', 'heapMiB', 'loopDelayP99Ms'];
-const summary = { ...stats, minutes: Number(values.minutes), chain, samples: samples.length };
+const summary = {
+  ...stats,
+  minutes: Number(values.minutes),
+  fallbackEveryMinutes: Number(values['fallback-every']),
+  clients: clientCount,
+  blockBytes,
+  intervalMs,
+  triggerBytes: TRIGGER,
+  chain,
+  samples: samples.length,
+};
 for (const key of series) {
   const values_ = samples.map((s) => s[key]);
   const tenth = Math.max(1, Math.floor(values_.length / 10));
@@ -210,15 +258,15 @@ for (const key of series) {
   };
 }
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-mkdirSync('bench/results', { recursive: true });
-writeFileSync(
-  `bench/results/soak-${stamp}.json`,
-  `${JSON.stringify({ summary, samples }, null, 1)}\n`,
-);
-writeFileSync(`bench/results/soak-${stamp}.png`, plot(samples, series));
+mkdirSync(values.out, { recursive: true });
+const report = `${values.out}/soak-${stamp}.json`;
+writeFileSync(report, `${JSON.stringify({ summary, samples }, null, 1)}\n`);
+writeFileSync(`${values.out}/soak-${stamp}.png`, plot(samples, series));
 console.log(JSON.stringify(summary, null, 1));
-console.log(`report: bench/results/soak-${stamp}.json, plot: bench/results/soak-${stamp}.png`);
-process.exit(stats.corrupt === 0 ? 0 : 1);
+console.log(`report: ${report}, plot: ${values.out}/soak-${stamp}.png`);
+// Wrong bytes anywhere fail the run; refused churn connects during a restart do not.
+const clean = stats.corrupt === 0 && stats.churnBadEcho === 0 && stats.udpBadEcho === 0;
+process.exit(clean ? 0 : 1);
 
 /** Four stacked line charts (one per series, each scaled to its own range), as a PNG. */
 function plot(points, keys) {
