@@ -56,7 +56,7 @@ export function failOver(host: FailoverHost, errno: number): void {
   // The failed engine is never started again; its watcher is released (natively, when its
   // poll failed) before the successor opens, and the handle is closed right after the move.
   old.stop();
-  const cause = `poll failed: ${errnoName(errno)}`;
+  const cause = pollFailureCause(failed, errno);
   const record: FallbackRecord = {
     backend: failed,
     attempt: 1,
@@ -110,6 +110,21 @@ export function failOver(host: FailoverHost, errno: number): void {
 }
 
 /**
+ * What a poll failure means, for the fallback record and the log. io_uring's EPERM is its
+ * credentials check: the process's uid or gid changed after the ring was created.
+ */
+function pollFailureCause(backend: string, errno: number): string {
+  const name = errnoName(errno);
+  if (backend === 'io_uring' && name === 'EPERM') {
+    return (
+      'poll failed: EPERM (the process uid/gid changed after the io_uring ring was created; ' +
+      'a ring keeps the credentials it was created with, CVE-2024-22017)'
+    );
+  }
+  return `poll failed: ${name}`;
+}
+
+/**
  * No backend could take over: every socket is closed with the failure, the failed engine is
  * closed, and from now on listen()/connect()/udp() reject with `IOMUX_BACKEND_FAILED`.
  */
@@ -121,7 +136,7 @@ function failAll(
 ): void {
   const error = new IomuxError(
     'IOMUX_BACKEND_FAILED',
-    `backend ${host.backend} failed (${errnoName(errno)}) and no fallback could take over`,
+    `backend ${host.backend} failed (${pollFailureCause(host.backend, errno)}) and no fallback could take over`,
     { errno, syscall: 'poll', cause },
   );
   for (const [id, slot] of host.table.entries()) {

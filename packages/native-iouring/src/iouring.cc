@@ -12,6 +12,7 @@ int IouringEngine::init() {
   fault_after_ = config_.tune("faultKernelAfter", -1);
   fault_errno_ = static_cast<int>(config_.tune("faultKernelErrno", EIO));
   if (fault_errno_ <= 0) fault_errno_ = EIO;
+  creator_ = Credentials::current();
   int rc = ring_.init(tuning_.sq_entries, tuning_.cq_entries, tuning_.first_setup);
   if (rc < 0) return rc;
   rc = uring::check_capabilities(ring_, nullptr);
@@ -95,6 +96,33 @@ int IouringEngine::add_socket(int fd, bool listener, bool connecting) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Credentials (CVE-2024-22017)
+//
+// A ring keeps the credentials of the task that created it: its io-wq workers were forked with
+// them, so an operation they run after the process dropped privileges (setuid, setgid) runs with
+// the old ones. The ids are compared before every poll's submissions; a change breaks the engine
+// with EPERM, which the reactor answers with a runtime fallback (its sockets move to the next
+// backend, which has no such state) or, without one, with IOMUX_BACKEND_FAILED. A submission
+// forced by a full SQ between the change and the next poll still goes out with the old workers.
+
+IouringEngine::Credentials IouringEngine::Credentials::current() {
+  Credentials c;
+  // Cannot fail with valid pointers; if it did, the zeros compare unequal to a later reading.
+  (void)getresuid(&c.uid[0], &c.uid[1], &c.uid[2]);
+  (void)getresgid(&c.gid[0], &c.gid[1], &c.gid[2]);
+  return c;
+}
+
+bool IouringEngine::Credentials::operator==(const Credentials& other) const {
+  for (int i = 0; i < 3; ++i) {
+    if (uid[i] != other.uid[i] || gid[i] != other.gid[i]) return false;
+  }
+  return true;
+}
+
+bool IouringEngine::credentials_changed() { return !(Credentials::current() == creator_); }
+
+// ---------------------------------------------------------------------------------------------
 // Poll
 
 bool IouringEngine::work_left() {
@@ -107,6 +135,11 @@ int IouringEngine::poll(EventSink* sink) {
   sockets_.recycle();
   ++counters_.polls;
   if (broken_ != 0) return broken_;
+  if (credentials_changed()) {
+    // Nothing was taken from the kernel yet: report at once; inbox bytes travel with detach.
+    broken_ = -EPERM;
+    return broken_;
+  }
   in_poll_ = true;
   kicked_ = false;
   if (toggle_) ring_.set_eventfd_enabled(false);

@@ -308,6 +308,15 @@ class IouringEngine final : public Engine {
   void absorb(const Completion& cqe);
   bool ops_in_flight(bool include_zombies);
 
+  // The process's real, effective and saved ids; see credentials_changed() in iouring.cc.
+  struct Credentials {
+    uid_t uid[3] = {0, 0, 0};
+    gid_t gid[3] = {0, 0, 0};
+    static Credentials current();
+    bool operator==(const Credentials& other) const;
+  };
+  bool credentials_changed();
+
   bool notifier_lost(int rc);
   void kick() {
     if (in_poll_ || kicked_) return;
@@ -331,8 +340,9 @@ class IouringEngine final : public Engine {
   Counters counters_;
   // The eventfd registered with the ring: wait_fd(). Abandoned once closed by other code.
   Notifier notifier_;
-  ReserveFd reserve_;  // sheds a pending peer when accept fails with EMFILE/ENFILE
-  int broken_ = 0;     // -errno once the ring itself failed
+  ReserveFd reserve_;    // sheds a pending peer when accept fails with EMFILE/ENFILE
+  int broken_ = 0;       // -errno once the ring itself failed
+  Credentials creator_;  // who created the ring (captured in init)
   // Fault injection (tuning faultKernelAfter / faultKernelErrno): after this many successful
   // io_uring_enter calls inside poll(), the next one fails with fault_errno_. -1: off.
   int64_t fault_after_ = -1;
