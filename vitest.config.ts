@@ -1,13 +1,8 @@
-import { configDefaults, defineConfig } from 'vitest/config';
+import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
-    // The model-based suite is opt-in (IOMUX_MODEL=1 pnpm vitest run packages/core/test/model/)
-    // until its two unexplained counterexamples (see its file) are understood.
-    exclude: process.env.IOMUX_MODEL
-      ? configDefaults.exclude
-      : [...configDefaults.exclude, 'packages/core/test/model/**'],
     // Fails any test that leaves an fd, handle or timer open (see the file for the rules).
     setupFiles: ['packages/core/test/setup/leak-check.ts'],
     // The kqueue backend runs here as its test-only build over the kqueue emulation on Linux
