@@ -357,8 +357,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     if (!engine_) return Closed(env);
     DetachedSocket socket;
     bool hand_off = info.Length() > 1 && info[1].ToBoolean().Value();
-    int rc = hand_off ? engine_->hand_off(IdArg(info), &socket)
-                       : engine_->detach(IdArg(info), &socket);
+    int rc =
+        hand_off ? engine_->hand_off(IdArg(info), &socket) : engine_->detach(IdArg(info), &socket);
     if (rc < 0) return Result(env, rc);
     uint32_t flags =
         (socket.listener ? kListener : 0u) | (socket.connecting ? kConnecting : 0u) |

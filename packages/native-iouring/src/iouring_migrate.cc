@@ -223,8 +223,7 @@ int IouringEngine::hand_off(int id, DetachedSocket* out) {
 void IouringEngine::sort_out_completions(int id, uint32_t g) {
   auto ours = [id, g](const Completion& c) {
     Op op = op_of(c.user_data);
-    return op != kOpNone && op != kOpCancel && id_of(c.user_data) == id &&
-           gen_of(c.user_data) == g;
+    return op != kOpNone && op != kOpCancel && id_of(c.user_data) == id && gen_of(c.user_data) == g;
   };
   size_t keep = backlog_head_;
   for (size_t i = backlog_head_; i < backlog_.size(); ++i) {
