@@ -5,7 +5,8 @@
 // Then the game-server benchmark (bench/game.mjs: 1000 players at 60 Hz, workers saturated, each
 // Linux backend), unless --no-game; its section is appended to the report and written to
 // bench/results/game.json and .md. `--only game` runs just that one.
-// Then the ecosystem benchmark (bench/ecosystem: TLS echo and node:http on iomux vs node:net),
+// Then the ecosystem benchmark (bench/ecosystem: TLS echo, node:http and ws on iomux vs node:net,
+// and the conn.transfer() handoff time per backend),
 // unless --no-eco; written to bench/results/ecosystem.json and .md. `--only eco` runs just that.
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';

@@ -73,6 +73,7 @@ export async function runEcosystemBench({ quick, rounds, backends }) {
   const workloads = [
     { kind: 'tls', name: 'TLS 1.3 echo 1 KiB x50', connections: 50 },
     { kind: 'http', name: 'HTTP/1.1 keep-alive GET x50', connections: 50 },
+    { kind: 'ws', name: 'WebSocket (ws) echo 1 KiB x50', connections: 50 },
   ];
   const contestants = [
     ...backends.map((backend) => ({ name: `iomux-${backend}`, variant: 'iomux', backend })),
@@ -107,13 +108,29 @@ export async function runEcosystemBench({ quick, rounds, backends }) {
       );
     }
   }
-  return rows;
+  const handoffs = [];
+  for (const backend of backends) {
+    const { match, child } = await spawnNode(
+      'handoff.mjs',
+      [String(quick ? 50 : 200)],
+      { IOMUX_BACKEND: backend },
+      /^(\{.*\})$/m,
+    );
+    await stop(child).catch(() => undefined);
+    const result = JSON.parse(match[1]);
+    handoffs.push(result);
+    console.log(
+      `handoff ${backend.padEnd(12)} ${result.moves} moves: median ${result.median_ms.toFixed(3)} ms, ` +
+        `p99 ${result.p99_ms.toFixed(3)} ms, max ${result.max_ms.toFixed(3)} ms, bytes ok ${result.ok}`,
+    );
+  }
+  return { rows, handoffs };
 }
 
 /** The rows as a markdown table, each iomux row also as a ratio to node-net of its workload. */
-export function renderEcosystemMarkdown(rows) {
+export function renderEcosystemMarkdown({ rows, handoffs }) {
   const lines = [
-    '## TLS and HTTP on iomux (node:tls / node:http over toDuplex) vs node:net',
+    '## TLS, HTTP and WebSocket on iomux (node:tls / node:http / ws over toDuplex) vs node:net',
     '',
     '| workload | server | req/s | req per server CPU-s | vs node-net (CPU-s) | errors |',
     '| --- | --- | ---: | ---: | ---: | ---: |',
@@ -126,6 +143,18 @@ export function renderEcosystemMarkdown(rows) {
         : '–';
     lines.push(
       `| ${row.workload} | ${row.contestant} | ${Math.round(row.per_sec)} | ${Math.round(row.per_server_cpu_s)} | ${ratio}× | ${row.errors} |`,
+    );
+  }
+  lines.push(
+    '',
+    '## Connection handoff: conn.transfer() in the main thread to reactor.adopt() in a worker',
+    '',
+    '| backend | moves | median ms | p99 ms | max ms | every byte echoed |',
+    '| --- | ---: | ---: | ---: | ---: | --- |',
+  );
+  for (const h of handoffs) {
+    lines.push(
+      `| ${h.backend} | ${h.moves} | ${h.median_ms.toFixed(3)} | ${h.p99_ms.toFixed(3)} | ${h.max_ms.toFixed(3)} | ${h.ok} |`,
     );
   }
   return lines.join('\n');

@@ -1,11 +1,13 @@
 // One server of the ecosystem benchmark, in its own process: `node servers.mjs <kind> <variant>`
-// with kind `tls` (an echo server) or `http` (node:http answering "hello"), and variant `iomux`
+// with kind `tls` (an echo server), `http` (node:http answering "hello") or `ws` (the ws library's
+// WebSocketServer on node:http, echoing binary messages), and variant `iomux`
 // (node:tls / node:http over toDuplex(conn), IOMUX_BACKEND picks the backend) or `node` (the
 // same code on node:net). Prints "listening <port>"; exits on SIGTERM.
 import http from 'node:http';
 import { pipeline } from 'node:stream';
 import tls from 'node:tls';
 import { createReactor, toDuplex } from '@iomux/core';
+import { WebSocketServer } from 'ws';
 import { loadCertificate } from '../../examples/tls-echo/certificate.mjs';
 
 const [kind, variant] = process.argv.slice(2);
@@ -29,7 +31,17 @@ function handlerFor() {
     server.keepAliveTimeout = 30_000;
     return (socket) => server.emit('connection', socket);
   }
-  throw new Error(`unknown kind ${kind} (tls | http)`);
+  if (kind === 'ws') {
+    const server = http.createServer((req, res) => res.writeHead(426).end());
+    const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+    server.on('upgrade', (req, socket, head) => {
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+      });
+    });
+    return (socket) => server.emit('connection', socket);
+  }
+  throw new Error(`unknown kind ${kind} (tls | http | ws)`);
 }
 
 const onSocket = handlerFor();

@@ -349,12 +349,16 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return info.Env().Undefined();
   }
 
-  // detach(id) -> [fd, flags, unsent: Buffer, undelivered: Buffer] | -errno
+  // detach(id, handOff) -> [fd, flags, unsent: Buffer, undelivered: Buffer, maxDatagram,
+  // accepted: number[]] | -errno. handOff:
+  // this socket alone leaves a live engine (Engine::hand_off), else a runtime fallback's detach.
   Napi::Value Detach(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!engine_) return Closed(env);
     DetachedSocket socket;
-    int rc = engine_->detach(IdArg(info), &socket);
+    bool hand_off = info.Length() > 1 && info[1].ToBoolean().Value();
+    int rc =
+        hand_off ? engine_->hand_off(IdArg(info), &socket) : engine_->detach(IdArg(info), &socket);
     if (rc < 0) return Result(env, rc);
     uint32_t flags =
         (socket.listener ? kListener : 0u) | (socket.connecting ? kConnecting : 0u) |
@@ -362,13 +366,17 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
         (socket.shutdown_requested ? kShutdownRequested : 0u) |
         (socket.write_shut ? kWriteShut : 0u) | (socket.drain_pending ? kDrainPending : 0u) |
         (socket.eof_undelivered ? kEofUndelivered : 0u) | (socket.datagram ? kDatagram : 0u);
-    Napi::Array out = Napi::Array::New(env, 5);
+    Napi::Array out = Napi::Array::New(env, 6);
     out.Set(0u, Napi::Number::New(env, socket.fd));
     out.Set(1u, Napi::Number::New(env, flags));
     out.Set(2u, Napi::Buffer<uint8_t>::Copy(env, socket.unsent.data(), socket.unsent.size()));
     out.Set(3u,
             Napi::Buffer<uint8_t>::Copy(env, socket.undelivered.data(), socket.undelivered.size()));
     out.Set(4u, Napi::Number::New(env, static_cast<double>(socket.max_datagram)));
+    Napi::Array accepted = Napi::Array::New(env, socket.accepted.size());
+    for (size_t i = 0; i < socket.accepted.size(); ++i)
+      accepted.Set(static_cast<uint32_t>(i), Napi::Number::New(env, socket.accepted[i]));
+    out.Set(5u, accepted);
     return out;
   }
 

@@ -138,6 +138,10 @@ struct DetachedSocket : SocketFlags {
   // native/src/datagram.h); `undelivered` and the stream flags other than `paused` do not apply.
   bool datagram = false;
   size_t max_datagram = 0;
+  // A listener: connections the kernel accepted for it that were never announced (a completion
+  // engine's accepts in flight at the detach). The fds are open and go with it; the successor
+  // adopts and announces them as accepted connections.
+  std::vector<int> accepted;
 };
 
 struct UdpRequest {
@@ -224,6 +228,11 @@ class Engine {
   // over such a socket and returns its new id. Both return -errno on failure.
   virtual int detach(int id, DetachedSocket* out) = 0;
   virtual int adopt(DetachedSocket&& socket) = 0;
+  // Hands one socket over while the engine goes on serving the others (conn.transfer(),
+  // toNetSocket): as detach(), for this socket alone, with nothing done to any other socket. An
+  // engine whose detach() already touches only the one socket need not override it; io_uring's
+  // detach() settles the whole ring (a migration moves every socket), so it has its own.
+  virtual int hand_off(int id, DetachedSocket* out) { return detach(id, out); }
 
   // UDP. udp_open binds a datagram socket and returns its id; datagrams arrive as kEventDatagram.
   // Engines share the datagram logic in native/src/datagram.h. Backends without datagram support

@@ -107,6 +107,8 @@ function nativeOptionsFor(name: BackendName, settings: OpenSettings): NativeBack
       faultKernelErrno: errnoOf(faults.pollErrno ?? 'EIO'),
     };
   }
+  if (faults.handOverTimeout === true && name === 'io_uring')
+    nativeOptions.tuning = { ...nativeOptions.tuning, faultHandOverTimeout: 1 };
   return nativeOptions;
 }
 

@@ -93,6 +93,16 @@ export interface NativeBackendOptions {
  */
 export type NativeEventsCallback = (count: number, slab: Buffer | undefined) => void;
 
+/** What {@link NativeBackendHandle.detach} returns for a socket that left its backend. */
+export type DetachedSocket = [
+  fd: number,
+  flags: number,
+  unsent: Buffer,
+  undelivered: Buffer,
+  maxDatagram: number,
+  accepted: number[],
+];
+
 /**
  * One backend instance. Methods never throw for socket failures: they return `-errno`.
  */
@@ -136,12 +146,14 @@ export interface NativeBackendHandle {
   /** Closes every socket and the kernel object; the handle is unusable afterwards. */
   close(): void;
   /**
-   * Runtime fallback: forgets a socket without closing it. Returns `[fd, flags, unsent,
-   * undelivered]`: the fd, state flags, bytes still to send, and bytes read but not delivered.
+   * Forgets a socket without closing it. Returns `[fd, flags, unsent, undelivered, maxDatagram,
+   * accepted]`: the fd, state flags, bytes still to send, bytes read but not delivered, a UDP
+   * socket's datagram size, and a listener's accepted but never announced connections (open
+   * fds, which the caller then owns). `handOver`: this socket
+   * alone leaves while the backend serves on (transfer, toNetSocket); otherwise a runtime
+   * fallback, which moves every socket (io_uring then settles its whole ring once).
    */
-  detach(
-    id: number,
-  ): [fd: number, flags: number, unsent: Buffer, undelivered: Buffer, maxDatagram: number] | number;
+  detach(id: number, handOver?: boolean): DetachedSocket | number;
   /** Takes over a detached socket. Returns its new id or -errno. */
   adopt(fd: number, flags: number, unsent: Uint8Array, maxDatagram: number): number;
   /**

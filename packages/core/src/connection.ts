@@ -46,10 +46,10 @@ export interface ConnectionHost {
   /** True while the reactor's table maps the connection's id to this very object. */
   owns(connection: Connection): boolean;
   /**
-   * @internal Before a hand-off: takes the events of `id` the current batch has not delivered yet; throws
-   * when the backend cannot detach a live socket.
+   * @internal Before a hand-off: the events of `id` the current batch has not delivered yet,
+   * taken out of it with `take` (once the backend let the socket go), else only looked at.
    */
-  prepareHandOff(id: number): LaterEvents;
+  prepareHandOff(id: number, take: boolean): LaterEvents;
 }
 
 /**
@@ -765,8 +765,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * post to it (`worker.postMessage(ticket)`), where `reactor.adopt(ticket)` makes it a normal
    * connection again. Bytes read but not consumed, queued writes and the paused state go with
    * it. This object then closes (`'close'` without error) and emits nothing else.
-   * @throws {@link IomuxError} `IOMUX_SOCKET_CLOSED`, `IOMUX_INVALID_ARGUMENT` after `end()`,
-   * `EOPNOTSUPP` on the io_uring backend (it can adopt, but not hand over a live socket).
+   * @throws {@link IomuxError} `IOMUX_SOCKET_CLOSED`, `IOMUX_INVALID_ARGUMENT` after `end()`;
+   * `ETIMEDOUT` on io_uring when the kernel did not give the socket's operations back within
+   * 50 ms (the connection then stays here and serves on).
    */
   transfer(): ConnectionTicket {
     return ticketFor(this);
@@ -780,13 +781,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.ending)
       throw new IomuxError('IOMUX_INVALID_ARGUMENT', `connection ${this.id} has ended its side`);
     // Called from a handler mid-batch: this socket's later events of the batch go with it.
-    const later = this.host.prepareHandOff(this.id);
+    const later = this.host.prepareHandOff(this.id, false);
     if (later.close !== undefined) {
+      this.host.prepareHandOff(this.id, true);
       this.onClose(later.close);
       throw new IomuxError('IOMUX_SOCKET_CLOSED', `connection ${this.id} is closed`);
     }
-    const detached = this.host.native.detach(this.id);
+    // A refusal (io_uring: ETIMEDOUT) leaves the connection serving: its later events stay in the
+    // batch, delivered as if nothing had happened.
+    const detached = this.host.native.detach(this.id, true);
     if (typeof detached === 'number') throw socketError(detached, 'detach');
+    this.host.prepareHandOff(this.id, true);
     const heldBytes = [...held.filter(isBuffer), ...later.bytes];
     const paused = this.paused;
     this.held = undefined;

@@ -78,9 +78,10 @@ export interface LaterEvents {
 /**
  * Takes the not yet delivered events of connection `id` out of the current batch (when a handler
  * hands the connection off mid-batch, they go with it instead of being lost or reaching an
- * object that reuses the id): each one taken is blanked, so the loop skips it.
+ * object that reuses the id): each one taken is blanked, so the loop skips it. With `take`
+ * false they are only looked at (a hand-off the backend may still refuse).
  */
-export function takeLaterEvents(host: DispatchHost, id: number): LaterEvents {
+export function takeLaterEvents(host: DispatchHost, id: number, take = true): LaterEvents {
   const taken: LaterEvents = { bytes: [], end: false, close: undefined };
   const { events, codes, batch } = host;
   const step = codes.EVENT_INTS;
@@ -92,7 +93,7 @@ export function takeLaterEvents(host: DispatchHost, id: number): LaterEvents {
       taken.bytes.push(batch.slab!.subarray(events[p + 2], events[p + 2]! + events[p + 3]!));
     else if (type === codes.END) taken.end = true;
     else if (type === codes.CLOSE) taken.close = events[p + 2];
-    events[p] = NO_EVENT;
+    if (take) events[p] = NO_EVENT;
   }
   return taken;
 }
@@ -134,7 +135,11 @@ function deliver(
   }
 }
 
-function accepted(host: DispatchHost, id: number, listenerId: number): void {
+/**
+ * Connection `id`, already in the backend, becomes listener `listenerId`'s new connection (an
+ * ACCEPT event, or a connection a runtime fallback carried over unannounced).
+ */
+export function accepted(host: DispatchHost, id: number, listenerId: number): void {
   const listener = host.table.get(listenerId);
   if (!(listener instanceof Listener)) {
     host.native.destroy(id);

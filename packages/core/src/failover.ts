@@ -43,6 +43,8 @@ export interface FailoverHost {
   announceFallback(record: FallbackRecord): void;
   /** Refs or unrefs the backend's watcher after the table changed. */
   updateRef(): void;
+  /** Announces connection `id` (already in the backend) as accepted by listener `listenerId`. */
+  announceAccepted(id: number, listenerId: number): void;
 }
 
 /**
@@ -89,6 +91,9 @@ export function failOver(host: FailoverHost, errno: number): void {
     opened.addon.events,
     (id, slot, error) => {
       lose(host, id, slot, error);
+    },
+    (id, listenerId) => {
+      host.announceAccepted(id, listenerId);
     },
   );
   host.retire(old);

@@ -8,7 +8,7 @@ import { closeSync } from 'node:fs';
 import type { NativeBackendHandle, NativeEventCodes } from './backend.js';
 import { Connection, type ConnectionSettings } from './connection.js';
 import { socketError, type IomuxError } from './errors.js';
-import type { Listener } from './listener.js';
+import { Listener } from './listener.js';
 import { SocketTable } from './socket-table.js';
 import type { UdpSocket } from './udp.js';
 
@@ -46,14 +46,19 @@ export interface Migration {
 /**
  * Moves every socket of `table` from `failed` to `successor`. `lose(id, slot, error)` closes a socket
  * that cannot move; it runs while `table` is still the reactor's table, so it removes the right
- * entry.
+ * entry. `announce(id, listenerId)` makes a connection the failed backend accepted but never
+ * announced (a completion backend's accept in flight at the detach), now adopted by the successor,
+ * a listener's new connection; it runs once the successor's table is the reactor's.
  */
+const EMPTY = new Uint8Array(0);
+
 export function migrateSockets(
   table: SocketTable<Slot>,
   failed: NativeBackendHandle,
   successor: NativeBackendHandle,
   codes: NativeEventCodes,
   lose: (id: number, slot: Slot, error: IomuxError) => void,
+  announce: (id: number, listenerId: number) => void,
 ): Migration {
   const next = new SocketTable<Slot>();
   const followUps: (() => void)[] = [];
@@ -74,6 +79,18 @@ export function migrateSockets(
     moved += 1;
     next.set(newId, slot);
     slot.id = newId;
+    if (typeof detached !== 'number' && slot instanceof Listener) {
+      for (const fd of detached[5]) {
+        const connectionId = successor.adopt(fd, 0, EMPTY, 0);
+        if (connectionId < 0) {
+          closeSync(fd); // the peer sees the connection end, as when a backlog overflows
+          continue;
+        }
+        followUps.push(() => {
+          announce(connectionId, slot.id);
+        });
+      }
+    }
     if (typeof detached !== 'number' && slot instanceof Connection) {
       const [, socketFlags, unsent, undelivered] = detached;
       const eof = (socketFlags & codes.EOF_UNDELIVERED) !== 0;

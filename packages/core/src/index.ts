@@ -60,6 +60,7 @@ export type {
 export { AUTO_ORDER, getBackend, listBackends } from './backend.js';
 export type {
   BackendModule,
+  DetachedSocket,
   NativeAddon,
   BackendStatus,
   NativeBackendConstructor,

@@ -21,6 +21,12 @@ export interface FaultInjection {
    * (leftovers, reaped completions), which must still be delivered before the fallback.
    */
   kernelAfter?: Partial<Record<BackendName, number>>;
+  /**
+   * io_uring: `conn.transfer()` gives up with `ETIMEDOUT` right after asking the kernel to cancel
+   * the socket's operations, as when the kernel does not give them back in time (the connection
+   * stays and serves on).
+   */
+  handOverTimeout?: boolean;
   /** The errno a failing poll reports (default `EIO`). */
   pollErrno?: string | number;
 }

@@ -35,6 +35,7 @@ import {
   BatchObserver,
   deliverBatch,
   takeLaterEvents,
+  accepted as announceAccepted,
   type BatchCursor,
   type LaterEvents,
 } from './dispatch.js';
@@ -73,12 +74,6 @@ export type { FallbackRecord, MigrationSummary } from './backend-open.js';
 export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
 export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
 export type { ReactorStats } from './reactor-stats.js';
-
-/**
- * Backends whose engine cannot detach one socket while it goes on serving the others: io_uring's
- * detach settles the whole ring, as for a runtime fallback (`iouring_migrate.cc`).
- */
-const NO_LIVE_DETACH: ReadonlySet<BackendName> = new Set<BackendName>(['io_uring']);
 
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
@@ -313,16 +308,10 @@ export class Reactor
 
   /**
    * @internal A connection is about to leave (transfer, toNetSocket): its later events of the
-   * current batch go with it.
-   * @throws {@link IomuxError} `EOPNOTSUPP` on a backend that cannot detach a live socket.
+   * current batch go with it (`take`), or are only looked at (`take` false).
    */
-  prepareHandOff(id: number): LaterEvents {
-    if (NO_LIVE_DETACH.has(this.backend))
-      throw new IomuxError(
-        'EOPNOTSUPP',
-        `the ${this.backend} backend cannot hand over a live connection (its sockets can be adopted)`,
-      );
-    return takeLaterEvents(this, id);
+  prepareHandOff(id: number, take: boolean): LaterEvents {
+    return takeLaterEvents(this, id, take);
   }
 
   /**
@@ -612,6 +601,11 @@ export class Reactor
     if (this.failure === undefined) this.native.destroy(listener.id);
     this.table.remove(listener.id, listener);
     this.updateRef();
+  }
+
+  /** @internal A runtime fallback carried connection `id` over unannounced: listener's now. */
+  announceAccepted(id: number, listenerId: number): void {
+    announceAccepted(this, id, listenerId);
   }
 
   /** @internal */

@@ -6,12 +6,13 @@
  * a FIN not yet delivered and the paused state travel in the ticket, in order.
  */
 import { closeSync } from 'node:fs';
+import type { DetachedSocket } from './backend.js';
 import type { Connection } from './connection.js';
 
 /** What a connection hands over when it leaves its reactor (internal). */
 export interface HandOff {
   /** The backend's detach result: fd, state flags, unsent bytes, undelivered bytes. */
-  detached: [fd: number, flags: number, unsent: Buffer, undelivered: Buffer, maxDatagram: number];
+  detached: DetachedSocket;
   /** Bytes the connection object held back (read while paused), oldest first. */
   heldBytes: Buffer[];
   /** The peer's END was held back too (it follows the held bytes). */

@@ -6,7 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { IomuxError, toNetSocket } from '../src/index.js';
-import { backends, echo, pattern, reactorOn, until } from './helpers.js';
+import { backends, echo, pattern, until } from './helpers.js';
 import { reactorPerTest } from './reactor-per-test.js';
 
 /** Reads from `socket` until `size` bytes after the first `skip` bytes arrived. */
@@ -99,9 +99,7 @@ describe.each(backends)('suite.reactor.adopt: $name', (backend) => {
   });
 
   run('an fd (here from a transfer ticket) is adopted as a normal connection', async () => {
-    // io_uring cannot hand a live socket over: its fd comes from an epoll suite.reactor.
-    const donor = backend.name === 'io_uring' ? reactorOn('epoll') : suite.reactor;
-    closers.push(() => void donor.close());
+    const donor = suite.reactor;
     const listener = await donor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       // Only the fd and the bytes already read (blocking_io's reader thread reads ahead) are
       // passed on: the fd path with a head.
@@ -149,54 +147,29 @@ describe.each(backends)('suite.reactor.adopt: $name', (backend) => {
     expect(suite.reactor.connectionCount()).toBe(0);
   });
 
-  // Only io_uring refuses a hand-off; elsewhere the next test hands the connection over.
-  (backend.name === 'io_uring' ? run : it.skip)(
-    'io_uring only: toNetSocket(conn) is refused with EOPNOTSUPP; the connection stays',
-    async () => {
-      const refusals: IomuxError[] = [];
-      const listener = await suite.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
-        try {
-          toNetSocket(conn);
-        } catch (err) {
-          refusals.push(err as IomuxError);
-        }
-        echo(conn);
-      });
-      const client = net.connect(listener.port, '127.0.0.1');
-      closers.push(() => client.destroy());
-      const received = readBytes(client, 5);
-      client.write('still');
-      expect((await received).toString()).toBe('still');
-      expect(refusals.map((e) => e.code)).toEqual(['EOPNOTSUPP']);
-    },
-  );
-
-  (backend.name === 'io_uring' ? it.skip : run)(
-    'toNetSocket(conn): held and queued bytes carry over to node:net, byte-exact (not on io_uring: refused, see above)',
-    async () => {
-      const payload = pattern(1 << 20, 54);
-      const handed: net.Socket[] = [];
-      const listener = await suite.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
-        conn.pause(); // what arrives now is read later, by node
-        conn.write('hello from iomux;');
-        setTimeout(() => {
-          const socket = toNetSocket(conn);
-          handed.push(socket);
-          closers.push(() => socket.destroy());
-          socket.pipe(socket);
-        }, 50);
-      });
-      const client = net.connect(listener.port, '127.0.0.1');
-      closers.push(() => client.destroy());
-      const expected = Buffer.concat([Buffer.from('hello from iomux;'), payload]);
-      const received = readBytes(client, expected.length);
-      client.write(payload);
-      const got = await received;
-      expect(got.equals(expected)).toBe(true);
-      expect(handed).toHaveLength(1);
-      expect(suite.reactor.connectionCount()).toBe(0);
-      client.end();
-      await new Promise((resolve) => handed[0]?.once('close', resolve));
-    },
-  );
+  run('toNetSocket(conn): held and queued bytes carry over to node:net, byte-exact', async () => {
+    const payload = pattern(1 << 20, 54);
+    const handed: net.Socket[] = [];
+    const listener = await suite.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+      conn.pause(); // what arrives now is read later, by node
+      conn.write('hello from iomux;');
+      setTimeout(() => {
+        const socket = toNetSocket(conn);
+        handed.push(socket);
+        closers.push(() => socket.destroy());
+        socket.pipe(socket);
+      }, 50);
+    });
+    const client = net.connect(listener.port, '127.0.0.1');
+    closers.push(() => client.destroy());
+    const expected = Buffer.concat([Buffer.from('hello from iomux;'), payload]);
+    const received = readBytes(client, expected.length);
+    client.write(payload);
+    const got = await received;
+    expect(got.equals(expected)).toBe(true);
+    expect(handed).toHaveLength(1);
+    expect(suite.reactor.connectionCount()).toBe(0);
+    client.end();
+    await new Promise((resolve) => handed[0]?.once('close', resolve));
+  });
 });

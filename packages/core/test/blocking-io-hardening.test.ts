@@ -8,7 +8,12 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getBackend } from '../src/index.js';
 import type { Connection } from '../src/index.js';
-import type { NativeAddon, NativeBackendHandle, NativeBackendOptions } from '../src/backend.js';
+import type {
+  DetachedSocket,
+  NativeAddon,
+  NativeBackendHandle,
+  NativeBackendOptions,
+} from '../src/backend.js';
 import { backends, backendTitle, netConnect, reactorOn, sleep } from './helpers.js';
 
 const EAGAIN = 11;
@@ -240,7 +245,7 @@ describe.skipIf(!blocking.available)(backendTitle(blocking), () => {
       await new Promise((resolve) => setTimeout(resolve, 50)); // the writer is blocked by now
       const detached = a.engine.detach(id);
       expect(Array.isArray(detached)).toBe(true);
-      const [fd, flags, unsent] = detached as [number, number, Buffer, Buffer, number];
+      const [fd, flags, unsent] = detached as DetachedSocket;
       expect(unsent.length).toBeGreaterThan(0);
       const sentBefore = total - unsent.length;
 

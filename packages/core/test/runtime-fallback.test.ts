@@ -115,6 +115,61 @@ describe('runtime fallback with no successor', () => {
   );
 });
 
+// io_uring accepts with a multishot operation: when the ring fails, connections the kernel already
+// accepted sit in completions nobody announced yet (many of them with a CQ of 8 entries). They
+// move with their listener (DetachedSocket::accepted) and are announced by the successor; before,
+// they were closed and their clients saw the connection end unserved.
+describe('runtime fallback io_uring (tiny rings) → select, connections accepting as it fails', () => {
+  const a = backends.find((b) => b.name === 'io_uring')!;
+  const b = backends.find((x) => x.name === 'select')!;
+  const skip = !a.available ? `io_uring: ${a.cause}` : !b.available ? `select: ${b.cause}` : '';
+
+  it.skipIf(skip !== '')(
+    `every connection accepted before or while the ring fails is served${skip ? ` (skipped: ${skip})` : ''}`,
+    async () => {
+      const fdsBefore = fdCount();
+      const connections = 200;
+      const perConnection = 4096;
+      const reactor = createReactor(
+        { ioModel: 'io_uring', retry: { fallback: ['select'] } },
+        {
+          env: {
+            IOMUX_IOURING_SQ_ENTRIES: '4',
+            IOMUX_IOURING_CQ_ENTRIES: '8',
+            IOMUX_IOURING_BUF_COUNT: '64',
+          },
+          faults: { afterBytes: { io_uring: 1 } }, // fails as soon as the first bytes arrive
+        },
+      );
+      const fallbacks: FallbackRecord[] = [];
+      reactor.on('fallback', (record) => fallbacks.push(record));
+      const connectionErrors: unknown[] = [];
+      let served = 0;
+      const listener = await reactor.listen(
+        { host: '127.0.0.1', port: 0, backlog: 1024 },
+        (conn) => {
+          served += 1;
+          conn.on('close', (err) => err && connectionErrors.push(err));
+          echo(conn);
+        },
+      );
+      const results = await Promise.all(
+        Array.from(
+          { length: connections },
+          (_, i) => streamClient(listener.port, i + 1, perConnection, { endWhenDone: true }).done,
+        ),
+      );
+      expect(fallbacks).toHaveLength(1);
+      expect(results.filter((r) => !(r.ok && r.received === perConnection))).toEqual([]);
+      expect(connectionErrors).toEqual([]);
+      expect(served).toBe(connections);
+      await until(() => reactor.connectionCount() === 0, 5000, 'every connection closed');
+      await reactor.close();
+      await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
+    },
+  );
+});
+
 /** Datagram `index` of the streams below: 64 to 463 bytes. */
 function numbered(index: number): Buffer {
   return numberedDatagram(index, 64 + (index % 400));

@@ -13,6 +13,7 @@ int IouringEngine::init() {
   fault_errno_ = static_cast<int>(config_.tune("faultKernelErrno", EIO));
   if (fault_errno_ <= 0) fault_errno_ = EIO;
   creator_ = Credentials::current();
+  fault_hand_off_ = config_.tune("faultHandOverTimeout", 0) == 1;
   int rc = ring_.init(tuning_.sq_entries, tuning_.cq_entries, tuning_.first_setup);
   if (rc < 0) return rc;
   rc = uring::check_capabilities(ring_, nullptr);
@@ -57,6 +58,7 @@ IouringEngine::~IouringEngine() {
     Socket* s = sockets_.get(id);
     if (s == nullptr) continue;
     close_fd(s->fd);
+    for (int fd : s->accepted) close_fd(fd);
     if (!quiet && s->inflight > 0) leak_for_kernel(&s->memory, &s->queue);
   }
   if (!quiet) {

@@ -273,6 +273,8 @@ void IouringEngine::close_socket(int id) {
   // number next: it becomes a NOP (its completion still settles the zombie's count).
   ring_.withdraw(s->fd, [](uint64_t ud) { return retag(ud, kOpVoid); });
   close_fd(s->fd);
+  for (int fd : s->accepted) close_fd(fd);  // accepted while settling, never announced
+  s->accepted.clear();
   ++counters_.closed;
   release(id);
 }

@@ -82,6 +82,9 @@ constexpr uint32_t kGenMask = 0xFFFFFF;
 // for the kernel to give back cancelled operations. Cancels of socket operations complete within
 // one io_uring_enter in practice; the bound only keeps a wedged ring from freezing Node's thread.
 constexpr long long kSettleBudgetNs = 250000000LL;
+// How long handing one socket over (conn.transfer) may wait for its cancelled operations. They
+// come back within the first io_uring_enter in practice; past this the socket stays (ETIMEDOUT).
+constexpr long long kHandOverBudgetNs = 50000000LL;
 
 enum Op : uint8_t {
   kOpNone = 0,  // a neutralised CQE (see detach): skipped
@@ -212,6 +215,7 @@ class IouringEngine final : public Engine {
   const Counters& counters() const override { return counters_; }
   int detach(int id, DetachedSocket* out) override;
   int adopt(DetachedSocket&& socket) override;
+  int hand_off(int id, DetachedSocket* out) override;
   int udp_open(const UdpRequest& request) override;
   int udp_send_batch(int id, const OutgoingDatagram* datagrams, int count,
                      DatagramBatchResult* result) override;
@@ -233,6 +237,9 @@ class IouringEngine final : public Engine {
     std::unique_ptr<OpMemory> memory;
     size_t max_datagram = 0;
     DatagramOutbox outbox;  // UDP; only synchronous sendmmsg reads it, so no zombie keeps it
+    // A listener: connections accepted while its operations were settled (absorb), not announced;
+    // they leave with detach() or are closed with the listener.
+    std::vector<int> accepted;
   };
 
   struct Zombie {
@@ -307,6 +314,10 @@ class IouringEngine final : public Engine {
   void cancel_everything();
   void absorb(const Completion& cqe);
   bool ops_in_flight(bool include_zombies);
+  // hand_off(): completions of one socket absorbed, every other one kept in backlog_ in order.
+  void sort_out_completions(int id, uint32_t gen);
+  void resume_after_failed_hand_off(int id);
+  void save_detached(int id, DetachedSocket* out);
 
   // The process's real, effective and saved ids; see credentials_changed() in iouring.cc.
   struct Credentials {
@@ -347,6 +358,9 @@ class IouringEngine final : public Engine {
   // io_uring_enter calls inside poll(), the next one fails with fault_errno_. -1: off.
   int64_t fault_after_ = -1;
   int fault_errno_ = EIO;
+  // Fault injection (tuning faultHandOverTimeout): hand_off() gives up after submitting its
+  // cancels without reaping them, as when the kernel does not give the operations back in time.
+  bool fault_hand_off_ = false;
   bool in_poll_ = false;
   bool migrating_ = false;  // detach() settled every socket's operations once (see settle)
   // The ring could not be entered while settling: what is still in flight cannot progress (with

@@ -92,9 +92,9 @@ void IouringEngine::absorb(const Completion& cqe) {
       if (final) s->arm = kIdle;
       break;
     case kOpAccept:
-      // A connection the kernel accepted for a listener that is leaving: it has no id to be
-      // announced under, so it is closed (the peer sees it end).
-      if (res >= 0) close_fd(res);
+      // A connection the kernel accepted for a listener that is leaving: it goes with the
+      // listener (DetachedSocket::accepted), announced by the successor; closed at teardown.
+      if (res >= 0) s->accepted.push_back(res);
       if (final) s->arm = kIdle;
       break;
     case kOpAcceptPoll:
@@ -147,6 +147,13 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
     bool frozen = ring_dead_ && (ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0;
     if (!frozen) return -ETIMEDOUT;
   }
+  save_detached(id, out);  // a frozen operation still names its memory until the ring is torn down
+  return 0;
+}
+
+// What a detached socket takes along; the slot is released, the fd stays open.
+void IouringEngine::save_detached(int id, DetachedSocket* out) {
+  Socket* s = sockets_.get(id);
   out->fd = s->fd;
   out->unsent.clear();
   out->undelivered.clear();
@@ -155,8 +162,118 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
   s->outbox.save(&out->unsent);
   out->datagram = s->datagram;
   out->max_datagram = s->max_datagram;
-  release(id);  // a frozen operation still names its memory until the ring is torn down
+  out->accepted = std::move(s->accepted);
+  s->accepted.clear();
+  release(id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handing one socket over (conn.transfer, toNetSocket) while the ring serves the others
+
+// Cancels this socket's operations only (by user_data) and waits, bounded, for their last
+// completions: bytes a receive got go to the inbox, bytes a send got out leave the queue, as in a
+// migration. Every other socket's completion met on the way is kept, in order, in backlog_ for
+// the next poll, so nothing of theirs is lost or reordered. When the kernel does not give the
+// operations back in time the socket stays, serving as before, and the caller hears ETIMEDOUT.
+int IouringEngine::hand_off(int id, DetachedSocket* out) {
+  // A migration under way or a failed ring: the engine is being abandoned anyway.
+  if (migrating_ || broken_ != 0 || ring_.fd() < 0) return detach(id, out);
+  Socket* s = sockets_.get(id);
+  if (s == nullptr) return -EBADF;
+  uint32_t g = gen(id);
+  if (s->inflight > 0) {
+    cancel_ops(id);
+    if (fault_hand_off_) {
+      // Injected: the cancels stay unreaped (the next poll submits them), as when the kernel
+      // does not give the operations back in time.
+      resume_after_failed_hand_off(id);
+      return -ETIMEDOUT;
+    }
+    long long deadline = now_ns() + kHandOverBudgetNs;
+    bool first = true;
+    for (;;) {
+      sort_out_completions(id, g);
+      if (sockets_.get(id)->inflight == 0) break;
+      long long left = deadline - now_ns();
+      if (broken_ != 0 || (!first && left <= 0)) {
+        resume_after_failed_hand_off(id);
+        return broken_ != 0 ? broken_ : -ETIMEDOUT;
+      }
+      // The first enter submits the cancels and runs the task work that completes them; later
+      // ones wait (bounded) for what is still on its way.
+      int rc = first ? ring_.submit(true)
+                     : ring_.submit_and_wait(1, left < 10000000LL ? left : 10000000LL);
+      first = false;
+      if (rc < 0) {
+        broken_ = rc;  // the next poll reports it; this socket fails over with the rest
+        (void)notifier_lost(notifier_.signal());
+        resume_after_failed_hand_off(id);
+        return rc;
+      }
+    }
+  }
+  save_detached(id, out);
+  // Other sockets' completions moved to the backlog are handled by the next poll.
+  if (work_left()) (void)notifier_lost(notifier_.signal());
   return 0;
+}
+
+// One pass over the backlog and the CQ: this socket's completions are absorbed (in order: the
+// backlog is older than the ring), every other one stays in the backlog, in order.
+void IouringEngine::sort_out_completions(int id, uint32_t g) {
+  auto ours = [id, g](const Completion& c) {
+    Op op = op_of(c.user_data);
+    return op != kOpNone && op != kOpCancel && id_of(c.user_data) == id && gen_of(c.user_data) == g;
+  };
+  size_t keep = backlog_head_;
+  for (size_t i = backlog_head_; i < backlog_.size(); ++i) {
+    if (ours(backlog_[i])) {
+      absorb(backlog_[i]);
+    } else {
+      backlog_[keep++] = backlog_[i];
+    }
+  }
+  backlog_.resize(keep);
+  while (ring_.cq_ready() != 0) {
+    unsigned head = ring_.cq_head();
+    const io_uring_cqe* c = ring_.cqe_at(head);
+    Completion cqe{c->user_data, c->res, c->flags};
+    ring_.cq_release(head + 1);
+    if (ours(cqe)) {
+      absorb(cqe);
+    } else if (op_of(cqe.user_data) != kOpNone) {
+      backlog_.push_back(cqe);
+    }
+  }
+  bufs_.publish();
+}
+
+// The socket stays: what absorb() took becomes normal work again. Bytes and an EOF it read are
+// delivered by the next poll; a receive, accept or send no longer in the kernel is armed again
+// (an operation still being cancelled re-arms itself when its completion arrives). A send that
+// emptied the queue is followed by a zero-length SENDMSG, so its DRAIN and a pending FIN go out
+// through the ordinary completion path.
+void IouringEngine::resume_after_failed_hand_off(int id) {
+  Socket* s = sockets_.get(id);
+  if (s->listener) {
+    maybe_arm_accept(id);
+    return;
+  }
+  if (s->datagram) {
+    maybe_arm_datagram(id);
+    if (!s->outbox.empty() && !s->out_poll) arm_datagram_out(id);
+    return;
+  }
+  if (s->connecting) {
+    if (s->connect_op == kOpNone) arm_connect_poll(id);
+    return;
+  }
+  maybe_arm_recv(id);
+  s = sockets_.get(id);
+  if (s->input_held() && !s->paused) add_ready(id);
+  bool flush_due =
+      !s->queue.empty() || s->drain_pending || (s->shutdown_requested && !s->write_shut);
+  if (!s->send_inflight && flush_due) arm_send(id, false);
 }
 
 int IouringEngine::adopt(DetachedSocket&& socket) {
