@@ -210,8 +210,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   Napi::Value Closed(Napi::Env env) { return Result(env, -EBADF); }
 
   // A stream address from JS: an IP literal and a port, or (port -1) a Unix socket path.
-  static int StreamAddress(const Napi::CallbackInfo& info, sockaddr_storage* addr,
-                           socklen_t* len) {
+  static int StreamAddress(const Napi::CallbackInfo& info, sockaddr_storage* addr, socklen_t* len) {
     std::string host = info[0].As<Napi::String>().Utf8Value();
     int port = info[1].As<Napi::Number>().Int32Value();
     if (port < 0) return unix_address(host, addr, len);

@@ -27,7 +27,9 @@ function collect(conn: Connection): Promise<Buffer> {
   const chunks: Buffer[] = [];
   conn.on('data', (chunk) => chunks.push(Buffer.from(chunk)));
   return new Promise((resolve, reject) => {
-    conn.on('end', () => resolve(Buffer.concat(chunks)));
+    conn.on('end', () => {
+      resolve(Buffer.concat(chunks));
+    });
     conn.on('error', reject);
   });
 }
@@ -44,7 +46,9 @@ describe.each(backends)('unix domain sockets: $name', (backend) => {
       const listener = await f.reactor.listen({ path }, (conn) => {
         server = conn;
         echo(conn);
-        conn.on('end', () => conn.end());
+        conn.on('end', () => {
+          conn.end();
+        });
       });
       expect(listener.path).toBe(path);
       expect(listener.address).toBe(path);
@@ -75,7 +79,9 @@ describe.each(backends)('unix domain sockets: $name', (backend) => {
       const socket = net.connect(path);
       f.clients.push(socket);
       const echoed = await new Promise<string>((resolve) => {
-        socket.once('data', (d) => resolve(d.toString()));
+        socket.once('data', (d) => {
+          resolve(d.toString());
+        });
         socket.write('ping');
       });
       expect(echoed).toBe('ping');
@@ -85,7 +91,11 @@ describe.each(backends)('unix domain sockets: $name', (backend) => {
       f.servers.push(server);
       await new Promise<void>((resolve) => server.listen(netPath, resolve));
       const conn = await f.reactor.connect({ path: netPath });
-      const got = new Promise<string>((resolve) => conn.once('data', (d) => resolve(d.toString())));
+      const got = new Promise<string>((resolve) =>
+        conn.once('data', (d) => {
+          resolve(d.toString());
+        }),
+      );
       conn.write('pong');
       expect(await got).toBe('pong');
       conn.destroy();
@@ -167,7 +177,11 @@ describe.each(backends)('unix domain sockets: $name', (backend) => {
     const name = `\0iomux-test-${process.pid}-${backend.name}`;
     const listener = await f.reactor.listen({ path: name }, echo);
     const conn = await f.reactor.connect({ path: name });
-    const got = new Promise<string>((resolve) => conn.once('data', (d) => resolve(d.toString())));
+    const got = new Promise<string>((resolve) =>
+      conn.once('data', (d) => {
+        resolve(d.toString());
+      }),
+    );
     conn.write('abstract');
     expect(await got).toBe('abstract');
     conn.destroy();
@@ -216,7 +230,9 @@ describe.each(pairs)('runtime fallback %s → %s with Unix sockets', (from, to) 
       const path = socketPath();
       const listener = await reactor.listen({ path }, (conn) => {
         echo(conn);
-        conn.on('end', () => conn.end());
+        conn.on('end', () => {
+          conn.end();
+        });
       });
       const results = await Promise.all(
         Array.from({ length: streams }, async (_, i) => {
