@@ -209,29 +209,33 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
 
   Napi::Value Closed(Napi::Env env) { return Result(env, -EBADF); }
 
-  // listen(host, port, backlog, reusePort, ipv6Only) -> id | -errno
+  // A stream address from JS: an IP literal and a port, or (port -1) a Unix socket path.
+  static int StreamAddress(const Napi::CallbackInfo& info, sockaddr_storage* addr, socklen_t* len) {
+    std::string host = info[0].As<Napi::String>().Utf8Value();
+    int port = info[1].As<Napi::Number>().Int32Value();
+    if (port < 0) return unix_address(host, addr, len);
+    return parse_ip(host, port, addr, len) ? 0 : -EINVAL;
+  }
+
+  // listen(host | path, port | -1, backlog, reusePort, ipv6Only) -> id | -errno
   Napi::Value Listen(const Napi::CallbackInfo& info) {
     if (!engine_) return Closed(info.Env());
     ListenRequest request;
-    if (!parse_ip(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
-                  &request.addr, &request.addr_len)) {
-      return Result(info.Env(), -EINVAL);
-    }
+    int rc = StreamAddress(info, &request.addr, &request.addr_len);
+    if (rc < 0) return Result(info.Env(), rc);
     request.backlog = info[2].As<Napi::Number>().Int32Value();
     request.reuse_port = info[3].ToBoolean().Value();
     request.ipv6_only = info[4].ToBoolean().Value();
     return Result(info.Env(), engine_->listen(request));
   }
 
-  // connect(host, port) -> id | -errno
+  // connect(host | path, port | -1) -> id | -errno
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     if (!engine_) return Closed(info.Env());
     sockaddr_storage addr;
     socklen_t len = 0;
-    if (!parse_ip(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(),
-                  &addr, &len)) {
-      return Result(info.Env(), -EINVAL);
-    }
+    int rc = StreamAddress(info, &addr, &len);
+    if (rc < 0) return Result(info.Env(), rc);
     return Result(info.Env(), engine_->connect(addr, len));
   }
 
@@ -277,7 +281,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return Result(info.Env(), engine_->destroy(IdArg(info)));
   }
 
-  // address(id, peer) -> [ip, port, family] | -errno
+  // address(id, peer) -> [ip, port, family] | [path, 0, 0] for a Unix socket | -errno
   Napi::Value Address(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!engine_) return Closed(env);
@@ -288,7 +292,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     std::string text;
     int port = 0;
     int family = 0;
-    format_ip(addr, &text, &port, &family);
+    if (!unix_path_of(addr, len, &text)) format_ip(addr, &text, &port, &family);
     Napi::Array out = Napi::Array::New(env, 3);
     out.Set(0u, Napi::String::New(env, text));
     out.Set(1u, Napi::Number::New(env, port));
@@ -675,6 +679,7 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
               }));
   exports.Set("NativeBackend", NativeBackend::Define(env));
   export_platform_extras(env, exports);
+  exports.Set("unixPathMax", Napi::Number::New(env, unix_path_max()));
   exports.Set("setThreadScheduling", Napi::Function::New(env, SetThreadScheduling));
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("ACCEPT", static_cast<int>(kEventAccept));

@@ -175,6 +175,12 @@ int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len) {
   return rc == 0 ? 0 : -errno;
 }
 
+// Winsock's AF_UNIX streams take no overlapped I/O on every Windows version iomux supports, so
+// Unix domain sockets are refused here with a typed error rather than half served.
+int unix_address(const std::string&, sockaddr_storage*, socklen_t*) { return -EAFNOSUPPORT; }
+int unix_path_max() { return 0; }
+bool unix_path_of(const sockaddr_storage&, socklen_t, std::string*) { return false; }
+
 }  // namespace iomux
 
 #endif  // IOMUX_PLATFORM_WIN32

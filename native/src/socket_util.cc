@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstring>
 
 #include "platform.h"
 
@@ -75,7 +78,8 @@ int open_datagram(const UdpRequest& request) {
 int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {
   int fd = platform::open_socket(addr.ss_family, SOCK_STREAM);
   if (fd < 0) return fd;
-  int rc = set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  // TCP_NODELAY is a TCP option: a Unix domain stream refuses it and needs none.
+  int rc = addr.ss_family == AF_UNIX ? 0 : set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   if (rc != 0) {
     close_fd(fd);
     return rc;
@@ -123,6 +127,33 @@ int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len) {
   int rc = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(out), len)
                 : getsockname(fd, reinterpret_cast<sockaddr*>(out), len);
   return rc == 0 ? 0 : -errno;
+}
+
+int unix_path_max() { return static_cast<int>(sizeof(sockaddr_un::sun_path)) - 1; }
+
+int unix_address(const std::string& path, sockaddr_storage* out, socklen_t* len) {
+  if (path.empty()) return -EINVAL;
+  if (path.size() > static_cast<size_t>(unix_path_max())) return -ENAMETOOLONG;
+  std::memset(out, 0, sizeof(*out));
+  auto* un = reinterpret_cast<sockaddr_un*>(out);
+  un->sun_family = AF_UNIX;
+  std::memcpy(un->sun_path, path.data(), path.size());
+  // An abstract name (leading NUL) is exactly its bytes; a file path also counts its NUL.
+  size_t used = path[0] == '\0' ? path.size() : path.size() + 1;
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + used);
+  return 0;
+}
+
+bool unix_path_of(const sockaddr_storage& addr, socklen_t len, std::string* path) {
+  if (addr.ss_family != AF_UNIX) return false;
+  const auto* un = reinterpret_cast<const sockaddr_un*>(&addr);
+  size_t offset = offsetof(sockaddr_un, sun_path);
+  size_t bytes = len > offset ? static_cast<size_t>(len) - offset : 0;
+  if (bytes > sizeof(un->sun_path)) bytes = sizeof(un->sun_path);
+  // A file path ends at its NUL; an abstract name is all `bytes` (it starts with NUL).
+  if (bytes > 0 && un->sun_path[0] != '\0') bytes = strnlen(un->sun_path, bytes);
+  path->assign(un->sun_path, bytes);
+  return true;
 }
 
 }  // namespace iomux

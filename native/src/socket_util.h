@@ -6,6 +6,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <string>
+
 #include "iomux/engine.h"
 
 namespace iomux {
@@ -25,6 +27,15 @@ ssize_t send_vectored(int fd, const iovec* bufs, int count);
 // UDP connect(): sets the default peer (it never blocks).
 int connect_datagram(int fd, const sockaddr_storage& to, socklen_t to_len);
 int socket_address(int fd, bool peer, sockaddr_storage* out, socklen_t* len);
+// A Unix domain socket address for `path` (a leading NUL names Linux's abstract namespace).
+// -ENAMETOOLONG when the path does not fit (see unix_path_max()), -EINVAL for an empty path,
+// -EAFNOSUPPORT where the platform has no AF_UNIX streams here (Windows).
+int unix_address(const std::string& path, sockaddr_storage* out, socklen_t* len);
+// The longest path unix_address() takes, in bytes (sun_path less its NUL); 0 without AF_UNIX.
+int unix_path_max();
+// The path of an AF_UNIX address (empty for an unnamed socket, such as a connecting client);
+// false when `addr` is not AF_UNIX.
+bool unix_path_of(const sockaddr_storage& addr, socklen_t len, std::string* path);
 // close() that keeps errno untouched and ignores EINTR (the fd is gone either way on Linux).
 void close_fd(int fd);
 

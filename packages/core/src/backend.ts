@@ -109,7 +109,7 @@ export type DetachedSocket = [
 export interface NativeBackendHandle {
   /** The shared event array the batches are written into. */
   readonly events: Int32Array;
-  /** Opens a listener on an IP literal. Returns its id or -errno. */
+  /** Opens a listener on an IP literal, or (port -1) on a Unix socket path. Returns its id or -errno. */
   listen(
     host: string,
     port: number,
@@ -117,7 +117,10 @@ export interface NativeBackendHandle {
     reusePort: boolean,
     ipv6Only: boolean,
   ): number;
-  /** Starts a connect to an IP literal. Returns the connection id or -errno; CONNECT follows. */
+  /**
+   * Starts a connect to an IP literal, or (port -1) to a Unix socket path. Returns the connection
+   * id or -errno; CONNECT follows.
+   */
   connect(host: string, port: number): number;
   /** Sends at once what the kernel takes, queues the rest. Returns bytes still queued or -errno. */
   write(id: number, data: Uint8Array): number;
@@ -129,8 +132,11 @@ export interface NativeBackendHandle {
   shutdown(id: number): number;
   /** Closes at once, dropping queued writes; no CLOSE follows. */
   destroy(id: number): number;
-  /** `[ip, port, family]` of the local (peer = false) or remote end, or -errno. */
-  address(id: number, peer: boolean): [string, number, 4 | 6] | number;
+  /**
+   * `[ip, port, family]` of the local (peer = false) or remote end, `[path, 0, 0]` for a Unix
+   * socket (path `''` for an unnamed end, such as a connecting client's), or -errno.
+   */
+  address(id: number, peer: boolean): [string, number, 0 | 4 | 6] | number;
   /** Drains ready events now, synchronously, through the callback. Returns the count or -errno. */
   poll(): number;
   /** Starts delivering batches from Node's event loop as the kernel reports work. */
@@ -206,6 +212,8 @@ export interface NativeAddon {
   readonly events: NativeEventCodes;
   /** The backend class. */
   readonly NativeBackend: NativeBackendConstructor;
+  /** The longest Unix socket path this platform takes, in bytes; 0 where there are none. */
+  readonly unixPathMax: number;
   /**
    * A one-shot timer with sub-millisecond resolution (a timerfd on Linux, an EVFILT_TIMER on macOS
    * and FreeBSD).

@@ -12,6 +12,12 @@ const MAX_WRITEV_BUFFERS = 1024;
 /** An address as the native side reports it: IP text, port, family. */
 type SocketAddress = [ip: string, port: number, family: 4 | 6];
 
+/** An IP address from the backend; undefined for a Unix socket (family 0), as in node:net. */
+function ipAddress(result: [string, number, 0 | 4 | 6] | number): SocketAddress | undefined {
+  if (typeof result === 'number' || result[2] === 0) return undefined;
+  return result as SocketAddress;
+}
+
 /**
  * A held event: bytes, the peer's END, a DRAIN, the CLOSE (its errno, in an object), or 'settle'
  * (after a migrated END: close if both sides are done).
@@ -183,8 +189,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.id = id;
     this.settings = settings;
     // Read now: after the socket closed (a 'close' handler) the kernel can no longer tell.
-    const peer = host.native.address(id, true);
-    this.peer = typeof peer === 'number' ? undefined : peer;
+    this.peer = ipAddress(host.native.address(id, true));
   }
 
   /**
@@ -280,7 +285,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.paused;
   }
 
-  /** Remote IP address; still readable in `'close'` handlers. */
+  /**
+   * Remote IP address; still readable in `'close'` handlers. Undefined on a Unix domain socket,
+   * as in node:net.
+   */
   get remoteAddress(): string | undefined {
     return this.peer?.[0];
   }
@@ -295,7 +303,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.peer === undefined ? undefined : this.peer[2] === 4 ? 'IPv4' : 'IPv6';
   }
 
-  /** Local IP address; readable after close once it was read while open. */
+  /**
+   * Local IP address; readable after close once it was read while open. Undefined on a Unix
+   * domain socket.
+   */
   get localAddress(): string | undefined {
     return this.localEnd()?.[0];
   }
@@ -420,6 +431,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** The most bytes this connection's write queue may hold (Infinity: no limit). */
   get maxQueuedBytes(): number {
     return this.settings.maxQueuedBytes;
+  }
+
+  /** What a write over {@link maxQueuedBytes} does: `'destroy'` or `'refuse'`. */
+  get queueLimitPolicy(): QueueLimitPolicy {
+    return this.settings.queueLimitPolicy;
   }
 
   private afterWrite(queued: number, bytes: number): boolean {
@@ -753,8 +769,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private localEnd(): SocketAddress | undefined {
     if (this.local !== undefined || !this.usable()) return this.local;
-    const result = this.host.native.address(this.id, false);
-    if (typeof result !== 'number') this.local = result;
+    this.local = ipAddress(this.host.native.address(this.id, false));
     return this.local;
   }
 

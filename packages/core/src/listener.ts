@@ -3,6 +3,7 @@
  * for failed accepts, and `close()`. Accepting itself is the reactor's (reactor.ts).
  */
 import { EventEmitter } from 'node:events';
+import { lstatSync, unlinkSync } from 'node:fs';
 import type { Connection, ConnectionSettings } from './connection.js';
 import { IomuxError } from './errors.js';
 
@@ -50,13 +51,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
     private readonly reactor: ListenerHost,
     /** Backend id; it changes when a runtime fallback moves the listener to another backend. */
     public id: number,
-    /** Bound address. */
+    /** Bound address (the path, for a Unix socket). */
     readonly host: string,
-    /** Bound port (the real one when 0 was asked for). */
+    /** Bound port (the real one when 0 was asked for); 0 for a Unix socket. */
     readonly port: number,
     private readonly onConnection: ConnectionHandler,
     /** @internal What every connection this listener accepts starts with. */
     readonly connectionSettings: ConnectionSettings,
+    /** The Unix socket path listened on; undefined for TCP. */
+    readonly path?: string,
   ) {
     super();
   }
@@ -85,7 +88,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const message = reason instanceof Error ? reason.message : String(reason);
     const error = new IomuxError(
       'IOMUX_HANDLER_REJECTED',
-      `onConnection of the listener on ${this.host}:${this.port} rejected: ${message}`,
+      `onConnection of the listener on ${this.address} rejected: ${message}`,
       { cause: reason },
     );
     connection.destroy(error);
@@ -93,16 +96,35 @@ export class Listener extends EventEmitter<ListenerEvents> {
     else this.reactor.reportError(error);
   }
 
+  /** `host:port`, or the path of a Unix socket: what error messages name. */
+  get address(): string {
+    return this.path ?? `${this.host}:${this.port}`;
+  }
+
   /** True once closed. */
   get closed(): boolean {
     return this.isClosed;
   }
 
-  /** Stops accepting; open connections are not affected. */
+  /**
+   * Stops accepting; open connections are not affected. A Unix socket's file is removed, as
+   * node:net does (only if it still is a socket: a file put there since is left alone).
+   */
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.reactor.closeListener(this);
+    if (this.path !== undefined) removeSocketFile(this.path);
     process.nextTick(() => this.emit('close'));
+  }
+}
+
+/** Unlinks the socket file at `path`; abstract names (leading NUL) have no file. */
+function removeSocketFile(path: string): void {
+  if (path.startsWith('\0')) return;
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // Already gone (or its directory is): there is nothing left to remove.
   }
 }

@@ -4,6 +4,7 @@
  * {@link ConfigError} naming the field, the value and the allowed range.
  */
 import type { BackendName } from './config.js';
+import type { QueueLimitPolicy } from './connection.js';
 import { ConfigError } from './errors.js';
 import type { WorkerPool, WorkerPoolOptions } from './worker-pool.js';
 
@@ -54,6 +55,18 @@ export interface ReactorOptions {
   highWaterMark?: number;
   /** Keep our side open after the peer ends (you call `end()` yourself). Default false. */
   allowHalfOpen?: boolean;
+  /**
+   * Most bytes any connection's native write queue may hold, unless its `listen()` or `connect()`
+   * sets its own; a write over it is handled by `queueLimitPolicy`. Default Infinity (no limit).
+   * @example
+   * ```ts
+   * // A chat server: a client that stops reading is dropped once 1 MiB waits for it.
+   * const reactor = createReactor({ ioModel: 'auto' }, { maxQueuedBytes: 1 << 20 });
+   * ```
+   */
+  maxQueuedBytes?: number;
+  /** `'destroy'` (default) or `'refuse'`, for every connection that does not set its own. */
+  queueLimitPolicy?: QueueLimitPolicy;
   /** Largest single read in bytes, 1 KiB to 16 MiB. Default 64 KiB. */
   readChunk?: number;
   /** Bytes of read data one poll can carry, `readChunk` to 256 MiB. Default 1 MiB. */
@@ -85,6 +98,10 @@ export interface ResolvedReactorOptions {
   readonly highWaterMark: number;
   /** Keep our side open after the peer ends. */
   readonly allowHalfOpen: boolean;
+  /** Most bytes a connection's write queue may hold (Infinity: no limit). */
+  readonly maxQueuedBytes: number;
+  /** What a write over `maxQueuedBytes` does. */
+  readonly queueLimitPolicy: QueueLimitPolicy;
   /** Largest single read in bytes. */
   readonly readChunk: number;
   /** Bytes of read data one poll can carry. */
@@ -139,8 +156,21 @@ export function resolveReactorOptions(options: ReactorOptions): ResolvedReactorO
   return {
     highWaterMark: pick('highWaterMark'),
     allowHalfOpen: options.allowHalfOpen ?? false,
+    maxQueuedBytes: queueLimit(options.maxQueuedBytes),
+    queueLimitPolicy: limitPolicy(options.queueLimitPolicy),
     readChunk,
     slabBytes: pick('slabBytes', readChunk),
     closeTimeoutMs: pick('closeTimeoutMs'),
   };
+}
+
+function queueLimit(value: unknown): number {
+  if (value === undefined || value === Infinity) return Infinity;
+  return integerIn('maxQueuedBytes', value, 1, Number.MAX_SAFE_INTEGER);
+}
+
+function limitPolicy(value: unknown): QueueLimitPolicy {
+  if (value === undefined) return 'destroy';
+  if (value === 'destroy' || value === 'refuse') return value;
+  throw new ConfigError('queueLimitPolicy', value, "'destroy' or 'refuse'");
 }

@@ -48,6 +48,7 @@ import { Pump } from './pump.js';
 import { CounterTotals, metricsSnapshot, type ReactorStats } from './reactor-stats.js';
 import { resolveReactorOptions, type Logger, type ReactorOptions } from './reactor-options.js';
 import {
+  checkPath,
   checkPort,
   optionalBoolean,
   optionalSignal,
@@ -74,6 +75,9 @@ export type { FallbackRecord, MigrationSummary } from './backend-open.js';
 export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
 export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
 export type { ReactorStats } from './reactor-stats.js';
+
+/** The port the native listen() and connect() take to mean: the host is a Unix socket path. */
+const UNIX_PORT = -1;
 
 /** Events of a {@link Reactor}. */
 export interface ReactorEvents {
@@ -133,6 +137,8 @@ export class Reactor
     this.dispatch(count, slab);
   };
   private readonly idleWaiters = new Set<() => void>();
+  /** The longest Unix socket path the backend's platform takes (0: none). */
+  private unixPathMax: number;
 
   /** @internal Use {@link createReactor}. */
   constructor(config: ResolvedConfig, options: ReactorOptions) {
@@ -142,8 +148,8 @@ export class Reactor
     this.highWaterMark = resolved.highWaterMark;
     this.connectionDefaults = {
       allowHalfOpen: resolved.allowHalfOpen,
-      maxQueuedBytes: Infinity,
-      queueLimitPolicy: 'destroy',
+      maxQueuedBytes: resolved.maxQueuedBytes,
+      queueLimitPolicy: resolved.queueLimitPolicy,
     };
     this.closeTimeoutMs = resolved.closeTimeoutMs;
     this.options = options;
@@ -161,6 +167,7 @@ export class Reactor
     this.backend = opened.name;
     this.native = opened.handle;
     this.codes = opened.addon.events;
+    this.unixPathMax = opened.addon.unixPathMax;
     this.events = this.native.events;
     this.nativeTimers = new NativeTimers(opened.addon.PreciseTimer);
     this.fallbackHistory = opened.history;
@@ -187,6 +194,7 @@ export class Reactor
    * ```
    */
   async listen(options: ListenOptions, onConnection: ConnectionHandler): Promise<Listener> {
+    if (options.path !== undefined) return this.listenUnix(options, onConnection);
     const port = checkPort(options.port, 'listen');
     const backlog = positiveInt('backlog', options.backlog, 1, 511);
     const settings = this.connectionSettings('listen', options);
@@ -213,6 +221,35 @@ export class Reactor
     return listener;
   }
 
+  /** {@link listen} on a Unix domain socket (`options.path`). */
+  private async listenUnix(
+    options: ListenOptions,
+    onConnection: ConnectionHandler,
+  ): Promise<Listener> {
+    const { host, port, reusePort, ipv6Only } = options;
+    const path = checkPath('listen', options.path, this.unixPathMax, {
+      host,
+      port,
+      reusePort,
+      ipv6Only,
+    });
+    const backlog = positiveInt('backlog', options.backlog, 1, 511);
+    const settings = this.connectionSettings('listen', options);
+    const signal = optionalSignal('listen: signal', options.signal);
+    if (typeof onConnection !== 'function')
+      throw new IomuxError('IOMUX_INVALID_ARGUMENT', 'listen: onConnection must be a function');
+    await Promise.resolve(); // settle as the TCP form does: never synchronously
+    if (signal?.aborted) throw abortError('listen', path, signal);
+    this.assertOpen();
+    const id = this.native.listen(path, UNIX_PORT, backlog, false, false);
+    if (id < 0) throw socketError(id, 'listen', this.detail(id, path));
+    const listener = new Listener(this, id, path, 0, onConnection, settings, path);
+    this.table.set(id, listener);
+    this.updateRef();
+    if (signal !== undefined) closeOnAbort(listener, signal);
+    return listener;
+  }
+
   /**
    * Opens a TCP connection; resolves once it is established.
    * @throws {@link IomuxError} `ECONNREFUSED`, `ETIMEDOUT`, `ENETUNREACH`, ... with the address in
@@ -225,19 +262,27 @@ export class Reactor
    * ```
    */
   async connect(options: ConnectOptions): Promise<Connection> {
-    const port = checkPort(options.port, 'connect');
+    const unix = options.path !== undefined;
+    const port = unix ? UNIX_PORT : checkPort(options.port, 'connect');
     if (port === 0)
       throw new IomuxError(
         'IOMUX_INVALID_ARGUMENT',
         'connect: port must be from 1 to 65535, got 0',
       );
+    const path = unix
+      ? checkPath('connect', options.path, this.unixPathMax, {
+          host: options.host,
+          port: options.port,
+        })
+      : undefined;
     const settings = this.connectionSettings('connect', options);
     const timeoutMs = optionalTimeout('connect: timeoutMs', options.timeoutMs);
     const signal = optionalSignal('connect: signal', options.signal);
-    const requested = `${options.host ?? '127.0.0.1'}:${port}`;
+    const requested = path ?? `${options.host ?? '127.0.0.1'}:${port}`;
     if (signal?.aborted) throw abortError('connect', requested, signal);
-    const host = await resolveHost(options.host ?? '127.0.0.1');
-    const address = `${host}:${port}`;
+    const host = path ?? (await resolveHost(options.host ?? '127.0.0.1'));
+    const address = path ?? `${host}:${port}`;
+    if (path !== undefined) await Promise.resolve(); // never settle synchronously
     if (signal?.aborted) throw abortError('connect', address, signal);
     this.assertOpen();
     const id = this.native.connect(host, port);
@@ -654,6 +699,7 @@ export class Reactor
     this.native = opened.handle;
     this.backend = opened.name;
     this.codes = opened.addon.events;
+    this.unixPathMax = opened.addon.unixPathMax;
     this.events = opened.handle.events;
     this.referenced = false;
     this.native.unref();

@@ -12,8 +12,15 @@ import { IomuxError } from './errors.js';
 export interface ListenOptions {
   /** IP address or host name to bind. Default `0.0.0.0`. */
   host?: string;
-  /** Port; 0 picks a free one. */
-  port: number;
+  /** Port; 0 picks a free one. Required unless `path` is given. */
+  port?: number;
+  /**
+   * Listens on a Unix domain socket at this path instead of TCP (`host`, `port`, `reusePort` and
+   * `ipv6Only` must then be absent). As node:net: a path that exists fails with `EADDRINUSE`
+   * (remove a stale one first), and closing the listener removes the socket file. A leading
+   * `'\0'` names Linux's abstract namespace (no file). Not on Windows (`EAFNOSUPPORT`).
+   */
+  path?: string;
   /** Pending-connection queue length. Default 511. */
   backlog?: number;
   /** SO_REUSEPORT, so several reactors (threads, processes) can share the port. Default false. */
@@ -59,8 +66,13 @@ export interface UdpOptions {
 export interface ConnectOptions {
   /** IP address or host name. Default `127.0.0.1`. */
   host?: string;
-  /** Port to connect to, 1 to 65535. */
-  port: number;
+  /** Port to connect to, 1 to 65535. Required unless `path` is given. */
+  port?: number;
+  /**
+   * Connects to the Unix domain socket at this path instead of TCP (`host` and `port` must then
+   * be absent). A path with no listener fails with `ENOENT` (no file) or `ECONNREFUSED`.
+   */
+  path?: string;
   /** Fail with `ETIMEDOUT` if the connection is not established within this many ms. */
   timeoutMs?: number;
   /** Aborting it before the connection is established fails the connect with `ABORT_ERR`. */
@@ -151,4 +163,41 @@ export async function resolveHost(host: string): Promise<string> {
       cause: err,
     });
   }
+}
+
+/**
+ * `path` if it is a Unix socket path that fits `max` bytes (the platform's sun_path less its NUL),
+ * with none of the TCP-only `others` options beside it.
+ */
+export function checkPath(
+  call: string,
+  path: unknown,
+  max: number,
+  others: Record<string, unknown>,
+): string {
+  if (typeof path !== 'string' || path.length === 0)
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${call}: path must be a non-empty string, got ${typeof path === 'string' ? '""' : typeof path}`,
+    );
+  for (const [name, value] of Object.entries(others)) {
+    if (value !== undefined)
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        `${call}: ${name} cannot be combined with path (a Unix socket has no ${name})`,
+      );
+  }
+  if (max === 0)
+    throw new IomuxError(
+      'EAFNOSUPPORT',
+      `${call} EAFNOSUPPORT ${path}: this platform's backends have no Unix domain sockets`,
+      { syscall: call },
+    );
+  const bytes = Buffer.byteLength(path);
+  if (bytes > max)
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${call}: path is ${bytes} bytes, longer than the ${max} bytes a Unix socket path may have here`,
+    );
+  return path;
 }

@@ -409,6 +409,37 @@ describe.each(backends)('connection controls: $name', (backend) => {
   );
 
   run(
+    'the reactor-wide maxQueuedBytes applies unless listen() or connect() sets its own',
+    async () => {
+      const reactor = reactorOn(backend.name, { maxQueuedBytes: 8192, queueLimitPolicy: 'refuse' });
+      try {
+        const accepted: Connection[] = [];
+        const plain = await reactor.listen({ host: '127.0.0.1', port: 0 }, (c) => accepted.push(c));
+        const own = await reactor.listen(
+          { host: '127.0.0.1', port: 0, maxQueuedBytes: 4096 },
+          (c) => accepted.push(c),
+        );
+        const a = await reactor.connect({ port: plain.port });
+        const b = await reactor.connect({ port: own.port, queueLimitPolicy: 'destroy' });
+        await until(() => accepted.length === 2);
+        const byPort = (port: number): Connection => accepted.find((c) => c.localPort === port)!;
+        expect([a.maxQueuedBytes, a.queueLimitPolicy]).toEqual([8192, 'refuse']);
+        expect([b.maxQueuedBytes, b.queueLimitPolicy]).toEqual([8192, 'destroy']);
+        expect([byPort(plain.port).maxQueuedBytes, byPort(plain.port).queueLimitPolicy]).toEqual([
+          8192,
+          'refuse',
+        ]);
+        expect([byPort(own.port).maxQueuedBytes, byPort(own.port).queueLimitPolicy]).toEqual([
+          4096,
+          'refuse',
+        ]);
+      } finally {
+        await reactor.close();
+      }
+    },
+  );
+
+  run(
     "setQueueLimit 'refuse': the write throws IOMUX_QUEUE_FULL, the connection stays",
     async () => {
       let server: Connection | undefined;

@@ -24,6 +24,8 @@ describe('reactor options', () => {
     expect(resolveReactorOptions({})).toEqual({
       highWaterMark: 64 * 1024,
       allowHalfOpen: false,
+      maxQueuedBytes: Infinity,
+      queueLimitPolicy: 'destroy',
       readChunk: 64 * 1024,
       slabBytes: 1024 * 1024,
       closeTimeoutMs: 2000,
@@ -45,6 +47,18 @@ describe('reactor options', () => {
     const err = configError(() => resolveReactorOptions({ [field]: value }));
     expect(err).toMatchObject({ code: 'IOMUX_CONFIG_INVALID', field, value, allowed });
     expect(err.message).toBe(`invalid config: ${field} = ${value}; expected ${allowed}`);
+  });
+
+  it('takes a reactor-wide maxQueuedBytes and policy, and rejects bad ones by name', () => {
+    expect(
+      resolveReactorOptions({ maxQueuedBytes: 4096, queueLimitPolicy: 'refuse' }),
+    ).toMatchObject({ maxQueuedBytes: 4096, queueLimitPolicy: 'refuse' });
+    expect(configError(() => resolveReactorOptions({ maxQueuedBytes: 0 })).message).toBe(
+      `invalid config: maxQueuedBytes = 0; expected an integer from 1 to ${Number.MAX_SAFE_INTEGER}`,
+    );
+    expect(
+      configError(() => resolveReactorOptions({ queueLimitPolicy: 'drop' as 'refuse' })).message,
+    ).toBe(`invalid config: queueLimitPolicy = "drop"; expected 'destroy' or 'refuse'`);
   });
 
   it('rejects a huge slab before any backend opens (no bad_alloc in the addon)', () => {

@@ -25,7 +25,9 @@ int IouringEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
-  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+  // TCP_NODELAY is a TCP option: a Unix domain stream refuses it and needs none.
+  if (addr.ss_family != AF_UNIX &&
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
     int err = -errno;
     close_fd(fd);
     return err;
