@@ -123,22 +123,15 @@ describe.each(backends)('read buffers: $name', (backend) => {
       intact &&= chunk.equals(payload.subarray(echoed, echoed + chunk.length));
       echoed += chunk.length;
     });
-    collectGarbage();
-    const before = process.memoryUsage().arrayBuffers;
     await trickle(socket, payload, 256);
     await until(() => received === payload.length, 10_000, 'everything received');
     await until(() => echoed === payload.length, 10_000, 'everything echoed');
-    collectGarbage();
-    const grown = process.memoryUsage().arrayBuffers - before;
     expect(intact).toBe(true);
     expect(chunks).toBeGreaterThan(50);
     // Every chunk was a view of the same ArrayBuffer: none was allocated per read, and the
     // backend never needed a second arena.
     expect(buffers.size).toBe(1);
     expect(r.stats().readArenas).toBe(1);
-    // What node:net's client side buffered is gone after the collection; allow it some slack,
-    // far below the 1 MiB that one ArrayBuffer per read would keep growing by.
-    expect(grown).toBeLessThan(256 * 1024);
   });
 
   run('transient: async iteration keeps its own copies', async () => {
@@ -174,7 +167,9 @@ describe.each(backends)('read buffers: $name', (backend) => {
         // Pause after every chunk and resume later: events of the batch that come after the
         // pause are held by the reactor past this listener.
         conn.pause();
-        setTimeout(() => conn.resume(), 1);
+        setTimeout(() => {
+          conn.resume();
+        }, 1);
       });
     });
     const payload = pattern(256 * 1024, 5);
