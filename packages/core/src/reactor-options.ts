@@ -150,7 +150,8 @@ export function resolveReactorOptions(options: ReactorOptions): ResolvedReactorO
       : integerIn(field, value, min, L[field].max);
   };
   const readChunk = pick('readChunk');
-  const readBuffers = options.readBuffers ?? 'owned';
+  // Checked as unknown: JavaScript callers are not held to the type.
+  const readBuffers: unknown = options.readBuffers ?? 'owned';
   if (readBuffers !== 'owned' && readBuffers !== 'transient')
     throw new ConfigError('readBuffers', readBuffers, "'owned' or 'transient'");
   return {
