@@ -19,6 +19,15 @@ export function echoContestants(backends) {
     // connection under a default limit of 4096 threads.
     maxConnections: name === 'select' ? 900 : name === 'blocking_io' ? 2000 : Infinity,
   }));
+  // The zero-allocation read mode beside the default one, on the first backend.
+  if (backends.length > 0)
+    list.push({
+      name: `iomux-${backends[0]}-transient`,
+      cmd: [process.execPath, [`${root}examples/echo/server.mjs`]],
+      env: { IOMUX_BACKEND: backends[0], PORT: '0', LOG_LEVEL: 'warn', READ_BUFFERS: 'transient' },
+      maxConnections:
+        backends[0] === 'select' ? 900 : backends[0] === 'blocking_io' ? 2000 : Infinity,
+    });
   list.push({
     name: 'node-net',
     cmd: [process.execPath, [`${here}native/node-echo.mjs`, '--port', '0']],

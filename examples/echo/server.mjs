@@ -1,7 +1,8 @@
 // TCP echo server. PORT (default 7000), HOST (default 127.0.0.1), IOMUX_BACKEND (default: best),
 // METRICS_PORT: serve Prometheus metrics on http://HOST:METRICS_PORT/metrics,
 // LOG_LEVEL=debug: one pino line per poll with events_count and wait_time_ms,
-// IOMUX_METRICS=0: no per-batch timing (for measuring what metrics cost).
+// IOMUX_METRICS=0: no per-batch timing (for measuring what metrics cost),
+// READ_BUFFERS=transient: zero-allocation reads (see ReactorOptions.readBuffers).
 import http from 'node:http';
 import { createReactor } from '@iomux/core';
 import { registerPrometheus } from '@iomux/core/prometheus';
@@ -15,7 +16,13 @@ const host = process.env.HOST ?? '127.0.0.1';
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
 const reactor = createReactor(
   { ioModel: 'auto' },
-  { logger, metrics: process.env.IOMUX_METRICS !== '0' },
+  {
+    logger,
+    metrics: process.env.IOMUX_METRICS !== '0',
+    // READ_BUFFERS=transient: the zero-allocation read mode (chunks valid during 'data' only;
+    // echo writes each chunk inside its listener, which is safe).
+    readBuffers: process.env.READ_BUFFERS === 'transient' ? 'transient' : 'owned',
+  },
 );
 for (const record of reactor.fallbackHistory) {
   console.log(`backend ${record.backend} unavailable: ${record.cause}`);

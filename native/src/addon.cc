@@ -15,6 +15,7 @@
 #include <napi.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -26,6 +27,7 @@
 #include "js_call.h"
 #include "platform.h"
 #include "platform_glue.h"
+#include "read_arena.h"
 #include "socket_options.h"
 #include "socket_util.h"
 
@@ -48,6 +50,14 @@ constexpr double kMinReadChunk = 1024;
 constexpr double kMaxReadChunk = 16.0 * 1024 * 1024;
 constexpr double kMaxSlabBytes = 256.0 * 1024 * 1024;
 constexpr double kMaxEvents = 1024.0 * 1024;
+// Retired read arenas kept for reuse once JS dropped their views (read_arena.h); more are freed.
+// V8 does not see the memory of an external Buffer, so each arena is reported to it
+// (napi_adjust_external_memory): the garbage collector runs once retired arenas add up, as it did
+// for the per-batch copies arenas replace. The free list holds about what retires between two
+// such collections (V8 collects after about 64 MiB of new external memory), so steady state takes
+// every arena from it.
+constexpr size_t kFreeArenaBytes = 80u * 1024 * 1024;
+constexpr size_t kMinFreeArenas = 4;
 
 // Reads options[name] as an integer in [min, max]; otherwise sets a RangeError naming the option,
 // its value and the range, and returns false.
@@ -111,7 +121,10 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                        });
   }
 
-  // new NativeBackend({ maxEvents, slabBytes, readChunk }, onEvents(count, slab))
+  // new NativeBackend({ maxEvents, slabBytes, readChunk, readBuffers }, onEvents(count, slab))
+  // readBuffers 'owned' (default): each batch's bytes stay valid as long as JS keeps a view;
+  // 'transient': every batch reuses one buffer from offset 0, so views are valid only until
+  // onEvents returns (JS copies what it keeps).
   explicit NativeBackend(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeBackend>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject() || !info[1].IsFunction()) {
@@ -143,9 +156,28 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
         config.tuning[name] = tuning.Get(name).ToNumber().Int64Value();
       }
     }
-    // The slab is the one large allocation: a failure is an error for JS, not std::bad_alloc.
-    slab_.reset(new (std::nothrow) uint8_t[slab_size_]);
-    if (!slab_) {
+    Napi::Value read_buffers = options.Get("readBuffers");
+    if (read_buffers.IsString()) {
+      std::string mode = read_buffers.As<Napi::String>().Utf8Value();
+      if (mode != "owned" && mode != "transient") {
+        Napi::RangeError::New(
+            env, "NativeBackend: readBuffers must be 'owned' or 'transient', got " + mode)
+            .ThrowAsJavaScriptException();
+        return;
+      }
+      transient_ = mode == "transient";
+    } else if (!read_buffers.IsUndefined()) {
+      Napi::TypeError::New(env, "NativeBackend: readBuffers must be 'owned' or 'transient'")
+          .ThrowAsJavaScriptException();
+      return;
+    }
+    // The read arena is the one large allocation: a failure is an error for JS, not
+    // std::bad_alloc. An owned-mode arena holds two batches, so at most one batch's room is left
+    // unused when it is retired.
+    size_t arena_bytes = transient_ ? slab_size_ : 2 * slab_size_;
+    arena_pool_ = std::make_shared<ArenaPool>(
+        arena_bytes, std::max(kMinFreeArenas, kFreeArenaBytes / arena_bytes));
+    if (!TakeArena(env)) {
       Napi::Error e = Napi::Error::New(
           env, "NativeBackend: cannot allocate slabBytes=" + std::to_string(slab_size_));
       e.Set("errno", Napi::Number::New(env, ENOMEM));
@@ -179,8 +211,6 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
         Napi::Int32Array::New(env, static_cast<size_t>(config.max_events) * kEventInts));
     sink_.events = events_array_.Value().Data();
     sink_.capacity = config.max_events;
-    sink_.slab = slab_.get();
-    sink_.slab_capacity = slab_size_;
     on_events_ = Napi::Persistent(info[1].As<Napi::Function>());
     async_context_ = std::make_unique<Napi::AsyncContext>(env, "iomux.poll");
 
@@ -345,6 +375,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     put("closed", c.closed);
     put("writesQueued", c.writes_queued);
     put("acceptErrors", c.accept_errors);
+    put("readArenas", arena_pool_->allocated());
+    put("readArenasReused", arena_pool_->reused());
     return out;
   }
 
@@ -559,6 +591,85 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   void Teardown() {
     ReleaseWatcher();
     engine_.reset();
+    ReleaseArena();
+  }
+
+  // Read memory (read_arena.h). The current arena is JS's Buffer arena_buffer_ (held here until
+  // retired) over the block arena_; in copy mode (this Node refuses external buffers) it is a
+  // native block that each batch is copied out of, as before arenas.
+  static void FinalizeArena(napi_env env, void*, void* hint) {
+    auto* release = static_cast<ArenaRelease*>(hint);
+    int64_t ignored = 0;
+    napi_adjust_external_memory(env, -static_cast<int64_t>(release->pool->block_size()), &ignored);
+    release->pool->give_back(release->block);
+    delete release;
+  }
+
+  // Makes a block from the pool the current arena. False when memory is exhausted.
+  bool TakeArena(napi_env env) {
+    uint8_t* block = arena_pool_->take();
+    if (block == nullptr) return false;
+    arena_used_ = 0;
+    if (!copy_mode_) {
+      auto* release = new (std::nothrow) ArenaRelease{arena_pool_, block};
+      napi_value buffer = nullptr;
+      napi_status status = release == nullptr
+                               ? napi_generic_failure
+                               : napi_create_external_buffer(env, arena_pool_->block_size(), block,
+                                                             FinalizeArena, release, &buffer);
+      if (status == napi_no_external_buffers_allowed) {
+        copy_mode_ = true;
+      } else if (status != napi_ok) {
+        delete release;
+        arena_pool_->give_back(block);
+        return false;
+      } else {
+        arena_buffer_ = Napi::Persistent(Napi::Buffer<uint8_t>(env, buffer));
+        // Only a hint for the garbage collector's pacing: a failure changes nothing else.
+        int64_t ignored = 0;
+        napi_adjust_external_memory(env, static_cast<int64_t>(arena_pool_->block_size()), &ignored);
+      }
+      if (copy_mode_) delete release;
+    }
+    arena_ = block;
+    return true;
+  }
+
+  // Drops this side's hold on the current arena: its block comes back once JS dropped its views.
+  void ReleaseArena() {
+    if (arena_ == nullptr) return;
+    if (arena_buffer_.IsEmpty()) {
+      arena_pool_->give_back(arena_);
+    } else {
+      arena_buffer_.Reset();
+    }
+    arena_ = nullptr;
+  }
+
+  // Points the sink at room for one batch: after the bytes earlier batches handed to JS (owned
+  // mode), or at the start of the arena (transient and copy modes). An owned arena with less than
+  // a batch of room left is retired for the next one. False when no memory is left for it.
+  bool BeginBatch() {
+    if (arena_ == nullptr) return false;
+    bool append = !transient_ && !copy_mode_;
+    if (append && arena_pool_->block_size() - arena_used_ < slab_size_) {
+      // Called from the loop too, where no handle scope is open.
+      JsScope scope(Env());
+      if (!scope.opened()) return false;
+      ReleaseArena();
+      if (!TakeArena(Env())) return false;
+    }
+    size_t base = append ? arena_used_ : 0;
+    sink_.slab = arena_;
+    sink_.slab_capacity = base + slab_size_;
+    sink_.reset(base);
+    batch_base_ = base;
+    return true;
+  }
+
+  // The batch's bytes now belong to JS: later batches go after them.
+  void EndBatch() {
+    if (!transient_ && !copy_mode_) arena_used_ = sink_.slab_used;
   }
 
   // The watcher fired (from the loop): status < 0 is a libuv error for the wait fd.
@@ -580,25 +691,28 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   // Runs one engine poll and hands the batch to JS. Returns the event count or -errno.
   int Drain(bool from_loop) {
     if (dispatching_) return 0;
-    sink_.reset();
     int count;
     bool fault = (fault_poll_after_ >= 0 && polls_done_ >= fault_poll_after_) ||
                  (fault_after_bytes_ >= 0 &&
                   engine_->counters().bytes_read >= static_cast<uint64_t>(fault_after_bytes_));
     if (fault) {
       count = -fault_poll_errno_;
+    } else if (!BeginBatch()) {
+      // No memory for the batch's bytes: a failed poll, so JS moves the sockets (nothing lost).
+      count = -ENOMEM;
     } else {
       ++polls_done_;
       count = engine_->poll(&sink_);
+      EndBatch();
     }
     if (count == 0) return 0;
     if (count < 0) ReleaseWatcher();
     if (!Deliver(count, from_loop)) return count;
     // The engine failed after building that batch: report the failure now, since its wait fd may
     // never fire again.
-    if (count > 0 && engine_ && engine_->broken() != 0 && !dispatching_) {
-      sink_.reset();
+    if (count > 0 && engine_ && engine_->broken() != 0 && !dispatching_ && BeginBatch()) {
       int failed = engine_->poll(&sink_);
+      EndBatch();
       if (failed < 0) {
         ReleaseWatcher();
         Deliver(failed, from_loop);
@@ -616,10 +730,14 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     JsScope scope(env);
     napi_value args[2] = {nullptr, nullptr};
     bool built = scope.opened() && napi_create_int32(env, count, &args[0]) == napi_ok;
-    if (built && count > 0 && sink_.slab_used > 0) {
-      // One copy per batch: JS may keep the views as long as it likes.
-      built =
-          napi_create_buffer_copy(env, sink_.slab_used, slab_.get(), nullptr, &args[1]) == napi_ok;
+    if (built && count > 0 && sink_.slab_used > batch_base_) {
+      if (copy_mode_) {
+        // One copy per batch: JS may keep the views as long as it likes.
+        built = napi_create_buffer_copy(env, sink_.slab_used, arena_, nullptr, &args[1]) == napi_ok;
+      } else {
+        // The arena itself; DATA offsets point into it.
+        args[1] = arena_buffer_.Value();
+      }
     } else if (built) {
       built = napi_get_undefined(env, &args[1]) == napi_ok;
     }
@@ -646,8 +764,14 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   Napi::Reference<Napi::Int32Array> events_array_;
   Napi::FunctionReference on_events_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
-  std::unique_ptr<uint8_t[]> slab_;
-  size_t slab_size_ = 0;
+  size_t slab_size_ = 0;  // room one batch may fill
+  std::shared_ptr<ArenaPool> arena_pool_;
+  uint8_t* arena_ = nullptr;
+  size_t arena_used_ = 0;  // bytes of the arena earlier batches handed to JS (owned mode)
+  size_t batch_base_ = 0;  // where the current batch starts in the arena
+  Napi::Reference<Napi::Buffer<uint8_t>> arena_buffer_;
+  bool transient_ = false;
+  bool copy_mode_ = false;
   std::vector<iovec> iov_scratch_;
   std::vector<sockaddr_storage> batch_addresses_;
   std::vector<OutgoingDatagram> batch_datagrams_;

@@ -58,7 +58,9 @@ struct EventSink {
   int32_t* events = nullptr;  // capacity * kEventInts int32
   int capacity = 0;
   int count = 0;
-  uint8_t* slab = nullptr;  // read data of this batch; JS gets one copy of slab[0, slab_used)
+  // Read data: this batch's bytes are slab[base, slab_used), where base is what reset() was given
+  // (bytes before it belong to earlier batches that JS may still hold; never write them).
+  uint8_t* slab = nullptr;
   size_t slab_capacity = 0;
   size_t slab_used = 0;
   bool slab_exhausted = false;  // set by an engine that had data to read but no room left
@@ -72,9 +74,9 @@ struct EventSink {
     e[3] = b;
     ++count;
   }
-  void reset() {
+  void reset(size_t base = 0) {
     count = 0;
-    slab_used = 0;
+    slab_used = base;
     slab_exhausted = false;
   }
 };

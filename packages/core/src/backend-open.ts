@@ -52,7 +52,10 @@ export interface OpenedBackend {
 }
 
 /** What every backend of a reactor is opened with: sizes and the validated tuning map. */
-export type OpenSettings = Pick<NativeBackendOptions, 'maxEvents' | 'readChunk' | 'slabBytes'> & {
+export type OpenSettings = Pick<
+  NativeBackendOptions,
+  'maxEvents' | 'readChunk' | 'slabBytes' | 'readBuffers'
+> & {
   tuning: Record<string, number>;
   faults: FaultInjection;
 };

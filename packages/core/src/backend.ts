@@ -61,6 +61,10 @@ export interface NativeCounters {
   writesQueued: number;
   /** Failed accepts (EMFILE, ...). */
   acceptErrors: number;
+  /** Read arenas allocated so far (the memory batches are read into). */
+  readArenas: number;
+  /** Arenas taken again from the pool after JS dropped every view of them. */
+  readArenasReused: number;
 }
 
 /** Options a native backend is created with. */
@@ -71,6 +75,11 @@ export interface NativeBackendOptions {
   readChunk: number;
   /** Bytes of read data one batch can carry. */
   slabBytes: number;
+  /**
+   * `'owned'`: each batch's bytes stay valid while JS holds a view; `'transient'`: every batch
+   * reuses one buffer, valid only until the callback returns. Default `'owned'`.
+   */
+  readBuffers?: 'owned' | 'transient';
   /**
    * Backend tuning knobs by name (`iouringSqEntries`, `blockingMaxThreads`, ...), already validated
    * in TypeScript; a backend ignores names it does not know.
@@ -88,7 +97,8 @@ export interface NativeBackendOptions {
 
 /**
  * Receives one batch: `count` event records in {@link NativeBackendHandle.events}, and the read
- * data of the batch (views into it stay valid forever). A negative count is `-errno`: the backend
+ * arena the batch's DATA offsets point into (with `readBuffers: 'owned'` views into it stay valid
+ * forever; with `'transient'` only until the callback returns). A negative count is `-errno`: the backend
  * itself failed and must not be polled again.
  */
 export type NativeEventsCallback = (count: number, slab: Buffer | undefined) => void;

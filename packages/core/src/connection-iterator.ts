@@ -15,7 +15,7 @@ export async function* readChunks(conn: Connection): AsyncGenerator<Buffer, void
   let failure: IomuxError | undefined;
   let wake: (() => void) | undefined;
   const onData = (chunk: Buffer): void => {
-    chunks.push(chunk);
+    chunks.push(conn.keepable(chunk));
     conn.pause(); // the rest of the batch waits, in order, until the consumer asks again
     wake?.();
   };

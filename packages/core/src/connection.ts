@@ -41,6 +41,11 @@ export interface ConnectionHost {
   readonly native: NativeBackendHandle;
   /** Queued bytes at which write() returns false. */
   readonly highWaterMark: number;
+  /**
+   * Read chunks are valid only while their listener runs (`readBuffers: 'transient'`): whatever
+   * is kept past that must be copied.
+   */
+  readonly transientReads: boolean;
   /** Counts a write() that returned false. */
   noteBackpressure(): void;
   /** The connection's queued bytes changed by `delta` (for the reactor's total). */
@@ -114,7 +119,11 @@ export function checkQueueLimit(
 
 /** Events of a {@link Connection}. */
 export interface ConnectionEvents {
-  /** Bytes arrived. The Buffer is a view into the batch's read slab; keep it as long as you like. */
+  /**
+   * Bytes arrived. The Buffer is a view into the backend's read arena, with no copy made. By default
+   * (`readBuffers: 'owned'`) keep it as long as you like; with `readBuffers: 'transient'` it is
+   * valid only until the listener returns (see the reactor option `readBuffers`).
+   */
   data: [chunk: Buffer];
   /** The write queue fell below the high-water mark after `write()` returned false. */
   drain: [];
@@ -706,10 +715,19 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** @internal */
   onData(chunk: Buffer): void {
-    if (this.held !== undefined) this.held.push(chunk);
+    // Held bytes outlive the batch: a transient chunk is copied first.
+    if (this.held !== undefined) this.held.push(this.keepable(chunk));
     // Paused earlier in this batch: the batch's later bytes wait for resume(), in order.
-    else if (this.paused) this.held = [chunk];
+    else if (this.paused) this.held = [this.keepable(chunk)];
     else this.dataNow(chunk);
+  }
+
+  /**
+   * @internal `chunk`, or a copy of it when read chunks are transient (`readBuffers:
+   * 'transient'`), for whoever keeps it past its listener (the stream adapter, async iteration).
+   */
+  keepable(chunk: Buffer): Buffer {
+    return this.host.transientReads ? Buffer.from(chunk) : chunk;
   }
 
   private dataNow(chunk: Buffer): void {

@@ -84,14 +84,17 @@ export interface LaterEvents {
 export function takeLaterEvents(host: DispatchHost, id: number, take = true): LaterEvents {
   const taken: LaterEvents = { bytes: [], end: false, close: undefined };
   const { events, codes, batch } = host;
+  const copy = host.transientReads;
   const step = codes.EVENT_INTS;
   for (let i = batch.next; i < batch.count; i += 1) {
     const p = i * step;
     if (events[p + 1] !== id) continue;
     const type = events[p];
-    if (type === codes.DATA)
-      taken.bytes.push(batch.slab!.subarray(events[p + 2], events[p + 2]! + events[p + 3]!));
-    else if (type === codes.END) taken.end = true;
+    if (type === codes.DATA) {
+      const view = batch.slab!.subarray(events[p + 2], events[p + 2]! + events[p + 3]!);
+      // They outlive the batch: transient bytes are copied.
+      taken.bytes.push(copy ? Buffer.from(view) : view);
+    } else if (type === codes.END) taken.end = true;
     else if (type === codes.CLOSE) taken.close = events[p + 2];
     if (take) events[p] = NO_EVENT;
   }

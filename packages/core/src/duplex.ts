@@ -84,7 +84,7 @@ export class ConnectionDuplex extends Duplex {
 
   private readonly onData = (chunk: Buffer): void => {
     // The readable buffer is full: stop reading until the consumer calls _read again.
-    if (!this.push(chunk)) this.connection.pause();
+    if (!this.push(this.connection.keepable(chunk))) this.connection.pause();
   };
 
   private readonly onEnd = (): void => {

@@ -20,6 +20,7 @@ export type {
 export { REACTOR_OPTION_LIMITS, resolveReactorOptions } from './reactor-options.js';
 export type {
   NumericReactorOption,
+  ReadBuffers,
   ReactorOptionLimit,
   ResolvedReactorOptions,
 } from './reactor-options.js';

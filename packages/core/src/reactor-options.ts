@@ -71,6 +71,21 @@ export interface ReactorOptions {
   readChunk?: number;
   /** Bytes of read data one poll can carry, `readChunk` to 256 MiB. Default 1 MiB. */
   slabBytes?: number;
+  /**
+   * Who owns the bytes a `'data'` (or UDP `'message'`) listener receives.
+   *
+   * - `'owned'` (default): the chunk is yours; keep it as long as you like, its bytes never change.
+   *   The backend reads into pooled arenas and hands out views of them without copying; an arena is
+   *   reused only after the garbage collector found no view of it left.
+   * - `'transient'`: **the chunk is valid only until your listener returns.** Every poll reads into
+   *   the same buffer again, so a chunk kept after the listener returned (pushed into an array,
+   *   used in a promise continuation, a timer, or written later) shows other bytes. Copy what you
+   *   keep (`Buffer.from(chunk)`). In return no memory is allocated per read. `write(chunk)` inside
+   *   the listener is safe (the bytes are sent or copied into the native queue before it returns);
+   *   the reactor copies what it has to hold itself (bytes that arrive while paused, the node:stream
+   *   adapter, async iteration, hand-offs).
+   */
+  readBuffers?: ReadBuffers;
   /** How long `close()` waits for connections to flush and close gracefully. Default 2000 ms. */
   closeTimeoutMs?: number;
   /** Dispatch events from Node's loop as they arrive. Set false to pump with `pollEvents()`. Default true. */
@@ -92,6 +107,9 @@ export interface ReactorOptions {
   metrics?: boolean;
 }
 
+/** Who owns the read chunks: see {@link ReactorOptions.readBuffers}. */
+export type ReadBuffers = 'owned' | 'transient';
+
 /** The numeric reactor options after validation, defaults filled in. */
 export interface ResolvedReactorOptions {
   /** Queued bytes at which `write()` returns false. */
@@ -108,6 +126,8 @@ export interface ResolvedReactorOptions {
   readonly slabBytes: number;
   /** How long `close()` waits for connections, in ms. */
   readonly closeTimeoutMs: number;
+  /** Who owns the read chunks. */
+  readonly readBuffers: ReadBuffers;
 }
 
 /** The allowed range and default of one numeric reactor option. */
@@ -153,6 +173,10 @@ export function resolveReactorOptions(options: ReactorOptions): ResolvedReactorO
       : integerIn(field, value, min, L[field].max);
   };
   const readChunk = pick('readChunk');
+  // Checked as unknown: JavaScript callers are not held to the type.
+  const readBuffers: unknown = options.readBuffers ?? 'owned';
+  if (readBuffers !== 'owned' && readBuffers !== 'transient')
+    throw new ConfigError('readBuffers', readBuffers, "'owned' or 'transient'");
   return {
     highWaterMark: pick('highWaterMark'),
     allowHalfOpen: options.allowHalfOpen ?? false,
@@ -161,6 +185,7 @@ export function resolveReactorOptions(options: ReactorOptions): ResolvedReactorO
     readChunk,
     slabBytes: pick('slabBytes', readChunk),
     closeTimeoutMs: pick('closeTimeoutMs'),
+    readBuffers,
   };
 }
 

@@ -31,6 +31,8 @@ export class CounterTotals {
     closed: 0,
     writesQueued: 0,
     acceptErrors: 0,
+    readArenas: 0,
+    readArenasReused: 0,
   };
 
   /** Keeps a replaced backend's counters. */

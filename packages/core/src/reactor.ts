@@ -108,6 +108,8 @@ export class Reactor
   native: NativeBackendHandle;
   /** @internal */
   readonly highWaterMark: number;
+  /** @internal Read chunks are valid only during their listener (`readBuffers: 'transient'`). */
+  readonly transientReads: boolean;
   /** @internal What connections start with unless their listen() or connect() says otherwise. */
   private readonly connectionDefaults: ConnectionSettings;
 
@@ -146,6 +148,7 @@ export class Reactor
     this.config = config;
     const resolved = resolveReactorOptions(options);
     this.highWaterMark = resolved.highWaterMark;
+    this.transientReads = resolved.readBuffers === 'transient';
     this.connectionDefaults = {
       allowHalfOpen: resolved.allowHalfOpen,
       maxQueuedBytes: resolved.maxQueuedBytes,
@@ -160,6 +163,7 @@ export class Reactor
       maxEvents: config.maxEvents,
       readChunk: resolved.readChunk,
       slabBytes: resolved.slabBytes,
+      readBuffers: resolved.readBuffers,
       tuning: resolveTuning(options.env ?? process.env),
       faults: options.faults ?? {},
     };

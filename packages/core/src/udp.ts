@@ -29,7 +29,10 @@ export interface UdpAddress {
 
 /** Events of a {@link UdpSocket}. */
 export interface UdpSocketEvents {
-  /** A datagram arrived. The Buffer is a view into the batch's slab; keep it as long as you like. */
+  /**
+   * A datagram arrived. The Buffer is a view into the batch's read arena: keep it as long as you
+   * like, except with `readBuffers: 'transient'`, where it is valid only until the listener returns.
+   */
   message: [message: Buffer, remote: RemoteInfo];
   /** A queued send failed, or the kernel reported an ICMP error. Emitted only when listened to. */
   error: [error: IomuxError];

@@ -29,6 +29,7 @@ describe('reactor options', () => {
       readChunk: 64 * 1024,
       slabBytes: 1024 * 1024,
       closeTimeoutMs: 2000,
+      readBuffers: 'owned',
     });
     // The slab is never smaller than one read.
     expect(resolveReactorOptions({ readChunk: 4 * 1024 * 1024 }).slabBytes).toBe(4 * 1024 * 1024);
