@@ -59,7 +59,9 @@ if (result.status !== 0) {
     process.stdout.write(result.stdout ?? '');
     process.stderr.write(result.stderr ?? '');
   }
-  const why = result.error?.message ?? (result.signal ? `signal ${result.signal}` : `exit status ${String(result.status)}`);
+  const why =
+    result.error?.message ??
+    (result.signal ? `signal ${result.signal}` : `exit status ${String(result.status)}`);
   console.error(`iomux: native build failed in ${packageDir} (${why}); the full log is above`);
   process.exit(force ? 1 : 0);
 }
