@@ -16,9 +16,10 @@ import { HttpError, HttpParser } from './parser.mjs';
 
 const HELLO = 'Hello, World!';
 /**
- * Most Buffers handed to one writev. The native writev refuses more than 1024 (E2BIG, which
- * destroys the connection) and sends only the first 64 at once, queueing the rest for the next
- * writable event; a longer batch is joined into one Buffer instead.
+ * Most Buffers handed to one writev. The native send takes the Buffers in windows of 64, one
+ * sendmsg each (native/src/stream.cc, kStreamMaxIov), so a longer batch is joined into one Buffer
+ * instead: one syscall per batch. (Connection.writev slices lists past 1024 Buffers itself, so no
+ * length is refused.)
  */
 const MAX_WRITEV_CHUNKS = 64;
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');

@@ -8,8 +8,8 @@ const SEGMENT = 64 * 1024;
 /** Bulk values at least this long go to writev by reference instead of being copied... */
 const BY_REFERENCE = 4 * 1024;
 /**
- * ...as long as the batch stays within this many Buffers. The native writev refuses more than
- * 1024 (E2BIG, which destroys the connection) and sends only the first 64 at once.
+ * ...as long as the batch stays within this many Buffers: the native send takes them in windows of
+ * 64, one sendmsg each (native/src/stream.cc, kStreamMaxIov).
  */
 const MAX_CHUNKS = 64;
 

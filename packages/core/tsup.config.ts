@@ -14,4 +14,6 @@ export default defineConfig({
   clean: true,
   target: 'node20',
   shims: true,
+  // Errors still print; the per-file size listing does not (`pnpm demo` shows the demo, not build logs).
+  silent: true,
 });
