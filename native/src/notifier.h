@@ -13,9 +13,9 @@ namespace iomux {
 
 // An fd that becomes readable after signal() and stays readable until drain(): an eventfd on
 // Linux, a non-blocking pipe on macOS/FreeBSD, a self-connected loopback UDP socket on Windows
-// (platform::open_wake; a socket is what Winsock's select can watch). Both ends are close-on-exec. signal()
-// and drain() are thread-safe and keep errno; open(), close() and abandon() belong to the owner's
-// thread.
+// (platform::open_wake; a socket is what Winsock's select can watch). Both ends are close-on-exec.
+// signal() and drain() are thread-safe and keep errno; open(), close() and abandon() belong to the
+// owner's thread.
 //
 // signal() and drain() return 0 or -errno, so an owner can tell that other code closed its fd:
 // closed_elsewhere(rc) is then true (EBADF, EINVAL, or a read of 0 bytes, which drain() reports as

@@ -2,8 +2,8 @@
 // the POSIX shim (platform_win32_posix.h). The socket steps of socket_util.h are in
 // platform_win32_sockets.cc. What Windows does not have is reported (-ENOSYS), never faked: there
 // is no timer fd and no signal to interrupt a blocking thread with. The glue watches no fd here
-// (engines call a waker: platform_glue.h); the wake-up notifier is a loopback socket, which select's
-// watcher thread waits on.
+// (engines call a waker: platform_glue.h); the wake-up notifier is a loopback socket, which
+// select's watcher thread waits on.
 #include <cerrno>
 #include <cstring>
 

@@ -8,8 +8,14 @@ const path = require('node:path');
 
 function load(target) {
   const built = path.join(__dirname, 'build', 'Release', `${target}.node`);
-  const prebuilt = path.join(__dirname, 'prebuilds', `${process.platform}-${process.arch}`, `${target}.node`);
-  const file = existsSync(built) || !existsSync(prebuilt) ? built : prebuilt;
+  const prebuilt = path.join(
+    __dirname,
+    'prebuilds',
+    `${process.platform}-${process.arch}`,
+    `${target}.node`,
+  );
+  // The prebuild for this platform first: a shared checkout may hold a build/Release of another.
+  const file = existsSync(prebuilt) || !existsSync(built) ? prebuilt : built;
   try {
     return require(file);
   } catch (err) {
