@@ -61,10 +61,22 @@ async function buildPackage(packageDir) {
   const addonApi = require('node-addon-api').include_dir;
   const outDir = join(packageDir, 'prebuilds', 'win32-x64');
   mkdirSync(outDir, { recursive: true });
+  const byName = new Map(gyp.targets.map((t) => [t.target_name, resolveConditions(t)]));
   for (const rawTarget of gyp.targets) {
-    const target = resolveConditions(rawTarget);
+    // A static library is not an addon: its sources, include dirs and libraries go into each
+    // target that depends on it (one static link per addon, as gyp does).
+    const own = byName.get(rawTarget.target_name);
+    if (own.type === 'none' || own.type === 'static_library') continue;
+    const target = { ...own };
+    for (const name of own.dependencies ?? []) {
+      const dependency = byName.get(name);
+      if (dependency === undefined) throw new Error(`${packageDir}: unknown dependency ${name}`);
+      for (const key of ['sources', 'include_dirs', 'libraries', 'defines']) {
+        target[key] = [...(dependency[key] ?? []), ...(target[key] ?? [])];
+      }
+    }
     const sources = (target.sources ?? []).map((s) => resolve(packageDir, s));
-    if (target.type === 'none' || sources.length === 0) continue;
+    if (sources.length === 0) continue;
     const output = join(outDir, `${target.target_name}.node`);
     const inputs = [join(packageDir, 'binding.gyp'), join(packageDir, 'src'), nativeDir];
     const newest = Math.max(...inputs.filter((p) => existsSync(p)).map(newestMtime));

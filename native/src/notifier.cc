@@ -1,9 +1,5 @@
 #include "notifier.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 
@@ -19,27 +15,16 @@ int Notifier::open() {
   if (rc != 0) return rc;
   read_fd_ = fds.read_fd;
   write_fd_ = fds.write_fd;
-  struct stat st{};
-  if (::fstat(read_fd_, &st) != 0) {
-    int err = -errno;
-    close();
-    return err;
-  }
-  dev_ = static_cast<unsigned long long>(st.st_dev);
-  ino_ = static_cast<unsigned long long>(st.st_ino);
-  return 0;
+  rc = platform::wake_identity(read_fd_, &identity_);
+  if (rc != 0) close();
+  return rc;
 }
 
 int Notifier::verify() const {
   if (read_fd_ < 0) return -EBADF;
-  int saved = errno;
-  struct stat st{};
-  int rc = ::fstat(read_fd_, &st);
-  errno = saved;
-  if (rc != 0) return -EBADF;
-  bool same = static_cast<unsigned long long>(st.st_dev) == dev_ &&
-              static_cast<unsigned long long>(st.st_ino) == ino_;
-  return same ? 0 : -EBADF;
+  platform::WakeIdentity now;
+  if (platform::wake_identity(read_fd_, &now) != 0) return -EBADF;
+  return now == identity_ ? 0 : -EBADF;
 }
 
 void Notifier::close() {
@@ -62,14 +47,6 @@ int Notifier::signal() const {
 int Notifier::drain() const {
   if (read_fd_ < 0) return -EBADF;
   return platform::drain_wake(read_fd_);
-}
-
-int set_blocking(int fd, bool blocking) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0) return -errno;
-  int wanted = blocking ? (flags & ~O_NONBLOCK) : (flags | O_NONBLOCK);
-  if (wanted != flags && ::fcntl(fd, F_SETFL, wanted) != 0) return -errno;
-  return 0;
 }
 
 std::string probe_notifier(const char* backend, int simulated_errno, int* opened_fd) {

@@ -7,12 +7,15 @@
 #include <cerrno>
 #include <string>
 
+#include "platform.h"
+
 namespace iomux {
 
 // An fd that becomes readable after signal() and stays readable until drain(): an eventfd on
-// Linux, a non-blocking pipe elsewhere (platform::open_wake). Both ends are close-on-exec. signal()
-// and drain() are thread-safe and keep errno; open(), close() and abandon() belong to the owner's
-// thread.
+// Linux, a non-blocking pipe on macOS/FreeBSD, a self-connected loopback UDP socket on Windows
+// (platform::open_wake; a socket is what Winsock's select can watch). Both ends are close-on-exec.
+// signal() and drain() are thread-safe and keep errno; open(), close() and abandon() belong to the
+// owner's thread.
 //
 // signal() and drain() return 0 or -errno, so an owner can tell that other code closed its fd:
 // closed_elsewhere(rc) is then true (EBADF, EINVAL, or a read of 0 bytes, which drain() reports as
@@ -35,7 +38,8 @@ class Notifier {
   int signal() const;
   // 0 (also when nothing was pending), or -errno; -EBADF once abandoned or closed.
   int drain() const;
-  // Whether fd() still names the file open() made, asked without reading or writing it (fstat):
+  // Whether fd() still names the file open() made, asked without reading or writing it
+  // (platform::wake_identity: fstat on POSIX, getsockname on Windows):
   // 0, or -EBADF when other code closed the number or it now names a different file (a number
   // reused by another anonymous-inode file, e.g. another eventfd, passes: fstat cannot tell them
   // apart). Costs one syscall; owners call it where a read of a reused number would be unsafe.
@@ -47,14 +51,13 @@ class Notifier {
  private:
   int read_fd_ = -1;
   int write_fd_ = -1;  // == read_fd_ for an eventfd
-  // What fstat(read_fd_) said right after open(), for verify().
-  unsigned long long dev_ = 0;
-  unsigned long long ino_ = 0;
+  // What platform::wake_identity(read_fd_) said right after open(), for verify().
+  platform::WakeIdentity identity_;
 };
 
-// Clears (blocking = true) or sets O_NONBLOCK. Returns 0 or -errno. (The Notifier's pipe ends use
-// it; so do engines that hand fds between blocking and non-blocking owners.)
-int set_blocking(int fd, bool blocking);
+// Clears (blocking = true) or sets non-blocking mode (platform::set_blocking). Engines that hand
+// fds between blocking and non-blocking owners use it.
+using platform::set_blocking;
 
 // The availability probe of a backend whose setup needs a Notifier (select, blocking_io): opens
 // one and closes it again. Returns "" when it opened, else "<backend> setup failed: <reason>"; a

@@ -3,7 +3,8 @@
 // anything on a given platform (each is guarded by its own #if, so a build may list them all):
 //   platform_linux.cc   Linux            eventfd, accept4, MSG_NOSIGNAL, recvmmsg/sendmmsg, timerfd
 //   platform_bsd.cc     macOS, FreeBSD   pipe, accept + fcntl, SO_NOSIGPIPE, EVFILT_TIMER
-//   platform_win32.cc   Windows          (the IOCP backend's)
+//   platform_win32.cc   Windows          loopback UDP wake socket, Winsock
+//   platform_posix.cc   every POSIX family: what the three above share (fstat, fcntl)
 // The rest of native/ and of the backends stays free of platform #ifdefs: it calls these.
 //
 // Rules: every function returns 0 (or a count) on success and -errno on failure, retries EINTR
@@ -12,9 +13,12 @@
 #ifndef IOMUX_PLATFORM_H_
 #define IOMUX_PLATFORM_H_
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 
@@ -97,6 +101,18 @@ int signal_wake(int write_fd);
 // Makes read_fd unreadable again. 0 also when nothing was pending; -EBADF on end-of-file (our
 // eventfd or live pipe never gives one: the number now names another file). Keeps errno.
 int drain_wake(int read_fd);
+// What tells the notifier's read_fd apart from another file that got its number later: fstat's
+// st_dev and st_ino on POSIX, the loopback socket's family and bound port on Windows.
+struct WakeIdentity {
+  unsigned long long first = 0;
+  unsigned long long second = 0;
+  bool operator==(const WakeIdentity& other) const {
+    return first == other.first && second == other.second;
+  }
+};
+// Fills *out for read_fd without reading or writing it. 0, or -EBADF when the number names no
+// open file (socket, on Windows). Keeps errno.
+int wake_identity(int read_fd, WakeIdentity* out);
 
 // ---- Sockets ----
 
@@ -110,6 +126,9 @@ int accept_socket(int listen_fd, bool blocking);
 // A close-on-exec duplicate of a socket (reactor.adopt of an fd the caller keeps). Returns the new
 // fd or -errno; -ENOSYS where sockets are not fds (Windows).
 int duplicate_socket(int fd);
+// Clears (blocking = true) or sets non-blocking mode: O_NONBLOCK by fcntl on POSIX, FIONBIO on
+// Windows. Returns 0 or -errno.
+int set_blocking(int fd, bool blocking);
 
 // ---- Datagram batches (datagram.cc and blocking_io's UDP threads) ----
 
@@ -168,6 +187,23 @@ int interrupt_candidates(int* out, int max);
 // process to one of its own threads with pthread_kill() (code, pid: its si_code and si_pid).
 // Async-signal-safe.
 bool sent_by_own_thread(int code, long pid);
+
+// ---- Thread start-up (start_thread in thread_util.cc) ----
+
+// The smallest stack a thread may be given: PTHREAD_STACK_MIN on POSIX; Windows' winpthreads has
+// none (64 KiB is its allocation granularity).
+// (A function: glibc's PTHREAD_STACK_MIN may be a sysconf call.)
+#if defined(IOMUX_PLATFORM_WIN32)
+inline size_t min_thread_stack() { return 64 * 1024; }
+#else
+inline size_t min_thread_stack() { return static_cast<size_t>(PTHREAD_STACK_MIN); }
+#endif
+// pthread_create, with the new thread starting with every signal blocked except synchronous
+// faults (it inherits the mask in force around the create), so Node's main thread keeps receiving
+// the process's signals and crash handlers still see faults. Windows has no signal masks: a plain
+// pthread_create there. Returns 0 or -errno.
+int create_thread_unsignalled(pthread_t* out, const pthread_attr_t* attr, void* (*fn)(void*),
+                              void* arg);
 
 // ---- Thread scheduling (setThreadScheduling of the glue) ----
 

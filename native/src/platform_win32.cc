@@ -1,8 +1,9 @@
 // Windows: the platform layer (platform.h) over Winsock 2 and Win32, and the error translation of
 // the POSIX shim (platform_win32_posix.h). The socket steps of socket_util.h are in
-// platform_win32_sockets.cc. What Windows does not have is reported (-ENOSYS), never faked: the
-// glue there needs no wake-up fd (engines call a waker: platform_glue.h), and there is no timer fd
-// and no signal to interrupt a blocking thread with.
+// platform_win32_sockets.cc. What Windows does not have is reported (-ENOSYS), never faked: there
+// is no timer fd and no signal to interrupt a blocking thread with. The glue watches no fd here
+// (engines call a waker: platform_glue.h); the wake-up notifier is a loopback socket, which
+// select's watcher thread waits on.
 #include <cerrno>
 #include <cstring>
 
@@ -111,9 +112,82 @@ bool env_is(const char* name, const char* value) {
   return n > 0 && n < sizeof(buffer) && std::strcmp(buffer, value) == 0;
 }
 
-int open_wake(WakeFds* /*out*/) { return -ENOSYS; }
-int signal_wake(int /*write_fd*/) { return -ENOSYS; }
-int drain_wake(int /*read_fd*/) { return -ENOSYS; }
+// The wake-up notifier is a UDP socket bound to 127.0.0.1 and connected to itself: a socket,
+// which is what Winsock's select() can watch (a pipe or event it cannot), and one handle for both
+// ends. signal_wake sends a byte to it, drain_wake receives until none is left.
+int open_wake(WakeFds* out) {
+  int fd = win32::open_socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+  if (fd < 0) return fd;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  SOCKET s = win32::handle(fd);
+  bool ok = ::bind(s, reinterpret_cast<const sockaddr*>(&addr), len) == 0 &&
+            ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+            ::connect(s, reinterpret_cast<const sockaddr*>(&addr), len) == 0;
+  if (!ok) {
+    int err = -(win32::fail_with_wsa(), errno);
+    close_fd(fd);
+    return err;
+  }
+  // A lost datagram's ICMP must not fail the next receive (it cannot happen on loopback to an
+  // open port, but the option is what keeps a UDP socket's receive errors its own).
+  BOOL report = FALSE;
+  DWORD ignored = 0;
+  (void)WSAIoctl(s, SIO_UDP_CONNRESET, &report, sizeof(report), nullptr, 0, &ignored, nullptr,
+                 nullptr);
+  out->read_fd = fd;
+  out->write_fd = fd;
+  return 0;
+}
+
+int signal_wake(int write_fd) {
+  int saved = errno;
+  char one = 1;
+  int rc = 0;
+  if (::send(win32::handle(write_fd), &one, 1, 0) != 1) {
+    int error = WSAGetLastError();
+    // Would block or no buffer: bytes are queued already, so the socket is readable.
+    if (error != WSAEWOULDBLOCK && error != WSAENOBUFS) rc = -win32::errno_from_system(error);
+  }
+  errno = saved;
+  return rc;
+}
+
+int drain_wake(int read_fd) {
+  int saved = errno;
+  char bytes[64];
+  int rc = 0;
+  for (;;) {
+    if (::recv(win32::handle(read_fd), bytes, sizeof(bytes), 0) >= 0) continue;
+    int error = WSAGetLastError();
+    if (error != WSAEWOULDBLOCK) rc = -win32::errno_from_system(error);
+    break;
+  }
+  errno = saved;
+  return rc;
+}
+
+int wake_identity(int read_fd, WakeIdentity* out) {
+  int saved = errno;
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  int rc = ::getsockname(win32::handle(read_fd), reinterpret_cast<sockaddr*>(&addr), &len);
+  errno = saved;
+  if (rc != 0 || addr.ss_family != AF_INET) return -EBADF;
+  out->first = AF_INET;
+  out->second = ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+  return 0;
+}
+
+int set_blocking(int fd, bool blocking) {
+  u_long non_blocking = blocking ? 0 : 1;
+  if (ioctlsocket(win32::handle(fd), FIONBIO, &non_blocking) != 0) {
+    return -(win32::fail_with_wsa(), errno);
+  }
+  return 0;
+}
 
 int open_socket(int family, int type) {
   return win32::open_socket(family, type, type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP);
@@ -181,6 +255,11 @@ bool OneShotTimer::consume() { return false; }
 
 int interrupt_candidates(int* /*out*/, int /*max*/) { return 0; }
 bool sent_by_own_thread(int /*code*/, long /*pid*/) { return false; }
+
+int create_thread_unsignalled(pthread_t* out, const pthread_attr_t* attr, void* (*fn)(void*),
+                              void* arg) {
+  return -pthread_create(out, attr, fn, arg);
+}
 
 int set_thread_scheduling(const char* /*policy*/) { return -ENOSYS; }
 

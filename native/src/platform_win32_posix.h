@@ -20,6 +20,13 @@
 #error "platform_win32_posix.h is for Windows builds only"
 #endif
 
+// Winsock's fd_set is an array of FD_SETSIZE SOCKETs, 64 unless defined before winsock2.h: the
+// select backend holds up to this many sockets at once (its watcher's wake socket included). Any
+// socket value fits; the limit is a count (on POSIX it is the fd number).
+#ifndef FD_SETSIZE
+#define FD_SETSIZE 1024
+#endif
+
 // clang-format off: winsock2.h must come before windows.h and mswsock.h.
 #include <winsock2.h>
 #include <ws2tcpip.h>

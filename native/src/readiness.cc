@@ -19,7 +19,9 @@ constexpr size_t kMinRead = 4096;
 // now. A carried-over readiness cannot tell (it may be stale, and SO_ERROR reads 0 while the
 // connect is still in progress); a failed poll() answers "not yet", and the socket stays watched.
 bool connect_settled(int fd) {
-  pollfd p{fd, POLLOUT, 0};
+  pollfd p{};
+  p.fd = fd;  // a SOCKET on Windows (platform_win32_posix.h): assigned, not narrowed
+  p.events = POLLOUT;
   int n;
   do {
     n = ::poll(&p, 1, 0);

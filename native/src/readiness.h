@@ -33,6 +33,9 @@ class Poller {
   virtual ~Poller() = default;
   // The fd that becomes readable when wait() has something to report.
   virtual int wait_fd() const = 0;
+  // Engine::set_waker, for a poller whose own thread learns of readiness (select's watcher): it
+  // calls wake(data) when wait() has something, and again from every wait() that reported some.
+  virtual void set_waker(Engine::Waker /*wake*/, void* /*data*/) {}
   virtual int add(int fd, int token, uint8_t interest) = 0;
   virtual int modify(int fd, int token, uint8_t interest) = 0;
   virtual int remove(int fd) = 0;
@@ -52,6 +55,7 @@ class ReadinessEngine final : public Engine {
   ~ReadinessEngine() override;
 
   int wait_fd() const override { return poller_->wait_fd(); }
+  void set_waker(Waker wake, void* data) override { poller_->set_waker(wake, data); }
   int poll(EventSink* sink) override;
   int broken() const override { return broken_; }
   int listen(const ListenRequest& request) override;

@@ -12,16 +12,23 @@
       "sources": [
         "../../native/src/datagram.cc",
         "../../native/src/notifier.cc",
+        "../../native/src/platform_posix.cc",
         "../../native/src/readiness.cc",
         "../../native/src/socket_options.cc",
-        "../../native/src/socket_util.cc",
         "../../native/src/stream.cc",
         "../../native/src/thread_util.cc",
         "../../native/src/write_queue.cc",
       ],
       "conditions": [
-        ["OS=='linux'", {"sources": ["../../native/src/platform_linux.cc"]}],
-        ["OS=='mac' or OS=='freebsd'", {"sources": ["../../native/src/platform_bsd.cc"]}],
+        ["OS=='linux'", {"sources": ["../../native/src/platform_linux.cc", "../../native/src/socket_util.cc"]}],
+        ["OS=='mac' or OS=='freebsd'", {"sources": ["../../native/src/platform_bsd.cc", "../../native/src/socket_util.cc"]}],
+        # Windows: select over Winsock (scripts/build-win32.mjs builds it; blocking_io is not built
+        # there, see README "Backends").
+        ["OS=='win'", {
+          "sources": ["../../native/src/platform_win32.cc", "../../native/src/platform_win32_sockets.cc"],
+          "include_dirs": ["../../native/src/platform_win32_include"],
+          "libraries": ["-lws2_32", "-lmswsock"],
+        }],
       ],
     },
     {
@@ -32,6 +39,7 @@
     {
       "target_name": "iomux_blocking_io",
       "dependencies": ["iomux_fallback_core"],
+      "conditions": [["OS=='win'", {"type": "none"}]],
       "sources": [
         "src/blocking_io.cc",
         "src/blocking_interrupt.cc",

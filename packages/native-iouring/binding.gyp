@@ -7,6 +7,7 @@
         "../../native/src/addon.cc",
         "../../native/src/datagram.cc",
         "../../native/src/notifier.cc",
+        "../../native/src/platform_posix.cc",
         "../../native/src/platform_linux.cc",
         "../../native/src/socket_options.cc",
         "../../native/src/socket_util.cc",

@@ -8,6 +8,7 @@
         "../../native/src/datagram.cc",
         "../../native/src/readiness.cc",
         "../../native/src/notifier.cc",
+        "../../native/src/platform_posix.cc",
         "../../native/src/socket_options.cc",
         "../../native/src/socket_util.cc",
         "../../native/src/stream.cc",

@@ -74,12 +74,26 @@ export class ConfigError extends IomuxError {
 /** What an errno means on a backend where it has a backend-specific cause. */
 export function backendHint(backend: string, errno: number): string | undefined {
   const name = errnoName(errno);
-  if (backend === 'select' && name === 'ERANGE')
-    return 'fd >= FD_SETSIZE (1024): select(2) cannot watch it; use epoll or io_uring for more sockets';
+  if (backend === 'select' && name === 'ERANGE') return selectLimitHint(process.platform);
   if (backend === 'blocking_io' && name === 'EAGAIN')
     return 'thread limit reached (IOMUX_BLOCKING_MAX_THREADS)';
   if (name === 'EOPNOTSUPP') return `not supported by the ${backend} backend`;
   return undefined;
+}
+
+/**
+ * What select's limit is where it was hit: POSIX fd_sets are bitmaps indexed by fd number, Winsock's
+ * are arrays of FD_SETSIZE sockets (raised from 64 to 1024 in native/src/platform_win32_posix.h,
+ * one place taken by the backend's own wake-up socket). Both sizes are the native FD_SETSIZE.
+ */
+export function selectLimitHint(platform: NodeJS.Platform): string {
+  if (platform === 'win32') {
+    return (
+      'more than 1023 sockets: Winsock select holds FD_SETSIZE (1024) sockets per set, one of ' +
+      'them its wake-up socket; use iocp for more sockets'
+    );
+  }
+  return 'fd >= FD_SETSIZE (1024): select(2) cannot watch it; use epoll or io_uring for more sockets';
 }
 
 /** Builds the error for a failed socket operation from a (positive or negative) errno. */

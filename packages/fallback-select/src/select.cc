@@ -1,24 +1,29 @@
-// select(2) behind the shared readiness engine: the portable readiness backend.
+// select(2) behind the shared readiness engine: the portable readiness backend, on POSIX and on
+// Windows (Winsock's select); what an fd_set is on each is platform::SelectSet's business
+// (native/src/platform_select.h).
 //
 // select() has no fd libuv could watch, so a watcher thread blocks in select() on a snapshot of
-// the interest sets plus a wake pipe, and when a socket is ready it signals an eventfd (wait_fd)
-// and parks until the main thread has caught up. wait() runs on the main thread: a zero-timeout
-// select() on the live sets. While that finds sockets ready, the eventfd stays signalled (level-
-// triggered, so the glue polls again); once it finds none, it clears the eventfd and re-arms the
-// watcher, which snapshots the current sets. add/modify/remove wake an armed watcher so it
-// restarts with the new sets. The watcher never spins: after a report it waits on a condvar.
+// the interest sets plus a wake notifier, and when a socket is ready it signals the ready notifier
+// (wait_fd; on Windows, where the glue watches no fd, it calls the engine's waker as well) and
+// parks until the main thread has caught up. wait() runs on the main thread: a zero-timeout
+// select() on the live sets. While that finds sockets ready, the ready notifier stays signalled
+// (level-triggered, so the glue polls again; a waker has no level, so it is called again); once it
+// finds none, it clears the notifier and re-arms the watcher, which snapshots the current sets.
+// add/modify/remove wake an armed watcher so it restarts with the new sets. The watcher never
+// spins: after a report it waits on a condvar.
 //
-// fds at or above FD_SETSIZE cannot be put in an fd_set: add()/modify() refuse them with ERANGE,
-// so a listen/connect gets -ERANGE and an accept a kEventAcceptError with ERANGE.
-#include <sys/select.h>
-
+// A socket select cannot hold is refused by add()/modify() with ERANGE, so a listen/connect gets
+// -ERANGE and an accept a kEventAcceptError with ERANGE: on POSIX an fd at or above FD_SETSIZE, on
+// Windows the FD_SETSIZE-th socket (one place of a set is the watcher's wake socket).
 #include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "notifier.h"
+#include "platform_select.h"
 #include "readiness.h"
 #include "socket_util.h"
 #include "thread_util.h"
@@ -27,22 +32,20 @@ namespace iomux {
 
 namespace {
 
-constexpr size_t kWatcherStack = 64 * 1024;
+using platform::SelectSet;
 
-bool in_range(int fd) { return fd >= 0 && fd < FD_SETSIZE; }
+constexpr size_t kWatcherStack = 64 * 1024;
+// Sockets one poller holds at most: a set's capacity, less the watcher's wake notifier.
+constexpr size_t kMaxSockets = static_cast<size_t>(platform::kSelectSetSize) - 1;
 
 class SelectPoller final : public Poller {
  public:
-  SelectPoller() : slots_(FD_SETSIZE) {
-    FD_ZERO(&read_set_);
-    FD_ZERO(&write_set_);
-  }
-
   ~SelectPoller() override {
     if (started_) {
       {
         std::lock_guard<std::mutex> lock(mu_);
         stop_ = true;
+        waker_ = nullptr;
         wake_.signal();
       }
       cv_.notify_one();
@@ -55,7 +58,7 @@ class SelectPoller final : public Poller {
     int rc = ready_.open();
     if (rc == 0) rc = wake_.open();
     if (rc != 0) return rc;
-    if (!in_range(wake_.fd())) return -ERANGE;
+    if (!SelectSet::fits(wake_.fd())) return -ERANGE;
     rc = start_thread(&SelectPoller::watcher_main, this, kWatcherStack, false, &thread_);
     if (rc != 0) return rc;
     started_ = true;
@@ -64,25 +67,46 @@ class SelectPoller final : public Poller {
 
   int wait_fd() const override { return ready_.fd(); }
 
+  void set_waker(Engine::Waker wake, void* data) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    waker_ = wake;
+    waker_data_ = data;
+    // The watcher reported before there was a waker: the glue must still hear of it.
+    if (waker_ != nullptr && !armed_) waker_(waker_data_);
+  }
+
   int add(int fd, int token, uint8_t interest) override {
-    if (!in_range(fd)) return -ERANGE;
-    if (slots_[static_cast<size_t>(fd)].present) return -EEXIST;
-    return update(fd, token, interest);
+    if (slots_.count(fd) != 0) return -EEXIST;
+    if (!SelectSet::fits(fd) || slots_.size() >= kMaxSockets) return -ERANGE;
+    slots_[fd] = Slot{token, fds_.size()};
+    fds_.push_back(fd);
+    return update(fd, interest);
   }
 
   int modify(int fd, int token, uint8_t interest) override {
-    if (!in_range(fd)) return -ERANGE;
-    if (!slots_[static_cast<size_t>(fd)].present) return -ENOENT;
-    return update(fd, token, interest);
+    auto it = slots_.find(fd);
+    if (it == slots_.end()) return SelectSet::fits(fd) ? -ENOENT : -ERANGE;
+    it->second.token = token;
+    return update(fd, interest);
   }
 
   int remove(int fd) override {
-    if (!in_range(fd) || !slots_[static_cast<size_t>(fd)].present) return -ENOENT;
-    slots_[static_cast<size_t>(fd)] = Slot{};
+    auto it = slots_.find(fd);
+    if (it == slots_.end()) return -ENOENT;
+    // Swap-remove from the scan order: the last fd takes the removed one's place.
+    size_t index = it->second.index;
+    int moved = fds_.back();
+    fds_[index] = moved;
+    slots_[moved].index = index;
+    fds_.pop_back();
+    slots_.erase(fd);
     std::lock_guard<std::mutex> lock(mu_);
-    FD_CLR(fd, &read_set_);
-    FD_CLR(fd, &write_set_);
-    while (max_fd_ >= 0 && !slots_[static_cast<size_t>(max_fd_)].present) --max_fd_;
+    read_set_.remove(fd);
+    write_set_.remove(fd);
+    if (fd == max_fd_) {
+      max_fd_ = -1;
+      for (int other : fds_) max_fd_ = other > max_fd_ ? other : max_fd_;
+    }
     changed_locked();
     return 0;
   }
@@ -95,15 +119,13 @@ class SelectPoller final : public Poller {
     if (ready_lost_) return -EBADF;
     if (Notifier::closed_elsewhere(ready_.verify())) return lose_ready();
     // Only this (main) thread writes the live sets, so reading them here needs no lock.
-    fd_set readable = read_set_;
-    fd_set writable = write_set_;
-    int nfds = max_fd_ + 1;
+    SelectSet readable = read_set_;
+    SelectSet writable = write_set_;
     int n;
     do {
-      timeval zero{0, 0};
-      n = ::select(nfds, &readable, &writable, nullptr, &zero);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) return -errno;
+      n = platform::select_ready(&readable, &writable, max_fd_, /*block=*/false);
+    } while (n == -EINTR);
+    if (n < 0) return n;
     if (n == 0) {
       // Nothing ready: clear the wait fd and let the watcher block in select() again.
       std::unique_lock<std::mutex> lock(mu_);
@@ -119,43 +141,46 @@ class SelectPoller final : public Poller {
     }
     // Something is ready: the wait fd stays signalled, so the glue polls again after this batch
     // and a socket still ready then is reported again. Scanning starts where the last truncated
-    // batch stopped, so no fd starves behind lower ones.
+    // batch stopped, so no socket starves behind others.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (waker_ != nullptr) waker_(waker_data_);
+    }
     int count = 0;
     int found = 0;
-    int last = -1;
-    for (int k = 0; k < nfds && found < n && count < max; ++k) {
-      int fd = (cursor_ + k) % nfds;
-      bool r = FD_ISSET(fd, &readable) != 0;
-      bool w = FD_ISSET(fd, &writable) != 0;
+    size_t total = fds_.size();
+    size_t last = 0;
+    for (size_t k = 0; k < total && found < n && count < max; ++k) {
+      size_t index = (cursor_ + k) % total;
+      int fd = fds_[index];
+      bool r = readable.has(fd);
+      bool w = writable.has(fd);
       if (!r && !w) continue;
       found += (r ? 1 : 0) + (w ? 1 : 0);
-      out[count++] = Readiness{slots_[static_cast<size_t>(fd)].token, r, w, false};
-      last = fd;
+      out[count++] = Readiness{slots_[fd].token, r, w, false};
+      last = index;
     }
-    cursor_ = count == max ? (last + 1) % nfds : 0;
+    cursor_ = count == max && total > 0 ? (last + 1) % total : 0;
     return count;
   }
 
  private:
   struct Slot {
-    bool present = false;
     int token = -1;
+    size_t index = 0;  // where fds_ holds this fd
   };
 
-  int update(int fd, int token, uint8_t interest) {
-    Slot& slot = slots_[static_cast<size_t>(fd)];
-    slot.present = true;
-    slot.token = token;
+  int update(int fd, uint8_t interest) {
     std::lock_guard<std::mutex> lock(mu_);
     if ((interest & kInterestRead) != 0) {
-      FD_SET(fd, &read_set_);
+      read_set_.add(fd);  // cannot fail: add() admitted the fd and the sets hold what it admits
     } else {
-      FD_CLR(fd, &read_set_);
+      read_set_.remove(fd);
     }
     if ((interest & kInterestWrite) != 0) {
-      FD_SET(fd, &write_set_);
+      write_set_.add(fd);
     } else {
-      FD_CLR(fd, &write_set_);
+      write_set_.remove(fd);
     }
     if (fd > max_fd_) max_fd_ = fd;
     changed_locked();
@@ -190,49 +215,52 @@ class SelectPoller final : public Poller {
     for (;;) {
       cv_.wait(lock, [this] { return stop_ || armed_; });
       if (stop_) return;
-      fd_set readable = read_set_;
-      fd_set writable = write_set_;
+      SelectSet readable = read_set_;
+      SelectSet writable = write_set_;
       int wake_fd = wake_.fd();
-      int nfds = (max_fd_ > wake_fd ? max_fd_ : wake_fd) + 1;
+      int max_fd = max_fd_ > wake_fd ? max_fd_ : wake_fd;
       uint64_t version = version_;
-      FD_SET(wake_fd, &readable);
+      readable.add(wake_fd);  // room was kept for it (kMaxSockets)
       lock.unlock();
-      int n = ::select(nfds, &readable, &writable, nullptr, nullptr);
-      int err = errno;
-      bool woken = n > 0 && FD_ISSET(wake_fd, &readable) != 0;
+      int n = platform::select_ready(&readable, &writable, max_fd, /*block=*/true);
+      bool woken = n > 0 && readable.has(wake_fd);
       if (woken) wake_.drain();
       lock.lock();
       if (woken) wake_pending_ = false;
       if (stop_) return;
       if (n < 0) {
-        if (err == EINTR) continue;
+        if (n == -EINTR) continue;
         // EBADF: an fd of the snapshot was removed and closed meanwhile; the sets changed, so
         // retry with new ones. Otherwise the error is real: hand it to the main thread, whose
         // wait() will see it too and fail the engine.
-        if (err == EBADF && version != version_) continue;
+        if (n == -EBADF && version != version_) continue;
       } else if (n - (woken ? 1 : 0) == 0) {
-        continue;  // only the wake pipe: take a new snapshot
+        continue;  // only the wake notifier: take a new snapshot
       }
       armed_ = false;
       ready_.signal();
+      if (waker_ != nullptr) waker_(waker_data_);
     }
   }
 
-  std::vector<Slot> slots_;  // by fd; main thread only
+  std::unordered_map<int, Slot> slots_;  // by fd; main thread only
+  std::vector<int> fds_;                 // the registered fds, in scan order; main thread only
   // The live interest sets: written by the main thread under mu_, read by the watcher under mu_
   // and by the main thread without it.
-  fd_set read_set_;
-  fd_set write_set_;
+  SelectSet read_set_;
+  SelectSet write_set_;
   int max_fd_ = -1;
-  int cursor_ = 0;           // main thread only
+  size_t cursor_ = 0;        // main thread only
   bool ready_lost_ = false;  // main thread only: ready_ was closed by other code and abandoned
 
   std::mutex mu_;
   std::condition_variable cv_;
   bool armed_ = true;          // the watcher may select(); false after it reported, until wait()
   bool stop_ = false;          // destructor: the watcher exits
-  bool wake_pending_ = false;  // a wake byte is in the pipe and not yet drained
+  bool wake_pending_ = false;  // a wake byte is in the notifier and not yet drained
   uint64_t version_ = 0;       // bumped on every change of the sets
+  Engine::Waker waker_ = nullptr;  // under mu_: Windows' glue, which watches no fd
+  void* waker_data_ = nullptr;
 
   Notifier ready_;  // wait_fd: signalled by the watcher when a socket is ready
   Notifier wake_;   // wakes the watcher out of select()
@@ -249,9 +277,9 @@ const char* const kName = "select";
 std::string probe(int simulated_errno) {
   int fd = -1;
   std::string failure = probe_notifier(kName, simulated_errno, &fd);
-  if (!failure.empty() || in_range(fd)) return failure;
+  if (!failure.empty() || SelectSet::fits(fd)) return failure;
   return "select cannot watch fd " + std::to_string(fd) + ": the process already has FD_SETSIZE (" +
-         std::to_string(FD_SETSIZE) + ") fds open";
+         std::to_string(platform::kSelectSetSize) + ") fds open";
 }
 
 std::unique_ptr<Engine> create(const EngineConfig& config, int* error) {
