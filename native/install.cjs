@@ -56,11 +56,14 @@ function fail(reason, missing) {
 
 const targets = addonTargets();
 const fromSource = process.env.IOMUX_BUILD_FROM_SOURCE === '1';
-const missing = fromSource ? targets : targets.filter((t) => findAddon(packageDir, t) === undefined);
+const missing = fromSource
+  ? targets
+  : targets.filter((t) => findAddon(packageDir, t) === undefined);
 if (missing.length === 0) process.exit(0);
 
 const needed = process.platform === 'win32' ? [] : ['make', 'python3'];
-const compiler = process.platform === 'win32' || onPath('c++') || onPath('g++') || onPath('clang++');
+const compiler =
+  process.platform === 'win32' || onPath('c++') || onPath('g++') || onPath('clang++');
 const absent = [...(compiler ? [] : ['a C++ compiler (c++)']), ...needed.filter((c) => !onPath(c))];
 if (absent.length > 0) fail(`${absent.join(', ')} not found on PATH`, missing);
 const gyp = nodeGyp();

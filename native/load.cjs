@@ -40,8 +40,15 @@ function listDir(dir) {
 /** Tags of a prebuild file name `<target>.<tag>....node`, or undefined for another target. */
 function parseTags(file, target) {
   if (!file.startsWith(`${target}.`) || !file.endsWith('.node')) return undefined;
-  const tags = file.slice(target.length + 1, -'.node'.length).split('.').filter(Boolean);
-  return { file, napi: tags.includes('napi'), libc: tags.find((t) => t === 'glibc' || t === 'musl') };
+  const tags = file
+    .slice(target.length + 1, -'.node'.length)
+    .split('.')
+    .filter(Boolean);
+  return {
+    file,
+    napi: tags.includes('napi'),
+    libc: tags.find((t) => t === 'glibc' || t === 'musl'),
+  };
 }
 
 /** The prebuilt binary of `target` for this process, or undefined. */

@@ -6,7 +6,16 @@
 // header is checked for the target CPU and, on glibc, the newest GLIBC_ symbol version the binary
 // needs is printed (the minimum glibc). Undefined napi_* / uv_* symbols stay for Node to provide.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  statSync,
+} from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,10 +30,15 @@ const packagesDir = join(root, 'packages');
 const requested = process.argv.slice(2);
 const unknown = requested.filter((tag) => !TARGETS.some((t) => t.tag === tag));
 if (unknown.length > 0) {
-  console.error(`unknown target ${unknown.join(', ')}; known: ${TARGETS.map((t) => t.tag).join(', ')}`);
+  console.error(
+    `unknown target ${unknown.join(', ')}; known: ${TARGETS.map((t) => t.tag).join(', ')}`,
+  );
   process.exit(2);
 }
-const targets = requested.length > 0 ? TARGETS.filter((t) => requested.includes(t.tag)) : TARGETS.filter((t) => t.default);
+const targets =
+  requested.length > 0
+    ? TARGETS.filter((t) => requested.includes(t.tag))
+    : TARGETS.filter((t) => t.default);
 
 function run(command, args) {
   return new Promise((done) => {
@@ -61,7 +75,9 @@ function packagesFor(target) {
   return readdirSync(packagesDir)
     .map((name) => join(packagesDir, name))
     .filter((dir) => existsSync(join(dir, 'binding.gyp')))
-    .filter((dir) => platformsOf(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))).includes(target.os));
+    .filter((dir) =>
+      platformsOf(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))).includes(target.os),
+    );
 }
 
 /** CPU named by an ELF (e_machine) or Mach-O header. */
@@ -71,7 +87,10 @@ function binaryCpu(path) {
   readSync(fd, header, 0, 20, 0);
   closeSync(fd);
   if (header.readUInt32BE(0) === 0x7f454c46) {
-    return { 62: 'x64', 183: 'arm64' }[header.readUInt16LE(18)] ?? `elf machine ${header.readUInt16LE(18)}`;
+    return (
+      { 62: 'x64', 183: 'arm64' }[header.readUInt16LE(18)] ??
+      `elf machine ${header.readUInt16LE(18)}`
+    );
   }
   if (header.readUInt32LE(0) === 0xfeedfacf) {
     return { 0x01000007: 'x64', 0x0100000c: 'arm64' }[header.readUInt32LE(4)] ?? 'mach-o';
@@ -81,10 +100,20 @@ function binaryCpu(path) {
 
 /** Newest GLIBC_x.y version among the binary's dynamic symbols (readelf works for any CPU). */
 function newestGlibc(path) {
-  const out = spawnSync('readelf', ['--dyn-syms', '--wide', path], { encoding: 'utf8' }).stdout ?? '';
-  const versions = [...out.matchAll(/@GLIBC_(\d+)\.(\d+)(?:\.(\d+))?/g)].map((m) => [+m[1], +m[2], +(m[3] ?? 0)]);
+  const out =
+    spawnSync('readelf', ['--dyn-syms', '--wide', path], { encoding: 'utf8' }).stdout ?? '';
+  const versions = [...out.matchAll(/@GLIBC_(\d+)\.(\d+)(?:\.(\d+))?/g)].map((m) => [
+    +m[1],
+    +m[2],
+    +(m[3] ?? 0),
+  ]);
   versions.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
-  return versions.length === 0 ? 'none' : versions.at(-1).filter((v, i) => i < 2 || v > 0).join('.');
+  return versions.length === 0
+    ? 'none'
+    : versions
+        .at(-1)
+        .filter((v, i) => i < 2 || v > 0)
+        .join('.');
 }
 
 const common = readGyp(join(root, 'native', 'common.gypi')).target_defaults;
@@ -112,14 +141,24 @@ function compilerFor(target) {
 }
 
 function linkFlags(target) {
-  if (target.toolchain === 'gcc') return ['-shared', '-pthread', '-static-libstdc++', '-static-libgcc', '-Wl,--exclude-libs,ALL', '-Wl,--as-needed'];
+  if (target.toolchain === 'gcc')
+    return [
+      '-shared',
+      '-pthread',
+      '-static-libstdc++',
+      '-static-libgcc',
+      '-Wl,--exclude-libs,ALL',
+      '-Wl,--as-needed',
+    ];
   if (target.os === 'darwin') return ['-shared', '-undefined', 'dynamic_lookup'];
   return ['-shared', '-pthread'];
 }
 
 async function buildTarget(target) {
   if (target.toolchain === 'mingw') {
-    const result = spawnSync(process.execPath, [join(root, 'scripts', 'build-win32.mjs')], { stdio: 'inherit' });
+    const result = spawnSync(process.execPath, [join(root, 'scripts', 'build-win32.mjs')], {
+      stdio: 'inherit',
+    });
     return result.status === 0;
   }
   const { command, prefix } = compilerFor(target);
@@ -137,7 +176,11 @@ async function buildTarget(target) {
         const object = join(objDir, `${relative(root, source).replaceAll('/', '_')}.o`);
         objects.set(source, object);
         const includes = [...new Set(addon.includes)].map((d) => `-I${d}`);
-        const inputsNewest = Math.max(nativeNewest, newestMtime(join(packageDir, 'src')), statSync(source).mtimeMs);
+        const inputsNewest = Math.max(
+          nativeNewest,
+          newestMtime(join(packageDir, 'src')),
+          statSync(source).mtimeMs,
+        );
         if (existsSync(object) && statSync(object).mtimeMs >= inputsNewest) continue;
         jobs.push(async () => {
           const args = [...prefix, ...baseFlags, ...includes, '-c', source, '-o', object];
@@ -146,7 +189,9 @@ async function buildTarget(target) {
       }
     }
   }
-  console.log(`${target.tag}: compiling ${jobs.length} of ${objects.size} sources (${command.split('/').pop()} ${prefix.join(' ')})`);
+  console.log(
+    `${target.tag}: compiling ${jobs.length} of ${objects.size} sources (${command.split('/').pop()} ${prefix.join(' ')})`,
+  );
   const compiled = await pool(jobs, Math.max(1, availableParallelism()));
   const failed = compiled.filter((r) => r.code !== 0 || /warning:/.test(r.output));
   for (const r of failed) console.log(`  ${target.tag}: ${r.what}\n${r.output}`);
@@ -155,7 +200,13 @@ async function buildTarget(target) {
   for (const addon of addons) {
     const output = prebuildFile(addon.packageDir, target, addon.name);
     mkdirSync(dirname(output), { recursive: true });
-    const args = [...prefix, ...linkFlags(target), '-o', output, ...addon.sources.map((s) => objects.get(s))];
+    const args = [
+      ...prefix,
+      ...linkFlags(target),
+      '-o',
+      output,
+      ...addon.sources.map((s) => objects.get(s)),
+    ];
     const result = await run(command, args);
     const cpu = result.code === 0 && existsSync(output) ? binaryCpu(output) : undefined;
     if (result.code !== 0 || /warning:/.test(result.output) || cpu !== target.arch) {

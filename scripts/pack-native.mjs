@@ -44,7 +44,11 @@ const missing = expectedPrebuilds(packageDir, pkg).filter((file) => !existsSync(
 if (missing.length > 0 && process.env.IOMUX_PACK_ALLOW_MISSING !== '1') {
   console.error(`${pkg.name}: prebuilt binaries missing (build them: pnpm build:prebuilds):`);
   for (const file of missing) console.error(`  ${file}`);
-  console.error(`default targets: ${TARGETS.filter((t) => t.default).map((t) => t.tag).join(', ')}`);
+  console.error(
+    `default targets: ${TARGETS.filter((t) => t.default)
+      .map((t) => t.tag)
+      .join(', ')}`,
+  );
   process.exit(1);
 }
 

@@ -11,11 +11,49 @@ import { join } from 'node:path';
 import { readGyp } from './lib/gyp.mjs';
 
 export const TARGETS = [
-  { tag: 'linux-x64-glibc', os: 'linux', arch: 'x64', libc: 'glibc', default: true, toolchain: 'gcc', cxx: 'g++' },
-  { tag: 'linux-arm64-glibc', os: 'linux', arch: 'arm64', libc: 'glibc', default: true, toolchain: 'gcc', cxx: 'aarch64-linux-gnu-g++' },
-  { tag: 'linux-x64-musl', os: 'linux', arch: 'x64', libc: 'musl', default: true, toolchain: 'zig', triple: 'x86_64-linux-musl' },
-  { tag: 'darwin-x64', os: 'darwin', arch: 'x64', default: false, toolchain: 'zig', triple: 'x86_64-macos' },
-  { tag: 'darwin-arm64', os: 'darwin', arch: 'arm64', default: false, toolchain: 'zig', triple: 'aarch64-macos' },
+  {
+    tag: 'linux-x64-glibc',
+    os: 'linux',
+    arch: 'x64',
+    libc: 'glibc',
+    default: true,
+    toolchain: 'gcc',
+    cxx: 'g++',
+  },
+  {
+    tag: 'linux-arm64-glibc',
+    os: 'linux',
+    arch: 'arm64',
+    libc: 'glibc',
+    default: true,
+    toolchain: 'gcc',
+    cxx: 'aarch64-linux-gnu-g++',
+  },
+  {
+    tag: 'linux-x64-musl',
+    os: 'linux',
+    arch: 'x64',
+    libc: 'musl',
+    default: true,
+    toolchain: 'zig',
+    triple: 'x86_64-linux-musl',
+  },
+  {
+    tag: 'darwin-x64',
+    os: 'darwin',
+    arch: 'x64',
+    default: false,
+    toolchain: 'zig',
+    triple: 'x86_64-macos',
+  },
+  {
+    tag: 'darwin-arm64',
+    os: 'darwin',
+    arch: 'arm64',
+    default: false,
+    toolchain: 'zig',
+    triple: 'aarch64-macos',
+  },
   { tag: 'win32-x64', os: 'win32', arch: 'x64', default: false, toolchain: 'mingw' },
 ];
 
@@ -31,7 +69,12 @@ export function platformsOf(pkg) {
 export function prebuildFile(packageDir, target, name) {
   const tags = ['napi', ...(target.libc === undefined ? [] : [target.libc])];
   if (target.toolchain === 'mingw') tags.length = 0; // build-win32.mjs writes <name>.node
-  return join(packageDir, 'prebuilds', `${target.os}-${target.arch}`, [name, ...tags, 'node'].join('.'));
+  return join(
+    packageDir,
+    'prebuilds',
+    `${target.os}-${target.arch}`,
+    [name, ...tags, 'node'].join('.'),
+  );
 }
 
 /** Loadable target names of a package's binding.gyp (static libraries left out). */

@@ -4,7 +4,9 @@
 // (a from-source build in build/Release, else its prebuild). native/load.cjs travels in the
 // tarball; in the repository it is the shared one.
 const { existsSync } = require('node:fs');
-const { loadAddon } = require(existsSync(`${__dirname}/native`) ? './native/load.cjs' : '../../native/load.cjs');
+const { loadAddon } = require(
+  existsSync(`${__dirname}/native`) ? './native/load.cjs' : '../../native/load.cjs',
+);
 
 module.exports = {
   select: () => loadAddon(__dirname, 'iomux_select'),

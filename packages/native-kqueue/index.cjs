@@ -3,7 +3,9 @@
 // On Linux the addon is the test-only build over the kqueue emulation (emulation/), and says so.
 // native/load.cjs travels in the tarball; in the repository it is the shared one.
 const { existsSync } = require('node:fs');
-const { loadAddon } = require(existsSync(`${__dirname}/native`) ? './native/load.cjs' : '../../native/load.cjs');
+const { loadAddon } = require(
+  existsSync(`${__dirname}/native`) ? './native/load.cjs' : '../../native/load.cjs',
+);
 
 module.exports = {
   kqueue: () => {
