@@ -1,14 +1,13 @@
 # Build settings and shared sources every backend addon includes. A backend's binding.gyp names
 # only its own kernel-facing file(s).
 {
-  "variables": {
-    "iomux_native": "<(DEPTH)/../../native",
-  },
   "target_defaults": {
     "include_dirs": [
       "<!(node -p \"require('node-addon-api').include_dir\")",
-      "<(iomux_native)/include",
-      "<(iomux_native)/src",
+      # Relative to this file (gyp resolves an included file's paths from where it lies), so the
+      # same settings serve the repository (../../native) and a packed tarball (native/).
+      "include",
+      "src",
     ],
     "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
     "cflags!": ["-fno-exceptions"],

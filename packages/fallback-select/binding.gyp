@@ -3,7 +3,7 @@
   "targets": [
     {
       # The shared core, compiled once for both addons: two targets compiling the same
-      # ../../native sources would write the same object files and race under make -j. The glue
+      # shared native sources would write the same object files and race under make -j. The glue
       # (addon.cc) is compiled per addon through src/*_addon.cc, since nothing links it in.
       "target_name": "iomux_fallback_core",
       "type": "static_library",
