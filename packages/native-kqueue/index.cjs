@@ -3,9 +3,16 @@
 // On Linux the addon is the test-only build over the kqueue emulation (emulation/), and says so.
 // native/load.cjs travels in the tarball; in the repository it is the shared one.
 const { existsSync } = require('node:fs');
-const { loadAddon } = require(
-  existsSync(`${__dirname}/native`) ? './native/load.cjs' : '../../native/load.cjs',
-);
+const { dirname, join } = require('node:path');
+
+// ./native/load.cjs in a tarball; in the repository the shared one, found by walking up, since a
+// symlinked node_modules path is not always resolved to the real one (node.exe under Wine).
+function loaderPath(dir) {
+  const file = join(dir, 'native', 'load.cjs');
+  if (existsSync(file) || dirname(dir) === dir) return file;
+  return loaderPath(dirname(dir));
+}
+const { loadAddon } = require(loaderPath(__dirname));
 
 module.exports = {
   kqueue: () => {
