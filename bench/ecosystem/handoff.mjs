@@ -4,7 +4,7 @@
 // echoes. Each client streams 64 KiB of patterned bytes and checks every echoed byte, so a move
 // that loses, duplicates or reorders a byte shows as ok: false. The time of a move is from the
 // ticket's detachedAt (main thread) to adopt() resolving in the worker; eight connections move at
-// a time. Prints one JSON line: { backend, moves, median_ms, p99_ms, max_ms, ok }.
+// a time, once the worker's reactor is up (its start-up is not a move). Prints one JSON line: { backend, moves, median_ms, p99_ms, max_ms, ok }.
 import net from 'node:net';
 import { Worker, isMainThread, parentPort } from 'node:worker_threads';
 import { createReactor } from '@iomux/core';
@@ -20,6 +20,7 @@ function echo(conn) {
 
 if (!isMainThread) {
   const reactor = createReactor({ ioModel: 'auto' });
+  parentPort.postMessage({ ready: true });
   parentPort.on('message', async (message) => {
     if (message === 'close') {
       await reactor.close();
@@ -37,9 +38,13 @@ if (!isMainThread) {
   const reactor = createReactor({ ioModel: 'auto' });
   const worker = new Worker(new URL(import.meta.url));
   const times = [];
-  worker.on('message', (message) => {
-    if (message.ms !== undefined) times.push(message.ms);
+  const ready = new Promise((resolve) => {
+    worker.on('message', (message) => {
+      if (message.ready) resolve();
+      if (message.ms !== undefined) times.push(message.ms);
+    });
   });
+  await ready;
   const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
     echo(conn);
     conn.once('data', () => worker.postMessage(conn.transfer()));

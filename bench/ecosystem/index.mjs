@@ -62,6 +62,10 @@ async function measure(kind, variant, backend, seconds, connections) {
   }
 }
 
+/** "min–max" of a row's rounds for one measure (the median is the row's own value). */
+const spread = (row, key) =>
+  `${Math.round(row[`${key}_min`] ?? row[key])}–${Math.round(row[`${key}_max`] ?? row[key])}`;
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
 /**
@@ -94,17 +98,24 @@ export async function runEcosystemBench({ quick, rounds, backends }) {
           ),
         );
       }
+      const perSec = samples.map((s) => s.per_sec);
+      const perCpu = samples.map((s) => s.per_server_cpu_s);
       const row = {
         workload: workload.name,
         contestant: contestant.name,
-        per_sec: median(samples.map((s) => s.per_sec)),
-        per_server_cpu_s: median(samples.map((s) => s.per_server_cpu_s)),
+        rounds: samples.length,
+        per_sec: median(perSec),
+        per_sec_min: Math.min(...perSec),
+        per_sec_max: Math.max(...perSec),
+        per_server_cpu_s: median(perCpu),
+        per_server_cpu_s_min: Math.min(...perCpu),
+        per_server_cpu_s_max: Math.max(...perCpu),
         errors: samples.reduce((n, s) => n + s.errors, 0),
       };
       rows.push(row);
       console.log(
         `${workload.name.padEnd(28)} ${contestant.name.padEnd(18)} ${Math.round(row.per_sec).toString().padStart(9)} req/s  ` +
-          `${Math.round(row.per_server_cpu_s)} req/server-cpu-s  errors ${row.errors}`,
+          `${Math.round(row.per_server_cpu_s)} req/server-cpu-s (${spread(row, 'per_server_cpu_s')})  errors ${row.errors}`,
       );
     }
   }
@@ -132,7 +143,9 @@ export function renderEcosystemMarkdown({ rows, handoffs }) {
   const lines = [
     '## TLS, HTTP and WebSocket on iomux (node:tls / node:http / ws over toDuplex) vs node:net',
     '',
-    '| workload | server | req/s | req per server CPU-s | vs node-net (CPU-s) | errors |',
+    'Median of the rounds, with the range of the rounds after it.',
+    '',
+    '| workload | server | req/s (range) | req per server CPU-s (range) | vs node-net (CPU-s) | errors |',
     '| --- | --- | ---: | ---: | ---: | ---: |',
   ];
   for (const row of rows) {
@@ -142,7 +155,7 @@ export function renderEcosystemMarkdown({ rows, handoffs }) {
         ? (row.per_server_cpu_s / node.per_server_cpu_s).toFixed(2)
         : '–';
     lines.push(
-      `| ${row.workload} | ${row.contestant} | ${Math.round(row.per_sec)} | ${Math.round(row.per_server_cpu_s)} | ${ratio}× | ${row.errors} |`,
+      `| ${row.workload} | ${row.contestant} | ${Math.round(row.per_sec)} (${spread(row, 'per_sec')}) | ${Math.round(row.per_server_cpu_s)} (${spread(row, 'per_server_cpu_s')}) | ${ratio}× | ${row.errors} |`,
     );
   }
   lines.push(
