@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import { ConfigError } from './errors.js';
 
 /** Kernel I/O mechanisms a reactor can be configured with. `auto` picks the best available. */
@@ -285,10 +285,19 @@ export function parseConfigDocument(
   text: string,
   env: NodeJS.ProcessEnv = process.env,
 ): ResolvedConfig {
+  // YAML 1.2 is a superset of JSON. A warning (an unresolved tag, an unknown directive) means the
+  // document does not say what its author meant, so it is rejected like an error; yaml's parse()
+  // would print it through process.emitWarning and go on.
+  const doc = parseDocument(text);
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem !== undefined) {
+    throw new ConfigError('document', text.slice(0, 40), `valid JSON or YAML (${problem.message})`);
+  }
   let parsed: unknown;
   try {
-    parsed = parseYaml(text); // YAML 1.2 is a superset of JSON
+    parsed = doc.toJS();
   } catch (err) {
+    // toJS() throws on what only shows when values are built, e.g. an alias to nothing.
     throw new ConfigError(
       'document',
       text.slice(0, 40),

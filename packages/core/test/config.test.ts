@@ -119,6 +119,31 @@ describe('config', () => {
     );
   });
 
+  it.each([
+    [
+      'io_model: epoll\nretry_config:\n  fallback: [!elect, blocking_io]\n',
+      /Unresolved tag: !elect/,
+    ],
+    ['%FOO bar\n---\nio_model: epoll\n', /Unknown directive %FOO/],
+  ])(
+    'rejects a YAML warning (%j) with a config error, and prints nothing',
+    async (text, message) => {
+      const warnings: Error[] = [];
+      const onWarning = (w: Error): void => {
+        warnings.push(w);
+      };
+      process.on('warning', onWarning);
+      try {
+        expect(() => parseConfigDocument(text, noEnv)).toThrow(ConfigError);
+        expect(() => parseConfigDocument(text, noEnv)).toThrow(message);
+        await new Promise((resolve) => setImmediate(resolve)); // process warnings arrive on a later tick
+      } finally {
+        process.off('warning', onWarning);
+      }
+      expect(warnings).toEqual([]);
+    },
+  );
+
   it('lets IOMUX_BACKEND override io_model, but still validates the document', () => {
     expect(resolveConfig({ io_model: 'epoll' }, { IOMUX_BACKEND: 'select' })).toMatchObject({
       ioModel: 'select',
