@@ -51,11 +51,9 @@ constexpr double kMaxReadChunk = 16.0 * 1024 * 1024;
 constexpr double kMaxSlabBytes = 256.0 * 1024 * 1024;
 constexpr double kMaxEvents = 1024.0 * 1024;
 // Retired read arenas kept for reuse once JS dropped their views (read_arena.h); more are freed.
-// V8 does not see the memory of an external Buffer, so each arena is reported to it
-// (napi_adjust_external_memory): the garbage collector runs once retired arenas add up, as it did
-// for the per-batch copies arenas replace. The free list holds about what retires between two
-// such collections (V8 collects after about 64 MiB of new external memory), so steady state takes
-// every arena from it.
+// V8 does not see the memory of an external Buffer, so the pool's blocks are reported to it
+// (napi_adjust_external_memory, ReportArenaMemory): only when blocks are allocated or freed, not
+// when the same block is reused, so a steady state paces no garbage collection.
 constexpr size_t kFreeArenaBytes = 80u * 1024 * 1024;
 constexpr size_t kMinFreeArenas = 4;
 
@@ -592,6 +590,11 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     ReleaseWatcher();
     engine_.reset();
     ReleaseArena();
+    if (reported_arena_bytes_ != 0) {
+      int64_t ignored = 0;
+      napi_adjust_external_memory(Env(), -reported_arena_bytes_, &ignored);
+      reported_arena_bytes_ = 0;
+    }
   }
 
   // Read memory (read_arena.h). The current arena is JS's Buffer arena_buffer_ (held here until
@@ -599,8 +602,6 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   // native block that each batch is copied out of, as before arenas.
   static void FinalizeArena(napi_env env, void*, void* hint) {
     auto* release = static_cast<ArenaRelease*>(hint);
-    int64_t ignored = 0;
-    napi_adjust_external_memory(env, -static_cast<int64_t>(release->pool->block_size()), &ignored);
     release->pool->give_back(release->block);
     delete release;
   }
@@ -625,14 +626,23 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
         return false;
       } else {
         arena_buffer_ = Napi::Persistent(Napi::Buffer<uint8_t>(env, buffer));
-        // Only a hint for the garbage collector's pacing: a failure changes nothing else.
-        int64_t ignored = 0;
-        napi_adjust_external_memory(env, static_cast<int64_t>(arena_pool_->block_size()), &ignored);
+        ReportArenaMemory(env);
       }
       if (copy_mode_) delete release;
     }
     arena_ = block;
     return true;
+  }
+
+  // Tells V8 how much memory the pool's blocks take now (only a hint for the garbage collector's
+  // pacing: a failure changes nothing else). Called from the polling thread, where env is valid;
+  // blocks freed by finalizers are accounted at the next call.
+  void ReportArenaMemory(napi_env env) {
+    auto live = static_cast<int64_t>(arena_pool_->live_bytes());
+    if (live == reported_arena_bytes_) return;
+    int64_t ignored = 0;
+    napi_adjust_external_memory(env, live - reported_arena_bytes_, &ignored);
+    reported_arena_bytes_ = live;
   }
 
   // Drops this side's hold on the current arena: its block comes back once JS dropped its views.
@@ -766,6 +776,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   std::unique_ptr<Napi::AsyncContext> async_context_;
   size_t slab_size_ = 0;  // room one batch may fill
   std::shared_ptr<ArenaPool> arena_pool_;
+  int64_t reported_arena_bytes_ = 0;  // what ReportArenaMemory last told V8
   uint8_t* arena_ = nullptr;
   size_t arena_used_ = 0;  // bytes of the arena earlier batches handed to JS (owned mode)
   size_t batch_base_ = 0;  // where the current batch starts in the arena
