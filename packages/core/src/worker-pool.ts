@@ -157,6 +157,8 @@ const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts']);
 const NO_HANDLER = 'No handler function exported from ';
 /** piscina's worker posts this key once it loaded the pool's module and can take tasks. */
 const READY_KEY = '_WORKER_READY';
+/** How long an `IOMUX_UNKNOWN_TASK` rejection may wait for the list of the module's exports. */
+const LIST_EXPORTS_MS = 2000;
 const DEFAULT_TS_LOADER = 'tsx/cjs';
 
 function invalid(message: string): IomuxError {
@@ -663,9 +665,11 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     try {
       if (lister === undefined) throw new Error('the built worker-exports.cjs is missing');
       if (this.closing !== undefined) throw new Error('the pool is closing');
+      // Bounded: behind a queue of long tasks, the error is worth more without the list.
       const names: unknown = await this.piscina.run(filename, {
         name: 'default',
         filename: lister,
+        signal: AbortSignal.timeout(LIST_EXPORTS_MS),
       });
       exported = `its function exports: ${(names as string[]).join(', ') || '(none)'}`;
     } catch (err) {

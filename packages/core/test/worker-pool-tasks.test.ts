@@ -153,6 +153,21 @@ describe('WorkerPool: unknown task names', () => {
   });
 });
 
+describe('WorkerPool: unknown task names behind long tasks', () => {
+  it('still rejects with IOMUX_UNKNOWN_TASK when the exports cannot be listed in time', async () => {
+    const p = pool({ size: 1, maxQueue: 10 });
+    await p.ready();
+    const unknown = outcome(p.run('nope', 1));
+    // Queued before the listing of the exports: it holds the only thread past the listing's 2 s.
+    const long = p.run<number>('whoami', { ms: 3500 });
+    const result = (await unknown) as { code: string; message: string };
+    expect(result.code).toBe('IOMUX_UNKNOWN_TASK');
+    expect(result.message).toContain('"nope"');
+    expect(result.message).toMatch(/its exports could not be listed/);
+    expect(typeof (await long)).toBe('number');
+  });
+});
+
 const backend = backends.find((b) => b.available);
 describe.runIf(backend !== undefined)('Reactor: offload controls', () => {
   it('workersReady(), timeoutMs and unknown tasks through offload()', async () => {
