@@ -185,6 +185,10 @@ describe.runIf(backend !== undefined)('Reactor: offload controls', () => {
       await reactor.close();
     }
     await expect(reactor.workersReady()).rejects.toMatchObject({ code: 'IOMUX_REACTOR_CLOSED' });
+    // Invalid pool options fail createReactor itself, not the first offload().
+    expect(() =>
+      reactorOn(backend!.name, { workers: { filename: fixture('missing.mjs') } }),
+    ).toThrow(expect.objectContaining({ code: 'IOMUX_INVALID_ARGUMENT' }) as Error);
     const bare = reactorOn(backend!.name);
     try {
       expect(bare.workerPool).toBeUndefined();
