@@ -7,6 +7,7 @@ export default defineConfig({
     'src/otel.ts',
     'src/cluster-worker.ts',
     'src/worker-scheduling.ts',
+    'src/worker-exports.ts',
   ],
   format: ['esm', 'cjs'],
   dts: true,

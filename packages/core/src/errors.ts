@@ -15,6 +15,8 @@ export type IomuxErrorCode =
   | 'IOMUX_QUEUE_FULL'
   | 'IOMUX_POOL_CLOSED'
   | 'IOMUX_WORKER_FAILED'
+  | 'IOMUX_TASK_TIMEOUT'
+  | 'IOMUX_UNKNOWN_TASK'
   | 'IOMUX_SOCKET_CLOSED'
   | 'IOMUX_HANDLER_REJECTED'
   | (string & {});

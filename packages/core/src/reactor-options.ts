@@ -96,8 +96,10 @@ export interface ReactorOptions {
   logger?: Logger;
   /**
    * The worker pool behind {@link Reactor.offload} (piscina). Options: `filename` names the worker
-   * module; the pool starts on the first offload. Or a {@link WorkerPool} you created: offload
-   * uses it at once. Either way `metrics().workers` reports it and it closes with the reactor.
+   * module; the pool and its `size.min` threads start with the reactor, so no offload (from a
+   * tick, say) pays for starting a thread; `await reactor.workersReady()` waits until they have
+   * loaded the module. Or a {@link WorkerPool} you created: offload uses it at once. Either way
+   * `metrics().workers` reports it and it closes with the reactor.
    */
   workers?: WorkerPoolOptions | WorkerPool;
   /**

@@ -66,7 +66,7 @@ import { UdpSocket, type UdpHost } from './udp.js';
 import { runTicks, type TickFn, type TickLoop, type TickLoopOptions } from './tick-loop.js';
 import { NativeTimers, type TimerSource } from './timers.js';
 import { guarded, rethrowLater } from './user-code.js';
-import { WorkerPool, type WorkerPoolOptions, type WorkerTaskOptions } from './worker-pool.js';
+import { WorkerPool, type WorkerTaskOptions } from './worker-pool.js';
 import { ReactorMetrics, channels, type MetricsSnapshot, type PollObserver } from './metrics.js';
 
 export { Listener } from './listener.js';
@@ -125,7 +125,6 @@ export class Reactor
   /** Set when the backend failed and no successor could take over: the reactor is unusable. */
   private failure: IomuxError | undefined;
   private pool: WorkerPool | undefined;
-  private readonly workerOptions: WorkerPoolOptions | undefined;
   private tickLoop: TickLoop | undefined;
   private referenced = false;
   private readonly pump: Pump;
@@ -156,8 +155,11 @@ export class Reactor
     };
     this.closeTimeoutMs = resolved.closeTimeoutMs;
     this.options = options;
-    if (options.workers instanceof WorkerPool) this.pool = options.workers;
-    else this.workerOptions = options.workers;
+    // Started here, not at the first offload(): starting threads holds this thread for ms, which
+    // the first offload() from inside a tick would otherwise pay.
+    if (options.workers !== undefined)
+      this.pool =
+        options.workers instanceof WorkerPool ? options.workers : new WorkerPool(options.workers);
     this.observer = new BatchObserver(this.metricsState, options.logger, options.metrics ?? true);
     this.settings = {
       maxEvents: config.maxEvents,
@@ -167,7 +169,13 @@ export class Reactor
       tuning: resolveTuning(options.env ?? process.env),
       faults: options.faults ?? {},
     };
-    const opened = openBackend(candidates(config), this.settings, this.onEvents);
+    let opened: ReturnType<typeof openBackend>;
+    try {
+      opened = openBackend(candidates(config), this.settings, this.onEvents);
+    } catch (err) {
+      if (!(options.workers instanceof WorkerPool)) void this.pool?.close();
+      throw err;
+    }
     this.backend = opened.name;
     this.native = opened.handle;
     this.codes = opened.addon.events;
@@ -431,8 +439,18 @@ export class Reactor
   /**
    * Runs the export `task` of the worker module configured in `ReactorOptions.workers` on a
    * worker thread, so CPU work never stalls the I/O loop. Rejects with `IOMUX_QUEUE_FULL` when
-   * the pool's queue is full (backpressure), and with `IOMUX_INVALID_ARGUMENT` when no worker
-   * module was configured.
+   * the pool's queue is full (backpressure), `IOMUX_TASK_TIMEOUT` past `options.timeoutMs` (a
+   * running task's thread is terminated and replaced), `IOMUX_UNKNOWN_TASK` when the module has
+   * no such export, and `IOMUX_INVALID_ARGUMENT` when no worker module was configured. The pool
+   * starts with the reactor; `await reactor.workersReady()` before offloading from a tick.
+   * @example
+   * ```ts
+   * const reactor = createReactor(config, {
+   *   workers: { filename: new URL('./worker.js', import.meta.url), size: 2 },
+   * });
+   * await reactor.workersReady();
+   * const path = await reactor.offload('findPath', { from, to }, { timeoutMs: 50 });
+   * ```
    */
   offload<Result = unknown>(
     task: string,
@@ -442,11 +460,7 @@ export class Reactor
     if (this.isClosed || this.closing !== undefined) {
       return Promise.reject(new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed'));
     }
-    if (
-      this.pool === undefined &&
-      this.workerOptions?.filename === undefined &&
-      options?.filename === undefined
-    ) {
+    if (this.pool === undefined && options?.filename === undefined) {
       return Promise.reject(
         new IomuxError(
           'IOMUX_INVALID_ARGUMENT',
@@ -454,11 +468,43 @@ export class Reactor
         ),
       );
     }
-    this.pool ??= new WorkerPool(this.workerOptions);
+    // Only without ReactorOptions.workers: a per-task filename starts a default pool here.
+    this.pool ??= new WorkerPool();
     return this.pool.run<Result>(task, args, options);
   }
 
-  /** The worker pool behind {@link offload}, once started. */
+  /**
+   * Resolves with the worker pool behind {@link offload} once its threads are running and have
+   * loaded the worker module (see {@link WorkerPool.ready}), so an offload from a tick neither
+   * starts a thread nor waits for one to boot.
+   * @throws (rejects with) {@link IomuxError} `IOMUX_INVALID_ARGUMENT` without
+   * `ReactorOptions.workers`; `IOMUX_WORKER_FAILED` when a thread failed while starting;
+   * `IOMUX_REACTOR_CLOSED` once closed.
+   * @example
+   * ```ts
+   * const reactor = createReactor(config, { workers: { filename: workerUrl, size: 2 } });
+   * await reactor.workersReady();
+   * reactor.stop();
+   * reactor.runTicks(() => void reactor.offload('plan', world.snapshot()), { hz: 60 });
+   * ```
+   */
+  async workersReady(): Promise<WorkerPool> {
+    if (this.isClosed || this.closing !== undefined)
+      throw new IomuxError('IOMUX_REACTOR_CLOSED', 'the reactor is closed');
+    if (this.pool === undefined)
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        'workersReady needs ReactorOptions.workers (worker pool options or a WorkerPool)',
+      );
+    await this.pool.ready();
+    return this.pool;
+  }
+
+  /**
+   * The worker pool behind {@link offload}: the one `ReactorOptions.workers` gave or started with
+   * the reactor; without that option, the default pool the first offload with a per-task
+   * `filename` started, or undefined.
+   */
   get workerPool(): WorkerPool | undefined {
     return this.pool;
   }

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { extname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { MessagePort, ResourceLimits } from 'node:worker_threads';
+import type { MessagePort, ResourceLimits, Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { IomuxError } from './errors.js';
 import type { HistogramSummary } from './metrics.js';
@@ -93,6 +93,23 @@ export interface WorkerTaskOptions {
    * has its thread terminated (and replaced).
    */
   signal?: AbortSignal;
+  /**
+   * Deadline of this task in ms, counted from the `run()` call (time spent queued included). At
+   * the deadline the task rejects with `IOMUX_TASK_TIMEOUT`: still queued, it is dropped; running,
+   * its thread is terminated (a task cannot ignore it, even a busy loop) and a new thread replaces
+   * it when the pool is at `size.min`. Other tasks, queued or running, are not affected. Default:
+   * no deadline.
+   * @example
+   * ```ts
+   * try {
+   *   await pool.run('solve', board, { timeoutMs: 50 });
+   * } catch (err) {
+   *   if ((err as IomuxError).code !== 'IOMUX_TASK_TIMEOUT') throw err;
+   *   // fall back to a cheaper answer
+   * }
+   * ```
+   */
+  timeoutMs?: number;
 }
 
 /** A snapshot of a {@link WorkerPool}. */
@@ -136,6 +153,12 @@ export interface WorkerPoolEvents {
 }
 
 const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts']);
+/** piscina's worker rejects a task whose name is not an export with this, and nothing else. */
+const NO_HANDLER = 'No handler function exported from ';
+/** piscina's worker posts this key once it loaded the pool's module and can take tasks. */
+const READY_KEY = '_WORKER_READY';
+/** How long an `IOMUX_UNKNOWN_TASK` rejection may wait for the list of the module's exports. */
+const LIST_EXPORTS_MS = 2000;
 const DEFAULT_TS_LOADER = 'tsx/cjs';
 
 function invalid(message: string): IomuxError {
@@ -223,6 +246,49 @@ function schedulingPreload(): string {
   throw invalid('scheduling needs the built worker-scheduling.cjs; run the package build');
 }
 
+/** The built task that lists a worker module's exports, found like {@link schedulingPreload}. */
+function exportsTask(): string | undefined {
+  for (const candidate of ['./worker-exports.cjs', '../dist/worker-exports.cjs']) {
+    const path = fileURLToPath(new URL(candidate, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  return undefined;
+}
+
+function deadline(value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
+    throw invalid(`timeoutMs must be a finite number > 0, got ${String(value)}`);
+  return value;
+}
+
+/**
+ * Settles with undefined once `worker` has started and loaded the pool's module (piscina's ready
+ * message), or with why it never will (it failed or exited first).
+ */
+function threadStarted(worker: Worker): Promise<Error | undefined> {
+  return new Promise((resolve) => {
+    const done = (error: Error | undefined): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+      resolve(error);
+    };
+    const onMessage = (message: unknown): void => {
+      if (typeof message === 'object' && message !== null && READY_KEY in message) done(undefined);
+    };
+    const onError = (err: Error): void => {
+      done(err);
+    };
+    const onExit = (code: number): void => {
+      done(new Error(`worker exited with code ${code} while starting`));
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
 function transferables(list: readonly TransferItem[] | undefined): TransferItem[] | undefined {
   if (list === undefined) return undefined;
   const given: unknown = list;
@@ -290,9 +356,10 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   private failed = 0;
   private rejected = 0;
   private closing: Promise<void> | undefined;
+  private readonly startup: Promise<Error | undefined>;
 
   /**
-   * Creates the pool; `min` threads start at once.
+   * Creates the pool; `min` threads start at once (see {@link WorkerPool.ready}).
    * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for an invalid option, a worker file that
    * does not exist, or a TypeScript worker file without a loader.
    */
@@ -359,6 +426,38 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     this.piscina.on('error', (err: Error) => {
       this.workerFailed(err);
     });
+    // Listened to now: piscina's ready messages arrive from the event loop, never before this.
+    this.startup = Promise.all(this.piscina.threads.map(threadStarted)).then((errors) =>
+      errors.find((error) => error !== undefined),
+    );
+  }
+
+  /**
+   * Resolves once the `size.min` threads the pool started with are running and have loaded the
+   * worker module, so a task run now starts at once instead of waiting for a thread to boot.
+   * Starting a thread also costs the calling thread a few ms (`new Worker()` is synchronous), which
+   * is why they start in the constructor, not at the first {@link WorkerPool.run}. Threads above
+   * `size.min` still start on demand, inside the `run()` that needs them: give a fixed `size` when
+   * tasks are run from a tick that must stay on time.
+   * @throws (rejects with) {@link IomuxError} `IOMUX_WORKER_FAILED` when a thread failed while
+   * starting (its module threw while loading), `IOMUX_POOL_CLOSED` after {@link WorkerPool.close}.
+   * @example
+   * ```ts
+   * const pool = new WorkerPool({ filename: new URL('./worker.js', import.meta.url), size: 2 });
+   * await pool.ready(); // both threads are up
+   * reactor.runTicks(() => void pool.run('plan', world.snapshot()), { hz: 60 });
+   * ```
+   */
+  async ready(): Promise<void> {
+    const closed = (): IomuxError =>
+      new IomuxError('IOMUX_POOL_CLOSED', 'the worker pool is closed');
+    const error = await this.startup;
+    // Checked after the wait: a thread that close() terminated is not a start-up failure.
+    if (this.closed) throw closed();
+    if (error === undefined) return;
+    throw new IomuxError('IOMUX_WORKER_FAILED', `worker failed while starting: ${error.message}`, {
+      cause: error,
+    });
   }
 
   /** True when {@link WorkerPool.run} would reject with `IOMUX_QUEUE_FULL`. */
@@ -379,7 +478,13 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
    * `maxQueue` wait (nothing is queued: retry after {@link WorkerPool.whenReady});
    * `IOMUX_POOL_CLOSED` after {@link WorkerPool.close}, or for a task still queued when it was
    * called; `IOMUX_WORKER_FAILED` when no worker could start (its module threw while loading);
+   * `IOMUX_TASK_TIMEOUT` at the task's {@link WorkerTaskOptions.timeoutMs}; `IOMUX_UNKNOWN_TASK`
+   * when the module has no function export named `task` (the message lists those it has);
    * `IOMUX_INVALID_ARGUMENT` for a bad argument.
+   * @example
+   * ```ts
+   * const score = await pool.run<number>('score', { moves }, { timeoutMs: 100 });
+   * ```
    */
   run<Result = unknown>(
     task: string,
@@ -488,6 +593,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       );
     }
     const transferList = transferables(options.transferList);
+    const timeoutMs = deadline(options.timeoutMs);
     const controller = new AbortController();
     const userSignal = options.signal;
     const started = performance.now();
@@ -496,8 +602,22 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       const onUserAbort = (): void => {
         controller.abort(userSignal?.reason);
       };
+      let timedOut: IomuxError | undefined;
+      // Aborting piscina's signal drops a queued task and terminates the thread of a running one.
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              timedOut = new IomuxError(
+                'IOMUX_TASK_TIMEOUT',
+                `task "${task}" of ${filename} did not settle within ${timeoutMs} ms ` +
+                  `(queue wait included): dropped if queued, its thread terminated if running`,
+              );
+              controller.abort(timedOut);
+            }, timeoutMs);
       const settle = (): void => {
         this.pending.delete(entry);
+        clearTimeout(timer);
         userSignal?.removeEventListener('abort', onUserAbort);
         this.taskTime.record(performance.now() - started);
         this.wakeReadyWaiters();
@@ -521,11 +641,46 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
           (err: unknown) => {
             settle();
             this.failed += 1;
-            // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what the task threw passes through unchanged
-            reject(this.translate(err, userSignal));
+            if (timedOut !== undefined && userSignal?.aborted !== true) {
+              reject(timedOut);
+            } else if (err instanceof Error && err.message === NO_HANDLER + filename) {
+              void this.unknownTask(task, filename, err).then(reject);
+            } else {
+              // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what the task threw passes through unchanged
+              reject(this.translate(err, userSignal));
+            }
           },
         );
     });
+  }
+
+  /**
+   * The error for a task name the module does not export, listing the exports it has. They are
+   * read on a worker thread, where the module is loaded already; when that fails, the message
+   * says why instead.
+   */
+  private async unknownTask(task: string, filename: string, cause: Error): Promise<IomuxError> {
+    let exported: string;
+    const lister = exportsTask();
+    try {
+      if (lister === undefined) throw new Error('the built worker-exports.cjs is missing');
+      if (this.closing !== undefined) throw new Error('the pool is closing');
+      // Bounded: behind a queue of long tasks, the error is worth more without the list.
+      const names: unknown = await this.piscina.run(filename, {
+        name: 'default',
+        filename: lister,
+        signal: AbortSignal.timeout(LIST_EXPORTS_MS),
+      });
+      exported = `its function exports: ${(names as string[]).join(', ') || '(none)'}`;
+    } catch (err) {
+      exported = `its exports could not be listed: ${(err as Error).message}`;
+    }
+    return new IomuxError(
+      'IOMUX_UNKNOWN_TASK',
+      `unknown task "${task}": the worker module ${filename} has no function export of that ` +
+        `name; ${exported}`,
+      { cause },
+    );
   }
 
   /** Piscina's errors for a closing pool become typed ones; the task's own errors pass as-is. */

@@ -1,8 +1,11 @@
 // Traps of mixing a tick loop with ordinary I/O, on every backend that can run here: when a
-// runTicks loop ends, a reactor left in manual dispatch goes back to automatic dispatch.
+// runTicks loop ends, a reactor left in manual dispatch goes back to automatic dispatch; the
+// first offload() from a tick does not start the worker pool's threads.
 import { describe, expect, it } from 'vitest';
 import type {} from '../src/index.js';
-import { backends, useBackendFixture } from './helpers.js';
+import { backends, reactorOn, useBackendFixture } from './helpers.js';
+
+const WORKER = new URL('./fixtures/pool-worker.mjs', import.meta.url);
 
 describe.each(backends)('hybrid traps: $name', (backend) => {
   const run = backend.available ? it : it.skip;
@@ -38,4 +41,37 @@ describe.each(backends)('hybrid traps: $name', (backend) => {
     await second.done;
     expect(f.reactor.isRunning).toBe(true);
   });
+
+  run(
+    'the first offload() inside a tick starts no thread: the pool started with the reactor',
+    async () => {
+      const reactor = reactorOn(backend.name, { workers: { filename: WORKER, size: 2 } });
+      try {
+        const pool = reactor.workerPool;
+        expect(pool?.stats().threads).toBe(2); // createReactor started them
+        expect(await reactor.workersReady()).toBe(pool);
+        reactor.stop();
+        let inTick: { before: number; after: number; samePool: boolean } | undefined;
+        let result: Promise<number> | undefined;
+        const loop = reactor.runTicks(
+          () => {
+            if (result !== undefined) return;
+            const before = pool!.stats().threads;
+            result = reactor.offload<number>('add', { a: 2, b: 3 });
+            inTick = {
+              before,
+              after: pool!.stats().threads,
+              samePool: reactor.workerPool === pool,
+            };
+          },
+          { hz: 100, maxTicks: 3 },
+        );
+        await loop.done;
+        expect(inTick).toEqual({ before: 2, after: 2, samePool: true });
+        expect(await result).toBe(5);
+      } finally {
+        await reactor.close();
+      }
+    },
+  );
 });
