@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "notifier.h"
+#include "socket_options.h"
 #include "socket_util.h"
 
 namespace iomux {
@@ -388,6 +389,9 @@ bool ReadinessEngine::settle(int id, StreamFate fate) {
 }
 
 void ReadinessEngine::fail(int id, int err, EventSink* sink) {
+  // A local failure (a send or interest change the kernel refused): RST, so the peer cannot take
+  // the stream cut here for a complete one.
+  (void)reset_on_close(sockets_.get(id)->fd);
   settle(id, StreamState::fail(id, err, sink));
 }
 

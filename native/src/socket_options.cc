@@ -98,16 +98,22 @@ int get_socket_option(int fd, const std::string& name, int* value) {
   return 0;
 }
 
+int reset_on_close(int fd) {
+  linger reset{};  // field types differ by platform (int, u_short)
+  reset.l_onoff = 1;
+  reset.l_linger = 0;
+  return setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) == 0 ? 0 : -errno;
+}
+
 int set_socket_option(int fd, const std::string& name, int value, const std::string& group,
                       const std::string& iface) {
   int rc;
   if (const IntOption* entry = int_option(name)) {
     rc = setsockopt(fd, entry->level, entry->option, &value, sizeof(value));
   } else if (name == "lingerReset") {
-    linger reset{};  // field types differ by platform (int, u_short)
-    reset.l_onoff = value != 0 ? 1 : 0;
-    reset.l_linger = 0;
-    rc = setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    if (value != 0) return reset_on_close(fd);
+    linger plain{};  // field types differ by platform (int, u_short)
+    rc = setsockopt(fd, SOL_SOCKET, SO_LINGER, &plain, sizeof(plain));
   } else if (name == "addMembership" || name == "dropMembership") {
     ip_mreq request{};
     if (inet_pton(AF_INET, group.c_str(), &request.imr_multiaddr) != 1) return -EINVAL;

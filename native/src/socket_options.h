@@ -22,6 +22,10 @@ void format_ip(const sockaddr_storage& addr, std::string* text, int* port, int* 
 int set_socket_option(int fd, const std::string& name, int value, const std::string& group,
                       const std::string& iface);
 
+// SO_LINGER 0: the close that follows sends RST instead of FIN, so the peer cannot take a stream
+// cut by an error for a complete one. 0 or -errno.
+int reset_on_close(int fd);
+
 // Reads an option set_socket_option knows (not the membership ones) into *value; 0 or -errno.
 int get_socket_option(int fd, const std::string& name, int* value);
 

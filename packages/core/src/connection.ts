@@ -458,6 +458,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
           this.destroy(error);
         });
       } else {
+        // Reset, not FIN: after a FIN the peer would take the bytes it got for the whole stream.
+        this.host.native.setOption(this.id, 'lingerReset', 1);
         this.destroy(error);
       }
       return false;

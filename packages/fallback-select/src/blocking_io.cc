@@ -60,6 +60,7 @@
 #include "iomux/engine.h"
 #include "notifier.h"
 #include "platform.h"
+#include "socket_options.h"
 #include "socket_util.h"
 #include "stream.h"
 #include "write_queue.h"
@@ -439,6 +440,7 @@ class BlockingEngine final : public Engine {
       // After a reset the reader usually sees ECONNRESET and the writer then EPIPE: report the
       // cause.
       int err = stream.err_pending != 0 ? stream.err_pending : s->write_err;
+      (void)reset_on_close(s->fd);  // the peer must not take the cut stream for a whole one
       lock.unlock();
       close_sock(id);
       StreamState::fail(id, err, sink);

@@ -21,6 +21,7 @@
 
 #include "datagram.h"
 #include "notifier.h"
+#include "socket_options.h"
 #include "socket_util.h"
 #include "stream.h"
 #include "write_queue.h"
@@ -48,9 +49,6 @@ constexpr size_t kDatagramScratchBytes = 512 * 1024;
 constexpr size_t kHeldDatagramBytes = 1024 * 1024;
 // Send errors a UDP socket holds undelivered; later ones are dropped.
 constexpr size_t kHeldSendErrors = 64;
-
-// Makes the close of fd abortive (SO_LINGER 0: RST, unsent bytes dropped).
-void reset_on_close(int fd);
 
 struct Sock;
 using SockRef = std::shared_ptr<Sock>;

@@ -288,15 +288,6 @@ int start_writer(const SockRef& s) {
   return rc;
 }
 
-void reset_on_close(int fd) {
-  linger abort{};
-  abort.l_onoff = 1;
-  abort.l_linger = 0;
-  // Only fails for an fd that is not a socket; the close then is a plain one, which is all a
-  // failure here could leave.
-  (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
-}
-
 void stop(Sock& s) {
   const bool stream = !s.listener && !s.datagram;
   {

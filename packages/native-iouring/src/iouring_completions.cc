@@ -2,6 +2,7 @@
 #ifdef __linux__
 
 #include "iouring_engine.h"
+#include "socket_options.h"
 
 namespace iomux {
 namespace iouring {
@@ -293,6 +294,8 @@ void IouringEngine::release(int id) {
 }
 
 void IouringEngine::fail(int id, int err, EventSink* sink) {
+  // A local failure: RST, so the peer cannot take the stream cut here for a complete one.
+  (void)reset_on_close(sockets_.get(id)->fd);
   close_socket(id);
   sink->push(kEventClose, id, err);
 }
