@@ -85,7 +85,7 @@ function storm(port: number): {
   let served = 0;
   let attempts = 0;
   const one = (): Promise<void> =>
-    new Promise((resolve) => {
+    new Promise<void>((resolve) => {
       attempts += 1;
       const s = net.connect({ host: '127.0.0.1', port });
       // A peer that is accepted gets its byte echoed; one that is shed sees a close or a reset.
