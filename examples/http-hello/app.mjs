@@ -137,6 +137,10 @@ export function errorResponse(error) {
  * @property {Partial<import('./parser.mjs').DEFAULT_LIMITS>} [limits] parser limits
  * @property {number} [idleTimeoutMs] close a connection idle this long between requests, or
  *   stuck this long in the middle of one (default 5000; 0 disables)
+ * @property {number} [headerTimeoutMs] a request's head (request line and header fields) must
+ *   arrive complete within this long of its first byte, however steadily its bytes trickle in
+ *   (a slowloris client resets the idle timeout with every byte); otherwise 408 and close
+ *   (default 10000; 0 disables)
  * @property {number} [lingerMs] after the last response of a closing connection, how long to
  *   wait for the peer's FIN before closing anyway (default 2000)
  */
@@ -150,18 +154,25 @@ export async function startHttpHello(options = {}) {
   const reactor = options.reactor ?? createReactor({ ioModel: 'auto' });
   const idleTicks = Math.ceil((options.idleTimeoutMs ?? 5000) / 250);
   const lingerTicks = Math.ceil((options.lingerMs ?? 2000) / 250);
+  const headerTicks = Math.ceil((options.headerTimeoutMs ?? 10_000) / 250);
   const limits = options.limits ?? {};
 
   // One coarse clock for every connection instead of a timer each: a sweep four times a second
   // closes connections idle for idleTimeoutMs and closing ones whose peer never sent FIN.
   let tick = 0;
-  /** @type {Set<{ conn: Connection, parser: HttpParser, lastTick: number, closingTick: number }>} */
+  /**
+   * headTick: the tick the head being received started at, -1 when none is.
+   * @type {Set<{ conn: Connection, parser: HttpParser, lastTick: number, headTick: number, closingTick: number }>}
+   */
   const live = new Set();
   const sweeper = setInterval(() => {
     tick += 1;
     for (const state of live) {
       if (state.closingTick >= 0) {
         if (tick - state.closingTick >= lingerTicks) state.conn.destroy();
+      } else if (headerTicks > 0 && state.headTick >= 0 && tick - state.headTick >= headerTicks) {
+        state.closingTick = tick;
+        state.conn.end(errorResponse(new HttpError(408, 'request header not completed in time')));
       } else if (idleTicks > 0 && tick - state.lastTick >= idleTicks) {
         if (state.parser.idle) {
           state.conn.destroy();
@@ -178,13 +189,17 @@ export async function startHttpHello(options = {}) {
   /** @param {Connection} conn */
   const onConnection = (conn) => {
     const parser = new HttpParser(limits);
-    const state = { conn, parser, lastTick: tick, closingTick: -1 };
+    const state = { conn, parser, lastTick: tick, headTick: -1, closingTick: -1 };
     live.add(state);
     conn.on('close', () => live.delete(state));
     conn.on('data', (chunk) => {
       if (state.closingTick >= 0) return; // closing: read and drop until the peer's FIN
       state.lastTick = tick;
       const requests = parser.execute(chunk);
+      // A head's clock starts with its first byte: in this chunk if the connection was between
+      // requests or completed one here (a pipelined next head), else it keeps running.
+      if (!parser.inHead) state.headTick = -1;
+      else if (state.headTick < 0 || requests.length > 0) state.headTick = tick;
       /** @type {Buffer[]} */
       const out = [];
       let closing = false;

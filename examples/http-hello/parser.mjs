@@ -91,6 +91,11 @@ export class HttpParser {
     return this.state === HEAD && this.pending.length === 0;
   }
 
+  /** True while a request's head (request line and header fields) is partly received. */
+  get inHead() {
+    return this.state === HEAD && this.pending.length > 0;
+  }
+
   /**
    * True once, when the request being received asked for `100 Continue` and is waiting for its
    * body: the server should send the interim response now.

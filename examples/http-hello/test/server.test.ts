@@ -226,4 +226,44 @@ describe('http-hello timeouts', () => {
       await server.close();
     }
   });
+
+  it('answers 408 to a head that trickles in slower than the header timeout allows', async () => {
+    const server = await startHttpHello({ port: 0, headerTimeoutMs: 600, idleTimeoutMs: 5000 });
+    try {
+      // A keep-alive request first: the next head's clock starts at its own first byte.
+      const slow = await RawClient.connect(server.port);
+      await slow.send(get('/'));
+      expect((await slow.next()).status).toBe(200);
+      const head = 'GET / HTTP/1.1\r\nHost: x\r\n';
+      const started = performance.now();
+      let status = 0;
+      const reply = slow.next(3000).then((r) => {
+        status = r.status;
+      });
+      // One byte every 100 ms never lets the connection look idle.
+      for (const byte of head) {
+        if (status !== 0 || slow.socket.destroyed) break;
+        slow.socket.write(byte);
+        await sleep(100);
+      }
+      await reply;
+      const ms = performance.now() - started;
+      expect(status).toBe(408);
+      expect(ms).toBeGreaterThanOrEqual(500);
+      expect(ms).toBeLessThan(2000);
+      await slow.ended;
+      slow.close();
+
+      // A head that completes in time is served, with the same timeout.
+      const ok = await RawClient.connect(server.port);
+      for (const byte of get('/')) {
+        ok.socket.write(byte);
+        await sleep(10);
+      }
+      expect((await ok.next()).status).toBe(200);
+      ok.close();
+    } finally {
+      await server.close();
+    }
+  });
 });
