@@ -40,8 +40,13 @@ export function ensureTools(sections) {
     const root = process.getuid?.() === 0;
     const interactive = process.stdin.isTTY === true;
     if (root && !interactive && onPath('apt-get')) {
-      // Installed once: the update is needed on fresh images whose package lists are empty.
-      if (apt(['update']) && apt(['install', '-y', '--no-install-recommends', ...packages]))
+      // The update is needed on fresh images whose package lists are empty; the lock timeout
+      // waits out another apt-get (an unattended upgrade, a parallel set-up) instead of failing.
+      const wait = ['-o', 'DPkg::Lock::Timeout=600'];
+      if (
+        apt([...wait, 'update']) &&
+        apt([...wait, 'install', '-y', '--no-install-recommends', ...packages])
+      )
         missing = missing.filter((tool) => !onPath(tool));
     } else {
       const why = !root ? 'not root' : interactive ? 'interactive' : 'no apt-get';
