@@ -16,8 +16,8 @@ const TESTS = ['ping', 'set', 'get'];
  */
 export async function runRespBench({ quick, rounds, backends }) {
   const depths = [
-    { pipeline: 1, requests: quick ? 20_000 : 200_000 },
-    { pipeline: 16, requests: quick ? 100_000 : 2_000_000 },
+    { pipeline: 1, requests: quick ? 20_000 : 100_000 },
+    { pipeline: 16, requests: quick ? 100_000 : 1_000_000 },
   ];
   const warmup = { tests: TESTS.join(','), requests: quick ? 10_000 : 100_000, pipeline: 16 };
   const runs = [

@@ -1,5 +1,6 @@
-// pnpm bench [--quick] [--rounds N] [--only name,name] [--no-game]
-// --quick: 1 round of 2 s per cell, the 64 B echo and the pipelined 64 B and 4 KiB points.
+// pnpm bench [--quick] [--rounds N] [--only name,name] [--no-game] [--no-eco] [--no-http] [--no-resp]
+// --quick: 1 round of 2 s per cell (1 s under wrk, small -n for redis-benchmark), the 64 B echo
+// and the pipelined 64 B and 4 KiB points.
 // Echo benchmarks of every available iomux backend against node:net and a C epoll server, in one
 // run, with the native load generator. Writes bench/results/<mode>.json, .md and .svg.
 // Then the game-server benchmark (bench/game.mjs: 1000 players at 60 Hz, workers saturated, each
