@@ -22,6 +22,20 @@ const TARGETS = [
   ],
 ];
 
+/**
+ * The targets table rows whose measured value is in `measured` (a section's own report).
+ * @param {Record<string, string>} measured
+ */
+export function renderMeasuredTargets(measured) {
+  return [
+    '| target | goal | measured in this run |',
+    '|---|---|---|',
+    ...TARGETS.filter(([, , key]) => key !== undefined && key in measured).map(
+      ([t, g, key]) => `| ${t} | ${g} | ${measured[key]} |`,
+    ),
+  ].join('\n');
+}
+
 const fmt = (n) =>
   n >= 1e6
     ? `${(n / 1e6).toFixed(2)} M`

@@ -20,7 +20,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { listBackends } from '@iomux/core';
 import { echoContestants, runLoadgen, startServer, stopServer } from './servers.mjs';
-import { renderReport } from './report.mjs';
+import { renderMeasuredTargets, renderReport } from './report.mjs';
 import { renderGameMarkdown, runGameBench } from './game.mjs';
 import { renderEcosystemMarkdown, runEcosystemBench } from './ecosystem/index.mjs';
 import { httpTargets, renderHttpMarkdown, runHttpBench } from './http.mjs';
@@ -320,13 +320,17 @@ if (toolSections.length > 0 && process.platform !== 'linux')
 const measured = {};
 if (tools.ready.has('http')) {
   const http = await runHttpBench({ quick, rounds, backends: available });
-  Object.assign(measured, httpTargets(http));
-  writeSection('http', 'iomux HTTP benchmark', http, renderHttpMarkdown(http));
+  const targets = httpTargets(http);
+  Object.assign(measured, targets);
+  const md = `${renderHttpMarkdown(http)}\n\n${renderMeasuredTargets(targets)}`;
+  writeSection('http', 'iomux HTTP benchmark', http, md);
 }
 if (tools.ready.has('resp')) {
   const resp = await runRespBench({ quick, rounds, backends: available });
-  Object.assign(measured, respTargets(resp));
-  writeSection('resp', 'iomux RESP benchmark', resp, renderRespMarkdown(resp));
+  const targets = respTargets(resp);
+  Object.assign(measured, targets);
+  const md = `${renderRespMarkdown(resp)}\n\n${renderMeasuredTargets(targets)}`;
+  writeSection('resp', 'iomux RESP benchmark', resp, md);
 }
 for (const [section, why] of tools.skipped)
   for (const key of section === 'http' ? ['http_node', 'http_c'] : [section])
