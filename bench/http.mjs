@@ -84,7 +84,7 @@ export async function runHttpBench({ quick, rounds, backends }) {
         per_server_cpu_s: median(perCpu),
         ...spreadOf('per_server_cpu_s', perCpu),
         // wrk's latency describes whole pipelined batches, so it is kept for keep-alive only.
-        p99: workload.pipeline === 1 ? (samples[0]?.p99 ?? '?') : undefined,
+        p99_ms: workload.pipeline === 1 ? median(samples.map((x) => toMs(x.p99))) : undefined,
         failure,
       };
       rows.push(row);
@@ -100,6 +100,13 @@ export async function runHttpBench({ quick, rounds, backends }) {
 
 // The targets name epoll and io_uring; the other backends are in http.md.
 const TARGET_BACKENDS = ['iomux-epoll', 'iomux-io_uring'];
+/** wrk's "812.00us" / "1.23ms" / "2.01s" in milliseconds (NaN when wrk printed none). */
+function toMs(text) {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(text ?? '');
+  if (m === null) return Number.NaN;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2]];
+}
+
 const iomuxRows = (rows) => rows.filter((r) => TARGET_BACKENDS.includes(r.contestant));
 
 /** Each iomux row with its ratios to node-http and c-http of the same workload. */
@@ -134,12 +141,12 @@ export function renderHttpMarkdown(result) {
     '',
     'Median of the rounds, with the range of the rounds after it. Ratios are req/s to the same workload’s node-http and c-http rows; “÷ c-http CPU-s” compares requests per server CPU-second.',
     '',
-    '| workload | server | req/s (range) | req per server CPU-s (range) | ÷ node-http | ÷ c-http | ÷ c-http CPU-s | p99 | errors |',
+    '| workload | server | req/s (range) | req per server CPU-s (range) | ÷ node-http | ÷ c-http | ÷ c-http CPU-s | p99 (median) | errors + failed rounds |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of withRatios(result.rows)) {
     lines.push(
-      `| ${r.workload} | ${r.contestant} | ${r.failure ? 'failed' : fmt(r.per_sec)} (${fmt(r.per_sec_min)}–${fmt(r.per_sec_max)}) | ${fmt(r.per_server_cpu_s)} (${fmt(r.per_server_cpu_s_min)}–${fmt(r.per_server_cpu_s_max)}) | ${r.vs_node} | ${r.vs_c} | ${r.vs_c_cpu} | ${r.p99 ?? '–'} | ${r.errors} |`,
+      `| ${r.workload} | ${r.contestant} | ${r.failure ? 'failed' : fmt(r.per_sec)} (${fmt(r.per_sec_min)}–${fmt(r.per_sec_max)}) | ${fmt(r.per_server_cpu_s)} (${fmt(r.per_server_cpu_s_min)}–${fmt(r.per_server_cpu_s_max)}) | ${r.vs_node} | ${r.vs_c} | ${r.vs_c_cpu} | ${r.p99_ms === undefined ? '–' : `${r.p99_ms.toFixed(2)} ms`} | ${r.errors + r.failures} |`,
     );
   }
   return lines.join('\n');
