@@ -70,9 +70,10 @@ static void on_accept(Server* s) {
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
-      if ((errno == EMFILE || errno == ENFILE) &&
-          ref_shed_connection("c-echo", s->listen_fd, &s->spare_fd))
-        continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        if (ref_shed_connection("c-echo", s->listen_fd, &s->spare_fd)) continue;
+        return;  // nothing queued, or no fd to spare: the next wake-up tries again
+      }
       perror("c-echo: accept4");
       return;  // ENOBUFS / ENOMEM: level-triggered epoll retries on the next wake-up
     }

@@ -149,13 +149,16 @@ static inline int ref_epoll_set(int epfd, int op, int fd, uint32_t events) {
 
 // accept4 failed with EMFILE/ENFILE: frees the reserved fd, accepts and drops one connection so
 // the level-triggered listener does not spin, and reserves the fd again (as libuv does). Returns
-// false when there is no reserved fd to spend. Warns once per process.
+// whether a connection was dropped: false when the queue was empty (accept4 reports EMFILE before
+// it looks at the queue, so an empty one ends up here too) or there is no reserved fd to spend;
+// the caller then stops accepting until the next wake-up. Warns once per process.
 static inline bool ref_shed_connection(const char* prog, int listen_fd, int* spare_fd) {
   if (*spare_fd < 0) return false;
   close(*spare_fd);
   int victim = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
   if (victim >= 0) close(victim);
   *spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (victim < 0) return false;
   static bool warned = false;
   if (!warned) {
     fprintf(stderr, "%s: out of file descriptors, dropping connections\n", prog);
