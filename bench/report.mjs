@@ -1,14 +1,40 @@
 // Turns benchmark rows into a Markdown report with ratios and an SVG bar chart.
 
+// [target, goal, key of its measured value in renderReport's `measured`]. The echo targets are
+// read off the tables above; the HTTP and RESP sections (bench/http.mjs, bench/resp.mjs) fill in
+// theirs.
 const TARGETS = [
   ['iomux-epoll ÷ node-net, echo 64 B at 50–1000 connections', '≥ 1.4'],
   ['iomux-epoll ÷ c-epoll, pipelined 64 B', '≥ 0.9'],
   ['iomux-io_uring ÷ iomux-epoll at ≥ 1000 connections', '≥ 1.1'],
   ['RSS per idle connection at 10k connections', '≤ 1 KB'],
   ['metrics on vs off (per server CPU-second)', '≤ 3% overhead'],
-  ['HTTP hello ÷ node:http (examples/http-hello bench)', '≥ 3'],
-  ['RESP ÷ redis-server (examples/resp-server bench)', '≥ 0.8'],
+  ['HTTP hello ÷ node:http, req/s under wrk (http section)', '≥ 3', 'http_node'],
+  [
+    'HTTP hello ÷ minimal C HTTP server (bench/native/c-http), req/s under wrk (http section)',
+    '≈ 1 (uWebSockets.js class)',
+    'http_c',
+  ],
+  [
+    'RESP ÷ redis-server, redis-benchmark -P 16, range over ping/set/get (resp section)',
+    '≥ 0.8',
+    'resp',
+  ],
 ];
+
+/**
+ * The targets table rows whose measured value is in `measured` (a section's own report).
+ * @param {Record<string, string>} measured
+ */
+export function renderMeasuredTargets(measured) {
+  return [
+    '| target | goal | measured in this run |',
+    '|---|---|---|',
+    ...TARGETS.filter(([, , key]) => key !== undefined && key in measured).map(
+      ([t, g, key]) => `| ${t} | ${g} | ${measured[key]} |`,
+    ),
+  ].join('\n');
+}
 
 const fmt = (n) =>
   n >= 1e6
@@ -17,7 +43,7 @@ const fmt = (n) =>
       ? `${(n / 1e3).toFixed(1)} k`
       : `${Math.round(n)}`;
 
-export function renderReport(meta, rows, churn = [], idle = [], metrics = []) {
+export function renderReport(meta, rows, churn = [], idle = [], metrics = [], measured = {}) {
   const workloads = [...new Set(rows.map((r) => r.workload))];
   const contestants = [...new Set(rows.map((r) => r.contestant))];
   const lines = [
@@ -92,9 +118,12 @@ export function renderReport(meta, rows, churn = [], idle = [], metrics = []) {
     '',
     '## Targets',
     '',
-    '| target | goal |',
-    '|---|---|',
-    ...TARGETS.map(([t, g]) => `| ${t} | ${g} |`),
+    '| target | goal | measured in this run |',
+    '|---|---|---|',
+    ...TARGETS.map(
+      ([t, g, key]) =>
+        `| ${t} | ${g} | ${key === undefined ? 'see the tables above' : (measured[key] ?? 'not run')} |`,
+    ),
     '',
   );
   lines.push(

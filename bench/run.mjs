@@ -1,5 +1,6 @@
-// pnpm bench [--quick] [--rounds N] [--only name,name] [--no-game]
-// --quick: 1 round of 2 s per cell, the 64 B echo and the pipelined 64 B and 4 KiB points.
+// pnpm bench [--quick] [--rounds N] [--only name,name] [--no-game] [--no-eco] [--no-http] [--no-resp]
+// --quick: 1 round of 2 s per cell (1 s under wrk, small -n for redis-benchmark), the 64 B echo
+// and the pipelined 64 B and 4 KiB points.
 // Echo benchmarks of every available iomux backend against node:net and a C epoll server, in one
 // run, with the native load generator. Writes bench/results/<mode>.json, .md and .svg.
 // Then the game-server benchmark (bench/game.mjs: 1000 players at 60 Hz, workers saturated, each
@@ -8,14 +9,23 @@
 // Then the ecosystem benchmark (bench/ecosystem: TLS echo, node:http and ws on iomux vs node:net,
 // and the conn.transfer() handoff time per backend),
 // unless --no-eco; written to bench/results/ecosystem.json and .md. `--only eco` runs just that.
+// Then the http section (bench/http.mjs: examples/http-hello on each backend vs node:http vs the C
+// server bench/native/c-http, under wrk, keep-alive and 16 deep pipelined) unless --no-http, and
+// the resp section (bench/resp.mjs: examples/resp-server on each backend vs redis-server under
+// redis-benchmark -P 1 and -P 16) unless --no-resp; written to bench/results/http.* and resp.*,
+// and their ratios into the report's targets table. `--only http,resp` runs just those. wrk,
+// redis-benchmark and redis-server are found on PATH or installed by bench/tools.mjs.
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { listBackends } from '@iomux/core';
 import { echoContestants, runLoadgen, startServer, stopServer } from './servers.mjs';
-import { renderReport } from './report.mjs';
+import { renderMeasuredTargets, renderReport } from './report.mjs';
 import { renderGameMarkdown, runGameBench } from './game.mjs';
 import { renderEcosystemMarkdown, runEcosystemBench } from './ecosystem/index.mjs';
+import { httpTargets, renderHttpMarkdown, runHttpBench } from './http.mjs';
+import { renderRespMarkdown, respTargets, runRespBench } from './resp.mjs';
+import { ensureTools } from './tools.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -27,7 +37,10 @@ const rounds = Number(flag('--rounds', quick ? 1 : 3));
 const only = flag('--only', undefined)?.split(',');
 const withGame = !argv.includes('--no-game') && (only === undefined || only.includes('game'));
 const withEco = !argv.includes('--no-eco') && (only === undefined || only.includes('eco'));
-const echoWanted = only === undefined || only.some((name) => name !== 'game' && name !== 'eco');
+const withHttp = !argv.includes('--no-http') && (only === undefined || only.includes('http'));
+const withResp = !argv.includes('--no-resp') && (only === undefined || only.includes('resp'));
+const SECTIONS = ['game', 'eco', 'http', 'resp'];
+const echoWanted = only === undefined || only.some((name) => !SECTIONS.includes(name));
 const duration = quick ? 2 : 3;
 
 /** Workloads: connections, message size, pipeline depth. */
@@ -52,9 +65,9 @@ const workloads = quick
 const available = listBackends()
   .filter((b) => b.available)
   .map((b) => b.name);
-const contestants = echoContestants(available).filter(
-  (c) => only === undefined || only.includes(c.name),
-);
+const contestants = echoWanted
+  ? echoContestants(available).filter((c) => only === undefined || only.includes(c.name))
+  : [];
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -286,6 +299,43 @@ if (ecosystem !== undefined) {
   console.log(`\n${ecoMarkdown}\n\nreport: bench/results/ecosystem.md (+ .json)`);
 }
 
+/** Writes a section's result to bench/results/<name>.json and .md. */
+function writeSection(name, title, result, markdown) {
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  const base = new URL(`./results/${name}`, import.meta.url).pathname;
+  writeFileSync(`${base}.json`, JSON.stringify(result, null, 2));
+  writeFileSync(`${base}.md`, `# ${title}\n\n${markdown}\n`);
+  console.log(`\n${markdown}\n\nreport: bench/results/${name}.md (+ .json)`);
+}
+
+// Linux only: wrk, redis and the C server are epoll programs, and tools.mjs installs Debian packages.
+const toolSections = [withHttp && 'http', withResp && 'resp'].filter(Boolean);
+const tools =
+  toolSections.length > 0 && process.platform === 'linux'
+    ? ensureTools(toolSections)
+    : { ready: new Set(), skipped: new Map() };
+if (toolSections.length > 0 && process.platform !== 'linux')
+  console.log(`bench: skipping the ${toolSections.join(' and ')} section(s): Linux only`);
+/** Measured values of the report's targets, by key (see TARGETS in report.mjs). */
+const measured = {};
+if (tools.ready.has('http')) {
+  const http = await runHttpBench({ quick, rounds, backends: available });
+  const targets = httpTargets(http);
+  Object.assign(measured, targets);
+  const md = `${renderHttpMarkdown(http)}\n\n${renderMeasuredTargets(targets)}`;
+  writeSection('http', 'iomux HTTP benchmark', http, md);
+}
+if (tools.ready.has('resp')) {
+  const resp = await runRespBench({ quick, rounds, backends: available });
+  const targets = respTargets(resp);
+  Object.assign(measured, targets);
+  const md = `${renderRespMarkdown(resp)}\n\n${renderMeasuredTargets(targets)}`;
+  writeSection('resp', 'iomux RESP benchmark', resp, md);
+}
+for (const [section, why] of tools.skipped)
+  for (const key of section === 'http' ? ['http_node', 'http_c'] : [section])
+    measured[key] = `skipped: ${why}`;
+
 const meta = {
   date: new Date().toISOString(),
   mode: quick ? 'quick' : 'full',
@@ -306,7 +356,7 @@ if (echoWanted) {
       2,
     ),
   );
-  const { markdown, svg } = renderReport(meta, results, churnRows, idleRows, metricsRows);
+  const { markdown, svg } = renderReport(meta, results, churnRows, idleRows, metricsRows, measured);
   const gameSection = game === undefined ? '' : `\n\n${renderGameMarkdown(game)}\n`;
   writeFileSync(`${base}.md`, `${markdown}${gameSection}`);
   writeFileSync(`${base}.svg`, svg);

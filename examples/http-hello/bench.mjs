@@ -5,6 +5,8 @@
 //   BENCH_ROUNDS (default 1; the best round of each server is reported),
 //   BENCH_PIPELINE=N (default 0): also run with N requests pipelined per connection,
 //   IOMUX_BACKEND: backend of the iomux server (default: the best available).
+// `pnpm bench` (bench/http.mjs) imports wrkRound() and pipelineScript() from here and runs the same
+// measurement on every backend, beside node:http and the C reference server (bench/native/c-http).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,13 +19,6 @@ const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const threads = Number(process.env.BENCH_THREADS ?? 1);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
 const pipeline = Number(process.env.BENCH_PIPELINE ?? 0);
-
-if (spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) {
-  console.log(
-    'wrk is not installed (Debian/Ubuntu: apt-get install -y wrk); skipping the benchmark.',
-  );
-  process.exit(0);
-}
 
 const servers = [
   { name: 'iomux http-hello', script: 'server.mjs' },
@@ -56,7 +51,7 @@ function stopServer(child) {
 }
 
 /** utime + stime of a process in seconds (Linux), or NaN. */
-function cpuSeconds(pid) {
+export function cpuSeconds(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -66,8 +61,14 @@ function cpuSeconds(pid) {
   }
 }
 
-function runWrk(port, seconds, script) {
-  const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--latency'];
+/**
+ * One wrk run against 127.0.0.1:port: req/s, requests, latency (avg, p99) and errors (socket
+ * errors plus non-2xx answers).
+ * @param {number} port
+ * @param {{ seconds: number, connections: number, threads: number, script?: string }} how
+ */
+export function runWrk(port, { seconds, connections: conns, threads: t, script }) {
+  const args = [`-t${t}`, `-c${conns}`, `-d${seconds}s`, '--latency'];
   if (script !== undefined) args.push('-s', script);
   args.push(`http://127.0.0.1:${port}/`);
   const result = spawnSync('wrk', args, { encoding: 'utf8' });
@@ -88,22 +89,41 @@ function runWrk(port, seconds, script) {
   };
 }
 
+/**
+ * A 1 s warm-up (JIT, connection set-up), then the measured wrk run with the server's CPU time
+ * over it from /proc/<pid>/stat.
+ * @param {number} port
+ * @param {number} pid the server's
+ * @param {{ seconds: number, connections: number, threads: number, script?: string }} how
+ */
+export function wrkRound(port, pid, how) {
+  runWrk(port, { ...how, seconds: 1 });
+  const cpuBefore = cpuSeconds(pid);
+  const result = runWrk(port, how);
+  const cpu = cpuSeconds(pid) - cpuBefore;
+  return { ...result, cpu, perCpu: cpu > 0 ? result.requests / cpu : 0 };
+}
+
 async function measure(server, script) {
   const { child, port, banner } = await startServer(server.script);
   try {
-    runWrk(port, 1, script); // warm-up: JIT and connection set-up
-    const cpuBefore = cpuSeconds(child.pid);
-    const result = runWrk(port, duration, script);
-    const cpu = cpuSeconds(child.pid) - cpuBefore;
-    return { ...result, cpu, perCpu: result.requests / cpu, banner };
+    return {
+      ...wrkRound(port, child.pid, { seconds: duration, connections, threads, script }),
+      banner,
+    };
   } finally {
     await stopServer(child);
   }
 }
 
 let tmp;
-function pipelineScript(depth) {
-  tmp ??= mkdtempSync(join(tmpdir(), 'http-hello-bench-'));
+/** A wrk lua script that sends `depth` GET / requests per write; files go when the process exits. */
+export function pipelineScript(depth) {
+  if (tmp === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'http-hello-bench-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    tmp = dir;
+  }
   const file = join(tmp, `pipeline-${depth}.lua`);
   writeFileSync(
     file,
@@ -113,45 +133,57 @@ function pipelineScript(depth) {
   return file;
 }
 
-const fmt = (n) => Math.round(n).toLocaleString('en-US');
-const modes = [{ label: 'keep-alive', script: undefined }];
-if (pipeline > 1) modes.push({ label: `pipelined x${pipeline}`, script: pipelineScript(pipeline) });
+export const hasWrk = () => spawnSync('sh', ['-c', 'command -v wrk']).status === 0;
 
-let totalErrors = 0;
-console.log(
-  `wrk -t${threads} -c${connections} -d${duration}s, ${rounds} round(s), best round reported`,
-);
-for (const mode of modes) {
-  const best = new Map();
-  const errors = new Map(servers.map((s) => [s.name, 0]));
-  for (let round = 0; round < rounds; round += 1) {
-    for (const server of servers) {
-      const result = await measure(server, mode.script);
-      totalErrors += result.errors;
-      errors.set(server.name, errors.get(server.name) + result.errors);
-      const previous = best.get(server.name);
-      if (previous === undefined || result.rps > previous.rps) best.set(server.name, result);
-    }
-  }
-  console.log(`\n${mode.label}:`);
-  for (const server of servers) {
-    const r = best.get(server.name);
-    // wrk's latency figures describe whole pipelined batches, so they are shown without pipelining.
-    const latency = mode.script === undefined ? `latency avg ${r.latency} p99 ${r.p99}  ` : '';
+async function main() {
+  if (!hasWrk()) {
     console.log(
-      `  ${server.name.padEnd(17)} ${fmt(r.rps).padStart(9)} req/s  ${latency}` +
-        `errors ${errors.get(server.name)} (all rounds)  server CPU ${r.cpu.toFixed(2)} s (${fmt(r.perCpu)} req per CPU-second)`,
+      'wrk is not installed (Debian/Ubuntu: apt-get install -y wrk); skipping the benchmark.',
     );
+    return;
   }
-  const a = best.get(servers[0].name);
-  const b = best.get(servers[1].name);
+  const fmt = (n) => Math.round(n).toLocaleString('en-US');
+  const modes = [{ label: 'keep-alive', script: undefined }];
+  if (pipeline > 1)
+    modes.push({ label: `pipelined x${pipeline}`, script: pipelineScript(pipeline) });
+
+  let totalErrors = 0;
   console.log(
-    `  ratio iomux / node:http: ${(a.rps / b.rps).toFixed(2)}x req/s, ${(a.perCpu / b.perCpu).toFixed(2)}x req per server CPU-second`,
+    `wrk -t${threads} -c${connections} -d${duration}s, ${rounds} round(s), best round reported`,
   );
-  console.log(`  (${a.banner})`);
+  for (const mode of modes) {
+    const best = new Map();
+    const errors = new Map(servers.map((s) => [s.name, 0]));
+    for (let round = 0; round < rounds; round += 1) {
+      for (const server of servers) {
+        const result = await measure(server, mode.script);
+        totalErrors += result.errors;
+        errors.set(server.name, errors.get(server.name) + result.errors);
+        const previous = best.get(server.name);
+        if (previous === undefined || result.rps > previous.rps) best.set(server.name, result);
+      }
+    }
+    console.log(`\n${mode.label}:`);
+    for (const server of servers) {
+      const r = best.get(server.name);
+      // wrk's latency figures describe whole pipelined batches, so they are shown without pipelining.
+      const latency = mode.script === undefined ? `latency avg ${r.latency} p99 ${r.p99}  ` : '';
+      console.log(
+        `  ${server.name.padEnd(17)} ${fmt(r.rps).padStart(9)} req/s  ${latency}` +
+          `errors ${errors.get(server.name)} (all rounds)  server CPU ${r.cpu.toFixed(2)} s (${fmt(r.perCpu)} req per CPU-second)`,
+      );
+    }
+    const a = best.get(servers[0].name);
+    const b = best.get(servers[1].name);
+    console.log(
+      `  ratio iomux / node:http: ${(a.rps / b.rps).toFixed(2)}x req/s, ${(a.perCpu / b.perCpu).toFixed(2)}x req per server CPU-second`,
+    );
+    console.log(`  (${a.banner})`);
+  }
+  if (totalErrors > 0) {
+    console.log(`\n${totalErrors} errors: see above`);
+    process.exitCode = 1;
+  }
 }
-if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
-if (totalErrors > 0) {
-  console.log(`\n${totalErrors} errors: see above`);
-  process.exitCode = 1;
-}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await main();
