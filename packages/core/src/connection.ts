@@ -35,7 +35,7 @@ function checkBufferSize(call: string, bytes: number): number {
   return bytes;
 }
 
-/** What a connection needs from its reactor. */
+/** @internal What a connection needs from its reactor (the Reactor implements it). */
 export interface ConnectionHost {
   /** The backend instance. */
   readonly native: NativeBackendHandle;

@@ -26,11 +26,10 @@ export type {
 } from './reactor-options.js';
 export { TUNING_VARIABLES, resolveTuning } from './tuning.js';
 export type { TuningKnob } from './tuning.js';
-export type { ListenerHost } from './listener.js';
 export { Connection } from './connection.js';
 export { UdpSocket } from './udp.js';
-export type { OutgoingDatagram, RemoteInfo, UdpAddress, UdpHost, UdpSocketEvents } from './udp.js';
-export type { ConnectionEvents, ConnectionHost, QueueLimitPolicy } from './connection.js';
+export type { OutgoingDatagram, RemoteInfo, UdpAddress, UdpSocketEvents } from './udp.js';
+export type { ConnectionEvents, QueueLimitPolicy } from './connection.js';
 export { ConnectionDuplex, toDuplex } from './duplex.js';
 export type { DuplexOptions, SocketAddress } from './duplex.js';
 export { toNetSocket } from './adopt.js';
@@ -75,7 +74,7 @@ export type {
 } from './backend.js';
 export { channels, ReactorMetrics } from './metrics.js';
 export type { HistogramSummary, MetricsSnapshot, PollMessage, PollObserver } from './metrics.js';
-export { ConfigError, IomuxError, backendHint, errnoName, socketError } from './errors.js';
+export { ConfigError, IomuxError, backendHint, errnoName } from './errors.js';
 export type { IomuxErrorCode } from './errors.js';
 export { startCluster } from './cluster.js';
 export type { Cluster, ClusterMetrics, ClusterOptions } from './cluster.js';

@@ -34,7 +34,7 @@ export interface ListenerEvents {
   close: [];
 }
 
-/** What a listener needs from its reactor. */
+/** @internal What a listener needs from its reactor (the Reactor implements it). */
 export interface ListenerHost {
   /** Stops accepting on the listener's socket and drops it from the reactor's table. */
   closeListener(listener: Listener): void;

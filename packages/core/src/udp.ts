@@ -40,7 +40,7 @@ export interface UdpSocketEvents {
   close: [];
 }
 
-/** What a UDP socket needs from its reactor. */
+/** @internal What a UDP socket needs from its reactor (the Reactor implements it). */
 export interface UdpHost {
   /** The backend instance. */
   readonly native: NativeBackendHandle;
