@@ -298,17 +298,16 @@ export class Reactor
     if (signal?.aborted) throw abortError('connect', address, signal);
     this.assertOpen();
     const localHost = local === undefined ? null : localBindAddress(local, host);
-    const id = this.native.connect(host, port, localHost, local?.port ?? 0);
-    if (id < 0) {
-      // A failed bind of the local end comes back here too: name it beside the peer.
-      const from = localHost === null ? '' : ` from ${localHost}:${local?.port ?? 0}`;
-      throw socketError(id, 'connect', this.detail(id, `${address}${from}`));
-    }
+    const localPort = local?.port ?? 0;
+    // A failed bind of the local end is reported as the connect's error: errors name both ends.
+    const ends = localHost === null ? address : `${address} from ${localHost}:${localPort}`;
+    const id = this.native.connect(host, port, localHost, localPort);
+    if (id < 0) throw socketError(id, 'connect', this.detail(id, ends));
     return new Promise<Connection>((resolve, reject) => {
       const pending: PendingConnect = {
         socketKind: 'pending',
         id,
-        address,
+        address: ends,
         resolve,
         reject,
         settings,

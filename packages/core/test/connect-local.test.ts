@@ -192,6 +192,16 @@ describe.each(backends)('connect from a local address: $name', (backend) => {
     expect(fdCount()).toBe(fds);
   });
 
+  run('a refused connect from a local end names both ends', async () => {
+    const closed = await freePort();
+    await expect(
+      f.reactor.connect({ host: '127.0.0.1', port: closed, localAddress: '127.0.0.1' }),
+    ).rejects.toMatchObject({
+      code: 'ECONNREFUSED',
+      message: `connect ECONNREFUSED 127.0.0.1:${closed} from 127.0.0.1:0`,
+    });
+  });
+
   run('a local address this machine does not have fails with EADDRNOTAVAIL', async () => {
     const { port } = await listener();
     // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned to a host.
