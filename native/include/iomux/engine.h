@@ -119,7 +119,8 @@ struct ListenRequest {
 // An outgoing stream connection: where to, and optionally from where (node:net's localAddress and
 // localPort). The local address is bound before the connect starts, without SO_REUSEADDR, so a
 // port another socket holds fails the connect() call itself with EADDRINUSE, and an address of the
-// other family with what the kernel says (EINVAL or EAFNOSUPPORT).
+// other family with what the kernel says (Linux: EAFNOSUPPORT or EINVAL; Wine's Winsock:
+// EOPNOTSUPP).
 struct ConnectRequest {
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
