@@ -257,14 +257,20 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     return Result(info.Env(), engine_->listen(request));
   }
 
-  // connect(host | path, port | -1) -> id | -errno
+  // connect(host | path, port | -1[, localAddress | null[, localPort]]) -> id | -errno. The local
+  // address is an IP literal (JS picks the wildcard of the host's family for a localPort alone).
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     if (!engine_) return Closed(info.Env());
-    sockaddr_storage addr;
-    socklen_t len = 0;
-    int rc = StreamAddress(info, &addr, &len);
+    ConnectRequest request;
+    int rc = StreamAddress(info, &request.addr, &request.addr_len);
     if (rc < 0) return Result(info.Env(), rc);
-    return Result(info.Env(), engine_->connect(addr, len));
+    if (info[2].IsString()) {
+      std::string local = info[2].As<Napi::String>().Utf8Value();
+      int local_port = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+      if (!parse_ip(local, local_port, &request.local, &request.local_len))
+        return Result(info.Env(), -EINVAL);
+    }
+    return Result(info.Env(), engine_->connect(request));
   }
 
   // write(id, buffer) -> bytes still queued | -errno

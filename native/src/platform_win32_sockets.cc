@@ -46,6 +46,14 @@ int set_non_blocking(int fd) {
   return 0;
 }
 
+// bind() with POSIX errors. A port another socket holds without sharing is WSAEACCES on Windows,
+// EADDRINUSE in POSIX.
+int bind_address(int fd, const sockaddr_storage& addr, socklen_t addr_len) {
+  if (::bind(handle(fd), reinterpret_cast<const sockaddr*>(&addr), addr_len) == 0) return 0;
+  int error = WSAGetLastError();
+  return -(error == WSAEACCES ? EADDRINUSE : win32::errno_from_system(error));
+}
+
 // As socket_util.cc's open_bound. Windows has no SO_REUSEPORT: a request for it is EOPNOTSUPP.
 // SO_EXCLUSIVEADDRUSE on listeners keeps another process from binding over ours (Windows'
 // SO_REUSEADDR would allow that), as libuv does.
@@ -62,11 +70,10 @@ int open_bound(int type, const sockaddr_storage& addr, socklen_t addr_len, bool 
     close_fd(fd);
     return rc;
   }
-  if (::bind(handle(fd), reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
-    // A port another socket holds without sharing is WSAEACCES on Windows, EADDRINUSE in POSIX.
-    int error = WSAGetLastError();
-    errno = error == WSAEACCES ? EADDRINUSE : win32::errno_from_system(error);
-    return fail_and_close(fd);
+  rc = bind_address(fd, addr, addr_len);
+  if (rc != 0) {
+    close_fd(fd);
+    return rc;
   }
   return fd;
 }
@@ -130,10 +137,26 @@ int win32::open_stream_socket(int family) {
   return fd;
 }
 
-int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {
-  int fd = win32::open_stream_socket(addr.ss_family);
+int bind_local(int fd, const ConnectRequest& request) {
+  return request.local_len == 0 ? 0 : bind_address(fd, request.local, request.local_len);
+}
+
+int open_connect_socket(const ConnectRequest& request) {
+  int fd = win32::open_stream_socket(request.addr.ss_family);
   if (fd < 0) return fd;
-  if (::connect(handle(fd), reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
+  int rc = bind_local(fd, request);
+  if (rc != 0) {
+    close_fd(fd);
+    return rc;
+  }
+  return fd;
+}
+
+int open_connecting(const ConnectRequest& request) {
+  int fd = open_connect_socket(request);
+  if (fd < 0) return fd;
+  if (::connect(handle(fd), reinterpret_cast<const sockaddr*>(&request.addr), request.addr_len) !=
+      0) {
     int error = WSAGetLastError();
     if (error != WSAEWOULDBLOCK) {
       errno = win32::errno_from_system(error);

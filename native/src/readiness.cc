@@ -68,8 +68,8 @@ int ReadinessEngine::listen(const ListenRequest& request) {
   return add_socket(fd, true, false, kInterestRead);
 }
 
-int ReadinessEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
-  int fd = open_connecting(addr, addr_len);
+int ReadinessEngine::connect(const ConnectRequest& request) {
+  int fd = open_connecting(request);
   if (fd < 0) return fd;
   return add_socket(fd, false, true, kInterestWrite);
 }

@@ -75,16 +75,30 @@ int open_datagram(const UdpRequest& request) {
                     request.reuse_port, request.ipv6_only);
 }
 
-int open_connecting(const sockaddr_storage& addr, socklen_t addr_len) {
-  int fd = platform::open_socket(addr.ss_family, SOCK_STREAM);
+int bind_local(int fd, const ConnectRequest& request) {
+  if (request.local_len == 0) return 0;
+  return ::bind(fd, reinterpret_cast<const sockaddr*>(&request.local), request.local_len) == 0
+             ? 0
+             : -errno;
+}
+
+int open_connect_socket(const ConnectRequest& request) {
+  int fd = platform::open_socket(request.addr.ss_family, SOCK_STREAM);
   if (fd < 0) return fd;
   // TCP_NODELAY is a TCP option: a Unix domain stream refuses it and needs none.
-  int rc = addr.ss_family == AF_UNIX ? 0 : set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  int rc = request.addr.ss_family == AF_UNIX ? 0 : set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  if (rc == 0) rc = bind_local(fd, request);
   if (rc != 0) {
     close_fd(fd);
     return rc;
   }
-  while (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
+  return fd;
+}
+
+int open_connecting(const ConnectRequest& request) {
+  int fd = open_connect_socket(request);
+  if (fd < 0) return fd;
+  while (::connect(fd, reinterpret_cast<const sockaddr*>(&request.addr), request.addr_len) != 0) {
     if (errno == EINTR) continue;
     if (errno == EINPROGRESS) break;
     return fail_and_close(fd);

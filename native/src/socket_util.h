@@ -16,8 +16,15 @@ namespace iomux {
 int open_listener(const ListenRequest& request);
 // Non-blocking, close-on-exec UDP socket, bound.
 int open_datagram(const UdpRequest& request);
-// Non-blocking socket with a connect in progress (or done). TCP_NODELAY set.
-int open_connecting(const sockaddr_storage& addr, socklen_t addr_len);
+// Binds `fd` to request.local when the request has one (else does nothing): the one place every
+// engine's connect takes its local address from. -errno as bind(2) gives it (EADDRINUSE,
+// EADDRNOTAVAIL, EINVAL or EAFNOSUPPORT for an address of the other family).
+int bind_local(int fd, const ConnectRequest& request);
+// Non-blocking, close-on-exec stream socket for request.addr's family, TCP_NODELAY set (not on
+// AF_UNIX), bound by bind_local(); no connect started (a completion engine submits its own).
+int open_connect_socket(const ConnectRequest& request);
+// open_connect_socket() with a non-blocking connect in progress (or done).
+int open_connecting(const ConnectRequest& request);
 // Accepts one connection as non-blocking, close-on-exec, TCP_NODELAY.
 int accept_connection(int listen_fd);
 // The pending error of a socket (SO_ERROR), as a positive errno or 0.

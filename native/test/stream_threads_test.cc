@@ -78,7 +78,10 @@ int main() {
   std::map<int, Client> clients;  // by id
   std::map<int, EchoSide> echoes;
   for (int i = 0; i < kClients; ++i) {
-    int id = engine->connect(bound, bound_len);
+    iomux::ConnectRequest request;
+    request.addr = bound;
+    request.addr_len = bound_len;
+    int id = engine->connect(request);
     check(id >= 0, "connect");
     clients[id].index = i;
   }

@@ -116,6 +116,18 @@ struct ListenRequest {
   bool ipv6_only = false;
 };
 
+// An outgoing stream connection: where to, and optionally from where (node:net's localAddress and
+// localPort). The local address is bound before the connect starts, without SO_REUSEADDR, so a
+// port another socket holds fails the connect() call itself with EADDRINUSE, and an address of the
+// other family with what the kernel says (Linux: EAFNOSUPPORT or EINVAL; Wine's Winsock:
+// EOPNOTSUPP).
+struct ConnectRequest {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  sockaddr_storage local{};
+  socklen_t local_len = 0;  // 0: no local address, the kernel picks one at connect time
+};
+
 // The state of a TCP socket that every engine keeps and a runtime fallback carries over. Engines
 // embed it in their own per-socket struct, so detach/adopt copy it in one assignment.
 struct SocketFlags {
@@ -202,9 +214,9 @@ class Engine {
   // Opens a listening socket. Returns its id, or -errno (EADDRINUSE, EACCES, ...).
   virtual int listen(const ListenRequest& request) = 0;
 
-  // Starts a non-blocking connect. Returns the connection id, or -errno. Completion is reported
-  // by a kEventConnect.
-  virtual int connect(const sockaddr_storage& addr, socklen_t addr_len) = 0;
+  // Starts a non-blocking connect (bound to request.local first, when given). Returns the
+  // connection id, or -errno (a failed bind included). Completion is reported by a kEventConnect.
+  virtual int connect(const ConnectRequest& request) = 0;
 
   // Sends at once what the kernel takes and queues the rest (copied). Returns the bytes still
   // queued after this call, or -errno (EPIPE after end(), ECONNRESET, ...).

@@ -128,10 +128,11 @@ export interface NativeBackendHandle {
     ipv6Only: boolean,
   ): number;
   /**
-   * Starts a connect to an IP literal, or (port -1) to a Unix socket path. Returns the connection
-   * id or -errno; CONNECT follows.
+   * Starts a connect to an IP literal, or (port -1) to a Unix socket path, from `localAddress`
+   * (an IP literal; absent or null: the kernel picks) and `localPort` (absent or 0: any). Returns
+   * the connection id or -errno (a failed bind of the local address included); CONNECT follows.
    */
-  connect(host: string, port: number): number;
+  connect(host: string, port: number, localAddress?: string | null, localPort?: number): number;
   /** Sends at once what the kernel takes, queues the rest. Returns bytes still queued or -errno. */
   write(id: number, data: Uint8Array): number;
   /** Vectored {@link write}. */

@@ -18,7 +18,10 @@ export interface PendingConnect {
   readonly socketKind: 'pending';
   /** Backend id of the socket; a runtime fallback changes it. */
   id: number;
-  /** `host:port` connected to, for error messages. */
+  /**
+   * `host:port` connected to (then ` from ip:port` when connect() bound a local end), for error
+   * messages.
+   */
   readonly address: string;
   /** Completes the connect. */
   resolve: (connection: Connection) => void;

@@ -48,8 +48,10 @@ import { Pump } from './pump.js';
 import { CounterTotals, metricsSnapshot, type ReactorStats } from './reactor-stats.js';
 import { resolveReactorOptions, type Logger, type ReactorOptions } from './reactor-options.js';
 import {
+  checkLocalEnd,
   checkPath,
   checkPort,
+  localBindAddress,
   optionalBoolean,
   optionalSignal,
   optionalTimeout,
@@ -267,10 +269,13 @@ export class Reactor
    * @throws {@link IomuxError} `ECONNREFUSED`, `ETIMEDOUT`, `ENETUNREACH`, ... with the address in
    * the message (`connect ECONNREFUSED 127.0.0.1:4000`); `ETIMEDOUT` after `timeoutMs`;
    * `ABORT_ERR` when `signal` aborts first; `IOMUX_INVALID_ARGUMENT` for a bad option (port 0
-   * included: there is nothing to connect to there).
+   * included: there is nothing to connect to there); `EADDRINUSE`, `EADDRNOTAVAIL`, `EINVAL`, ...
+   * when `localAddress` / `localPort` cannot be bound, naming both ends
+   * (`connect EADDRINUSE 127.0.0.1:4000 from 127.0.0.2:5000`).
    * @example
    * ```ts
    * const conn = await reactor.connect({ host: '127.0.0.1', port: 6379, timeoutMs: 2000 });
+   * const pinned = await reactor.connect({ host: '127.0.0.1', port: 6379, localAddress: '127.0.0.2' });
    * ```
    */
   async connect(options: ConnectOptions): Promise<Connection> {
@@ -285,8 +290,11 @@ export class Reactor
       ? checkPath('connect', options.path, this.unixPathMax, {
           host: options.host,
           port: options.port,
+          localAddress: options.localAddress,
+          localPort: options.localPort,
         })
       : undefined;
+    const local = checkLocalEnd(options.localAddress, options.localPort);
     const settings = this.connectionSettings('connect', options);
     const timeoutMs = optionalTimeout('connect: timeoutMs', options.timeoutMs);
     const signal = optionalSignal('connect: signal', options.signal);
@@ -297,13 +305,17 @@ export class Reactor
     if (path !== undefined) await Promise.resolve(); // never settle synchronously
     if (signal?.aborted) throw abortError('connect', address, signal);
     this.assertOpen();
-    const id = this.native.connect(host, port);
-    if (id < 0) throw socketError(id, 'connect', this.detail(id, address));
+    const localHost = local === undefined ? null : localBindAddress(local, host);
+    const localPort = local?.port ?? 0;
+    // A failed bind of the local end is reported as the connect's error: errors name both ends.
+    const ends = localHost === null ? address : `${address} from ${localHost}:${localPort}`;
+    const id = this.native.connect(host, port, localHost, localPort);
+    if (id < 0) throw socketError(id, 'connect', this.detail(id, ends));
     return new Promise<Connection>((resolve, reject) => {
       const pending: PendingConnect = {
         socketKind: 'pending',
         id,
-        address,
+        address: ends,
         resolve,
         reject,
         settings,

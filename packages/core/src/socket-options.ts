@@ -73,6 +73,31 @@ export interface ConnectOptions {
    * be absent). A path with no listener fails with `ENOENT` (no file) or `ECONNREFUSED`.
    */
   path?: string;
+  /**
+   * Local IP address to connect from, as node:net's `localAddress`: an IP literal of the host's
+   * family (an address of the other family fails the connect with the kernel's error, `EINVAL`
+   * or `EAFNOSUPPORT`; one this machine does not have, with `EADDRNOTAVAIL`). Default: the kernel
+   * picks by route. Not with `path`.
+   * @example
+   * ```ts
+   * // Leave through the second loopback address (Linux routes all of 127.0.0.0/8 to lo).
+   * const conn = await reactor.connect({ host: '127.0.0.1', port: 6379, localAddress: '127.0.0.2' });
+   * conn.localAddress; // '127.0.0.2'
+   * ```
+   */
+  localAddress?: string;
+  /**
+   * Local port to connect from, 0 to 65535 (0: any), as node:net's `localPort`. Bound without
+   * SO_REUSEADDR, so a port another socket holds fails with `EADDRINUSE`. Without `localAddress`
+   * it is bound on the wildcard address of the host's family. Not with `path`.
+   * @example
+   * ```ts
+   * // A peer that admits only a known source port.
+   * const conn = await reactor.connect({ host: '10.0.0.5', port: 514, localPort: 1514 });
+   * conn.localPort; // 1514
+   * ```
+   */
+  localPort?: number;
   /** Fail with `ETIMEDOUT` if the connection is not established within this many ms. */
   timeoutMs?: number;
   /** Aborting it before the connection is established fails the connect with `ABORT_ERR`. */
@@ -150,6 +175,45 @@ export function optionalSignal(name: string, signal: unknown): AbortSignal | und
   if (!(signal instanceof AbortSignal))
     throw new IomuxError('IOMUX_INVALID_ARGUMENT', `${name} must be an AbortSignal`);
   return signal;
+}
+
+/** The local end connect() binds: an IP literal (undefined: the wildcard) and a port (0: any). */
+export interface LocalEnd {
+  address: string | undefined;
+  port: number;
+}
+
+/**
+ * connect()'s `localAddress` and `localPort`, checked as node:net does: an IP literal (no host
+ * name there) and a port from 0 to 65535. Undefined when neither is given (nothing to bind).
+ */
+export function checkLocalEnd(localAddress: unknown, localPort: unknown): LocalEnd | undefined {
+  if (localAddress !== undefined && (typeof localAddress !== 'string' || isIP(localAddress) === 0))
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `connect: localAddress must be an IP address, got ${typeof localAddress === 'string' ? JSON.stringify(localAddress) : `a ${typeof localAddress}`}`,
+    );
+  if (
+    localPort !== undefined &&
+    (typeof localPort !== 'number' ||
+      !Number.isInteger(localPort) ||
+      localPort < 0 ||
+      localPort > 65535)
+  )
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `connect: localPort must be an integer from 0 to 65535, got ${typeof localPort === 'number' ? localPort : `a ${typeof localPort}`}`,
+    );
+  if (localAddress === undefined && localPort === undefined) return undefined;
+  return { address: localAddress, port: localPort ?? 0 };
+}
+
+/**
+ * The IP literal to bind for `local` when connecting to `host` (an IP literal): a `localPort`
+ * alone binds the wildcard address of the host's family, as node:net does.
+ */
+export function localBindAddress(local: LocalEnd, host: string): string {
+  return local.address ?? (isIP(host) === 6 ? '::' : '0.0.0.0');
 }
 
 /** `host` as an IP address: literal addresses as given, names through the system resolver. */

@@ -159,9 +159,9 @@ class BlockingEngine final : public Engine {
     return attach_new(s, Role::kAcceptor);
   }
 
-  int connect(const sockaddr_storage& addr, socklen_t addr_len) override {
+  int connect(const ConnectRequest& request) override {
     if (!hub_->reserve(kConnectionSlots)) return -EAGAIN;
-    int fd = open_connecting(addr, addr_len);
+    int fd = open_connecting(request);
     if (fd < 0) {
       hub_->unreserve(kConnectionSlots);
       return fd;

@@ -26,22 +26,24 @@ int IocpEngine::listen(const ListenRequest& request) {
   return id;
 }
 
-int IocpEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
-  int fd = win32::open_stream_socket(addr.ss_family);
+int IocpEngine::connect(const ConnectRequest& request) {
+  // ConnectEx needs a bound socket: without a local address, the wildcard address of the
+  // family, any port.
+  ConnectRequest bound = request;
+  if (bound.local_len == 0) {
+    bound.local.ss_family = request.addr.ss_family;
+    bound.local_len =
+        request.addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  }
+  int fd = open_connect_socket(bound);
   if (fd < 0) return fd;
-  // ConnectEx needs a bound socket: the wildcard address of the family, any port.
-  sockaddr_storage local{};
-  local.ss_family = addr.ss_family;
-  socklen_t local_len = addr.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  int rc = ::bind(win32::handle(fd), reinterpret_cast<const sockaddr*>(&local), local_len) == 0
-               ? associate(fd)
-               : -win32::errno_from_system(WSAGetLastError());
+  int rc = associate(fd);
   int id = rc == 0 ? add_socket(fd, false, true) : rc;
   if (id < 0) {
     close_fd(fd);
     return id;
   }
-  rc = post_connect(id, addr, addr_len);
+  rc = post_connect(id, request.addr, request.addr_len);
   if (rc != 0) {
     close_socket(id);
     --counters_.closed;

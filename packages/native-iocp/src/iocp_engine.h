@@ -107,7 +107,7 @@ class IocpEngine final : public Engine {
   int poll(EventSink* sink) override;
   int broken() const override { return broken_; }
   int listen(const ListenRequest& request) override;
-  int connect(const sockaddr_storage& addr, socklen_t addr_len) override;
+  int connect(const ConnectRequest& request) override;
   int64_t write(int id, const iovec* bufs, int count) override;
   int set_reading(int id, bool reading) override;
   int shutdown(int id, ShutdownResult* result) override;

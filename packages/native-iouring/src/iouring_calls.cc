@@ -21,23 +21,15 @@ int IouringEngine::listen(const ListenRequest& request) {
   return id;
 }
 
-int IouringEngine::connect(const sockaddr_storage& addr, socklen_t addr_len) {
-  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int one = 1;
-  // TCP_NODELAY is a TCP option: a Unix domain stream refuses it and needs none.
-  if (addr.ss_family != AF_UNIX &&
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
-    int err = -errno;
-    close_fd(fd);
-    return err;
-  }
+int IouringEngine::connect(const ConnectRequest& request) {
+  int fd = open_connect_socket(request);
+  if (fd < 0) return fd;
   int id = add_socket(fd, false, true);
   if (id < 0) return id;
   Socket* s = sockets_.get(id);
   s->memory = std::make_unique<OpMemory>();
-  std::memcpy(&s->memory->addr, &addr, sizeof(addr));
-  s->memory->addr_len = addr_len;
+  std::memcpy(&s->memory->addr, &request.addr, sizeof(request.addr));
+  s->memory->addr_len = request.addr_len;
   arm_connect(id);
   return id;
 }
