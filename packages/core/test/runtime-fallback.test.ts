@@ -14,7 +14,9 @@ import {
   until,
 } from './helpers.js';
 
-const pairs: ['epoll' | 'io_uring' | 'kqueue', BackendName, number][] = [
+// iocp → select is the Windows chain (run under Wine by pnpm check:iocp).
+const pairs: ['epoll' | 'io_uring' | 'kqueue' | 'iocp', BackendName, number][] = [
+  ['iocp', 'select', 300],
   ['epoll', 'select', 300],
   ['epoll', 'blocking_io', 1000],
   ['io_uring', 'select', 300],
@@ -186,7 +188,7 @@ async function queueingUdp(reactor: ReturnType<typeof createReactor>) {
 }
 
 // kqueue runs here as its emulated build (packages/native-kqueue/emulation); on macOS natively.
-const udpBackends: BackendName[] = ['epoll', 'io_uring', 'kqueue', 'select', 'blocking_io'];
+const udpBackends: BackendName[] = ['epoll', 'io_uring', 'kqueue', 'iocp', 'select', 'blocking_io'];
 // blocking_io cannot be an io_model, only a fallback, so each reactor starts on `from` through the
 // IOMUX_BACKEND override.
 const udpPairs = udpBackends.flatMap((from) =>
