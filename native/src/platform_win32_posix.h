@@ -135,6 +135,33 @@ inline ssize_t sendmsg(int fd, const msghdr* msg, int /*flags*/) {
   return static_cast<ssize_t>(sent);
 }
 
+// The readiness engine reads a stream socket with read(2). The CRT's read(int, void*, unsigned)
+// takes a CRT file descriptor, not a SOCKET: given a socket value it fails with EBADF (or reads
+// whatever CRT file has that number), the engine then closes the connection with unread bytes
+// and Winsock resets it (the peer's ECONNRESET). This overload is an exact match for a size_t
+// length, so ::read(fd, buf, size) in the shared core receives from the socket instead.
+//
+// A reset peer fails recv with WSAECONNRESET on Windows. Wine 8.0 (seen here) has its select()
+// take the socket's pending error instead: recv then returns 0 as for a FIN and SO_ERROR reads 0,
+// but WSAPoll still reports POLLERR, which an orderly end never sets. So an end of stream is
+// checked once more and a reset reported as one, as on Windows and POSIX.
+inline ssize_t read(int fd, void* buf, size_t len) {
+  SOCKET s = iomux::win32::handle(fd);
+  int want = len > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int>(len);
+  int n = ::recv(s, static_cast<char*>(buf), want, 0);
+  if (n == SOCKET_ERROR) return iomux::win32::fail_with_wsa();
+  if (n == 0) {
+    WSAPOLLFD p{};
+    p.fd = s;
+    p.events = POLLRDNORM;
+    if (WSAPoll(&p, 1, 0) > 0 && (p.revents & POLLERR) != 0) {
+      errno = ECONNRESET;
+      return -1;
+    }
+  }
+  return n;
+}
+
 inline int setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
   if (::setsockopt(iomux::win32::handle(fd), level, name, static_cast<const char*>(value), len) !=
       0) {

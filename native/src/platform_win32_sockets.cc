@@ -6,8 +6,8 @@
 // Guarded like every platform file, so a glob over native/src/*.cc may list it on any platform.
 #if defined(IOMUX_PLATFORM_WIN32)
 
-#include <atomic>
 #include <cerrno>
+#include <cwchar>
 
 #include "platform_win32_posix.h"
 #include "socket_util.h"
@@ -16,7 +16,31 @@ namespace iomux {
 
 namespace {
 
-std::atomic<int> open_sockets{0};
+// The count of open sockets is one per process, not one per addon: every iomux addon is a DLL
+// with its own copy of this file, and after a runtime fallback a socket one addon opened is closed
+// by another (iocp → select), which left the opener's count up and the closer's down for good. So
+// the counter lives in a page-file section named after the process, which each DLL maps on first
+// use; its handle and view stay for the life of the process. A section that cannot be made (the
+// counter is for the tests' leak check only) falls back to this DLL's own.
+LONG own_count = 0;
+
+LONG* shared_count() {
+  static LONG* const count = [] {
+    wchar_t name[64];
+    (void)_snwprintf(name, 64, L"Local\\iomux-open-sockets-%lu", GetCurrentProcessId());
+    name[63] = L'\0';
+    HANDLE section =
+        CreateFileMappingW(INVALID_HANDLE_VALUE, nullptr, PAGE_READWRITE, 0, sizeof(LONG), name);
+    if (section == nullptr) return &own_count;
+    void* view = MapViewOfFile(section, FILE_MAP_ALL_ACCESS, 0, 0, sizeof(LONG));
+    if (view == nullptr) {
+      CloseHandle(section);
+      return &own_count;
+    }
+    return static_cast<LONG*>(view);  // a new section's pages are zero
+  }();
+  return count;
+}
 
 using win32::fail_with_wsa;
 using win32::handle;
@@ -97,12 +121,14 @@ int win32::open_socket(int family, int type, int protocol) {
   return fd;
 }
 
-int win32::open_socket_count() { return open_sockets.load(); }
-void win32::count_opened_socket() { open_sockets.fetch_add(1); }
+int win32::open_socket_count() {
+  return static_cast<int>(InterlockedCompareExchange(shared_count(), 0, 0));
+}
+void win32::count_opened_socket() { InterlockedIncrement(shared_count()); }
 
 void close_fd(int fd) {
   int saved = errno;
-  if (closesocket(handle(fd)) == 0) open_sockets.fetch_sub(1);
+  if (closesocket(handle(fd)) == 0) InterlockedDecrement(shared_count());
   errno = saved;
 }
 

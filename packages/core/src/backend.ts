@@ -294,9 +294,7 @@ const PACKAGES: Record<BackendName, BackendPackage> = {
   iocp: { packageName: '@iomux/native-iocp', platforms: ['win32'] },
   select: {
     packageName: '@iomux/fallback-select',
-    // Windows: select compiles (scripts/build-win32.mjs) but its echo tests get ECONNRESET under
-    // Wine, so it is not offered there until that is understood.
-    platforms: ['linux', 'darwin', 'freebsd'],
+    platforms: ['linux', 'darwin', 'freebsd', 'win32'],
   },
   blocking_io: {
     packageName: '@iomux/fallback-select',
@@ -312,7 +310,7 @@ export const AUTO_ORDER: Partial<Record<NodeJS.Platform, readonly BackendName[]>
   linux: ['epoll', 'io_uring', 'select', 'blocking_io'],
   darwin: ['kqueue', 'select', 'blocking_io'],
   freebsd: ['kqueue', 'select', 'blocking_io'],
-  win32: ['iocp'],
+  win32: ['iocp', 'select'],
 };
 
 const localRequire = createRequire(import.meta.url);

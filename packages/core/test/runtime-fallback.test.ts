@@ -14,7 +14,9 @@ import {
   until,
 } from './helpers.js';
 
-const pairs: ['epoll' | 'io_uring' | 'kqueue', BackendName, number][] = [
+// iocp → select is the Windows chain (run under Wine by pnpm check:iocp).
+const pairs: ['epoll' | 'io_uring' | 'kqueue' | 'iocp', BackendName, number][] = [
+  ['iocp', 'select', 300],
   ['epoll', 'select', 300],
   ['epoll', 'blocking_io', 1000],
   ['io_uring', 'select', 300],
@@ -119,56 +121,68 @@ describe('runtime fallback with no successor', () => {
 // accepted sit in completions nobody announced yet (many of them with a CQ of 8 entries). They
 // move with their listener (DetachedSocket::accepted) and are announced by the successor; before,
 // they were closed and their clients saw the connection end unserved.
-describe('runtime fallback io_uring (tiny rings) → select, connections accepting as it fails', () => {
-  const a = backends.find((b) => b.name === 'io_uring')!;
-  const b = backends.find((x) => x.name === 'select')!;
-  const skip = !a.available ? `io_uring: ${a.cause}` : !b.available ? `select: ${b.cause}` : '';
-
-  it.skipIf(skip !== '')(
-    `every connection accepted before or while the ring fails is served${skip ? ` (skipped: ${skip})` : ''}`,
-    async () => {
-      const fdsBefore = fdCount();
-      const connections = 200;
-      const perConnection = 4096;
-      const reactor = createReactor(
-        { ioModel: 'io_uring', retry: { fallback: ['select'] } },
-        {
-          env: {
-            IOMUX_IOURING_SQ_ENTRIES: '4',
-            IOMUX_IOURING_CQ_ENTRIES: '8',
-            IOMUX_IOURING_BUF_COUNT: '64',
-          },
-          faults: { afterBytes: { io_uring: 1 } }, // fails as soon as the first bytes arrive
-        },
-      );
-      const fallbacks: FallbackRecord[] = [];
-      reactor.on('fallback', (record) => fallbacks.push(record));
-      const connectionErrors: unknown[] = [];
-      let served = 0;
-      const listener = await reactor.listen(
-        { host: '127.0.0.1', port: 0, backlog: 1024 },
-        (conn) => {
-          served += 1;
-          conn.on('close', (err) => err && connectionErrors.push(err));
-          echo(conn);
-        },
-      );
-      const results = await Promise.all(
-        Array.from(
-          { length: connections },
-          (_, i) => streamClient(listener.port, i + 1, perConnection, { endWhenDone: true }).done,
-        ),
-      );
-      expect(fallbacks).toHaveLength(1);
-      expect(results.filter((r) => !(r.ok && r.received === perConnection))).toEqual([]);
-      expect(connectionErrors).toEqual([]);
-      expect(served).toBe(connections);
-      await until(() => reactor.connectionCount() === 0, 5000, 'every connection closed');
-      await reactor.close();
-      await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
+// iocp's AcceptEx calls are posted ahead the same way: accepts that completed but were not
+// delivered when it fails move with the listener too (they were closed, and their clients reset).
+const acceptingPairs: [string, 'io_uring' | 'iocp', Record<string, string>][] = [
+  [
+    'io_uring (tiny rings)',
+    'io_uring',
+    {
+      IOMUX_IOURING_SQ_ENTRIES: '4',
+      IOMUX_IOURING_CQ_ENTRIES: '8',
+      IOMUX_IOURING_BUF_COUNT: '64',
     },
-  );
-});
+  ],
+  ['iocp', 'iocp', {}],
+];
+
+describe.each(acceptingPairs)(
+  'runtime fallback %s → select, connections accepting as it fails',
+  (_title, from, env) => {
+    const a = backends.find((b) => b.name === from)!;
+    const b = backends.find((x) => x.name === 'select')!;
+    const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `select: ${b.cause}` : '';
+
+    it.skipIf(skip !== '')(
+      `every connection accepted before or while the ${from === 'iocp' ? 'port' : 'ring'} fails is served${skip ? ` (skipped: ${skip})` : ''}`,
+      async () => {
+        const fdsBefore = fdCount();
+        const connections = 200;
+        const perConnection = 4096;
+        const reactor = createReactor(
+          { ioModel: from, retry: { fallback: ['select'] } },
+          // Fails as soon as the first bytes arrive.
+          { env, faults: { afterBytes: { [from]: 1 } } },
+        );
+        const fallbacks: FallbackRecord[] = [];
+        reactor.on('fallback', (record) => fallbacks.push(record));
+        const connectionErrors: unknown[] = [];
+        let served = 0;
+        const listener = await reactor.listen(
+          { host: '127.0.0.1', port: 0, backlog: 1024 },
+          (conn) => {
+            served += 1;
+            conn.on('close', (err) => err && connectionErrors.push(err));
+            echo(conn);
+          },
+        );
+        const results = await Promise.all(
+          Array.from(
+            { length: connections },
+            (_, i) => streamClient(listener.port, i + 1, perConnection, { endWhenDone: true }).done,
+          ),
+        );
+        expect(fallbacks).toHaveLength(1);
+        expect(results.filter((r) => !(r.ok && r.received === perConnection))).toEqual([]);
+        expect(connectionErrors).toEqual([]);
+        expect(served).toBe(connections);
+        await until(() => reactor.connectionCount() === 0, 5000, 'every connection closed');
+        await reactor.close();
+        await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
+      },
+    );
+  },
+);
 
 /** Datagram `index` of the streams below: 64 to 463 bytes. */
 function numbered(index: number): Buffer {
@@ -186,7 +200,7 @@ async function queueingUdp(reactor: ReturnType<typeof createReactor>) {
 }
 
 // kqueue runs here as its emulated build (packages/native-kqueue/emulation); on macOS natively.
-const udpBackends: BackendName[] = ['epoll', 'io_uring', 'kqueue', 'select', 'blocking_io'];
+const udpBackends: BackendName[] = ['epoll', 'io_uring', 'kqueue', 'iocp', 'select', 'blocking_io'];
 // blocking_io cannot be an io_model, only a fallback, so each reactor starts on `from` through the
 // IOMUX_BACKEND override.
 const udpPairs = udpBackends.flatMap((from) =>

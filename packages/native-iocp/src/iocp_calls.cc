@@ -140,8 +140,9 @@ int IocpEngine::udp_send_batch(int id, const OutgoingDatagram* datagrams, int co
 
 // Cancels the socket's operations and waits for their results, so its state is exact: a send
 // that went out (wholly or in part) is consumed from the queue; a zero-byte read consumed
-// nothing. Accepts the listener had completed but not delivered are closed (their peers see a
-// reset): the successor accepts from the same listening socket.
+// nothing. Accepts the listener had completed but not delivered go with it (DetachedSocket::
+// accepted), so the successor announces them (closing them reset their peers mid-fallback);
+// the cancelled ones are closed, and the successor accepts from the same listening socket.
 int IocpEngine::detach(int id, DetachedSocket* out) {
   Socket* s = sockets_.get(id);
   if (s == nullptr) return -EBADF;
@@ -154,11 +155,20 @@ int IocpEngine::detach(int id, DetachedSocket* out) {
   }
   if (io->connect.pending && !wait_for_op(&io->connect)) return -EBUSY;
   for (auto& op : io->accepts) {
-    if (op->pending) (void)wait_for_op(op.get());
-    if (op->accept_fd >= 0) {
+    // Completed: handled but not delivered (done), or its completion not dequeued yet.
+    bool settled = !op->pending || wait_for_op(op.get());
+    if (op->accept_fd < 0) continue;
+    int error = !settled ? EBUSY : op->pending ? operation_error(op.get()) : op->done_error;
+    bool connected = settled && (op->pending || op->done) && error == 0;
+    SOCKET listen_socket = win32::handle(s->fd);
+    if (connected && setsockopt(op->accept_fd, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, &listen_socket,
+                                sizeof(listen_socket)) == 0) {
+      out->accepted.push_back(op->accept_fd);
+    } else {
       close_fd(op->accept_fd);
-      op->accept_fd = -1;
     }
+    op->accept_fd = -1;
+    op->done = false;
   }
   if (s->connecting) {
     // ConnectEx was cancelled: the successor starts from a socket that is no longer connecting.
