@@ -4,8 +4,9 @@
 //      files are reused while newer than their sources; --no-prebuild skips it) and `pnpm pack`s
 //      every package (pack-native.mjs makes each backend tarball self-contained);
 //   2. the matrix Node 20, 22, 24 × npm, pnpm 10, yarn 1: per cell a scratch project depends on
-//      @iomux/core's tarball, with overrides / resolutions pointing the backend packages at their
-//      tarballs; the install runs with PATH holding only node, sh and the package managers (no
+//      @iomux/core's tarball, with overrides (npm, pnpm) pointing the backend packages at their
+//      tarballs, or (yarn) on @iomux/core from a 127.0.0.1 registry of the @iomux scope that
+//      serves the tarballs; the install runs with PATH holding only node, sh and the package managers (no
 //      cc, c++, make, python3) and the registry as the only network;
 //   3. in each cell: a ten-line echo server (io_model 'auto') serves a node:net client (ESM
 //      import), a CJS require() reaches the same API, and the backend that ran is printed; once
@@ -258,7 +259,13 @@ function duBytes(dir) {
 }
 
 // --- 1. prebuilds and tarballs -------------------------------------------------------------
+// Debian's cross compilers of the default gcc targets, installed when missing (a fresh CI box).
+const CROSS_PACKAGES = { 'aarch64-linux-gnu-g++': 'g++-aarch64-linux-gnu' };
 if (!process.argv.includes('--no-prebuild')) {
+  for (const target of TARGETS.filter((t) => t.default && t.toolchain === 'gcc')) {
+    if (CROSS_PACKAGES[target.cxx] !== undefined && (await which(target.cxx)) === undefined)
+      await aptInstall([CROSS_PACKAGES[target.cxx]]);
+  }
   const r = await run(
     'nice',
     ['-n', '10', process.execPath, join(root, 'scripts', 'build-prebuilds.mjs')],
