@@ -42,10 +42,7 @@ typedef struct {
 } Conn;
 
 typedef struct {
-  int epfd;
-  int listen_fd;
-  int signal_fd;
-  int spare_fd;  // reserved fd, released to shed connections on EMFILE (as libuv does)
+  RefLoop loop;
   Conn* conns;
   size_t conns_cap;
   size_t open_count;
@@ -66,12 +63,12 @@ static void conn_close(Server* s, int fd) {
 // errors are skipped.
 static void on_accept(Server* s) {
   for (int i = 0; i < kAcceptBatch; i++) {
-    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(s->loop.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       if (errno == EMFILE || errno == ENFILE) {
-        if (ref_shed_connection("c-echo", s->listen_fd, &s->spare_fd)) continue;
+        if (ref_shed_connection("c-echo", s->loop.listen_fd, &s->loop.spare_fd)) continue;
         return;  // nothing queued, or no fd to spare: the next wake-up tries again
       }
       perror("c-echo: accept4");
@@ -83,7 +80,7 @@ static void on_accept(Server* s) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (ref_epoll_set(s->epfd, EPOLL_CTL_ADD, fd, EPOLLIN) < 0) {
+    if (ref_epoll_set(s->loop.epfd, EPOLL_CTL_ADD, fd, EPOLLIN) < 0) {
       perror("c-echo: epoll_ctl add");
       close(fd);
       continue;
@@ -110,7 +107,7 @@ static void on_writable(Server* s, int fd) {
   free(c->pending);
   c->pending = NULL;
   c->pending_off = c->pending_len = 0;
-  if (ref_epoll_set(s->epfd, EPOLL_CTL_MOD, fd, EPOLLIN) < 0) conn_close(s, fd);
+  if (ref_epoll_set(s->loop.epfd, EPOLL_CTL_MOD, fd, EPOLLIN) < 0) conn_close(s, fd);
 }
 
 // One read, then write the same bytes back at once; queue whatever the kernel did not take.
@@ -148,7 +145,7 @@ static void on_readable(Server* s, int fd) {
   c->pending_off = 0;
   c->pending_len = len - sent;
   // Stop reading until the queue drains: bounded memory, and the peer sees backpressure.
-  if (ref_epoll_set(s->epfd, EPOLL_CTL_MOD, fd, EPOLLOUT) < 0) conn_close(s, fd);
+  if (ref_epoll_set(s->loop.epfd, EPOLL_CTL_MOD, fd, EPOLLOUT) < 0) conn_close(s, fd);
 }
 
 int main(int argc, char** argv) {
@@ -159,7 +156,7 @@ int main(int argc, char** argv) {
 
   static Server server;  // holds the 64 KiB read buffer: keep it off the stack
   Server* s = &server;
-  s->epfd = s->listen_fd = s->signal_fd = s->spare_fd = -1;
+  s->loop.epfd = s->loop.listen_fd = s->loop.signal_fd = s->loop.spare_fd = -1;
 
   s->conns_cap = ref_fd_table_cap();
   s->conns = calloc(s->conns_cap, sizeof *s->conns);
@@ -169,28 +166,12 @@ int main(int argc, char** argv) {
   }
 
   int status = 1;
-  s->signal_fd = ref_stop_signal_fd("c-echo");
-  if (s->signal_fd < 0) goto out;
-  s->epfd = epoll_create1(EPOLL_CLOEXEC);
-  s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (s->epfd < 0) {
-    perror("c-echo: epoll_create1");
-    goto out;
-  }
-  s->listen_fd = ref_open_listener("c-echo", host, port);
-  if (s->listen_fd < 0) goto out;
-  if (ref_epoll_set(s->epfd, EPOLL_CTL_ADD, s->listen_fd, EPOLLIN) < 0 ||
-      ref_epoll_set(s->epfd, EPOLL_CTL_ADD, s->signal_fd, EPOLLIN) < 0) {
-    perror("c-echo: epoll_ctl");
-    goto out;
-  }
-  printf("listening %d\n", ref_listen_port(s->listen_fd));
-  fflush(stdout);
+  if (ref_loop_open(&s->loop, "c-echo", host, port) < 0) goto out;
 
   static struct epoll_event events[kMaxEvents];
   bool running = true;
   while (running) {
-    int n = epoll_wait(s->epfd, events, kMaxEvents, -1);
+    int n = epoll_wait(s->loop.epfd, events, kMaxEvents, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       perror("c-echo: epoll_wait");
@@ -199,9 +180,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n; i++) {
       int fd = events[i].data.fd;
       uint32_t ev = events[i].events;
-      if (fd == s->listen_fd) {
+      if (fd == s->loop.listen_fd) {
         on_accept(s);
-      } else if (fd == s->signal_fd) {
+      } else if (fd == s->loop.signal_fd) {
         running = false;
       } else if (s->conns[fd].open) {  // may have been closed earlier in this batch
         // Errors and hang-ups surface through the read or write that follows.
@@ -220,9 +201,6 @@ out:
     if (s->conns[fd].open) conn_close(s, (int)fd);
   }
   free(s->conns);
-  if (s->listen_fd >= 0) close(s->listen_fd);
-  if (s->signal_fd >= 0) close(s->signal_fd);
-  if (s->spare_fd >= 0) close(s->spare_fd);
-  if (s->epfd >= 0) close(s->epfd);
+  ref_loop_close(&s->loop);
   return status;
 }

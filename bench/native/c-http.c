@@ -52,10 +52,7 @@ typedef struct {
 } Conn;
 
 typedef struct {
-  int epfd;
-  int listen_fd;
-  int signal_fd;
-  int spare_fd;  // reserved fd, released to shed connections on EMFILE (as libuv does)
+  RefLoop loop;
   Conn* conns;
   size_t conns_cap;
   time_t date_second;
@@ -91,12 +88,12 @@ static void conn_close(Server* s, int fd) {
 // errors are skipped.
 static void on_accept(Server* s) {
   for (int i = 0; i < kAcceptBatch; i++) {
-    int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(s->loop.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       if (errno == EMFILE || errno == ENFILE) {
-        if (ref_shed_connection("c-http", s->listen_fd, &s->spare_fd)) continue;
+        if (ref_shed_connection("c-http", s->loop.listen_fd, &s->loop.spare_fd)) continue;
         return;  // nothing queued, or no fd to spare: the next wake-up tries again
       }
       perror("c-http: accept4");
@@ -120,7 +117,7 @@ static void on_accept(Server* s) {
       close(fd);
       continue;
     }
-    if (ref_epoll_set(s->epfd, EPOLL_CTL_ADD, fd, EPOLLIN) < 0) {
+    if (ref_epoll_set(s->loop.epfd, EPOLL_CTL_ADD, fd, EPOLLIN) < 0) {
       perror("c-http: epoll_ctl add");
       free(c->in);
       free(c->out);
@@ -257,7 +254,7 @@ static void serve(Server* s, int fd) {
   }
   bool want_out = c->out_len > 0;
   if (want_out == c->want_out) return;
-  if (ref_epoll_set(s->epfd, EPOLL_CTL_MOD, fd, want_out ? EPOLLOUT : EPOLLIN) < 0) {
+  if (ref_epoll_set(s->loop.epfd, EPOLL_CTL_MOD, fd, want_out ? EPOLLOUT : EPOLLIN) < 0) {
     perror("c-http: epoll_ctl mod");
     conn_close(s, fd);
     return;
@@ -288,7 +285,7 @@ int main(int argc, char** argv) {
 
   static Server server;
   Server* s = &server;
-  s->epfd = s->listen_fd = s->signal_fd = s->spare_fd = -1;
+  s->loop.epfd = s->loop.listen_fd = s->loop.signal_fd = s->loop.spare_fd = -1;
 
   s->conns_cap = ref_fd_table_cap();
   s->conns = calloc(s->conns_cap, sizeof *s->conns);
@@ -298,28 +295,12 @@ int main(int argc, char** argv) {
   }
 
   int status = 1;
-  s->signal_fd = ref_stop_signal_fd("c-http");
-  if (s->signal_fd < 0) goto out;
-  s->epfd = epoll_create1(EPOLL_CLOEXEC);
-  s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (s->epfd < 0) {
-    perror("c-http: epoll_create1");
-    goto out;
-  }
-  s->listen_fd = ref_open_listener("c-http", host, port);
-  if (s->listen_fd < 0) goto out;
-  if (ref_epoll_set(s->epfd, EPOLL_CTL_ADD, s->listen_fd, EPOLLIN) < 0 ||
-      ref_epoll_set(s->epfd, EPOLL_CTL_ADD, s->signal_fd, EPOLLIN) < 0) {
-    perror("c-http: epoll_ctl");
-    goto out;
-  }
-  printf("listening %d\n", ref_listen_port(s->listen_fd));
-  fflush(stdout);
+  if (ref_loop_open(&s->loop, "c-http", host, port) < 0) goto out;
 
   static struct epoll_event events[kMaxEvents];
   bool running = true;
   while (running) {
-    int n = epoll_wait(s->epfd, events, kMaxEvents, -1);
+    int n = epoll_wait(s->loop.epfd, events, kMaxEvents, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       perror("c-http: epoll_wait");
@@ -327,9 +308,9 @@ int main(int argc, char** argv) {
     }
     for (int i = 0; i < n; i++) {
       int fd = events[i].data.fd;
-      if (fd == s->listen_fd) {
+      if (fd == s->loop.listen_fd) {
         on_accept(s);
-      } else if (fd == s->signal_fd) {
+      } else if (fd == s->loop.signal_fd) {
         running = false;
       } else if (s->conns[fd].open) {  // may have been closed earlier in this batch
         // Errors and hang-ups surface through the send or recv that follows.
@@ -348,9 +329,6 @@ out:
     if (s->conns[fd].open) conn_close(s, (int)fd);
   }
   free(s->conns);
-  if (s->listen_fd >= 0) close(s->listen_fd);
-  if (s->signal_fd >= 0) close(s->signal_fd);
-  if (s->spare_fd >= 0) close(s->spare_fd);
-  if (s->epfd >= 0) close(s->epfd);
+  ref_loop_close(&s->loop);
   return status;
 }

@@ -175,4 +175,45 @@ static inline size_t ref_fd_table_cap(void) {
   return (size_t)rl.rlim_cur;
 }
 
+// The descriptors every reference server runs on; the listener and the stop signal are in epfd.
+typedef struct {
+  int epfd;
+  int listen_fd;
+  int signal_fd;
+  int spare_fd;  // reserved fd, released to shed connections on EMFILE (as libuv does)
+} RefLoop;
+
+// Opens the stop signal, the epoll set, the reserved fd and the listener, then prints
+// "listening PORT". 0, or -1 after printing why; ref_loop_close frees what was opened either way.
+static inline int ref_loop_open(RefLoop* loop, const char* prog, const char* host,
+                                const char* port) {
+  loop->epfd = loop->listen_fd = loop->spare_fd = -1;
+  loop->signal_fd = ref_stop_signal_fd(prog);
+  if (loop->signal_fd < 0) return -1;
+  loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (loop->epfd < 0) {
+    fprintf(stderr, "%s: epoll_create1: %s\n", prog, strerror(errno));
+    return -1;
+  }
+  // Without it the server still runs; it only cannot shed connections at the fd limit.
+  loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  loop->listen_fd = ref_open_listener(prog, host, port);
+  if (loop->listen_fd < 0) return -1;
+  if (ref_epoll_set(loop->epfd, EPOLL_CTL_ADD, loop->listen_fd, EPOLLIN) < 0 ||
+      ref_epoll_set(loop->epfd, EPOLL_CTL_ADD, loop->signal_fd, EPOLLIN) < 0) {
+    fprintf(stderr, "%s: epoll_ctl: %s\n", prog, strerror(errno));
+    return -1;
+  }
+  printf("listening %d\n", ref_listen_port(loop->listen_fd));
+  fflush(stdout);
+  return 0;
+}
+
+static inline void ref_loop_close(RefLoop* loop) {
+  if (loop->listen_fd >= 0) close(loop->listen_fd);
+  if (loop->signal_fd >= 0) close(loop->signal_fd);
+  if (loop->spare_fd >= 0) close(loop->spare_fd);
+  if (loop->epfd >= 0) close(loop->epfd);
+}
+
 #endif  // IOMUX_BENCH_REF_SERVER_H
