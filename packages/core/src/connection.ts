@@ -352,7 +352,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.afterWrite(this.host.native.write(this.id, buffer), buffer.byteLength);
   }
 
-  /** Sends several chunks with one vectored write; same contract as {@link write}. */
+  /**
+   * Sends several chunks with one vectored write; same contract as {@link write}.
+   * @example
+   * ```ts
+   * // header and body in one system call, without concatenating them first
+   * conn.writev([header, body]);
+   * ```
+   */
   writev(chunks: readonly Uint8Array[]): boolean {
     if (this.ending) return this.writeAfterEnd('writev');
     if (!this.usable()) return false;
@@ -479,6 +486,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /**
    * Half-closes: sends `data` if given, flushes everything queued, then sends FIN. The socket
    * closes once the peer has ended too.
+   * @example
+   * ```ts
+   * conn.end('bye\n'); // sent after everything queued, then FIN
+   * conn.once('close', () => console.log('both sides done'));
+   * ```
    */
   end(data?: Uint8Array | string): void {
     if (this.isClosed || this.ending) return;
@@ -622,7 +634,16 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return readChunks(this);
   }
 
-  /** Stops reading; the kernel buffers (and then the peer) hold further data. */
+  /**
+   * Stops reading; the kernel buffers (and then the peer) hold further data.
+   * @example
+   * ```ts
+   * conn.on('data', (chunk) => {
+   *   conn.pause(); // no further 'data' until resume()
+   *   void db.insert(chunk).then(() => conn.resume());
+   * });
+   * ```
+   */
   pause(): void {
     if (this.paused || !this.usable()) return;
     this.paused = true;
@@ -803,6 +824,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * @throws {@link IomuxError} `IOMUX_SOCKET_CLOSED`, `IOMUX_INVALID_ARGUMENT` after `end()`;
    * `ETIMEDOUT` on io_uring when the kernel did not give the socket's operations back within
    * 50 ms (the connection then stays here and serves on).
+   * @example
+   * ```ts
+   * // main thread: hand the connection to the worker that owns its room
+   * conn.once('data', (hello) => workers[room(hello)].postMessage(conn.transfer()));
+   * // in the worker:
+   * parentPort.on('message', async (ticket) => serve(await reactor.adopt(ticket)));
+   * ```
    */
   transfer(): ConnectionTicket {
     return ticketFor(this);

@@ -526,7 +526,14 @@ export class Reactor
     return this.table.count('connection');
   }
 
-  /** Counters of the backend and the reactor. */
+  /**
+   * Counters of the backend and the reactor.
+   * @example
+   * ```ts
+   * const { backend, connections, bytesRead } = reactor.stats();
+   * console.log(`${backend}: ${connections} open, ${bytesRead} bytes read`);
+   * ```
+   */
   stats(): ReactorStats {
     return {
       ...this.totals(),
@@ -540,6 +547,13 @@ export class Reactor
    * A snapshot of the reactor's metrics: the spec's `io_events_processed` counter and
    * `io_wait_duration_ms` histogram, plus connections, bytes, queued writes, backpressure and
    * fallbacks. Cheap enough to call every second.
+   * @example
+   * ```ts
+   * setInterval(() => {
+   *  const m = reactor.metrics();
+   *  log.info({ events: m.io_events_processed, waitP99: m.io_wait_duration_ms.p99 }, 'io');
+   * }, 1000).unref();
+   * ```
    */
   metrics(): MetricsSnapshot {
     return metricsSnapshot({
@@ -570,6 +584,12 @@ export class Reactor
   /**
    * Calls `observer(eventsCount, waitMs)` for every batch until the returned function is called.
    * The metrics adapters use this; it costs nothing while no observer is attached.
+   * @example
+   * ```ts
+   * const stop = reactor.observePolls((events, waitMs) => histogram.record(waitMs));
+   * // later, when the exporter shuts down:
+   * stop();
+   * ```
    */
   observePolls(observer: PollObserver): () => void {
     this.metricsState.observers.add(observer);
@@ -625,7 +645,14 @@ export class Reactor
     this.pump.run();
   }
 
-  /** Stops dispatching from Node's loop; use {@link pollEvents} to pump events yourself. */
+  /**
+   * Stops dispatching from Node's loop; use {@link pollEvents} to pump events yourself.
+   * @example
+   * ```ts
+   * reactor.stop(); // pump by hand, e.g. once per game tick
+   * setInterval(() => void reactor.pollEvents(0), 16);
+   * ```
+   */
   stop(): void {
     if (!this.isClosed) this.pump.stop();
   }
@@ -635,6 +662,14 @@ export class Reactor
    * configured `timeout_ms`) for some without blocking Node's thread. Resolves with the number of
    * events dispatched. Fractional timeouts are honoured to tens of µs where the backend has a
    * native timer (Linux: a timerfd); elsewhere they are rounded up to whole ms. This is the game-loop pump: poll for up to one tick, then run the tick.
+   * @example
+   * ```ts
+   * reactor.stop();
+   * for (;;) {
+   *  await reactor.pollEvents(16); // at most one tick of waiting, without blocking Node
+   *  tick();
+   * }
+   * ```
    */
   pollEvents(timeoutMs: number = this.config.timeoutMs): Promise<number> {
     return this.pump.poll(timeoutMs);
@@ -649,6 +684,12 @@ export class Reactor
    * Closes the reactor: stops listening, ends every connection gracefully (queued writes are
    * flushed), waits up to `closeTimeoutMs` for them to close, destroys the rest and releases the
    * backend. Safe to call more than once.
+   * @example
+   * ```ts
+   * process.once('SIGTERM', () => {
+   *  void reactor.close().then(() => process.exit(0));
+   * });
+   * ```
    */
   close(): Promise<void> {
     this.closing ??= this.shutdownAll();

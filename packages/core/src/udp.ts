@@ -163,6 +163,11 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
    * omitted. Returns false when the datagram had to be queued (the socket buffer is full).
    * @throws {@link IomuxError} `ENOBUFS` when the queue is full, `EMSGSIZE` for an oversized
    * datagram, `IOMUX_INVALID_ARGUMENT` for a host name (resolve it once, not per datagram).
+   * @example
+   * ```ts
+   * const socket = await reactor.udp({ host: '0.0.0.0', port: 0 });
+   * socket.send('ping', 9000, '10.0.0.7');
+   * ```
    */
   send(data: Uint8Array | string, port?: number, address?: string): boolean {
     const buffer = typeof data === 'string' ? Buffer.from(data) : data;
@@ -185,6 +190,11 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
    * when the queue is full, `EMSGSIZE`, ...): its message gives its index; the ones before it were
    * sent or queued, the ones after it were not tried. `IOMUX_INVALID_ARGUMENT` as for
    * {@link UdpSocket.send}.
+   * @example
+   * ```ts
+   * const frame = encodeState(world);
+   * socket.sendBatch(players.map((p) => ({ data: frame, port: p.port, address: p.address })));
+   * ```
    */
   sendBatch(datagrams: readonly OutgoingDatagram[]): boolean {
     const buffers: Uint8Array[] = [];
@@ -230,7 +240,14 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     this.check(this.host.native.setReading(this.nativeId('resume'), true), 'resume');
   }
 
-  /** Sets the default peer, so `send(data)` needs no address and only its datagrams arrive. */
+  /**
+   * Sets the default peer, so `send(data)` needs no address and only its datagrams arrive.
+   * @example
+   * ```ts
+   * socket.connect(5353, '10.0.0.2');
+   * socket.send(query); // to 10.0.0.2:5353
+   * ```
+   */
   connect(port: number, address = '127.0.0.1'): void {
     this.check(this.host.native.udpConnect(this.nativeId('connect'), address, port), 'connect');
   }
