@@ -218,6 +218,10 @@ while (Date.now() - started < durationMs) {
     fds: readdirSync('/proc/self/fd').length,
     rssMiB: mem.rss / 1048576,
     heapMiB: mem.heapUsed / 1048576,
+    // Native memory V8 knows of (read arenas are external Buffers) and the arenas allocated, to
+    // tell a leak from the arena pool filling up (it keeps up to 80 MiB of blocks for reuse).
+    externalMiB: mem.external / 1048576,
+    readArenas: current.reactor.stats().readArenas,
     loopDelayP99Ms: delay.percentile(99) / 1e6,
     backend: current.reactor.backend,
     connections: current.reactor.connectionCount(),
@@ -245,7 +249,7 @@ const summary = {
   chain,
   samples: samples.length,
 };
-for (const key of series) {
+for (const key of [...series, 'externalMiB', 'readArenas']) {
   const values_ = samples.map((s) => s[key]);
   const tenth = Math.max(1, Math.floor(values_.length / 10));
   const first = values_.slice(0, tenth).reduce((a, b) => a + b, 0) / tenth;
