@@ -606,7 +606,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   // Read memory (read_arena.h). The current arena is JS's Buffer arena_buffer_ (held here until
   // retired) over the block arena_; in copy mode (this Node refuses external buffers) it is a
   // native block that each batch is copied out of, as before arenas.
-  static void FinalizeArena(napi_env env, void*, void* hint) {
+  static void FinalizeArena(napi_env, void*, void* hint) {
     auto* release = static_cast<ArenaRelease*>(hint);
     release->pool->give_back(release->block);
     delete release;

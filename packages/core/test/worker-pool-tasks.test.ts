@@ -1,35 +1,9 @@
 // Per-task controls of WorkerPool and Reactor.offload: start-up ahead of the first task
 // (ready()), deadlines (timeoutMs) and unknown task names.
-import { afterEach, describe, expect, it } from 'vitest';
-import { IomuxError } from '../src/index.js';
-import { WorkerPool, type WorkerPoolOptions } from '../src/worker-pool.js';
+import { describe, expect, it } from 'vitest';
+import type { WorkerPool } from '../src/worker-pool.js';
 import { backends, reactorOn, until } from './helpers.js';
-
-const fixture = (name: string): URL => new URL(`./fixtures/${name}`, import.meta.url);
-const WORKER = fixture('pool-worker.mjs');
-
-const pools: WorkerPool[] = [];
-afterEach(async () => {
-  for (const pool of pools.splice(0)) await pool.close();
-});
-
-function pool(options: WorkerPoolOptions = {}): WorkerPool {
-  const created = new WorkerPool({ filename: WORKER, size: 2, ...options });
-  pools.push(created);
-  return created;
-}
-
-/** Settles a promise into its value or its rejection's code and message. */
-function outcome(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    (value) => ({ value }),
-    (err: unknown) => ({
-      code: (err as { code?: string }).code,
-      message: (err as Error).message,
-      typed: err instanceof IomuxError,
-    }),
-  );
-}
+import { fixture, outcome, pool, WORKER } from './pool-helpers.js';
 
 /** The thread ids of `n` tasks run at once (on n threads when the pool has n idle ones). */
 async function threadIds(p: WorkerPool, n: number): Promise<Set<number>> {

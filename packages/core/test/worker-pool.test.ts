@@ -1,33 +1,13 @@
 import { execFile } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IomuxError, setThreadScheduling } from '../src/index.js';
-import { moduleLoadingFlags, WorkerPool, type WorkerPoolOptions } from '../src/worker-pool.js';
+import { moduleLoadingFlags, WorkerPool } from '../src/worker-pool.js';
 import { sleep } from './helpers.js';
+import { closeAfterTest, fixture, outcome, pool, WORKER } from './pool-helpers.js';
 
-const fixture = (name: string): URL => new URL(`./fixtures/${name}`, import.meta.url);
-const WORKER = fixture('pool-worker.mjs');
 const execFileAsync = promisify(execFile);
-
-const pools: WorkerPool[] = [];
-afterEach(async () => {
-  for (const pool of pools.splice(0)) await pool.close();
-});
-
-function pool(options: WorkerPoolOptions = {}): WorkerPool {
-  const created = new WorkerPool({ filename: WORKER, size: 2, ...options });
-  pools.push(created);
-  return created;
-}
-
-/** Settles a promise into its value or its rejection's code, for compact assertions. */
-function outcome(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    (value) => ({ value }),
-    (err: unknown) => ({ code: (err as { code?: string }).code, message: (err as Error).message }),
-  );
-}
 
 describe('WorkerPool: running tasks', () => {
   it('runs named exports, the default export and async tasks, and returns their results', async () => {
@@ -64,7 +44,7 @@ describe('WorkerPool: running tasks', () => {
     const p = pool();
     await expect(p.run('', 1)).rejects.toMatchObject({ code: 'IOMUX_INVALID_ARGUMENT' });
     const noModule = new WorkerPool({ size: 1 });
-    pools.push(noModule);
+    closeAfterTest(noModule);
     await expect(noModule.run('add', { a: 1, b: 1 })).rejects.toThrow(/no worker module/);
     expect(await noModule.run('add', { a: 1, b: 1 }, { filename: WORKER })).toBe(2);
   });
