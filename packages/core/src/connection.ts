@@ -466,7 +466,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         });
       } else {
         // Reset, not FIN: after a FIN the peer would take the bytes it got for the whole stream.
-        this.host.native.setOption(this.id, 'lingerReset', 1);
+        if (this.host.owns(this)) this.host.native.setOption(this.id, 'lingerReset', 1);
         this.destroy(error);
       }
       return false;
