@@ -12,7 +12,7 @@
 //
 // V8 learns about this memory from live_bytes(): what the pool holds in blocks, handed out or
 // free. Reporting each take instead (and un-reporting each give_back) showed V8 a block's worth of
-// "new" external memory per retired arena, which paced a major GC every ~40 MiB read even though
+// "new" external memory per retired arena, which paced a major GC every ~30 MiB read even though
 // the blocks were the same ones over and over; the young-generation collections that find dead
 // views are enough to bring blocks back.
 #pragma once
