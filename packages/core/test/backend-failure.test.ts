@@ -8,7 +8,7 @@ import { closeSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createReactor, type BackendName, type FallbackRecord } from '../src/index.js';
 import { WATCHDOG_INTERVAL_MS } from '../src/pump.js';
-import { backends, echo, fdCount, streamClient, until } from './helpers.js';
+import { echo, fallbackSkip, fdCount, streamClient, until } from './helpers.js';
 
 /** fd number → link name (e.g. `anon_inode:[eventpoll]`) of every open fd of this process. */
 function openFds(): Map<number, string> {
@@ -60,9 +60,7 @@ const CONNECTIONS = 20;
 const PER_CONNECTION = 256 * 1024;
 
 describe.each(cases)('$from: its $link closed from outside', ({ from, to, link }) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `${to}: ${b.cause}` : '';
+  const skip = fallbackSkip(from, to);
 
   it.skipIf(skip !== '')(
     `falls back to ${to} at run time, every byte once and in order${skip ? ` (skipped: ${skip})` : ''}`,

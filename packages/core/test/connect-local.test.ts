@@ -5,8 +5,17 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { createReactor, IomuxError, type BackendName, type Connection } from '../src/index.js';
-import { backends, echo, fdCount, pattern, until, useBackendFixture } from './helpers.js';
+import { createReactor, IomuxError, type Connection } from '../src/index.js';
+import {
+  backends,
+  echo,
+  FALLBACK_PAIRS,
+  fallbackSkip,
+  fdCount,
+  pattern,
+  until,
+  useBackendFixture,
+} from './helpers.js';
 
 /**
  * Linux and Windows answer on all of 127.0.0.0/8; macOS and the BSDs configure only 127.0.0.1
@@ -258,22 +267,8 @@ describe.each(backends)('connect from a local address: $name', (backend) => {
   );
 });
 
-const pairs: ['epoll' | 'io_uring' | 'kqueue', BackendName][] = [
-  ['epoll', 'select'],
-  ['epoll', 'blocking_io'],
-  ['io_uring', 'select'],
-  ['io_uring', 'blocking_io'],
-  ['kqueue', 'select'],
-];
-
-describe.each(pairs)('runtime fallback %s → %s keeps the local end', (from, to) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available
-    ? `${from}: ${a.cause}`
-    : !b.available
-      ? `${to}: ${b.cause}`
-      : secondLoopback;
+describe.each(FALLBACK_PAIRS)('runtime fallback %s → %s keeps the local end', (from, to) => {
+  const skip = fallbackSkip(from, to) || secondLoopback;
 
   it.skipIf(skip !== '')(
     `a connection from 127.0.0.2:<fixed port> is still bound there after the move${skip ? ` (skipped: ${skip})` : ''}`,

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createReactor, type BackendName, type Connection, type IomuxError } from '../src/index.js';
 import {
   backends,
+  fallbackSkip,
   fdCount,
   netConnect,
   pattern,
@@ -376,9 +377,7 @@ const migrations: ['epoll' | 'io_uring', BackendName][] = [
   ['io_uring', 'blocking_io'],
 ];
 describe.each(migrations)('pause() after a runtime migration %s → %s', (from, to) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `${to}: ${b.cause}` : '';
+  const skip = fallbackSkip(from, to);
 
   it.skipIf(skip !== '')(
     `no data event follows pause()${skip ? ` (skipped: ${skip})` : ''}`,

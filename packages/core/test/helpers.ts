@@ -28,6 +28,28 @@ export const backends = BACKEND_NAMES.map((name) => {
 });
 
 /** A describe-block title that names the skip reason when the backend cannot run here. */
+/**
+ * Why a runtime-fallback test from `from` to `to` cannot run here (the unavailable backend and
+ * its cause), or '' when both backends are available.
+ */
+export function fallbackSkip(from: BackendName, to: BackendName): string {
+  for (const name of [from, to]) {
+    const backend = backends.find((b) => b.name === name);
+    if (backend && !backend.available) return `${name}: ${backend.cause}`;
+  }
+  return '';
+}
+
+/** Each Linux readiness or completion backend (and the kqueue emulation) to each fallback. */
+export const FALLBACK_PAIRS: readonly (readonly ['epoll' | 'io_uring' | 'kqueue', BackendName])[] =
+  [
+    ['epoll', 'select'],
+    ['epoll', 'blocking_io'],
+    ['io_uring', 'select'],
+    ['io_uring', 'blocking_io'],
+    ['kqueue', 'select'],
+  ];
+
 export function backendTitle(b: { name: string; available: boolean; cause: string }): string {
   return b.available ? b.name : `${b.name} (skipped: ${b.cause})`;
 }

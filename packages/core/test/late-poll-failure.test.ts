@@ -9,7 +9,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createReactor, type BackendName, type FallbackRecord } from '../src/index.js';
-import { backends, fdCount, pattern, until } from './helpers.js';
+import { fallbackSkip, fdCount, pattern, until } from './helpers.js';
 
 const cases: [from: BackendName, to: BackendName][] = [
   ['epoll', 'select'],
@@ -34,9 +34,7 @@ function sender(port: number, seed: number): Promise<void> {
 }
 
 describe.each(cases)('late poll failure %s → %s', (from, to) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `${to}: ${b.cause}` : '';
+  const skip = fallbackSkip(from, to);
 
   it.skipIf(skip !== '').each([3, 5])(
     `the batch built before the kernel call failed (after %i waits) is delivered, then everything moves${skip ? ` (skipped: ${skip})` : ''}`,

@@ -7,6 +7,7 @@ import {
   backends,
   dgramPeer,
   echo,
+  fallbackSkip,
   fdCount,
   numberedDatagram,
   sleep,
@@ -26,9 +27,7 @@ const pairs: ['epoll' | 'io_uring' | 'kqueue' | 'iocp', BackendName, number][] =
 ];
 
 describe.each(pairs)('runtime fallback %s → %s', (from, to, connections) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `${to}: ${b.cause}` : '';
+  const skip = fallbackSkip(from, to);
 
   it.skipIf(skip !== '')(
     `migrates ${connections} streaming connections with every byte verified${skip ? ` (skipped: ${skip})` : ''}`,
@@ -139,9 +138,7 @@ const acceptingPairs: [string, 'io_uring' | 'iocp', Record<string, string>][] = 
 describe.each(acceptingPairs)(
   'runtime fallback %s → select, connections accepting as it fails',
   (_title, from, env) => {
-    const a = backends.find((b) => b.name === from)!;
-    const b = backends.find((x) => x.name === 'select')!;
-    const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `select: ${b.cause}` : '';
+    const skip = fallbackSkip(from, 'select');
 
     it.skipIf(skip !== '')(
       `every connection accepted before or while the ${from === 'iocp' ? 'port' : 'ring'} fails is served${skip ? ` (skipped: ${skip})` : ''}`,
@@ -208,9 +205,7 @@ const udpPairs = udpBackends.flatMap((from) =>
 );
 
 describe.each(udpPairs)('runtime fallback of a UDP socket %s → %s', (from, to) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `${to}: ${b.cause}` : '';
+  const skip = fallbackSkip(from, to);
   const title = (what: string): string => (skip ? `${what} (skipped: ${skip})` : what);
 
   it.skipIf(skip !== '')(title('carries queued datagrams over, in order'), async () => {

@@ -6,8 +6,17 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createReactor, type BackendName, type Connection } from '../src/index.js';
-import { backends, echo, fdCount, pattern, until, useBackendFixture } from './helpers.js';
+import { createReactor, type Connection } from '../src/index.js';
+import {
+  backends,
+  echo,
+  FALLBACK_PAIRS,
+  fallbackSkip,
+  fdCount,
+  pattern,
+  until,
+  useBackendFixture,
+} from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'iomux-unix-'));
 afterAll(() => {
@@ -203,18 +212,8 @@ describe.each(backends)('unix domain sockets: $name', (backend) => {
   });
 });
 
-const pairs: ['epoll' | 'io_uring' | 'kqueue', BackendName][] = [
-  ['epoll', 'select'],
-  ['epoll', 'blocking_io'],
-  ['io_uring', 'select'],
-  ['io_uring', 'blocking_io'],
-  ['kqueue', 'select'],
-];
-
-describe.each(pairs)('runtime fallback %s → %s with Unix sockets', (from, to) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `${to}: ${b.cause}` : '';
+describe.each(FALLBACK_PAIRS)('runtime fallback %s → %s with Unix sockets', (from, to) => {
+  const skip = fallbackSkip(from, to);
 
   it.skipIf(skip !== '')(
     `moves the listener and its streams with every byte verified${skip ? ` (skipped: ${skip})` : ''}`,

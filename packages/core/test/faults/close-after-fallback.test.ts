@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createReactor, type BackendName } from '../../src/index.js';
-import { backends, pattern, until } from '../helpers.js';
+import { fallbackSkip, pattern, until } from '../helpers.js';
 
 // Backends that read ahead of delivery, so a failing poll can leave a FIN read but undelivered:
 // io_uring (completions collected when the ring is given up) and blocking_io (reader threads).
@@ -19,9 +19,7 @@ const pairs: [BackendName, BackendName][] = [
 ];
 
 describe.each(pairs)('close after a runtime fallback: %s → %s', (from, to) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `${to}: ${b.cause}` : '';
+  const skip = fallbackSkip(from, to);
 
   it.skipIf(skip !== '')(
     `ended connections whose peers' FINs were read but not delivered close after 'end'${skip ? ` (skipped: ${skip})` : ''}`,

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createReactor, type BackendName, type Connection } from '../../src/index.js';
-import { backends, pattern, until } from '../helpers.js';
+import { fallbackSkip, pattern, until } from '../helpers.js';
 
 const pairs: [BackendName, BackendName][] = [
   ['epoll', 'select'],
@@ -16,9 +16,7 @@ const pairs: [BackendName, BackendName][] = [
 ];
 
 describe.each(pairs)('drain after a runtime fallback: %s → %s', (from, to) => {
-  const a = backends.find((b) => b.name === from)!;
-  const b = backends.find((x) => x.name === to)!;
-  const skip = !a.available ? `${from}: ${a.cause}` : !b.available ? `${to}: ${b.cause}` : '';
+  const skip = fallbackSkip(from, to);
 
   it.skipIf(skip !== '')(
     `a connection paused until 'drain' gets its drain on the new backend${skip ? ` (skipped: ${skip})` : ''}`,
