@@ -6,26 +6,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backends, backendTitle } from './helpers.js';
+import { askChild, backends, backendTitle } from './helpers.js';
 
 const child = fileURLToPath(new URL('./fixtures/accept-shedding-child.mjs', import.meta.url));
-
-type Reply = Record<string, number | string | boolean>;
-
-/** Sends msg (if any) and resolves with the child's next message. */
-function ask(proc: ChildProcess, msg?: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number | null): void => {
-      reject(new Error(`child exited (${code})`));
-    };
-    proc.once('exit', onExit);
-    proc.once('message', (reply) => {
-      proc.off('exit', onExit);
-      resolve(reply as Reply);
-    });
-    if (msg !== undefined) proc.send(msg);
-  });
-}
 
 /** Connects and resolves with how the connection ended: 'closed' by the peer, or 'open' still. */
 function connectAndWait(port: number, waitMs: number): Promise<'closed' | 'open'> {
@@ -60,21 +43,21 @@ describe.each(backends)('accept shedding when out of fds: $name', (backend) => {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       },
     );
-    const hello = await ask(proc);
+    const hello = await askChild(proc);
     expect(hello.backend).toBe(backend.name);
     const port = Number(hello.port);
-    const filled = await ask(proc, 'fill');
+    const filled = await askChild(proc, 'fill');
     expect(Number(filled.filled)).toBeGreaterThan(0);
 
     const outcomes = await Promise.all([1, 2, 3].map(() => connectAndWait(port, 1500)));
-    const stats = await ask(proc, 'stats');
+    const stats = await askChild(proc, 'stats');
     // A peer is either shed (closed at once) or accepted: blocking_io's accept thread may already
     // hold an fd for the next accept from before the table filled. None waits in the backlog.
     const closed = outcomes.filter((o) => o === 'closed').length;
     expect(closed + Number(stats.accepted)).toBe(3);
     expect(closed).toBeGreaterThan(0);
     expect(Number(stats.acceptErrors)).toBeGreaterThan(0);
-    await ask(proc, 'free');
+    await askChild(proc, 'free');
 
     // With fds back, the same listener serves again.
     const echoed = await new Promise<string>((resolve, reject) => {
@@ -86,6 +69,6 @@ describe.each(backends)('accept shedding when out of fds: $name', (backend) => {
       socket.on('error', reject);
     });
     expect(echoed).toBe('ping');
-    await ask(proc, 'exit').catch(() => undefined);
+    await askChild(proc, 'exit').catch(() => undefined);
   }, 20_000);
 });

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync, readdirSync } from 'node:fs';
 import net from 'node:net';
@@ -28,6 +29,36 @@ export const backends = BACKEND_NAMES.map((name) => {
 });
 
 /** A describe-block title that names the skip reason when the backend cannot run here. */
+/**
+ * Sends `msg` (if any) to a child process over IPC and resolves with its next message. Rejects
+ * when the child exits first, or when `timeoutMs` is given and passes without an answer.
+ */
+export function askChild<Reply = Record<string, number | string | boolean>>(
+  proc: ChildProcess,
+  msg?: string,
+  timeoutMs?: number,
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            reject(new Error(`no answer from the child to ${msg ?? 'start'}`));
+          }, timeoutMs);
+    const onExit = (code: number | null): void => {
+      clearTimeout(timer);
+      reject(new Error(`child exited (${code})`));
+    };
+    proc.once('exit', onExit);
+    proc.once('message', (reply) => {
+      clearTimeout(timer);
+      proc.off('exit', onExit);
+      resolve(reply as Reply);
+    });
+    if (msg !== undefined) proc.send(msg);
+  });
+}
+
 /**
  * Why a runtime-fallback test from `from` to `to` cannot run here (the unavailable backend and
  * its cause), or '' when both backends are available.

@@ -14,28 +14,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { backends, backendTitle, netRoundTrip, pattern, sleep } from '../helpers.js';
+import { askChild, backends, backendTitle, netRoundTrip, pattern, sleep } from '../helpers.js';
 
 const child = fileURLToPath(new URL('./fixtures/emfile-storm-child.mjs', import.meta.url));
 const FD_LIMIT = 256;
 const HELD = 20;
 const IN_FLIGHT = 32;
-
-type Reply = Record<string, number | string | boolean>;
-
-function ask(proc: ChildProcess, msg?: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number | null): void => {
-      reject(new Error(`child exited (${code})`));
-    };
-    proc.once('exit', onExit);
-    proc.once('message', (reply) => {
-      proc.off('exit', onExit);
-      resolve(reply as Reply);
-    });
-    if (msg !== undefined) proc.send(msg);
-  });
-}
 
 /** An open echo connection: send() resolves with the echo of what it wrote. */
 async function heldConnection(port: number): Promise<{
@@ -130,7 +114,7 @@ describe.each(backends)('EMFILE storm: $name', (backend) => {
       ['-c', `ulimit -n ${FD_LIMIT} && exec "${process.execPath}" "${child}" ${backend.name}`],
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
     );
-    const hello = await ask(proc);
+    const hello = await askChild(proc);
     expect(hello.backend).toBe(backend.name);
     const port = Number(hello.port);
 
@@ -139,27 +123,27 @@ describe.each(backends)('EMFILE storm: $name', (backend) => {
       // A client's connect completes from the backlog; the child must have accepted them all
       // before it runs out of fds, or they would be shed with the storm.
       const deadline = Date.now() + 10_000;
-      while (Number((await ask(proc, 'stats')).connections) < HELD) {
+      while (Number((await askChild(proc, 'stats')).connections) < HELD) {
         if (Date.now() > deadline) throw new Error('the held connections were not accepted');
         await sleep(20);
       }
-      const filled = await ask(proc, 'fill');
+      const filled = await askChild(proc, 'fill');
       expect(Number(filled.filled)).toBeGreaterThan(0);
 
       const flood = storm(port);
-      const stormCpu = await ask(proc, 'cpu');
+      const stormCpu = await askChild(proc, 'cpu');
       // The held connections are served at the limit, each with its own bytes.
       const echoes = await Promise.all(held.map((h, i) => h.send(pattern(4096, i + 1))));
       echoes.forEach((e, i) => {
         expect(e.equals(pattern(4096, i + 1))).toBe(true);
       });
       const outcome = await flood.stop();
-      const atLimit = await ask(proc, 'stats');
+      const atLimit = await askChild(proc, 'stats');
       expect(outcome.shed).toBeGreaterThan(0);
       expect(Number(atLimit.acceptErrors)).toBeGreaterThan(0);
 
       await sleep(200); // the last sheds settle
-      const quietCpu = await ask(proc, 'cpu');
+      const quietCpu = await askChild(proc, 'cpu');
       const stormMs = Number(stormCpu.cpuMicros) / 1000;
       const quietMs = Number(quietCpu.cpuMicros) / 1000;
       console.log(
@@ -171,7 +155,7 @@ describe.each(backends)('EMFILE storm: $name', (backend) => {
       expect(quietMs).toBeLessThan(150);
       expect(stormMs).toBeLessThan(900);
 
-      await ask(proc, 'free');
+      await askChild(proc, 'free');
       const replies = await Promise.all(
         Array.from({ length: 50 }, (_, i) => netRoundTrip(port, pattern(1000, 100 + i))),
       );
@@ -181,6 +165,6 @@ describe.each(backends)('EMFILE storm: $name', (backend) => {
     } finally {
       for (const h of held) h.socket.destroy();
     }
-    await ask(proc, 'exit').catch(() => undefined);
+    await askChild(proc, 'exit').catch(() => undefined);
   }, 30_000);
 });

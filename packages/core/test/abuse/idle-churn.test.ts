@@ -18,7 +18,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { backends, backendTitle, echo, fdCount, pattern, reactorOn, until } from '../helpers.js';
+import {
+  askChild,
+  backends,
+  backendTitle,
+  echo,
+  fdCount,
+  pattern,
+  reactorOn,
+  until,
+} from '../helpers.js';
 
 const child = fileURLToPath(new URL('./fixtures/idle-clients-child.mjs', import.meta.url));
 const CHURN = 2000;
@@ -53,24 +62,9 @@ function roundTrip(port: number, payload: Buffer): Promise<Buffer> {
   });
 }
 
-function ask(proc: ChildProcess, msg?: string, timeoutMs = 40_000): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`no answer from the child to ${msg ?? 'start'}`));
-    }, timeoutMs);
-    const onExit = (code: number | null): void => {
-      clearTimeout(timer);
-      reject(new Error(`child exited (${code})`));
-    };
-    proc.once('exit', onExit);
-    proc.once('message', (reply) => {
-      clearTimeout(timer);
-      proc.off('exit', onExit);
-      resolve(reply as Reply);
-    });
-    if (msg !== undefined) proc.send(msg);
-  });
-}
+/** The child's next message, or an error naming the request after 40 s. */
+const ask = (proc: ChildProcess, msg?: string): Promise<Reply> =>
+  askChild<Reply>(proc, msg, 40_000);
 
 describe.each(backends)('idle connections plus churn: $name', (backend) => {
   const idle = SIZES[backend.name] ?? 10_000;
