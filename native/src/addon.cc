@@ -30,6 +30,7 @@
 #include "read_arena.h"
 #include "socket_options.h"
 #include "socket_util.h"
+#include "write_queue.h"
 
 namespace iomux {
 
@@ -95,6 +96,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                            InstanceMethod<&NativeBackend::Connect>("connect"),
                            InstanceMethod<&NativeBackend::Write>("write"),
                            InstanceMethod<&NativeBackend::Writev>("writev"),
+                           InstanceMethod<&NativeBackend::Broadcast>("broadcast"),
                            InstanceMethod<&NativeBackend::SetReading>("setReading"),
                            InstanceMethod<&NativeBackend::Shutdown>("shutdown"),
                            InstanceMethod<&NativeBackend::Destroy>("destroy"),
@@ -278,7 +280,31 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     if (!engine_) return Closed(info.Env());
     Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
     iovec iov{data.Data(), data.ByteLength()};
-    return Result(info.Env(), engine_->write(IdArg(info), &iov, 1));
+    return Result(info.Env(), engine_->write(IdArg(info), &iov, 1, nullptr));
+  }
+
+  // broadcast(ids: Int32Array, count, data, results: Float64Array): writes data to the first count
+  // ids, in order; results[i] gets ids[i]'s bytes still queued or -errno. The sockets whose kernel
+  // does not take it all share one copy of data. Returns how many of them queued part of it, or
+  // -EINVAL when count exceeds either array.
+  Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+    if (!engine_) return Closed(info.Env());
+    Napi::Int32Array ids = info[0].As<Napi::Int32Array>();
+    int64_t count = info[1].As<Napi::Number>().Int64Value();
+    Napi::Uint8Array data = info[2].As<Napi::Uint8Array>();
+    Napi::Float64Array results = info[3].As<Napi::Float64Array>();
+    if (count < 0 || static_cast<uint64_t>(count) > ids.ElementLength() ||
+        static_cast<uint64_t>(count) > results.ElementLength())
+      return Result(info.Env(), -EINVAL);
+    SharedPayload payload(data.Data(), data.ByteLength());
+    iovec iov{data.Data(), data.ByteLength()};
+    int64_t queued_any = 0;
+    for (size_t i = 0; i < static_cast<size_t>(count); ++i) {
+      int64_t queued = engine_->write(ids[i], &iov, 1, &payload);
+      results[i] = static_cast<double>(queued);
+      if (queued > 0) ++queued_any;
+    }
+    return Result(info.Env(), queued_any);
   }
 
   // writev(id, buffers[]) -> bytes still queued | -errno
@@ -292,8 +318,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
       Napi::Uint8Array data = list.Get(i).As<Napi::Uint8Array>();
       iov_scratch_[i] = iovec{data.Data(), data.ByteLength()};
     }
-    return Result(info.Env(),
-                  engine_->write(IdArg(info), iov_scratch_.data(), static_cast<int>(count)));
+    return Result(info.Env(), engine_->write(IdArg(info), iov_scratch_.data(),
+                                             static_cast<int>(count), nullptr));
   }
 
   Napi::Value SetReading(const Napi::CallbackInfo& info) {

@@ -234,11 +234,11 @@ bool ReadinessEngine::flush(int id, EventSink* sink) {
   return true;
 }
 
-int64_t ReadinessEngine::write(int id, const iovec* bufs, int count) {
+int64_t ReadinessEngine::write(int id, const iovec* bufs, int count, SharedPayload* shared) {
   Socket* s = sockets_.stream(id);
   if (s == nullptr) return -EBADF;
   bool started_queue = false;
-  int64_t queued = s->write(s->fd, bufs, count, &counters_, &started_queue);
+  int64_t queued = s->write(s->fd, bufs, count, &counters_, &started_queue, shared);
   if (started_queue) {
     int rc = update_interest(id);
     if (rc != 0) return rc;

@@ -60,7 +60,7 @@ class ReadinessEngine final : public Engine {
   int broken() const override { return broken_; }
   int listen(const ListenRequest& request) override;
   int connect(const ConnectRequest& request) override;
-  int64_t write(int id, const iovec* bufs, int count) override;
+  int64_t write(int id, const iovec* bufs, int count, SharedPayload* shared) override;
   int set_reading(int id, bool reading) override;
   int shutdown(int id, ShutdownResult* result) override;
   int destroy(int id) override;

@@ -120,7 +120,7 @@ void send_fin(int fd) { (void)::shutdown(fd, SHUT_WR); }
 // ---- Output ----
 
 int64_t StreamState::write(int fd, const iovec* bufs, int count, Counters* counters,
-                           bool* started_queue) {
+                           bool* started_queue, SharedPayload* shared) {
   *started_queue = false;
   if (shutdown_requested) return -EPIPE;
   size_t sent_now = 0;
@@ -140,7 +140,9 @@ int64_t StreamState::write(int fd, const iovec* bufs, int count, Counters* count
     }
   }
   bool was_empty = queue.empty();
-  if (!queue.append(bufs, count, sent_now)) return -ENOMEM;
+  bool appended = shared != nullptr ? queue.append_shared(shared, sent_now)
+                                    : queue.append(bufs, count, sent_now);
+  if (!appended) return -ENOMEM;
   if (queue.empty()) return 0;
   ++counters->writes_queued;
   drain_pending = true;

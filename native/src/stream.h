@@ -84,8 +84,11 @@ class StreamState : public SocketFlags {
   // kernel takes (windows of kStreamMaxIov buffers, like uv_try_write); copies the rest into the
   // queue and asks for DRAIN. Returns the bytes queued afterwards, or -errno (EPIPE after end(),
   // ENOMEM). *started_queue is set when the queue went from empty to non-empty: the backend must
-  // then start sending it (write interest, a SENDMSG, the writer thread).
-  int64_t write(int fd, const iovec* bufs, int count, Counters* counters, bool* started_queue);
+  // then start sending it (write interest, a SENDMSG, the writer thread). `shared` (a broadcast)
+  // holds the same bytes as bufs: what the kernel does not take is queued by reference to its
+  // shared copy.
+  int64_t write(int fd, const iovec* bufs, int count, Counters* counters, bool* started_queue,
+                SharedPayload* shared);
 
   // Fills up to max iovecs with the queued bytes (for a backend's own send operation).
   int gather(iovec* out, int max) const { return queue.gather(out, max); }

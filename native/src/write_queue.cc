@@ -2,9 +2,33 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <utility>
 
 namespace iomux {
+
+SharedBlock* SharedBlock::copy_of(const uint8_t* data, size_t len) {
+  void* memory = std::malloc(sizeof(SharedBlock) + len);
+  if (memory == nullptr) return nullptr;
+  auto* block = new (memory) SharedBlock(len);
+  if (len > 0) std::memcpy(reinterpret_cast<uint8_t*>(block + 1), data, len);
+  return block;
+}
+
+void SharedBlock::release() {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  this->~SharedBlock();
+  std::free(this);
+}
+
+SharedBlock* SharedPayload::acquire() {
+  if (block_ == nullptr) {
+    block_ = SharedBlock::copy_of(data_, len_);
+    if (block_ == nullptr) return nullptr;
+  }
+  block_->add_ref();
+  return block_;
+}
 
 WriteQueue::WriteQueue(WriteQueue&& other) noexcept
     : head_(std::exchange(other.head_, nullptr)),
@@ -38,16 +62,11 @@ bool WriteQueue::append(const iovec* bufs, int count, size_t skip) {
     size_t capacity = total < kMinChunk ? kMinChunk : total;
     target = static_cast<Chunk*>(std::malloc(sizeof(Chunk) + capacity));
     if (target == nullptr) return false;
-    target->next = nullptr;
     target->start = 0;
     target->end = 0;
     target->capacity = capacity;
-    if (tail_ == nullptr) {
-      head_ = target;
-    } else {
-      tail_->next = target;
-    }
-    tail_ = target;
+    target->shared = nullptr;
+    link(target);
   }
   for (int i = 0; i < count; ++i) {
     size_t len = bufs[i].iov_len;
@@ -55,8 +74,8 @@ bool WriteQueue::append(const iovec* bufs, int count, size_t skip) {
       skip -= len;
       continue;
     }
-    std::memcpy(target->data() + target->end, static_cast<const uint8_t*>(bufs[i].iov_base) + skip,
-                len - skip);
+    std::memcpy(target->owned_data() + target->end,
+                static_cast<const uint8_t*>(bufs[i].iov_base) + skip, len - skip);
     target->end += len - skip;
     skip = 0;
   }
@@ -64,10 +83,42 @@ bool WriteQueue::append(const iovec* bufs, int count, size_t skip) {
   return true;
 }
 
+bool WriteQueue::append_shared(SharedPayload* payload, size_t skip) {
+  if (skip >= payload->size()) return true;
+  auto* chunk = static_cast<Chunk*>(std::malloc(sizeof(Chunk)));
+  if (chunk == nullptr) return false;
+  chunk->shared = payload->acquire();
+  if (chunk->shared == nullptr) {
+    std::free(chunk);
+    return false;
+  }
+  chunk->start = skip;
+  chunk->end = payload->size();
+  chunk->capacity = chunk->end;
+  link(chunk);
+  bytes_ += chunk->end - skip;
+  return true;
+}
+
+void WriteQueue::link(Chunk* chunk) {
+  chunk->next = nullptr;
+  if (tail_ == nullptr) {
+    head_ = chunk;
+  } else {
+    tail_->next = chunk;
+  }
+  tail_ = chunk;
+}
+
+void WriteQueue::free_chunk(Chunk* chunk) {
+  if (chunk->shared != nullptr) chunk->shared->release();
+  std::free(chunk);
+}
+
 int WriteQueue::gather(iovec* out, int max) const {
   int n = 0;
   for (Chunk* c = head_; c != nullptr && n < max; c = c->next) {
-    out[n].iov_base = c->data() + c->start;
+    out[n].iov_base = const_cast<uint8_t*>(c->data()) + c->start;
     out[n].iov_len = c->end - c->start;
     ++n;
   }
@@ -84,7 +135,7 @@ void WriteQueue::consume(size_t n) {
     }
     n -= in_head;
     Chunk* next = head_->next;
-    std::free(head_);
+    free_chunk(head_);
     head_ = next;
   }
   if (head_ == nullptr) tail_ = nullptr;
@@ -100,7 +151,7 @@ void WriteQueue::copy_to(std::vector<uint8_t>* out) const {
 void WriteQueue::clear() {
   while (head_ != nullptr) {
     Chunk* next = head_->next;
-    std::free(head_);
+    free_chunk(head_);
     head_ = next;
   }
   tail_ = nullptr;

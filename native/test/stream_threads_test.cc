@@ -5,6 +5,7 @@
 //
 // 8 connections each stream 256 KiB in uneven writes to an echo side on the same engine, which
 // pauses and resumes reading now and then; every echoed byte is compared, then both sides end.
+// About half the client writes go through a SharedPayload (a broadcast's shared queue copy).
 // Exit status 0 means every byte came back in order and every socket closed.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "iomux/engine.h"
+#include "write_queue.h"
 
 namespace {
 
@@ -91,8 +93,17 @@ int main() {
       size_t n = 1 + (c.sent * 2654435761u) % chunk.size();
       if (n > kBytes - c.sent) n = kBytes - c.sent;
       for (size_t k = 0; k < n; ++k) chunk[k] = byte_at(c.index, c.sent + k);
-      iovec iov[2] = {{chunk.data(), n / 2}, {chunk.data() + n / 2, n - n / 2}};
-      int64_t queued = engine->write(id, iov, 2);
+      int64_t queued = 0;
+      if ((c.sent / 7) % 2 == 0) {
+        iovec iov[2] = {{chunk.data(), n / 2}, {chunk.data() + n / 2, n - n / 2}};
+        queued = engine->write(id, iov, 2, nullptr);
+      } else {
+        // As a broadcast writes: what the kernel does not take is queued by reference to a shared
+        // copy, which the writer threads release on their side.
+        iomux::SharedPayload payload(chunk.data(), n);
+        iovec one{chunk.data(), n};
+        queued = engine->write(id, &one, 1, &payload);
+      }
       check(queued >= 0, "client write");
       if (queued < 0) return;
       c.sent += n;
@@ -144,7 +155,7 @@ int main() {
             c.received += len;
           } else {
             iovec iov{const_cast<uint8_t*>(data), len};
-            check(engine->write(id, &iov, 1) >= 0, "echo write");
+            check(engine->write(id, &iov, 1, nullptr) >= 0, "echo write");
             // Pause now and then (resumed on the next round), so reader threads are stopped
             // and started while bytes flow.
             if ((round + id) % 7 == 0) {

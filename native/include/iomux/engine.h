@@ -26,6 +26,8 @@
 
 namespace iomux {
 
+class SharedPayload;  // write_queue.h: a broadcast's bytes, shared by the queues that keep them
+
 // Event records: four int32 each, [type, id, a, b], in a shared Int32Array.
 enum EventType : int32_t {
   kEventAccept = 1,       // id: new connection, a: listener id
@@ -219,8 +221,10 @@ class Engine {
   virtual int connect(const ConnectRequest& request) = 0;
 
   // Sends at once what the kernel takes and queues the rest (copied). Returns the bytes still
-  // queued after this call, or -errno (EPIPE after end(), ECONNRESET, ...).
-  virtual int64_t write(int id, const iovec* bufs, int count) = 0;
+  // queued after this call, or -errno (EPIPE after end(), ECONNRESET, ...). `shared` is given by a
+  // broadcast (one payload written to many sockets, bufs its only buffer): the rest is queued as a
+  // reference to the payload's one shared copy instead of a copy per socket. nullptr otherwise.
+  virtual int64_t write(int id, const iovec* bufs, int count, SharedPayload* shared) = 0;
 
   // Stops or restarts reading; data stays in the kernel while paused.
   virtual int set_reading(int id, bool reading) = 0;

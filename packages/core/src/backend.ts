@@ -137,6 +137,12 @@ export interface NativeBackendHandle {
   write(id: number, data: Uint8Array): number;
   /** Vectored {@link write}. */
   writev(id: number, data: readonly Uint8Array[]): number;
+  /**
+   * {@link write} of `data` to each of the first `count` ids, in order, in one call; `results[i]`
+   * gets the bytes `ids[i]` still has queued, or -errno. The sockets that queue part of it share
+   * one native copy. Returns how many queued, or -EINVAL when `count` exceeds either array.
+   */
+  broadcast(ids: Int32Array, count: number, data: Uint8Array, results: Float64Array): number;
   /** Pauses (false) or resumes (true) reading, or accepting for a listener. */
   setReading(id: number, reading: boolean): number;
   /** Half-closes once the queue is flushed. 1: the socket is already fully closed (no CLOSE follows). */

@@ -377,6 +377,35 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.afterWrite(queued, total);
   }
 
+  /**
+   * @internal Before reactor.broadcast()'s native write of `bytes`: 'write' when it may go out,
+   * 'skip' for a closed connection or one whose writable side ended (a broadcast reaches whoever
+   * is still open, so nothing is reported), 'foreign' for another reactor's, and over
+   * `maxQueuedBytes` what write() would do: 'refused' under 'refuse' (nothing thrown), 'destroyed'
+   * under 'destroy'.
+   */
+  admitBroadcast(
+    host: ConnectionHost,
+    bytes: number,
+  ): 'write' | 'skip' | 'foreign' | 'refused' | 'destroyed' {
+    if (this.host !== host) return 'foreign';
+    if (this.ending || !this.usable()) return 'skip';
+    const over = this.overQueueLimit(bytes);
+    if (over === undefined) return 'write';
+    if (this.settings.queueLimitPolicy === 'refuse') return 'refused';
+    this.destroy(over);
+    return 'destroyed';
+  }
+
+  /**
+   * @internal The native broadcast wrote `bytes` here and left `queued` (or -errno): accounted as
+   * a write() of them would be.
+   */
+  broadcastWritten(queued: number, bytes: number): 'written' | 'backpressured' | 'failed' {
+    if (this.afterWrite(queued, bytes)) return 'written';
+    return queued < 0 ? 'failed' : 'backpressured';
+  }
+
   /** Reports a write after the writable side ended (see {@link write}); always false. */
   private writeAfterEnd(call: 'write' | 'writev'): false {
     // reactor.close() ended it: the user asked for everything to close, nothing to report. Once
@@ -417,16 +446,22 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * @throws {@link IomuxError} `IOMUX_QUEUE_FULL` under 'refuse'.
    */
   private withinQueueLimit(bytes: number): boolean {
-    const limit = this.settings.maxQueuedBytes;
-    if (this.queuedBytes + bytes <= limit) return true;
-    this.host.noteQueueLimit();
-    const error = new IomuxError(
-      'IOMUX_QUEUE_FULL',
-      `connection ${this.id}: ${this.queuedBytes} bytes queued + ${bytes} would exceed maxQueuedBytes (${limit})`,
-    );
+    const error = this.overQueueLimit(bytes);
+    if (error === undefined) return true;
     if (this.settings.queueLimitPolicy === 'refuse') throw error;
     this.destroy(error);
     return false;
+  }
+
+  /** The `IOMUX_QUEUE_FULL` error (counted) when `bytes` more would exceed `maxQueuedBytes`. */
+  private overQueueLimit(bytes: number): IomuxError | undefined {
+    const limit = this.settings.maxQueuedBytes;
+    if (this.queuedBytes + bytes <= limit) return undefined;
+    this.host.noteQueueLimit();
+    return new IomuxError(
+      'IOMUX_QUEUE_FULL',
+      `connection ${this.id}: ${this.queuedBytes} bytes queued + ${bytes} would exceed maxQueuedBytes (${limit})`,
+    );
   }
 
   /**

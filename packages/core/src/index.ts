@@ -4,6 +4,7 @@
  */
 export { createReactor, Reactor, Listener } from './reactor.js';
 export type {
+  BroadcastResult,
   ConnectionHandler,
   ConnectOptions,
   FallbackRecord,

@@ -25,6 +25,7 @@ import {
   type SnakeCaseConfig,
 } from './config.js';
 import { adoptSocket, type AdoptOptions, type AdoptSource } from './adopt.js';
+import { Broadcaster, type BroadcastResult } from './broadcast.js';
 import {
   Connection,
   checkQueueLimit,
@@ -77,6 +78,7 @@ export type { FallbackRecord, MigrationSummary } from './backend-open.js';
 export type { FaultInjection, Logger, ReactorOptions } from './reactor-options.js';
 export type { ConnectOptions, ListenOptions, UdpOptions } from './socket-options.js';
 export type { ReactorStats } from './reactor-stats.js';
+export type { BroadcastResult } from './broadcast.js';
 
 /** The port the native listen() and connect() take to mean: the host is a Unix socket path. */
 const UNIX_PORT = -1;
@@ -140,6 +142,7 @@ export class Reactor
     this.dispatch(count, slab);
   };
   private readonly idleWaiters = new Set<() => void>();
+  private readonly broadcaster = new Broadcaster(this);
   /** The longest Unix socket path the backend's platform takes (0: none). */
   private unixPathMax: number;
 
@@ -519,6 +522,32 @@ export class Reactor
    */
   get workerPool(): WorkerPool | undefined {
     return this.pool;
+  }
+
+  /**
+   * Writes the same bytes to many connections in one native call, in the order given, as a loop
+   * of `write()` would but without one JS call and, for the recipients whose kernel buffer does
+   * not take it all, without one copy each: their queues share one native copy (a string is
+   * encoded once). Each recipient's `maxQueuedBytes` applies: one over it is destroyed with
+   * `IOMUX_QUEUE_FULL` (policy `'destroy'`) or left out and listed in `refused` (`'refuse'`;
+   * nothing is thrown). Closed and ended connections are skipped without an error, so a set of
+   * clients can be broadcast to as they come and go. Returns the counts of each outcome.
+   * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for data that is not a Uint8Array or a
+   * string, or a connection of another reactor (before anything is written);
+   * `IOMUX_REACTOR_CLOSED` once closed.
+   * @example
+   * ```ts
+   * const room = new Set<Connection>();
+   * await reactor.listen({ port: 7000, maxQueuedBytes: 256 * 1024 }, (conn) => {
+   *   room.add(conn);
+   *   conn.on('close', () => room.delete(conn));
+   *   conn.on('data', (line) => reactor.broadcast(room, line)); // slow readers over 256 KiB are dropped
+   * });
+   * ```
+   */
+  broadcast(connections: Iterable<Connection>, data: Uint8Array | string): BroadcastResult {
+    this.assertOpen();
+    return this.broadcaster.send(connections, data);
   }
 
   /** Open TCP connections (accepted and connected), not counting listeners. */

@@ -173,14 +173,14 @@ class BlockingEngine final : public Engine {
     return attach_new(s, Role::kReader);
   }
 
-  int64_t write(int id, const iovec* bufs, int count) override {
+  int64_t write(int id, const iovec* bufs, int count, SharedPayload* shared) override {
     Slot* slot = table_.get(id);
     if (slot == nullptr || slot->sock->listener || slot->sock->datagram) return -EBADF;
     const SockRef& s = slot->sock;
     std::unique_lock<std::mutex> lock(s->mu);
     if (s->write_err != 0 && !s->stream.shutdown_requested) return -s->write_err;
     bool started_queue = false;
-    int64_t queued = s->stream.write(s->fd, bufs, count, &stream_counters_, &started_queue);
+    int64_t queued = s->stream.write(s->fd, bufs, count, &stream_counters_, &started_queue, shared);
     if (started_queue) {
       int rc = start_writer(s);
       if (rc != 0) {

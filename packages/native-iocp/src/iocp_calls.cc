@@ -52,11 +52,11 @@ int IocpEngine::connect(const ConnectRequest& request) {
   return id;
 }
 
-int64_t IocpEngine::write(int id, const iovec* bufs, int count) {
+int64_t IocpEngine::write(int id, const iovec* bufs, int count, SharedPayload* shared) {
   Socket* s = sockets_.get(id);
   if (s == nullptr || s->listener || s->datagram) return -EBADF;
   bool started = false;
-  int64_t queued = s->write(s->fd, bufs, count, &counters_, &started);
+  int64_t queued = s->write(s->fd, bufs, count, &counters_, &started, shared);
   if (started) post_send(id);
   return queued;
 }

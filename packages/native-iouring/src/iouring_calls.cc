@@ -34,11 +34,11 @@ int IouringEngine::connect(const ConnectRequest& request) {
   return id;
 }
 
-int64_t IouringEngine::write(int id, const iovec* bufs, int count) {
+int64_t IouringEngine::write(int id, const iovec* bufs, int count, SharedPayload* shared) {
   Socket* s = sockets_.stream(id);
   if (s == nullptr) return -EBADF;
   bool started = false;
-  int64_t queued = s->write(s->fd, bufs, count, &counters_, &started);
+  int64_t queued = s->write(s->fd, bufs, count, &counters_, &started, shared);
   if (queued <= 0) return queued;
   // The try-write just filled the socket buffer: the SENDMSG waits for room first.
   if (!s->connecting && !s->send_inflight) arm_send(id, started);
