@@ -1,4 +1,5 @@
 // pnpm bench [--quick] [--rounds N] [--only name,name] [--no-game] [--no-eco] [--no-http] [--no-resp]
+//            [--no-broadcast]
 // --quick: 1 round of 2 s per cell (1 s under wrk, small -n for redis-benchmark), the 64 B echo
 // and the pipelined 64 B and 4 KiB points.
 // Echo benchmarks of every available iomux backend against node:net and a C epoll server, in one
@@ -15,6 +16,9 @@
 // redis-benchmark -P 1 and -P 16) unless --no-resp; written to bench/results/http.* and resp.*,
 // and their ratios into the report's targets table. `--only http,resp` runs just those. wrk,
 // redis-benchmark and redis-server are found on PATH or installed by bench/tools.mjs.
+// Then the broadcast section (bench/broadcast.mjs: 1 KiB to 1000 recipients, reactor.broadcast()
+// against a loop of write(), time, JS heap and queue memory) unless --no-broadcast; written to
+// bench/results/broadcast.*. `--only broadcast` runs just that.
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -26,6 +30,7 @@ import { renderEcosystemMarkdown, runEcosystemBench } from './ecosystem/index.mj
 import { httpTargets, renderHttpMarkdown, runHttpBench } from './http.mjs';
 import { renderRespMarkdown, respTargets, runRespBench } from './resp.mjs';
 import { ensureTools } from './tools.mjs';
+import { renderBroadcastMarkdown, runBroadcastBench } from './broadcast.mjs';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -39,7 +44,9 @@ const withGame = !argv.includes('--no-game') && (only === undefined || only.incl
 const withEco = !argv.includes('--no-eco') && (only === undefined || only.includes('eco'));
 const withHttp = !argv.includes('--no-http') && (only === undefined || only.includes('http'));
 const withResp = !argv.includes('--no-resp') && (only === undefined || only.includes('resp'));
-const SECTIONS = ['game', 'eco', 'http', 'resp'];
+const withBroadcast =
+  !argv.includes('--no-broadcast') && (only === undefined || only.includes('broadcast'));
+const SECTIONS = ['game', 'eco', 'http', 'resp', 'broadcast'];
 const echoWanted = only === undefined || only.some((name) => !SECTIONS.includes(name));
 const duration = quick ? 2 : 3;
 
@@ -306,6 +313,17 @@ function writeSection(name, title, result, markdown) {
   writeFileSync(`${base}.json`, JSON.stringify(result, null, 2));
   writeFileSync(`${base}.md`, `# ${title}\n\n${markdown}\n`);
   console.log(`\n${markdown}\n\nreport: bench/results/${name}.md (+ .json)`);
+}
+
+if (withBroadcast) {
+  const broadcast = await runBroadcastBench({ quick, rounds, backends: available });
+  if (broadcast.rows.length > 0)
+    writeSection(
+      'broadcast',
+      'iomux broadcast benchmark',
+      broadcast,
+      renderBroadcastMarkdown(broadcast),
+    );
 }
 
 // Linux only: wrk, redis and the C server are epoll programs, and tools.mjs installs Debian packages.

@@ -28,11 +28,14 @@ export interface BroadcastResult {
   readonly failed: number;
 }
 
+const NONE: readonly Connection[] = Object.freeze([]);
+
 /** Typed arrays handed to the native call, kept between calls so a broadcast allocates none. */
 class Scratch {
   ids = new Int32Array(64);
   results = new Float64Array(64);
-  recipients: Connection[] = [];
+  /** The admitted recipients of the call, from index 0; emptied (not shortened) after it. */
+  recipients: (Connection | undefined)[] = [];
 
   reserve(count: number): void {
     if (count <= this.ids.length) return;
@@ -63,7 +66,8 @@ export class Broadcaster {
     try {
       return this.sendWith(scratch, connections, bytes);
     } finally {
-      scratch.recipients.length = 0; // hold no connection past the call
+      // Hold no connection past the call, but keep the array's room for the next one.
+      scratch.recipients.fill(undefined);
       if (scratch === this.scratch) this.busy = false;
     }
   }
@@ -74,20 +78,21 @@ export class Broadcaster {
     data: Uint8Array,
   ): BroadcastResult {
     const recipients = scratch.recipients;
-    const refused: Connection[] = [];
+    let refused: Connection[] | undefined;
+    let count = 0;
     let skipped = 0;
     let overLimit = 0;
     let position = 0;
     for (const connection of connections) {
       switch (connection.admitBroadcast(this.host, data.byteLength)) {
         case 'write':
-          recipients.push(connection);
+          recipients[count++] = connection;
           break;
         case 'skip':
           skipped += 1;
           break;
         case 'refused':
-          refused.push(connection);
+          (refused ??= []).push(connection);
           overLimit += 1;
           break;
         case 'destroyed':
@@ -101,7 +106,6 @@ export class Broadcaster {
       }
       position += 1;
     }
-    const count = recipients.length;
     scratch.reserve(count);
     for (let i = 0; i < count; i++) scratch.ids[i] = recipients[i]!.id;
     if (count > 0) {
@@ -126,6 +130,6 @@ export class Broadcaster {
           break;
       }
     }
-    return { written, backpressured, skipped, overLimit, refused, failed };
+    return { written, backpressured, skipped, overLimit, refused: refused ?? NONE, failed };
   }
 }
