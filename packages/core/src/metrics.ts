@@ -45,7 +45,10 @@ export interface MetricsSnapshot {
   writes_queued: number;
   /** Counter: `write()` calls that returned false (queue at the high-water mark). */
   backpressure_events: number;
-  /** Gauge: bytes waiting in the connections' native write queues, as of each one's last write. */
+  /**
+   * Gauge: bytes waiting in the connections' native write queues, as of each one's last write. A
+   * `broadcast()` payload queued by several connections counts once for each (they share one copy).
+   */
   write_queue_bytes: number;
   /** Counter: writes refused, or connections destroyed, for going over `maxQueuedBytes`. */
   queue_limit_hits: number;
