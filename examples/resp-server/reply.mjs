@@ -13,6 +13,9 @@ const BY_REFERENCE = 4 * 1024;
  */
 const MAX_CHUNKS = 64;
 
+/** The simple replies most commands give, encoded once. */
+const SIMPLE = new Map(['OK', 'PONG'].map((text) => [text, Buffer.from(`+${text}\r\n`, 'latin1')]));
+
 export class ReplyWriter {
   constructor() {
     this.buf = Buffer.allocUnsafe(SEGMENT);
@@ -49,7 +52,15 @@ export class ReplyWriter {
 
   /** @param {string} text */
   simple(text) {
-    this.raw(`+${text}\r\n`);
+    const encoded = SIMPLE.get(text);
+    if (encoded === undefined) {
+      this.raw(`+${text}\r\n`);
+      return;
+    }
+    this.room(encoded.length);
+    // A few bytes: a loop beats Buffer#write's or #copy's native call.
+    for (let i = 0; i < encoded.length; i += 1) this.buf[this.used + i] = encoded[i];
+    this.used += encoded.length;
   }
 
   /**

@@ -71,6 +71,21 @@ describe('RespParser', () => {
     expect(splitInline('  ')).toEqual([]);
   });
 
+  it('finds a header line end past a lone CR and past 32 bytes as indexOf does', () => {
+    // A CR that no LF follows is part of the line: the count is then not a number.
+    expect(errorOf('*3\rX\r\n')).toBe('Protocol error: invalid multibulk length');
+    expect(errorOf('*1\r\n$3\r7\r\nGET\r\n')).toBe('Protocol error: invalid bulk length');
+    // A header line longer than the short scan: still found, still checked.
+    expect(errorOf(`*${'1'.repeat(40)}\r\n`)).toBe('Protocol error: invalid multibulk length');
+    const parser = new RespParser();
+    expect(strings(parser.execute(Buffer.from(`*01\r\n`, 'latin1')))).toEqual([]);
+    expect(parser.error?.message).toBe('Protocol error: invalid multibulk length');
+    // A CR at the end of one read, its LF at the start of the next.
+    const split = new RespParser();
+    expect(split.execute(Buffer.from('*1\r', 'latin1'))).toEqual([]);
+    expect(strings(split.execute(Buffer.from('\n$4\r\nPING\r\n', 'latin1')))).toEqual([['PING']]);
+  });
+
   it('skips empty multibulk requests', () => {
     expect(
       strings(new RespParser().execute(Buffer.from(`*0\r\n*-1\r\n${multibulk('PING')}`))),
