@@ -313,11 +313,20 @@ export class HttpParser {
    * @returns {HttpRequest}
    */
   parseHead(head) {
-    const lines = head.split('\r\n');
-    const requestLine = /** @type {string} */ (lines[0]);
-    const parts = requestLine.split(' ');
-    if (parts.length !== 3) throw new HttpError(400, 'bad request line');
-    const [method, target, version] = /** @type {[string, string, string]} */ (parts);
+    let lineEnd = head.indexOf('\r\n');
+    if (lineEnd === -1) lineEnd = head.length;
+    // The request line: exactly two spaces (method SP request-target SP version).
+    const sp1 = head.indexOf(' ');
+    const sp2 = sp1 === -1 || sp1 > lineEnd ? -1 : head.indexOf(' ', sp1 + 1);
+    if (
+      sp2 === -1 ||
+      sp2 > lineEnd ||
+      (head.indexOf(' ', sp2 + 1) !== -1 && head.indexOf(' ', sp2 + 1) < lineEnd)
+    )
+      throw new HttpError(400, 'bad request line');
+    const method = head.slice(0, sp1);
+    const target = head.slice(sp1 + 1, sp2);
+    const version = head.slice(sp2 + 1, lineEnd);
     if (!TOKEN.test(method)) throw new HttpError(400, 'bad method');
     if (!TARGET.test(target)) throw new HttpError(400, 'bad request-target');
     const v = VERSION.exec(version);
@@ -326,13 +335,24 @@ export class HttpParser {
     const versionMinor = v[2] === '0' ? 0 : 1;
 
     /** @type {Record<string, string>} */
-    const headers = Object.create(null);
+    const headers = new Headers();
     let hosts = 0;
-    for (let i = 1; i < lines.length; i += 1) {
-      const [name, value] = parseField(/** @type {string} */ (lines[i]));
+    let start = lineEnd + 2;
+    while (start <= head.length && lineEnd < head.length) {
+      let end = head.indexOf('\r\n', start);
+      if (end === -1) end = head.length;
+      const colon = head.indexOf(':', start);
+      if (colon <= start || colon > end) throw new HttpError(400, 'bad header line');
+      const rawName = head.slice(start, colon);
+      if (!TOKEN.test(rawName)) throw new HttpError(400, 'bad header name');
+      const value = trimOws(head, colon + 1, end);
+      if (!FIELD_VALUE.test(value)) throw new HttpError(400, `bad value in header ${rawName}`);
+      const name = rawName.toLowerCase();
       if (name === 'host') hosts += 1;
       const previous = headers[name];
       headers[name] = previous === undefined ? value : `${previous}, ${value}`;
+      lineEnd = end;
+      start = end + 2;
     }
     if (hosts > 1) throw new HttpError(400, 'more than one Host header');
     if (versionMinor === 1 && hosts === 0) throw new HttpError(400, 'missing Host header');
@@ -355,6 +375,24 @@ export class HttpParser {
       body: EMPTY,
     };
   }
+}
+
+/** A header map without a prototype, so a field named like `__proto__` is just a field. */
+function Headers() {}
+Headers.prototype = Object.create(null);
+
+/**
+ * `text.slice(start, end)` without leading and trailing SP / HTAB.
+ * @param {string} text
+ * @param {number} start
+ * @param {number} end
+ */
+function trimOws(text, start, end) {
+  let from = start;
+  let to = end;
+  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from += 1;
+  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to -= 1;
+  return text.slice(from, to);
 }
 
 /**

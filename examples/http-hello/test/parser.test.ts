@@ -37,6 +37,19 @@ describe('HttpParser', () => {
     expect(req?.body.length).toBe(0);
   });
 
+  it('keeps fields named like Object.prototype members as plain fields', () => {
+    const [req] = parseAll(
+      'GET / HTTP/1.1\r\nHost: h\r\n__proto__: p\r\nConstructor: c\r\ntoString: t\r\n\r\n',
+    );
+    const headers = req!.headers;
+    expect(headers.__proto__).toBe('p');
+    expect(headers.constructor).toBe('c');
+    expect(headers.tostring).toBe('t');
+    expect(Object.keys(headers)).toEqual(['host', '__proto__', 'constructor', 'tostring']);
+    expect(headers.connection).toBeUndefined();
+    expect('hasOwnProperty' in headers).toBe(false);
+  });
+
   it('returns every request of a pipelined read, in order', () => {
     const input = Array.from(
       { length: 10 },
