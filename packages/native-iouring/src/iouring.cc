@@ -197,7 +197,8 @@ int IouringEngine::enter_in_poll(bool get_events) {
 }
 
 // One completion at a time, each taken off the backlog or the ring before it is handled: a
-// handler may itself stash the CQ (get_sqe) or submit.
+// handler may itself stash the CQ (get_sqe) or submit (both read our head, and submitting
+// publishes it first).
 size_t IouringEngine::reap(EventSink* sink) {
   size_t handled = 0;
   while (!sink->full()) {
@@ -213,11 +214,12 @@ size_t IouringEngine::reap(EventSink* sink) {
       unsigned head = ring_.cq_head();
       const io_uring_cqe* c = ring_.cqe_at(head);
       cqe = Completion{c->user_data, c->res, c->flags};
-      ring_.cq_release(head + 1);
+      ring_.cq_consume(head + 1);  // the kernel sees the new head once, after the loop
     }
     handle(cqe, sink);
     ++handled;
   }
+  ring_.cq_publish();
   return handled;
 }
 
