@@ -159,12 +159,13 @@ int IouringEngine::poll(EventSink* sink) {
   for (int round = 0; round < kMaxRounds && !sink->full() && broken_ == 0; ++round) {
     rc = enter_in_poll(true);
     if (rc < 0) break;
-    reap(sink);
+    size_t handled = reap(sink);
     bufs_.publish();
-    if (ring_.sq_pending() == 0 && ring_.cq_ready() == 0 &&
-        (ring_.sq_flags() & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) == 0) {
-      break;
-    }
+    bool pending = ring_.sq_pending() != 0 || ring_.cq_ready() != 0;
+    bool kernel_work = (ring_.sq_flags() & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN)) != 0;
+    // Nothing reaped and nothing to submit: the kernel reports work it did not turn into
+    // completions this round; work_left() hands it to the next poll instead of spinning here.
+    if (!pending && (!kernel_work || handled == 0)) break;
   }
   if (rc >= 0 && broken_ == 0) {
     bufs_.publish();
@@ -196,8 +197,10 @@ int IouringEngine::enter_in_poll(bool get_events) {
 }
 
 // One completion at a time, each taken off the backlog or the ring before it is handled: a
-// handler may itself stash the CQ (get_sqe) or submit.
-void IouringEngine::reap(EventSink* sink) {
+// handler may itself stash the CQ (get_sqe) or submit (both read our head, and submitting
+// publishes it first).
+size_t IouringEngine::reap(EventSink* sink) {
+  size_t handled = 0;
   while (!sink->full()) {
     Completion cqe;
     if (backlog_head_ != backlog_.size()) {
@@ -207,14 +210,17 @@ void IouringEngine::reap(EventSink* sink) {
         backlog_head_ = 0;
       }
     } else {
-      if (ring_.cq_ready() == 0) return;
+      if (ring_.cq_ready() == 0) break;
       unsigned head = ring_.cq_head();
       const io_uring_cqe* c = ring_.cqe_at(head);
       cqe = Completion{c->user_data, c->res, c->flags};
-      ring_.cq_release(head + 1);
+      ring_.cq_consume(head + 1);  // the kernel sees the new head once, after the loop
     }
     handle(cqe, sink);
+    ++handled;
   }
+  ring_.cq_publish();
+  return handled;
 }
 
 // Empties the CQ into the backlog, so completions the kernel holds in its overflow list can be

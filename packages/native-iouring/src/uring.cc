@@ -129,6 +129,7 @@ int Ring::map_rings(const io_uring_params& p) {
   cq_mask_ = *reinterpret_cast<unsigned*>(cq + p.cq_off.ring_mask);
   cqes_ = reinterpret_cast<io_uring_cqe*>(cq + p.cq_off.cqes);
   cq_head_ = *cq_khead_;
+  cq_published_ = cq_head_;
   return 0;
 }
 
@@ -214,6 +215,7 @@ int Ring::submit_and_wait(unsigned min_ready, long long timeout_ns) {
 // is lost (lose_fd) and reported as -EBADF.
 int Ring::enter(unsigned to_submit, unsigned min_ready, unsigned flags, const void* arg,
                 size_t argsz) {
+  cq_publish();  // the kernel may flush overflowed completions into what we consumed
   for (;;) {
     int rc = sys_enter(fd_, to_submit, min_ready, flags, arg, argsz);
     if (rc >= 0) return rc;

@@ -102,10 +102,20 @@ class Ring {
   unsigned cq_head() const { return cq_head_; }
   unsigned cq_ready() const { return load_acquire(cq_ktail_) - cq_head_; }
   io_uring_cqe* cqe_at(unsigned index) { return &cqes_[index & cq_mask_]; }
+  // Takes entries up to `head` off our side of the ring without telling the kernel yet: a reap
+  // releases the ring once at its end (cq_publish) instead of one shared store per CQE. The kernel
+  // learns the head at the latest before our next io_uring_enter (enter publishes it).
+  void cq_consume(unsigned head) { cq_head_ = head; }
+  // Gives the entries consumed so far back to the kernel.
+  void cq_publish() {
+    if (cq_published_ == cq_head_) return;
+    cq_published_ = cq_head_;
+    store_release(cq_khead_, cq_head_);
+  }
   // Gives entries up to `head` back to the kernel.
   void cq_release(unsigned head) {
-    cq_head_ = head;
-    store_release(cq_khead_, head);
+    cq_consume(head);
+    cq_publish();
   }
 
   uint32_t sq_flags() const { return load_acquire(sq_kflags_); }
@@ -152,6 +162,7 @@ class Ring {
   io_uring_cqe* cqes_ = nullptr;
   unsigned cq_mask_ = 0;
   unsigned cq_head_ = 0;
+  unsigned cq_published_ = 0;  // the head the kernel was last given
 };
 
 // A provided-buffer ring (IORING_REGISTER_PBUF_RING, Linux 5.19): `count` buffers of `size` bytes
