@@ -22,6 +22,10 @@
 //                          sets up its listeners first, lets faults loose, and checks afterwards
 //                          that everything serves again.
 //   IOMUX_FAULT_LOG        file that gets one line per injected fault: `call fd kind`.
+//   IOMUX_FAULT_SENDS_FROM N: a send on a socket is eligible only from that fd's N-th send (counted
+//                          while the gate is open) on, so the first send of a write (the try-write
+//                          from JS) goes through and the faults hit the engine's queue flushes.
+//                          Only stream and datagram sends are faulted then.
 //
 // What each call can get, as the kernel can return it:
 //   send, sendmsg, writev, write (sockets): EINTR, EAGAIN, short; ENOBUFS, ENOMEM, ECONNRESET
@@ -84,7 +88,10 @@ static struct {
   long engine_at;
   int log_fd;
   const char* gate;
+  long sends_from;
 } config;
+#define MAX_COUNTED_FD 65536
+static long sends_by_fd[MAX_COUNTED_FD];
 static long counters[kCallCount];
 static long poll_calls;
 static int engine_failing = -1;  // the enum Call whose polls fail, once IOMUX_FAULT_ENGINE hit
@@ -135,6 +142,8 @@ static void read_config(void) {
     config.engine_at = at != NULL ? atol(at + 1) : 1;
   }
   config.gate = getenv("IOMUX_FAULT_GATE");
+  const char* sends_from = getenv("IOMUX_FAULT_SENDS_FROM");
+  config.sends_from = sends_from != NULL ? atol(sends_from) : 0;
   config.log_fd = log != NULL ? open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644) : -1;
 }
 
@@ -210,6 +219,7 @@ static uint64_t mix(uint64_t x) {  // splitmix64's finaliser
 static enum Kind decide(enum Call call, unsigned allowed, uint64_t* roll) {
   *roll = 0;
   if (!faults_armed()) return kNone;
+  if (config.sends_from > 0 && call != kSend) return kNone;
   long n = __atomic_fetch_add(&counters[call], 1, __ATOMIC_RELAXED);
   uint64_t r = mix(mix(config.seed) + ((uint64_t)call << 40) + (uint64_t)n);
   *roll = mix(r);
@@ -308,6 +318,10 @@ static size_t iov_total(const struct iovec* iov, size_t count) {
 static int transfer_fault(enum Call call, const char* name, int fd, int flags, int sending,
                           size_t total, size_t* cut_len, ssize_t* result) {
   *cut_len = 0;
+  if (sending && config.sends_from > 0 && faults_armed()) {
+    if (fd < 0 || fd >= MAX_COUNTED_FD) return 0;
+    if (__atomic_add_fetch(&sends_by_fd[fd], 1, __ATOMIC_RELAXED) < config.sends_from) return 0;
+  }
   uint64_t roll;
   enum Kind kind = decide(call, transfer_kinds(fd, flags, sending), &roll);
   if (kind == kNone) return 0;
