@@ -26,8 +26,8 @@ const CONTRACT = [
   'PreciseTimerConstructor',
   'PreciseTimerHandle',
 ];
-/** Internal, and not exported anywhere. */
-const INTERNAL = ['NativeCounters'];
+/** Internal, and not exported anywhere: the former name of BackendCounters, the reactor's metric state. */
+const INTERNAL = ['NativeCounters', 'ReactorMetrics'];
 /**
  * Types the main entry's public signatures may name without exporting them: the hosts a
  * Connection, Listener or UdpSocket is constructed with (typedoc.json `intentionallyNotExported`;
