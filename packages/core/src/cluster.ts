@@ -31,7 +31,18 @@ export interface ClusterOptions {
   host?: string;
   /** Reactors (worker threads). Default: `os.availableParallelism()`. */
   workers?: number;
-  /** Reactor configuration for every worker. Default `{ ioModel: 'auto' }`. */
+  /**
+   * Reactor configuration for every worker. Default `{ ioModel: 'auto' }`.
+   * @example
+   * ```ts
+   * const cluster = await startCluster({
+   *   module: new URL('./echo-worker.js', import.meta.url),
+   *   port: 7000,
+   *   config: { io_model: 'io_uring', retry_config: { fallback: ['epoll', 'blocking_io'] } },
+   * });
+   * cluster.backends; // e.g. ['io_uring', 'io_uring', 'io_uring', 'io_uring']
+   * ```
+   */
   config?: ReactorConfig | SnakeCaseConfig;
   /** Listen backlog per reactor. Default 511. */
   backlog?: number;

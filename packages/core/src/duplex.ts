@@ -15,6 +15,16 @@ export interface DuplexOptions {
    * Keep the writable side open after the readable side ended (the peer's FIN), as node:net's
    * `allowHalfOpen`. Default: the connection's own setting; `true` needs a connection that allows
    * half-open (else `IOMUX_INVALID_ARGUMENT`).
+   * @example
+   * ```ts
+   * // A request/response protocol whose client sends FIN after the request.
+   * await reactor.listen({ port: 7001, allowHalfOpen: true }, (conn) => {
+   *   const socket = toDuplex(conn, { allowHalfOpen: true });
+   *   const parts: Buffer[] = [];
+   *   socket.on('data', (chunk: Buffer) => parts.push(chunk));
+   *   socket.on('end', () => socket.end(answer(Buffer.concat(parts)))); // still writable
+   * });
+   * ```
    */
   allowHalfOpen?: boolean;
   /** Bytes the readable side buffers before the connection is paused (default 64 KiB). */

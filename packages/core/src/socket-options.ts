@@ -76,7 +76,13 @@ export interface UdpOptions {
   maxDatagram?: number;
   /**
    * SO_REUSEADDR: let the socket bind an address another socket already uses. Default false, as
-   * node:dgram: a second bind to a port in use fails with `EADDRINUSE`.
+   * node:dgram: a second bind to a port in use fails with `EADDRINUSE`. Every socket sharing the
+   * port must set it (multicast listeners, several processes listening on one discovery port).
+   * @example
+   * ```ts
+   * const a = await reactor.udp({ host: '0.0.0.0', port: 5353, reuseAddr: true });
+   * const b = await reactor.udp({ host: '0.0.0.0', port: 5353, reuseAddr: true }); // no EADDRINUSE
+   * ```
    */
   reuseAddr?: boolean;
 }

@@ -63,6 +63,13 @@ export interface WorkerPoolOptions {
    * file (tsx must then be installed in your project), nothing otherwise. Give a module
    * specifier or absolute path (`'tsx/cjs'`, `'ts-node/register/transpile-only'`, ...) to
    * preload it always (needed for per-task TypeScript filenames), or `false` for none.
+   * @example
+   * ```ts
+   * // Development: run the TypeScript worker as it is (tsx installed); 'auto' picks tsx/cjs.
+   * const dev = new WorkerPool({ filename: new URL('./worker.ts', import.meta.url) });
+   * // Production: the compiled file, and no loader even if tsx happens to be installed.
+   * const prod = new WorkerPool({ filename: new URL('./worker.js', import.meta.url), tsLoader: false });
+   * ```
    */
   tsLoader?: string | false;
   /**
@@ -86,7 +93,20 @@ export interface WorkerPoolOptions {
   scheduling?: ThreadScheduling;
   /** Memory limits of each worker thread. */
   resourceLimits?: ResourceLimits;
-  /** Value every worker sees as `workerData` (from `node:worker_threads` or `piscina`). */
+  /**
+   * Value every worker sees as `workerData` (from `node:worker_threads` or `piscina`), copied
+   * once per thread: for read-only set-up data a task should not carry each time.
+   * @example
+   * ```ts
+   * // main.ts
+   * const pool = new WorkerPool({ filename: './geo.js', workerData: { mapFile: '/srv/map.bin' } });
+   *
+   * // geo.ts, compiled to geo.js
+   * import { readFileSync } from 'node:fs';
+   * import { workerData } from 'node:worker_threads';
+   * const map = readFileSync((workerData as { mapFile: string }).mapFile); // once per thread
+   * ```
+   */
   workerData?: unknown;
 }
 
