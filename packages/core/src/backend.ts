@@ -13,6 +13,7 @@
  * {@link BackendStatus}. The contract types and {@link getBackendModule} (the loaded addon) are
  * for backend authors and their tests, and are exported by `@iomux/core/backend-api`
  * (`backend-api.ts`).
+ * @module
  */
 import { closeSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
