@@ -3,6 +3,8 @@
 // engine handle and their option, event and timer types) lives in `@iomux/core/backend-api` and
 // must not come back into the main entry, either as an export or through the signature of
 // something exported there (as `getBackend()` once returned the module with its `addon()`).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
@@ -126,6 +128,17 @@ describe('public surface', () => {
       .filter(([name]) => !exportedNames.has(name) && !NOT_EXPORTED_ON_PURPOSE.has(name))
       .map(([name, file]) => `${name} (referenced from ${file})`);
     expect(missing).toEqual([]);
+  });
+
+  it('the package serves backend-api through its exports map (built by pnpm build)', async () => {
+    // Resolved as a consumer resolves it: the package's own name, through "exports".
+    const require = createRequire(import.meta.url);
+    const cjs = require.resolve('@iomux/core/backend-api');
+    expect(cjs).toMatch(/dist\/backend-api\.cjs$/);
+    for (const built of ['.js', '.d.ts', '.d.cts'])
+      expect(existsSync(cjs.replace(/\.cjs$/, built)), `dist/backend-api${built}`).toBe(true);
+    const esm = (await import(cjs.replace(/\.cjs$/, '.js'))) as Record<string, unknown>;
+    expect(Object.keys(esm)).toEqual(['getBackendModule']);
   });
 
   it('getBackend() and listBackends() answer with plain status data', () => {
