@@ -3,6 +3,7 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: [
     'src/index.ts',
+    'src/backend-api.ts',
     'src/prometheus.ts',
     'src/otel.ts',
     'src/cluster-worker.ts',

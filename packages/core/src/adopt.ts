@@ -25,6 +25,19 @@ export interface AdoptOptions {
   /**
    * Bytes read from the socket before it was handed over that no one consumed, delivered before
    * anything else: node:http's upgrade `head`.
+   * @example
+   * ```ts
+   * import http from 'node:http';
+   * import type { Socket } from 'node:net';
+   *
+   * const server = http.createServer();
+   * server.on('upgrade', async (req, socket, head) => {
+   *   // node's upgrade socket is a net.Socket, typed as a stream.Duplex
+   *   const conn = await reactor.adopt(socket as Socket, { head }); // head: the client's first bytes
+   *   conn.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: game\r\nconnection: upgrade\r\n\r\n');
+   *   conn.on('data', (frame) => conn.write(frame));
+   * });
+   * ```
    */
   head?: Uint8Array;
   /** As `listen()`'s option; default: the ticket's setting, else the reactor's. */

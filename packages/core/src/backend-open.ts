@@ -6,7 +6,7 @@
 import { constants as osConstants } from 'node:os';
 import {
   AUTO_ORDER,
-  getBackend,
+  getBackendModule,
   type NativeAddon,
   type NativeBackendHandle,
   type NativeBackendOptions,
@@ -127,7 +127,7 @@ export function openBackend(
 ): OpenedBackend {
   const history: FallbackRecord[] = [];
   for (const { name, attempts } of chain) {
-    const backend = getBackend(name);
+    const backend = getBackendModule(name);
     if (!backend.isAvailable()) {
       history.push({
         backend: name,

@@ -7,6 +7,12 @@
  * The contract is at socket level (accept, data, drain, end, close), not fd readiness, so readiness
  * kernels and completion kernels fit alike. Availability is data: a backend that cannot run here
  * says why through {@link BackendModule.unavailabilityCause}; nothing throws at import time.
+ *
+ * Two audiences, two entry points: `@iomux/core` exports only {@link getBackend} and
+ * {@link listBackends}, which answer "can this backend run here, and if not, why?" with a plain
+ * {@link BackendStatus}. The contract types and {@link getBackendModule} (the loaded addon) are
+ * for backend authors and their tests, and are exported by `@iomux/core/backend-api`
+ * (`backend-api.ts`).
  * @module
  */
 import { closeSync, openSync } from 'node:fs';
@@ -43,8 +49,11 @@ export interface NativeEventCodes {
   readonly SEND_ERROR: number;
 }
 
-/** Cumulative counters a native backend keeps. */
-export interface NativeCounters {
+/**
+ * Cumulative counters a backend keeps; {@link Reactor.stats} sums them over the backend in use and
+ * every backend a runtime fallback replaced.
+ */
+export interface BackendCounters {
   /** Polls of the kernel (batches drained). */
   polls: number;
   /** Events delivered to JS (the spec's `io_events_processed`). */
@@ -66,6 +75,12 @@ export interface NativeCounters {
   /** Arenas taken again from the pool after JS dropped every view of them. */
   readArenasReused: number;
 }
+
+/**
+ * The former name of {@link BackendCounters}, still imported by `reactor.ts`.
+ * @internal
+ */
+export type NativeCounters = BackendCounters;
 
 /** Options a native backend is created with. */
 export interface NativeBackendOptions {
@@ -165,7 +180,7 @@ export interface NativeBackendHandle {
   /** Lets the process exit even while started. */
   unref(): void;
   /** Cumulative counters. */
-  counters(): NativeCounters;
+  counters(): BackendCounters;
   /** Closes every socket and the kernel object; the handle is unusable afterwards. */
   close(): void;
   /**
@@ -446,12 +461,32 @@ const modules = new Map<BackendName, BackendModule>(
   BACKEND_NAMES.map((n) => [n, new LoadedBackend(n)]),
 );
 
-/** The backend module of that name (loaded lazily; availability is checked without throwing). */
-export function getBackend(name: BackendName): BackendModule {
-  return modules.get(name)!;
+/**
+ * The backend module of that name, for backend authors and tests that drive an addon directly
+ * (the addon loads on the first question; availability is checked without throwing).
+ * @throws {@link index!IomuxError} `IOMUX_INVALID_ARGUMENT` for a name that is not a backend.
+ * @example
+ * ```ts
+ * import { getBackendModule } from '@iomux/core/backend-api';
+ *
+ * const epoll = getBackendModule('epoll');
+ * if (epoll.isAvailable()) {
+ *   const { NativeBackend, events } = epoll.addon();
+ *   console.log(typeof NativeBackend, events.EVENT_INTS); // 'function' 4
+ * }
+ * ```
+ */
+export function getBackendModule(name: BackendName): BackendModule {
+  const module = modules.get(name);
+  if (module === undefined)
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `backend must be one of ${BACKEND_NAMES.join(', ')}, got ${name}`,
+    );
+  return module;
 }
 
-/** One row of {@link listBackends}. */
+/** Whether a backend can run here: one row of {@link listBackends}, or {@link getBackend}'s answer. */
 export interface BackendStatus {
   /** Backend name. */
   name: BackendName;
@@ -463,16 +498,41 @@ export interface BackendStatus {
   emulation?: string;
 }
 
-/** Every known backend with its availability here, e.g. for a status table. */
+/**
+ * Whether the backend of that name can run on this machine, and if not, why. Never throws for a
+ * backend that cannot run: that is data. A definitive answer is kept for the life of the process;
+ * one that failed for a momentary shortage (no free fd, no memory) is asked again on the next call.
+ * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for a name that is not a backend.
+ * @example
+ * ```ts
+ * import { createReactor, getBackend } from '@iomux/core';
+ *
+ * const uring = getBackend('io_uring');
+ * if (!uring.available) console.warn(`io_uring is off here: ${uring.cause}`);
+ * const reactor = createReactor({ ioModel: uring.available ? 'io_uring' : 'auto' });
+ * ```
+ */
+export function getBackend(name: BackendName): BackendStatus {
+  const backend = getBackendModule(name);
+  const emulation = backend.emulation();
+  return {
+    name,
+    available: backend.isAvailable(),
+    cause: backend.unavailabilityCause(),
+    ...(emulation === undefined ? {} : { emulation }),
+  };
+}
+
+/**
+ * Every known backend with its availability here, e.g. for a status table.
+ * @example
+ * ```ts
+ * import { listBackends } from '@iomux/core';
+ *
+ * console.table(listBackends()); // name, available, cause (and emulation for a test-only build)
+ * const usable = listBackends().filter((b) => b.available).map((b) => b.name);
+ * ```
+ */
 export function listBackends(): BackendStatus[] {
-  return BACKEND_NAMES.map((name) => {
-    const backend = getBackend(name);
-    const emulation = backend.emulation();
-    return {
-      name,
-      available: backend.isAvailable(),
-      cause: backend.unavailabilityCause(),
-      ...(emulation === undefined ? {} : { emulation }),
-    };
-  });
+  return BACKEND_NAMES.map(getBackend);
 }

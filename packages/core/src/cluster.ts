@@ -9,7 +9,20 @@ import type { MetricsSnapshot } from './metrics.js';
 export interface ClusterOptions {
   /**
    * Module each worker imports (path or file URL). It must export
-   * `onConnection(connection, reactor)` and may export `setup(reactor)`.
+   * `onConnection(connection, reactor)` and may export `setup(reactor)` (awaited before the
+   * worker listens).
+   * @example
+   * ```ts
+   * // echo-worker.ts, compiled to echo-worker.js
+   * import type { Connection, Reactor } from '@iomux/core';
+   *
+   * export function setup(reactor: Reactor): void {
+   *   console.log(`worker on ${reactor.backend}`);
+   * }
+   * export function onConnection(conn: Connection): void {
+   *   conn.on('data', (data) => conn.write(data));
+   * }
+   * ```
    */
   module: string | URL;
   /** Port all reactors share through SO_REUSEPORT; 0 picks one. */
@@ -18,7 +31,18 @@ export interface ClusterOptions {
   host?: string;
   /** Reactors (worker threads). Default: `os.availableParallelism()`. */
   workers?: number;
-  /** Reactor configuration for every worker. Default `{ ioModel: 'auto' }`. */
+  /**
+   * Reactor configuration for every worker. Default `{ ioModel: 'auto' }`.
+   * @example
+   * ```ts
+   * const cluster = await startCluster({
+   *   module: new URL('./echo-worker.js', import.meta.url),
+   *   port: 7000,
+   *   config: { io_model: 'io_uring', retry_config: { fallback: ['epoll', 'blocking_io'] } },
+   * });
+   * cluster.backends; // e.g. ['io_uring', 'io_uring', 'io_uring', 'io_uring']
+   * ```
+   */
   config?: ReactorConfig | SnakeCaseConfig;
   /** Listen backlog per reactor. Default 511. */
   backlog?: number;
@@ -43,7 +67,15 @@ export interface Cluster {
   readonly size: number;
   /** Backends the workers run on, in worker order. */
   readonly backends: readonly string[];
-  /** Metrics of every worker, and their sum. */
+  /**
+   * Metrics of every worker, and their sum.
+   * @example
+   * ```ts
+   * const { total, workers } = await cluster.metrics();
+   * console.log(`${total.connections_open} open over ${cluster.size} reactors`);
+   * workers.forEach((w, i) => console.log(`worker ${i}: ${w.connections_open} on ${w.backend}`));
+   * ```
+   */
   metrics(): Promise<ClusterMetrics>;
   /** Closes every reactor gracefully and ends the threads. */
   close(): Promise<void>;

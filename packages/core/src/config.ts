@@ -192,6 +192,22 @@ function detectSpelling(input: Record<string, unknown>): Spelling {
  * is rejected with a {@link ConfigError} that names the field, the value and what is allowed,
  * before anything is opened. `IOMUX_BACKEND` in `env` replaces `io_model` (and may also name
  * `blocking_io`, to force the last-resort backend).
+ * @example
+ * ```ts
+ * import { ConfigError, createReactor, resolveConfig } from '@iomux/core';
+ *
+ * const config = resolveConfig({ io_model: 'epoll', max_events: 512 });
+ * config.retry.fallback; // ['blocking_io'], the default
+ * const reactor = createReactor(config); // not validated again
+ *
+ * try {
+ *   resolveConfig({ io_model: 'epoll', max_events: 63 });
+ * } catch (err) {
+ *   if (!(err instanceof ConfigError)) throw err;
+ *   err.message; // 'invalid config: max_events = 63; expected an integer from 64 to 10000'
+ *   err.field; // 'max_events'
+ * }
+ * ```
  */
 export function resolveConfig(
   input: unknown,
@@ -275,12 +291,36 @@ export function resolveConfig(
 
 const resolvedConfigs = new WeakSet();
 
-/** True for a configuration returned by {@link resolveConfig} (or the loaders built on it). */
+/**
+ * True for a configuration returned by {@link resolveConfig} (or the loaders built on it): an
+ * object of the same shape built by hand is not, so it is validated when used.
+ * @example
+ * ```ts
+ * isResolvedConfig(resolveConfig({ ioModel: 'auto' })); // true
+ * isResolvedConfig({ ...resolveConfig({ ioModel: 'auto' }) }); // false: a copy, not checked
+ * ```
+ */
 export function isResolvedConfig(value: unknown): value is ResolvedConfig {
   return typeof value === 'object' && value !== null && resolvedConfigs.has(value);
 }
 
-/** Parses a JSON or YAML configuration document (the spec's snake_case) and validates it. */
+/**
+ * Parses a JSON or YAML configuration document (the spec's snake_case) and validates it.
+ * @throws {@link ConfigError} for a document that does not parse, or an invalid value.
+ * @example
+ * ```ts
+ * import { createReactor, parseConfigDocument } from '@iomux/core';
+ *
+ * const config = parseConfigDocument(`
+ * io_model: io_uring
+ * max_events: 2048
+ * retry_config:
+ *   max_attempts: 2
+ *   fallback: [epoll, blocking_io]
+ * `);
+ * const reactor = createReactor(config);
+ * ```
+ */
 export function parseConfigDocument(
   text: string,
   env: NodeJS.ProcessEnv = process.env,
@@ -307,7 +347,17 @@ export function parseConfigDocument(
   return resolveConfig(parsed, env);
 }
 
-/** Reads and validates a JSON or YAML configuration file. */
+/**
+ * Reads and validates a JSON or YAML configuration file.
+ * @throws {@link ConfigError} as {@link parseConfigDocument}; the `fs` error when it cannot be read.
+ * @example
+ * ```ts
+ * import { createReactor, loadConfigFile } from '@iomux/core';
+ *
+ * // IOMUX_BACKEND=select node server.js overrides the file's io_model for one run.
+ * const reactor = createReactor(loadConfigFile(process.env.IOMUX_CONFIG ?? 'iomux.yaml'));
+ * ```
+ */
 export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
   return parseConfigDocument(readFileSync(path, 'utf8'), env);
 }

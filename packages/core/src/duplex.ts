@@ -15,6 +15,16 @@ export interface DuplexOptions {
    * Keep the writable side open after the readable side ended (the peer's FIN), as node:net's
    * `allowHalfOpen`. Default: the connection's own setting; `true` needs a connection that allows
    * half-open (else `IOMUX_INVALID_ARGUMENT`).
+   * @example
+   * ```ts
+   * // A request/response protocol whose client sends FIN after the request.
+   * await reactor.listen({ port: 7001, allowHalfOpen: true }, (conn) => {
+   *   const socket = toDuplex(conn, { allowHalfOpen: true });
+   *   const parts: Buffer[] = [];
+   *   socket.on('data', (chunk: Buffer) => parts.push(chunk));
+   *   socket.on('end', () => socket.end(answer(Buffer.concat(parts)))); // still writable
+   * });
+   * ```
    */
   allowHalfOpen?: boolean;
   /** Bytes the readable side buffers before the connection is paused (default 64 KiB). */
@@ -47,6 +57,16 @@ function closedError(connection: Connection): IomuxError {
 /**
  * A `stream.Duplex` over one iomux {@link Connection}, shaped like a `net.Socket` where node:http
  * and node:tls look. Create it with {@link toDuplex}.
+ * @example
+ * ```ts
+ * import http from 'node:http';
+ * import { createReactor, toDuplex } from '@iomux/core';
+ *
+ * const server = http.createServer((req, res) => res.end('hello\n'));
+ * server.keepAliveTimeout = 5000; // works through ConnectionDuplex.setTimeout
+ * const reactor = createReactor({ ioModel: 'auto' });
+ * await reactor.listen({ port: 8080 }, (conn) => server.emit('connection', toDuplex(conn)));
+ * ```
  */
 export class ConnectionDuplex extends Duplex {
   /** The connection this stream reads from and writes to. */
@@ -260,7 +280,17 @@ export class ConnectionDuplex extends Duplex {
     return false;
   }
 
-  /** `'open'`, `'readOnly'`, `'writeOnly'` or `'closed'`, as `net.Socket#readyState`. */
+  /**
+   * `'open'`, `'readOnly'`, `'writeOnly'` or `'closed'`, as `net.Socket#readyState`.
+   * @example
+   * ```ts
+   * const socket = toDuplex(conn, { allowHalfOpen: true });
+   * socket.on('end', () => {
+   *   socket.readyState; // 'writeOnly': the peer sent FIN, the reply can still be written
+   *   socket.end('bye\n');
+   * });
+   * ```
+   */
   get readyState(): 'open' | 'readOnly' | 'writeOnly' | 'closed' {
     if (this.readable && this.writable) return 'open';
     if (this.readable) return 'readOnly';
@@ -271,6 +301,12 @@ export class ConnectionDuplex extends Duplex {
   /**
    * Emits `'timeout'` after `ms` without a byte read or written (the connection's idle timeout);
    * `0` turns it off. node:http's `server.timeout` and `keepAliveTimeout` work through this.
+   * As with `net.Socket`, nothing is closed by the timeout itself: the handler decides.
+   * @example
+   * ```ts
+   * const socket = toDuplex(conn);
+   * socket.setTimeout(30_000, () => socket.destroy()); // drop a client idle for 30 s
+   * ```
    */
   setTimeout(ms: number, callback?: () => void): this {
     this.connection.setTimeout(ms);
@@ -303,6 +339,13 @@ export class ConnectionDuplex extends Duplex {
   /**
    * Ends the writable side and destroys the stream once it finished, as
    * `net.Socket#destroySoon()` (node:http calls it after a response without keep-alive).
+   * Unlike `destroy()`, what was written before goes out first.
+   * @example
+   * ```ts
+   * const socket = toDuplex(conn);
+   * socket.write('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\r\n');
+   * socket.destroySoon(); // flushed, then closed
+   * ```
    */
   destroySoon(): void {
     if (this.writable) this.end();

@@ -59,21 +59,10 @@ export type {
   SnakeCaseRetryConfig,
 } from './config.js';
 export { AUTO_ORDER, getBackend, listBackends } from './backend.js';
-export type {
-  BackendModule,
-  DetachedSocket,
-  NativeAddon,
-  BackendStatus,
-  NativeBackendConstructor,
-  NativeBackendHandle,
-  NativeBackendOptions,
-  NativeCounters,
-  NativeEventCodes,
-  NativeEventsCallback,
-  PreciseTimerConstructor,
-  PreciseTimerHandle,
-} from './backend.js';
-export { channels, ReactorMetrics } from './metrics.js';
+// The backend contract (NativeAddon, NativeBackendHandle, ...) is for backend authors and lives in
+// the `@iomux/core/backend-api` entry (backend-api.ts), not here.
+export type { BackendCounters, BackendStatus } from './backend.js';
+export { channels } from './metrics.js';
 export type { HistogramSummary, MetricsSnapshot, PollMessage, PollObserver } from './metrics.js';
 export { ConfigError, IomuxError, backendHint, errnoName } from './errors.js';
 export type { IomuxErrorCode } from './errors.js';

@@ -42,7 +42,20 @@ export interface ListenerHost {
   reportError(error: IomuxError): void;
 }
 
-/** A listening socket. */
+/**
+ * A listening socket, from {@link Reactor.listen}.
+ * @example
+ * ```ts
+ * import { createReactor } from '@iomux/core';
+ *
+ * const reactor = createReactor({ ioModel: 'auto' });
+ * const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+ *   conn.on('data', (data) => conn.write(data));
+ * });
+ * console.log(`echo on ${listener.address}`); // port 0 asked for a free one: e.g. 127.0.0.1:40123
+ * listener.on('error', (err) => console.warn(`accept failed: ${err.code}`)); // EMFILE, ...
+ * ```
+ */
 export class Listener extends EventEmitter<ListenerEvents> {
   private isClosed = false;
 
@@ -96,7 +109,16 @@ export class Listener extends EventEmitter<ListenerEvents> {
     else this.reactor.reportError(error);
   }
 
-  /** `host:port`, or the path of a Unix socket: what error messages name. */
+  /**
+   * `host:port`, or the path of a Unix socket: what error messages name.
+   * @example
+   * ```ts
+   * const tcp = await reactor.listen({ host: '::1', port: 8080 }, (conn) => conn.end());
+   * tcp.address; // '::1:8080'
+   * const unix = await reactor.listen({ path: '/tmp/app.sock' }, (conn) => conn.end());
+   * unix.address; // '/tmp/app.sock'
+   * ```
+   */
   get address(): string {
     return this.path ?? `${this.host}:${this.port}`;
   }
@@ -109,6 +131,19 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /**
    * Stops accepting; open connections are not affected. A Unix socket's file is removed, as
    * node:net does (only if it still is a socket: a file put there since is left alone).
+   * `'close'` follows on the next tick. Safe to call more than once.
+   * @example
+   * ```ts
+   * // Graceful shutdown: take no new connections, let the open ones finish, then close.
+   * process.once('SIGTERM', () => {
+   *   listener.close();
+   *   const wait = setInterval(() => {
+   *     if (reactor.connectionCount() > 0) return;
+   *     clearInterval(wait);
+   *     void reactor.close();
+   *   }, 100);
+   * });
+   * ```
    */
   close(): void {
     if (this.isClosed) return;

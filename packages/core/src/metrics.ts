@@ -78,6 +78,16 @@ export interface PollMessage {
 /**
  * `node:diagnostics_channel` channels iomux publishes on, for APM tools. Messages are only built
  * while a channel has subscribers.
+ * @example
+ * ```ts
+ * import { channels, type PollMessage } from '@iomux/core';
+ *
+ * channels.poll.subscribe((message) => {
+ *   const { events_count, wait_time_ms } = message as PollMessage;
+ *   if (wait_time_ms > 100) console.warn(`a batch of ${events_count} after ${wait_time_ms} ms`);
+ * });
+ * channels.connectionClose.subscribe((message) => console.log('closed', message));
+ * ```
  */
 export const channels = {
   /** One message per batch: {@link PollMessage}. */
@@ -93,7 +103,11 @@ export const channels = {
 /** Observes each batch; used by the Prometheus and OpenTelemetry adapters. */
 export type PollObserver = (eventsCount: number, waitMs: number) => void;
 
-/** Per-reactor metric state kept in JS: a few numbers and one HDR histogram. */
+/**
+ * Per-reactor metric state kept in JS: a few numbers and one HDR histogram. Users read it through
+ * `reactor.metrics()` ({@link MetricsSnapshot}).
+ * @internal
+ */
 export class ReactorMetrics {
   /** `write()` calls that returned false. */
   backpressureEvents = 0;

@@ -3,14 +3,14 @@
  * use and of every backend a runtime fallback replaced, so totals survive a switch;
  * {@link metricsSnapshot} builds the `metrics()` snapshot from them.
  */
-import type { NativeBackendHandle, NativeCounters } from './backend.js';
+import type { NativeBackendHandle, BackendCounters } from './backend.js';
 import type { BackendName } from './config.js';
 import type { MetricsSnapshot, ReactorMetrics } from './metrics.js';
 import type { TickLoop } from './tick-loop.js';
 import type { WorkerPool } from './worker-pool.js';
 
 /** A snapshot of a reactor's counters. */
-export interface ReactorStats extends NativeCounters {
+export interface ReactorStats extends BackendCounters {
   /** Backend in use. */
   backend: BackendName;
   /** Open connections. */
@@ -22,7 +22,7 @@ export interface ReactorStats extends NativeCounters {
 /** Native counters across runtime fallbacks. */
 export class CounterTotals {
   /** Counters of backends replaced by a runtime fallback. */
-  private readonly retired: NativeCounters = {
+  private readonly retired: BackendCounters = {
     polls: 0,
     events: 0,
     bytesRead: 0,
@@ -38,15 +38,15 @@ export class CounterTotals {
   /** Keeps a replaced backend's counters. */
   retire(old: NativeBackendHandle): void {
     const oldCounters = old.counters();
-    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
+    for (const key of Object.keys(this.retired) as (keyof BackendCounters)[])
       this.retired[key] += oldCounters[key];
   }
 
   /** The counters of `current` (undefined once the reactor failed) plus the retired ones. */
-  totals(current: NativeBackendHandle | undefined): NativeCounters {
+  totals(current: NativeBackendHandle | undefined): BackendCounters {
     if (current === undefined) return { ...this.retired };
     const c = current.counters();
-    for (const key of Object.keys(this.retired) as (keyof NativeCounters)[])
+    for (const key of Object.keys(this.retired) as (keyof BackendCounters)[])
       c[key] += this.retired[key];
     return c;
   }
@@ -57,7 +57,7 @@ export interface SnapshotSources {
   /** Backend in use. */
   backend: BackendName;
   /** Native counter totals ({@link CounterTotals.totals}). */
-  totals: NativeCounters;
+  totals: BackendCounters;
   /** Open connections. */
   connections: number;
   /** The reactor's own metrics (wait histogram, backpressure). */

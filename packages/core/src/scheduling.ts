@@ -1,5 +1,5 @@
 import { constants as osConstants } from 'node:os';
-import { AUTO_ORDER, getBackend } from './backend.js';
+import { AUTO_ORDER, getBackendModule } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
 
 /**
@@ -32,7 +32,7 @@ export function setThreadScheduling(policy: ThreadScheduling): void {
       `scheduling must be one of ${POLICIES.join(', ')}, got ${String(policy)}`,
     );
   const names = AUTO_ORDER[process.platform] ?? [];
-  const module = names.map(getBackend).find((b) => b.isAvailable());
+  const module = names.map(getBackendModule).find((b) => b.isAvailable());
   const addon = module?.addon();
   if (addon?.setThreadScheduling === undefined)
     throw socketError(

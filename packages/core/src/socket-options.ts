@@ -49,15 +49,40 @@ export interface UdpOptions {
   host?: string;
   /** Port; 0 picks a free one. Default 0. */
   port?: number;
-  /** SO_REUSEPORT. Default false. */
+  /**
+   * SO_REUSEPORT: several sockets (one per worker thread or process) bind the same port and the
+   * kernel spreads incoming datagrams over them by source address. Default false.
+   * @example
+   * ```ts
+   * // In each of N worker threads, each with its own reactor:
+   * const socket = await reactor.udp({ host: '0.0.0.0', port: 9000, reusePort: true });
+   * ```
+   */
   reusePort?: boolean;
   /** For IPv6 hosts: refuse IPv4-mapped peers. Default false. */
   ipv6Only?: boolean;
-  /** Receive size per datagram; longer datagrams arrive cut and flagged `truncated`. Default 65536. */
+  /**
+   * Receive size per datagram; longer datagrams arrive cut and flagged `truncated`. Default 65536.
+   * A smaller size packs more datagrams into each batch's read arena.
+   * @example
+   * ```ts
+   * // A game protocol whose packets never exceed 1200 bytes (under the path MTU).
+   * const socket = await reactor.udp({ port: 7777, maxDatagram: 1200 });
+   * socket.on('message', (packet, from) => {
+   *   if (from.truncated) return; // not one of ours
+   * });
+   * ```
+   */
   maxDatagram?: number;
   /**
    * SO_REUSEADDR: let the socket bind an address another socket already uses. Default false, as
-   * node:dgram: a second bind to a port in use fails with `EADDRINUSE`.
+   * node:dgram: a second bind to a port in use fails with `EADDRINUSE`. Every socket sharing the
+   * port must set it (multicast listeners, several processes listening on one discovery port).
+   * @example
+   * ```ts
+   * const a = await reactor.udp({ host: '0.0.0.0', port: 5353, reuseAddr: true });
+   * const b = await reactor.udp({ host: '0.0.0.0', port: 5353, reuseAddr: true }); // no EADDRINUSE
+   * ```
    */
   reuseAddr?: boolean;
 }

@@ -112,8 +112,21 @@ function targetOf(port: number | undefined, address: string | undefined): string
 }
 
 /**
- * A UDP socket of a reactor. Datagrams arrive in batches (recvmmsg on every Linux backend); sends
- * go out at once or wait in a bounded native queue (1 MiB) that is flushed with sendmmsg.
+ * A UDP socket of a reactor, from {@link Reactor.udp}. Datagrams arrive in batches (recvmmsg on
+ * every Linux backend); sends go out at once or wait in a bounded native queue (1 MiB) that is
+ * flushed with sendmmsg.
+ * @example
+ * ```ts
+ * import { createReactor } from '@iomux/core';
+ *
+ * const reactor = createReactor({ ioModel: 'auto' });
+ * const socket = await reactor.udp({ host: '0.0.0.0', port: 9000 });
+ * socket.on('message', (message, remote) => {
+ *   if (remote.truncated) return; // longer than maxDatagram: cut, so not worth answering
+ *   socket.send(message, remote.port, remote.address); // echo
+ * });
+ * socket.on('error', (err) => console.warn(`udp: ${err.code}`)); // ICMP errors, failed queued sends
+ * ```
  */
 export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /** Backend id of the socket; changes on a runtime fallback. */
@@ -151,7 +164,14 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     throw new IomuxError('IOMUX_SOCKET_CLOSED', `${syscall} on a closed UDP socket`);
   }
 
-  /** The bound address. */
+  /**
+   * The bound address (with the real port when 0 was asked for).
+   * @example
+   * ```ts
+   * const socket = await reactor.udp({ host: '127.0.0.1' }); // port 0: any free one
+   * const { address, port, family } = socket.address(); // '127.0.0.1', e.g. 51234, 'IPv4'
+   * ```
+   */
   address(): UdpAddress {
     const result = this.host.native.address(this.nativeId('getsockname'), false);
     if (typeof result === 'number') throw socketError(result, 'getsockname');
@@ -230,6 +250,14 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /**
    * Stops reading: datagrams wait in the kernel's receive buffer (SO_RCVBUF), which drops what
    * does not fit, as it would for any slow reader. Sending goes on.
+   * @example
+   * ```ts
+   * // Read no faster than a slow store takes the data.
+   * socket.on('message', (message) => {
+   *   socket.pause();
+   *   void store(Buffer.from(message)).finally(() => socket.resume()); // copied: store() is async
+   * });
+   * ```
    */
   pause(): void {
     this.check(this.host.native.setReading(this.nativeId('pause'), false), 'pause');
@@ -252,7 +280,15 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     this.check(this.host.native.udpConnect(this.nativeId('connect'), address, port), 'connect');
   }
 
-  /** SO_BROADCAST. */
+  /**
+   * SO_BROADCAST: allows sending to a broadcast address (without it the kernel refuses with
+   * `EACCES`).
+   * @example
+   * ```ts
+   * socket.setBroadcast(true);
+   * socket.send('discover', 9999, '255.255.255.255');
+   * ```
+   */
   setBroadcast(on: boolean): void {
     this.check(
       this.host.native.setOption(this.nativeId('setsockopt'), 'broadcast', on ? 1 : 0),
@@ -265,7 +301,14 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     this.check(this.host.native.setOption(this.nativeId('setsockopt'), 'ttl', ttl), 'setsockopt');
   }
 
-  /** SO_RCVBUF: raise it when bursts of datagrams outrun the reactor (the kernel drops the excess). */
+  /**
+   * SO_RCVBUF: raise it when bursts of datagrams outrun the reactor (the kernel drops the excess).
+   * Linux caps it at `net.core.rmem_max` and doubles what it grants, for its own bookkeeping.
+   * @example
+   * ```ts
+   * socket.setRecvBufferSize(4 * 1024 * 1024); // absorb a 4 MiB burst between polls
+   * ```
+   */
   setRecvBufferSize(bytes: number): void {
     this.check(
       this.host.native.setOption(this.nativeId('setsockopt'), 'recvBufferSize', bytes),
@@ -297,7 +340,17 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     );
   }
 
-  /** Joins an IPv4 multicast group. */
+  /**
+   * Joins an IPv4 multicast group, on the interface with the local address `iface` (default: the
+   * kernel picks one by route). Bind the group's port on `0.0.0.0` to receive its datagrams.
+   * @example
+   * ```ts
+   * const mdns = await reactor.udp({ host: '0.0.0.0', port: 5353, reuseAddr: true });
+   * mdns.addMembership('224.0.0.251');
+   * mdns.setMulticastTTL(255);
+   * mdns.on('message', (packet, from) => console.log(`${packet.length} bytes from ${from.address}`));
+   * ```
+   */
   addMembership(group: string, iface?: string): void {
     this.check(
       this.host.native.setOption(this.nativeId('setsockopt'), 'addMembership', 0, group, iface),

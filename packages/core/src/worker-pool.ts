@@ -30,7 +30,14 @@ export interface WorkerPoolOptions {
    * A TypeScript file (`.ts`, `.mts`, `.cts`) is loaded through {@link WorkerPoolOptions.tsLoader}.
    */
   filename?: string | URL;
-  /** A number for a fixed size, or `{ min, max }`. */
+  /**
+   * A number for a fixed size, or `{ min, max }`.
+   * @example
+   * ```ts
+   * // Two threads always warm, up to four under load; the extra ones exit after 10 s idle.
+   * const pool = new WorkerPool({ filename: './worker.js', size: { min: 2, max: 4 }, idleTimeout: 10_000 });
+   * ```
+   */
   size?: number | WorkerPoolSize;
   /** How long, in ms, a thread above `min` may stay idle before it exits. Default 30 000. */
   idleTimeout?: number;
@@ -38,6 +45,11 @@ export interface WorkerPoolOptions {
    * Tasks that may wait for a thread beyond the `max` that run. When that many are waiting,
    * {@link WorkerPool.run} rejects at once with `IOMUX_QUEUE_FULL` (it never blocks); to wait for
    * room instead, `await pool.whenReady()` first. Default 1024; `Infinity` for no limit.
+   * @example
+   * ```ts
+   * // Shed load instead of queueing without bound: at most 16 tasks wait.
+   * const pool = new WorkerPool({ filename: './worker.js', size: 4, maxQueue: 16 });
+   * ```
    */
   maxQueue?: number;
   /**
@@ -51,6 +63,13 @@ export interface WorkerPoolOptions {
    * file (tsx must then be installed in your project), nothing otherwise. Give a module
    * specifier or absolute path (`'tsx/cjs'`, `'ts-node/register/transpile-only'`, ...) to
    * preload it always (needed for per-task TypeScript filenames), or `false` for none.
+   * @example
+   * ```ts
+   * // Development: run the TypeScript worker as it is (tsx installed); 'auto' picks tsx/cjs.
+   * const dev = new WorkerPool({ filename: new URL('./worker.ts', import.meta.url) });
+   * // Production: the compiled file, and no loader even if tsx happens to be installed.
+   * const prod = new WorkerPool({ filename: new URL('./worker.js', import.meta.url), tsLoader: false });
+   * ```
    */
   tsLoader?: string | false;
   /**
@@ -65,11 +84,29 @@ export interface WorkerPoolOptions {
    * where a nice value only shrinks the worker's share. Set in each thread before its first task;
    * off Linux, or when the kernel refuses, the thread keeps normal scheduling and a process
    * warning says why. Default `'normal'` (left untouched).
+   * @example
+   * ```ts
+   * // CPU-heavy path finding that must never delay the game loop's thread.
+   * const pool = new WorkerPool({ filename: './astar.js', size: 2, scheduling: 'idle' });
+   * ```
    */
   scheduling?: ThreadScheduling;
   /** Memory limits of each worker thread. */
   resourceLimits?: ResourceLimits;
-  /** Value every worker sees as `workerData` (from `node:worker_threads` or `piscina`). */
+  /**
+   * Value every worker sees as `workerData` (from `node:worker_threads` or `piscina`), copied
+   * once per thread: for read-only set-up data a task should not carry each time.
+   * @example
+   * ```ts
+   * // main.ts
+   * const pool = new WorkerPool({ filename: './geo.js', workerData: { mapFile: '/srv/map.bin' } });
+   *
+   * // geo.ts, compiled to geo.js
+   * import { readFileSync } from 'node:fs';
+   * import { workerData } from 'node:worker_threads';
+   * const map = readFileSync((workerData as { mapFile: string }).mapFile); // once per thread
+   * ```
+   */
   workerData?: unknown;
 }
 
@@ -84,13 +121,33 @@ export interface WorkerTaskOptions {
    * n ≥ 4 KiB, or `Buffer.allocUnsafeSlow(n)`): its buffer is detached here and the worker owns
    * it. A view into a larger buffer (Node's small-Buffer pool, a slice, a reactor read slab) is
    * copied instead, so moving never detaches memory something else uses.
+   * @example
+   * ```ts
+   * const frame = Buffer.allocUnsafeSlow(1 << 20); // its own ArrayBuffer: moved, not copied
+   * const hash = await pool.run<string>('sha256', frame, { transferList: [frame] });
+   * // frame is detached here now (length 0): the worker owns the memory
+   * ```
    */
   transferList?: readonly TransferItem[];
-  /** Run an export of this module instead of the pool's `filename`. */
+  /**
+   * Run an export of this module instead of the pool's `filename`.
+   * @example
+   * ```ts
+   * const pool = new WorkerPool({ size: 2 }); // no default module
+   * const png = await pool.run('render', chart, { filename: new URL('./charts.js', import.meta.url) });
+   * ```
+   */
   filename?: string | URL;
   /**
    * Aborting it rejects the task with an `AbortError`: a queued task is dropped; a running one
    * has its thread terminated (and replaced).
+   * @example
+   * ```ts
+   * // Cancel the work when the client that asked for it goes away.
+   * const abort = new AbortController();
+   * conn.once('close', () => abort.abort());
+   * const report = await pool.run('report', query, { signal: abort.signal });
+   * ```
    */
   signal?: AbortSignal;
   /**
@@ -332,10 +389,13 @@ interface Pending {
  *
  * @example
  * ```ts
- * // worker.js
- * export function sum(numbers) { return numbers.reduce((a, b) => a + b, 0); }
+ * // worker.ts, compiled to worker.js
+ * export function sum(numbers: number[]): number {
+ *   return numbers.reduce((a, b) => a + b, 0);
+ * }
  *
- * // main
+ * // main.ts
+ * import { WorkerPool } from '@iomux/core';
  * const pool = new WorkerPool({ filename: new URL('./worker.js', import.meta.url), size: 2 });
  * console.log(await pool.run('sum', [1, 2, 3])); // 6
  * await pool.close();
@@ -460,7 +520,15 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     });
   }
 
-  /** True when {@link WorkerPool.run} would reject with `IOMUX_QUEUE_FULL`. */
+  /**
+   * True when {@link WorkerPool.run} would reject with `IOMUX_QUEUE_FULL`.
+   * @example
+   * ```ts
+   * // Answer "busy" at once instead of running a task that would be refused.
+   * if (pool.full) conn.write('-BUSY try again later\r\n');
+   * else conn.write(await pool.run<string>('query', request));
+   * ```
+   */
   get full(): boolean {
     return this.pending.size >= this.maxThreads + this.maxQueue;
   }
@@ -501,6 +569,16 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   /**
    * Resolves when {@link WorkerPool.run} can take one more task (at once when it can already).
    * Rejects with `IOMUX_POOL_CLOSED` when the pool closes first.
+   * @example
+   * ```ts
+   * // A batch job that waits for room instead of being refused with IOMUX_QUEUE_FULL.
+   * const results: Promise<unknown>[] = [];
+   * for (const file of files) {
+   *   await pool.whenReady();
+   *   results.push(pool.run('compress', file));
+   * }
+   * await Promise.all(results);
+   * ```
    */
   whenReady(): Promise<void> {
     if (this.closing !== undefined)
@@ -511,7 +589,15 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     });
   }
 
-  /** Current counters and the task-time histogram. */
+  /**
+   * Current counters and the task-time histogram.
+   * @example
+   * ```ts
+   * const { queued, running, utilization, taskTime } = pool.stats();
+   * console.log(`${running} running, ${queued} queued, ${(utilization * 100).toFixed(0)}% busy`);
+   * console.log(`task time p99 ${taskTime.p99.toFixed(2)} ms`);
+   * ```
+   */
   stats(): WorkerPoolStats {
     const queued = Math.min(this.piscina.queueSize, this.pending.size);
     return {
@@ -531,6 +617,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
   /**
    * Starts a new window for `utilization` and `taskTime` (e.g. after a warm-up). The task
    * counters (`completed`, `failed`, `rejected`) stay totals over the pool's life.
+   * @example
+   * ```ts
+   * await Promise.all(warmUpInputs.map((input) => pool.run('score', input))); // JIT warm-up
+   * pool.resetStats();
+   * // ... the measured run; pool.stats().taskTime now covers only it
+   * ```
    */
   resetStats(): void {
     this.statsSince = { runMs: this.totalRunMs(), durationMs: this.piscina.duration };
@@ -560,6 +652,12 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
    * Closes the pool: queued tasks reject with `IOMUX_POOL_CLOSED`, running tasks finish (up to
    * `closeTimeout`, then they are terminated and reject with `IOMUX_POOL_CLOSED`), then every
    * thread exits. Safe to call more than once.
+   * @example
+   * ```ts
+   * process.once('SIGTERM', () => {
+   *   void reactor.close().then(() => pool.close()); // stop taking work, then let tasks finish
+   * });
+   * ```
    */
   close(): Promise<void> {
     this.closing ??= this.shutdown();

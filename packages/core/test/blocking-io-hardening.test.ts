@@ -6,14 +6,14 @@ import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { getBackend } from '../src/index.js';
 import type { Connection } from '../src/index.js';
-import type {
-  DetachedSocket,
-  NativeAddon,
-  NativeBackendHandle,
-  NativeBackendOptions,
-} from '../src/backend.js';
+import {
+  getBackendModule,
+  type DetachedSocket,
+  type NativeAddon,
+  type NativeBackendHandle,
+  type NativeBackendOptions,
+} from '../src/backend-api.js';
 import { backends, backendTitle, netConnect, reactorOn, sleep } from './helpers.js';
 
 const EAGAIN = 11;
@@ -84,7 +84,7 @@ afterEach(async () => {
 });
 
 function addon(): NativeAddon {
-  return getBackend('blocking_io').addon();
+  return getBackendModule('blocking_io').addon();
 }
 
 /** A batch callback for engines whose events the test does not look at. */

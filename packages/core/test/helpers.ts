@@ -24,8 +24,8 @@ export function fdCount(): number {
 
 /** Every backend with its availability, for describe.each / skipIf. */
 export const backends = BACKEND_NAMES.map((name) => {
-  const module = getBackend(name);
-  return { name, available: module.isAvailable(), cause: module.unavailabilityCause() ?? '' };
+  const { available, cause } = getBackend(name);
+  return { name, available, cause: cause ?? '' };
 });
 
 /** A describe-block title that names the skip reason when the backend cannot run here. */

@@ -5,12 +5,11 @@ import { closeSync, openSync, readFileSync, readdirSync, readlinkSync } from 'no
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
-  createReactor,
-  getBackend,
-  type FallbackRecord,
+  getBackendModule,
   type NativeBackendHandle,
   type NativeBackendOptions,
-} from '../src/index.js';
+} from '../src/backend-api.js';
+import { createReactor, type FallbackRecord } from '../src/index.js';
 import { backends, backendTitle, echo, fdCount, pattern, until } from './helpers.js';
 
 const iouring = backends.find((b) => b.name === 'io_uring')!;
@@ -32,7 +31,7 @@ function fdsOf(kind: string): Set<number> {
 
 /** Opens a raw io_uring engine and returns it with the ring fd it created. */
 function openEngine(tuning: Record<string, number>): { handle: NativeBackendHandle; ring: number } {
-  const addon = getBackend('io_uring').addon();
+  const addon = getBackendModule('io_uring').addon();
   const before = fdsOf('anon_inode:[io_uring]');
   const options: NativeBackendOptions = {
     maxEvents: 256,

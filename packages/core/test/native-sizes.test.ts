@@ -3,7 +3,7 @@
 // int32 fields of event records is a RangeError naming the option, its value and the range, and
 // nothing is allocated.
 import { describe, expect, it } from 'vitest';
-import { getBackend } from '../src/index.js';
+import { getBackendModule } from '../src/backend-api.js';
 import { backendTitle, backends } from './helpers.js';
 
 const MiB = 1024 * 1024;
@@ -18,7 +18,7 @@ describe.each(backends)('NativeBackend size bounds: $name', (backend) => {
   const run = backend.available ? it : it.skip;
 
   function construct(options: Record<string, unknown>): () => void {
-    const { NativeBackend } = getBackend(backend.name).addon();
+    const { NativeBackend } = getBackendModule(backend.name).addon();
     return () => {
       const handle = new NativeBackend(options as never, ignoreEvents);
       handle.close();

@@ -2,7 +2,8 @@
 // (the real conditions — seccomp, sysctl, old kernel, memlock — cannot be produced here).
 import { constants } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { createReactor, getBackend, type BackendName } from '../src/index.js';
+import { getBackendModule } from '../src/backend-api.js';
+import { createReactor, type BackendName } from '../src/index.js';
 import { backends } from './helpers.js';
 
 const available = backends.filter((b) => b.available);
@@ -46,7 +47,7 @@ describe.each(available.map((b) => b.name))('start-up fallback from %s', (name: 
 
 const uring = backends.find((b) => b.name === 'io_uring')!;
 describe.skipIf(!uring.available)('io_uring availability causes', () => {
-  const probe = (errno: number): string => getBackend('io_uring').addon().probe(errno);
+  const probe = (errno: number): string => getBackendModule('io_uring').addon().probe(errno);
   it('explains each setup failure', () => {
     expect(probe(constants.errno.EPERM)).toMatch(
       /blocked (by a seccomp filter|: .*io_uring_disabled)/,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { coarseTimers } from '../src/timers.js';
-import { getBackend, runTicks } from '../src/index.js';
+import { getBackendModule } from '../src/backend-api.js';
+import { runTicks } from '../src/index.js';
 import { backendTitle, backends, fdCount, reactorOn } from './helpers.js';
 
 const linuxBackends = backends.filter((b) =>
@@ -120,7 +121,7 @@ describe('native timer misuse', () => {
   it.skipIf(!linuxBackends.some((b) => b.name === 'epoll' && b.available))(
     'rejects a negative, NaN or huge delay with EINVAL and a closed timer with EBADF',
     () => {
-      const Timer = getBackend('epoll').addon().PreciseTimer;
+      const Timer = getBackendModule('epoll').addon().PreciseTimer;
       expect(Timer).toBeDefined();
       if (Timer === undefined) return;
       const timer = new Timer(() => undefined);
