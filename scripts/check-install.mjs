@@ -10,7 +10,8 @@
 //      cc, c++, make, python3) and the registry as the only network;
 //   3. in each cell: a ten-line echo server (io_model 'auto') serves a node:net client (ESM
 //      import), a CJS require() reaches the same API, and the backend that ran is printed; once
-//      (npm, Node 20): a TypeScript consumer compiled with `strict` against the installed .d.ts,
+//      (npm, Node 20): a TypeScript consumer compiled with `strict` against the installed .d.ts
+//      (the main entry and @iomux/core/backend-api),
 //      the optional integrations (prom-client, @opentelemetry/api, pino) are checked absent, and
 //      the installed size is reported;
 //   4. linux-arm64: that npm project's tree runs the echo server under qemu-user with the npm
@@ -237,6 +238,10 @@ if (typeof core.createReactor !== 'function') throw new Error('no createReactor 
 console.log(JSON.stringify({ cjs: Object.keys(core).length }));
 `;
 const TS = `import { createReactor, type Connection } from '@iomux/core';
+import { getBackendModule, type NativeAddon } from '@iomux/core/backend-api';
+const epoll = getBackendModule('epoll');
+const addon: NativeAddon | undefined = epoll.isAvailable() ? epoll.addon() : undefined;
+console.log(addon?.name);
 const reactor = createReactor({ ioModel: 'auto', maxEvents: 256 });
 const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn: Connection) => {
   conn.on('data', (data: Buffer) => conn.write(data));
