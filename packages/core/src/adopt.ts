@@ -7,6 +7,7 @@
  */
 import { closeSync } from 'node:fs';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import type { NativeEventCodes } from './backend.js';
 import type { BackendName } from './config.js';
@@ -17,8 +18,12 @@ import { channels } from './metrics.js';
 import type { SocketTable } from './socket-table.js';
 import { isConnectionTicket, type ConnectionTicket } from './transfer.js';
 
-/** What `reactor.adopt()` takes. */
-export type AdoptSource = net.Socket | number | ConnectionTicket;
+/**
+ * What `reactor.adopt()` takes: a connected `net.Socket` (typed as the `stream.Duplex` node:http's
+ * `'upgrade'` event gives, so no cast is needed; any other Duplex is refused with
+ * `IOMUX_INVALID_ARGUMENT`), an fd, or a connection ticket.
+ */
+export type AdoptSource = net.Socket | Duplex | number | ConnectionTicket;
 
 /** Options of `reactor.adopt()`. */
 export interface AdoptOptions {
@@ -28,12 +33,10 @@ export interface AdoptOptions {
    * @example
    * ```ts
    * import http from 'node:http';
-   * import type { Socket } from 'node:net';
    *
    * const server = http.createServer();
    * server.on('upgrade', async (req, socket, head) => {
-   *   // node's upgrade socket is a net.Socket, typed as a stream.Duplex
-   *   const conn = await reactor.adopt(socket as Socket, { head }); // head: the client's first bytes
+   *   const conn = await reactor.adopt(socket, { head }); // head: the client's first bytes
    *   conn.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: game\r\nconnection: upgrade\r\n\r\n');
    *   conn.on('data', (frame) => conn.write(frame));
    * });
@@ -84,8 +87,15 @@ export async function adoptSocket(
     return adoptNetSocket(host, source, head, settingsFor(options.allowHalfOpen));
   throw new IomuxError(
     'IOMUX_INVALID_ARGUMENT',
-    'adopt: expected a net.Socket, an fd or a connection ticket',
+    `adopt: expected a net.Socket, an fd or a connection ticket, got ${describe(source)}`,
   );
+}
+
+/** What a refused adopt() source was, for the error: its class name or its type. */
+function describe(source: unknown): string {
+  if (typeof source !== 'object' || source === null) return typeof source;
+  const name = (source as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === 'string' && name !== '' ? `a ${name}` : 'an object';
 }
 
 /** The fd when it is a connected stream socket (`duplicate`: a copy of it), else the errno as an error. */

@@ -395,11 +395,8 @@ export class Reactor
    * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT`, `ENOTSOCK`, `EBADF`, `EPROTOTYPE`, ...
    * @example
    * ```ts
-   * import type { Socket } from 'node:net';
-   *
    * httpServer.on('upgrade', async (req, socket, head) => {
-   *   // node's upgrade socket is a net.Socket, typed as a stream.Duplex
-   *   const conn = await reactor.adopt(socket as Socket, { head });
+   *   const conn = await reactor.adopt(socket, { head });
    *   conn.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: game\r\nConnection: Upgrade\r\n\r\n');
    * });
    * ```

@@ -4,6 +4,7 @@
 import { closeSync, openSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { IomuxError, toNetSocket } from '../src/index.js';
 import { backends, echo, pattern, until } from './helpers.js';
@@ -130,6 +131,12 @@ describe.each(backends)('suite.reactor.adopt: $name', (backend) => {
     expect((await attempt(-1)).code).toBe('IOMUX_INVALID_ARGUMENT');
     expect((await attempt(1.5)).code).toBe('IOMUX_INVALID_ARGUMENT');
     expect((await attempt('socket')).code).toBe('IOMUX_INVALID_ARGUMENT');
+    // A Duplex that is no socket (the type takes the Duplex node's 'upgrade' event gives).
+    const notASocket = await attempt(new PassThrough());
+    expect(notASocket.code).toBe('IOMUX_INVALID_ARGUMENT');
+    expect(notASocket.message).toMatch(
+      /expected a net\.Socket, an fd or a connection ticket, got a PassThrough/,
+    );
     const file = openSync('/dev/null', 'r');
     try {
       expect((await attempt(file)).code).toBe('ENOTSOCK');

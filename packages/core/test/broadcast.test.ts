@@ -116,7 +116,7 @@ describe.each(backends)('broadcast: $name', (backend) => {
     async () => {
       const { servers, clients } = await room(6, { maxQueuedBytes: 512 * 1024 });
       const stalled = new Set([1, 4]);
-      const closes = servers.map(() => 'open');
+      const closes: unknown[] = servers.map(() => 'open');
       servers.forEach((s, i) => s.on('close', (err) => (closes[i] = err)));
       const states = clients.map((c, i) => {
         if (stalled.has(i)) c.pause();
