@@ -1,5 +1,6 @@
 // node bench/game.mjs [--quick] [--seconds S] [--rounds N] [--bots N] [--backends a,b]
-//                     [--transports udp,tcp] [--workers default,nice:0,nice:19,sched:idle]
+//                     [--transports udp,tcp]
+//                     [--workers default,nice:0,nice:19,sched:idle,default+pin,sched:idle+pin]
 //                     [--quiet-wait S]
 //                     [--max-other CORES] [--env K=V,K=V]
 // The game-server benchmark of issue 8: 1000 simulated players at 60 Hz while the pool's workers
@@ -8,12 +9,15 @@
 // on node:dgram / node:net), bounded in time, loopback only. Reports tick jitter p50/p99/max,
 // tick duration, skipped ticks, event-loop delay, worker utilization, the bots' CPU and what
 // other processes used meanwhile. Writes bench/results/game.json and game.md.
+// A `+pin` worker set-up (default rows: `default` and `default+pin`) keeps the reactor's core to
+// itself: the server's main thread on the first CPU this process may use, the pool's workers and
+// the bots' whole process on the others (REACTOR_CPUS, WORKER_CPUS, BOT_CPUS of the demo).
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listBackends } from '@iomux/core';
+import { getThreadAffinity, listBackends } from '@iomux/core';
 
 const DEMO = fileURLToPath(new URL('../examples/game-server/demo.mjs', import.meta.url));
 /** Backends the benchmark tries (the Linux ones; select cannot hold 1000 TCP connections). */
@@ -77,17 +81,50 @@ function runDemo(env, timeoutS) {
 }
 
 /**
+ * The CPU split of a `+pin` set-up: the reactor on the first CPU this process may use, workers
+ * and bots on the rest; or `{ unavailable }` saying why there is none here.
+ */
+function pinning() {
+  if (process.platform !== 'linux') return { unavailable: 'pinning threads needs Linux' };
+  const cpus = getThreadAffinity();
+  if (cpus.length < 2) return { unavailable: `one CPU (${cpus.join(',')}) to run on` };
+  const rest = cpus.slice(1).join(',');
+  return { env: { REACTOR_CPUS: String(cpus[0]), WORKER_CPUS: rest, BOT_CPUS: rest } };
+}
+
+/**
  * Parses 'nice:19' / 'sched:idle' into the server's NICE and WORKER_SCHED; 'default' keeps the
- * example's defaults.
+ * example's defaults. A '+pin' suffix ('default+pin', 'sched:idle+pin') adds the CPU split of
+ * {@link pinning}.
  */
 function workerConfig(spec) {
-  if (spec === 'default') return { label: 'default', env: {} };
-  const [kind, value] = spec.split(':');
-  if (kind === 'nice')
-    return { label: `nice ${value}`, env: { NICE: value, WORKER_SCHED: 'normal' } };
-  if (kind === 'sched')
-    return { label: `SCHED_${value.toUpperCase()}`, env: { NICE: '0', WORKER_SCHED: value } };
-  throw new Error(`--workers: expected nice:N or sched:POLICY, got ${spec}`);
+  const [base, ...extras] = spec.split('+');
+  if (extras.some((extra) => extra !== 'pin'))
+    throw new Error(`--workers: the only suffix is +pin, got ${spec}`);
+  let config;
+  if (base === 'default') config = { label: 'default', env: {} };
+  else {
+    const [kind, value] = base.split(':');
+    if (kind === 'nice')
+      config = { label: `nice ${value}`, env: { NICE: value, WORKER_SCHED: 'normal' } };
+    else if (kind === 'sched')
+      config = { label: `SCHED_${value.toUpperCase()}`, env: { NICE: '0', WORKER_SCHED: value } };
+    else throw new Error(`--workers: expected default, nice:N or sched:POLICY, got ${spec}`);
+  }
+  if (extras.length === 0) return config;
+  const split = pinning();
+  if (split.unavailable !== undefined)
+    return { ...config, label: `${config.label}, pinned`, unavailable: split.unavailable };
+  return { label: `${config.label}, pinned`, env: { ...config.env, ...split.env } };
+}
+
+/** How a run was pinned, from the reports (what the threads ran on, not what was asked). */
+function pinLabel(server, bots) {
+  if (server.workerCpus === undefined) return '';
+  return (
+    `; pinned: reactor CPU ${server.reactorCpus?.join(',') ?? '?'}, ` +
+    `workers CPU ${server.workerCpus.join(',')}, bots CPU ${bots.cpus ?? '?'}`
+  );
 }
 
 /**
@@ -101,7 +138,7 @@ export async function runGameBench({
   bots = 1000,
   backends = LINUX_BACKENDS,
   transports = ['udp'],
-  workers = ['default'],
+  workers = ['default', 'default+pin'],
   quietWait = quick ? 10 : 30,
   maxOther = 0.2,
   env = {},
@@ -116,6 +153,11 @@ export async function runGameBench({
         const config = workerConfig(spec);
         const row = { backend, transport, workers: config.label, bots, seconds, samples: [] };
         rows.push(row);
+        if (config.unavailable !== undefined) {
+          row.skipped = `not pinned: ${config.unavailable}`;
+          log(`${backend}/${transport} ${config.label}: skipped, ${row.skipped}`);
+          continue;
+        }
         if (info === undefined || !info.available) {
           row.skipped = `backend ${backend} does not run here: ${info?.cause ?? 'unknown backend'}`;
           log(`${backend}/${transport}: skipped, ${row.skipped}`);
@@ -177,6 +219,7 @@ export async function runGameBench({
           // What the workers actually ran with (the example's defaults for 'default').
           row.workers =
             (s.scheduling === 'normal' ? `nice ${s.nice}` : `SCHED_${s.scheduling.toUpperCase()}`) +
+            pinLabel(s, b) +
             Object.entries(env)
               .map(([k, v]) => `, ${k}=${v}`)
               .join('');
@@ -224,6 +267,7 @@ export function renderGameMarkdown({ meta, rows }) {
     '',
     `${meta.date} · Node ${meta.node} · ${meta.cpus} · ${meta.rounds} round(s) × ${meta.seconds} s per row · ` +
       '`examples/game-server/demo.mjs` with `SATURATE=1` (both pool workers running A* non-stop); bots in their own process on node:dgram / node:net; loopback. ' +
+      'Rows without "pinned" let every thread run on any core; "pinned" rows keep the reactor\'s core to it (its thread pinned with `setThreadAffinity`, the workers with the pool\'s `affinity`, the bots\' process with taskset, all on the other cores). ' +
       `Ranges are over rounds. "other" is the CPU other processes on the machine used during the run, in cores; rounds with more than ${meta.maxOther} were run again and are not counted.`,
     '',
     '| backend | transport | workers | jitter p50 / p99 / max ms | tick duration p50 / p99 ms | ticks / skipped | loop delay p99 ms | workers busy | A* searches/s | reactor CPU | bots CPU | other |',
@@ -298,7 +342,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
   if (flag('--max-other') !== undefined) options.maxOther = Number(flag('--max-other'));
   options.backends = list('--backends', LINUX_BACKENDS);
   options.transports = list('--transports', ['udp']);
-  options.workers = list('--workers', ['default']);
+  options.workers = list('--workers', ['default', 'default+pin']);
   // --env K=V,K=V: more environment for the demo (e.g. WORKERS=1, SATURATE=0), named in the rows
   options.env = Object.fromEntries(list('--env', []).map((kv) => kv.split('=')));
   const result = await runGameBench(options);

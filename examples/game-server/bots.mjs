@@ -17,6 +17,7 @@
 // bot is in, { type: 'measured' } when the measured window ends (before the bots leave), then
 // { type: 'result', result } and exits; otherwise it prints its report.
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -33,6 +34,15 @@ import {
   decodeServerDatagram,
   tickNewer,
 } from './udp-protocol.mjs';
+
+/** The CPUs this process's main thread may run on (`0-1`; Linux), or undefined elsewhere. */
+function ownCpus() {
+  try {
+    return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
+}
 
 const RING = 1024;
 const SLOT_MS = 5;
@@ -352,6 +362,7 @@ export async function runBots({
     bytesIn,
     latency: latency.summary(),
     arrivalJitter: arrival.summary(),
+    cpus: ownCpus(),
     cpu: {
       user: cpu.user / 1e6 / measured,
       system: cpu.system / 1e6 / measured,
@@ -376,7 +387,7 @@ export function formatBots(r) {
     `input→state latency p50 ${f2(r.latency.p50)}   p99 ${f2(r.latency.p99)}   max ${f2(r.latency.max)} ` +
       `(${r.inputsAcked} of ${r.inputsSent} inputs acknowledged)`,
     `state arrival jitter p50 ${f2(r.arrivalJitter.p50)}   p99 ${f2(r.arrivalJitter.p99)}   max ${f2(r.arrivalJitter.max)}`,
-    `bots' own cost      CPU ${(r.cpu.total * 100).toFixed(0)} % of a core (user ${(r.cpu.user * 100).toFixed(0)} %, system ${(r.cpu.system * 100).toFixed(0)} %), ` +
+    `bots' own cost      CPU ${(r.cpu.total * 100).toFixed(0)} % of a core${r.cpus === undefined ? '' : ` on CPU ${r.cpus}`} (user ${(r.cpu.user * 100).toFixed(0)} %, system ${(r.cpu.system * 100).toFixed(0)} %), ` +
       `event-loop delay p99 ${f2(r.loopDelay.p99)} max ${f2(r.loopDelay.max)}`,
   ].join('\n');
 }

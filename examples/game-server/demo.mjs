@@ -1,9 +1,12 @@
 // One command: the game server (this process) and BOTS simulated players (a child process running
 // bots.mjs on node:dgram / node:net) for SECONDS, then the bots' latency report and the server's
 // jitter report. Exits by itself.
-//   TRANSPORT (udp | tcp), BOTS (200), SECONDS (10), INPUT_HZ (20), and the server's variables
-//   (see server.mjs), e.g.
+//   TRANSPORT (udp | tcp), BOTS (200), SECONDS (10), INPUT_HZ (20), BOT_CPUS (Linux: run the
+//   bots' process, every thread of it, on these CPUs through taskset; e.g. 1), and the server's
+//   variables (see server.mjs), e.g.
 //   BOTS=1000 SATURATE=1 node demo.mjs   # 1000 players while both workers burn CPU on A*
+//   # the reactor alone on CPU 0, workers and bots on CPU 1:
+//   BOTS=1000 SATURATE=1 REACTOR_CPUS=0 WORKER_CPUS=1 BOT_CPUS=1 node demo.mjs
 // REPORT=json also prints both reports as one JSON line (`REPORT {"server":…,"bots":…}`), which
 // bench/game.mjs reads.
 import { fork } from 'node:child_process';
@@ -18,6 +21,9 @@ const bots = Number(env.BOTS ?? 200);
 const seconds = Number(env.SECONDS ?? 10);
 const inputHz = Number(env.INPUT_HZ ?? 20);
 const options = { ...optionsFromEnv(env), port: 0 };
+// Counted before REACTOR_CPUS pins this thread: availableParallelism() counts the CPUs the calling
+// thread may use, and the machine's figures below are about all of them.
+const cores = availableParallelism();
 
 console.log('backends here:');
 for (const b of listBackends())
@@ -32,7 +38,19 @@ console.log(
   `bots: ${bots} players (own process) sending ${inputHz} inputs/s each for ${seconds} s\n`,
 );
 
+// taskset starts the bots' Node already pinned, so all its threads (libuv's, V8's) stay off the
+// reactor's CPU; the IPC channel survives the exec.
+const botCpus = env.BOT_CPUS === undefined || env.BOT_CPUS === '' ? undefined : env.BOT_CPUS;
+if (botCpus !== undefined && !/^\d+(,\d+)*$/.test(botCpus)) {
+  console.error(`BOT_CPUS must be CPU numbers separated by commas, got ${botCpus}`);
+  process.exit(1);
+}
+const pinning =
+  botCpus === undefined
+    ? {}
+    : { execPath: 'taskset', execArgv: ['--cpu-list', botCpus, process.execPath] };
 const child = fork(new URL('./bots.mjs', import.meta.url), [], {
+  ...pinning,
   env: {
     ...env,
     TRANSPORT: server.transport,
@@ -84,7 +102,6 @@ const result = await new Promise((resolve) => {
       report = server.report(); // the same window as the bots', before they leave
       const to = machineCpu();
       if (machineFrom !== null && to !== null) {
-        const cores = availableParallelism();
         const seconds = (to.total - machineFrom.total) / cores;
         machine = { cores, busyCores: (to.busy - machineFrom.busy) / seconds };
       }

@@ -15,7 +15,8 @@
 // UDP_SEND (batch: a tick's states go out with one sendBatch() call, sendmmsg underneath;
 // each: one send() per state), WORKER_YIELD (0: no yield point after each A* search),
 // IO_CUTOFF_MS (no I/O dispatch in the last ms before each tick, so a late batch cannot delay it;
-// 1),
+// 1), REACTOR_CPUS (Linux: pin the reactor's thread to these CPUs, e.g. 0; default: any),
+// WORKER_CPUS (Linux: pin the worker threads to these CPUs, e.g. 1; default: any),
 // MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
@@ -23,7 +24,14 @@ import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { IomuxError, createReactor, runTicks, WorkerPool } from '@iomux/core';
+import {
+  IomuxError,
+  createReactor,
+  getThreadAffinity,
+  runTicks,
+  setThreadAffinity,
+  WorkerPool,
+} from '@iomux/core';
 import { startTcpTransport } from './transport-tcp.mjs';
 import { startUdpTransport } from './transport-udp.mjs';
 import { World } from './world.mjs';
@@ -40,6 +48,16 @@ function scheduling(value) {
   if (value !== 'normal' && value !== 'batch' && value !== 'idle')
     throw new Error(`WORKER_SCHED must be normal, batch or idle, got ${value}`);
   return value;
+}
+
+/** A comma-separated CPU list ('0', '1,2') from `env[name]`, or undefined when unset. */
+function cpuList(env, name) {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  const cpus = value.split(',').map(Number);
+  if (!cpus.every(Number.isInteger))
+    throw new Error(`${name} must be CPU numbers separated by commas, got ${value}`);
+  return cpus;
 }
 
 /** Server options from environment variables (see the top of this file). */
@@ -70,6 +88,8 @@ export function optionsFromEnv(env = process.env) {
     sendMode: env.UDP_SEND === 'each' ? 'each' : 'batch',
     workerYield: env.WORKER_YIELD !== '0',
     ioCutoffMs: number('IO_CUTOFF_MS', 1),
+    reactorCpus: cpuList(env, 'REACTOR_CPUS'),
+    workerCpus: cpuList(env, 'WORKER_CPUS'),
     maxPlayers: number('MAX_PLAYERS', 4096),
     seconds: number('SECONDS', 0),
   };
@@ -141,8 +161,13 @@ export async function startGameServer(options = {}) {
     workerYield = true,
     ioCutoffMs = 1,
     maxPlayers = 4096,
+    reactorCpus,
+    workerCpus,
   } = options;
 
+  // The reactor's thread first: the threads it starts inherit its mask, and the pool moves its
+  // workers onto WORKER_CPUS before their first task.
+  if (reactorCpus !== undefined) setThreadAffinity(reactorCpus);
   const reactor = createReactor({ ioModel: 'auto' });
   reactor.stop(); // manual dispatch: the tick loop pumps I/O with pollEvents() between ticks
   const world = new World({ npcs, width: worldSize, height: worldSize });
@@ -186,6 +211,7 @@ export async function startGameServer(options = {}) {
     maxQueue: workers * 4,
     niceIncrement: nice,
     scheduling: workerScheduling,
+    ...(workerCpus === undefined ? {} : { affinity: workerCpus }),
     workerData: { ...world.workerData(), yieldCpu: workerYield },
   };
   const pool = new WorkerPool(poolOptions);
@@ -302,6 +328,9 @@ export async function startGameServer(options = {}) {
       hz,
       nice,
       scheduling: workerScheduling,
+      // What the reactor's thread runs on now (Linux), and what the workers were given.
+      reactorCpus: process.platform === 'linux' ? getThreadAffinity() : undefined,
+      workerCpus,
       workerYield,
       ioCutoffMs,
       seconds,
@@ -397,9 +426,9 @@ export function formatReport(r) {
     `tick start jitter   p50 ${ms(r.jitter.p50)}   p99 ${ms(r.jitter.p99)}   max ${ms(r.jitter.max)}   (skipped ${r.skipped}, overruns ${r.overruns})`,
     `tick duration       p50 ${ms(r.tickDuration.p50)}   p99 ${ms(r.tickDuration.p99)}   max ${ms(r.tickDuration.max)}`,
     `event-loop delay    p50 ${ms(r.loopDelay.p50)}   p99 ${ms(r.loopDelay.p99)}   max ${ms(r.loopDelay.max)}   (beyond the 10 ms sampling interval)`,
-    `worker pool         ${w.maxThreads} threads at nice ${r.nice}${r.scheduling === 'normal' ? '' : ` (SCHED_${r.scheduling.toUpperCase()})`}${r.workerYield ? ', yield points' : ''}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
+    `worker pool         ${w.maxThreads} threads at nice ${r.nice}${r.scheduling === 'normal' ? '' : ` (SCHED_${r.scheduling.toUpperCase()})`}${r.workerCpus === undefined ? '' : ` on CPU ${r.workerCpus.join(',')}`}${r.workerYield ? ', yield points' : ''}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
       `${rate(r.planSearches)} A* searches/s), utilization ${pct(w.utilization)}, task time p50 ${ms(w.taskTime.p50)} p99 ${ms(w.taskTime.p99)}`,
-    `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core, whole process ${pct(r.cpu.process)}; ` +
+    `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core${r.reactorCpus === undefined ? '' : ` (CPU ${r.reactorCpus.join(',')})`}, whole process ${pct(r.cpu.process)}; ` +
       `reactor thread waited for a CPU ${r.cpuWait.beforeTickMsPerS.toFixed(1)} ms/s between ticks, ${r.cpuWait.duringTickMsPerS.toFixed(1)} ms/s in ticks; ` +
       `${r.cpuWait.lateTicks} ticks started > 1 ms late, ${r.cpuWait.lateTicksWaited} of them after waiting for a CPU`,
     `clients             peak ${r.peakPlayers} (${r.players} at report time), ${rate(r.statesSent)} states/s, ${rate(r.inputs)} inputs/s, ` +

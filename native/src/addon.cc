@@ -833,6 +833,36 @@ Napi::Value SetThreadScheduling(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), platform::set_thread_scheduling(name.c_str()));
 }
 
+// setThreadAffinity(cpus: number[]) -> 0 | -errno, for the calling thread only. JS has checked
+// the list (non-empty integers below kMaxCpus); anything else here is -EINVAL.
+Napi::Value SetThreadAffinity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) return Napi::Number::New(env, -EINVAL);
+  Napi::Array list = info[0].As<Napi::Array>();
+  std::vector<int> cpus;
+  cpus.reserve(list.Length());
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    Napi::Value item = list.Get(i);
+    if (!item.IsNumber()) return Napi::Number::New(env, -EINVAL);
+    double cpu = item.As<Napi::Number>().DoubleValue();
+    if (!(cpu >= 0 && cpu < platform::kMaxCpus) || cpu != static_cast<int>(cpu))
+      return Napi::Number::New(env, -EINVAL);
+    cpus.push_back(static_cast<int>(cpu));
+  }
+  return Napi::Number::New(
+      env, platform::set_thread_affinity(cpus.data(), static_cast<int>(cpus.size())));
+}
+
+// A CPU list of the calling thread (thread_affinity or allowed_cpus): number[] | -errno.
+Napi::Value CpuList(Napi::Env env, int (*read)(int*, int)) {
+  std::vector<int> cpus(platform::kMaxCpus);
+  int n = read(cpus.data(), platform::kMaxCpus);
+  if (n < 0) return Napi::Number::New(env, n);
+  Napi::Array list = Napi::Array::New(env, static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) list.Set(static_cast<uint32_t>(i), cpus[static_cast<size_t>(i)]);
+  return list;
+}
+
 }  // namespace
 
 }  // namespace iomux
@@ -848,6 +878,15 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
   export_platform_extras(env, exports);
   exports.Set("unixPathMax", Napi::Number::New(env, unix_path_max()));
   exports.Set("setThreadScheduling", Napi::Function::New(env, SetThreadScheduling));
+  exports.Set("setThreadAffinity", Napi::Function::New(env, SetThreadAffinity));
+  exports.Set("threadAffinity",
+              Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return CpuList(info.Env(), platform::thread_affinity);
+              }));
+  exports.Set("allowedCpus",
+              Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return CpuList(info.Env(), platform::allowed_cpus);
+              }));
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("ACCEPT", static_cast<int>(kEventAccept));
   constants.Set("CONNECT", static_cast<int>(kEventConnect));

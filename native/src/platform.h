@@ -211,6 +211,21 @@ int create_thread_unsignalled(pthread_t* out, const pthread_attr_t* attr, void* 
 // name; -ENOSYS where the platform has no per-thread policy of that kind.
 int set_thread_scheduling(const char* policy);
 
+// ---- Thread CPU affinity (setThreadAffinity of the glue) ----
+
+// CPU numbers the affinity calls take: 0 .. kMaxCpus - 1 (glibc's CPU_SETSIZE).
+constexpr int kMaxCpus = 1024;
+// Pins the calling thread to exactly the n CPUs of cpus (each in [0, kMaxCpus)). -EINVAL when the
+// kernel would not run it on every one of them (offline, or outside the process's cpuset), and the
+// thread then keeps its previous affinity; -ENOSYS where the platform has no hard affinity.
+int set_thread_affinity(const int* cpus, int n);
+// The CPUs the calling thread may run on now, ascending, into out (room for max). Returns how
+// many, or -errno (-ENOSYS as above).
+int thread_affinity(int* out, int max);
+// The CPUs the calling thread could be pinned to (the online CPUs of its cpuset), like
+// thread_affinity. Its own affinity is widened to every CPU for the look-up and then restored.
+int allowed_cpus(int* out, int max);
+
 }  // namespace platform
 }  // namespace iomux
 

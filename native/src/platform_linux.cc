@@ -1,5 +1,5 @@
 // The platform layer on Linux (see platform.h): eventfd, accept4 and SOCK_* flags, MSG_NOSIGNAL,
-// recvmmsg/sendmmsg, timerfd, real-time signals, SCHED_BATCH / SCHED_IDLE.
+// recvmmsg/sendmmsg, timerfd, real-time signals, SCHED_BATCH / SCHED_IDLE, CPU affinity.
 #include "platform.h"
 
 #if defined(IOMUX_PLATFORM_LINUX)
@@ -151,6 +151,61 @@ int set_thread_scheduling(const char* policy) {
   sched_param param{};
   param.sched_priority = 0;
   return ::sched_setscheduler(0, chosen, &param) == 0 ? 0 : -errno;
+}
+
+namespace {
+
+static_assert(kMaxCpus <= CPU_SETSIZE, "CPU numbers must fit a cpu_set_t");
+
+int cpus_of(const cpu_set_t& set, int* out, int max) {
+  int n = 0;
+  for (int cpu = 0; cpu < kMaxCpus && n < max; ++cpu)
+    if (CPU_ISSET(cpu, &set)) out[n++] = cpu;
+  return n;
+}
+
+}  // namespace
+
+int set_thread_affinity(const int* cpus, int n) {
+  // pid 0 is the calling thread, as for set_thread_scheduling. The kernel silently drops CPUs of
+  // the mask that are offline or outside the cpuset as long as one is left, so the result is read
+  // back: a game server pinned to "CPU 1" must not end up sharing CPU 0 without being told.
+  cpu_set_t wanted;
+  CPU_ZERO(&wanted);
+  for (int i = 0; i < n; ++i) {
+    if (cpus[i] < 0 || cpus[i] >= kMaxCpus) return -EINVAL;
+    CPU_SET(cpus[i], &wanted);
+  }
+  if (n == 0) return -EINVAL;
+  cpu_set_t before;
+  if (::sched_getaffinity(0, sizeof(before), &before) != 0) return -errno;
+  if (::sched_setaffinity(0, sizeof(wanted), &wanted) != 0) return -errno;
+  cpu_set_t now;
+  if (::sched_getaffinity(0, sizeof(now), &now) != 0) return -errno;
+  if (CPU_EQUAL(&now, &wanted)) return 0;
+  if (::sched_setaffinity(0, sizeof(before), &before) != 0) return -errno;
+  return -EINVAL;
+}
+
+int thread_affinity(int* out, int max) {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return -errno;
+  return cpus_of(set, out, max);
+}
+
+int allowed_cpus(int* out, int max) {
+  // Linux has no call for "the cpuset of this thread": asking for every CPU gets the mask
+  // narrowed to exactly that, which is read back before the thread's own mask is put back.
+  cpu_set_t before;
+  if (::sched_getaffinity(0, sizeof(before), &before) != 0) return -errno;
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (int cpu = 0; cpu < kMaxCpus; ++cpu) CPU_SET(cpu, &all);
+  if (::sched_setaffinity(0, sizeof(all), &all) != 0) return -errno;
+  cpu_set_t allowed;
+  int got = ::sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? 0 : -errno;
+  if (::sched_setaffinity(0, sizeof(before), &before) != 0) return -errno;
+  return got < 0 ? got : cpus_of(allowed, out, max);
 }
 
 }  // namespace platform

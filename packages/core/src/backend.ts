@@ -253,6 +253,12 @@ export interface NativeAddon {
   readonly PreciseTimer?: PreciseTimerConstructor;
   /** Sets the calling thread's scheduling policy; 0 or -errno (-ENOSYS off Linux). */
   setThreadScheduling?(policy: string): number;
+  /** Pins the calling thread to exactly these CPUs; 0 or -errno (-ENOSYS off Linux). */
+  setThreadAffinity?(cpus: readonly number[]): number;
+  /** The CPUs the calling thread may run on now, ascending, or -errno. */
+  threadAffinity?(): number[] | number;
+  /** The CPUs the calling thread could be pinned to (its cpuset, online), or -errno. */
+  allowedCpus?(): number[] | number;
   /**
    * Set by a test-only build whose kernel API is emulated (the kqueue backend on Linux): what runs
    * underneath, e.g. `'kqueue, emulated on Linux (test-only)'`.

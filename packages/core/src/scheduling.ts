@@ -1,5 +1,5 @@
 import { constants as osConstants } from 'node:os';
-import { AUTO_ORDER, getBackendModule } from './backend.js';
+import { AUTO_ORDER, getBackendModule, type NativeAddon } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
 
 /**
@@ -31,9 +31,7 @@ export function setThreadScheduling(policy: ThreadScheduling): void {
       'IOMUX_INVALID_ARGUMENT',
       `scheduling must be one of ${POLICIES.join(', ')}, got ${String(policy)}`,
     );
-  const names = AUTO_ORDER[process.platform] ?? [];
-  const module = names.map(getBackendModule).find((b) => b.isAvailable());
-  const addon = module?.addon();
+  const addon = threadAddon();
   if (addon?.setThreadScheduling === undefined)
     throw socketError(
       osConstants.errno.ENOSYS,
@@ -42,4 +40,143 @@ export function setThreadScheduling(policy: ThreadScheduling): void {
     );
   const rc = addon.setThreadScheduling(policy);
   if (rc < 0) throw socketError(rc, 'sched_setscheduler', `(policy ${policy})`);
+}
+
+/** The largest CPU number + 1 that {@link setThreadAffinity} takes (glibc's `CPU_SETSIZE`). */
+const MAX_CPUS = 1024;
+
+/** The first loadable backend addon of this platform, or undefined when none is. */
+function threadAddon(): NativeAddon | undefined {
+  const names = AUTO_ORDER[process.platform] ?? [];
+  return names
+    .map(getBackendModule)
+    .find((b) => b.isAvailable())
+    ?.addon();
+}
+
+/** Writes a CPU list the way `taskset -c` and `Cpus_allowed_list` do: `0-3,6`. */
+function cpuRanges(cpus: readonly number[]): string {
+  const sorted = [...new Set(cpus)].sort((a, b) => a - b);
+  const ranges: string[] = [];
+  for (let i = 0; i < sorted.length;) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    ranges.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return ranges.join(',');
+}
+
+/**
+ * Checks a CPU list for {@link setThreadAffinity} and the {@link WorkerPool} `affinity` option:
+ * a non-empty array of integers from 0 to 1023. `what` names it in the error.
+ * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` naming the bad value.
+ * @internal
+ */
+export function checkCpuList(cpus: unknown, what: string): asserts cpus is readonly number[] {
+  if (!Array.isArray(cpus))
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `${what} must be an array of CPU numbers, got ${String(cpus)}`,
+    );
+  if (cpus.length === 0)
+    throw new IomuxError('IOMUX_INVALID_ARGUMENT', `${what} needs at least one CPU, got []`);
+  for (const cpu of cpus as unknown[])
+    if (typeof cpu !== 'number' || !Number.isInteger(cpu) || cpu < 0 || cpu >= MAX_CPUS)
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        `${what}: CPU numbers are integers from 0 to ${MAX_CPUS - 1}, got ${String(cpu)}`,
+      );
+}
+
+/**
+ * The CPUs of `cpus` that the calling thread could not be pinned to (offline, or outside the
+ * process's cpuset or `taskset`), with the CPUs it could, for an error message; undefined when
+ * this platform cannot tell.
+ */
+function refusedCpus(
+  addon: NativeAddon,
+  cpus: readonly number[],
+): { refused: number[]; allowed: number[] } | undefined {
+  const allowed = addon.allowedCpus?.();
+  if (!Array.isArray(allowed)) return undefined;
+  return { refused: cpus.filter((cpu) => !allowed.includes(cpu)), allowed };
+}
+
+/**
+ * Checks that every CPU of `cpus` is one the process may run on, on platforms that can pin
+ * threads (Linux); elsewhere nothing is checked (each worker then warns that it cannot pin).
+ * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` naming the CPUs that are not.
+ * @internal
+ */
+export function checkCpusAllowed(cpus: readonly number[], what: string): void {
+  const addon = threadAddon();
+  const check = addon === undefined ? undefined : refusedCpus(addon, cpus);
+  if (check !== undefined && check.refused.length > 0) throw notAllowed(what, check);
+}
+
+function notAllowed(what: string, check: { refused: number[]; allowed: number[] }): IomuxError {
+  const them = check.refused.length === 1 ? 'CPU' : 'CPUs';
+  return new IomuxError(
+    'IOMUX_INVALID_ARGUMENT',
+    `${what}: ${them} ${cpuRanges(check.refused)} not among the CPUs this process may run on ` +
+      `(${cpuRanges(check.allowed)}; offline CPUs, a cpuset or taskset narrow it)`,
+    { errno: osConstants.errno.EINVAL, syscall: 'sched_setaffinity' },
+  );
+}
+
+/**
+ * Pins the calling thread (only it: Linux schedules threads) to exactly the CPUs of `cpus`, the
+ * `sched_setaffinity` of Linux. With the reactor's thread on one core and the bots, workers or
+ * other processes on the others, no runnable thread waits for a core the reactor needs: the
+ * tick-start jitter of a {@link TickLoop} then depends on the reactor's own work. Threads started
+ * afterwards by this one inherit the mask; {@link WorkerPool} sets its workers' with its
+ * `affinity` option. The other threads of the process (libuv's pool, V8's GC helpers) are left as
+ * they are.
+ * @param cpus CPU numbers as the kernel counts them (those of `taskset -c` and `/proc/cpuinfo`).
+ * @example
+ * ```ts
+ * import { setThreadAffinity, WorkerPool } from '@iomux/core';
+ * // The reactor (this thread) on CPU 0; the CPU-bound workers on the other cores.
+ * setThreadAffinity([0]);
+ * const pool = new WorkerPool({ filename, affinity: [1, 2, 3], scheduling: 'idle' });
+ * ```
+ * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for an empty list, a value that is not a
+ * CPU number, or a CPU this process may not run on (offline, or outside its cpuset or
+ * `taskset`); the thread then keeps its previous affinity. `ENOSYS` off Linux (macOS has no hard
+ * affinity) or when no backend addon is loadable here.
+ */
+export function setThreadAffinity(cpus: readonly number[]): void {
+  checkCpuList(cpus, 'setThreadAffinity');
+  const addon = threadAddon();
+  if (addon?.setThreadAffinity === undefined)
+    throw socketError(
+      osConstants.errno.ENOSYS,
+      'sched_setaffinity',
+      `(no iomux addon can set it on ${process.platform})`,
+    );
+  const rc = addon.setThreadAffinity(cpus);
+  if (rc === -osConstants.errno.EINVAL) {
+    const check = refusedCpus(addon, cpus);
+    if (check !== undefined && check.refused.length > 0)
+      throw notAllowed('setThreadAffinity', check);
+  }
+  if (rc < 0) throw socketError(rc, 'sched_setaffinity', `(CPUs ${cpuRanges(cpus)})`);
+}
+
+/**
+ * The CPUs the calling thread may run on now, ascending: what {@link setThreadAffinity} set, or
+ * what it inherited (from `taskset`, or from the thread that started it).
+ * @example
+ * ```ts
+ * setThreadAffinity([1]);
+ * getThreadAffinity(); // [1]
+ * ```
+ * @throws {@link IomuxError} `ENOSYS` off Linux or when no backend addon is loadable here.
+ */
+export function getThreadAffinity(): number[] {
+  const addon = threadAddon();
+  const cpus = addon?.threadAffinity?.() ?? -osConstants.errno.ENOSYS;
+  if (typeof cpus === 'number') throw socketError(cpus, 'sched_getaffinity');
+  return cpus;
 }

@@ -8,7 +8,12 @@ import type { MessagePort, ResourceLimits, Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { IomuxError } from './errors.js';
 import type { HistogramSummary } from './metrics.js';
-import { isThreadScheduling, type ThreadScheduling } from './scheduling.js';
+import {
+  checkCpuList,
+  checkCpusAllowed,
+  isThreadScheduling,
+  type ThreadScheduling,
+} from './scheduling.js';
 import { MsHistogram } from './tick-loop.js';
 
 /** Thread counts of a {@link WorkerPool}. */
@@ -91,6 +96,19 @@ export interface WorkerPoolOptions {
    * ```
    */
   scheduling?: ThreadScheduling;
+  /**
+   * CPUs the worker threads are pinned to (Linux `sched_setaffinity`, see
+   * {@link setThreadAffinity}), e.g. every core but the reactor's. Checked here against the CPUs
+   * the process may run on, set in each thread before its first task; off Linux the threads keep
+   * running anywhere and a process warning says why. Default: left untouched (workers inherit
+   * the affinity of the thread that creates the pool).
+   * @example
+   * ```ts
+   * setThreadAffinity([0]); // the reactor
+   * new WorkerPool({ filename, affinity: [1], scheduling: 'idle' });
+   * ```
+   */
+  affinity?: readonly number[];
   /** Memory limits of each worker thread. */
   resourceLimits?: ResourceLimits;
   /**
@@ -463,8 +481,17 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
     const scheduling = options.scheduling ?? 'normal';
     if (!isThreadScheduling(scheduling))
       throw invalid(`scheduling must be 'normal', 'batch' or 'idle', got ${String(scheduling)}`);
+    const affinity = options.affinity;
+    if (affinity !== undefined) {
+      checkCpuList(affinity, 'affinity');
+      checkCpusAllowed(affinity, 'affinity');
+    }
+    const threadEnv = {
+      ...(scheduling === 'normal' ? {} : { IOMUX_WORKER_SCHEDULING: scheduling }),
+      ...(affinity === undefined ? {} : { IOMUX_WORKER_AFFINITY: affinity.join(',') }),
+    };
     const preloads = loader === undefined ? [] : ['--require', loader];
-    if (scheduling !== 'normal') preloads.push('--require', schedulingPreload());
+    if (Object.keys(threadEnv).length > 0) preloads.push('--require', schedulingPreload());
 
     this.piscina = new Piscina({
       ...(filename === undefined ? {} : { filename }),
@@ -477,9 +504,7 @@ export class WorkerPool extends EventEmitter<WorkerPoolEvents> {
       ...(preloads.length === 0
         ? {}
         : { execArgv: [...moduleLoadingFlags(process.execArgv), ...preloads] }),
-      ...(scheduling === 'normal'
-        ? {}
-        : { env: { ...process.env, IOMUX_WORKER_SCHEDULING: scheduling } }),
+      ...(Object.keys(threadEnv).length === 0 ? {} : { env: { ...process.env, ...threadEnv } }),
       ...(options.resourceLimits === undefined ? {} : { resourceLimits: options.resourceLimits }),
       ...(options.workerData === undefined ? {} : { workerData: options.workerData }),
     });

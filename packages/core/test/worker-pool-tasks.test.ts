@@ -111,7 +111,9 @@ describe('WorkerPool: unknown task names', () => {
     const { message } = result as { message: string };
     expect(message).toContain('"nope"');
     expect(message).toContain(new URL(WORKER).pathname);
-    expect(message).toMatch(/its function exports: add, burn, default, fail, inspect, makeBuffer/);
+    expect(message).toMatch(
+      /its function exports: add, affinity, burn, default, fail, inspect, makeBuffer/,
+    );
     expect(await p.run('add', { a: 2, b: 2 })).toBe(4); // the pool serves on
   });
 
