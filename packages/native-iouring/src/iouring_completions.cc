@@ -80,7 +80,16 @@ void IouringEngine::on_recv(int id, const Completion& cqe, bool final, EventSink
     }
   }
   if (res > 0) {
-    if (final && sockets_.get(id) != nullptr) maybe_arm_recv(id);  // single-shot, or ended
+    s = sockets_.get(id);
+    if (s == nullptr) return;  // take() found no memory for the inbox: closed
+    if (!s->direct && tuning_.direct_recv == kDirectAuto &&
+        static_cast<unsigned>(res) >= bufs_.size()) {
+      // A whole buffer: more was waiting, a bulk stream. From here on it reads directly (no copy);
+      // the poll is armed once this receive's last completion is in, so bytes stay in order.
+      s->direct = true;
+      if (!final) cancel_arm(id);
+    }
+    if (final) maybe_arm_recv(id);  // single-shot, or ended
     return;
   }
   if (res == 0) {
@@ -116,6 +125,74 @@ void IouringEngine::on_recv(int id, const Completion& cqe, bool final, EventSink
   settle_fate(id, s->on_read_error(id, err, sink));
   s = sockets_.get(id);
   if (s != nullptr && s->input_held() && !s->paused) add_ready(id);
+}
+
+void IouringEngine::on_recv_poll(int id, int res, bool final, EventSink* sink) {
+  Socket* s = sockets_.get(id);
+  if (final) {
+    s->arm = kIdle;
+    s->recv_poll = false;
+  }
+  if (res > 0) {
+    s->readable = true;
+    if ((res & (POLLRDHUP | POLLHUP | POLLERR)) != 0) s->rdhup = true;
+    if (!s->paused) {
+      // Held bytes (from the copy path) go out first: deliver_ready reads after them.
+      if (s->input_held() || sink->full() || read_direct(id, sink)) add_ready(id);
+    }
+    s = sockets_.get(id);
+    if (s == nullptr) return;  // the read ended the stream
+  }
+  if (!final) return;
+  // The poll ended (cancelled, single-shot, or by the kernel): arm it again while input is
+  // wanted. After an error other than a cancel, only at the end of this poll, so a persisting one
+  // cannot spin.
+  if (res < 0 && res != -ECANCELED) {
+    defer_arm(id);
+  } else {
+    maybe_arm_recv(id);
+  }
+}
+
+bool IouringEngine::read_direct(int id, EventSink* sink) {
+  Socket* s = sockets_.get(id);
+  for (;;) {
+    if (!s->readable || !s->wants_input() || s->input_held()) return false;
+    if (sink->full()) return true;
+    size_t room = sink->slab_capacity - sink->slab_used;
+    size_t want = room < config_.read_chunk ? room : config_.read_chunk;
+    if (want < kMinDirectRead && want < config_.read_chunk) {
+      sink->slab_exhausted = true;  // ends this batch; the socket stays readable for the next one
+      return true;
+    }
+    ssize_t n;
+    do {
+      n = ::recv(s->fd, sink->slab + sink->slab_used, want, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      int err = errno;
+      s->readable = false;
+      s->rdhup = false;
+      if (err == EAGAIN || err == EWOULDBLOCK) return false;
+      settle_fate(id, s->on_read_error(id, err, sink));
+      if (sockets_.get(id) != nullptr) cancel_arm(id);
+      return false;
+    }
+    if (n == 0) {
+      s->readable = false;
+      settle_fate(id, s->on_eof(id, sink));
+      // Nothing more to read: the poll would only report the FIN again.
+      if (sockets_.get(id) != nullptr) cancel_arm(id);
+      return false;
+    }
+    StreamState::took_into_slab(id, static_cast<size_t>(n), sink, &counters_);
+    // A short read emptied the socket as of now: bytes arriving later wake the poll again. A FIN
+    // (or an error) that came before this wake-up does not wake it again: read on to see it.
+    if (static_cast<size_t>(n) < want && !s->rdhup) {
+      s->readable = false;
+      return false;
+    }
+  }
 }
 
 void IouringEngine::take_data(int id, const uint8_t* data, size_t len, EventSink* sink) {
@@ -167,7 +244,13 @@ void IouringEngine::deliver_ready(EventSink* sink) {
       ready_[keep++] = r;
       continue;
     }
-    s->in_ready = false;
+    // A direct reader reads after its held bytes, or reads on where the last batch ran full.
+    if (s->direct && s->readable && read_direct(r.id, sink)) {
+      ready_[keep++] = r;
+      continue;
+    }
+    s = sockets_.get(r.id);
+    if (s != nullptr) s->in_ready = false;
   }
   ready_.resize(keep);
 }

@@ -30,6 +30,11 @@ io_uring_sqe* IouringEngine::get_sqe() {
 
 void IouringEngine::arm_recv(int id) {
   Socket* s = sockets_.get(id);
+  if (tuning_.direct_recv == kDirectAlways) s->direct = true;
+  if (s->direct) {
+    arm_recv_poll(id);
+    return;
+  }
   io_uring_sqe* sqe = get_sqe();
   if (sqe == nullptr) return;
   sqe->opcode = IORING_OP_RECV;
@@ -40,6 +45,7 @@ void IouringEngine::arm_recv(int id) {
   sqe->len = 0;  // the buffer's size
   sqe->user_data = pack(kOpRecv, id, gen(id));
   s->arm = kArmed;
+  s->recv_poll = false;
   ++s->inflight;
   kick();
 }
@@ -127,6 +133,14 @@ void IouringEngine::arm_datagram_in(int id) {
   if (arm_poll(id, kOpDatagramIn, POLLIN, multishot_poll_)) sockets_.get(id)->arm = kArmed;
 }
 
+// POLLRDHUP: a FIN that arrives together with the last bytes shows in the mask (see read_direct).
+void IouringEngine::arm_recv_poll(int id) {
+  if (!arm_poll(id, kOpRecvPoll, POLLIN | POLLRDHUP, multishot_poll_)) return;
+  Socket* s = sockets_.get(id);
+  s->arm = kArmed;
+  s->recv_poll = true;
+}
+
 void IouringEngine::arm_datagram_out(int id) {
   if (arm_poll(id, kOpDatagramOut, POLLOUT, false)) sockets_.get(id)->out_poll = true;
 }
@@ -149,7 +163,7 @@ void IouringEngine::cancel_arm(int id) {
   Socket* s = sockets_.get(id);
   if (s->arm != kArmed) return;
   Op op = s->datagram      ? kOpDatagramIn
-          : !s->listener   ? kOpRecv
+          : !s->listener   ? (s->recv_poll ? kOpRecvPoll : kOpRecv)
           : s->accept_poll ? kOpAcceptPoll
                            : kOpAccept;
   cancel(pack(op, id, gen(id)));
