@@ -156,6 +156,7 @@ void IouringEngine::on_recv_poll(int id, int res, bool final, EventSink* sink) {
 
 bool IouringEngine::read_direct(int id, EventSink* sink) {
   Socket* s = sockets_.get(id);
+  size_t got = 0;
   for (;;) {
     if (!s->readable || !s->wants_input() || s->input_held()) return false;
     if (sink->full()) return true;
@@ -173,7 +174,14 @@ bool IouringEngine::read_direct(int id, EventSink* sink) {
       int err = errno;
       s->readable = false;
       s->rdhup = false;
-      if (err == EAGAIN || err == EWOULDBLOCK) return false;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        drained(id, got);
+        return false;
+      }
+      // The stream ends here (nothing is held, it is not paused: see the loop's condition). RST,
+      // as for any local failure: an empty receive queue would otherwise close with a FIN, and
+      // the peer could take the cut stream for a complete one.
+      (void)reset_on_close(s->fd);
       settle_fate(id, s->on_read_error(id, err, sink));
       if (sockets_.get(id) != nullptr) cancel_arm(id);
       return false;
@@ -186,13 +194,31 @@ bool IouringEngine::read_direct(int id, EventSink* sink) {
       return false;
     }
     StreamState::took_into_slab(id, static_cast<size_t>(n), sink, &counters_);
+    got += static_cast<size_t>(n);
     // A short read emptied the socket as of now: bytes arriving later wake the poll again. A FIN
     // (or an error) that came before this wake-up does not wake it again: read on to see it.
     if (static_cast<size_t>(n) < want && !s->rdhup) {
       s->readable = false;
+      drained(id, got);
       return false;
     }
   }
+}
+
+// A direct reader emptied its socket, having read `got` bytes in this call. With kDirectAuto,
+// small wake-ups in a row send it back to the RECV: the poll is cancelled and its last completion
+// arms the RECV (maybe_arm_recv), so no byte is read by both and none out of order.
+void IouringEngine::drained(int id, size_t got) {
+  Socket* s = sockets_.get(id);
+  if (tuning_.direct_recv != kDirectAuto || !s->direct) return;
+  if (got >= bufs_.size()) {
+    s->small_drains = 0;
+    return;
+  }
+  if (++s->small_drains < kSmallDrainsToLeave) return;
+  s->small_drains = 0;
+  s->direct = false;
+  cancel_arm(id);
 }
 
 void IouringEngine::take_data(int id, const uint8_t* data, size_t len, EventSink* sink) {

@@ -15,11 +15,13 @@
 // out first in a later poll. That copy was 16.5-18 % of the server's CPU samples on a 4 KiB
 // pipelined echo (bench/results/profile-24.md), so a connection whose receive fills a whole
 // provided buffer (a bulk stream) switches to direct reads: its RECV is cancelled and, once its
-// last completion is in, a multishot POLL_ADD (POLLIN|POLLRDHUP) is armed instead; each readiness
-// completion is answered with recv() straight into the slab, as epoll's engine reads, until the
-// socket is drained. The poll reports wake-ups, not levels: a socket the batch had no room for
-// stays in ready_ and is read first in the next poll, and a short read ends the drain only when
-// the poll did not report the peer's FIN or an error (both may have arrived before one wake-up).
+// last completion is in, a one-shot POLL_ADD (POLLIN|POLLRDHUP) is armed instead; each readiness
+// completion is answered with recv() straight into the slab, as epoll's engine reads, until a
+// short read, and the poll is armed again (arming checks the level, so bytes left behind fire it
+// at once). A socket the batch had no room for stays in ready_ and is read first in the next
+// poll; a short read ends the drain only when the poll did not report the peer's FIN or an error.
+// A direct reader whose wake-ups keep bringing less than a provided buffer goes back to the RECV
+// the same way (poll cancelled, RECV armed once the poll's last completion is in).
 // The kernel never writes into the slab on its own: no arena memory is handed to it ahead of the
 // data, so transient and owned read buffers, detach and hand-off work as on the copy path (the
 // bytes a direct socket has not read stay in the kernel's socket). Accepts: one multishot IORING_OP_ACCEPT per listener. Writes: a
@@ -113,7 +115,7 @@ enum Op : uint8_t {
   kOpVoid = 8,          // an operation withdrawn (made a NOP) before the kernel read it
   kOpDatagramIn = 9,    // multishot POLLIN on a UDP socket
   kOpDatagramOut = 10,  // one-shot POLLOUT on a UDP socket whose outbox holds datagrams
-  kOpRecvPoll = 11,     // multishot POLLIN on a stream socket that reads directly (see below)
+  kOpRecvPoll = 11,     // one-shot POLLIN on a stream socket that reads directly (see below)
 };
 
 // iouringDirectRecv: when a stream socket stops receiving through provided buffers and reads with
@@ -125,6 +127,9 @@ enum DirectRecv : uint8_t {
 };
 // Room below which a direct read is not tried and the batch ends (as readiness.cc's kMinRead).
 constexpr size_t kMinDirectRead = 4096;
+// kDirectAuto: a direct reader whose wake-ups brought less than a provided buffer's worth this
+// many times in a row goes back to the RECV (a recv() per wake-up costs more than a small copy).
+constexpr uint8_t kSmallDrainsToLeave = 8;
 
 // State of the one receive (or accept, for a listener) a socket may have armed.
 enum ArmState : uint8_t { kIdle = 0, kArmed = 1, kCancelling = 2 };
@@ -264,6 +269,7 @@ class IouringEngine final : public Engine {
     bool direct = false;     // a stream that reads with recv() into the slab (kOpRecvPoll)
     bool recv_poll = false;  // the armed receive is the kOpRecvPoll poll, not a RECV
     bool rdhup = false;      // direct: the poll saw the peer's FIN or an error; read to the end
+    uint8_t small_drains = 0;  // direct: wake-ups in a row that read less than a buffer
     bool out_poll = false;     // UDP: the POLLOUT poll for the outbox is armed
     uint8_t arm = kIdle;       // the receive (or, for a listener, the accept)
     Op connect_op = kOpNone;
@@ -334,6 +340,7 @@ class IouringEngine final : public Engine {
   // recv() into the batch slab until the socket is drained; true when it may hold more (the batch
   // is full: the socket must stay in ready_).
   bool read_direct(int id, EventSink* sink);
+  void drained(int id, size_t got);
   // One recvmmsg into the batch; true when datagrams may be left (the socket must stay in ready_).
   bool drain_datagrams(Socket* s, int id, EventSink* sink);
 

@@ -35,6 +35,9 @@ void IouringEngine::arm_recv(int id) {
     arm_recv_poll(id);
     return;
   }
+  // Anything the poll saw and was not read yet goes to this receive now.
+  s->readable = false;
+  s->rdhup = false;
   io_uring_sqe* sqe = get_sqe();
   if (sqe == nullptr) return;
   sqe->opcode = IORING_OP_RECV;
@@ -133,9 +136,12 @@ void IouringEngine::arm_datagram_in(int id) {
   if (arm_poll(id, kOpDatagramIn, POLLIN, multishot_poll_)) sockets_.get(id)->arm = kArmed;
 }
 
-// POLLRDHUP: a FIN that arrives together with the last bytes shows in the mask (see read_direct).
+// One-shot, re-armed after each drain: arming checks the socket's state, so bytes a read left
+// behind (a short count or an EAGAIN that did not mean empty) fire it again at once, where a
+// multishot poll would wait for the next arrival that may never come. POLLRDHUP: a FIN that came
+// with the last bytes shows in the mask (see read_direct).
 void IouringEngine::arm_recv_poll(int id) {
-  if (!arm_poll(id, kOpRecvPoll, POLLIN | POLLRDHUP, multishot_poll_)) return;
+  if (!arm_poll(id, kOpRecvPoll, POLLIN | POLLRDHUP, false)) return;
   Socket* s = sockets_.get(id);
   s->arm = kArmed;
   s->recv_poll = true;
