@@ -135,7 +135,6 @@ void IouringEngine::on_recv_poll(int id, int res, bool final, EventSink* sink) {
   }
   if (res > 0) {
     s->readable = true;
-    if ((res & (POLLRDHUP | POLLHUP | POLLERR)) != 0) s->rdhup = true;
     if (!s->paused) {
       // Held bytes (from the copy path) go out first: deliver_ready reads after them.
       if (s->input_held() || sink->full() || read_direct(id, sink)) add_ready(id);
@@ -154,59 +153,53 @@ void IouringEngine::on_recv_poll(int id, int res, bool final, EventSink* sink) {
   }
 }
 
+// One recv() per readiness: the one-shot poll armed after it checks the socket's level, so bytes
+// left behind (a full read, a short count, an EAGAIN that did not mean empty) or a FIN fire it
+// again at once and are read in a later round of this poll. A second recv() here would mostly
+// answer EAGAIN (epoll's engine pays it: about one call per event on a 4 KiB pipelined echo);
+// the re-armed polls of all sockets travel in one io_uring_enter.
 bool IouringEngine::read_direct(int id, EventSink* sink) {
   Socket* s = sockets_.get(id);
-  size_t got = 0;
-  for (;;) {
-    if (!s->readable || !s->wants_input() || s->input_held()) return false;
-    if (sink->full()) return true;
-    size_t room = sink->slab_capacity - sink->slab_used;
-    size_t want = room < config_.read_chunk ? room : config_.read_chunk;
-    if (want < kMinDirectRead && want < config_.read_chunk) {
-      sink->slab_exhausted = true;  // ends this batch; the socket stays readable for the next one
-      return true;
-    }
-    ssize_t n;
-    do {
-      n = ::recv(s->fd, sink->slab + sink->slab_used, want, MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      int err = errno;
-      s->readable = false;
-      s->rdhup = false;
-      if (err == EAGAIN || err == EWOULDBLOCK) {
-        drained(id, got);
-        return false;
-      }
-      // The stream ends here (nothing is held, it is not paused: see the loop's condition). RST,
-      // as for any local failure: an empty receive queue would otherwise close with a FIN, and
-      // the peer could take the cut stream for a complete one.
-      (void)reset_on_close(s->fd);
-      settle_fate(id, s->on_read_error(id, err, sink));
-      if (sockets_.get(id) != nullptr) cancel_arm(id);
-      return false;
-    }
-    if (n == 0) {
-      s->readable = false;
-      settle_fate(id, s->on_eof(id, sink));
-      // Nothing more to read: the poll would only report the FIN again.
-      if (sockets_.get(id) != nullptr) cancel_arm(id);
-      return false;
-    }
-    StreamState::took_into_slab(id, static_cast<size_t>(n), sink, &counters_);
-    got += static_cast<size_t>(n);
-    // A short read emptied the socket as of now: bytes arriving later wake the poll again. A FIN
-    // (or an error) that came before this wake-up does not wake it again: read on to see it.
-    if (static_cast<size_t>(n) < want && !s->rdhup) {
-      s->readable = false;
-      drained(id, got);
-      return false;
-    }
+  if (!s->readable || !s->wants_input() || s->input_held()) return false;
+  if (sink->full()) return true;
+  size_t room = sink->slab_capacity - sink->slab_used;
+  size_t want = room < config_.read_chunk ? room : config_.read_chunk;
+  if (want < kMinDirectRead && want < config_.read_chunk) {
+    sink->slab_exhausted = true;  // ends this batch; the socket stays readable for the next one
+    return true;
   }
+  ssize_t n;
+  do {
+    n = ::recv(s->fd, sink->slab + sink->slab_used, want, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  s->readable = false;
+  if (n > 0) {
+    StreamState::took_into_slab(id, static_cast<size_t>(n), sink, &counters_);
+    drained(id, static_cast<size_t>(n));
+    return false;
+  }
+  if (n == 0) {
+    settle_fate(id, s->on_eof(id, sink));
+    // Nothing more to read: the poll would only report the FIN again.
+    if (sockets_.get(id) != nullptr) cancel_arm(id);
+    return false;
+  }
+  int err = errno;
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    drained(id, 0);
+    return false;
+  }
+  // The stream ends here (nothing is held, it is not paused: see the first condition). RST, as
+  // for any local failure: an empty receive queue would otherwise close with a FIN, and the peer
+  // could take the cut stream for a complete one.
+  (void)reset_on_close(s->fd);
+  settle_fate(id, s->on_read_error(id, err, sink));
+  if (sockets_.get(id) != nullptr) cancel_arm(id);
+  return false;
 }
 
-// A direct reader emptied its socket, having read `got` bytes in this call. With kDirectAuto,
-// small wake-ups in a row send it back to the RECV: the poll is cancelled and its last completion
+// A direct reader's recv() brought `got` bytes (0: EAGAIN). With kDirectAuto, small wake-ups in
+// a row send it back to the RECV: the poll is cancelled and its last completion
 // arms the RECV (maybe_arm_recv), so no byte is read by both and none out of order.
 void IouringEngine::drained(int id, size_t got) {
   Socket* s = sockets_.get(id);

@@ -15,18 +15,20 @@
 // out first in a later poll. That copy was 16.5-18 % of the server's CPU samples on a 4 KiB
 // pipelined echo (bench/results/profile-24.md), so a connection whose receive fills a whole
 // provided buffer (a bulk stream) switches to direct reads: its RECV is cancelled and, once its
-// last completion is in, a one-shot POLL_ADD (POLLIN|POLLRDHUP) is armed instead; each readiness
-// completion is answered with recv() straight into the slab, as epoll's engine reads, until a
-// short read, and the poll is armed again (arming checks the level, so bytes left behind fire it
-// at once). A socket the batch had no room for stays in ready_ and is read first in the next
-// poll; a short read ends the drain only when the poll did not report the peer's FIN or an error.
+// last completion is in, a one-shot POLL_ADD (POLLIN) is armed instead; each readiness completion
+// is answered with one recv() straight into the slab, as epoll's engine reads, and the poll is
+// armed again: arming checks the level, so bytes left behind (or a FIN) fire it at once and are
+// read in a later round of the same poll. A socket the batch had no room for stays in ready_ and
+// is read first in the next poll.
 // A direct reader whose wake-ups keep bringing less than a provided buffer goes back to the RECV
 // the same way (poll cancelled, RECV armed once the poll's last completion is in).
 // The kernel never writes into the slab on its own: no arena memory is handed to it ahead of the
 // data, so transient and owned read buffers, detach and hand-off work as on the copy path (the
-// bytes a direct socket has not read stay in the kernel's socket). Accepts: one multishot IORING_OP_ACCEPT per listener. Writes: a
-// synchronous send() first; what the kernel did not take is queued and flushed by one in-flight
-// IORING_OP_SENDMSG per connection. Connects: IORING_OP_CONNECT.
+// bytes a direct socket has not read stay in the kernel's socket).
+//
+// Accepts: one multishot IORING_OP_ACCEPT per listener. Writes: a synchronous send() first; what
+// the kernel did not take is queued and flushed by one in-flight IORING_OP_SENDMSG per
+// connection. Connects: IORING_OP_CONNECT.
 //
 // UDP: a multishot IORING_OP_POLL_ADD (POLLIN) per datagram socket; each readiness completion is
 // drained with recvmmsg straight into the slab (many datagrams per syscall, where a receive op
@@ -268,7 +270,6 @@ class IouringEngine final : public Engine {
     bool readable = false;
     bool direct = false;     // a stream that reads with recv() into the slab (kOpRecvPoll)
     bool recv_poll = false;  // the armed receive is the kOpRecvPoll poll, not a RECV
-    bool rdhup = false;      // direct: the poll saw the peer's FIN or an error; read to the end
     uint8_t small_drains = 0;  // direct: wake-ups in a row that read less than a buffer
     bool out_poll = false;     // UDP: the POLLOUT poll for the outbox is armed
     uint8_t arm = kIdle;       // the receive (or, for a listener, the accept)
@@ -337,8 +338,8 @@ class IouringEngine final : public Engine {
   void on_datagram_in(int id, int res, bool final, EventSink* sink);
   void on_datagram_out(int id, EventSink* sink);
   void on_recv_poll(int id, int res, bool final, EventSink* sink);
-  // recv() into the batch slab until the socket is drained; true when it may hold more (the batch
-  // is full: the socket must stay in ready_).
+  // One recv() into the batch slab; true when the batch had no room for it (the socket must stay
+  // in ready_).
   bool read_direct(int id, EventSink* sink);
   void drained(int id, size_t got);
   // One recvmmsg into the batch; true when datagrams may be left (the socket must stay in ready_).

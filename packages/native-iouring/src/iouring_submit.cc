@@ -37,7 +37,6 @@ void IouringEngine::arm_recv(int id) {
   }
   // Anything the poll saw and was not read yet goes to this receive now.
   s->readable = false;
-  s->rdhup = false;
   io_uring_sqe* sqe = get_sqe();
   if (sqe == nullptr) return;
   sqe->opcode = IORING_OP_RECV;
@@ -136,12 +135,11 @@ void IouringEngine::arm_datagram_in(int id) {
   if (arm_poll(id, kOpDatagramIn, POLLIN, multishot_poll_)) sockets_.get(id)->arm = kArmed;
 }
 
-// One-shot, re-armed after each drain: arming checks the socket's state, so bytes a read left
-// behind (a short count or an EAGAIN that did not mean empty) fire it again at once, where a
-// multishot poll would wait for the next arrival that may never come. POLLRDHUP: a FIN that came
-// with the last bytes shows in the mask (see read_direct).
+// One-shot, re-armed after each read: arming checks the socket's state, so bytes a read left
+// behind (or a FIN) fire it again at once, where a multishot poll reports only new arrivals and
+// would wait for one that may never come.
 void IouringEngine::arm_recv_poll(int id) {
-  if (!arm_poll(id, kOpRecvPoll, POLLIN | POLLRDHUP, false)) return;
+  if (!arm_poll(id, kOpRecvPoll, POLLIN, false)) return;
   Socket* s = sockets_.get(id);
   s->arm = kArmed;
   s->recv_poll = true;
