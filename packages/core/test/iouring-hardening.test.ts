@@ -190,6 +190,39 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
       await reactor.close();
     });
 
+    it('a direct reader goes back to its RECV after small wake-ups in a row, bytes in order', async () => {
+      const before = fdsOf('anon_inode:[io_uring]');
+      const reactor = createReactor({ ioModel: 'io_uring' }, { env: {} });
+      const ring = Math.min(...[...fdsOf('anon_inode:[io_uring]')].filter((fd) => !before.has(fd)));
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
+      const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+      await new Promise((resolve) => socket.on('connect', resolve));
+      const echoed: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => echoed.push(chunk));
+      const length = (): number => echoed.reduce((n, c) => n + c.length, 0);
+      const sent: Buffer[] = [pattern(1 << 20, 5)];
+      socket.write(sent[0]);
+      await until(() => length() === 1 << 20, 5000, 'the bulk echo');
+      await until(() => armedOps(ring).includes(IORING_OP_POLL_ADD), 5000, 'direct reads');
+      // Round trips of 100 bytes: each wake-up reads less than a provided buffer.
+      for (let i = 0; i < 12; ++i) {
+        const small = pattern(100, 100 + i);
+        sent.push(small);
+        const want = length() + 100;
+        socket.write(small);
+        await until(() => length() === want, 5000, `round trip ${i}`);
+      }
+      await until(
+        () =>
+          armedOps(ring).includes(IORING_OP_RECV) && !armedOps(ring).includes(IORING_OP_POLL_ADD),
+        5000,
+        'the RECV armed again',
+      );
+      expect(Buffer.concat(echoed).equals(Buffer.concat(sent))).toBe(true);
+      socket.destroy();
+      await reactor.close();
+    });
+
     it('IOMUX_IOURING_DIRECT_RECV=off keeps every stream on provided buffers', async () => {
       const before = fdsOf('anon_inode:[io_uring]');
       const reactor = createReactor(
