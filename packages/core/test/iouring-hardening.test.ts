@@ -279,7 +279,9 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
               new Promise<void>((resolve, reject) => {
                 const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
                 socket.on('connect', () => socket.end(pattern(size, size)));
-                socket.on('close', () => resolve());
+                socket.on('close', () => {
+                  resolve();
+                });
                 socket.on('error', reject);
                 socket.resume();
               }),
@@ -311,7 +313,9 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
               Math.floor(received / (1 << 20)) !== Math.floor((received - chunk.length) / (1 << 20))
             ) {
               conn.pause();
-              setTimeout(() => conn.resume(), 5);
+              setTimeout(() => {
+                conn.resume();
+              }, 5);
             }
           });
           conn.on('end', () => {

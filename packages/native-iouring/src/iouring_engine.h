@@ -268,8 +268,8 @@ class IouringEngine final : public Engine {
     bool datagram = false;     // a UDP socket: `arm` is its POLLIN poll
     // UDP, and streams that read directly: the poll reported data not drained yet.
     bool readable = false;
-    bool direct = false;     // a stream that reads with recv() into the slab (kOpRecvPoll)
-    bool recv_poll = false;  // the armed receive is the kOpRecvPoll poll, not a RECV
+    bool direct = false;       // a stream that reads with recv() into the slab (kOpRecvPoll)
+    bool recv_poll = false;    // the armed receive is the kOpRecvPoll poll, not a RECV
     uint8_t small_drains = 0;  // direct: wake-ups in a row that read less than a buffer
     bool out_poll = false;     // UDP: the POLLOUT poll for the outbox is armed
     uint8_t arm = kIdle;       // the receive (or, for a listener, the accept)
