@@ -91,11 +91,12 @@ async function streamThroughFailover(
   faults: { kernelAfter?: { io_uring: number }; pollErrno?: string },
   connections: number,
   perConnection: number,
+  env: Record<string, string> = {},
 ): Promise<FallbackRecord> {
   const fdsBefore = fdCount();
   const reactor = createReactor(
     { ioModel: 'io_uring', retry: { fallback: ['epoll'] } },
-    { env: {}, faults },
+    { env, faults },
   );
   expect(reactor.backend).toBe('io_uring');
   const fallbacks: FallbackRecord[] = [];
@@ -138,6 +139,229 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
         }
       }
     });
+  });
+
+  // A stream whose receive fills a whole provided buffer reads with recv() straight into the
+  // batch slab after a POLLIN completion (no copy out of the provided buffer); small messages stay
+  // on the multishot RECV. The ring's fdinfo names each armed operation's opcode.
+  describe('direct receives', () => {
+    const armedOps = (ring: number): number[] =>
+      [...readFileSync(`/proc/self/fdinfo/${ring}`, 'utf8').matchAll(/^\s*op=(\d+),/gm)].map((m) =>
+        Number(m[1]),
+      );
+    const IORING_OP_POLL_ADD = 6;
+    const IORING_OP_RECV = 27;
+
+    it('a bulk stream switches to a POLLIN poll and direct reads; a chatty one keeps its RECV', async () => {
+      const before = fdsOf('anon_inode:[io_uring]');
+      const reactor = createReactor({ ioModel: 'io_uring' }, { env: {} });
+      const ring = Math.min(...[...fdsOf('anon_inode:[io_uring]')].filter((fd) => !before.has(fd)));
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
+      const bulk = await echoClient(listener.port, 1, 4 << 20);
+      expect(bulk.matched).toBe(4 << 20);
+      // The bulk client ended; a fresh pair: one bulk, one chatty, both left open.
+      const open = (total: number, seed: number): Promise<net.Socket> =>
+        new Promise((resolve, reject) => {
+          const data = pattern(total, seed);
+          const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+          let received = 0;
+          socket.on('connect', () => socket.write(data));
+          socket.on('data', (chunk: Buffer) => {
+            expect(chunk.equals(data.subarray(received, received + chunk.length))).toBe(true);
+            received += chunk.length;
+            if (received === total) resolve(socket);
+          });
+          socket.on('error', reject);
+        });
+      const sockets = [await open(1 << 20, 2), await open(100, 3)];
+      await until(
+        () => {
+          const ops = armedOps(ring);
+          return (
+            ops.filter((op) => op === IORING_OP_POLL_ADD).length === 1 &&
+            ops.filter((op) => op === IORING_OP_RECV).length === 1
+          );
+        },
+        5000,
+        'one POLL_ADD (the bulk stream) and one RECV (the chatty one) armed',
+      );
+      for (const socket of sockets) socket.destroy();
+      await reactor.close();
+    });
+
+    it('a direct reader goes back to its RECV after small wake-ups in a row, bytes in order', async () => {
+      const before = fdsOf('anon_inode:[io_uring]');
+      const reactor = createReactor({ ioModel: 'io_uring' }, { env: {} });
+      const ring = Math.min(...[...fdsOf('anon_inode:[io_uring]')].filter((fd) => !before.has(fd)));
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
+      const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+      await new Promise((resolve) => socket.on('connect', resolve));
+      const echoed: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => echoed.push(chunk));
+      const length = (): number => echoed.reduce((n, c) => n + c.length, 0);
+      const sent: Buffer[] = [pattern(1 << 20, 5)];
+      socket.write(sent[0]);
+      await until(() => length() === 1 << 20, 5000, 'the bulk echo');
+      await until(() => armedOps(ring).includes(IORING_OP_POLL_ADD), 5000, 'direct reads');
+      // Round trips of 100 bytes: each wake-up reads less than a provided buffer.
+      for (let i = 0; i < 12; ++i) {
+        const small = pattern(100, 100 + i);
+        sent.push(small);
+        const want = length() + 100;
+        socket.write(small);
+        await until(() => length() === want, 5000, `round trip ${i}`);
+      }
+      await until(
+        () =>
+          armedOps(ring).includes(IORING_OP_RECV) && !armedOps(ring).includes(IORING_OP_POLL_ADD),
+        5000,
+        'the RECV armed again',
+      );
+      expect(Buffer.concat(echoed).equals(Buffer.concat(sent))).toBe(true);
+      socket.destroy();
+      await reactor.close();
+    });
+
+    it('IOMUX_IOURING_DIRECT_RECV=off keeps every stream on provided buffers', async () => {
+      const before = fdsOf('anon_inode:[io_uring]');
+      const reactor = createReactor(
+        { ioModel: 'io_uring' },
+        { env: { IOMUX_IOURING_DIRECT_RECV: 'off' } },
+      );
+      const ring = Math.min(...[...fdsOf('anon_inode:[io_uring]')].filter((fd) => !before.has(fd)));
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, echo);
+      const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+      const total = 1 << 20;
+      await new Promise<void>((resolve, reject) => {
+        let received = 0;
+        socket.on('connect', () => socket.write(pattern(total, 4)));
+        socket.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          if (received === total) resolve();
+        });
+        socket.on('error', reject);
+      });
+      await until(() => armedOps(ring).includes(IORING_OP_RECV), 5000, 'the RECV re-armed');
+      expect(armedOps(ring)).not.toContain(IORING_OP_POLL_ADD);
+      socket.destroy();
+      await reactor.close();
+    });
+
+    // The peer's last bytes and its FIN can arrive before one wake-up of the poll: a short read
+    // must not end the drain then, or the END would never come (the poll is not woken again).
+    it.each(['auto', 'always'])(
+      'bytes sent together with the FIN arrive whole, then END (%s)',
+      async (mode) => {
+        const reactor = createReactor(
+          { ioModel: 'io_uring' },
+          { env: { IOMUX_IOURING_DIRECT_RECV: mode } },
+        );
+        // Each client sends pattern(size, size) and ends at once; the server checks what came.
+        const lengths: Promise<number>[] = [];
+        const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+          const parts: Buffer[] = [];
+          conn.on('data', (chunk) => parts.push(Buffer.from(chunk)));
+          lengths.push(
+            new Promise((resolve) => {
+              conn.on('end', () => {
+                const got = Buffer.concat(parts);
+                resolve(got.equals(pattern(got.length, got.length)) ? got.length : -1);
+                conn.end();
+              });
+            }),
+          );
+        });
+        const sizes = Array.from({ length: 60 }, (_, i) => (i % 3 === 0 ? 300_000 + i : 1000 + i));
+        await Promise.all(
+          sizes.map(
+            (size) =>
+              new Promise<void>((resolve, reject) => {
+                const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+                socket.on('connect', () => socket.end(pattern(size, size)));
+                socket.on('close', () => {
+                  resolve();
+                });
+                socket.on('error', reject);
+                socket.resume();
+              }),
+          ),
+        );
+        const got = await Promise.all(lengths);
+        expect(got.sort((a, b) => a - b)).toEqual([...sizes].sort((a, b) => a - b));
+        await reactor.close();
+      },
+    );
+
+    it('pauses and resumes a direct reader mid-stream: every byte once, in order', async () => {
+      const reactor = createReactor(
+        { ioModel: 'io_uring' },
+        { env: { IOMUX_IOURING_DIRECT_RECV: 'always' } },
+      );
+      const total = 8 << 20;
+      const data = pattern(total, 9);
+      let got: Promise<boolean> | undefined;
+      const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+        got = new Promise((resolve) => {
+          let received = 0;
+          let ok = true;
+          conn.on('data', (chunk) => {
+            ok &&= Buffer.from(chunk).equals(data.subarray(received, received + chunk.length));
+            received += chunk.length;
+            // Pauses every ~1 MiB for a few ms: the kernel socket fills meanwhile.
+            if (
+              Math.floor(received / (1 << 20)) !== Math.floor((received - chunk.length) / (1 << 20))
+            ) {
+              conn.pause();
+              setTimeout(() => {
+                conn.resume();
+              }, 5);
+            }
+          });
+          conn.on('end', () => {
+            resolve(ok && received === total);
+            conn.end();
+          });
+        });
+      });
+      const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+      socket.on('connect', () => socket.end(data));
+      socket.resume();
+      await new Promise((resolve) => socket.on('close', resolve));
+      expect(await got).toBe(true);
+      await reactor.close();
+    });
+
+    it.each(['owned', 'transient'] as const)(
+      'direct reads into %s read buffers keep earlier batches intact',
+      async (readBuffers) => {
+        const reactor = createReactor(
+          { ioModel: 'io_uring' },
+          { env: { IOMUX_IOURING_DIRECT_RECV: 'always' }, readBuffers },
+        );
+        const total = 4 << 20;
+        const data = pattern(total, 11);
+        let got: Promise<boolean> | undefined;
+        const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+          got = new Promise((resolve) => {
+            const kept: Buffer[] = [];
+            conn.on('data', (chunk) =>
+              kept.push(readBuffers === 'owned' ? chunk : Buffer.from(chunk)),
+            );
+            conn.on('end', () => {
+              // Owned views are checked only now, after many later batches were read.
+              resolve(Buffer.concat(kept).equals(data));
+              conn.end();
+            });
+          });
+        });
+        const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
+        socket.on('connect', () => socket.end(data));
+        socket.resume();
+        await new Promise((resolve) => socket.on('close', resolve));
+        expect(await got).toBe(true);
+        await reactor.close();
+      },
+    );
   });
 
   // Linux 6.13+ runs only about 20 deferred task-work items per io_uring_enter: a poll that
@@ -183,13 +407,25 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
       // faultKernelAfter: the io_uring_enter after N successful ones fails inside poll(). Several
       // N, so the failure lands both before and after a poll reaped completions; the reaped ones
       // (bytes taken from the kernel) must reach JS before the fallback to epoll.
-      it.each([6, 7, 8, 9, 10, 11])(
-        'io_uring → epoll after %i kernel calls, no byte lost',
-        async (n) => {
+      // Also with every stream reading directly (the bytes not read yet stay in the socket).
+      it.each([
+        [6, 'auto'],
+        [7, 'auto'],
+        [8, 'auto'],
+        [9, 'auto'],
+        [10, 'auto'],
+        [11, 'auto'],
+        [6, 'always'],
+        [9, 'always'],
+        [12, 'always'],
+      ])(
+        'io_uring → epoll after %i kernel calls, no byte lost (direct receives %s)',
+        async (n, direct) => {
           const record = await streamThroughFailover(
             { kernelAfter: { io_uring: n } },
             40,
             128 * 1024,
+            { IOMUX_IOURING_DIRECT_RECV: direct },
           );
           expect(record).toMatchObject({
             backend: 'io_uring',

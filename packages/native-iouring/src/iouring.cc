@@ -285,6 +285,9 @@ void IouringEngine::handle(const Completion& cqe, EventSink* sink) {
     case kOpDatagramOut:
       on_datagram_out(id, sink);
       break;
+    case kOpRecvPoll:
+      on_recv_poll(id, cqe.res, final, sink);
+      break;
     default:
       break;
   }

@@ -64,7 +64,7 @@ int IouringEngine::set_reading(int id, bool reading) {
     maybe_arm_datagram(id);
     return 0;
   }
-  if (s->input_held()) add_ready(id);
+  if (s->input_held() || (s->direct && s->readable)) add_ready(id);
   maybe_arm_recv(id);
   return 0;
 }

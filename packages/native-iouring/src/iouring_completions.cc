@@ -80,7 +80,16 @@ void IouringEngine::on_recv(int id, const Completion& cqe, bool final, EventSink
     }
   }
   if (res > 0) {
-    if (final && sockets_.get(id) != nullptr) maybe_arm_recv(id);  // single-shot, or ended
+    s = sockets_.get(id);
+    if (s == nullptr) return;  // take() found no memory for the inbox: closed
+    if (!s->direct && tuning_.direct_recv == kDirectAuto &&
+        static_cast<unsigned>(res) >= bufs_.size()) {
+      // A whole buffer: more was waiting, a bulk stream. From here on it reads directly (no copy);
+      // the poll is armed once this receive's last completion is in, so bytes stay in order.
+      s->direct = true;
+      if (!final) cancel_arm(id);
+    }
+    if (final) maybe_arm_recv(id);  // single-shot, or ended
     return;
   }
   if (res == 0) {
@@ -116,6 +125,93 @@ void IouringEngine::on_recv(int id, const Completion& cqe, bool final, EventSink
   settle_fate(id, s->on_read_error(id, err, sink));
   s = sockets_.get(id);
   if (s != nullptr && s->input_held() && !s->paused) add_ready(id);
+}
+
+void IouringEngine::on_recv_poll(int id, int res, bool final, EventSink* sink) {
+  Socket* s = sockets_.get(id);
+  if (final) {
+    s->arm = kIdle;
+    s->recv_poll = false;
+  }
+  if (res > 0) {
+    s->readable = true;
+    if (!s->paused) {
+      // Held bytes (from the copy path) go out first: deliver_ready reads after them.
+      if (s->input_held() || sink->full() || read_direct(id, sink)) add_ready(id);
+    }
+    s = sockets_.get(id);
+    if (s == nullptr) return;  // the read ended the stream
+  }
+  if (!final) return;
+  // The poll ended (cancelled, single-shot, or by the kernel): arm it again while input is
+  // wanted. After an error other than a cancel, only at the end of this poll, so a persisting one
+  // cannot spin.
+  if (res < 0 && res != -ECANCELED) {
+    defer_arm(id);
+  } else {
+    maybe_arm_recv(id);
+  }
+}
+
+// One recv() per readiness: the one-shot poll armed after it checks the socket's level, so bytes
+// left behind (a full read, a short count, an EAGAIN that did not mean empty) or a FIN fire it
+// again at once and are read in a later round of this poll. A second recv() here would mostly
+// answer EAGAIN (epoll's engine pays it: about one call per event on a 4 KiB pipelined echo);
+// the re-armed polls of all sockets travel in one io_uring_enter.
+bool IouringEngine::read_direct(int id, EventSink* sink) {
+  Socket* s = sockets_.get(id);
+  if (!s->readable || !s->wants_input() || s->input_held()) return false;
+  if (sink->full()) return true;
+  size_t room = sink->slab_capacity - sink->slab_used;
+  size_t want = room < config_.read_chunk ? room : config_.read_chunk;
+  if (want < kMinDirectRead && want < config_.read_chunk) {
+    sink->slab_exhausted = true;  // ends this batch; the socket stays readable for the next one
+    return true;
+  }
+  ssize_t n;
+  do {
+    n = ::recv(s->fd, sink->slab + sink->slab_used, want, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  s->readable = false;
+  if (n > 0) {
+    StreamState::took_into_slab(id, static_cast<size_t>(n), sink, &counters_);
+    drained(id, static_cast<size_t>(n));
+    return false;
+  }
+  if (n == 0) {
+    settle_fate(id, s->on_eof(id, sink));
+    // Nothing more to read: the poll would only report the FIN again.
+    if (sockets_.get(id) != nullptr) cancel_arm(id);
+    return false;
+  }
+  int err = errno;
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    drained(id, 0);
+    return false;
+  }
+  // The stream ends here (nothing is held, it is not paused: see the first condition). RST, as
+  // for any local failure: an empty receive queue would otherwise close with a FIN, and the peer
+  // could take the cut stream for a complete one.
+  (void)reset_on_close(s->fd);
+  settle_fate(id, s->on_read_error(id, err, sink));
+  if (sockets_.get(id) != nullptr) cancel_arm(id);
+  return false;
+}
+
+// A direct reader's recv() brought `got` bytes (0: EAGAIN). With kDirectAuto, small wake-ups in
+// a row send it back to the RECV: the poll is cancelled and its last completion
+// arms the RECV (maybe_arm_recv), so no byte is read by both and none out of order.
+void IouringEngine::drained(int id, size_t got) {
+  Socket* s = sockets_.get(id);
+  if (tuning_.direct_recv != kDirectAuto || !s->direct) return;
+  if (got >= bufs_.size()) {
+    s->small_drains = 0;
+    return;
+  }
+  if (++s->small_drains < kSmallDrainsToLeave) return;
+  s->small_drains = 0;
+  s->direct = false;
+  cancel_arm(id);
 }
 
 void IouringEngine::take_data(int id, const uint8_t* data, size_t len, EventSink* sink) {
@@ -167,7 +263,13 @@ void IouringEngine::deliver_ready(EventSink* sink) {
       ready_[keep++] = r;
       continue;
     }
-    s->in_ready = false;
+    // A direct reader reads after its held bytes, or reads on where the last batch ran full.
+    if (s->direct && s->readable && read_direct(r.id, sink)) {
+      ready_[keep++] = r;
+      continue;
+    }
+    s = sockets_.get(r.id);
+    if (s != nullptr) s->in_ready = false;
   }
   ready_.resize(keep);
 }

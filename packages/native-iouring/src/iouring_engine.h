@@ -12,9 +12,23 @@
 // Reads: one multishot IORING_OP_RECV per connection selects buffers from a provided-buffer ring;
 // each completion is copied into the batch slab and its buffer goes straight back to the ring.
 // Bytes that do not fit (slab full, socket paused) wait in the socket's inbox, in order, and go
-// out first in a later poll. Accepts: one multishot IORING_OP_ACCEPT per listener. Writes: a
-// synchronous send() first; what the kernel did not take is queued and flushed by one in-flight
-// IORING_OP_SENDMSG per connection. Connects: IORING_OP_CONNECT.
+// out first in a later poll. That copy was 16.5-18 % of the server's CPU samples on a 4 KiB
+// pipelined echo (bench/results/profile-24.md), so a connection whose receive fills a whole
+// provided buffer (a bulk stream) switches to direct reads: its RECV is cancelled and, once its
+// last completion is in, a one-shot POLL_ADD (POLLIN) is armed instead; each readiness completion
+// is answered with one recv() straight into the slab, as epoll's engine reads, and the poll is
+// armed again: arming checks the level, so bytes left behind (or a FIN) fire it at once and are
+// read in a later round of the same poll. A socket the batch had no room for stays in ready_ and
+// is read first in the next poll.
+// A direct reader whose wake-ups keep bringing less than a provided buffer goes back to the RECV
+// the same way (poll cancelled, RECV armed once the poll's last completion is in).
+// The kernel never writes into the slab on its own: no arena memory is handed to it ahead of the
+// data, so transient and owned read buffers, detach and hand-off work as on the copy path (the
+// bytes a direct socket has not read stay in the kernel's socket).
+//
+// Accepts: one multishot IORING_OP_ACCEPT per listener. Writes: a synchronous send() first; what
+// the kernel did not take is queued and flushed by one in-flight IORING_OP_SENDMSG per
+// connection. Connects: IORING_OP_CONNECT.
 //
 // UDP: a multishot IORING_OP_POLL_ADD (POLLIN) per datagram socket; each readiness completion is
 // drained with recvmmsg straight into the slab (many datagrams per syscall, where a receive op
@@ -103,7 +117,21 @@ enum Op : uint8_t {
   kOpVoid = 8,          // an operation withdrawn (made a NOP) before the kernel read it
   kOpDatagramIn = 9,    // multishot POLLIN on a UDP socket
   kOpDatagramOut = 10,  // one-shot POLLOUT on a UDP socket whose outbox holds datagrams
+  kOpRecvPoll = 11,     // one-shot POLLIN on a stream socket that reads directly (see below)
 };
+
+// iouringDirectRecv: when a stream socket stops receiving through provided buffers and reads with
+// recv() straight into the batch slab after a POLLIN completion instead (see on_recv).
+enum DirectRecv : uint8_t {
+  kDirectOff = 0,     // never: every byte goes through a provided buffer and is copied
+  kDirectAuto = 1,    // once a receive filled a whole provided buffer (a bulk stream)
+  kDirectAlways = 2,  // from the first receive (tests: the conformance suite on this path)
+};
+// Room below which a direct read is not tried and the batch ends (as readiness.cc's kMinRead).
+constexpr size_t kMinDirectRead = 4096;
+// kDirectAuto: a direct reader whose wake-ups brought less than a provided buffer's worth this
+// many times in a row goes back to the RECV (a recv() per wake-up costs more than a small copy).
+constexpr uint8_t kSmallDrainsToLeave = 8;
 
 // State of the one receive (or accept, for a listener) a socket may have armed.
 enum ArmState : uint8_t { kIdle = 0, kArmed = 1, kCancelling = 2 };
@@ -155,6 +183,7 @@ inline void leak_for_kernel(std::unique_ptr<OpMemory>* memory, WriteQueue* queue
 struct Tuning {
   bool multishot = true;
   bool eventfd_toggle = true;
+  uint8_t direct_recv = kDirectAuto;
   size_t first_setup = 0;
   unsigned buf_count = kBufCount;
   unsigned buf_size = kBufSize;
@@ -172,6 +201,10 @@ struct Tuning {
     Tuning t;
     t.multishot = config.tune("iouringSingleshot", 0) != 1;
     t.eventfd_toggle = config.tune("iouringNoEventfdToggle", 0) != 1;
+    int64_t direct = config.tune("iouringDirectRecv", kDirectAuto);
+    t.direct_recv = static_cast<uint8_t>(direct >= kDirectOff && direct <= kDirectAlways
+                                             ? direct
+                                             : static_cast<int64_t>(kDirectAuto));
     // iouringSetup: 0 default (best first), 1 coop (skip DEFER_TASKRUN), 2 basic (no task-run
     // flags), 3 none (no setup flags at all): indices into uring::setup_choices().
     switch (config.tune("iouringSetup", 0)) {
@@ -233,7 +266,11 @@ class IouringEngine final : public Engine {
     bool in_ready = false;     // listed in ready_
     bool accept_poll = false;  // a listener's armed operation is the POLLIN wait, not the accept
     bool datagram = false;     // a UDP socket: `arm` is its POLLIN poll
-    bool readable = false;     // UDP: the poll reported data that recvmmsg has not drained yet
+    // UDP, and streams that read directly: the poll reported data not drained yet.
+    bool readable = false;
+    bool direct = false;       // a stream that reads with recv() into the slab (kOpRecvPoll)
+    bool recv_poll = false;    // the armed receive is the kOpRecvPoll poll, not a RECV
+    uint8_t small_drains = 0;  // direct: wake-ups in a row that read less than a buffer
     bool out_poll = false;     // UDP: the POLLOUT poll for the outbox is armed
     uint8_t arm = kIdle;       // the receive (or, for a listener, the accept)
     Op connect_op = kOpNone;
@@ -276,6 +313,7 @@ class IouringEngine final : public Engine {
   void arm_connect_poll(int id);
   void arm_accept_poll(int id);
   void arm_datagram_in(int id);
+  void arm_recv_poll(int id);
   void arm_datagram_out(int id);
   void cancel(uint64_t target);
   void cancel_arm(int id);
@@ -299,6 +337,11 @@ class IouringEngine final : public Engine {
   void on_connect(int id, Op op, int res, EventSink* sink);
   void on_datagram_in(int id, int res, bool final, EventSink* sink);
   void on_datagram_out(int id, EventSink* sink);
+  void on_recv_poll(int id, int res, bool final, EventSink* sink);
+  // One recv() into the batch slab; true when the batch had no room for it (the socket must stay
+  // in ready_).
+  bool read_direct(int id, EventSink* sink);
+  void drained(int id, size_t got);
   // One recvmmsg into the batch; true when datagrams may be left (the socket must stay in ready_).
   bool drain_datagrams(Socket* s, int id, EventSink* sink);
 

@@ -113,8 +113,12 @@ void IouringEngine::absorb(const Completion& cqe) {
       if (op == kOpConnect && res == 0) s->connecting = false;
       break;
     case kOpDatagramIn:
+    case kOpRecvPoll:
       // What the poll saw is still in the socket: the next engine's poll sees it too.
-      if (final) s->arm = kIdle;
+      if (final) {
+        s->arm = kIdle;
+        s->recv_poll = false;
+      }
       break;
     case kOpDatagramOut:
       s->out_poll = false;

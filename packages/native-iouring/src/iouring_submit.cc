@@ -30,6 +30,13 @@ io_uring_sqe* IouringEngine::get_sqe() {
 
 void IouringEngine::arm_recv(int id) {
   Socket* s = sockets_.get(id);
+  if (tuning_.direct_recv == kDirectAlways) s->direct = true;
+  if (s->direct) {
+    arm_recv_poll(id);
+    return;
+  }
+  // Anything the poll saw and was not read yet goes to this receive now.
+  s->readable = false;
   io_uring_sqe* sqe = get_sqe();
   if (sqe == nullptr) return;
   sqe->opcode = IORING_OP_RECV;
@@ -40,6 +47,7 @@ void IouringEngine::arm_recv(int id) {
   sqe->len = 0;  // the buffer's size
   sqe->user_data = pack(kOpRecv, id, gen(id));
   s->arm = kArmed;
+  s->recv_poll = false;
   ++s->inflight;
   kick();
 }
@@ -127,6 +135,16 @@ void IouringEngine::arm_datagram_in(int id) {
   if (arm_poll(id, kOpDatagramIn, POLLIN, multishot_poll_)) sockets_.get(id)->arm = kArmed;
 }
 
+// One-shot, re-armed after each read: arming checks the socket's state, so bytes a read left
+// behind (or a FIN) fire it again at once, where a multishot poll reports only new arrivals and
+// would wait for one that may never come.
+void IouringEngine::arm_recv_poll(int id) {
+  if (!arm_poll(id, kOpRecvPoll, POLLIN, false)) return;
+  Socket* s = sockets_.get(id);
+  s->arm = kArmed;
+  s->recv_poll = true;
+}
+
 void IouringEngine::arm_datagram_out(int id) {
   if (arm_poll(id, kOpDatagramOut, POLLOUT, false)) sockets_.get(id)->out_poll = true;
 }
@@ -149,7 +167,7 @@ void IouringEngine::cancel_arm(int id) {
   Socket* s = sockets_.get(id);
   if (s->arm != kArmed) return;
   Op op = s->datagram      ? kOpDatagramIn
-          : !s->listener   ? kOpRecv
+          : !s->listener   ? (s->recv_poll ? kOpRecvPoll : kOpRecv)
           : s->accept_poll ? kOpAcceptPoll
                            : kOpAccept;
   cancel(pack(op, id, gen(id)));
