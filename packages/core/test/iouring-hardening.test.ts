@@ -200,7 +200,7 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
       socket.on('data', (chunk: Buffer) => echoed.push(chunk));
       const length = (): number => echoed.reduce((n, c) => n + c.length, 0);
       const sent: Buffer[] = [pattern(1 << 20, 5)];
-      socket.write(sent[0]);
+      socket.write(sent[0]!);
       await until(() => length() === 1 << 20, 5000, 'the bulk echo');
       await until(() => armedOps(ring).includes(IORING_OP_POLL_ADD), 5000, 'direct reads');
       // Round trips of 100 bytes: each wake-up reads less than a provided buffer.
