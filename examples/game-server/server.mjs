@@ -16,7 +16,8 @@
 // each: one send() per state), WORKER_YIELD (0: no yield point after each A* search),
 // IO_CUTOFF_MS (no I/O dispatch in the last ms before each tick, so a late batch cannot delay it;
 // 1), REACTOR_CPUS (Linux: pin the reactor's thread to these CPUs, e.g. 0; default: any),
-// WORKER_CPUS (Linux: pin the worker threads to these CPUs, e.g. 1; default: any),
+// WORKER_CPUS (Linux: pin the worker threads to these CPUs, e.g. 1, and with REACTOR_CPUS the
+// process's other threads too; default: any),
 // MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
@@ -29,6 +30,7 @@ import {
   createReactor,
   getThreadAffinity,
   runTicks,
+  setOtherThreadsAffinity,
   setThreadAffinity,
   WorkerPool,
 } from '@iomux/core';
@@ -166,8 +168,13 @@ export async function startGameServer(options = {}) {
   } = options;
 
   // The reactor's thread first: the threads it starts inherit its mask, and the pool moves its
-  // workers onto WORKER_CPUS before their first task.
-  if (reactorCpus !== undefined) setThreadAffinity(reactorCpus);
+  // workers onto WORKER_CPUS before their first task. The threads already running (V8's GC and
+  // compiler helpers, which also collect the busy workers' garbage) go to WORKER_CPUS too, or
+  // they would keep waking up on the reactor's core.
+  if (reactorCpus !== undefined) {
+    if (workerCpus !== undefined) setOtherThreadsAffinity(workerCpus);
+    setThreadAffinity(reactorCpus);
+  }
   const reactor = createReactor({ ioModel: 'auto' });
   reactor.stop(); // manual dispatch: the tick loop pumps I/O with pollEvents() between ticks
   const world = new World({ npcs, width: worldSize, height: worldSize });

@@ -833,24 +833,28 @@ Napi::Value SetThreadScheduling(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), platform::set_thread_scheduling(name.c_str()));
 }
 
-// setThreadAffinity(cpus: number[]) -> 0 | -errno, for the calling thread only. JS has checked
-// the list (non-empty integers below kMaxCpus); anything else here is -EINVAL.
-Napi::Value SetThreadAffinity(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsArray()) return Napi::Number::New(env, -EINVAL);
-  Napi::Array list = info[0].As<Napi::Array>();
-  std::vector<int> cpus;
-  cpus.reserve(list.Length());
+// A CPU list from JS into cpus; false for anything but an array of integers in [0, kMaxCpus).
+// JS has checked the list already; this keeps a wrong call from reaching the kernel.
+bool CpusOf(const Napi::Value& value, std::vector<int>* cpus) {
+  if (!value.IsArray()) return false;
+  Napi::Array list = value.As<Napi::Array>();
+  cpus->reserve(list.Length());
   for (uint32_t i = 0; i < list.Length(); ++i) {
     Napi::Value item = list.Get(i);
-    if (!item.IsNumber()) return Napi::Number::New(env, -EINVAL);
+    if (!item.IsNumber()) return false;
     double cpu = item.As<Napi::Number>().DoubleValue();
-    if (!(cpu >= 0 && cpu < platform::kMaxCpus) || cpu != static_cast<int>(cpu))
-      return Napi::Number::New(env, -EINVAL);
-    cpus.push_back(static_cast<int>(cpu));
+    if (!(cpu >= 0 && cpu < platform::kMaxCpus) || cpu != static_cast<int>(cpu)) return false;
+    cpus->push_back(static_cast<int>(cpu));
   }
-  return Napi::Number::New(
-      env, platform::set_thread_affinity(cpus.data(), static_cast<int>(cpus.size())));
+  return true;
+}
+
+// setThreadAffinity(cpus: number[]) -> 0 | -errno, for the calling thread only, and
+// setOtherThreadsAffinity(cpus) -> threads pinned | -errno, for every other thread.
+Napi::Value PinThreads(const Napi::CallbackInfo& info, int (*set)(const int*, int)) {
+  std::vector<int> cpus;
+  if (!CpusOf(info[0], &cpus)) return Napi::Number::New(info.Env(), -EINVAL);
+  return Napi::Number::New(info.Env(), set(cpus.data(), static_cast<int>(cpus.size())));
 }
 
 // A CPU list of the calling thread (thread_affinity or allowed_cpus): number[] | -errno.
@@ -878,7 +882,14 @@ static Napi::Object InitIomuxAddon(Napi::Env env, Napi::Object exports) {
   export_platform_extras(env, exports);
   exports.Set("unixPathMax", Napi::Number::New(env, unix_path_max()));
   exports.Set("setThreadScheduling", Napi::Function::New(env, SetThreadScheduling));
-  exports.Set("setThreadAffinity", Napi::Function::New(env, SetThreadAffinity));
+  exports.Set("setThreadAffinity",
+              Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return PinThreads(info, platform::set_thread_affinity);
+              }));
+  exports.Set("setOtherThreadsAffinity",
+              Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return PinThreads(info, platform::set_other_threads_affinity);
+              }));
   exports.Set("threadAffinity",
               Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return CpuList(info.Env(), platform::thread_affinity);

@@ -219,6 +219,11 @@ constexpr int kMaxCpus = 1024;
 // kernel would not run it on every one of them (offline, or outside the process's cpuset), and the
 // thread then keeps its previous affinity; -ENOSYS where the platform has no hard affinity.
 int set_thread_affinity(const int* cpus, int n);
+// Pins every other thread of the process that exists now (V8's platform workers, libuv's pool,
+// Worker threads) to exactly the n CPUs of cpus; the calling thread keeps its mask. Returns how
+// many threads were pinned (a thread that exits meanwhile is not counted), -EINVAL as above (the
+// threads already pinned then stay on a subset of cpus), -ENOSYS where the platform has none.
+int set_other_threads_affinity(const int* cpus, int n);
 // The CPUs the calling thread may run on now, ascending, into out (room for max). Returns how
 // many, or -errno (-ENOSYS as above).
 int thread_affinity(int* out, int max);

@@ -270,6 +270,7 @@ int set_thread_scheduling(const char* policy) {
 // macOS has only affinity hints (thread_policy_set's affinity tags), no set of CPUs a thread is
 // held to; FreeBSD's cpuset_setaffinity is not wired up here.
 int set_thread_affinity(const int* /*cpus*/, int /*n*/) { return -ENOSYS; }
+int set_other_threads_affinity(const int* /*cpus*/, int /*n*/) { return -ENOSYS; }
 int thread_affinity(int* /*out*/, int /*max*/) { return -ENOSYS; }
 int allowed_cpus(int* /*out*/, int /*max*/) { return -ENOSYS; }
 

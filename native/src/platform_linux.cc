@@ -4,14 +4,17 @@
 
 #if defined(IOMUX_PLATFORM_LINUX)
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace iomux {
@@ -164,6 +167,25 @@ int cpus_of(const cpu_set_t& set, int* out, int max) {
   return n;
 }
 
+// The mask of cpus; false for an empty list or a number outside [0, kMaxCpus).
+bool mask_of(const int* cpus, int n, cpu_set_t* mask) {
+  CPU_ZERO(mask);
+  for (int i = 0; i < n; ++i) {
+    if (cpus[i] < 0 || cpus[i] >= kMaxCpus) return false;
+    CPU_SET(cpus[i], mask);
+  }
+  return n > 0;
+}
+
+// Sets thread tid's mask (0: the calling thread) and reads it back: -EINVAL when the kernel
+// narrowed it (offline CPUs, a cpuset), the thread's mask then being that narrower one.
+int pin(pid_t tid, const cpu_set_t& wanted) {
+  if (::sched_setaffinity(tid, sizeof(wanted), &wanted) != 0) return -errno;
+  cpu_set_t now;
+  if (::sched_getaffinity(tid, sizeof(now), &now) != 0) return -errno;
+  return CPU_EQUAL(&now, &wanted) ? 0 : -EINVAL;
+}
+
 }  // namespace
 
 int set_thread_affinity(const int* cpus, int n) {
@@ -171,20 +193,42 @@ int set_thread_affinity(const int* cpus, int n) {
   // the mask that are offline or outside the cpuset as long as one is left, so the result is read
   // back: a game server pinned to "CPU 1" must not end up sharing CPU 0 without being told.
   cpu_set_t wanted;
-  CPU_ZERO(&wanted);
-  for (int i = 0; i < n; ++i) {
-    if (cpus[i] < 0 || cpus[i] >= kMaxCpus) return -EINVAL;
-    CPU_SET(cpus[i], &wanted);
-  }
-  if (n == 0) return -EINVAL;
+  if (!mask_of(cpus, n, &wanted)) return -EINVAL;
   cpu_set_t before;
   if (::sched_getaffinity(0, sizeof(before), &before) != 0) return -errno;
-  if (::sched_setaffinity(0, sizeof(wanted), &wanted) != 0) return -errno;
-  cpu_set_t now;
-  if (::sched_getaffinity(0, sizeof(now), &now) != 0) return -errno;
-  if (CPU_EQUAL(&now, &wanted)) return 0;
-  if (::sched_setaffinity(0, sizeof(before), &before) != 0) return -errno;
-  return -EINVAL;
+  int rc = pin(0, wanted);
+  if (rc == -EINVAL && ::sched_setaffinity(0, sizeof(before), &before) != 0) return -errno;
+  return rc;
+}
+
+int set_other_threads_affinity(const int* cpus, int n) {
+  cpu_set_t wanted;
+  if (!mask_of(cpus, n, &wanted)) return -EINVAL;
+  // /proc/self/task lists the threads of the whole process, whichever thread reads it.
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) return -errno;
+  const auto self = static_cast<pid_t>(::syscall(SYS_gettid));
+  int pinned = 0;
+  int failure = 0;
+  errno = 0;
+  while (const dirent* entry = ::readdir(tasks)) {
+    char* end = nullptr;
+    long tid = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || tid == self) continue;
+    int rc = pin(static_cast<pid_t>(tid), wanted);
+    if (rc == 0) {
+      ++pinned;
+    } else if (rc != -ESRCH) {  // ESRCH: the thread exited since the listing
+      failure = rc;
+      break;
+    }
+    errno = 0;
+  }
+  const int read_error = failure == 0 ? errno : 0;
+  ::closedir(tasks);
+  if (failure != 0) return failure;
+  if (read_error != 0) return -read_error;
+  return pinned;
 }
 
 int thread_affinity(int* out, int max) {

@@ -264,6 +264,7 @@ int create_thread_unsignalled(pthread_t* out, const pthread_attr_t* attr, void* 
 int set_thread_scheduling(const char* /*policy*/) { return -ENOSYS; }
 // SetThreadAffinityMask exists but covers one processor group of 64 CPUs; not wired up here.
 int set_thread_affinity(const int* /*cpus*/, int /*n*/) { return -ENOSYS; }
+int set_other_threads_affinity(const int* /*cpus*/, int /*n*/) { return -ENOSYS; }
 int thread_affinity(int* /*out*/, int /*max*/) { return -ENOSYS; }
 int allowed_cpus(int* /*out*/, int /*max*/) { return -ENOSYS; }
 

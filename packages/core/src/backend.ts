@@ -255,6 +255,8 @@ export interface NativeAddon {
   setThreadScheduling?(policy: string): number;
   /** Pins the calling thread to exactly these CPUs; 0 or -errno (-ENOSYS off Linux). */
   setThreadAffinity?(cpus: readonly number[]): number;
+  /** Pins every other thread of the process to exactly these CPUs; how many, or -errno. */
+  setOtherThreadsAffinity?(cpus: readonly number[]): number;
   /** The CPUs the calling thread may run on now, ascending, or -errno. */
   threadAffinity?(): number[] | number;
   /** The CPUs the calling thread could be pinned to (its cpuset, online), or -errno. */

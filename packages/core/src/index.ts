@@ -80,7 +80,12 @@ export type {
   TickStats,
 } from './tick-loop.js';
 export { WorkerPool } from './worker-pool.js';
-export { getThreadAffinity, setThreadAffinity, setThreadScheduling } from './scheduling.js';
+export {
+  getThreadAffinity,
+  setOtherThreadsAffinity,
+  setThreadAffinity,
+  setThreadScheduling,
+} from './scheduling.js';
 export type { ThreadScheduling } from './scheduling.js';
 export type {
   TransferItem,

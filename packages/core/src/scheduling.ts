@@ -132,7 +132,7 @@ function notAllowed(what: string, check: { refused: number[]; allowed: number[] 
  * tick-start jitter of a {@link TickLoop} then depends on the reactor's own work. Threads started
  * afterwards by this one inherit the mask; {@link WorkerPool} sets its workers' with its
  * `affinity` option. The other threads of the process (libuv's pool, V8's GC helpers) are left as
- * they are.
+ * they are: {@link setOtherThreadsAffinity} moves them.
  * @param cpus CPU numbers as the kernel counts them (those of `taskset -c` and `/proc/cpuinfo`).
  * @example
  * ```ts
@@ -147,21 +147,61 @@ function notAllowed(what: string, check: { refused: number[]; allowed: number[] 
  * affinity) or when no backend addon is loadable here.
  */
 export function setThreadAffinity(cpus: readonly number[]): void {
-  checkCpuList(cpus, 'setThreadAffinity');
+  pinThreads(cpus, 'setThreadAffinity');
+}
+
+/**
+ * Pins every other thread of this process that runs now to exactly the CPUs of `cpus`; the
+ * calling thread keeps its own mask. The threads {@link setThreadAffinity} leaves alone are the
+ * ones that steal the reactor's core: V8's platform workers (its concurrent GC marking and
+ * compilers, shared by every isolate, so a busy Worker's garbage is collected on them), libuv's
+ * threadpool and Worker threads. Pinned here, they keep off a reactor pinned to other CPUs.
+ *
+ * Only threads that exist now are moved: a thread started later inherits the mask of the thread
+ * that starts it. libuv starts its pool on the first `fs`, `dns.lookup`, `crypto` or `zlib` call
+ * that needs it, from the thread making it; a {@link WorkerPool} pins its workers with its own
+ * `affinity` option.
+ * @param cpus CPU numbers as the kernel counts them (those of `taskset -c`).
+ * @returns How many threads were pinned (a thread that exited meanwhile is not counted).
+ * @example
+ * ```ts
+ * import { setOtherThreadsAffinity, setThreadAffinity } from '@iomux/core';
+ * // The reactor (this thread) alone on CPU 0; V8's GC helpers, libuv's pool and the workers on 1.
+ * setOtherThreadsAffinity([1]);
+ * setThreadAffinity([0]);
+ * ```
+ * @throws {@link IomuxError} as {@link setThreadAffinity} does, for the same lists; a CPU this
+ * process may not run on is refused before any thread is moved.
+ */
+export function setOtherThreadsAffinity(cpus: readonly number[]): number {
+  return pinThreads(cpus, 'setOtherThreadsAffinity');
+}
+
+/** setThreadAffinity and setOtherThreadsAffinity: checks, the native call, its error. */
+function pinThreads(
+  cpus: readonly number[],
+  what: 'setThreadAffinity' | 'setOtherThreadsAffinity',
+): number {
+  checkCpuList(cpus, what);
+  // One thread's mask is put back when the kernel narrows it; many are not, so look first.
+  if (what === 'setOtherThreadsAffinity') checkCpusAllowed(cpus, what);
   const addon = threadAddon();
-  if (addon?.setThreadAffinity === undefined)
+  const rc =
+    what === 'setThreadAffinity'
+      ? addon?.setThreadAffinity?.(cpus)
+      : addon?.setOtherThreadsAffinity?.(cpus);
+  if (addon === undefined || rc === undefined)
     throw socketError(
       osConstants.errno.ENOSYS,
       'sched_setaffinity',
       `(no iomux addon can set it on ${process.platform})`,
     );
-  const rc = addon.setThreadAffinity(cpus);
   if (rc === -osConstants.errno.EINVAL) {
     const check = refusedCpus(addon, cpus);
-    if (check !== undefined && check.refused.length > 0)
-      throw notAllowed('setThreadAffinity', check);
+    if (check !== undefined && check.refused.length > 0) throw notAllowed(what, check);
   }
   if (rc < 0) throw socketError(rc, 'sched_setaffinity', `(CPUs ${cpuRanges(cpus)})`);
+  return rc;
 }
 
 /**

@@ -1,8 +1,16 @@
-// CPU affinity of the calling thread (setThreadAffinity / getThreadAffinity) and of WorkerPool
-// threads (the `affinity` option), read back from the kernel's own view of each thread.
-import { readFileSync } from 'node:fs';
+// CPU affinity of the calling thread (setThreadAffinity / getThreadAffinity), of the process's
+// other threads (setOtherThreadsAffinity) and of WorkerPool threads (the `affinity` option), read
+// back from the kernel's own view of each thread.
+import { once } from 'node:events';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { getThreadAffinity, IomuxError, setThreadAffinity } from '../src/index.js';
+import {
+  getThreadAffinity,
+  IomuxError,
+  setOtherThreadsAffinity,
+  setThreadAffinity,
+} from '../src/index.js';
 import { WorkerPool } from '../src/worker-pool.js';
 import { outcome, pool, WORKER } from './pool-helpers.js';
 
@@ -144,7 +152,82 @@ describe.runIf(!linux)('setThreadAffinity (not Linux)', () => {
         setThreadAffinity([0]);
       }),
     ).toMatchObject({ code: 'ENOSYS' });
+    expect(thrown(() => setOtherThreadsAffinity([0]))).toMatchObject({ code: 'ENOSYS' });
     const p = pool({ size: 1, affinity: [0] });
     expect(await outcome(p.run('whoami', { ms: 1 }))).toHaveProperty('value');
+  });
+});
+
+/** Each thread of this process (tid) with its CPUs as /proc lists them. */
+function threadLists(): Map<number, string> {
+  const lists = new Map<number, string>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const text = readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
+      const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(text)?.[1];
+      if (list !== undefined) lists.set(Number(tid), list);
+    } catch {
+      // exited since the listing
+    }
+  }
+  return lists;
+}
+
+/** The calling thread's id (/proc/thread-self links to <pid>/task/<tid>). */
+function ownTid(): number {
+  return Number(readlinkSync('/proc/thread-self').split('/').pop());
+}
+
+describe.runIf(linux)('setOtherThreadsAffinity (Linux)', () => {
+  const all = linux ? getThreadAffinity() : [];
+  afterEach(() => {
+    setOtherThreadsAffinity(all);
+  });
+
+  it("moves every other thread (V8's, libuv's, a Worker) and leaves the caller's mask", async () => {
+    const last = all[all.length - 1]!;
+    // A Worker started before the call reports its own tid and, when asked, its CPUs.
+    const worker = new Worker(
+      `const { parentPort } = require('node:worker_threads');
+       const fs = require('node:fs');
+       const list = () => /^Cpus_allowed_list:\\s*(\\S+)/m.exec(fs.readFileSync('/proc/thread-self/status', 'utf8'))[1];
+       parentPort.postMessage(Number(fs.readlinkSync('/proc/thread-self').split('/').pop()));
+       parentPort.on('message', () => parentPort.postMessage(list()));`,
+      { eval: true },
+    );
+    try {
+      const workerTid = (await once(worker, 'message'))[0] as number;
+      const others = [...threadLists().keys()].filter((tid) => tid !== ownTid());
+      expect(others).toContain(workerTid);
+      const pinned = setOtherThreadsAffinity([last]);
+      const after = threadLists();
+      // Threads may come and go meanwhile (V8 starts helpers on demand); those still here counted.
+      const stayed = others.filter((tid) => after.has(tid));
+      expect(pinned).toBeGreaterThanOrEqual(stayed.length);
+      expect(after.get(ownTid())).toBe(linuxList(all));
+      for (const tid of stayed) expect([tid, after.get(tid)]).toEqual([tid, String(last)]);
+      worker.postMessage('cpus');
+      expect((await once(worker, 'message'))[0]).toBe(String(last));
+      expect(getThreadAffinity()).toEqual(all);
+    } finally {
+      await worker.terminate();
+    }
+  });
+
+  it('refuses bad lists and CPUs the process may not run on before moving any thread', () => {
+    const before = threadLists();
+    const cases: [unknown, RegExp][] = [
+      [[], /setOtherThreadsAffinity needs at least one CPU, got \[\]/],
+      [[0.5], /integers from 0 to 1023, got 0\.5/],
+      [[all[0]!, 1023], /setOtherThreadsAffinity: CPU 1023 not among the CPUs this process/],
+      [[1000, 1001], /CPUs 1000-1001 not among/],
+    ];
+    for (const [cpus, message] of cases) {
+      const failure = thrown(() => setOtherThreadsAffinity(cpus as number[]));
+      expect(failure).toMatchObject({ code: 'IOMUX_INVALID_ARGUMENT', typed: true });
+      expect(failure.message).toMatch(message);
+    }
+    const after = threadLists();
+    for (const [tid, list] of after) if (before.has(tid)) expect(list).toBe(before.get(tid));
   });
 });
