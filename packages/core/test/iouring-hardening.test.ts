@@ -60,6 +60,14 @@ function ringMasks(fd: number): { sq: number; cq: number } {
 
 const epoll = backends.find((b) => b.name === 'epoll')!;
 
+/** A node:net client that sends `data` with its FIN, then waits for the server's close. */
+async function sendAndClose(port: number, data: Buffer): Promise<void> {
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  socket.on('connect', () => socket.end(data));
+  socket.resume();
+  await new Promise((resolve) => socket.on('close', resolve));
+}
+
 /** Sends `total` patterned bytes and resolves with how many of the echoed ones matched. */
 function echoClient(port: number, seed: number, total: number): Promise<{ matched: number }> {
   const data = pattern(total, seed);
@@ -323,10 +331,7 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
           });
         });
       });
-      const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
-      socket.on('connect', () => socket.end(data));
-      socket.resume();
-      await new Promise((resolve) => socket.on('close', resolve));
+      await sendAndClose(listener.port, data);
       expect(await got).toBe(true);
       await reactor.close();
     });
@@ -354,10 +359,7 @@ describe.skipIf(!iouring.available)(backendTitle(iouring), () => {
             });
           });
         });
-        const socket = net.connect({ port: listener.port, host: '127.0.0.1' });
-        socket.on('connect', () => socket.end(data));
-        socket.resume();
-        await new Promise((resolve) => socket.on('close', resolve));
+        await sendAndClose(listener.port, data);
         expect(await got).toBe(true);
         await reactor.close();
       },

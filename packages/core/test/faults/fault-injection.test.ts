@@ -8,17 +8,16 @@
 // - an engine-level fault (the backend's poll call fails from the N-th call on): the runtime
 //   fallback moves everything to the next backend with no byte lost.
 // IOMUX_FAULT_SEEDS=1,2,3 (comma list) replaces the default seeds of the retryable runs.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
 import type { BackendName } from '../../src/index.js';
+import { useFaultShim } from './shim.js';
 import { backends, backendTitle } from '../helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const shimSource = path.resolve(here, '../../../../native/test/fault_shim.c');
 const child = path.join(here, 'fixtures/fault-child.mjs');
 
 const CLIENTS = 6;
@@ -59,23 +58,7 @@ interface Run {
   replay: string;
 }
 
-let workDir = '';
-let shim = '';
-
-beforeAll(() => {
-  workDir = mkdtempSync(path.join(tmpdir(), 'iomux-faults-'));
-  shim = path.join(workDir, 'fault_shim.so');
-  const cc = spawnSync(
-    'gcc',
-    ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-fPIC', '-shared', '-o', shim, shimSource],
-    { encoding: 'utf8' },
-  );
-  if (cc.status !== 0) throw new Error(`building the fault shim failed:\n${cc.stderr}`);
-});
-
-afterAll(() => {
-  rmSync(workDir, { recursive: true, force: true });
-});
+const scratch = useFaultShim('iomux-faults-');
 
 /** Runs the child under the shim with `env` (IOMUX_FAULT_*) and parses its report. */
 async function runChild(
@@ -87,8 +70,8 @@ async function runChild(
   const tag = `${backend}-${Object.values(env)
     .join('-')
     .replace(/[^\w-]/g, '_')}`;
-  const log = path.join(workDir, `${tag}.log`);
-  const gate = path.join(workDir, `${tag}.gate`);
+  const log = path.join(scratch.workDir, `${tag}.log`);
+  const gate = path.join(scratch.workDir, `${tag}.gate`);
   const args = [child, backend, chain.join(','), String(CLIENTS), String(BYTES_PER_CLIENT)];
   args.push(udp ? 'udp' : 'no-udp');
   const faultEnv = { ...env, IOMUX_FAULT_LOG: log, IOMUX_FAULT_GATE: gate };
@@ -97,7 +80,7 @@ async function runChild(
       .map(([k, v]) => `${k}=${v}`)
       .join(' ') + ` node ${path.relative(process.cwd(), child)} ${args.slice(1).join(' ')}`;
   const proc = spawn(process.execPath, args, {
-    env: { ...process.env, ...faultEnv, LD_PRELOAD: shim },
+    env: { ...process.env, ...faultEnv, LD_PRELOAD: scratch.shim },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

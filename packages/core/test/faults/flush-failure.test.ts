@@ -3,36 +3,19 @@
 // take a stream cut short for a complete one. A child process serves one big write under
 // native/test/fault_shim.c with IOMUX_FAULT_SENDS_FROM=2, so the JS try-write (each socket's first
 // send) goes through and the fault hits the first flush of the queue by the engine itself.
-import { fork, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { fork } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useFaultShim } from './shim.js';
 import { backends, backendTitle, reactorOn, sleep, until } from '../helpers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const shimSource = path.resolve(here, '../../../../native/test/fault_shim.c');
 const child = path.join(here, 'fixtures/flush-fail-child.mjs');
 const BYTES = 2 * 1024 * 1024;
 
-let workDir = '';
-let shim = '';
-
-beforeAll(() => {
-  workDir = mkdtempSync(path.join(tmpdir(), 'iomux-flush-fail-'));
-  shim = path.join(workDir, 'fault_shim.so');
-  const cc = spawnSync(
-    'gcc',
-    ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-fPIC', '-shared', '-o', shim, shimSource],
-    { encoding: 'utf8' },
-  );
-  if (cc.status !== 0) throw new Error(`building the fault shim failed:\n${cc.stderr}`);
-});
-
-afterAll(() => {
-  rmSync(workDir, { recursive: true, force: true });
-});
+const scratch = useFaultShim('iomux-flush-fail-');
 
 /** Why a backend cannot run this test here, or '' when it can. */
 function skipReason(b: (typeof backends)[number]): string {
@@ -47,11 +30,11 @@ describe.each(backends)('a refused queue flush resets the peer: $name', (backend
   it.skipIf(skip !== '')(
     `the peer gets ECONNRESET, not a clean end of a truncated stream${skip ? ` (skipped: ${skip})` : ''}`,
     async () => {
-      const gate = path.join(workDir, `${backend.name}.gate`);
+      const gate = path.join(scratch.workDir, `${backend.name}.gate`);
       const proc = fork(child, [backend.name, String(BYTES)], {
         env: {
           ...process.env,
-          LD_PRELOAD: shim,
+          LD_PRELOAD: scratch.shim,
           IOMUX_FAULT_KINDS: 'enobufs',
           IOMUX_FAULT_RATE: '100',
           IOMUX_FAULT_FATAL_MAX: '1',
