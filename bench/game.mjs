@@ -1,6 +1,7 @@
 // node bench/game.mjs [--quick] [--seconds S] [--rounds N] [--bots N] [--backends a,b]
 //                     [--transports udp,tcp]
-//                     [--workers default,nice:0,nice:19,sched:idle,default+pin,sched:idle+pin]
+//                     [--workers default,nice:0,nice:19,sched:idle,default+pin,sched:idle+pin,
+//                                default+pin+others]
 //                     [--quiet-wait S]
 //                     [--max-other CORES] [--env K=V,K=V]
 // The game-server benchmark of issue 8: 1000 simulated players at 60 Hz while the pool's workers
@@ -9,9 +10,11 @@
 // on node:dgram / node:net), bounded in time, loopback only. Reports tick jitter p50/p99/max,
 // tick duration, skipped ticks, event-loop delay, worker utilization, the bots' CPU and what
 // other processes used meanwhile. Writes bench/results/game.json and game.md.
-// A `+pin` worker set-up (default rows: `default` and `default+pin`) keeps the reactor's core to
-// itself: the server's main thread on the first CPU this process may use, the pool's workers and
-// the bots' whole process on the others (REACTOR_CPUS, WORKER_CPUS, BOT_CPUS of the demo).
+// A `+pin` worker set-up (default rows: `default`, `default+pin` and `default+pin+others`) keeps
+// the reactor's core to itself: the server's main thread on the first CPU this process may use,
+// the pool's workers and the bots' whole process on the others (REACTOR_CPUS, WORKER_CPUS,
+// BOT_CPUS of the demo); `+others` moves the server's other threads (V8's, libuv's) there too
+// (OTHER_CPUS).
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -95,12 +98,13 @@ function pinning() {
 /**
  * Parses 'nice:19' / 'sched:idle' into the server's NICE and WORKER_SCHED; 'default' keeps the
  * example's defaults. A '+pin' suffix ('default+pin', 'sched:idle+pin') adds the CPU split of
- * {@link pinning}.
+ * {@link pinning}; '+pin+others' also puts the server's other threads on the workers' CPUs.
  */
 function workerConfig(spec) {
   const [base, ...extras] = spec.split('+');
-  if (extras.some((extra) => extra !== 'pin'))
-    throw new Error(`--workers: the only suffix is +pin, got ${spec}`);
+  const suffixes = extras.join('+');
+  if (suffixes !== '' && suffixes !== 'pin' && suffixes !== 'pin+others')
+    throw new Error(`--workers: the suffixes are +pin and +pin+others, got ${spec}`);
   let config;
   if (base === 'default') config = { label: 'default', env: {} };
   else {
@@ -113,9 +117,10 @@ function workerConfig(spec) {
   }
   if (extras.length === 0) return config;
   const split = pinning();
-  if (split.unavailable !== undefined)
-    return { ...config, label: `${config.label}, pinned`, unavailable: split.unavailable };
-  return { label: `${config.label}, pinned`, env: { ...config.env, ...split.env } };
+  const label = `${config.label}, pinned${suffixes === 'pin+others' ? ' + other threads' : ''}`;
+  if (split.unavailable !== undefined) return { ...config, label, unavailable: split.unavailable };
+  const others = suffixes === 'pin+others' ? { OTHER_CPUS: split.env.WORKER_CPUS } : {};
+  return { label, env: { ...config.env, ...split.env, ...others } };
 }
 
 /** How a run was pinned, from the reports (what the threads ran on, not what was asked). */
@@ -123,7 +128,8 @@ function pinLabel(server, bots) {
   if (server.workerCpus === undefined) return '';
   return (
     `; pinned: reactor CPU ${server.reactorCpus?.join(',') ?? '?'}, ` +
-    `workers CPU ${server.workerCpus.join(',')}, bots CPU ${bots.cpus ?? '?'}`
+    `workers CPU ${server.workerCpus.join(',')}, bots CPU ${bots.cpus ?? '?'}` +
+    (server.otherCpus === undefined ? '' : `, other threads CPU ${server.otherCpus.join(',')}`)
   );
 }
 
@@ -138,7 +144,7 @@ export async function runGameBench({
   bots = 1000,
   backends = LINUX_BACKENDS,
   transports = ['udp'],
-  workers = ['default', 'default+pin'],
+  workers = ['default', 'default+pin', 'default+pin+others'],
   quietWait = quick ? 10 : 30,
   maxOther = 0.2,
   env = {},
@@ -267,7 +273,7 @@ export function renderGameMarkdown({ meta, rows }) {
     '',
     `${meta.date} · Node ${meta.node} · ${meta.cpus} · ${meta.rounds} round(s) × ${meta.seconds} s per row · ` +
       '`examples/game-server/demo.mjs` with `SATURATE=1` (both pool workers running A* non-stop); bots in their own process on node:dgram / node:net; loopback. ' +
-      'Rows without "pinned" let every thread run on any core; "pinned" rows keep the reactor\'s core to it (its thread pinned with `setThreadAffinity`, the workers with the pool\'s `affinity`, the bots\' process with taskset, all on the other cores). ' +
+      'Rows without "pinned" let every thread run on any core; "pinned" rows keep the reactor\'s core to it (its thread pinned with `setThreadAffinity`, the workers with the pool\'s `affinity`, the bots\' process with taskset, all on the other cores); "+ other threads" also moves the server\'s other threads there (V8\'s GC and compiler helpers, libuv\'s pool; `setOtherThreadsAffinity`). ' +
       `Ranges are over rounds. "other" is the CPU other processes on the machine used during the run, in cores; rounds with more than ${meta.maxOther} were run again and are not counted.`,
     '',
     '| backend | transport | workers | jitter p50 / p99 / max ms | tick duration p50 / p99 ms | ticks / skipped | loop delay p99 ms | workers busy | A* searches/s | reactor CPU | bots CPU | other |',
@@ -342,7 +348,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
   if (flag('--max-other') !== undefined) options.maxOther = Number(flag('--max-other'));
   options.backends = list('--backends', LINUX_BACKENDS);
   options.transports = list('--transports', ['udp']);
-  options.workers = list('--workers', ['default', 'default+pin']);
+  options.workers = list('--workers', ['default', 'default+pin', 'default+pin+others']);
   // --env K=V,K=V: more environment for the demo (e.g. WORKERS=1, SATURATE=0), named in the rows
   options.env = Object.fromEntries(list('--env', []).map((kv) => kv.split('=')));
   const result = await runGameBench(options);

@@ -16,8 +16,8 @@
 // each: one send() per state), WORKER_YIELD (0: no yield point after each A* search),
 // IO_CUTOFF_MS (no I/O dispatch in the last ms before each tick, so a late batch cannot delay it;
 // 1), REACTOR_CPUS (Linux: pin the reactor's thread to these CPUs, e.g. 0; default: any),
-// WORKER_CPUS (Linux: pin the worker threads to these CPUs, e.g. 1, and with REACTOR_CPUS the
-// process's other threads too; default: any),
+// WORKER_CPUS (Linux: pin the worker threads to these CPUs, e.g. 1; default: any), OTHER_CPUS
+// (Linux: pin the process's threads running at start, V8's and libuv's helpers, there; e.g. 1),
 // MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
@@ -92,6 +92,7 @@ export function optionsFromEnv(env = process.env) {
     ioCutoffMs: number('IO_CUTOFF_MS', 1),
     reactorCpus: cpuList(env, 'REACTOR_CPUS'),
     workerCpus: cpuList(env, 'WORKER_CPUS'),
+    otherCpus: cpuList(env, 'OTHER_CPUS'),
     maxPlayers: number('MAX_PLAYERS', 4096),
     seconds: number('SECONDS', 0),
   };
@@ -165,16 +166,14 @@ export async function startGameServer(options = {}) {
     maxPlayers = 4096,
     reactorCpus,
     workerCpus,
+    otherCpus,
   } = options;
 
-  // The reactor's thread first: the threads it starts inherit its mask, and the pool moves its
-  // workers onto WORKER_CPUS before their first task. The threads already running (V8's GC and
-  // compiler helpers, which also collect the busy workers' garbage) go to WORKER_CPUS too, or
-  // they would keep waking up on the reactor's core.
-  if (reactorCpus !== undefined) {
-    if (workerCpus !== undefined) setOtherThreadsAffinity(workerCpus);
-    setThreadAffinity(reactorCpus);
-  }
+  // The threads already running (V8's GC and compiler helpers, which also collect the busy
+  // workers' garbage) to OTHER_CPUS, then the reactor's thread: the threads it starts inherit
+  // its mask, and the pool moves its workers onto WORKER_CPUS before their first task.
+  if (otherCpus !== undefined) setOtherThreadsAffinity(otherCpus);
+  if (reactorCpus !== undefined) setThreadAffinity(reactorCpus);
   const reactor = createReactor({ ioModel: 'auto' });
   reactor.stop(); // manual dispatch: the tick loop pumps I/O with pollEvents() between ticks
   const world = new World({ npcs, width: worldSize, height: worldSize });
@@ -338,6 +337,7 @@ export async function startGameServer(options = {}) {
       // What the reactor's thread runs on now (Linux), and what the workers were given.
       reactorCpus: process.platform === 'linux' ? getThreadAffinity() : undefined,
       workerCpus,
+      otherCpus,
       workerYield,
       ioCutoffMs,
       seconds,
@@ -435,7 +435,7 @@ export function formatReport(r) {
     `event-loop delay    p50 ${ms(r.loopDelay.p50)}   p99 ${ms(r.loopDelay.p99)}   max ${ms(r.loopDelay.max)}   (beyond the 10 ms sampling interval)`,
     `worker pool         ${w.maxThreads} threads at nice ${r.nice}${r.scheduling === 'normal' ? '' : ` (SCHED_${r.scheduling.toUpperCase()})`}${r.workerCpus === undefined ? '' : ` on CPU ${r.workerCpus.join(',')}`}${r.workerYield ? ', yield points' : ''}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
       `${rate(r.planSearches)} A* searches/s), utilization ${pct(w.utilization)}, task time p50 ${ms(w.taskTime.p50)} p99 ${ms(w.taskTime.p99)}`,
-    `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core${r.reactorCpus === undefined ? '' : ` (CPU ${r.reactorCpus.join(',')})`}, whole process ${pct(r.cpu.process)}; ` +
+    `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core${r.reactorCpus === undefined ? '' : ` (CPU ${r.reactorCpus.join(',')})`}${r.otherCpus === undefined ? '' : `, other threads on CPU ${r.otherCpus.join(',')}`}, whole process ${pct(r.cpu.process)}; ` +
       `reactor thread waited for a CPU ${r.cpuWait.beforeTickMsPerS.toFixed(1)} ms/s between ticks, ${r.cpuWait.duringTickMsPerS.toFixed(1)} ms/s in ticks; ` +
       `${r.cpuWait.lateTicks} ticks started > 1 ms late, ${r.cpuWait.lateTicksWaited} of them after waiting for a CPU`,
     `clients             peak ${r.peakPlayers} (${r.players} at report time), ${rate(r.statesSent)} states/s, ${rate(r.inputs)} inputs/s, ` +
