@@ -95,6 +95,8 @@ const MAX_CACHED_ADDRESSES = 4096;
 
 /** Most datagrams one native call takes. */
 const MAX_SEND_BATCH = 1024;
+/** What {@link UdpSocket.sendBatch}'s kept list holds between calls. */
+const NO_BYTES = new Uint8Array(0);
 
 /** Checks a destination: null for the connected peer, else the IP literal. */
 function targetOf(port: number | undefined, address: string | undefined): string | null {
@@ -134,6 +136,12 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   private readonly host: UdpHost;
   private isClosed = false;
   private readonly ipv4Names = new Map<number, string>();
+  /** {@link UdpSocket.sendBatch}'s lists for the native call, reused. */
+  private readonly batch = {
+    buffers: [] as Uint8Array[],
+    hosts: [] as (string | null)[],
+    ports: [] as number[],
+  };
 
   /** @internal */
   constructor(host: UdpHost, id: number) {
@@ -217,34 +225,44 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
    * ```
    */
   sendBatch(datagrams: readonly OutgoingDatagram[]): boolean {
-    const buffers: Uint8Array[] = [];
-    const hosts: (string | null)[] = [];
-    const ports: number[] = [];
-    for (const { data, port, address } of datagrams) {
-      buffers.push(typeof data === 'string' ? Buffer.from(data) : data);
-      hosts.push(targetOf(port, address));
-      ports.push(port ?? 0);
-    }
-    let queued = 0;
-    for (let start = 0; start < buffers.length; start += MAX_SEND_BATCH) {
-      const end = Math.min(buffers.length, start + MAX_SEND_BATCH);
-      const result = this.host.native.udpSendBatch(
-        this.nativeId('sendmmsg'),
-        buffers.slice(start, end),
-        hosts.slice(start, end),
-        ports.slice(start, end),
-      );
-      if (typeof result === 'number') throw socketError(result, 'sendmmsg');
-      const [taken, queuedNow, errno] = result;
-      queued += queuedNow;
-      if (start + taken < end)
-        throw socketError(
-          errno,
-          'sendmmsg',
-          `(datagram ${start + taken} of ${buffers.length}; those before it were sent or queued)`,
+    // The lists handed to the native call are this socket's, kept from call to call: a game
+    // server sends a batch per tick, and fresh arrays (and their slices) would be garbage each
+    // time. Checked and filled before anything is sent.
+    const { buffers, hosts, ports } = this.batch;
+    const count = datagrams.length;
+    buffers.length = hosts.length = ports.length = count;
+    try {
+      for (let i = 0; i < count; i++) {
+        const { data, port, address } = datagrams[i]!;
+        buffers[i] = typeof data === 'string' ? Buffer.from(data) : data;
+        hosts[i] = targetOf(port, address);
+        ports[i] = port ?? 0;
+      }
+      let queued = 0;
+      for (let start = 0; start < count; start += MAX_SEND_BATCH) {
+        const end = Math.min(count, start + MAX_SEND_BATCH);
+        const whole = start === 0 && end === count;
+        const result = this.host.native.udpSendBatch(
+          this.nativeId('sendmmsg'),
+          whole ? buffers : buffers.slice(start, end),
+          whole ? hosts : hosts.slice(start, end),
+          whole ? ports : ports.slice(start, end),
         );
+        if (typeof result === 'number') throw socketError(result, 'sendmmsg');
+        const [taken, queuedNow, errno] = result;
+        queued += queuedNow;
+        if (start + taken < end)
+          throw socketError(
+            errno,
+            'sendmmsg',
+            `(datagram ${start + taken} of ${count}; those before it were sent or queued)`,
+          );
+      }
+      return queued === 0;
+    } finally {
+      // The caller's Buffers are not held on to until the next batch.
+      buffers.fill(NO_BYTES);
     }
-    return queued === 0;
   }
 
   /**
