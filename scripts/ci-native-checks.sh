@@ -20,7 +20,8 @@ suites=(packages/core/test/conformance.test.ts packages/core/test/udp.test.ts
   packages/core/test/runtime-fallback.test.ts packages/core/test/*-hardening.test.ts
   packages/core/test/late-poll-failure*.test.ts packages/core/test/connect-starvation*.test.ts
   packages/core/test/worker-exit*.test.ts packages/core/test/backend-failure*.test.ts
-  packages/core/test/native-sizes*.test.ts packages/core/test/broadcast.test.ts)
+  packages/core/test/native-sizes*.test.ts packages/core/test/broadcast.test.ts
+  packages/core/test/affinity.test.ts)
 shopt -u nullglob
 # detect_leaks=1: LeakSanitizer checks each process at exit; scripts/lsan-suppressions.txt lists
 # (with reasons) the memory Node and V8 keep until exit. UBSan halts on its first report.

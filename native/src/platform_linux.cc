@@ -210,8 +210,13 @@ int set_other_threads_affinity(const int* cpus, int n) {
   const auto self = static_cast<pid_t>(::syscall(SYS_gettid));
   int pinned = 0;
   int failure = 0;
-  errno = 0;
-  while (const dirent* entry = ::readdir(tasks)) {
+  for (;;) {
+    errno = 0;  // readdir's end of the list and its failure differ only by errno
+    const dirent* entry = ::readdir(tasks);
+    if (entry == nullptr) {
+      failure = -errno;
+      break;
+    }
     char* end = nullptr;
     long tid = std::strtol(entry->d_name, &end, 10);
     if (end == entry->d_name || *end != '\0' || tid == self) continue;
@@ -222,12 +227,9 @@ int set_other_threads_affinity(const int* cpus, int n) {
       failure = rc;
       break;
     }
-    errno = 0;
   }
-  const int read_error = failure == 0 ? errno : 0;
   ::closedir(tasks);
   if (failure != 0) return failure;
-  if (read_error != 0) return -read_error;
   return pinned;
 }
 
