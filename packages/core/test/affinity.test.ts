@@ -16,10 +16,14 @@ import { outcome, pool, WORKER } from './pool-helpers.js';
 
 const linux = process.platform === 'linux';
 
-/** This thread's CPUs as the kernel lists them in /proc (`0-1`, `1`). */
+/** A thread's CPUs as the kernel lists them in its /proc status file (`0-1`, `1`). */
+function allowedList(statusFile: string): string | undefined {
+  return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(statusFile, 'utf8'))?.[1];
+}
+
+/** This thread's CPUs as the kernel lists them. */
 function kernelList(): string | undefined {
-  const text = readFileSync('/proc/thread-self/status', 'utf8');
-  return /^Cpus_allowed_list:\s*(\S+)/m.exec(text)?.[1];
+  return allowedList('/proc/thread-self/status');
 }
 
 /** What a call of `fn` threw, as code, errno and message. */
@@ -163,8 +167,7 @@ function threadLists(): Map<number, string> {
   const lists = new Map<number, string>();
   for (const tid of readdirSync('/proc/self/task')) {
     try {
-      const text = readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
-      const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(text)?.[1];
+      const list = allowedList(`/proc/self/task/${tid}/status`);
       if (list !== undefined) lists.set(Number(tid), list);
     } catch {
       // exited since the listing
