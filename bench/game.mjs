@@ -1,7 +1,7 @@
 // node bench/game.mjs [--quick] [--seconds S] [--rounds N] [--bots N] [--backends a,b]
 //                     [--transports udp,tcp]
 //                     [--workers default,nice:0,nice:19,sched:idle,default+pin,sched:idle+pin,
-//                                default+pin+others]
+//                                default+pin+others,default+pin+rt]
 //                     [--quiet-wait S]
 //                     [--max-other CORES] [--env K=V,K=V]
 // The game-server benchmark of issue 8: 1000 simulated players at 60 Hz while the pool's workers
@@ -14,7 +14,8 @@
 // the reactor's core to itself: the server's main thread on the first CPU this process may use,
 // the pool's workers and the bots' whole process on the others (REACTOR_CPUS, WORKER_CPUS,
 // BOT_CPUS of the demo); `+others` moves the server's other threads (V8's, libuv's) there too
-// (OTHER_CPUS).
+// (OTHER_CPUS); `+rt` runs the reactor's thread SCHED_FIFO (REACTOR_RT_PRIORITY=10; root or an
+// RLIMIT_RTPRIO of 10 needed), so a tick never waits for a normal thread on its core.
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -98,13 +99,14 @@ function pinning() {
 /**
  * Parses 'nice:19' / 'sched:idle' into the server's NICE and WORKER_SCHED; 'default' keeps the
  * example's defaults. A '+pin' suffix ('default+pin', 'sched:idle+pin') adds the CPU split of
- * {@link pinning}; '+pin+others' also puts the server's other threads on the workers' CPUs.
+ * {@link pinning}; '+pin+others' also puts the server's other threads on the workers' CPUs;
+ * '+pin+rt' runs the reactor's thread SCHED_FIFO at priority 10.
  */
 function workerConfig(spec) {
   const [base, ...extras] = spec.split('+');
   const suffixes = extras.join('+');
-  if (suffixes !== '' && suffixes !== 'pin' && suffixes !== 'pin+others')
-    throw new Error(`--workers: the suffixes are +pin and +pin+others, got ${spec}`);
+  if (!['', 'pin', 'pin+others', 'pin+rt'].includes(suffixes))
+    throw new Error(`--workers: the suffixes are +pin, +pin+others and +pin+rt, got ${spec}`);
   let config;
   if (base === 'default') config = { label: 'default', env: {} };
   else {
@@ -117,10 +119,12 @@ function workerConfig(spec) {
   }
   if (extras.length === 0) return config;
   const split = pinning();
-  const label = `${config.label}, pinned${suffixes === 'pin+others' ? ' + other threads' : ''}`;
+  const extra = { pin: '', 'pin+others': ' + other threads', 'pin+rt': ' + SCHED_FIFO reactor' };
+  const label = `${config.label}, pinned${extra[suffixes]}`;
   if (split.unavailable !== undefined) return { ...config, label, unavailable: split.unavailable };
   const others = suffixes === 'pin+others' ? { OTHER_CPUS: split.env.WORKER_CPUS } : {};
-  return { label, env: { ...config.env, ...split.env, ...others } };
+  const realtime = suffixes === 'pin+rt' ? { REACTOR_RT_PRIORITY: '10' } : {};
+  return { label, env: { ...config.env, ...split.env, ...others, ...realtime } };
 }
 
 /** How a run was pinned, from the reports (what the threads ran on, not what was asked). */
@@ -129,7 +133,10 @@ function pinLabel(server, bots) {
   return (
     `; pinned: reactor CPU ${server.reactorCpus?.join(',') ?? '?'}, ` +
     `workers CPU ${server.workerCpus.join(',')}, bots CPU ${bots.cpus ?? '?'}` +
-    (server.otherCpus === undefined ? '' : `, other threads CPU ${server.otherCpus.join(',')}`)
+    (server.otherCpus === undefined ? '' : `, other threads CPU ${server.otherCpus.join(',')}`) +
+    (server.reactorRtPriority === undefined
+      ? ''
+      : `, reactor SCHED_FIFO ${server.reactorRtPriority}`)
   );
 }
 
@@ -144,7 +151,7 @@ export async function runGameBench({
   bots = 1000,
   backends = LINUX_BACKENDS,
   transports = ['udp'],
-  workers = ['default', 'default+pin', 'default+pin+others'],
+  workers = ['default', 'default+pin', 'default+pin+others', 'default+pin+rt'],
   quietWait = quick ? 10 : 30,
   maxOther = 0.2,
   env = {},
@@ -348,7 +355,12 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
   if (flag('--max-other') !== undefined) options.maxOther = Number(flag('--max-other'));
   options.backends = list('--backends', LINUX_BACKENDS);
   options.transports = list('--transports', ['udp']);
-  options.workers = list('--workers', ['default', 'default+pin', 'default+pin+others']);
+  options.workers = list('--workers', [
+    'default',
+    'default+pin',
+    'default+pin+others',
+    'default+pin+rt',
+  ]);
   // --env K=V,K=V: more environment for the demo (e.g. WORKERS=1, SATURATE=0), named in the rows
   options.env = Object.fromEntries(list('--env', []).map((kv) => kv.split('=')));
   const result = await runGameBench(options);

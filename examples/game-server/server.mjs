@@ -18,7 +18,9 @@
 // 1), REACTOR_CPUS (Linux: pin the reactor's thread to these CPUs, e.g. 0; default: any),
 // WORKER_CPUS (Linux: pin the worker threads to these CPUs, e.g. 1; default: any), OTHER_CPUS
 // (Linux: pin the process's threads running at start, V8's and libuv's helpers, there; e.g. 1),
-// MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
+// REACTOR_RT_PRIORITY (Linux: run the reactor's thread SCHED_FIFO at this priority, 1..99, so a
+// tick never waits for a normal thread on its CPU; needs root or an RLIMIT_RTPRIO that high;
+// default: the normal policy), MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
 // REPORT (json: print the report as one JSON line too). The jitter report is printed when the
 // server stops.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
@@ -32,6 +34,7 @@ import {
   runTicks,
   setOtherThreadsAffinity,
   setThreadAffinity,
+  setThreadScheduling,
   WorkerPool,
 } from '@iomux/core';
 import { startTcpTransport } from './transport-tcp.mjs';
@@ -93,6 +96,7 @@ export function optionsFromEnv(env = process.env) {
     reactorCpus: cpuList(env, 'REACTOR_CPUS'),
     workerCpus: cpuList(env, 'WORKER_CPUS'),
     otherCpus: cpuList(env, 'OTHER_CPUS'),
+    reactorRtPriority: number('REACTOR_RT_PRIORITY', undefined),
     maxPlayers: number('MAX_PLAYERS', 4096),
     seconds: number('SECONDS', 0),
   };
@@ -167,6 +171,7 @@ export async function startGameServer(options = {}) {
     reactorCpus,
     workerCpus,
     otherCpus,
+    reactorRtPriority,
   } = options;
 
   // The threads already running (V8's GC and compiler helpers, which also collect the busy
@@ -174,6 +179,8 @@ export async function startGameServer(options = {}) {
   // its mask, and the pool moves its workers onto WORKER_CPUS before their first task.
   if (otherCpus !== undefined) setOtherThreadsAffinity(otherCpus);
   if (reactorCpus !== undefined) setThreadAffinity(reactorCpus);
+  // After the pool's and V8's threads exist or not, none inherits it (SCHED_RESET_ON_FORK).
+  if (reactorRtPriority !== undefined) setThreadScheduling('fifo', reactorRtPriority);
   const reactor = createReactor({ ioModel: 'auto' });
   reactor.stop(); // manual dispatch: the tick loop pumps I/O with pollEvents() between ticks
   const world = new World({ npcs, width: worldSize, height: worldSize });
@@ -338,6 +345,7 @@ export async function startGameServer(options = {}) {
       reactorCpus: process.platform === 'linux' ? getThreadAffinity() : undefined,
       workerCpus,
       otherCpus,
+      reactorRtPriority,
       workerYield,
       ioCutoffMs,
       seconds,
@@ -435,7 +443,7 @@ export function formatReport(r) {
     `event-loop delay    p50 ${ms(r.loopDelay.p50)}   p99 ${ms(r.loopDelay.p99)}   max ${ms(r.loopDelay.max)}   (beyond the 10 ms sampling interval)`,
     `worker pool         ${w.maxThreads} threads at nice ${r.nice}${r.scheduling === 'normal' ? '' : ` (SCHED_${r.scheduling.toUpperCase()})`}${r.workerCpus === undefined ? '' : ` on CPU ${r.workerCpus.join(',')}`}${r.workerYield ? ', yield points' : ''}, ${w.completed} tasks done (${r.pathTasks} path batches, ${r.planTasks} planning, ` +
       `${rate(r.planSearches)} A* searches/s), utilization ${pct(w.utilization)}, task time p50 ${ms(w.taskTime.p50)} p99 ${ms(w.taskTime.p99)}`,
-    `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core${r.reactorCpus === undefined ? '' : ` (CPU ${r.reactorCpus.join(',')})`}${r.otherCpus === undefined ? '' : `, other threads on CPU ${r.otherCpus.join(',')}`}, whole process ${pct(r.cpu.process)}; ` +
+    `CPU                 reactor thread ${pct(r.cpu.reactorThread)} of a core${r.reactorCpus === undefined ? '' : ` (CPU ${r.reactorCpus.join(',')})`}${r.reactorRtPriority === undefined ? '' : ` at SCHED_FIFO ${r.reactorRtPriority}`}${r.otherCpus === undefined ? '' : `, other threads on CPU ${r.otherCpus.join(',')}`}, whole process ${pct(r.cpu.process)}; ` +
       `reactor thread waited for a CPU ${r.cpuWait.beforeTickMsPerS.toFixed(1)} ms/s between ticks, ${r.cpuWait.duringTickMsPerS.toFixed(1)} ms/s in ticks; ` +
       `${r.cpuWait.lateTicks} ticks started > 1 ms late, ${r.cpuWait.lateTicksWaited} of them after waiting for a CPU`,
     `clients             peak ${r.peakPlayers} (${r.players} at report time), ${rate(r.statesSent)} states/s, ${rate(r.inputs)} inputs/s, ` +

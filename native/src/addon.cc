@@ -826,11 +826,13 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   int fault_poll_errno_ = 0;
 };
 
-// setThreadScheduling('normal' | 'batch' | 'idle') -> 0 | -errno, for the calling thread only;
-// -ENOSYS where the platform has no such policies (platform::set_thread_scheduling).
+// setThreadScheduling('normal' | 'batch' | 'idle' | 'fifo' | 'rr', priority) -> 0 | -errno, for
+// the calling thread only; -ENOSYS where the platform has no such policies
+// (platform::set_thread_scheduling).
 Napi::Value SetThreadScheduling(const Napi::CallbackInfo& info) {
   std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  return Napi::Number::New(info.Env(), platform::set_thread_scheduling(name.c_str()));
+  int priority = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+  return Napi::Number::New(info.Env(), platform::set_thread_scheduling(name.c_str(), priority));
 }
 
 // A CPU list from JS into cpus; false for anything but an array of integers in [0, kMaxCpus).

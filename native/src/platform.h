@@ -207,9 +207,11 @@ int create_thread_unsignalled(pthread_t* out, const pthread_attr_t* attr, void* 
 
 // ---- Thread scheduling (setThreadScheduling of the glue) ----
 
-// Sets the calling thread's scheduling policy: "normal", "batch" or "idle". -EINVAL for another
-// name; -ENOSYS where the platform has no per-thread policy of that kind.
-int set_thread_scheduling(const char* policy);
+// Sets the calling thread's scheduling policy: "normal", "batch" or "idle" (priority 0), or the
+// real-time "fifo" / "rr" at priority 1..99 (threads the caller creates later do not inherit a
+// real-time policy). -EINVAL for another name or priority; -EPERM without the privilege a
+// real-time policy needs; -ENOSYS where the platform has no per-thread policy of that kind.
+int set_thread_scheduling(const char* policy, int priority);
 
 // ---- Thread CPU affinity (setThreadAffinity of the glue) ----
 

@@ -259,12 +259,15 @@ bool sent_by_own_thread(int code, long pid) {
 #endif
 }
 
-int set_thread_scheduling(const char* policy) {
+int set_thread_scheduling(const char* policy, int /*priority*/) {
   if (std::strcmp(policy, "normal") != 0 && std::strcmp(policy, "batch") != 0 &&
-      std::strcmp(policy, "idle") != 0) {
+      std::strcmp(policy, "idle") != 0 && std::strcmp(policy, "fifo") != 0 &&
+      std::strcmp(policy, "rr") != 0) {
     return -EINVAL;
   }
-  return -ENOSYS;  // no SCHED_BATCH / SCHED_IDLE per thread on macOS or FreeBSD
+  // No SCHED_BATCH / SCHED_IDLE per thread on macOS or FreeBSD; their SCHED_FIFO is inherited by
+  // every thread created later (no SCHED_RESET_ON_FORK), so it is not offered either.
+  return -ENOSYS;
 }
 
 // macOS has only affinity hints (thread_policy_set's affinity tags), no set of CPUs a thread is

@@ -1,5 +1,5 @@
 // The platform layer on Linux (see platform.h): eventfd, accept4 and SOCK_* flags, MSG_NOSIGNAL,
-// recvmmsg/sendmmsg, timerfd, real-time signals, SCHED_BATCH / SCHED_IDLE, CPU affinity.
+// recvmmsg/sendmmsg, timerfd, real-time signals, SCHED_BATCH / SCHED_IDLE / SCHED_FIFO, affinity.
 #include "platform.h"
 
 #if defined(IOMUX_PLATFORM_LINUX)
@@ -137,23 +137,39 @@ bool sent_by_own_thread(int code, long pid) {
   return code == SI_TKILL && pid == static_cast<long>(::getpid());
 }
 
-int set_thread_scheduling(const char* policy) {
+int set_thread_scheduling(const char* policy, int priority) {
   // Linux schedules threads, not processes: pid 0 is the calling thread. SCHED_IDLE makes a
   // CPU-bound worker yield at once to any normal thread that wakes up, such as the reactor's;
-  // nice values only shrink its share.
+  // nice values only shrink its share. A real-time policy is the converse, for a tick thread:
+  // it runs as soon as it wakes, ahead of every normal thread on its CPU.
   int chosen;
+  bool realtime = false;
   if (std::strcmp(policy, "normal") == 0) {
     chosen = SCHED_OTHER;
   } else if (std::strcmp(policy, "batch") == 0) {
     chosen = SCHED_BATCH;
   } else if (std::strcmp(policy, "idle") == 0) {
     chosen = SCHED_IDLE;
+  } else if (std::strcmp(policy, "fifo") == 0) {
+    chosen = SCHED_FIFO;
+    realtime = true;
+  } else if (std::strcmp(policy, "rr") == 0) {
+    chosen = SCHED_RR;
+    realtime = true;
   } else {
     return -EINVAL;
   }
+  if (realtime ? (priority < ::sched_get_priority_min(chosen) ||
+                  priority > ::sched_get_priority_max(chosen))
+               : priority != 0) {
+    return -EINVAL;
+  }
   sched_param param{};
-  param.sched_priority = 0;
-  return ::sched_setscheduler(0, chosen, &param) == 0 ? 0 : -errno;
+  param.sched_priority = priority;
+  // Without SCHED_RESET_ON_FORK every thread the caller starts later (a Worker, libuv's pool
+  // when it grows) would be real-time too, and CPU-bound ones would starve the core.
+  int flags = realtime ? SCHED_RESET_ON_FORK : 0;
+  return ::sched_setscheduler(0, chosen | flags, &param) == 0 ? 0 : -errno;
 }
 
 namespace {

@@ -261,7 +261,7 @@ int create_thread_unsignalled(pthread_t* out, const pthread_attr_t* attr, void* 
   return -pthread_create(out, attr, fn, arg);
 }
 
-int set_thread_scheduling(const char* /*policy*/) { return -ENOSYS; }
+int set_thread_scheduling(const char* /*policy*/, int /*priority*/) { return -ENOSYS; }
 // SetThreadAffinityMask exists but covers one processor group of 64 CPUs; not wired up here.
 int set_thread_affinity(const int* /*cpus*/, int /*n*/) { return -ENOSYS; }
 int set_other_threads_affinity(const int* /*cpus*/, int /*n*/) { return -ENOSYS; }

@@ -252,7 +252,7 @@ export interface NativeAddon {
    */
   readonly PreciseTimer?: PreciseTimerConstructor;
   /** Sets the calling thread's scheduling policy; 0 or -errno (-ENOSYS off Linux). */
-  setThreadScheduling?(policy: string): number;
+  setThreadScheduling?(policy: string, priority: number): number;
   /** Pins the calling thread to exactly these CPUs; 0 or -errno (-ENOSYS off Linux). */
   setThreadAffinity?(cpus: readonly number[]): number;
   /** Pins every other thread of the process to exactly these CPUs; how many, or -errno. */

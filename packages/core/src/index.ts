@@ -86,7 +86,7 @@ export {
   setThreadAffinity,
   setThreadScheduling,
 } from './scheduling.js';
-export type { ThreadScheduling } from './scheduling.js';
+export type { RealtimeScheduling, ThreadScheduling } from './scheduling.js';
 export type {
   TransferItem,
   WorkerPoolEvents,

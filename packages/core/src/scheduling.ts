@@ -20,16 +20,59 @@ export function isThreadScheduling(value: unknown): value is ThreadScheduling {
 }
 
 /**
+ * A Linux real-time scheduling policy, for the one latency-critical thread of a process (a game
+ * server's tick thread) on a core of its own:
+ * - `'fifo'`: `SCHED_FIFO`, runs as soon as it wakes, ahead of every normal thread on its CPU,
+ *   until it blocks.
+ * - `'rr'`: `SCHED_RR`, the same with a time slice among real-time threads of equal priority.
+ *
+ * A real-time thread that never blocks starves its core's normal threads (the kernel keeps back
+ * 5 % of each second for them by default, `kernel.sched_rt_runtime_us`), so give it only to a
+ * thread that waits for I/O or timers, such as the reactor's.
+ */
+export type RealtimeScheduling = 'fifo' | 'rr';
+
+const REALTIME_POLICIES: readonly RealtimeScheduling[] = ['fifo', 'rr'];
+
+/**
  * Moves the calling thread (only it: Linux schedules threads) to `policy`. {@link WorkerPool}
  * calls it in each worker thread when its `scheduling` option is set.
- * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for an unknown policy; `ENOSYS` off Linux or
- * when no backend addon is loadable here; `EPERM` when leaving `'idle'` without the privilege.
+ *
+ * A real-time policy takes a `priority` from 1 to 99 (among real-time threads the higher runs
+ * first; any of them runs before every normal thread). Threads the caller starts afterwards
+ * (Workers, libuv's pool) do not inherit it (`SCHED_RESET_ON_FORK`). `setThreadScheduling('normal')`
+ * moves the thread back.
+ * @throws {@link IomuxError} `IOMUX_INVALID_ARGUMENT` for an unknown policy or a priority out of
+ * range; `ENOSYS` off Linux or when no backend addon is loadable here; `EPERM` when leaving
+ * `'idle'`, or for a real-time policy, without the privilege (`CAP_SYS_NICE`, or an
+ * `RLIMIT_RTPRIO` of at least `priority`).
+ * @example
+ * ```ts
+ * import { setThreadAffinity, setThreadScheduling } from '@iomux/core';
+ *
+ * setThreadAffinity([0]); // the reactor's core, kept free of workers and other processes
+ * setThreadScheduling('fifo', 10); // tick starts no longer wait for a normal thread on CPU 0
+ * ```
  */
-export function setThreadScheduling(policy: ThreadScheduling): void {
-  if (!isThreadScheduling(policy))
+export function setThreadScheduling(
+  policy: ThreadScheduling | RealtimeScheduling,
+  priority?: number,
+): void {
+  const realtime = REALTIME_POLICIES.includes(policy as RealtimeScheduling);
+  if (!realtime && !isThreadScheduling(policy))
     throw new IomuxError(
       'IOMUX_INVALID_ARGUMENT',
-      `scheduling must be one of ${POLICIES.join(', ')}, got ${String(policy)}`,
+      `scheduling must be one of ${[...POLICIES, ...REALTIME_POLICIES].join(', ')}, got ${policy}`,
+    );
+  if (realtime && !(Number.isInteger(priority) && (priority ?? 0) >= 1 && (priority ?? 0) <= 99))
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `a ${policy} priority must be an integer from 1 to 99, got ${String(priority)}`,
+    );
+  if (!realtime && priority !== undefined && priority !== 0)
+    throw new IomuxError(
+      'IOMUX_INVALID_ARGUMENT',
+      `only the real-time policies take a priority; ${policy} got ${String(priority)}`,
     );
   const addon = threadAddon();
   if (addon?.setThreadScheduling === undefined)
@@ -38,8 +81,13 @@ export function setThreadScheduling(policy: ThreadScheduling): void {
       'sched_setscheduler',
       `(no iomux addon can set it on ${process.platform})`,
     );
-  const rc = addon.setThreadScheduling(policy);
-  if (rc < 0) throw socketError(rc, 'sched_setscheduler', `(policy ${policy})`);
+  const rc = addon.setThreadScheduling(policy, realtime ? (priority ?? 0) : 0);
+  if (rc < 0)
+    throw socketError(
+      rc,
+      'sched_setscheduler',
+      realtime ? `(policy ${policy}, priority ${String(priority)})` : `(policy ${policy})`,
+    );
 }
 
 /** The largest CPU number + 1 that {@link setThreadAffinity} takes (glibc's `CPU_SETSIZE`). */

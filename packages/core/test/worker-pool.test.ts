@@ -231,7 +231,7 @@ describe.runIf(process.platform === 'linux')('WorkerPool: scheduling policy (Lin
       /scheduling must be 'normal', 'batch' or 'idle', got realtime/,
     );
     expect(() => {
-      setThreadScheduling('fifo' as never);
+      setThreadScheduling('deadline' as never);
     }).toThrow(IomuxError);
   });
 });
