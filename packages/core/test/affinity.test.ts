@@ -5,14 +5,10 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  getThreadAffinity,
-  IomuxError,
-  setOtherThreadsAffinity,
-  setThreadAffinity,
-} from '../src/index.js';
+import { getThreadAffinity, setOtherThreadsAffinity, setThreadAffinity } from '../src/index.js';
 import { WorkerPool } from '../src/worker-pool.js';
 import { outcome, pool, WORKER } from './pool-helpers.js';
+import { thrown } from './helpers.js';
 
 const linux = process.platform === 'linux';
 
@@ -24,20 +20,6 @@ function allowedList(statusFile: string): string | undefined {
 /** This thread's CPUs as the kernel lists them. */
 function kernelList(): string | undefined {
   return allowedList('/proc/thread-self/status');
-}
-
-/** What a call of `fn` threw, as code, errno and message. */
-function thrown(fn: () => unknown): { code?: string; message?: string; typed?: boolean } {
-  try {
-    fn();
-  } catch (err) {
-    return {
-      code: (err as IomuxError).code,
-      message: (err as Error).message,
-      typed: err instanceof IomuxError,
-    };
-  }
-  return {};
 }
 
 describe.runIf(linux)('setThreadAffinity (Linux)', () => {

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import {
   createReactor,
   getBackend,
+  IomuxError,
   type BackendName,
   type Connection,
   type Reactor,
@@ -311,4 +312,18 @@ export function useBackendFixture(backend: (typeof backends)[number]): BackendFi
     else expect(fixture.reactor.backend).toBe(backend.name);
   });
   return fixture;
+}
+
+/** What a call of `fn` threw, as its code and message, and whether it is an IomuxError. */
+export function thrown(fn: () => unknown): { code?: string; message?: string; typed?: boolean } {
+  try {
+    fn();
+  } catch (err) {
+    return {
+      code: (err as IomuxError).code,
+      message: (err as Error).message,
+      typed: err instanceof IomuxError,
+    };
+  }
+  return {};
 }

@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { IomuxError, setThreadScheduling } from '../src/index.js';
+import { setThreadScheduling } from '../src/index.js';
+import { thrown } from './helpers.js';
 
 const linux = process.platform === 'linux';
 const root = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -23,20 +24,6 @@ function ownScheduling(): { policy: number; rtPriority: number } {
   const stat = readFileSync('/proc/thread-self/stat', 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { policy, rtPriority: Number(fields[40 - 3]) };
-}
-
-/** What a call of `fn` threw, as code and message. */
-function thrown(fn: () => unknown): { code?: string; message?: string; typed?: boolean } {
-  try {
-    fn();
-  } catch (err) {
-    return {
-      code: (err as IomuxError).code,
-      message: (err as Error).message,
-      typed: err instanceof IomuxError,
-    };
-  }
-  return {};
 }
 
 /** The scheduling policy number of a Worker started now, as it reads its own. */
