@@ -20,9 +20,9 @@
 // (Linux: pin the process's threads running at start, V8's and libuv's helpers, there; e.g. 1),
 // REACTOR_RT_PRIORITY (Linux: run the reactor's thread SCHED_FIFO at this priority, 1..99, so a
 // tick never waits for a normal thread on its CPU; needs root or an RLIMIT_RTPRIO that high;
-// default: the normal policy), MAX_PLAYERS (4096), SECONDS (stop after that long; default: until SIGINT or SIGTERM),
-// REPORT (json: print the report as one JSON line too). The jitter report is printed when the
-// server stops.
+// default: the normal policy), MAX_PLAYERS (4096), SECONDS (stop after that long; default: until
+// SIGINT or SIGTERM), REPORT (json: print the report as one JSON line too). The jitter report is
+// printed when the server stops.
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { resolve } from 'node:path';
@@ -179,7 +179,7 @@ export async function startGameServer(options = {}) {
   // its mask, and the pool moves its workers onto WORKER_CPUS before their first task.
   if (otherCpus !== undefined) setOtherThreadsAffinity(otherCpus);
   if (reactorCpus !== undefined) setThreadAffinity(reactorCpus);
-  // After the pool's and V8's threads exist or not, none inherits it (SCHED_RESET_ON_FORK).
+  // Threads started from here on (the pool's workers) do not inherit it (SCHED_RESET_ON_FORK).
   if (reactorRtPriority !== undefined) setThreadScheduling('fifo', reactorRtPriority);
   const reactor = createReactor({ ioModel: 'auto' });
   reactor.stop(); // manual dispatch: the tick loop pumps I/O with pollEvents() between ticks

@@ -64,7 +64,8 @@ export function setThreadScheduling(
       'IOMUX_INVALID_ARGUMENT',
       `scheduling must be one of ${[...POLICIES, ...REALTIME_POLICIES].join(', ')}, got ${policy}`,
     );
-  if (realtime && !(Number.isInteger(priority) && (priority ?? 0) >= 1 && (priority ?? 0) <= 99))
+  const level = priority ?? NaN;
+  if (realtime && !(Number.isInteger(level) && level >= 1 && level <= 99))
     throw new IomuxError(
       'IOMUX_INVALID_ARGUMENT',
       `a ${policy} priority must be an integer from 1 to 99, got ${String(priority)}`,
@@ -81,7 +82,7 @@ export function setThreadScheduling(
       'sched_setscheduler',
       `(no iomux addon can set it on ${process.platform})`,
     );
-  const rc = addon.setThreadScheduling(policy, realtime ? (priority ?? 0) : 0);
+  const rc = addon.setThreadScheduling(policy, realtime ? level : 0);
   if (rc < 0)
     throw socketError(
       rc,
