@@ -4,6 +4,8 @@
 // terminated (its JS runs until V8 next checks for termination, but N-API already refuses to run
 // JS). node-addon-api then fails to throw its error, and without this setting that failure is a
 // fatal error that aborts the whole process; with it, the throw is dropped (the worker is ending).
+// The setting does not cover a failed coercion (ToBoolean, ToNumber, Array::Get), whose empty
+// result aborts when it is used: arguments are read through js_args.h instead.
 // napi.h is header-only and this is the one translation unit that includes it (precise_timer.h,
 // the other user, is part of it), so the setting holds everywhere.
 //
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "iomux/engine.h"
+#include "js_args.h"
 #include "js_call.h"
 #include "platform.h"
 #include "platform_glue.h"
@@ -69,7 +72,7 @@ bool SizeOption(const Napi::Object& options, const char* name, double min, doubl
     *out = value;
     return true;
   }
-  std::string shown = raw.IsNumber() ? raw.ToString().Utf8Value() : "a non-number";
+  std::string shown = raw.IsNumber() ? TextOf(raw) : "a non-number";
   *error = std::string("NativeBackend: ") + name + " must be an integer in " +
            std::to_string(static_cast<int64_t>(min)) + ".." +
            std::to_string(static_cast<int64_t>(max)) + ", got " + shown;
@@ -152,8 +155,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
       Napi::Object tuning = options.Get("tuning").As<Napi::Object>();
       Napi::Array names = tuning.GetPropertyNames();
       for (uint32_t i = 0; i < names.Length(); ++i) {
-        std::string name = names.Get(i).ToString().Utf8Value();
-        config.tuning[name] = tuning.Get(name).ToNumber().Int64Value();
+        std::string name = TextOf(names.Get(i));
+        config.tuning[name] = Int64Of(tuning.Get(name));
       }
     }
     Napi::Value read_buffers = options.Get("readBuffers");
@@ -186,17 +189,15 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     }
     // Fault injection (tests, failure rehearsal): fail setup with an errno, or fail the poll that
     // comes after `faultPollAfter` successful ones with `faultPollErrno`.
-    int error = options.Has("faultSetupErrno")
-                    ? -options.Get("faultSetupErrno").ToNumber().Int32Value()
-                    : 0;
+    int error = options.Has("faultSetupErrno") ? -Int32Of(options.Get("faultSetupErrno")) : 0;
     if (options.Has("faultAfterBytes")) {
-      fault_after_bytes_ = options.Get("faultAfterBytes").ToNumber().Int64Value();
-      fault_poll_errno_ = options.Get("faultPollErrno").ToNumber().Int32Value();
+      fault_after_bytes_ = Int64Of(options.Get("faultAfterBytes"));
+      fault_poll_errno_ = Int32Of(options.Get("faultPollErrno"));
       if (fault_poll_errno_ <= 0) fault_poll_errno_ = EIO;
     }
     if (options.Has("faultPollAfter")) {
-      fault_poll_after_ = options.Get("faultPollAfter").ToNumber().Int64Value();
-      fault_poll_errno_ = options.Get("faultPollErrno").ToNumber().Int32Value();
+      fault_poll_after_ = Int64Of(options.Get("faultPollAfter"));
+      fault_poll_errno_ = Int32Of(options.Get("faultPollErrno"));
       if (fault_poll_errno_ <= 0) fault_poll_errno_ = EIO;
     }
     if (error == 0) engine_ = backend::create(config, &error);
@@ -254,8 +255,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     int rc = StreamAddress(info, &request.addr, &request.addr_len);
     if (rc < 0) return Result(info.Env(), rc);
     request.backlog = info[2].As<Napi::Number>().Int32Value();
-    request.reuse_port = info[3].ToBoolean().Value();
-    request.ipv6_only = info[4].ToBoolean().Value();
+    request.reuse_port = BoolOf(info[3]);
+    request.ipv6_only = BoolOf(info[4]);
     return Result(info.Env(), engine_->listen(request));
   }
 
@@ -315,8 +316,9 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     if (count > kMaxWritevBuffers) return Result(info.Env(), -E2BIG);
     iov_scratch_.resize(count);
     for (uint32_t i = 0; i < count; ++i) {
-      Napi::Uint8Array data = list.Get(i).As<Napi::Uint8Array>();
-      iov_scratch_[i] = iovec{data.Data(), data.ByteLength()};
+      iovec& iov = iov_scratch_[i];
+      if (!BytesOf(ElementOf(list, i), &iov.iov_base, &iov.iov_len))
+        return Result(info.Env(), -EINVAL);
     }
     return Result(info.Env(), engine_->write(IdArg(info), iov_scratch_.data(),
                                              static_cast<int>(count), nullptr));
@@ -324,7 +326,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
 
   Napi::Value SetReading(const Napi::CallbackInfo& info) {
     if (!engine_) return Closed(info.Env());
-    return Result(info.Env(), engine_->set_reading(IdArg(info), info[1].ToBoolean().Value()));
+    return Result(info.Env(), engine_->set_reading(IdArg(info), BoolOf(info[1])));
   }
 
   // shutdown(id) -> 0 pending | 1 closed now | -errno
@@ -347,7 +349,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     if (!engine_) return Closed(env);
     sockaddr_storage addr;
     socklen_t len = 0;
-    int rc = engine_->address(IdArg(info), info[1].ToBoolean().Value(), &addr, &len);
+    int rc = engine_->address(IdArg(info), BoolOf(info[1]), &addr, &len);
     if (rc < 0) return Result(env, rc);
     std::string text;
     int port = 0;
@@ -422,7 +424,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     Napi::Env env = info.Env();
     if (!engine_) return Closed(env);
     DetachedSocket socket;
-    bool hand_off = info.Length() > 1 && info[1].ToBoolean().Value();
+    bool hand_off = info.Length() > 1 && BoolOf(info[1]);
     int rc =
         hand_off ? engine_->hand_off(IdArg(info), &socket) : engine_->detach(IdArg(info), &socket);
     if (rc < 0) return Result(env, rc);
@@ -464,7 +466,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0)
       return Napi::Number::New(env, -errno);
     if (listening != 0) return Napi::Number::New(env, -EINVAL);
-    if (!info[1].ToBoolean().Value()) return Napi::Number::New(env, fd);
+    if (!BoolOf(info[1])) return Napi::Number::New(env, fd);
     return Napi::Number::New(env, platform::duplicate_socket(fd));
   }
 
@@ -483,7 +485,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     socket.write_shut = (flags & kWriteShut) != 0;
     socket.drain_pending = (flags & kDrainPending) != 0;
     socket.datagram = (flags & kDatagram) != 0;
-    socket.max_datagram = static_cast<size_t>(info[3].ToNumber().Int64Value());
+    socket.max_datagram = static_cast<size_t>(Int64Of(info[3]));
     Napi::Uint8Array unsent = info[2].As<Napi::Uint8Array>();
     socket.unsent.assign(unsent.Data(), unsent.Data() + unsent.ByteLength());
     return Result(env, engine_->adopt(std::move(socket)));
@@ -498,10 +500,10 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                   &request.addr, &request.addr_len)) {
       return Result(env, -EINVAL);
     }
-    request.reuse_port = info[2].ToBoolean().Value();
-    request.ipv6_only = info[3].ToBoolean().Value();
-    request.max_datagram = static_cast<size_t>(info[4].ToNumber().Int64Value());
-    request.reuse_addr = info[5].ToBoolean().Value();
+    request.reuse_port = BoolOf(info[2]);
+    request.ipv6_only = BoolOf(info[3]);
+    request.max_datagram = static_cast<size_t>(Int64Of(info[4]));
+    request.reuse_addr = BoolOf(info[5]);
     return Result(env, engine_->udp_open(request));
   }
 
@@ -537,15 +539,14 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     iov_scratch_.resize(count);
     batch_datagrams_.resize(count);
     for (uint32_t i = 0; i < count; ++i) {
-      Napi::Uint8Array data = buffers.Get(i).As<Napi::Uint8Array>();
-      iov_scratch_[i] = iovec{data.Data(), data.ByteLength()};
+      iovec& iov = iov_scratch_[i];
+      if (!BytesOf(ElementOf(buffers, i), &iov.iov_base, &iov.iov_len)) return Result(env, -EINVAL);
       OutgoingDatagram& datagram = batch_datagrams_[i];
-      datagram = OutgoingDatagram{nullptr, 0, &iov_scratch_[i], 1};
-      Napi::Value host = hosts.Get(i);
+      datagram = OutgoingDatagram{nullptr, 0, &iov, 1};
+      Napi::Value host = ElementOf(hosts, i);
       if (!host.IsString()) continue;
-      if (!parse_ip(host.As<Napi::String>().Utf8Value(),
-                    ports.Get(i).As<Napi::Number>().Int32Value(), &batch_addresses_[i],
-                    &datagram.to_len)) {
+      if (!parse_ip(host.As<Napi::String>().Utf8Value(), Int32Of(ElementOf(ports, i)),
+                    &batch_addresses_[i], &datagram.to_len)) {
         return Result(env, -EINVAL);
       }
       datagram.to = &batch_addresses_[i];
@@ -583,7 +584,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     int fd = engine_->socket_fd(IdArg(info));
     if (fd < 0) return Result(env, fd);
     std::string name = info[1].As<Napi::String>().Utf8Value();
-    int value = info[2].ToNumber().Int32Value();
+    int value = Int32Of(info[2]);
     std::string group = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
     std::string iface = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
     return Result(env, set_socket_option(fd, name, value, group, iface));
@@ -842,7 +843,7 @@ bool CpusOf(const Napi::Value& value, std::vector<int>* cpus) {
   Napi::Array list = value.As<Napi::Array>();
   cpus->reserve(list.Length());
   for (uint32_t i = 0; i < list.Length(); ++i) {
-    Napi::Value item = list.Get(i);
+    Napi::Value item = ElementOf(list, i);
     if (!item.IsNumber()) return false;
     double cpu = item.As<Napi::Number>().DoubleValue();
     if (!(cpu >= 0 && cpu < platform::kMaxCpus) || cpu != static_cast<int>(cpu)) return false;

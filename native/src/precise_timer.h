@@ -10,11 +10,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
 
+#include "js_args.h"
 #include "js_call.h"
 #include "platform.h"
 #include "poll_watcher.h"
@@ -71,7 +73,8 @@ class PreciseTimer : public Napi::ObjectWrap<PreciseTimer> {
   Napi::Value Arm(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (watcher_ == nullptr) return Napi::Number::New(env, -EBADF);
-    double ms = info[0].ToNumber().DoubleValue();
+    // NaN (also what an unreadable argument gives) is EINVAL below.
+    double ms = DoubleOf(info[0], NAN);
     if (!(ms >= 0 && ms <= kMaxDelayMs)) return Napi::Number::New(env, -EINVAL);
     // A zero delay would disarm a timerfd: the shortest delay is 1 ns.
     auto ns = std::max<int64_t>(1, static_cast<int64_t>(ms * 1e6));

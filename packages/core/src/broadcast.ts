@@ -5,6 +5,7 @@
  */
 import type { Connection, ConnectionHost } from './connection.js';
 import { IomuxError } from './errors.js';
+import { bytesOf } from './socket-options.js';
 
 /** What {@link Reactor.broadcast} did with each recipient, counted. */
 export interface BroadcastResult {
@@ -54,12 +55,7 @@ export class Broadcaster {
   constructor(private readonly host: ConnectionHost) {}
 
   send(connections: Iterable<Connection>, data: Uint8Array | string): BroadcastResult {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    if (!(bytes instanceof Uint8Array))
-      throw new IomuxError(
-        'IOMUX_INVALID_ARGUMENT',
-        `broadcast: data must be a Uint8Array or a string, got ${typeof data}`,
-      );
+    const bytes = bytesOf(data, 'broadcast: data');
     // A 'close' or 'error' handler run by a destroy below may broadcast again: it gets its own.
     const scratch = this.busy ? new Scratch() : this.scratch;
     this.busy = true;

@@ -3,6 +3,7 @@ import type { NativeBackendHandle } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
 import { IdleTimeout } from './idle-timeout.js';
 import type { LaterEvents } from './dispatch.js';
+import { bytesOf, notBytes } from './socket-options.js';
 import { ticketFor, type ConnectionTicket, type HandOff } from './transfer.js';
 import { readChunks } from './connection-iterator.js';
 
@@ -347,7 +348,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     // A graceful end may already have closed the socket (the peer had ended): still reported.
     if (this.ending) return this.writeAfterEnd('write');
     if (!this.usable()) return false;
-    const buffer = typeof data === 'string' ? Buffer.from(data) : data;
+    const buffer = bytesOf(data, 'write: data');
     if (!this.withinQueueLimit(buffer.byteLength)) return false;
     return this.afterWrite(this.host.native.write(this.id, buffer), buffer.byteLength);
   }
@@ -364,7 +365,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.ending) return this.writeAfterEnd('writev');
     if (!this.usable()) return false;
     let total = 0;
-    for (const chunk of chunks) total += chunk.byteLength;
+    for (let i = 0; i < chunks.length; i++) {
+      const chunk: unknown = chunks[i];
+      if (!(chunk instanceof Uint8Array)) throw notBytes(chunk, `writev: chunks[${i}]`);
+      total += chunk.byteLength;
+    }
     if (!this.withinQueueLimit(total)) return false;
     if (chunks.length <= MAX_WRITEV_BUFFERS)
       return this.afterWrite(this.host.native.writev(this.id, chunks), total);

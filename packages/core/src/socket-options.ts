@@ -154,6 +154,27 @@ export function optionalBoolean(name: string, value: unknown, fallback: boolean)
   return value;
 }
 
+/**
+ * The bytes to send: a Uint8Array (a Buffer) as it is, a string encoded as UTF-8; anything else is
+ * `IOMUX_INVALID_ARGUMENT` naming `what`.
+ */
+export function bytesOf(data: unknown, what: string): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === 'string') return Buffer.from(data);
+  throw notBytes(data, what, 'a Uint8Array or a string');
+}
+
+/** The `IOMUX_INVALID_ARGUMENT` for `data` that is not the bytes `what` takes. */
+export function notBytes(data: unknown, what: string, expected = 'a Uint8Array'): IomuxError {
+  // An object from Object.create(null) has no constructor.
+  const { constructor } = (data ?? {}) as { constructor?: { name?: string } };
+  const got = data === null ? 'null' : typeof data === 'object' ? constructor?.name : undefined;
+  return new IomuxError(
+    'IOMUX_INVALID_ARGUMENT',
+    `${what} must be ${expected}, got ${got ?? typeof data}`,
+  );
+}
+
 /** `value` if it is an integer >= `min`, `fallback` when absent. */
 export function positiveInt(
   name: string,

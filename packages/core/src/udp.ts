@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type { NativeBackendHandle } from './backend.js';
 import { IomuxError, socketError } from './errors.js';
+import { bytesOf } from './socket-options.js';
 
 /** Where a datagram came from. */
 export interface RemoteInfo {
@@ -198,7 +199,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
    * ```
    */
   send(data: Uint8Array | string, port?: number, address?: string): boolean {
-    const buffer = typeof data === 'string' ? Buffer.from(data) : data;
+    const buffer = bytesOf(data, 'send: data');
     const result = this.host.native.udpSend(
       this.nativeId('send'),
       targetOf(port, address),
@@ -234,7 +235,9 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     try {
       for (let i = 0; i < count; i++) {
         const { data, port, address } = datagrams[i]!;
-        buffers[i] = typeof data === 'string' ? Buffer.from(data) : data;
+        // The name is built only for a refusal: this loop runs once per datagram of every tick.
+        buffers[i] =
+          data instanceof Uint8Array ? data : bytesOf(data, `sendBatch: datagrams[${i}].data`);
         hosts[i] = targetOf(port, address);
         ports[i] = port ?? 0;
       }

@@ -54,6 +54,39 @@ describe.each(backends)('connection controls: $name', (backend) => {
     expect(server!.closed).toBe(false);
   });
 
+  run(
+    'write() and writev() of something that is not bytes are typed errors; the connection goes on',
+    async () => {
+      let server: Connection | undefined;
+      const listener = await f.reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
+        server = conn;
+      });
+      const client = await netConnect(listener.port);
+      f.clients.push(client);
+      const got: Buffer[] = [];
+      client.on('data', (chunk: Buffer) => got.push(chunk));
+      await until(() => server !== undefined);
+      expect(() => server!.write(42 as unknown as string)).toThrow(
+        expect.objectContaining({
+          code: 'IOMUX_INVALID_ARGUMENT',
+          message: 'write: data must be a Uint8Array or a string, got number',
+        }) as Error,
+      );
+      expect(() => server!.writev([Buffer.from('a'), 'b' as unknown as Uint8Array])).toThrow(
+        expect.objectContaining({
+          code: 'IOMUX_INVALID_ARGUMENT',
+          message: 'writev: chunks[1] must be a Uint8Array, got string',
+        }) as Error,
+      );
+      expect(() => server!.writev([null as unknown as Uint8Array])).toThrow(
+        /writev: chunks\[0\] must be a Uint8Array, got null/,
+      );
+      // Nothing of a refused call was sent; what comes after is.
+      server!.writev([Buffer.from('o'), Buffer.from('k')]);
+      await until(() => Buffer.concat(got).toString() === 'ok');
+    },
+  );
+
   run('setTimeout(0) turns the timeout off; a bad value is a typed error', async () => {
     let server: Connection | undefined;
     let fired = 0;

@@ -230,7 +230,7 @@ describe.each(backends)('udp: $name', (backend) => {
     );
   });
 
-  run('sendBatch() checks every address before sending any', async () => {
+  run('sendBatch() checks every address and payload before sending any', async () => {
     const socket = await reactor.udp({ host: '127.0.0.1' });
     const peer = await openPeer();
     const bad = [
@@ -241,6 +241,16 @@ describe.each(backends)('udp: $name', (backend) => {
     expect(() => socket.sendBatch([{ data: 'x', port: 70_000 }])).toThrow(
       expect.objectContaining({ code: 'IOMUX_INVALID_ARGUMENT' }) as Error,
     );
+    const notBytes = [
+      { data: 'one', port: peer.port, address: '127.0.0.1' },
+      { data: 42 as unknown as string, port: peer.port, address: '127.0.0.1' },
+    ];
+    expect(() => socket.sendBatch(notBytes)).toThrow(
+      /sendBatch: datagrams\[1\]\.data must be a Uint8Array or a string, got number/,
+    );
+    expect(() =>
+      socket.send(new ArrayBuffer(4) as unknown as string, peer.port, '127.0.0.1'),
+    ).toThrow(/send: data must be a Uint8Array or a string, got ArrayBuffer/);
     expect(socket.sendBatch([])).toBe(true);
     await sleep(30);
     expect(peer.got).toHaveLength(0);

@@ -1,7 +1,9 @@
 // A worker thread that ends while its reactor has I/O in flight must end alone: terminate() and
 // process.exit() land in the middle of streaming, and the main thread keeps serving afterwards.
 // Worker threads load plain JavaScript, so the worker uses the built package (dist).
+import { spawnSync } from 'node:child_process';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { backendTitle, backends, netRoundTrip, pattern, sleep } from './helpers.js';
@@ -9,6 +11,10 @@ import { backendTitle, backends, netRoundTrip, pattern, sleep } from './helpers.
 const fixture = new URL('./fixtures/streaming-exit-worker.mjs', import.meta.url);
 const core = new URL('../dist/index.js', import.meta.url).href;
 const EXITS_PER_KIND = 10;
+const nativeCallChild = fileURLToPath(
+  new URL('./fixtures/native-call-teardown.mjs', import.meta.url),
+);
+const NATIVE_CALL_EXITS = 40;
 
 function ignoreRejection(): void {
   // the worker was ended on purpose
@@ -101,4 +107,22 @@ describe.each(backends)('worker exit with I/O in flight: $name', (backend) => {
     }
     await mainThreadServes();
   });
+  // A terminate() that lands inside a native method leaves N-API unable to run JS: an argument
+  // read through a coercion (ToBoolean, ToNumber, Array::Get) then came back empty, and using it
+  // was a fatal error that aborted the whole process. In a child, so that an abort is reported.
+  run(
+    `terminate() ${NATIVE_CALL_EXITS} times inside a loop of native calls: ${backendTitle(backend)}`,
+    () => {
+      const child = spawnSync(
+        process.execPath,
+        [nativeCallChild, core, backend.name, String(NATIVE_CALL_EXITS)],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
+      expect(child.stderr).not.toMatch(/FATAL ERROR/);
+      expect(child.signal, child.stderr).toBeNull();
+      expect(child.status, child.stderr).toBe(0);
+      expect(JSON.parse(child.stdout.trim())).toEqual({ terminated: NATIVE_CALL_EXITS });
+    },
+    90_000,
+  );
 });
