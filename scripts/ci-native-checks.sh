@@ -17,6 +17,7 @@ IOMUX_SANITIZE=1 pnpm -r --filter './packages/*' run rebuild >/dev/null
 # Every suite that drives the addons; the hardening suites by glob, so new ones join as they land.
 shopt -s nullglob
 suites=(packages/core/test/conformance.test.ts packages/core/test/udp.test.ts
+  packages/core/test/udp-send-thread.test.ts
   packages/core/test/runtime-fallback.test.ts packages/core/test/*-hardening.test.ts
   packages/core/test/late-poll-failure*.test.ts packages/core/test/connect-starvation*.test.ts
   packages/core/test/worker-exit*.test.ts packages/core/test/backend-failure*.test.ts
@@ -59,11 +60,14 @@ g++ "${flags[@]}" native/test/udp_batch_test.cc -L"$out" -liomux_blocking_test \
 for backend in epoll io_uring select blocking_io; do
   "$out/$backend"
 done
+# The UDP send thread (datagram_sender.cc) needs no engine: the shared core alone.
+g++ "${flags[@]}" native/test/datagram_sender_test.cc "${shared[@]}" -o "$out/datagram_sender"
+"$out/datagram_sender"
 
 # ThreadSanitizer over the engines that run threads: native/test/stream_threads_test.cc (an
 # engine-level TCP echo with pause/resume and half-closes) and udp_batch_test.cc, linked with
 # select (its watcher thread) and blocking_io (accept, reader and writer threads, UDP readers),
-# plus epoll as a single-threaded control. io_uring is left out: it runs no thread of its own, and
+# plus epoll as a single-threaded control; then the UDP send thread (datagram_sender_test.cc). io_uring is left out: it runs no thread of its own, and
 # TSan cannot see the kernel's side of the shared rings (its memory fences do not build under it).
 tsan_flags=(-std=c++17 -Wall -Wextra -Werror -Wno-missing-field-initializers -O1 -g
   -fno-omit-frame-pointer -fsanitize=thread -Inative/include -Inative/src -pthread)
@@ -81,3 +85,6 @@ for test in stream_threads_test udp_batch_test; do
     "$out/tsan-$backend"
   done
 done
+g++ "${tsan_flags[@]}" native/test/datagram_sender_test.cc "${shared[@]}" \
+  -o "$out/tsan-datagram_sender"
+"$out/tsan-datagram_sender"

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "datagram_senders.h"
 #include "iomux/engine.h"
 #include "js_args.h"
 #include "js_call.h"
@@ -89,6 +90,7 @@ constexpr uint32_t kWriteShut = 32;
 constexpr uint32_t kDrainPending = 64;
 constexpr uint32_t kEofUndelivered = 128;
 constexpr uint32_t kDatagram = 256;
+constexpr uint32_t kSendThread = 512;  // a datagram socket whose sends ran on its own thread
 
 class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
  public:
@@ -117,6 +119,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
                            InstanceMethod<&NativeBackend::UdpOpen>("udpOpen"),
                            InstanceMethod<&NativeBackend::UdpSend>("udpSend"),
                            InstanceMethod<&NativeBackend::UdpSendBatch>("udpSendBatch"),
+                           InstanceMethod<&NativeBackend::UdpSendThread>("udpSendThread"),
                            InstanceMethod<&NativeBackend::UdpConnect>("udpConnect"),
                            InstanceMethod<&NativeBackend::SetOption>("setOption"),
                            InstanceMethod<&NativeBackend::GetOption>("getOption"),
@@ -340,6 +343,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
 
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
     if (!engine_) return Closed(info.Env());
+    senders_.stop(IdArg(info));  // before the engine closes the fd and its id may be reused
     return Result(info.Env(), engine_->destroy(IdArg(info)));
   }
 
@@ -402,7 +406,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     put("polls", c.polls);
     put("events", c.events);
     put("bytesRead", c.bytes_read);
-    put("bytesWritten", c.bytes_written);
+    put("bytesWritten", c.bytes_written + senders_.bytes_sent());
     put("accepted", c.accepted);
     put("closed", c.closed);
     put("writesQueued", c.writes_queued);
@@ -428,12 +432,14 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     int rc =
         hand_off ? engine_->hand_off(IdArg(info), &socket) : engine_->detach(IdArg(info), &socket);
     if (rc < 0) return Result(env, rc);
-    uint32_t flags =
-        (socket.listener ? kListener : 0u) | (socket.connecting ? kConnecting : 0u) |
-        (socket.paused ? kPaused : 0u) | (socket.read_eof ? kReadEof : 0u) |
-        (socket.shutdown_requested ? kShutdownRequested : 0u) |
-        (socket.write_shut ? kWriteShut : 0u) | (socket.drain_pending ? kDrainPending : 0u) |
-        (socket.eof_undelivered ? kEofUndelivered : 0u) | (socket.datagram ? kDatagram : 0u);
+    bool had_sender = senders_.detach_into(IdArg(info), &socket);
+    uint32_t flags = (socket.listener ? kListener : 0u) | (socket.connecting ? kConnecting : 0u) |
+                     (socket.paused ? kPaused : 0u) | (socket.read_eof ? kReadEof : 0u) |
+                     (socket.shutdown_requested ? kShutdownRequested : 0u) |
+                     (socket.write_shut ? kWriteShut : 0u) |
+                     (socket.drain_pending ? kDrainPending : 0u) |
+                     (socket.eof_undelivered ? kEofUndelivered : 0u) |
+                     (socket.datagram ? kDatagram : 0u) | (had_sender ? kSendThread : 0u);
     Napi::Array out = Napi::Array::New(env, 6);
     out.Set(0u, Napi::Number::New(env, socket.fd));
     out.Set(1u, Napi::Number::New(env, flags));
@@ -488,6 +494,8 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     socket.max_datagram = static_cast<size_t>(Int64Of(info[3]));
     Napi::Uint8Array unsent = info[2].As<Napi::Uint8Array>();
     socket.unsent.assign(unsent.Data(), unsent.Data() + unsent.ByteLength());
+    if (socket.datagram && (flags & kSendThread) != 0)
+      return Result(env, senders_.adopt(env, engine_.get(), std::move(socket)));
     return Result(env, engine_->adopt(std::move(socket)));
   }
 
@@ -520,6 +528,10 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     }
     Napi::Uint8Array data = info[3].As<Napi::Uint8Array>();
     iovec iov{data.Data(), data.ByteLength()};
+    OutgoingDatagram datagram{addressed ? &to : nullptr, to_len, &iov, 1};
+    DatagramBatchResult result;
+    if (senders_.send_batch(IdArg(info), &datagram, 1, &result))
+      return Result(env, result.error != 0 ? -result.error : result.queued);
     return Result(env, engine_->udp_send(IdArg(info), addressed ? &to : nullptr, to_len, &iov, 1));
   }
 
@@ -552,14 +564,27 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
       datagram.to = &batch_addresses_[i];
     }
     DatagramBatchResult result;
-    int rc = engine_->udp_send_batch(IdArg(info), batch_datagrams_.data(), static_cast<int>(count),
-                                     &result);
-    if (rc < 0) return Result(env, rc);
+    if (!senders_.send_batch(IdArg(info), batch_datagrams_.data(), static_cast<int>(count),
+                             &result)) {
+      int rc = engine_->udp_send_batch(IdArg(info), batch_datagrams_.data(),
+                                       static_cast<int>(count), &result);
+      if (rc < 0) return Result(env, rc);
+    }
     Napi::Array out = Napi::Array::New(env, 3);
     out.Set(0u, Napi::Number::New(env, result.taken));
     out.Set(1u, Napi::Number::New(env, result.queued));
     out.Set(2u, Napi::Number::New(env, result.error));
     return out;
+  }
+
+  // udpSendThread(id) -> 0 | -errno (EOPNOTSUPP where there are none, EEXIST when it has one):
+  // from now on the socket's sends run on a thread of their own (datagram_sender.h).
+  Napi::Value UdpSendThread(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine_) return Closed(env);
+    int fd = engine_->socket_fd(IdArg(info));
+    if (fd < 0) return Result(env, fd);
+    return Result(env, senders_.start(env, IdArg(info), fd));
   }
 
   // udpConnect(id, host, port) -> 0 | -errno: sets the default peer (UDP connect never blocks)
@@ -602,6 +627,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   }
 
   friend Watcher;
+  friend DatagramSenders<NativeBackend>;
 
   void ReleaseAtExit() {
     watcher_ = nullptr;
@@ -620,6 +646,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   }
 
   void Teardown() {
+    senders_.close();
     ReleaseWatcher();
     engine_.reset();
     ReleaseArena();
@@ -725,6 +752,18 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
     Drain(true);
   }
 
+  // A send thread has refused datagrams to report (from the loop): one batch of SEND_ERRORs.
+  // Not while the engine has failed (JS is moving the sockets) or inside a dispatch.
+  void DeliverSenderErrors() {
+    if (dispatching_ || !engine_ || watcher_ == nullptr || !BeginBatch()) {
+      senders_.drain_errors(nullptr);  // they wait with their senders for the next signal
+      return;
+    }
+    senders_.drain_errors(&sink_);
+    EndBatch();
+    if (sink_.count > 0) Deliver(sink_.count, true);
+  }
+
   // The environment can no longer run JS (worker teardown): stop polling, deliver nothing. The
   // environment cleanup hook closes the handle and releases the engine.
   void StopForTeardown() {
@@ -820,6 +859,7 @@ class NativeBackend : public Napi::ObjectWrap<NativeBackend> {
   std::vector<sockaddr_storage> batch_addresses_;
   std::vector<OutgoingDatagram> batch_datagrams_;
   EventSink sink_;
+  DatagramSenders<NativeBackend> senders_{this};
   bool dispatching_ = false;
   int64_t polls_done_ = 0;
   int64_t fault_poll_after_ = -1;

@@ -169,7 +169,7 @@ void DatagramOutbox::send_batch(int fd, const OutgoingDatagram* datagrams, int c
     }
     size_t length = 0;
     for (int i = 0; i < d.count; ++i) length += d.bufs[i].iov_len;
-    if (bytes_ + length > kMaxOutbox) {
+    if (bytes_ + length > max_bytes_) {
       result->error = ENOBUFS;
       return;
     }

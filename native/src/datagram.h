@@ -81,10 +81,16 @@ class DatagramOutbox {
   // the flush path and the bound are otherwise unreachable there.
   void read_fault_switch();
   bool queues_all() const { return queue_all_; }
+  // A sender thread's queue (datagram_sender.h): send_batch() only queues, up to max_bytes.
+  void set_queue_only(uint32_t max_bytes) {
+    queue_all_ = true;
+    max_bytes_ = max_bytes;
+  }
 
   // The udp_send_batch contract on fd: with nothing queued, sends at once in batches (never
   // blocking) until the kernel has no room; the rest is queued as copies, in order, while the
-  // bound allows. When result->queued > 0 the caller arranges a flush.
+  // bound (kMaxOutbox, or set_queue_only's) allows. When result->queued > 0 the caller arranges a
+  // flush.
   void send_batch(int fd, const OutgoingDatagram* datagrams, int count, uint64_t* bytes_written,
                   DatagramBatchResult* result);
 
@@ -123,6 +129,7 @@ class DatagramOutbox {
 
   std::unique_ptr<Queues> queues_;
   size_t bytes_ = 0;
+  uint32_t max_bytes_ = kMaxOutbox;  // 32 bits: fits beside queue_all_ in every socket slot
   bool queue_all_ = false;
 };
 

@@ -20,6 +20,8 @@
         "../../native/src/write_queue.cc",
       ],
       "conditions": [
+        # UDP send threads (datagram_senders.h): POSIX only.
+        ["OS!='win'", {"sources": ["../../native/src/datagram_sender.cc"]}],
         ["OS=='linux'", {"sources": ["../../native/src/platform_linux.cc", "../../native/src/socket_util.cc"]}],
         ["OS=='mac' or OS=='freebsd'", {"sources": ["../../native/src/platform_bsd.cc", "../../native/src/socket_util.cc"]}],
         # Windows: select over Winsock (scripts/build-win32.mjs builds it; blocking_io is not built

@@ -6,6 +6,7 @@
       "sources": [
         "../../native/src/addon.cc",
         "../../native/src/datagram.cc",
+        "../../native/src/datagram_sender.cc",
         "../../native/src/readiness.cc",
         "../../native/src/notifier.cc",
         "../../native/src/platform_posix.cc",
@@ -13,6 +14,7 @@
         "../../native/src/socket_options.cc",
         "../../native/src/socket_util.cc",
         "../../native/src/stream.cc",
+        "../../native/src/thread_util.cc",
         "../../native/src/write_queue.cc",
         "src/epoll.cc",
       ],

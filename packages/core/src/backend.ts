@@ -222,6 +222,11 @@ export interface NativeBackendHandle {
     hosts: (string | null)[],
     ports: number[],
   ): [number, number, number] | number;
+  /**
+   * Moves a UDP socket's sends to a thread of their own (`UdpOptions.sendThread`): 0, or -errno
+   * (EOPNOTSUPP where the backend has none, EEXIST when the socket has one).
+   */
+  udpSendThread(id: number): number;
   /** Sets the default peer of a UDP socket. */
   udpConnect(id: number, host: string, port: number): number;
   /**

@@ -7,6 +7,7 @@
  * reactor-options.ts and socket-options.ts.
  */
 import { EventEmitter } from 'node:events';
+import { constants as osConstants } from 'node:os';
 import type { NativeBackendHandle, NativeCounters, NativeEventCodes } from './backend.js';
 import {
   candidates,
@@ -357,6 +358,13 @@ export class Reactor
         `udp: maxDatagram must be at most 65536 and fit the slab, got ${maxDatagram}`,
       );
     }
+    const sendThread = options.sendThread ?? false;
+    if (typeof sendThread !== 'boolean') {
+      throw new IomuxError(
+        'IOMUX_INVALID_ARGUMENT',
+        `udp: sendThread must be a boolean, got ${typeof sendThread}`,
+      );
+    }
     const host = await resolveHost(options.host ?? '0.0.0.0');
     this.assertOpen();
     const id = this.native.udpOpen(
@@ -368,7 +376,12 @@ export class Reactor
       options.reuseAddr ?? false,
     );
     if (id < 0) throw socketError(id, 'udp', this.detail(id, `${host}:${port}`));
-    const socket = new UdpSocket(this, id);
+    const threaded = sendThread ? this.native.udpSendThread(id) : -osConstants.errno.EOPNOTSUPP;
+    if (threaded < 0 && sendThread && threaded !== -osConstants.errno.EOPNOTSUPP) {
+      this.native.destroy(id);
+      throw socketError(threaded, 'udp: send thread');
+    }
+    const socket = new UdpSocket(this, id, threaded === 0);
     this.table.set(id, socket);
     this.updateRef();
     return socket;

@@ -144,11 +144,18 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     ports: [] as number[],
   };
 
+  /**
+   * True when the socket's sends run on a thread of their own (`sendThread` was asked for and the
+   * backend has send threads; see `UdpOptions.sendThread`).
+   */
+  readonly sendThread: boolean;
+
   /** @internal */
-  constructor(host: UdpHost, id: number) {
+  constructor(host: UdpHost, id: number, sendThread = false) {
     super();
     this.host = host;
     this.id = id;
+    this.sendThread = sendThread;
   }
 
   /** True once closed. */

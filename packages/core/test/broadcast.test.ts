@@ -128,7 +128,14 @@ describe.each(backends)('broadcast: $name', (backend) => {
       while (overLimit < 2 && k < 2000) {
         overLimit += f.reactor.broadcast(servers, chunk(k)).overLimit;
         k += 1;
-        await sleep(0); // let the readers read
+        // The readers take each chunk before the next: only the stalled ones can reach the limit,
+        // however slow the machine (under ASan, with a build beside it, a sleep(0) was not enough).
+        const sent = k * CHUNK;
+        await until(
+          () => states.every((s, i) => stalled.has(i) || s.bytes === sent),
+          20_000,
+          `the readers got chunk ${k}`,
+        );
       }
       expect(overLimit).toBe(2);
       for (const i of stalled) expect(servers[i]!.closed).toBe(true);
@@ -155,11 +162,12 @@ describe.each(backends)('broadcast: $name', (backend) => {
       const refusing = await room(2, { maxQueuedBytes: 256 * 1024, queueLimitPolicy: 'refuse' });
       refusing.clients[0]!.pause();
       refusing.servers[0]!.setSendBufferSize(8192);
-      reader(refusing.clients[1]!);
       let refused: readonly Connection[] = [];
+      const live = reader(refusing.clients[1]!);
       for (let j = 0; j < 2000 && refused.length === 0; j++) {
         refused = f.reactor.broadcast(refusing.servers, chunk(j)).refused;
-        await sleep(0);
+        const sent = (j + 1) * CHUNK;
+        await until(() => live.bytes === sent, 20_000, `the reader got chunk ${j + 1}`);
       }
       expect(refused).toEqual([refusing.servers[0]]);
       expect(refusing.servers[0]!.closed).toBe(false);

@@ -2,7 +2,12 @@
 // with no byte lost, duplicated or reordered.
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { createReactor, type BackendName, type FallbackRecord } from '../src/index.js';
+import {
+  createReactor,
+  type BackendName,
+  type FallbackRecord,
+  type IomuxError,
+} from '../src/index.js';
 import {
   backends,
   dgramPeer,
@@ -243,6 +248,42 @@ describe.each(udpPairs)('runtime fallback of a UDP socket %s → %s', (from, to)
     await reactor.close();
     await until(() => fdCount() <= fdsBefore, 5000, 'fds released');
   });
+
+  it.skipIf(skip !== '')(
+    title('moves a send thread with the socket, its queue first'),
+    async () => {
+      const fdsBefore = fdCount();
+      const reactor = createReactor(
+        { ioModel: 'auto', retry: { fallback: [to] } },
+        { env: { IOMUX_BACKEND: from }, faults: { pollAfter: { [from]: 0 } } },
+      );
+      reactor.stop(); // nothing polls until pollEvents(): the first poll fails
+      const target = await dgramPeer();
+      const socket = await reactor.udp({ host: '127.0.0.1', sendThread: true });
+      expect(socket.sendThread).toBe(true);
+      const batch = (first: number) =>
+        Array.from({ length: 200 }, (_, i) => ({ data: numbered(first + i), port: target.port }));
+      // The old thread may still hold some of these at the detach: they go out before the next.
+      socket.sendBatch(batch(0));
+      await reactor.pollEvents(0);
+      expect(reactor.backend).toBe(to);
+      reactor.run();
+      socket.sendBatch(batch(200));
+      await until(() => target.got.length === 400, 5000, `400 (got ${target.got.length})`);
+      target.got.forEach((d, i) => {
+        expect(d.equals(numbered(i))).toBe(true);
+      });
+      // The successor's sends run on a thread as well: a refusal comes as an event, not a throw.
+      const errors: IomuxError[] = [];
+      socket.on('error', (err) => errors.push(err));
+      expect(socket.send(Buffer.alloc(65_508), target.port, '127.0.0.1')).toBe(true);
+      await until(() => errors.length === 1, 5000, 'the EMSGSIZE event');
+      expect(errors[0]).toMatchObject({ code: 'EMSGSIZE' });
+      target.socket.close();
+      await reactor.close();
+      await until(() => fdCount() <= fdsBefore, 5000, 'fds released');
+    },
+  );
 
   it.skipIf(skip !== '')(title('keeps an echo stream flowing across the move'), async () => {
     const fdsBefore = fdCount();
