@@ -1,7 +1,7 @@
 // node bench/game.mjs [--quick] [--seconds S] [--rounds N] [--bots N] [--backends a,b]
 //                     [--transports udp,tcp]
 //                     [--workers default,nice:0,nice:19,sched:idle,default+pin,sched:idle+pin,
-//                                default+pin+others,default+pin+rt]
+//                                default+pin+others,default+pin+rt,default+pin+rt+sendthread]
 //                     [--quiet-wait S]
 //                     [--max-other CORES] [--env K=V,K=V]
 // The game-server benchmark of issue 8: 1000 simulated players at 60 Hz while the pool's workers
@@ -15,7 +15,8 @@
 // the pool's workers and the bots' whole process on the others (REACTOR_CPUS, WORKER_CPUS,
 // BOT_CPUS of the demo); `+others` moves the server's other threads (V8's, libuv's) there too
 // (OTHER_CPUS); `+rt` runs the reactor's thread SCHED_FIFO (REACTOR_RT_PRIORITY=10; root or an
-// RLIMIT_RTPRIO of 10 needed), so a tick never waits for a normal thread on its core.
+// RLIMIT_RTPRIO of 10 needed), so a tick never waits for a normal thread on its core;
+// `+rt+sendthread` also sends the UDP states from the socket's own thread (UDP_SEND_THREAD=1).
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -97,16 +98,34 @@ function pinning() {
 }
 
 /**
+ * What each suffix of a `+pin` set-up adds to the CPU split of {@link pinning}: its label and the
+ * demo's environment. '+pin+others' also puts the server's other threads on the workers' CPUs;
+ * '+pin+rt' runs the reactor's thread SCHED_FIFO at priority 10; '+pin+rt+sendthread' also sends
+ * the UDP states from the socket's own thread (UDP_SEND_THREAD; TCP rows ignore it).
+ */
+const PIN_SUFFIXES = {
+  pin: { label: '', env: () => ({}) },
+  'pin+others': { label: ' + other threads', env: (split) => ({ OTHER_CPUS: split.WORKER_CPUS }) },
+  'pin+rt': { label: ' + SCHED_FIFO reactor', env: () => ({ REACTOR_RT_PRIORITY: '10' }) },
+  'pin+rt+sendthread': {
+    label: ' + SCHED_FIFO reactor + send thread',
+    env: () => ({ REACTOR_RT_PRIORITY: '10', UDP_SEND_THREAD: '1' }),
+  },
+};
+
+/**
  * Parses 'nice:19' / 'sched:idle' into the server's NICE and WORKER_SCHED; 'default' keeps the
- * example's defaults. A '+pin' suffix ('default+pin', 'sched:idle+pin') adds the CPU split of
- * {@link pinning}; '+pin+others' also puts the server's other threads on the workers' CPUs;
- * '+pin+rt' runs the reactor's thread SCHED_FIFO at priority 10.
+ * example's defaults. A suffix of {@link PIN_SUFFIXES} ('default+pin', 'sched:idle+pin', ...)
+ * adds the CPU split of {@link pinning} and what the suffix asks for.
  */
 function workerConfig(spec) {
   const [base, ...extras] = spec.split('+');
   const suffixes = extras.join('+');
-  if (!['', 'pin', 'pin+others', 'pin+rt'].includes(suffixes))
-    throw new Error(`--workers: the suffixes are +pin, +pin+others and +pin+rt, got ${spec}`);
+  const suffix = PIN_SUFFIXES[suffixes];
+  if (suffixes !== '' && suffix === undefined) {
+    const known = Object.keys(PIN_SUFFIXES).map((name) => `+${name}`);
+    throw new Error(`--workers: the suffixes are ${known.join(', ')}, got ${spec}`);
+  }
   let config;
   if (base === 'default') config = { label: 'default', env: {} };
   else {
@@ -117,14 +136,11 @@ function workerConfig(spec) {
       config = { label: `SCHED_${value.toUpperCase()}`, env: { NICE: '0', WORKER_SCHED: value } };
     else throw new Error(`--workers: expected default, nice:N or sched:POLICY, got ${spec}`);
   }
-  if (extras.length === 0) return config;
+  if (suffix === undefined) return config;
   const split = pinning();
-  const extra = { pin: '', 'pin+others': ' + other threads', 'pin+rt': ' + SCHED_FIFO reactor' };
-  const label = `${config.label}, pinned${extra[suffixes]}`;
+  const label = `${config.label}, pinned${suffix.label}`;
   if (split.unavailable !== undefined) return { ...config, label, unavailable: split.unavailable };
-  const others = suffixes === 'pin+others' ? { OTHER_CPUS: split.env.WORKER_CPUS } : {};
-  const realtime = suffixes === 'pin+rt' ? { REACTOR_RT_PRIORITY: '10' } : {};
-  return { label, env: { ...config.env, ...split.env, ...others, ...realtime } };
+  return { label, env: { ...config.env, ...split.env, ...suffix.env(split.env) } };
 }
 
 /** How a run was pinned, from the reports (what the threads ran on, not what was asked). */
@@ -136,7 +152,8 @@ function pinLabel(server, bots) {
     (server.otherCpus === undefined ? '' : `, other threads CPU ${server.otherCpus.join(',')}`) +
     (server.reactorRtPriority === undefined
       ? ''
-      : `, reactor SCHED_FIFO ${server.reactorRtPriority}`)
+      : `, reactor SCHED_FIFO ${server.reactorRtPriority}`) +
+    (server.sendThread === true ? ', UDP send thread' : '')
   );
 }
 
@@ -151,7 +168,13 @@ export async function runGameBench({
   bots = 1000,
   backends = LINUX_BACKENDS,
   transports = ['udp'],
-  workers = ['default', 'default+pin', 'default+pin+others', 'default+pin+rt'],
+  workers = [
+    'default',
+    'default+pin',
+    'default+pin+others',
+    'default+pin+rt',
+    'default+pin+rt+sendthread',
+  ],
   quietWait = quick ? 10 : 30,
   maxOther = 0.2,
   env = {},
@@ -219,6 +242,7 @@ export async function runGameBench({
             workerUtilization: s.workers.utilization,
             planSearchesPerS: s.planSearches / s.seconds,
             reactorCpu: s.cpu.reactorThread,
+            sendThreadCpu: s.cpu.sendThread ?? 0,
             serverCpu: s.cpu.process,
             cpuWait: s.cpuWait,
             botsCpu: b.cpu.total,
@@ -244,7 +268,11 @@ export async function runGameBench({
               `tick p50/p99 ${sample.tickDuration.p50.toFixed(2)}/${sample.tickDuration.p99.toFixed(2)} ms, ` +
               `${sample.ticks} ticks, ${sample.skipped} skipped, loop delay p99 ${sample.loopDelay.p99.toFixed(2)} ms, ` +
               `workers ${(sample.workerUtilization * 100).toFixed(0)} % (${Math.round(sample.planSearchesPerS)} A* searches/s), ` +
-              `reactor thread ${(sample.reactorCpu * 100).toFixed(0)} % CPU, bots ${b.joined}/${bots} at ${(sample.botsCpu * 100).toFixed(0)} % CPU, ` +
+              `reactor thread ${(sample.reactorCpu * 100).toFixed(0)} % CPU` +
+              (sample.sendThreadCpu > 0
+                ? ` (+ send thread ${(sample.sendThreadCpu * 100).toFixed(0)} %)`
+                : '') +
+              `, bots ${b.joined}/${bots} at ${(sample.botsCpu * 100).toFixed(0)} % CPU, ` +
               `other processes ${sample.otherCpu.toFixed(2)} cores${sample.contaminated ? ' (busy machine: not counted, run again)' : ''}`,
           );
         }
@@ -328,7 +356,14 @@ export function renderGameMarkdown({ meta, rows }) {
         `| ${range(
           pick((s) => s.reactorCpu * 100),
           0,
-        )} % ` +
+        )} %${
+          row.samples.some((s) => s.sendThreadCpu > 0)
+            ? ` + ${range(
+                pick((s) => s.sendThreadCpu * 100),
+                0,
+              )} % send thread`
+            : ''
+        } ` +
         `| ${range(
           pick((s) => s.botsCpu * 100),
           0,
@@ -360,6 +395,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
     'default+pin',
     'default+pin+others',
     'default+pin+rt',
+    'default+pin+rt+sendthread',
   ]);
   // --env K=V,K=V: more environment for the demo (e.g. WORKERS=1, SATURATE=0), named in the rows
   options.env = Object.fromEntries(list('--env', []).map((kv) => kv.split('=')));

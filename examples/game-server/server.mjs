@@ -13,7 +13,8 @@
 // increment of the worker threads, 19), WORKER_SCHED (Linux scheduling policy of the worker
 // threads: normal, batch or idle; idle), TIMEOUT_MS (UDP: drop a player silent that long, 3000),
 // UDP_SEND (batch: a tick's states go out with one sendBatch() call, sendmmsg underneath;
-// each: one send() per state), WORKER_YIELD (0: no yield point after each A* search),
+// each: one send() per state), UDP_SEND_THREAD (1: the UDP socket sends on a thread of its own,
+// reactor.udp's sendThread, so the kernel's send path is not paid on the tick's thread), WORKER_YIELD (0: no yield point after each A* search),
 // IO_CUTOFF_MS (no I/O dispatch in the last ms before each tick, so a late batch cannot delay it;
 // 1), REACTOR_CPUS (Linux: pin the reactor's thread to these CPUs, e.g. 0; default: any),
 // WORKER_CPUS (Linux: pin the worker threads to these CPUs, e.g. 1; default: any), OTHER_CPUS
@@ -23,7 +24,7 @@
 // default: the normal policy), MAX_PLAYERS (4096), SECONDS (stop after that long; default: until
 // SIGINT or SIGTERM), REPORT (json: print the report as one JSON line too). The jitter report is
 // printed when the server stops.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +43,8 @@ import { startUdpTransport } from './transport-udp.mjs';
 import { World } from './world.mjs';
 
 const LOOP_DELAY_RESOLUTION_MS = 10;
+/** What iomux names a UDP socket's send thread (reactor.udp's sendThread). */
+const SEND_THREAD_NAME = 'iomux-udp-send';
 /** Default nice increment of the worker threads (see the README: "Worker priority"). */
 export const DEFAULT_NICE = 19;
 
@@ -91,6 +94,7 @@ export function optionsFromEnv(env = process.env) {
     scheduling: scheduling(env.WORKER_SCHED),
     timeoutMs: number('TIMEOUT_MS', 3000),
     sendMode: env.UDP_SEND === 'each' ? 'each' : 'batch',
+    sendThread: env.UDP_SEND_THREAD === '1',
     workerYield: env.WORKER_YIELD !== '0',
     ioCutoffMs: number('IO_CUTOFF_MS', 1),
     reactorCpus: cpuList(env, 'REACTOR_CPUS'),
@@ -102,12 +106,37 @@ export function optionsFromEnv(env = process.env) {
   };
 }
 
+/** CPU seconds (user + system) of one of this process's threads, from its /proc stat line. */
+function taskCpuSeconds(stat) {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
+}
+
+/**
+ * CPU seconds of this process's threads named `name` (the UDP send thread is `iomux-udp-send`),
+ * from /proc; 0 when there is none, NaN off Linux. A thread that ended is no longer counted.
+ */
+function namedThreadsCpuSeconds(name) {
+  try {
+    let total = 0;
+    for (const task of readdirSync('/proc/self/task')) {
+      try {
+        if (readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim() !== name) continue;
+        total += taskCpuSeconds(readFileSync(`/proc/self/task/${task}/stat`, 'utf8'));
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+    return total;
+  } catch {
+    return NaN;
+  }
+}
+
 /** CPU seconds (user + system) of this process's main thread, from /proc; NaN elsewhere. */
 function mainThreadCpuSeconds() {
   try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
+    return taskCpuSeconds(readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8'));
   } catch {
     return NaN;
   }
@@ -165,6 +194,7 @@ export async function startGameServer(options = {}) {
     scheduling: workerScheduling = DEFAULT_SCHEDULING,
     timeoutMs = 3000,
     sendMode = 'batch',
+    sendThread = false,
     workerYield = true,
     ioCutoffMs = 1,
     maxPlayers = 4096,
@@ -208,7 +238,19 @@ export async function startGameServer(options = {}) {
     planSearches: 0,
   };
 
-  const ctx = { reactor, world, counters, host, port, hz, view, timeoutMs, maxPlayers, sendMode };
+  const ctx = {
+    reactor,
+    world,
+    counters,
+    host,
+    port,
+    hz,
+    view,
+    timeoutMs,
+    maxPlayers,
+    sendMode,
+    sendThread,
+  };
   let transport;
   try {
     transport =
@@ -309,7 +351,12 @@ export async function startGameServer(options = {}) {
 
   let measuredFrom = performance.now();
   let bytesAtReset = { out: 0, in: 0 };
-  let cpuAtReset = { main: mainThreadCpuSeconds(), process: processCpuSeconds() };
+  const cpuNow = () => ({
+    main: mainThreadCpuSeconds(),
+    sendThread: namedThreadsCpuSeconds(SEND_THREAD_NAME),
+    process: processCpuSeconds(),
+  });
+  let cpuAtReset = cpuNow();
   /** Starts the measurement afresh (tick stats, event-loop delay, counters), e.g. after warm-up. */
   function resetStats() {
     clearTimeout(warmup);
@@ -321,7 +368,7 @@ export async function startGameServer(options = {}) {
     counters.peakPlayers = peak;
     const stats = reactor.stats();
     bytesAtReset = { out: stats.bytesWritten, in: stats.bytesRead };
-    cpuAtReset = { main: mainThreadCpuSeconds(), process: processCpuSeconds() };
+    cpuAtReset = cpuNow();
     pool.resetStats();
     for (const key of Object.keys(cpuWait)) cpuWait[key] = 0;
   }
@@ -337,6 +384,8 @@ export async function startGameServer(options = {}) {
     return {
       transport: transportName,
       sendMode: transport.sendMode ?? 'writev',
+      // True when the UDP socket's sends ran on their own thread (UDP_SEND_THREAD=1, granted).
+      sendThread: transport.sendThread ?? false,
       backend: reactor.backend,
       hz,
       nice,
@@ -363,6 +412,8 @@ export async function startGameServer(options = {}) {
       cpu: {
         // fractions of one core over the measured window
         reactorThread: (mainThreadCpuSeconds() - cpuAtReset.main) / seconds,
+        // the UDP socket's send thread (UDP_SEND_THREAD=1), on the reactor's CPUs; 0 without one
+        sendThread: (namedThreadsCpuSeconds(SEND_THREAD_NAME) - cpuAtReset.sendThread) / seconds,
         process: (processCpuSeconds() - cpuAtReset.process) / seconds,
       },
       // ms per second the reactor thread waited for a CPU; ticks started > 1 ms late, and how
@@ -437,7 +488,7 @@ export function formatReport(r) {
   const rate = (n) => Math.round(n / Math.max(r.seconds, 1e-9));
   const pct = (x) => (Number.isFinite(x) ? `${(x * 100).toFixed(0)} %` : 'n/a');
   const lines = [
-    `--- game server jitter report: ${r.transport.toUpperCase()} (${r.sendMode}), backend ${r.backend}, ${r.hz} Hz, ${r.ticks} ticks in ${r.seconds.toFixed(1)} s ---`,
+    `--- game server jitter report: ${r.transport.toUpperCase()} (${r.sendMode}${r.sendThread ? ', send thread' : ''}), backend ${r.backend}, ${r.hz} Hz, ${r.ticks} ticks in ${r.seconds.toFixed(1)} s ---`,
     `tick start jitter   p50 ${ms(r.jitter.p50)}   p99 ${ms(r.jitter.p99)}   max ${ms(r.jitter.max)}   (skipped ${r.skipped}, overruns ${r.overruns})`,
     `tick duration       p50 ${ms(r.tickDuration.p50)}   p99 ${ms(r.tickDuration.p99)}   max ${ms(r.tickDuration.max)}`,
     `event-loop delay    p50 ${ms(r.loopDelay.p50)}   p99 ${ms(r.loopDelay.p99)}   max ${ms(r.loopDelay.max)}   (beyond the 10 ms sampling interval)`,

@@ -25,18 +25,25 @@ const COOKIE_BUCKET_MS = 10_000;
 const RECEIVE_BYTES = 2048;
 
 /**
- * Binds host:port; returns `{ port, broadcast(tick, snapshot), sweep(now), close() }`.
+ * Binds host:port; returns `{ port, sendMode, sendThread, broadcast(tick, snapshot), sweep(now),
+ * close() }`.
  * Throws the reactor's IomuxError (EOPNOTSUPP on a backend without UDP, EADDRINUSE, ...).
  * @param {{ reactor: import('@iomux/core').Reactor, world: import('./world.mjs').World,
  *   counters: Record<string, number>, host: string, port: number, hz: number, view: string,
- *   timeoutMs: number, maxDatagram?: number, maxPlayers: number, sendMode?: 'batch' | 'each' }} ctx
+ *   timeoutMs: number, maxDatagram?: number, maxPlayers: number, sendMode?: 'batch' | 'each',
+ *   sendThread?: boolean }} ctx
  */
 export async function startUdpTransport(ctx) {
   const { reactor, world, counters, host, port, hz, view, timeoutMs, maxPlayers } = ctx;
   const sendMode = ctx.sendMode ?? 'batch';
   const maxDatagram = Math.min(ctx.maxDatagram ?? MAX_DATAGRAM, MAX_DATAGRAM);
   const maxEntities = maxEntitiesFor(maxDatagram);
-  const socket = await reactor.udp({ host, port, maxDatagram: RECEIVE_BYTES });
+  const socket = await reactor.udp({
+    host,
+    port,
+    maxDatagram: RECEIVE_BYTES,
+    sendThread: ctx.sendThread ?? false,
+  });
   // Bursts (1000 joins, a tick's worth of inputs after a long tick) must not overflow the
   // kernel's queue; the kernel caps these at net.core.rmem_max / wmem_max.
   for (const set of [
@@ -304,6 +311,7 @@ export async function startUdpTransport(ctx) {
   return {
     port: socket.address().port,
     sendMode: broadcast === broadcastBatch ? 'batch' : 'each',
+    sendThread: socket.sendThread,
     broadcast,
     sweep,
     close() {

@@ -42,6 +42,7 @@ std::unique_ptr<DatagramSender> DatagramSender::start(int fd, const Notifier* er
 }
 
 void* DatagramSender::run(void* self) {
+  platform::name_current_thread("iomux-udp-send");
   static_cast<DatagramSender*>(self)->send_loop();
   return nullptr;
 }

@@ -205,6 +205,10 @@ inline size_t min_thread_stack() { return static_cast<size_t>(PTHREAD_STACK_MIN)
 int create_thread_unsignalled(pthread_t* out, const pthread_attr_t* attr, void* (*fn)(void*),
                               void* arg);
 
+// Names the calling thread for top, perf and /proc/<pid>/task/*/comm (at most 15 characters are
+// kept). POSIX only; best effort: a failure changes nothing else.
+void name_current_thread(const char* name);
+
 // ---- Thread scheduling (setThreadScheduling of the glue) ----
 
 // Sets the calling thread's scheduling policy: "normal", "batch" or "idle" (priority 0), or the

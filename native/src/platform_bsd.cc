@@ -7,6 +7,10 @@
 #if defined(IOMUX_PLATFORM_BSD)
 
 #include <fcntl.h>
+#include <pthread.h>
+#ifndef __APPLE__
+#include <pthread_np.h>  // pthread_set_name_np
+#endif
 #include <signal.h>
 #include <sys/event.h>
 #include <sys/time.h>
@@ -276,6 +280,14 @@ int set_thread_affinity(const int* /*cpus*/, int /*n*/) { return -ENOSYS; }
 int set_other_threads_affinity(const int* /*cpus*/, int /*n*/) { return -ENOSYS; }
 int thread_affinity(int* /*out*/, int /*max*/) { return -ENOSYS; }
 int allowed_cpus(int* /*out*/, int /*max*/) { return -ENOSYS; }
+
+void name_current_thread(const char* name) {
+#ifdef __APPLE__
+  pthread_setname_np(name);  // macOS names only the calling thread
+#else
+  pthread_set_name_np(pthread_self(), name);
+#endif
+}
 
 }  // namespace platform
 }  // namespace iomux

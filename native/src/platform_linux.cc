@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -268,6 +270,12 @@ int allowed_cpus(int* out, int max) {
   int got = ::sched_getaffinity(0, sizeof(allowed), &allowed) == 0 ? 0 : -errno;
   if (::sched_setaffinity(0, sizeof(before), &before) != 0) return -errno;
   return got < 0 ? got : cpus_of(allowed, out, max);
+}
+
+void name_current_thread(const char* name) {
+  char kept[16];  // the kernel's TASK_COMM_LEN
+  std::snprintf(kept, sizeof(kept), "%s", name);
+  pthread_setname_np(pthread_self(), kept);
 }
 
 }  // namespace platform

@@ -2,7 +2,7 @@
 // that runs here: order and completeness, errors as events, the thread's lifetime, and the
 // counters. A backend that cannot run is skipped by name with its cause. The queue's bound and
 // the stop/save/restore path are native/test/datagram_sender_test.cc's (under ASan and TSan).
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type IomuxError, type Reactor } from '../src/index.js';
 import {
@@ -20,6 +20,17 @@ import {
 /** The process's threads (Linux): a send thread is one more. */
 function threadCount(): number {
   return readdirSync('/proc/self/task').length;
+}
+
+/** How many of the process's threads are named `name` (Linux). */
+function threadsNamed(name: string): number {
+  return readdirSync('/proc/self/task').filter((task) => {
+    try {
+      return readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim() === name;
+    } catch {
+      return false; // ended meanwhile
+    }
+  }).length;
 }
 
 const onLinux = process.platform === 'linux';
@@ -57,9 +68,12 @@ describe.each(backends)('udp send thread: $name', (backend) => {
     const socket = await reactor.udp({ host: '127.0.0.1', sendThread: true });
     expect(socket.sendThread).toBe(process.platform !== 'win32');
     if (onLinux) expect(threadCount()).toBe(threadsBefore + 2 * perSocket + 1);
+    // Named by the thread itself once it runs, so top and perf can tell it.
+    if (onLinux) await until(() => threadsNamed('iomux-udp-send') === 1, 2000, 'the named thread');
     socket.close();
     const joined = threadsBefore + perSocket;
     if (onLinux) await until(() => threadCount() === joined, 2000, 'the thread joined');
+    if (onLinux) expect(threadsNamed('iomux-udp-send')).toBe(0);
   });
 
   run('sends 3000 datagrams from sendBatch and send, complete and in order', async () => {
