@@ -262,7 +262,11 @@ int ReadinessEngine::shutdown(int id, ShutdownResult* result) {
 }
 
 int ReadinessEngine::destroy(int id) {
-  if (sockets_.get(id) == nullptr) return -EBADF;
+  Socket* s = sockets_.get(id);
+  if (s == nullptr) return -EBADF;
+  // Bytes taken from the kernel but never delivered are unread input, as node:net's destroy()
+  // sees it: close with RST, as the kernel does for bytes still in its own queue.
+  if (!s->inbox.empty()) (void)reset_on_close(s->fd);
   close_socket(id);
   return 0;
 }

@@ -117,7 +117,7 @@ function targetOf(port: number | undefined, address: string | undefined): string
 /**
  * A UDP socket of a reactor, from {@link Reactor.udp}. Datagrams arrive in batches (recvmmsg on
  * every Linux backend); sends go out at once or wait in a bounded native queue (1 MiB) that is
- * flushed with sendmmsg.
+ * flushed with sendmmsg, or with `sendThread` are sent by a thread of the socket's own.
  * @example
  * ```ts
  * import { createReactor } from '@iomux/core';
@@ -197,6 +197,8 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /**
    * Sends one datagram to `address:port` (an IP literal), or to the connected peer when both are
    * omitted. Returns false when the datagram had to be queued (the socket buffer is full).
+   * With {@link UdpSocket.sendThread} the datagram is copied to the thread's queue, and what the
+   * kernel refuses (`EMSGSIZE`, ...) arrives as an `'error'` event instead of a throw.
    * @throws {@link IomuxError} `ENOBUFS` when the queue is full, `EMSGSIZE` for an oversized
    * datagram, `IOMUX_INVALID_ARGUMENT` for a host name (resolve it once, not per datagram).
    * @example

@@ -2,6 +2,7 @@
 #ifdef __linux__
 
 #include "iouring_engine.h"
+#include "socket_options.h"
 
 namespace iomux {
 namespace iouring {
@@ -78,7 +79,11 @@ int IouringEngine::shutdown(int id, ShutdownResult* result) {
 }
 
 int IouringEngine::destroy(int id) {
-  if (sockets_.get(id) == nullptr) return -EBADF;
+  Socket* s = sockets_.get(id);
+  if (s == nullptr) return -EBADF;
+  // Bytes taken from the kernel but never delivered are unread input, as node:net's destroy()
+  // sees it: close with RST, as the kernel does for bytes still in its own queue.
+  if (!s->inbox.empty()) (void)reset_on_close(s->fd);
   close_socket(id);
   return 0;
 }

@@ -177,6 +177,9 @@ inline void leak_for_kernel(std::unique_ptr<OpMemory>* memory, WriteQueue* queue
   (void)new WriteQueue(std::move(*queue));
 }
 
+// The first of uring::setup_choices() without DEFER_TASKRUN.
+constexpr size_t kFirstCoopSetup = 2;
+
 // Tuning and test switches, from EngineConfig::tuning (parsed and range-checked in TypeScript,
 // packages/core/src/tuning.ts). The clamps here only keep a caller that bypasses TypeScript from
 // handing the kernel nonsense: an out-of-range value takes the default.
@@ -209,7 +212,7 @@ struct Tuning {
     // flags), 3 none (no setup flags at all): indices into uring::setup_choices().
     switch (config.tune("iouringSetup", 0)) {
       case 1:
-        t.first_setup = 2;
+        t.first_setup = kFirstCoopSetup;
         break;
       case 2:
         t.first_setup = 3;
@@ -239,6 +242,11 @@ class IouringEngine final : public Engine {
   ~IouringEngine() override;
 
   int init();
+  // The ring, its capability check and its registered eventfd, from setup choice `first` on.
+  int open_ring(size_t first);
+  // 1 when the registered eventfd fires for a completion that waits as deferred task work, 0 when
+  // it does not, or -errno (see init()).
+  int deferred_work_signals();
 
   int wait_fd() const override { return notifier_.fd(); }
   int poll(EventSink* sink) override;
