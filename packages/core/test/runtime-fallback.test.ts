@@ -209,17 +209,23 @@ const udpPairs = udpBackends.flatMap((from) =>
   udpBackends.filter((to) => to !== from).map((to): [BackendName, BackendName] => [from, to]),
 );
 
+/** A reactor on `from` that polls only when asked, and whose first poll fails over to `to`. */
+function failingAtFirstPoll(from: BackendName, to: BackendName): ReturnType<typeof createReactor> {
+  const reactor = createReactor(
+    { ioModel: 'auto', retry: { fallback: [to] } },
+    { env: { IOMUX_BACKEND: from }, faults: { pollAfter: { [from]: 0 } } },
+  );
+  reactor.stop(); // nothing polls until pollEvents(): the first poll fails
+  return reactor;
+}
+
 describe.each(udpPairs)('runtime fallback of a UDP socket %s → %s', (from, to) => {
   const skip = fallbackSkip(from, to);
   const title = (what: string): string => (skip ? `${what} (skipped: ${skip})` : what);
 
   it.skipIf(skip !== '')(title('carries queued datagrams over, in order'), async () => {
     const fdsBefore = fdCount();
-    const reactor = createReactor(
-      { ioModel: 'auto', retry: { fallback: [to] } },
-      { env: { IOMUX_BACKEND: from }, faults: { pollAfter: { [from]: 0 } } },
-    );
-    reactor.stop(); // nothing polls until pollEvents(): the first poll fails
+    const reactor = failingAtFirstPoll(from, to);
     const target = await dgramPeer();
     const socket = await queueingUdp(reactor);
     const sent = Array.from({ length: 200 }, (_, i) => numbered(i));
@@ -253,11 +259,7 @@ describe.each(udpPairs)('runtime fallback of a UDP socket %s → %s', (from, to)
     title('moves a send thread with the socket, its queue first'),
     async () => {
       const fdsBefore = fdCount();
-      const reactor = createReactor(
-        { ioModel: 'auto', retry: { fallback: [to] } },
-        { env: { IOMUX_BACKEND: from }, faults: { pollAfter: { [from]: 0 } } },
-      );
-      reactor.stop(); // nothing polls until pollEvents(): the first poll fails
+      const reactor = failingAtFirstPoll(from, to);
       const target = await dgramPeer();
       const socket = await reactor.udp({ host: '127.0.0.1', sendThread: true });
       expect(socket.sendThread).toBe(true);

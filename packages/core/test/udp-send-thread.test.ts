@@ -3,19 +3,10 @@
 // counters. A backend that cannot run is skipped by name with its cause. The queue's bound and
 // the stop/save/restore path are native/test/datagram_sender_test.cc's (under ASan and TSan).
 import { readFileSync, readdirSync } from 'node:fs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type IomuxError, type Reactor } from '../src/index.js';
-import {
-  backendTitle,
-  backends,
-  dgramPeer,
-  fdCount,
-  numberedDatagram,
-  reactorOn,
-  sleep,
-  thrown,
-  until,
-} from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { type IomuxError } from '../src/index.js';
+import { backends, dgramPeer, numberedDatagram, sleep, thrown, until } from './helpers.js';
+import { reactorPerTest } from './reactor-per-test.js';
 
 /** The process's threads (Linux): a send thread is one more. */
 function threadCount(): number {
@@ -37,35 +28,17 @@ const onLinux = process.platform === 'linux';
 
 describe.each(backends)('udp send thread: $name', (backend) => {
   const run = backend.available ? it : it.skip;
-  let reactor: Reactor;
-  let fdsBefore = 0;
-  const closers: (() => void)[] = [];
-
-  beforeEach(() => {
-    if (!backend.available) return;
-    fdsBefore = fdCount();
-    reactor = reactorOn(backend.name);
-  });
-
-  afterEach(async () => {
-    if (!backend.available) return;
-    for (const close of closers.splice(0)) close();
-    await reactor.close();
-    // The thread's duplicate of the socket and its stop signal are closed with it.
-    await until(() => fdCount() <= fdsBefore, 5000, `fd count back to ${fdsBefore}`);
-  });
-
-  it(`runs here: ${backendTitle(backend)}`, () => {
-    if (!backend.available) expect(backend.cause).not.toBe('');
-  });
+  // After each test the fd count is back: the thread's duplicate of the socket and its stop
+  // signal are closed with it.
+  const f = reactorPerTest(backend);
 
   run('is granted on every POSIX backend, and is one thread from open to close', async () => {
     // blocking_io runs threads of its own for every socket: a send thread is one more than that.
     const threadsBefore = onLinux ? threadCount() : 0;
-    const inline = await reactor.udp({ host: '127.0.0.1' });
+    const inline = await f.reactor.udp({ host: '127.0.0.1' });
     expect(inline.sendThread).toBe(false);
     const perSocket = onLinux ? threadCount() - threadsBefore : 0;
-    const socket = await reactor.udp({ host: '127.0.0.1', sendThread: true });
+    const socket = await f.reactor.udp({ host: '127.0.0.1', sendThread: true });
     expect(socket.sendThread).toBe(process.platform !== 'win32');
     if (onLinux) expect(threadCount()).toBe(threadsBefore + 2 * perSocket + 1);
     // Named by the thread itself once it runs, so top and perf can tell it.
@@ -78,9 +51,9 @@ describe.each(backends)('udp send thread: $name', (backend) => {
 
   run('sends 3000 datagrams from sendBatch and send, complete and in order', async () => {
     const target = await dgramPeer();
-    closers.push(() => target.socket.close());
-    const socket = await reactor.udp({ host: '127.0.0.1', sendThread: true });
-    const before = reactor.stats().bytesWritten;
+    f.closers.push(() => target.socket.close());
+    const socket = await f.reactor.udp({ host: '127.0.0.1', sendThread: true });
+    const before = f.reactor.stats().bytesWritten;
     const sent = Array.from({ length: 3000 }, (_, i) => numberedDatagram(i, 64 + (i % 500)));
     for (let start = 0; start < sent.length; start += 100) {
       const batch = sent.slice(start, start + 100);
@@ -99,19 +72,19 @@ describe.each(backends)('udp send thread: $name', (backend) => {
       expect(d.equals(expected)).toBe(true);
     });
     const bytes = sent.reduce((n, d) => n + d.length, 0);
-    expect(reactor.stats().bytesWritten - before).toBe(bytes);
+    expect(f.reactor.stats().bytesWritten - before).toBe(bytes);
   });
 
   run("reports what the kernel refuses as an 'error' event, and goes on sending", async () => {
     const target = await dgramPeer();
-    closers.push(() => target.socket.close());
-    const inline = await reactor.udp({ host: '127.0.0.1' });
+    f.closers.push(() => target.socket.close());
+    const inline = await f.reactor.udp({ host: '127.0.0.1' });
     const tooLong = Buffer.alloc(65_508); // over IPv4's 65507-byte payload limit
     expect(thrown(() => inline.send(tooLong, target.port, '127.0.0.1'))).toMatchObject({
       code: 'EMSGSIZE',
       typed: true,
     });
-    const socket = await reactor.udp({ host: '127.0.0.1', sendThread: true });
+    const socket = await f.reactor.udp({ host: '127.0.0.1', sendThread: true });
     if (!socket.sendThread) return; // Windows: the inline case above is the whole behaviour
     const errors: IomuxError[] = [];
     socket.on('error', (err) => errors.push(err));
@@ -124,12 +97,12 @@ describe.each(backends)('udp send thread: $name', (backend) => {
 
   run('checks its option and its payloads before the thread sees them', async () => {
     await expect(
-      reactor.udp({ host: '127.0.0.1', sendThread: 'yes' as unknown as boolean }),
+      f.reactor.udp({ host: '127.0.0.1', sendThread: 'yes' as unknown as boolean }),
     ).rejects.toMatchObject({
       code: 'IOMUX_INVALID_ARGUMENT',
       message: 'udp: sendThread must be a boolean, got string',
     });
-    const socket = await reactor.udp({ host: '127.0.0.1', sendThread: true });
+    const socket = await f.reactor.udp({ host: '127.0.0.1', sendThread: true });
     expect(thrown(() => socket.sendBatch([{ data: 7 as unknown as Uint8Array, port: 9 }]))).toEqual(
       {
         code: 'IOMUX_INVALID_ARGUMENT',
