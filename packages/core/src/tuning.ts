@@ -53,7 +53,7 @@ export const TUNING_VARIABLES: Readonly<Record<string, TuningKnob>> = {
   IOMUX_IOURING_SINGLESHOT: choice('iouringSingleshot', ['0', '1']),
   IOMUX_IOURING_NO_EVENTFD_TOGGLE: choice('iouringNoEventfdToggle', ['0', '1']),
   IOMUX_IOURING_DIRECT_RECV: choice('iouringDirectRecv', ['off', 'auto', 'always']),
-  IOMUX_IOURING_SETUP: choice('iouringSetup', ['default', 'coop', 'basic', 'none']),
+  IOMUX_IOURING_SETUP: choice('iouringSetup', ['default', 'coop', 'basic', 'none', 'defer']),
   IOMUX_IOURING_BUF_SIZE: range('iouringBufSize', 1024, 1048576),
   IOMUX_IOURING_BUF_COUNT: range('iouringBufCount', 64, 32768, true),
   IOMUX_IOURING_SQ_ENTRIES: range('iouringSqEntries', 2, 32768),

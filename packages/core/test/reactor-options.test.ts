@@ -94,7 +94,7 @@ describe('backend tuning variables', () => {
 
   it.each([
     ['IOMUX_IOURING_SINGLESHOT', 'yes', 'one of 0, 1'],
-    ['IOMUX_IOURING_SETUP', 'fast', 'one of default, coop, basic, none'],
+    ['IOMUX_IOURING_SETUP', 'fast', 'one of default, coop, basic, none, defer'],
     ['IOMUX_IOURING_BUF_SIZE', '512', 'an integer from 1024 to 1048576'],
     ['IOMUX_IOURING_BUF_COUNT', '100', 'a power of two from 64 to 32768'],
     ['IOMUX_IOURING_SQ_ENTRIES', '1', 'an integer from 2 to 32768'],

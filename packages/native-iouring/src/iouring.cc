@@ -16,7 +16,7 @@ int IouringEngine::init() {
   fault_hand_off_ = config_.tune("faultHandOverTimeout", 0) == 1;
   int rc = open_ring(tuning_.first_setup);
   if (rc < 0) return rc;
-  if ((ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0) {
+  if (tuning_.check_deferred_wakeup && (ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0) {
     rc = deferred_work_signals();
     if (rc < 0) return rc;
     // The glue sleeps on the eventfd: where deferred completions do not signal it, each one would

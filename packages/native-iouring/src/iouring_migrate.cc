@@ -147,12 +147,23 @@ int IouringEngine::detach(int id, DetachedSocket* out) {
     // queued bytes, or taking received ones), so moving the socket could duplicate or lose
     // bytes: it stays here and closes with the engine. On a ring that can no longer be entered,
     // with DEFER_TASKRUN, nothing runs without our io_uring_enter, so the operation will never
-    // touch the socket again: moving it is exact.
-    bool frozen = ring_dead_ && (ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0;
+    // touch the socket again: moving it is exact. So it is on any ring when the operations only
+    // wait for readiness (a UDP socket's polls, a direct reader's, a listener's POLLIN wait): a
+    // poll that completes after the move takes nothing from the socket. That matters where the
+    // ring runs COOP_TASKRUN (a kernel whose eventfd ignores deferred work, see init()).
+    bool frozen = ring_dead_ &&
+                  ((ring_.flags() & IORING_SETUP_DEFER_TASKRUN) != 0 || only_polls_in_flight(*s));
     if (!frozen) return -ETIMEDOUT;
   }
   save_detached(id, out);  // a frozen operation still names its memory until the ring is torn down
   return 0;
+}
+
+bool IouringEngine::only_polls_in_flight(const Socket& s) const {
+  if (s.send_inflight || s.connect_op != kOpNone) return false;
+  // A UDP socket's receive and outbox waits are polls, and its sends are synchronous.
+  if (s.datagram) return true;
+  return s.arm == kIdle || s.recv_poll || s.accept_poll;
 }
 
 // What a detached socket takes along; the slot is released, the fd stays open.
