@@ -35,8 +35,7 @@ class DatagramSenders {
 
   // Starts id's sender on its fd: 0, -EEXIST when it has one, or -errno.
   int start(napi_env env, int id, int fd) {
-    for (const auto& entry : senders_)
-      if (entry.first == id) return -EEXIST;
+    if (find(id) != nullptr) return -EEXIST;
     int rc = 0;
     std::unique_ptr<DatagramSender> sender = open(env, fd, &rc);
     if (sender == nullptr) return rc;
@@ -48,12 +47,10 @@ class DatagramSenders {
   // sockets with one are few (a game server has one): a scan, free when there are none.
   bool send_batch(int id, const OutgoingDatagram* datagrams, int count,
                   DatagramBatchResult* result) {
-    for (const auto& entry : senders_) {
-      if (entry.first != id) continue;
-      entry.second->send_batch(datagrams, count, result);
-      return true;
-    }
-    return false;
+    DatagramSender* sender = find(id);
+    if (sender == nullptr) return false;
+    sender->send_batch(datagrams, count, result);
+    return true;
   }
 
   // The socket is being closed: its sender stops and its queue is dropped.
@@ -128,6 +125,12 @@ class DatagramSenders {
   }
 
  private:
+  DatagramSender* find(int id) const {
+    for (const auto& entry : senders_)
+      if (entry.first == id) return entry.second.get();
+    return nullptr;
+  }
+
   // A sender on fd, not yet any id's: null with *rc = -errno when it cannot start.
   std::unique_ptr<DatagramSender> open(napi_env env, int fd, int* rc) {
     *rc = watch(env);

@@ -264,9 +264,7 @@ int ReadinessEngine::shutdown(int id, ShutdownResult* result) {
 int ReadinessEngine::destroy(int id) {
   Socket* s = sockets_.get(id);
   if (s == nullptr) return -EBADF;
-  // Bytes taken from the kernel but never delivered are unread input, as node:net's destroy()
-  // sees it: close with RST, as the kernel does for bytes still in its own queue.
-  if (!s->inbox.empty()) (void)reset_on_close(s->fd);
+  s->reset_if_input_unread(s->fd);
   close_socket(id);
   return 0;
 }

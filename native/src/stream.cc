@@ -10,6 +10,7 @@
 #include <new>
 
 #include "platform.h"
+#include "socket_options.h"
 #include "socket_util.h"
 
 namespace iomux {
@@ -213,6 +214,10 @@ bool StreamState::connected(int fd) {
 }
 
 // ---- Input ----
+
+void StreamState::reset_if_input_unread(int fd) const {
+  if (!inbox.empty()) (void)reset_on_close(fd);
+}
 
 StreamFate StreamState::take(int id, const uint8_t* data, size_t len, EventSink* sink) {
   if (!paused && !input_held()) {

@@ -119,6 +119,10 @@ class StreamState : public SocketFlags {
   }
   // Whether held input (bytes, END or an error) waits for delivery.
   bool input_held() const { return !inbox.empty() || eof_pending || err_pending != 0; }
+  // For destroy(), before the fd is closed: bytes taken from the kernel but never delivered are
+  // unread input, as node:net's destroy() sees it, so the close sends RST, as the kernel does for
+  // bytes still in its own queue.
+  void reset_if_input_unread(int fd) const;
   // Bytes read from the kernel into the backend's own buffer: delivered into the slab when not
   // paused and nothing is held, else (or what does not fit) kept in the inbox; afterwards
   // input_held() tells whether the backend must call deliver() later (once not paused). kClose

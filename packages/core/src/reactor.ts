@@ -376,12 +376,17 @@ export class Reactor
       options.reuseAddr ?? false,
     );
     if (id < 0) throw socketError(id, 'udp', this.detail(id, `${host}:${port}`));
-    const threaded = sendThread ? this.native.udpSendThread(id) : -osConstants.errno.EOPNOTSUPP;
-    if (threaded < 0 && sendThread && threaded !== -osConstants.errno.EOPNOTSUPP) {
-      this.native.destroy(id);
-      throw socketError(threaded, 'udp: send thread');
+    let threaded = false;
+    if (sendThread) {
+      // EOPNOTSUPP: a backend without send threads (Windows) sends on the reactor's thread.
+      const rc = this.native.udpSendThread(id);
+      if (rc < 0 && rc !== -osConstants.errno.EOPNOTSUPP) {
+        this.native.destroy(id);
+        throw socketError(rc, 'udp: send thread');
+      }
+      threaded = rc === 0;
     }
-    const socket = new UdpSocket(this, id, threaded === 0);
+    const socket = new UdpSocket(this, id, threaded);
     this.table.set(id, socket);
     this.updateRef();
     return socket;
