@@ -160,7 +160,7 @@ int drain_wake(int read_fd) {
   char bytes[64];
   int rc = 0;
   for (;;) {
-    if (::recv(win32::handle(read_fd), bytes, sizeof(bytes), 0) >= 0) continue;
+    if (::recv(win32::handle(read_fd), bytes, static_cast<int>(sizeof(bytes)), 0) >= 0) continue;
     int error = WSAGetLastError();
     if (error != WSAEWOULDBLOCK) rc = -win32::errno_from_system(error);
     break;

@@ -135,17 +135,23 @@ inline ssize_t sendmsg(int fd, const msghdr* msg, int /*flags*/) {
   return static_cast<ssize_t>(sent);
 }
 
-// The readiness engine reads a stream socket with read(2). The CRT's read(int, void*, unsigned)
-// takes a CRT file descriptor, not a SOCKET: given a socket value it fails with EBADF (or reads
-// whatever CRT file has that number), the engine then closes the connection with unread bytes
-// and Winsock resets it (the peer's ECONNRESET). This overload is an exact match for a size_t
-// length, so ::read(fd, buf, size) in the shared core receives from the socket instead.
+// send(2) and recv(2) on the int a socket is kept in. Winsock's own take a SOCKET, a char* and an
+// int length, so a call with an int fd, a void* or uint8_t* buffer and a size_t length from the
+// shared core resolves to these; the lengths are clamped to what one Winsock call takes.
+inline ssize_t send(int fd, const void* buf, size_t len, int /*flags*/) {
+  int want = len > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int>(len);
+  int n = ::send(iomux::win32::handle(fd), static_cast<const char*>(buf), want, 0);
+  if (n == SOCKET_ERROR) return iomux::win32::fail_with_wsa();
+  return n;
+}
+
+// The readiness engine reads a stream socket with this recv.
 //
 // A reset peer fails recv with WSAECONNRESET on Windows. Wine 8.0 (seen here) has its select()
 // take the socket's pending error instead: recv then returns 0 as for a FIN and SO_ERROR reads 0,
 // but WSAPoll still reports POLLERR, which an orderly end never sets. So an end of stream is
 // checked once more and a reset reported as one, as on Windows and POSIX.
-inline ssize_t read(int fd, void* buf, size_t len) {
+inline ssize_t recv(int fd, void* buf, size_t len, int /*flags*/) {
   SOCKET s = iomux::win32::handle(fd);
   int want = len > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int>(len);
   int n = ::recv(s, static_cast<char*>(buf), want, 0);

@@ -200,7 +200,7 @@ void ReadinessEngine::read_ready(int id, EventSink* sink) {
     }
     ssize_t n;
     do {
-      n = ::read(fd, sink->slab + sink->slab_used, want);
+      n = ::recv(fd, sink->slab + sink->slab_used, want, 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
       int err = errno;
