@@ -14,7 +14,7 @@ import {
   type NativeBackendHandle,
   type NativeBackendOptions,
 } from '../src/backend-api.js';
-import { backends, backendTitle, netConnect, reactorOn, sleep } from './helpers.js';
+import { backends, backendTitle, howItEnds, netConnect, reactorOn, sleep } from './helpers.js';
 
 const EAGAIN = 11;
 const exitMain = fileURLToPath(new URL('./fixtures/blocking-exit-main.mjs', import.meta.url));
@@ -319,14 +319,7 @@ describe.each(backends)(
           });
           const socket = await netConnect(listener.port);
           clients.push(socket);
-          const outcome = new Promise<string>((resolve) => {
-            socket.on('error', (err: NodeJS.ErrnoException) => {
-              resolve(err.code ?? err.message);
-            });
-            socket.on('end', () => {
-              resolve('end');
-            });
-          });
+          const outcome = howItEnds(socket);
           await until(() => server !== undefined);
           // Reading when the bytes come (blocking_io's reader is in recv() by now), then paused:
           // the bytes are taken from the kernel but never delivered.

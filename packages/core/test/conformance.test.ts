@@ -10,6 +10,7 @@ import {
   type BackpressureStats,
   echo,
   fdCount,
+  howItEnds,
   netConnect,
   netRoundTrip,
   pattern,
@@ -208,8 +209,9 @@ describe.each(backends)('conformance: $name', (backend) => {
   });
 
   // close(2) on a socket with unread input sends RST: the peer must not take a stream whose
-  // input was thrown away for a clean end.
-  run('destroy() with unread input resets the peer (ECONNRESET)', async () => {
+  // input was thrown away for a clean end. `size` bytes arrive at a paused connection, sent
+  // before or after it was accepted.
+  async function destroyWithUnreadInput(size: number, beforeAccept: boolean): Promise<string> {
     let server: Connection | undefined;
     const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
       server = conn;
@@ -217,44 +219,23 @@ describe.each(backends)('conformance: $name', (backend) => {
     });
     const socket = await netConnect(listener.port);
     clients.push(socket);
-    const outcome = new Promise<string>((resolve) => {
-      socket.on('error', (err: NodeJS.ErrnoException) => {
-        resolve(err.code ?? err.message);
-      });
-      socket.on('end', () => {
-        resolve('end');
-      });
-    });
-    socket.write(pattern(1_048_576, 21));
+    const outcome = howItEnds(socket);
+    if (beforeAccept) socket.write(pattern(size, 21));
     await until(() => server !== undefined, 5000, 'the server to accept');
-    await sleep(20);
+    if (!beforeAccept) socket.write(pattern(size, 22));
+    await sleep(beforeAccept ? 20 : 50);
     server!.destroy();
-    expect(await outcome).toBe('ECONNRESET');
+    return outcome;
+  }
+
+  run('destroy() with unread input resets the peer (ECONNRESET)', async () => {
+    expect(await destroyWithUnreadInput(1_048_576, true)).toBe('ECONNRESET');
   });
 
   // A few bytes the engine may already have taken from the kernel (into its inbox, or a
   // blocking_io reader's buffer) before the pause: they are unread all the same.
   run('destroy() with a few unread bytes resets the peer (ECONNRESET)', async () => {
-    let server: Connection | undefined;
-    const listener = await reactor.listen({ host: '127.0.0.1', port: 0 }, (conn) => {
-      server = conn;
-      conn.pause();
-    });
-    const socket = await netConnect(listener.port);
-    clients.push(socket);
-    const outcome = new Promise<string>((resolve) => {
-      socket.on('error', (err: NodeJS.ErrnoException) => {
-        resolve(err.code ?? err.message);
-      });
-      socket.on('end', () => {
-        resolve('end');
-      });
-    });
-    await until(() => server !== undefined, 5000, 'the server to accept');
-    socket.write(pattern(100, 22));
-    await sleep(50);
-    server!.destroy();
-    expect(await outcome).toBe('ECONNRESET');
+    expect(await destroyWithUnreadInput(100, false)).toBe('ECONNRESET');
   });
 
   run('rejects a refused connect with ECONNREFUSED', async () => {

@@ -169,6 +169,18 @@ export function netConnect(port: number): Promise<net.Socket> {
   });
 }
 
+/** How a client's stream ended: the error code of a reset ('ECONNRESET'), or 'end' for a FIN. */
+export function howItEnds(socket: net.Socket): Promise<string> {
+  return new Promise<string>((resolve) => {
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      resolve(err.code ?? err.message);
+    });
+    socket.on('end', () => {
+      resolve('end');
+    });
+  });
+}
+
 /** Resolves when `check()` is true, polling every few ms; rejects after `timeoutMs`. */
 export async function until(
   check: () => boolean,
