@@ -5,9 +5,9 @@
 // FIN is sent, when the socket is finished) is made here, once.
 //
 // Division of work between the core and a backend:
-// - The core may call non-blocking socket calls on the fd it is given: sendmsg with MSG_DONTWAIT
-//   (try-write and synchronous flushes; safe on blocking fds too) and shutdown(SHUT_WR) (the
-//   FIN). It never closes an fd, never releases an id and never waits.
+// - The core may call non-blocking socket calls on the fd it is given: send or sendmsg with
+//   MSG_DONTWAIT (try-write and synchronous flushes; safe on blocking fds too) and
+//   shutdown(SHUT_WR) (the FIN). It never closes an fd, never releases an id and never waits.
 // - A function that returns StreamFate::kClose has finished the stream (its CLOSE, when one is
 //   due, is already in the sink): the backend must close the fd and release the id now, and must
 //   not call the core for this state again.
