@@ -2,7 +2,11 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
+    include: [
+      'packages/*/test/**/*.test.ts',
+      'examples/*/test/**/*.test.ts',
+      'bench/test/**/*.test.ts',
+    ],
     // Fails any test that leaves an fd, handle or timer open (see the file for the rules).
     setupFiles: ['packages/core/test/setup/leak-check.ts'],
     // The kqueue backend runs here as its test-only build over the kqueue emulation on Linux

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { renderReport } from '../report.mjs';
+
+const meta = { mode: 'quick', date: 'd', node: 'v20', cpus: '2', rounds: 1, duration_s: 1 };
+
+/** One echo row: msgs/s and msgs per server CPU-second. */
+function row(workload: string, contestant: string, msgs: number, perCpu = msgs) {
+  return {
+    workload,
+    contestant,
+    msgs_per_sec: msgs,
+    min: msgs,
+    max: msgs,
+    msgs_per_server_cpu_s: perCpu,
+    p99_us: 1,
+    server_rss_kb: 1024,
+    errors: 0,
+    failures: 0,
+  };
+}
+
+/** The targets table's line for `target`. */
+function targetLine(rows: ReturnType<typeof row>[], target: string, idle: unknown[] = []): string {
+  const { markdown } = renderReport(meta, rows, [], idle, [], {});
+  const targets = markdown.slice(markdown.indexOf('## Targets'));
+  const line = targets.split('\n').find((l) => l.startsWith(`| ${target}`));
+  if (line === undefined) throw new Error(`no targets line for ${target}`);
+  return line;
+}
+
+describe('bench report: the targets table', () => {
+  const x50 = 'echo 64 B x50';
+  const pipelined4k = 'pipelined 4 KiB x1000 d16';
+
+  it('judges a ratio target on epoll and io_uring, listing the other iomux rows', () => {
+    const rows = [
+      row(x50, 'iomux-epoll', 95),
+      row(x50, 'iomux-io_uring', 91),
+      row(x50, 'iomux-select', 50),
+      row(x50, 'c-epoll', 100),
+    ];
+    expect(targetLine(rows, 'echo 64 B ping-pong ×50')).toContain(
+      'epoll 0.95 (0.95), io_uring 0.91 (0.91), select 0.50 (0.50): met',
+    );
+    rows[1] = row(x50, 'iomux-io_uring', 89);
+    expect(targetLine(rows, 'echo 64 B ping-pong ×50')).toMatch(/: not met \|$/);
+  });
+
+  it('needs the per CPU-second ratio as well where the target says so', () => {
+    const rows = [
+      row(pipelined4k, 'iomux-epoll', 90, 70),
+      row(pipelined4k, 'iomux-io_uring', 90, 90),
+      row(pipelined4k, 'c-epoll', 100, 100),
+    ];
+    expect(targetLine(rows, 'pipelined 4 KiB')).toContain('epoll 0.90 (0.70)');
+    expect(targetLine(rows, 'pipelined 4 KiB')).toMatch(/: not met \|$/);
+  });
+
+  it('says "not run" without the C reference or a backend, never "met"', () => {
+    expect(targetLine([row(x50, 'iomux-epoll', 95)], 'echo 64 B ping-pong ×50')).toContain(
+      'not run',
+    );
+    const onlyEpoll = [row(x50, 'iomux-epoll', 95), row(x50, 'c-epoll', 100)];
+    expect(targetLine(onlyEpoll, 'echo 64 B ping-pong ×50')).toMatch(/: not met \|$/);
+  });
+
+  it('compares io_uring with epoll per server CPU-second at 1000 connections', () => {
+    const rows = ['echo 64 B x1000', 'pipelined 64 B x1000 d16', pipelined4k].flatMap((w) => [
+      row(w, 'iomux-epoll', 100, 100),
+      row(w, 'iomux-io_uring', 100, 120),
+    ]);
+    expect(targetLine(rows, 'iomux-io_uring ÷ iomux-epoll')).toContain(
+      'ping-pong 1.20, pipelined 64 B 1.20, pipelined 4 KiB 1.20: met',
+    );
+  });
+
+  it('checks memory per idle connection against 1 KiB', () => {
+    const idle = [
+      { contestant: 'iomux-epoll', bytes_per_connection: 700, rss_before_kb: 1, rss_after_kb: 2 },
+      {
+        contestant: 'iomux-io_uring',
+        bytes_per_connection: 1100,
+        rss_before_kb: 1,
+        rss_after_kb: 2,
+      },
+      { contestant: 'node-net', bytes_per_connection: 6000, rss_before_kb: 1, rss_after_kb: 2 },
+    ];
+    expect(targetLine([], 'RSS per idle connection', idle)).toContain(
+      'epoll 700 B, io_uring 1100 B: not met',
+    );
+  });
+});
