@@ -17,8 +17,9 @@ const TARGETS = [
   ],
 ];
 
-// The echo targets: [target, goal, workload, contestants it is judged on, the least ratio to
-// c-epoll, also per server CPU-second]. Other iomux contestants of the workload are listed too.
+// The echo targets: [target, goal, workload, the least ratio to c-epoll, whether the ratio per
+// server CPU-second must reach it too]. They are judged on JUDGED; the other iomux contestants of
+// the workload are listed beside them.
 const ECHO_TARGETS = [
   ['echo 64 B ping-pong ×50 ÷ c-epoll', '≥ 0.9', 'echo 64 B x50', 0.9, false],
   ['echo 64 B ping-pong ×1000 ÷ c-epoll', '≥ 0.9', 'echo 64 B x1000', 0.9, false],
@@ -36,72 +37,108 @@ const JUDGED = ['iomux-epoll', 'iomux-io_uring'];
 
 const two = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–');
 
-/** The targets table's echo rows, each with its figures and whether this run met it. */
+/**
+ * "label figure, ...: met" or ": not met" over `figures` ({ label, value, judged = true });
+ * 'not run' when none has a value. Met when every judged figure has a value that `passes`.
+ */
+function verdict(figures, passes, show = two) {
+  const present = figures.filter(
+    (f) => f.value !== undefined && (typeof f.value !== 'number' || Number.isFinite(f.value)),
+  );
+  if (present.length === 0) return 'not run';
+  const judged = figures.filter((f) => f.judged !== false);
+  const met = judged.length > 0 && judged.every((f) => present.includes(f) && passes(f.value));
+  const text = present.map((f) => `${f.label} ${show(f.value)}`).join(', ');
+  return `${text}: ${met ? 'met' : 'not met'}`;
+}
+
+/** The targets table's rows computed from this run, each with its figures and its verdict. */
 function echoTargets(rows, idle, metrics) {
   const find = (workload, contestant) =>
     rows.find((r) => r.workload === workload && r.contestant === contestant && !r.failure);
+  const short = (contestant) => contestant.replace(/^iomux-/, '');
   const out = [];
   for (const [target, goal, workload, least, perCpu] of ECHO_TARGETS) {
     const c = find(workload, 'c-epoll');
     const own = rows.filter(
       (r) => r.workload === workload && r.contestant.startsWith('iomux-') && !r.failure,
     );
-    if (c === undefined || own.length === 0) {
-      out.push([target, goal, 'not run']);
-      continue;
-    }
-    const figures = own.map((r) => {
-      const msgs = r.msgs_per_sec / c.msgs_per_sec;
-      const cpu = r.msgs_per_server_cpu_s / c.msgs_per_server_cpu_s;
-      return { name: r.contestant.slice(6), judged: JUDGED.includes(r.contestant), msgs, cpu };
+    // Both backends must be there to be judged: a missing one is a figure without a value.
+    const contestants = [...new Set([...JUDGED, ...own.map((r) => r.contestant)])];
+    const figures = contestants.map((name) => {
+      const r = find(workload, name);
+      return {
+        label: short(name),
+        judged: JUDGED.includes(name),
+        value:
+          r === undefined || c === undefined
+            ? undefined
+            : {
+                msgs: r.msgs_per_sec / c.msgs_per_sec,
+                cpu: r.msgs_per_server_cpu_s / c.msgs_per_server_cpu_s,
+              },
+      };
     });
-    const judged = figures.filter((f) => f.judged);
-    const met =
-      judged.length === JUDGED.length &&
-      judged.every((f) => f.msgs >= least && (!perCpu || f.cpu >= least));
-    const text = figures.map((f) => `${f.name} ${two(f.msgs)} (${two(f.cpu)})`).join(', ');
-    out.push([target, goal, `${text}: ${met ? 'met' : 'not met'}`]);
+    const text = verdict(
+      figures,
+      (v) => v.msgs >= least && (!perCpu || v.cpu >= least),
+      (v) => `${two(v.msgs)} (${two(v.cpu)})`,
+    );
+    out.push([target, goal, text]);
   }
-  const overNet = ['echo 64 B x50', 'echo 64 B x1000'].map((w) => [
-    w.slice(10),
-    find(w, 'iomux-epoll')?.msgs_per_sec / find(w, 'node-net')?.msgs_per_sec,
-  ]);
-  const overNetRun = overNet.filter(([, x]) => Number.isFinite(x));
+  const ratio = (workload, of, over, key) => {
+    const a = find(workload, of)?.[key];
+    const b = find(workload, over)?.[key];
+    return a === undefined || b === undefined ? undefined : a / b;
+  };
   out.push([
     'iomux-epoll ÷ node-net, echo 64 B at 50 and 1000 connections',
     '≥ 1.4',
-    overNetRun.length === 0
-      ? 'not run'
-      : `${overNetRun.map(([label, x]) => `${label} ${two(x)}`).join(', ')}: ${overNetRun.length === overNet.length && overNetRun.every(([, x]) => x >= 1.4) ? 'met' : 'not met'}`,
+    verdict(
+      [
+        ['x50', 'echo 64 B x50'],
+        ['x1000', 'echo 64 B x1000'],
+      ].map(([label, w]) => ({
+        label,
+        value: ratio(w, 'iomux-epoll', 'node-net', 'msgs_per_sec'),
+      })),
+      (x) => x >= 1.4,
+    ),
   ]);
-  const perCpu = (workload, contestant) => find(workload, contestant)?.msgs_per_server_cpu_s;
-  const uring = [
-    ['ping-pong', 'echo 64 B x1000'],
-    ['pipelined 64 B', 'pipelined 64 B x1000 d16'],
-    ['pipelined 4 KiB', 'pipelined 4 KiB x1000 d16'],
-  ].map(([label, w]) => [label, perCpu(w, 'iomux-io_uring') / perCpu(w, 'iomux-epoll')]);
-  const uringRun = uring.filter(([, x]) => Number.isFinite(x));
   out.push([
     'iomux-io_uring ÷ iomux-epoll per server CPU-s at 1000 connections',
     '≥ 1.15',
-    uringRun.length === 0
-      ? 'not run'
-      : `${uringRun.map(([label, x]) => `${label} ${two(x)}`).join(', ')}: ${uringRun.length === uring.length && uringRun.every(([, x]) => x >= 1.15) ? 'met' : 'not met'}`,
+    verdict(
+      [
+        ['ping-pong', 'echo 64 B x1000'],
+        ['pipelined 64 B', 'pipelined 64 B x1000 d16'],
+        ['pipelined 4 KiB', 'pipelined 4 KiB x1000 d16'],
+      ].map(([label, w]) => ({
+        label,
+        value: ratio(w, 'iomux-io_uring', 'iomux-epoll', 'msgs_per_server_cpu_s'),
+      })),
+      (x) => x >= 1.15,
+    ),
   ]);
-  const ownIdle = idle.filter((r) => r.contestant.startsWith('iomux-'));
   out.push([
     'RSS per idle connection at 10k connections',
     '≤ 1 KiB',
-    ownIdle.length === 0
-      ? 'not run'
-      : `${ownIdle.map((r) => `${r.contestant.slice(6)} ${Math.round(r.bytes_per_connection)} B`).join(', ')}: ${ownIdle.every((r) => r.bytes_per_connection <= 1024) ? 'met' : 'not met'}`,
+    verdict(
+      idle
+        .filter((r) => r.contestant.startsWith('iomux-'))
+        .map((r) => ({ label: short(r.contestant), value: r.bytes_per_connection })),
+      (x) => x <= 1024,
+      (x) => `${Math.round(x)} B`,
+    ),
   ]);
   out.push([
     'metrics on vs off (per server CPU-second)',
     '≤ 3% overhead',
-    metrics.length === 0
-      ? 'not run'
-      : `${metrics.map((r) => `${r.workload} ${r.overhead_pct.toFixed(1)}%`).join(', ')}: ${metrics.every((r) => r.overhead_pct <= 3) ? 'met' : 'not met'}`,
+    verdict(
+      metrics.map((r) => ({ label: r.workload, value: r.overhead_pct })),
+      (x) => x <= 3,
+      (x) => `${x.toFixed(1)}%`,
+    ),
   ]);
   return out;
 }
