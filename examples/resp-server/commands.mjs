@@ -33,8 +33,16 @@ const CONFIG = /** @type {Record<string, string>} */ ({
   databases: '1',
 });
 
-/** @param {Buffer} b */
-const str = (b) => b.toString('latin1');
+/**
+ * A request argument as a latin1 string (one char per byte, so any binary key works). Buffer's
+ * own `latin1Slice`, where Node has it, skips `toString`'s encoding lookup and argument checks:
+ * the keys of a pipelined SET/GET load are read once per command.
+ * @type {(b: Buffer) => string}
+ */
+const str =
+  typeof (/** @type {{ latin1Slice?: unknown }} */ (Buffer.prototype).latin1Slice) === 'function'
+    ? (b) => /** @type {Buffer & { latin1Slice(): string }} */ (b).latin1Slice()
+    : (b) => b.toString('latin1');
 
 /**
  * A stored copy of a request argument. Small arguments are views into the read slab of a whole
@@ -299,6 +307,33 @@ export const COMMANDS = new Map([
   ['pttl', [2, (args, ctx) => ttl(args, ctx, true)]],
 ]);
 
+/** Command names are letters only, and at most this many (Redis's longest is 21). */
+const MAX_NAME = 10;
+
+/**
+ * A command name folded to lower case and packed into a number, 5 bits per letter (a = 1 ...
+ * z = 26), so finding the handler reads the name's bytes instead of making two strings per
+ * command. Names of up to MAX_NAME letters pack exactly: 50 bits, below 2^53.
+ * @param {Uint8Array} bytes
+ * @returns {number} the packed name, or -1 when it is not all letters or too long
+ */
+export function packName(bytes) {
+  const n = bytes.length;
+  if (n === 0 || n > MAX_NAME) return -1;
+  let packed = 0;
+  for (let i = 0; i < n; i += 1) {
+    const letter = /** @type {number} */ (bytes[i]) | 0x20; // ASCII upper case to lower case
+    if (letter < 97 || letter > 122) return -1;
+    packed = packed * 32 + (letter - 96);
+  }
+  return packed;
+}
+
+/** COMMANDS keyed by their packed names. */
+const BY_PACKED_NAME = new Map(
+  [...COMMANDS].map(([name, command]) => [packName(Buffer.from(name, 'latin1')), command]),
+);
+
 /**
  * Runs one command and writes its reply.
  * @param {Buffer[]} args the command name and its arguments
@@ -307,8 +342,7 @@ export const COMMANDS = new Map([
  */
 export function execute(args, ctx) {
   const nameBytes = /** @type {Buffer} */ (args[0]);
-  const name = str(nameBytes).toLowerCase();
-  const command = COMMANDS.get(name);
+  const command = BY_PACKED_NAME.get(packName(nameBytes));
   if (command === undefined) {
     // Redis 7's text: the name and the first arguments, cut at 128 bytes.
     let quoted = '';
@@ -320,6 +354,7 @@ export function execute(args, ctx) {
     return undefined;
   }
   const [want, handler] = command;
-  if (want > 0 ? args.length !== want : args.length < -want) return arity(ctx.out, name);
+  if (want > 0 ? args.length !== want : args.length < -want)
+    return arity(ctx.out, str(nameBytes).toLowerCase());
   return handler(args, ctx);
 }

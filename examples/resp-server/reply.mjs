@@ -13,6 +13,29 @@ const BY_REFERENCE = 4 * 1024;
  */
 const MAX_CHUNKS = 64;
 
+/** Values up to this long are copied by a loop: cheaper than Buffer#copy's native call. */
+const SMALL_COPY = 64;
+
+/**
+ * Writes the decimal digits of `n` (a length: a non-negative safe integer) at `at`.
+ * @param {Buffer} buf
+ * @param {number} at
+ * @param {number} n
+ * @returns {number} where the digits end
+ */
+function writeDecimal(buf, at, n) {
+  let digits = 1;
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits += 1;
+  let i = at + digits;
+  let rest = n;
+  do {
+    i -= 1;
+    buf[i] = 48 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  } while (rest > 0);
+  return at + digits;
+}
+
 /** The simple replies most commands give, encoded once. */
 const SIMPLE = new Map(['OK', 'PONG'].map((text) => [text, Buffer.from(`+${text}\r\n`, 'latin1')]));
 
@@ -92,11 +115,21 @@ export class ReplyWriter {
       return;
     }
     this.room(length + 24);
-    this.used += this.buf.write(`$${length}\r\n`, this.used, 'latin1');
-    this.used += value.copy(this.buf, this.used);
-    this.buf[this.used] = 13;
-    this.buf[this.used + 1] = 10;
-    this.used += 2;
+    const buf = this.buf;
+    let at = this.used;
+    buf[at++] = 36; // $
+    at = writeDecimal(buf, at, length);
+    buf[at++] = 13;
+    buf[at++] = 10;
+    if (length <= SMALL_COPY) {
+      for (let i = 0; i < length; i += 1) buf[at + i] = /** @type {number} */ (value[i]);
+    } else {
+      value.copy(buf, at);
+    }
+    at += length;
+    buf[at++] = 13;
+    buf[at++] = 10;
+    this.used = at;
   }
 
   /** @param {number} n */

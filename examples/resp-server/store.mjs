@@ -48,8 +48,15 @@ export class Store {
    */
   set(key, value, expiresAt) {
     const old = this.map.get(key);
-    if (old !== undefined && old.expiresAt !== 0) this.volatile -= 1;
-    this.map.set(key, { value, expiresAt });
+    if (old === undefined) {
+      this.map.set(key, { value, expiresAt });
+    } else {
+      // Overwritten in place: a key SET over and over allocates no entry. A reply still holding
+      // the old value holds the Buffer, not the entry.
+      if (old.expiresAt !== 0) this.volatile -= 1;
+      old.value = value;
+      old.expiresAt = expiresAt;
+    }
     if (expiresAt !== 0) {
       this.volatile += 1;
       this.push(expiresAt, key);
