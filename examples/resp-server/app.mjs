@@ -67,15 +67,16 @@ export async function startRespServer(options = {}) {
     let closing = false;
     conn.on('data', (chunk) => {
       if (closing) return; // read and drop until the peer's FIN
-      const commands = parser.execute(chunk);
+      const count = parser.parse(chunk);
       const ctx = { store, out, now: Date.now(), info };
-      for (const args of commands) {
+      for (let k = 0; k < count; k += 1) {
         commandsProcessed += 1;
-        if (execute(args, ctx) === QUIT) {
+        if (execute(parser.command(k), ctx) === QUIT) {
           closing = true;
           break;
         }
       }
+      parser.release(); // the commands' arguments were views of `chunk`: let it go
       if (!closing && parser.error !== undefined) {
         out.error(`ERR ${parser.error.message}`);
         closing = true;

@@ -1,5 +1,6 @@
-// The commands, with Redis's reply shapes and error texts. Each handler gets the arguments (views
-// into the read data), the store, the reply writer and the batch's clock.
+// The commands, with Redis's reply shapes and error texts. Each handler gets the arguments (byte
+// ranges of the read data, read as keys, copies or views), the store, the reply writer and the
+// batch's clock.
 //
 // Required set: PING [msg], ECHO, GET, SET key value [EX s | PX ms | NX | XX], DEL, EXISTS, INCR,
 // MGET, MSET, COMMAND (empty array, so redis-cli starts quietly), QUIT. Also, because real clients
@@ -8,6 +9,7 @@
 
 /** @typedef {import('./store.mjs').Store} Store */
 /** @typedef {import('./reply.mjs').ReplyWriter} ReplyWriter */
+/** @typedef {import('./resp-parser.mjs').Args} Args */
 
 /**
  * What a handler may use besides its arguments.
@@ -34,33 +36,12 @@ const CONFIG = /** @type {Record<string, string>} */ ({
 });
 
 /**
- * A request argument as a latin1 string (one char per byte, so any binary key works). Buffer's
- * own `latin1Slice`, where Node has it, skips `toString`'s encoding lookup and argument checks:
- * the keys of a pipelined SET/GET load are read once per command.
- * @type {(b: Buffer) => string}
- */
-const str =
-  typeof (/** @type {{ latin1Slice?: unknown }} */ (Buffer.prototype).latin1Slice) === 'function'
-    ? (b) => /** @type {Buffer & { latin1Slice(): string }} */ (b).latin1Slice()
-    : (b) => b.toString('latin1');
-
-/**
- * A stored copy of a request argument. Small arguments are views into the read slab of a whole
- * batch; keeping one would keep the slab alive, so they are copied. An argument that owns its
- * memory (a big value the parser joined) is kept as is.
- * @param {Buffer} arg
- */
-function own(arg) {
-  return arg.byteOffset === 0 && arg.byteLength === arg.buffer.byteLength ? arg : Buffer.from(arg);
-}
-
-/**
  * Redis's string2ll: '-'? then digits, no leading zeros, no spaces, within int64.
  * @param {Buffer} b
  * @returns {number | bigint | undefined}
  */
 export function parseInt64(b) {
-  const s = str(b);
+  const s = b.toString('latin1');
   if (!/^(?:-?[1-9]\d{0,18}|0)$/.test(s)) return undefined;
   if (s.length <= 15) return Number(s);
   const big = BigInt(s);
@@ -68,20 +49,20 @@ export function parseInt64(b) {
 }
 
 /**
- * @param {Buffer[]} args
+ * @param {Args} args
  * @param {Context} ctx
  * @returns {typeof QUIT | undefined}
  */
 function ping(args, { out }) {
   if (args.length > 2) return arity(out, 'ping');
-  if (args.length === 2) out.bulk(args[1]);
+  if (args.length === 2) out.bulk(args.view(1));
   else out.simple('PONG');
   return undefined;
 }
 
 /**
  * SET key value [NX | XX] [EX seconds | PX milliseconds]
- * @param {Buffer[]} args
+ * @param {Args} args
  * @param {Context} ctx
  */
 function set(args, { store, out, now }) {
@@ -90,12 +71,12 @@ function set(args, { store, out, now }) {
   let expiresAt = 0;
   let expirySet = false;
   for (let i = 3; i < args.length; i += 1) {
-    const option = str(/** @type {Buffer} */ (args[i])).toUpperCase();
+    const option = args.key(i).toUpperCase();
     if (option === 'NX' && !xx) nx = true;
     else if (option === 'XX' && !nx) xx = true;
     else if ((option === 'EX' || option === 'PX') && !expirySet && i + 1 < args.length) {
       i += 1;
-      const amount = parseInt64(/** @type {Buffer} */ (args[i]));
+      const amount = parseInt64(args.view(i));
       if (amount === undefined) return void out.error(NOT_INTEGER);
       const ms = Number(amount) * (option === 'EX' ? 1000 : 1);
       if (ms <= 0 || ms > MAX_EXPIRE_MS)
@@ -106,22 +87,22 @@ function set(args, { store, out, now }) {
       return void out.error(SYNTAX);
     }
   }
-  const key = str(/** @type {Buffer} */ (args[1]));
+  const key = args.key(1);
   if (nx || xx) {
     const exists = store.lookup(key, now) !== undefined;
     if (exists === nx) return void out.bulk(undefined);
   }
-  store.set(key, own(/** @type {Buffer} */ (args[2])), expiresAt);
+  store.set(key, args.copy(2), expiresAt);
   out.simple('OK');
   return undefined;
 }
 
 /**
- * @param {Buffer[]} args
+ * @param {Args} args
  * @param {Context} ctx
  */
 function incr(args, { store, out, now }) {
-  const key = str(/** @type {Buffer} */ (args[1]));
+  const key = args.key(1);
   const entry = store.lookup(key, now);
   let next;
   if (entry === undefined) {
@@ -143,24 +124,23 @@ function incr(args, { store, out, now }) {
 }
 
 /**
- * @param {Buffer[]} args
+ * @param {Args} args
  * @param {Context} ctx
  */
 function mset(args, { store, out }) {
   if (args.length % 2 === 0) return arity(out, 'mset');
-  for (let i = 1; i < args.length; i += 2)
-    store.set(str(/** @type {Buffer} */ (args[i])), own(/** @type {Buffer} */ (args[i + 1])), 0);
+  for (let i = 1; i < args.length; i += 2) store.set(args.key(i), args.copy(i + 1), 0);
   out.simple('OK');
   return undefined;
 }
 
 /**
- * @param {Buffer[]} args
+ * @param {Args} args
  * @param {Context} ctx
  * @param {boolean} ms
  */
 function ttl(args, { store, out, now }, ms) {
-  const entry = store.lookup(str(/** @type {Buffer} */ (args[1])), now);
+  const entry = store.lookup(args.key(1), now);
   if (entry === undefined) out.integer(-2);
   else if (entry.expiresAt === 0) out.integer(-1);
   else out.integer(ms ? entry.expiresAt - now : Math.round((entry.expiresAt - now) / 1000));
@@ -168,16 +148,16 @@ function ttl(args, { store, out, now }, ms) {
 }
 
 /**
- * @param {Buffer[]} args
+ * @param {Args} args
  * @param {Context} ctx
  */
 function config(args, { out }) {
-  const sub = str(/** @type {Buffer} */ (args[1])).toUpperCase();
+  const sub = args.key(1).toUpperCase();
   if (sub !== 'GET' || args.length !== 3) {
     out.error(`ERR unknown subcommand or wrong number of arguments for 'CONFIG|${sub}'`);
     return undefined;
   }
-  const name = str(/** @type {Buffer} */ (args[2])).toLowerCase();
+  const name = args.key(2).toLowerCase();
   const value = CONFIG[name];
   if (value === undefined) {
     out.array(0);
@@ -200,21 +180,14 @@ function arity(out, name) {
 }
 
 /**
- * @typedef {(args: Buffer[], ctx: Context) => typeof QUIT | undefined} Handler
+ * @typedef {(args: Args, ctx: Context) => typeof QUIT | undefined} Handler
  * Arity as in Redis's command table: n > 0 exactly n arguments (name included), n < 0 at least -n.
  * @type {Map<string, [arity: number, handler: Handler]>}
  */
 export const COMMANDS = new Map([
   ['ping', [-1, ping]],
-  ['echo', [2, (args, { out }) => void out.bulk(args[1])]],
-  [
-    'get',
-    [
-      2,
-      (args, { store, out, now }) =>
-        void out.bulk(store.lookup(str(/** @type {Buffer} */ (args[1])), now)?.value),
-    ],
-  ],
+  ['echo', [2, (args, { out }) => void out.bulk(args.view(1))]],
+  ['get', [2, (args, { store, out, now }) => void out.bulk(store.lookup(args.key(1), now)?.value)]],
   ['set', [-3, set]],
   [
     'del',
@@ -222,8 +195,7 @@ export const COMMANDS = new Map([
       -2,
       (args, { store, out, now }) => {
         let deleted = 0;
-        for (let i = 1; i < args.length; i += 1)
-          if (store.delete(str(/** @type {Buffer} */ (args[i])), now)) deleted += 1;
+        for (let i = 1; i < args.length; i += 1) if (store.delete(args.key(i), now)) deleted += 1;
         out.integer(deleted);
         return undefined;
       },
@@ -236,7 +208,7 @@ export const COMMANDS = new Map([
       (args, { store, out, now }) => {
         let found = 0;
         for (let i = 1; i < args.length; i += 1)
-          if (store.lookup(str(/** @type {Buffer} */ (args[i])), now) !== undefined) found += 1;
+          if (store.lookup(args.key(i), now) !== undefined) found += 1;
         out.integer(found);
         return undefined;
       },
@@ -249,8 +221,7 @@ export const COMMANDS = new Map([
       -2,
       (args, { store, out, now }) => {
         out.array(args.length - 1);
-        for (let i = 1; i < args.length; i += 1)
-          out.bulk(store.lookup(str(/** @type {Buffer} */ (args[i])), now)?.value);
+        for (let i = 1; i < args.length; i += 1) out.bulk(store.lookup(args.key(i), now)?.value);
         return undefined;
       },
     ],
@@ -274,7 +245,7 @@ export const COMMANDS = new Map([
     [
       2,
       (args, { out }) => {
-        if (str(/** @type {Buffer} */ (args[1])) === '0') out.simple('OK');
+        if (args.key(1) === '0') out.simple('OK');
         else out.error('ERR DB index is out of range');
         return undefined;
       },
@@ -315,13 +286,14 @@ const MAX_NAME = 10;
  * z = 26), so finding the handler reads the name's bytes instead of making two strings per
  * command. Names of up to MAX_NAME letters pack exactly: 50 bits, below 2^53.
  * @param {Uint8Array} bytes
+ * @param {number} start
+ * @param {number} end
  * @returns {number} the packed name, or -1 when it is not all letters or too long
  */
-export function packName(bytes) {
-  const n = bytes.length;
-  if (n === 0 || n > MAX_NAME) return -1;
+export function packName(bytes, start, end) {
+  if (end <= start || end - start > MAX_NAME) return -1;
   let packed = 0;
-  for (let i = 0; i < n; i += 1) {
+  for (let i = start; i < end; i += 1) {
     const letter = /** @type {number} */ (bytes[i]) | 0x20; // ASCII upper case to lower case
     if (letter < 97 || letter > 122) return -1;
     packed = packed * 32 + (letter - 96);
@@ -331,30 +303,32 @@ export function packName(bytes) {
 
 /** COMMANDS keyed by their packed names. */
 const BY_PACKED_NAME = new Map(
-  [...COMMANDS].map(([name, command]) => [packName(Buffer.from(name, 'latin1')), command]),
+  [...COMMANDS].map(([name, command]) => {
+    const bytes = Buffer.from(name, 'latin1');
+    return [packName(bytes, 0, bytes.length), command];
+  }),
 );
 
 /**
  * Runs one command and writes its reply.
- * @param {Buffer[]} args the command name and its arguments
+ * @param {Args} args the command name and its arguments
  * @param {Context} ctx
  * @returns {typeof QUIT | undefined} QUIT when the connection is to close after the replies
  */
 export function execute(args, ctx) {
-  const nameBytes = /** @type {Buffer} */ (args[0]);
-  const command = BY_PACKED_NAME.get(packName(nameBytes));
+  const command = BY_PACKED_NAME.get(packName(args.bytesOf(0), args.startOf(0), args.endOf(0)));
   if (command === undefined) {
     // Redis 7's text: the name and the first arguments, cut at 128 bytes.
     let quoted = '';
     for (let i = 1; i < args.length && quoted.length < 128; i += 1)
-      quoted += `'${str(/** @type {Buffer} */ (args[i])).slice(0, 128 - quoted.length)}' `;
+      quoted += `'${args.key(i).slice(0, 128 - quoted.length)}' `;
     ctx.out.error(
-      `ERR unknown command '${str(nameBytes).slice(0, 128)}', with args beginning with: ${quoted}`,
+      `ERR unknown command '${args.key(0).slice(0, 128)}', with args beginning with: ${quoted}`,
     );
     return undefined;
   }
   const [want, handler] = command;
   if (want > 0 ? args.length !== want : args.length < -want)
-    return arity(ctx.out, str(nameBytes).toLowerCase());
+    return arity(ctx.out, args.key(0).toLowerCase());
   return handler(args, ctx);
 }

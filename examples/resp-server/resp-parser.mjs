@@ -1,8 +1,10 @@
 // Incremental parser of Redis requests (RESP2): multibulk commands (`*<n>\r\n$<len>\r\n<bytes>\r\n`
 // ...) and inline commands (a text line, as typed into telnet or sent by redis-benchmark's
-// PING_INLINE). Feed it a connection's bytes as they arrive; it returns every command completed
-// so far, each as an array of Buffers. A command split across reads resumes where it stopped,
-// keeping only the unfinished element, never re-parsing what was done.
+// PING_INLINE). Feed it a connection's bytes as they arrive; it records every command completed
+// so far as byte ranges of the bytes it was given, and makes no object per argument: a handler
+// reads an argument as a key string, a copy or a view only when it needs one (`Args`). A command
+// split across reads resumes where it stopped, keeping only the unfinished element, never
+// re-parsing what was done.
 //
 // Bounded like Redis: bulk strings up to 512 MiB, multibulk up to 1M elements (Redis 6's limit),
 // inline requests and length lines up to 64 KiB, and a cap on the bytes one connection may
@@ -160,6 +162,114 @@ export function splitInline(line) {
   }
 }
 
+/**
+ * One parsed command: a reusable window onto the parser's argument ranges, valid until the
+ * parser's next `parse()` or `release()`. Argument 0 is the command name.
+ */
+export class Args {
+  /** @param {RespParser} parser */
+  constructor(parser) {
+    this.parser = parser;
+    /** Index of argument 0 in the parser's ranges. */
+    this.first = 0;
+    /** Number of arguments, the name included. */
+    this.length = 0;
+  }
+
+  /**
+   * Argument `i` as a view into the read bytes (valid while the Args is).
+   * @param {number} i
+   */
+  view(i) {
+    const p = this.parser;
+    const j = this.first + i;
+    return /** @type {Buffer} */ (p.sources[j]).subarray(
+      /** @type {number} */ (p.starts[j]),
+      /** @type {number} */ (p.ends[j]),
+    );
+  }
+
+  /**
+   * Argument `i` as a latin1 string, one char per byte: a key of the store.
+   * @param {number} i
+   */
+  key(i) {
+    const p = this.parser;
+    const j = this.first + i;
+    return latin1(
+      /** @type {Buffer} */ (p.sources[j]),
+      /** @type {number} */ (p.starts[j]),
+      /** @type {number} */ (p.ends[j]),
+    );
+  }
+
+  /**
+   * Argument `i` in memory of its own, to keep past the batch: a copy, or the Buffer the parser
+   * joined a big argument into, which nothing else references.
+   * @param {number} i
+   */
+  copy(i) {
+    const p = this.parser;
+    const j = this.first + i;
+    const source = /** @type {Buffer} */ (p.sources[j]);
+    const start = /** @type {number} */ (p.starts[j]);
+    const n = /** @type {number} */ (p.ends[j]) - start;
+    if (p.joined[j] === true) return n === source.length ? source : source.subarray(0, n);
+    const copy = Buffer.allocUnsafe(n);
+    if (n <= SMALL_COPY)
+      for (let k = 0; k < n; k += 1) copy[k] = /** @type {number} */ (source[start + k]);
+    else source.copy(copy, 0, start, start + n);
+    return copy;
+  }
+
+  /**
+   * The Buffer holding argument `i`, for code that reads its bytes one by one (from `startOf(i)`
+   * to `endOf(i)`) without a view.
+   * @param {number} i
+   */
+  bytesOf(i) {
+    return /** @type {Buffer} */ (this.parser.sources[this.first + i]);
+  }
+
+  /** @param {number} i */
+  startOf(i) {
+    return /** @type {number} */ (this.parser.starts[this.first + i]);
+  }
+
+  /** @param {number} i */
+  endOf(i) {
+    return /** @type {number} */ (this.parser.ends[this.first + i]);
+  }
+
+  /** The arguments as views, for tests and for code that wants an array. */
+  toArray() {
+    /** @type {Buffer[]} */
+    const views = [];
+    for (let i = 0; i < this.length; i += 1) views.push(this.view(i));
+    return views;
+  }
+}
+
+/** Arguments up to this long are copied by a loop: cheaper than Buffer#copy's native call. */
+const SMALL_COPY = 64;
+
+/**
+ * Buffer's own `latin1Slice`, where Node has it, skips `toString`'s encoding lookup and argument
+ * checks: the keys of a pipelined SET/GET load are read once per command.
+ * @type {(b: Buffer, start: number, end: number) => string}
+ */
+const latin1 =
+  typeof (/** @type {{ latin1Slice?: unknown }} */ (Buffer.prototype).latin1Slice) === 'function'
+    ? (b, start, end) =>
+        /** @type {Buffer & { latin1Slice(s: number, e: number): string }} */ (b).latin1Slice(
+          start,
+          end,
+        )
+    : (b, start, end) => b.toString('latin1', start, end);
+
+/** After a command with more arguments than this, the range arrays are replaced, not kept. */
+const KEEP_RANGES = 4096;
+
 export class RespParser {
   /** @param {Partial<typeof DEFAULT_LIMITS>} [limits] */
   constructor(limits = {}) {
@@ -171,8 +281,24 @@ export class RespParser {
     this.error = undefined;
     /** Unparsed bytes kept from earlier calls: an unfinished line or small bulk string. */
     this.pending = EMPTY;
-    /** @type {Buffer[]} arguments of the multibulk command being received */
-    this.args = [];
+    // Every argument parsed and not yet released, as a range of a source Buffer: the completed
+    // commands of the last parse(), then the arguments of the unfinished command.
+    /** @type {Buffer[]} */
+    this.sources = [];
+    /** @type {number[]} */
+    this.starts = [];
+    /** @type {number[]} */
+    this.ends = [];
+    /** @type {boolean[]} whether the source is a Buffer the parser joined for this argument */
+    this.joined = [];
+    /** Ranges in use. */
+    this.argCount = 0;
+    /** @type {number[]} where each completed command's arguments end */
+    this.commandEnds = [];
+    /** Commands completed by the last parse(). */
+    this.commandCount = 0;
+    /** Index of the unfinished command's first argument. */
+    this.unfinished = 0;
     /** Bytes of the unfinished command read so far, framing included. */
     this.argBytes = 0;
     /** Elements still to come of the current multibulk command (0: between commands). */
@@ -182,6 +308,7 @@ export class RespParser {
     /** @type {Buffer[] | undefined} pieces of a big bulk string (and its CRLF) gathered so far */
     this.bigParts = undefined;
     this.bigHave = 0;
+    this.args = new Args(this);
   }
 
   /** Bytes this connection holds that do not yet form a complete command. */
@@ -190,41 +317,106 @@ export class RespParser {
   }
 
   /**
-   * Parses `chunk` (kept by reference: the commands hold views into it) and returns the commands
-   * it completed, in order. On malformed input `error` is set; the commands completed before the
-   * bad one are still returned.
+   * Parses `chunk` (kept by reference: the arguments are ranges of it) and returns how many
+   * commands it completed; `command(k)` reads them, until the next `parse()` or `release()`. On
+   * malformed input `error` is set; the commands completed before the bad one are still counted.
    * @param {Buffer} chunk
-   * @returns {Buffer[][]}
+   * @returns {number}
    */
-  execute(chunk) {
-    /** @type {Buffer[][]} */
-    const commands = [];
-    if (this.error !== undefined) return commands;
+  parse(chunk) {
+    this.release();
+    if (this.error !== undefined) return 0;
     try {
       let buf = chunk;
       if (this.bigParts !== undefined) {
         const rest = this.continueBig(chunk);
         if (rest === undefined) {
           this.checkBuffered();
-          return commands;
+          return 0;
         }
-        if (this.argsLeft === 0) this.complete(commands);
+        if (this.argsLeft === 0) this.complete();
         buf = rest;
       } else if (this.pending.length > 0) {
         buf = Buffer.concat([this.pending, chunk]);
       }
-      const pos = this.run(buf, commands);
+      const pos = this.run(buf);
       this.pending = pos === buf.length ? EMPTY : buf.subarray(pos);
       this.checkBuffered();
     } catch (err) {
       if (!(err instanceof RespProtocolError)) throw err;
       this.error = err;
       this.pending = EMPTY;
-      this.args = [];
+      this.clearRanges(this.unfinished, this.argCount);
+      this.argCount = this.unfinished;
       this.argBytes = 0;
       this.bigParts = undefined;
       this.bigHave = 0;
     }
+    return this.commandCount;
+  }
+
+  /**
+   * Command `k` of the last parse(), as the parser's one reusable Args.
+   * @param {number} k
+   */
+  command(k) {
+    const args = this.args;
+    args.first = k === 0 ? 0 : /** @type {number} */ (this.commandEnds[k - 1]);
+    args.length = /** @type {number} */ (this.commandEnds[k]) - args.first;
+    return args;
+  }
+
+  /**
+   * Drops the completed commands, and with them the references to the bytes they came from, so an
+   * idle connection holds no read buffer. The unfinished command's arguments move to the front.
+   */
+  release() {
+    const done = this.unfinished;
+    this.commandCount = 0;
+    if (done === 0) return;
+    const keep = this.argCount - done;
+    if (this.argCount > KEEP_RANGES) {
+      this.sources = this.sources.slice(done, this.argCount);
+      this.starts = this.starts.slice(done, this.argCount);
+      this.ends = this.ends.slice(done, this.argCount);
+      this.joined = this.joined.slice(done, this.argCount);
+      this.commandEnds = [];
+    } else {
+      for (let i = 0; i < keep; i += 1) {
+        this.sources[i] = /** @type {Buffer} */ (this.sources[done + i]);
+        this.starts[i] = /** @type {number} */ (this.starts[done + i]);
+        this.ends[i] = /** @type {number} */ (this.ends[done + i]);
+        this.joined[i] = /** @type {boolean} */ (this.joined[done + i]);
+      }
+      this.clearRanges(keep, this.argCount);
+    }
+    this.argCount = keep;
+    this.unfinished = 0;
+  }
+
+  /**
+   * @param {number} from
+   * @param {number} to
+   */
+  clearRanges(from, to) {
+    for (let i = from; i < to; i += 1) {
+      this.sources[i] = EMPTY;
+      this.joined[i] = false;
+    }
+  }
+
+  /**
+   * Parses `chunk` and returns the commands it completed, each as an array of views; the
+   * convenient form of `parse()` for tests and tools.
+   * @param {Buffer} chunk
+   * @returns {Buffer[][]}
+   */
+  execute(chunk) {
+    const count = this.parse(chunk);
+    /** @type {Buffer[][]} */
+    const commands = [];
+    for (let k = 0; k < count; k += 1) commands.push(this.command(k).toArray());
+    this.release();
     return commands;
   }
 
@@ -235,10 +427,10 @@ export class RespParser {
       );
   }
 
-  /** @param {Buffer[][]} out */
-  complete(out) {
-    out.push(this.args);
-    this.args = [];
+  complete() {
+    this.commandEnds[this.commandCount] = this.argCount;
+    this.commandCount += 1;
+    this.unfinished = this.argCount;
     this.argBytes = 0;
   }
 
@@ -262,24 +454,33 @@ export class RespParser {
     this.bigHave = 0;
     if (whole[this.bulkLen] !== 13 || whole[this.bulkLen + 1] !== 10)
       throw new RespProtocolError('expected CRLF after bulk data');
-    this.pushArg(whole.subarray(0, this.bulkLen));
+    this.pushArg(whole, 0, this.bulkLen, true);
     return chunk.subarray(need);
   }
 
-  /** @param {Buffer} arg */
-  pushArg(arg) {
-    this.args.push(arg);
-    this.argBytes += arg.length + 2;
+  /**
+   * @param {Buffer} source
+   * @param {number} start
+   * @param {number} end
+   * @param {boolean} joined
+   */
+  pushArg(source, start, end, joined) {
+    const i = this.argCount;
+    this.sources[i] = source;
+    this.starts[i] = start;
+    this.ends[i] = end;
+    this.joined[i] = joined;
+    this.argCount = i + 1;
+    this.argBytes += end - start + 2;
     this.argsLeft -= 1;
     this.bulkLen = -1;
   }
 
   /**
    * @param {Buffer} buf
-   * @param {Buffer[][]} out
    * @returns {number} how far `buf` was consumed
    */
-  run(buf, out) {
+  run(buf) {
     const len = buf.length;
     let pos = 0;
     while (pos < len) {
@@ -314,7 +515,14 @@ export class RespParser {
           const words = splitInline(buf.toString('latin1', pos, end));
           if (words === undefined) throw new RespProtocolError('unbalanced quotes in request');
           pos = nl + 1;
-          if (words.length > 0) out.push(words.map((w) => Buffer.from(w, 'latin1')));
+          if (words.length > 0) {
+            this.argsLeft = words.length;
+            for (const word of words) {
+              const bytes = Buffer.from(word, 'latin1');
+              this.pushArg(bytes, 0, bytes.length, true);
+            }
+            this.complete();
+          }
         }
         continue;
       }
@@ -344,9 +552,9 @@ export class RespParser {
       if (end + 2 <= len) {
         if (buf[end] !== 13 || buf[end + 1] !== 10)
           throw new RespProtocolError('expected CRLF after bulk data');
-        this.pushArg(buf.subarray(pos, end));
+        this.pushArg(buf, pos, end, false);
         pos = end + 2;
-        if (this.argsLeft === 0) this.complete(out);
+        if (this.argsLeft === 0) this.complete();
         continue;
       }
       if (this.bulkLen >= BIG_ARG) {

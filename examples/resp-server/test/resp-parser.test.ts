@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { packName } from '../commands.mjs';
 import { RespParser, splitInline } from '../resp-parser.mjs';
 import { Store } from '../store.mjs';
 
@@ -7,6 +8,13 @@ const multibulk = (...args: string[]): string =>
 
 const strings = (commands: Buffer[][]): string[][] =>
   commands.map((c) => c.map((b) => b.toString('latin1')));
+
+/** Bytes in an ArrayBuffer of their own (not Node's shared pool), so tests can tell who holds them. */
+function unpooled(text: string): Buffer {
+  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+  bytes.write(text);
+  return bytes;
+}
 
 function errorOf(input: string | Buffer, parser = new RespParser()): string | undefined {
   parser.execute(typeof input === 'string' ? Buffer.from(input, 'latin1') : input);
@@ -53,6 +61,70 @@ describe('RespParser', () => {
     expect(commands).toHaveLength(2);
     expect(commands[0]?.[2]?.equals(value)).toBe(true);
     expect(strings([commands[1] ?? []])).toEqual([['GET', 'k']]);
+  });
+
+  it('reads arguments in place: keys, copies that share nothing, views, and releases the read', () => {
+    const chunk = unpooled(multibulk('SET', 'k\xff', 'value') + multibulk('GET', 'k') + '*2\r\n');
+    const parser = new RespParser();
+    expect(parser.parse(chunk)).toBe(2);
+    const set = parser.command(0);
+    expect(set.length).toBe(3);
+    expect(set.key(1)).toBe('k\xc3\xbf'); // one char per byte of the UTF-8 'ÿ'
+    const copy = set.copy(2);
+    expect(set.view(2).buffer).toBe(chunk.buffer);
+    chunk.fill(0); // the runtime may reuse a read's memory: the copy must not change with it
+    expect(copy.toString()).toBe('value');
+    chunk.set(Buffer.from(multibulk('SET', 'k\xff', 'value') + multibulk('GET', 'k') + '*2\r\n'));
+    const get = parser.command(1);
+    expect(get.toArray().map(String)).toEqual(['GET', 'k']);
+    parser.release();
+    // Only the unfinished command's bytes stay referenced (here none: its header is parsed).
+    expect(parser.sources.some((source) => source.buffer === chunk.buffer)).toBe(false);
+    expect(parser.parse(Buffer.from('$4\r\nPING\r\n$2\r\nhi\r\n'))).toBe(1);
+    expect(parser.command(0).toArray().map(String)).toEqual(['PING', 'hi']);
+  });
+
+  it('keeps the finished arguments of an unfinished command across reads, and only those', () => {
+    const parser = new RespParser();
+    const first = unpooled(multibulk('PING') + '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nva');
+    expect(parser.parse(first)).toBe(1);
+    parser.release();
+    expect(parser.argCount).toBe(2); // SET and k, still views of `first`
+    expect(parser.sources.some((source) => source.buffer === first.buffer)).toBe(true);
+    expect(parser.parse(Buffer.from('lue\r\n'))).toBe(1);
+    expect(parser.command(0).toArray().map(String)).toEqual(['SET', 'k', 'value']);
+    parser.release();
+    expect(parser.argCount).toBe(0);
+    expect(parser.sources.some((source) => source.buffer === first.buffer)).toBe(false);
+  });
+
+  it('hands a joined big argument over without another copy, exactly its bytes', () => {
+    const value = Buffer.alloc(100_000, 'y');
+    const parser = new RespParser();
+    parser.parse(
+      Buffer.concat([
+        Buffer.from(`*2\r\n$4\r\nECHO\r\n$${value.length}\r\n`),
+        value.subarray(0, 10),
+      ]),
+    );
+    expect(parser.parse(Buffer.concat([value.subarray(10), Buffer.from('\r\n')]))).toBe(1);
+    const args = parser.command(0);
+    const kept = args.copy(1);
+    expect(kept.length).toBe(value.length);
+    expect(kept.equals(value)).toBe(true);
+    expect(kept.buffer).toBe(args.bytesOf(1).buffer); // the joined Buffer itself
+  });
+
+  it('packs command names case-insensitively and refuses non-letters and long names', () => {
+    const pack = (name: string): number => packName(Buffer.from(name, 'latin1'), 0, name.length);
+    expect(pack('GET')).toBe(pack('get'));
+    expect(pack('GeT')).toBe(pack('get'));
+    expect(pack('get')).not.toBe(pack('set'));
+    expect(pack('ab')).not.toBe(pack('ba'));
+    expect(pack('flushall')).toBeGreaterThan(0);
+    // '@' | 0x20 is '`', not a letter; digits and a NUL are refused too, as is an empty name.
+    for (const name of ['G@T', 'GE1', 'GE\0', '', 'a'.repeat(11)]) expect(pack(name)).toBe(-1);
+    expect(pack('a'.repeat(10))).toBeLessThan(2 ** 53);
   });
 
   it('parses inline commands with quotes and escapes', () => {
