@@ -7,6 +7,8 @@
 // ask for them: INFO (ioredis's ready check), CONFIG GET (redis-benchmark reads `save` and
 // `appendonly`), SELECT 0, DBSIZE, FLUSHDB, FLUSHALL, TTL, PTTL.
 
+import { Buffer } from 'node:buffer';
+
 /** @typedef {import('./store.mjs').Store} Store */
 /** @typedef {import('./reply.mjs').ReplyWriter} ReplyWriter */
 /** @typedef {import('./resp-parser.mjs').Args} Args */

@@ -4,6 +4,8 @@
 // The segment is reused batch after batch: Connection.writev() sends what the kernel takes and
 // copies the rest into the native queue, so the bytes are free again once writev() returns.
 
+import { Buffer } from 'node:buffer';
+
 const SEGMENT = 64 * 1024;
 /** Bulk values at least this long go to writev by reference instead of being copied... */
 const BY_REFERENCE = 4 * 1024;

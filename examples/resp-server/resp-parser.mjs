@@ -11,6 +11,9 @@
 // hold unparsed (Redis's client-query-buffer-limit, 1 GiB by default). Malformed input sets
 // `error` (a message Redis would send, "Protocol error: ...") and the parser ignores the rest.
 
+// Buffer from node:buffer, not the global: Node's global `Buffer` is a getter, run on every use.
+import { Buffer } from 'node:buffer';
+
 export const DEFAULT_LIMITS = Object.freeze({
   /** Largest bulk string (Redis proto-max-bulk-len). */
   maxBulkBytes: 512 * 1024 * 1024,
