@@ -34,19 +34,23 @@ const REASONS = /** @type {Record<number, string>} */ ({
   505: 'HTTP Version Not Supported',
 });
 
-// The Date header changes once a second; the hello responses are rebuilt when it does.
-let dateSecond = -1;
-let dateValue = '';
-/** @type {Map<string, Buffer>} */
-const helloCache = new Map();
+// The Date header changes once a second; the hello responses are rebuilt when it does. As in
+// node:http, the value is kept until a timer at the next second drops it, so a request reads no
+// clock.
+/** @type {string | undefined} */
+let dateValue;
+/** The hello responses of the current second, by helloIndex(). */
+/** @type {(Buffer | undefined)[]} */
+let helloCache = [];
 
 function httpDate() {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateValue = new Date(now).toUTCString();
-    helloCache.clear();
+  if (dateValue === undefined) {
+    const now = new Date();
+    dateValue = now.toUTCString();
+    setTimeout(() => {
+      dateValue = undefined;
+      helloCache = [];
+    }, 1000 - now.getMilliseconds()).unref();
   }
   return dateValue;
 }
@@ -85,18 +89,28 @@ function response(status, how, body) {
   return out;
 }
 
+/**
+ * Where a hello response sits in helloCache: one slot per keep-alive, version and HEAD.
+ * @param {HttpRequest} req
+ */
+function helloIndex(req) {
+  return (
+    (req.keepAlive ? 4 : 0) | (req.versionMinor === 1 ? 2 : 0) | (req.method === 'HEAD' ? 1 : 0)
+  );
+}
+
 /** @param {HttpRequest} req */
 function hello(req) {
-  httpDate(); // refreshes the cache when the second changed
-  const key = `${req.keepAlive ? 'k' : 'c'}${req.versionMinor}${req.method === 'HEAD' ? 'h' : 'g'}`;
-  let cached = helloCache.get(key);
+  httpDate(); // starts a new second's cache when the timer dropped the last one
+  const index = helloIndex(req);
+  let cached = helloCache[index];
   if (cached === undefined) {
     cached = response(
       200,
       { keepAlive: req.keepAlive, versionMinor: req.versionMinor, head: req.method === 'HEAD' },
       HELLO,
     );
-    helloCache.set(key, cached);
+    helloCache[index] = cached;
   }
   return cached;
 }

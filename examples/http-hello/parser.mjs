@@ -45,10 +45,9 @@ export class HttpError extends Error {
  * @property {Buffer} body the decoded body (empty when there is none)
  */
 
+// For trailer fields, parsed as text (the head is parsed as bytes, below).
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const TARGET = /^[\x21-\x7e]+$/;
-const VERSION = /^HTTP\/(\d)\.(\d)$/;
-// Field values: visible ASCII, obs-text, SP and HTAB. CR, LF and NUL are refused.
+// Field values: visible ASCII, obs-text, SP and HTAB. CR, LF, NUL and DEL are refused.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const DIGITS = /^\d{1,15}$/;
 const CHUNK_LINE = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?$/;
@@ -154,7 +153,7 @@ export class HttpParser {
           // RFC 9112 §2.2: ignore empty lines before a request-line.
           while (pos + 1 < len && buf[pos] === 13 && buf[pos + 1] === 10) pos += 2;
           if (pos === len || (pos + 1 === len && buf[pos] === 13)) return pos;
-          const end = buf.indexOf('\r\n\r\n', Math.max(pos, this.scanFrom), 'latin1');
+          const end = findHeadEnd(buf, Math.max(pos, this.scanFrom));
           if (end === -1) {
             if (len - pos > this.maxHeaderBytes)
               throw new HttpError(400, `request head larger than ${this.maxHeaderBytes} bytes`);
@@ -163,7 +162,7 @@ export class HttpParser {
           }
           if (end + 4 - pos > this.maxHeaderBytes)
             throw new HttpError(400, `request head larger than ${this.maxHeaderBytes} bytes`);
-          const request = this.parseHead(buf.toString('latin1', pos, end));
+          const request = this.parseHead(buf, pos, end);
           pos = end + 4;
           this.scanFrom = 0;
           if (this.beginBody(request, out)) return pos;
@@ -309,50 +308,47 @@ export class HttpParser {
   }
 
   /**
-   * @param {string} head request line and header fields, CRLF-separated, without the blank line
+   * Parses a head in place, byte by byte: no string of the whole head, no regular expression, a
+   * string made only for what the request carries (method, target, each field name and value).
+   * @param {Buffer} buf
+   * @param {number} start the request line's first byte
+   * @param {number} end where the blank line (CRLF CRLF) begins
    * @returns {HttpRequest}
    */
-  parseHead(head) {
-    let lineEnd = head.indexOf('\r\n');
-    if (lineEnd === -1) lineEnd = head.length;
+  parseHead(buf, start, end) {
+    let lineEnd = findLineEnd(buf, start, end);
     // The request line: exactly two spaces (method SP request-target SP version).
-    const sp1 = head.indexOf(' ');
-    const sp2 = sp1 === -1 || sp1 > lineEnd ? -1 : head.indexOf(' ', sp1 + 1);
-    if (
-      sp2 === -1 ||
-      sp2 > lineEnd ||
-      (head.indexOf(' ', sp2 + 1) !== -1 && head.indexOf(' ', sp2 + 1) < lineEnd)
-    )
+    const sp1 = indexOfByte(buf, 32, start, end);
+    const sp2 = sp1 === -1 || sp1 > lineEnd ? -1 : indexOfByte(buf, 32, sp1 + 1, lineEnd);
+    if (sp2 === -1 || indexOfByte(buf, 32, sp2 + 1, lineEnd) !== -1)
       throw new HttpError(400, 'bad request line');
-    const method = head.slice(0, sp1);
-    const target = head.slice(sp1 + 1, sp2);
-    const version = head.slice(sp2 + 1, lineEnd);
-    if (!TOKEN.test(method)) throw new HttpError(400, 'bad method');
-    if (!TARGET.test(target)) throw new HttpError(400, 'bad request-target');
-    const v = VERSION.exec(version);
-    if (v === null) throw new HttpError(400, 'bad HTTP version');
-    if (v[1] !== '1') throw new HttpError(505, `HTTP version ${version} is not supported`);
-    const versionMinor = v[2] === '0' ? 0 : 1;
+    if (!isToken(buf, start, sp1)) throw new HttpError(400, 'bad method');
+    if (!isTarget(buf, sp1 + 1, sp2)) throw new HttpError(400, 'bad request-target');
+    const versionMinor = parseVersion(buf, sp2 + 1, lineEnd);
+    const method = methodName(buf, start, sp1);
+    const target = sp2 === sp1 + 2 && buf[sp1 + 1] === 47 ? '/' : latin1(buf, sp1 + 1, sp2);
 
     /** @type {Record<string, string>} */
     const headers = new Headers();
     let hosts = 0;
-    let start = lineEnd + 2;
-    while (start <= head.length && lineEnd < head.length) {
-      let end = head.indexOf('\r\n', start);
-      if (end === -1) end = head.length;
-      const colon = head.indexOf(':', start);
-      if (colon <= start || colon > end) throw new HttpError(400, 'bad header line');
-      const rawName = head.slice(start, colon);
-      if (!TOKEN.test(rawName)) throw new HttpError(400, 'bad header name');
-      const value = trimOws(head, colon + 1, end);
-      if (!FIELD_VALUE.test(value)) throw new HttpError(400, `bad value in header ${rawName}`);
-      const name = rawName.toLowerCase();
+    for (let from = lineEnd + 2; from <= end && lineEnd < end; from = lineEnd + 2) {
+      const fieldEnd = findLineEnd(buf, from, end);
+      const colon = indexOfByte(buf, 58, from, fieldEnd);
+      if (colon <= from) throw new HttpError(400, 'bad header line');
+      // Also refuses whitespace before the colon and obsolete line folding (a line starting with SP).
+      if (!isToken(buf, from, colon)) throw new HttpError(400, 'bad header name');
+      let valueStart = colon + 1;
+      let valueEnd = fieldEnd;
+      while (valueStart < valueEnd && isOws(buf[valueStart])) valueStart += 1;
+      while (valueEnd > valueStart && isOws(buf[valueEnd - 1])) valueEnd -= 1;
+      if (!isFieldValue(buf, valueStart, valueEnd))
+        throw new HttpError(400, `bad value in header ${latin1(buf, from, colon)}`);
+      const name = fieldName(buf, from, colon);
+      const value = latin1(buf, valueStart, valueEnd);
       if (name === 'host') hosts += 1;
       const previous = headers[name];
       headers[name] = previous === undefined ? value : `${previous}, ${value}`;
-      lineEnd = end;
-      start = end + 2;
+      lineEnd = fieldEnd;
     }
     if (hosts > 1) throw new HttpError(400, 'more than one Host header');
     if (versionMinor === 1 && hosts === 0) throw new HttpError(400, 'missing Host header');
@@ -377,23 +373,210 @@ export class HttpParser {
   }
 }
 
-/** A header map without a prototype, so a field named like `__proto__` is just a field. */
-function Headers() {}
-Headers.prototype = Object.create(null);
+/**
+ * Buffer's own `latin1Slice`, where Node has it, skips `toString`'s encoding lookup and argument
+ * checks, once per method, target and field.
+ * @type {(b: Buffer, start: number, end: number) => string}
+ */
+const latin1 =
+  typeof (/** @type {{ latin1Slice?: unknown }} */ (Buffer.prototype).latin1Slice) === 'function'
+    ? (b, start, end) =>
+        /** @type {Buffer & { latin1Slice(s: number, e: number): string }} */ (b).latin1Slice(
+          start,
+          end,
+        )
+    : (b, start, end) => b.toString('latin1', start, end);
+
+/** Bytes of tchar (RFC 9110 §5.6.2): methods and field names. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+  TCHAR[c.charCodeAt(0)] = 1;
 
 /**
- * `text.slice(start, end)` without leading and trailing SP / HTAB.
- * @param {string} text
+ * @param {Buffer} buf
  * @param {number} start
  * @param {number} end
  */
-function trimOws(text, start, end) {
-  let from = start;
-  let to = end;
-  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from += 1;
-  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to -= 1;
-  return text.slice(from, to);
+function isToken(buf, start, end) {
+  if (end <= start) return false;
+  for (let i = start; i < end; i += 1)
+    if (TCHAR[/** @type {number} */ (buf[i])] !== 1) return false;
+  return true;
 }
+
+/**
+ * A request-target: one or more visible ASCII bytes.
+ * @param {Buffer} buf
+ * @param {number} start
+ * @param {number} end
+ */
+function isTarget(buf, start, end) {
+  if (end <= start) return false;
+  for (let i = start; i < end; i += 1) {
+    const c = /** @type {number} */ (buf[i]);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+/**
+ * Field values: visible ASCII, obs-text, SP and HTAB. CR, LF, NUL and DEL are refused.
+ * @param {Buffer} buf
+ * @param {number} start
+ * @param {number} end
+ */
+function isFieldValue(buf, start, end) {
+  for (let i = start; i < end; i += 1) {
+    const c = /** @type {number} */ (buf[i]);
+    if (c < 0x20 ? c !== 9 : c === 0x7f) return false;
+  }
+  return true;
+}
+
+/** @param {number | undefined} c */
+const isOws = (c) => c === 32 || c === 9;
+
+/**
+ * `HTTP/1.x`: the minor version, 0 or 1 (later 1.x as 1); other major versions get 505.
+ * @param {Buffer} buf
+ * @param {number} start
+ * @param {number} end
+ * @returns {0 | 1}
+ */
+function parseVersion(buf, start, end) {
+  const digit = (/** @type {number} */ i) => {
+    const c = /** @type {number} */ (buf[i]);
+    return c >= 48 && c <= 57;
+  };
+  if (
+    end - start !== 8 ||
+    buf[start] !== 72 /* H */ ||
+    buf[start + 1] !== 84 /* T */ ||
+    buf[start + 2] !== 84 /* T */ ||
+    buf[start + 3] !== 80 /* P */ ||
+    buf[start + 4] !== 47 /* / */ ||
+    !digit(start + 5) ||
+    buf[start + 6] !== 46 /* . */ ||
+    !digit(start + 7)
+  )
+    throw new HttpError(400, 'bad HTTP version');
+  if (buf[start + 5] !== 49 /* 1 */)
+    throw new HttpError(505, `HTTP version ${latin1(buf, start, end)} is not supported`);
+  return buf[start + 7] === 48 /* 0 */ ? 0 : 1;
+}
+
+/** The methods most requests use, as strings made once. */
+const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH'];
+
+/**
+ * @param {Buffer} buf
+ * @param {number} start
+ * @param {number} end
+ */
+function methodName(buf, start, end) {
+  for (const known of COMMON_METHODS) if (bytesEqual(buf, start, end, known)) return known;
+  return latin1(buf, start, end);
+}
+
+/** Field names most requests carry, lower case, as strings made once. */
+const COMMON_FIELDS = [
+  'host',
+  'user-agent',
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'connection',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'expect',
+  'cookie',
+];
+
+/**
+ * A field name in lower case: one of COMMON_FIELDS when it matches (in any case), else a new
+ * string.
+ * @param {Buffer} buf
+ * @param {number} start
+ * @param {number} end
+ */
+function fieldName(buf, start, end) {
+  for (const known of COMMON_FIELDS) if (bytesEqualFolded(buf, start, end, known)) return known;
+  return latin1(buf, start, end).toLowerCase();
+}
+
+/**
+ * @param {Buffer} buf
+ * @param {number} start
+ * @param {number} end
+ * @param {string} text
+ */
+function bytesEqual(buf, start, end, text) {
+  if (end - start !== text.length) return false;
+  for (let i = 0; i < text.length; i += 1) if (buf[start + i] !== text.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * Like bytesEqual, with ASCII letters of `buf` compared in lower case (`text` is lower case).
+ * @param {Buffer} buf
+ * @param {number} start
+ * @param {number} end
+ * @param {string} text
+ */
+function bytesEqualFolded(buf, start, end, text) {
+  if (end - start !== text.length) return false;
+  for (let i = 0; i < text.length; i += 1) {
+    let c = /** @type {number} */ (buf[start + i]);
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== text.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * @param {Buffer} buf
+ * @param {number} byte
+ * @param {number} start
+ * @param {number} end
+ * @returns {number} the first index of `byte` in [start, end), or -1
+ */
+function indexOfByte(buf, byte, start, end) {
+  for (let i = start; i < end; i += 1) if (buf[i] === byte) return i;
+  return -1;
+}
+
+/**
+ * Where the line starting at `start` ends: its CRLF, or `end` (the head's last line).
+ * @param {Buffer} buf
+ * @param {number} start
+ * @param {number} end
+ */
+function findLineEnd(buf, start, end) {
+  for (let i = start; i + 1 < end; i += 1) if (buf[i] === 13 && buf[i + 1] === 10) return i;
+  return end;
+}
+
+/** Heads are short: a byte loop finds their end faster than Buffer#indexOf, up to this far. */
+const SHORT_HEAD_SCAN = 256;
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+
+/**
+ * The index of the first CRLF CRLF at or after `from`, or -1; `buf.indexOf('\r\n\r\n', from)`.
+ * @param {Buffer} buf
+ * @param {number} from
+ */
+function findHeadEnd(buf, from) {
+  const stop = Math.min(buf.length - 3, from + SHORT_HEAD_SCAN);
+  let i = from;
+  for (; i < stop; i += 1)
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  return i >= buf.length - 3 ? -1 : buf.indexOf(HEAD_END, i);
+}
+
+/** A header map without a prototype, so a field named like `__proto__` is just a field. */
+function Headers() {}
+Headers.prototype = Object.create(null);
 
 /**
  * @param {string} line one `name: value` field line
