@@ -22,6 +22,13 @@ const HELLO = 'Hello, World!';
  * length is refused.)
  */
 const MAX_WRITEV_CHUNKS = 64;
+/**
+ * A batch of responses up to this size is joined into one Buffer: copying a few KiB costs less
+ * than a sendmsg over many small iovecs does (a pipelined hello batch is 16 responses of about
+ * 130 bytes; joined, it goes out with one send(2)). Larger batches, such as echoed bodies, keep
+ * their Buffers.
+ */
+const JOIN_BYTES = 16 * 1024;
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 const REASONS = /** @type {Record<number, string>} */ ({
   200: 'OK',
@@ -160,6 +167,20 @@ export function errorResponse(error) {
  */
 
 /**
+ * The Buffers one batch's responses go out in: one joined Buffer when they are small or too many
+ * for one writev, else as they are.
+ * @param {Buffer[]} out
+ * @returns {Buffer[]}
+ */
+function joinSmall(out) {
+  if (out.length <= 1) return out;
+  if (out.length > MAX_WRITEV_CHUNKS) return [Buffer.concat(out)];
+  let total = 0;
+  for (const b of out) total += b.length;
+  return total <= JOIN_BYTES ? [Buffer.concat(out, total)] : out;
+}
+
+/**
  * Starts the server.
  * @param {HttpHelloOptions} [options]
  * @returns {Promise<{ reactor: Reactor, listener: Listener, port: number, close(): Promise<void> }>}
@@ -226,7 +247,7 @@ export async function startHttpHello(options = {}) {
         closing = true;
       }
       if (!closing && parser.takeContinue()) out.push(CONTINUE);
-      const chunks = out.length > MAX_WRITEV_CHUNKS ? [Buffer.concat(out)] : out;
+      const chunks = joinSmall(out);
       if (closing) {
         // Half-close after the responses; iomux closes the socket once the peer's FIN arrives.
         state.closingTick = tick;

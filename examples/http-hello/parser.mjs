@@ -353,12 +353,7 @@ export class HttpParser {
     if (hosts > 1) throw new HttpError(400, 'more than one Host header');
     if (versionMinor === 1 && hosts === 0) throw new HttpError(400, 'missing Host header');
 
-    const connection = headers.connection?.toLowerCase() ?? '';
-    const tokens =
-      connection === '' ? [] : connection.split(',').map((t) => t.replace(OWS_EDGES, ''));
-    const keepAlive = tokens.includes('close')
-      ? false
-      : versionMinor === 1 || tokens.includes('keep-alive');
+    const keepAlive = keepsAlive(headers.connection, versionMinor);
     const expectContinue = versionMinor === 1 && headers.expect?.toLowerCase() === '100-continue';
     return {
       method,
@@ -371,6 +366,22 @@ export class HttpParser {
       body: EMPTY,
     };
   }
+}
+
+/**
+ * Whether the connection stays open after this request: HTTP/1.1 unless `Connection` lists
+ * `close`, HTTP/1.0 only when it lists `keep-alive`.
+ * @param {string | undefined} connection the Connection header, if any
+ * @param {0 | 1} versionMinor
+ */
+function keepsAlive(connection, versionMinor) {
+  if (connection === undefined) return versionMinor === 1;
+  const tokens = connection
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.replace(OWS_EDGES, ''));
+  if (tokens.includes('close')) return false;
+  return versionMinor === 1 || tokens.includes('keep-alive');
 }
 
 /**

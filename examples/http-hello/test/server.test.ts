@@ -90,7 +90,7 @@ describe('http-hello', () => {
     expect(await chunked.text()).toBe('one two three');
   });
 
-  it('answers 10 pipelined requests sent in one write, in order, with one writev', async () => {
+  it('answers 10 pipelined requests sent in one write, in order, with one joined Buffer', async () => {
     const writev = vi.spyOn(Connection.prototype, 'writev');
     const client = await connect();
     const paths = Array.from({ length: 10 }, (_, i) => (i % 3 === 0 ? `/missing-${i}` : '/'));
@@ -100,8 +100,22 @@ describe('http-hello', () => {
     expect(
       responses.filter((r) => r.status === 200).every((r) => r.body.toString() === 'Hello, World!'),
     ).toBe(true);
-    // Loopback delivers the 10 requests as one read: one writev carries all 10 responses.
-    expect(writev.mock.calls.map((call) => call[0].length)).toEqual([10]);
+    // Loopback delivers the 10 requests as one read: their responses, a few hundred bytes, go out
+    // joined into one Buffer by one writev.
+    expect(writev.mock.calls.map((call) => call[0].length)).toEqual([1]);
+    const sent = Buffer.from(writev.mock.calls[0]?.[0][0] ?? []).toString('latin1');
+    expect(sent.match(/HTTP\/1\.1 \d{3} /g)?.length).toBe(10);
+  });
+
+  it('keeps the Buffers of a batch over 16 KiB instead of joining them', async () => {
+    const writev = vi.spyOn(Connection.prototype, 'writev');
+    const client = await connect();
+    const body = 'e'.repeat(9000);
+    const post = `POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    await client.send(post + post);
+    const responses = await client.take(2);
+    expect(responses.map((r) => r.body.toString())).toEqual([body, body]);
+    expect(writev.mock.calls.map((call) => call[0].length)).toEqual([2]);
   });
 
   it('answers 3000 small pipelined requests of one write (more than writev takes at once)', async () => {
