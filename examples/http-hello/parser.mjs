@@ -316,15 +316,23 @@ export class HttpParser {
    * @returns {HttpRequest}
    */
   parseHead(buf, start, end) {
-    let lineEnd = findLineEnd(buf, start, end);
-    // The request line: exactly two spaces (method SP request-target SP version).
-    const sp1 = indexOfByte(buf, 32, start, end);
-    const sp2 = sp1 === -1 || sp1 > lineEnd ? -1 : indexOfByte(buf, 32, sp1 + 1, lineEnd);
-    if (sp2 === -1 || indexOfByte(buf, 32, sp2 + 1, lineEnd) !== -1)
-      throw new HttpError(400, 'bad request line');
-    if (!isToken(buf, start, sp1)) throw new HttpError(400, 'bad method');
-    if (!isTarget(buf, sp1 + 1, sp2)) throw new HttpError(400, 'bad request-target');
-    const versionMinor = parseVersion(buf, sp2 + 1, lineEnd);
+    // A well-formed request line is taken in one pass; anything else goes through the checks
+    // below, which say what is wrong with it.
+    let sp1 = skipToken(buf, start);
+    let sp2 = sp1 > start && buf[sp1] === 32 ? skipTarget(buf, sp1 + 1) : -1;
+    let lineEnd = sp2 > sp1 + 1 && buf[sp2] === 32 ? versionLineEnd(buf, sp2 + 1) : -1;
+    let versionMinor = /** @type {0 | 1} */ (buf[sp2 + 8] === 48 /* 0 */ ? 0 : 1);
+    if (lineEnd === -1) {
+      lineEnd = findLineEnd(buf, start, end);
+      // The request line: exactly two spaces (method SP request-target SP version).
+      sp1 = indexOfByte(buf, 32, start, end);
+      sp2 = sp1 === -1 || sp1 > lineEnd ? -1 : indexOfByte(buf, 32, sp1 + 1, lineEnd);
+      if (sp2 === -1 || indexOfByte(buf, 32, sp2 + 1, lineEnd) !== -1)
+        throw new HttpError(400, 'bad request line');
+      if (!isToken(buf, start, sp1)) throw new HttpError(400, 'bad method');
+      if (!isTarget(buf, sp1 + 1, sp2)) throw new HttpError(400, 'bad request-target');
+      versionMinor = parseVersion(buf, sp2 + 1, lineEnd);
+    }
     const method = methodName(buf, start, sp1);
     const target = sp2 === sp1 + 2 && buf[sp1 + 1] === 47 ? '/' : latin1(buf, sp1 + 1, sp2);
 
@@ -332,17 +340,26 @@ export class HttpParser {
     const headers = new Headers();
     let hosts = 0;
     for (let from = lineEnd + 2; from <= end && lineEnd < end; from = lineEnd + 2) {
-      const fieldEnd = findLineEnd(buf, from, end);
-      const colon = indexOfByte(buf, 58, from, fieldEnd);
-      if (colon <= from) throw new HttpError(400, 'bad header line');
-      // Also refuses whitespace before the colon and obsolete line folding (a line starting with SP).
-      if (!isToken(buf, from, colon)) throw new HttpError(400, 'bad header name');
+      // A well-formed field line in one pass (name, colon, value up to its CRLF), as for the
+      // request line; anything else goes through the checks that say what is wrong.
+      let colon = skipToken(buf, from);
       let valueStart = colon + 1;
+      while (isOws(buf[valueStart])) valueStart += 1;
+      let fieldEnd = skipFieldValue(buf, valueStart);
+      if (colon === from || buf[colon] !== 58 || buf[fieldEnd] !== 13 || buf[fieldEnd + 1] !== 10) {
+        fieldEnd = findLineEnd(buf, from, end);
+        colon = indexOfByte(buf, 58, from, fieldEnd);
+        if (colon <= from) throw new HttpError(400, 'bad header line');
+        // Also refuses whitespace before the colon and obsolete line folding (a line starting
+        // with SP).
+        if (!isToken(buf, from, colon)) throw new HttpError(400, 'bad header name');
+        valueStart = colon + 1;
+        while (valueStart < fieldEnd && isOws(buf[valueStart])) valueStart += 1;
+        if (!isFieldValue(buf, valueStart, fieldEnd))
+          throw new HttpError(400, `bad value in header ${latin1(buf, from, colon)}`);
+      }
       let valueEnd = fieldEnd;
-      while (valueStart < valueEnd && isOws(buf[valueStart])) valueStart += 1;
       while (valueEnd > valueStart && isOws(buf[valueEnd - 1])) valueEnd -= 1;
-      if (!isFieldValue(buf, valueStart, valueEnd))
-        throw new HttpError(400, `bad value in header ${latin1(buf, from, colon)}`);
       const name = fieldName(buf, from, colon);
       const value = latin1(buf, valueStart, valueEnd);
       if (name === 'host') hosts += 1;
@@ -413,6 +430,56 @@ function isToken(buf, start, end) {
   for (let i = start; i < end; i += 1)
     if (TCHAR[/** @type {number} */ (buf[i])] !== 1) return false;
   return true;
+}
+
+/**
+ * The index of the first byte at or after `from` that is not a tchar (`buf.length` at the end).
+ * @param {Buffer} buf
+ * @param {number} from
+ */
+function skipToken(buf, from) {
+  let i = from;
+  while (TCHAR[/** @type {number} */ (buf[i])] === 1) i += 1;
+  return i;
+}
+
+/**
+ * The index of the first byte at or after `from` that cannot be in a request-target.
+ * @param {Buffer} buf
+ * @param {number} from
+ */
+function skipTarget(buf, from) {
+  let i = from;
+  for (let c = buf[i]; c !== undefined && c >= 0x21 && c <= 0x7e; c = buf[i]) i += 1;
+  return i;
+}
+
+/**
+ * The index of the first byte at or after `from` that cannot be in a field value (see
+ * isFieldValue).
+ * @param {Buffer} buf
+ * @param {number} from
+ */
+function skipFieldValue(buf, from) {
+  let i = from;
+  for (let c = buf[i]; c !== undefined && (c < 0x20 ? c === 9 : c !== 0x7f); c = buf[i]) i += 1;
+  return i;
+}
+
+/**
+ * Where the request line ends (its CR) when `HTTP/1.0` or `HTTP/1.1` and CRLF start at `from`,
+ * else -1.
+ * @param {Buffer} buf
+ * @param {number} from
+ */
+function versionLineEnd(buf, from) {
+  const minor = buf[from + 7];
+  return bytesEqual(buf, from, from + 7, 'HTTP/1.') &&
+    (minor === 48 || minor === 49) &&
+    buf[from + 8] === 13 &&
+    buf[from + 9] === 10
+    ? from + 8
+    : -1;
 }
 
 /**
@@ -580,8 +647,13 @@ const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 function findHeadEnd(buf, from) {
   const stop = Math.min(buf.length - 3, from + SHORT_HEAD_SCAN);
   let i = from;
-  for (; i < stop; i += 1)
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  while (i < stop) {
+    const last = buf[i + 3];
+    // No CRLF CRLF starting at i, i + 1, i + 2 or i + 3 can skip a byte that is neither CR nor LF.
+    if (last !== 10 && last !== 13) i += 4;
+    else if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && last === 10) return i;
+    else i += 1;
+  }
   return i >= buf.length - 3 ? -1 : buf.indexOf(HEAD_END, i);
 }
 
