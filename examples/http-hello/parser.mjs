@@ -83,6 +83,12 @@ export class HttpParser {
     this.bodyBytes = 0;
     this.trailerBytes = 0;
     this.continueOwed = false;
+    /**
+     * The last value of each of COMMON_FIELDS on this connection: a client sends the same Host,
+     * User-Agent or Accept on every request, and a value equal to the last is that string again.
+     * @type {(string | undefined)[]}
+     */
+    this.lastValues = [];
   }
 
   /** True when no request is partly received (nothing pending between requests). */
@@ -360,8 +366,13 @@ export class HttpParser {
       }
       let valueEnd = fieldEnd;
       while (valueEnd > valueStart && isOws(buf[valueEnd - 1])) valueEnd -= 1;
-      const name = fieldName(buf, from, colon);
-      const value = latin1(buf, valueStart, valueEnd);
+      const common = commonField(buf, from, colon);
+      const name = common === -1 ? latin1(buf, from, colon).toLowerCase() : COMMON_FIELDS[common];
+      let value = common === -1 ? undefined : this.lastValues[common];
+      if (value === undefined || !bytesEqual(buf, valueStart, valueEnd, value)) {
+        value = latin1(buf, valueStart, valueEnd);
+        if (common !== -1) this.lastValues[common] = value;
+      }
       if (name === 'host') hosts += 1;
       const previous = headers[name];
       headers[name] = previous === undefined ? value : `${previous}, ${value}`;
@@ -572,15 +583,15 @@ const COMMON_FIELDS = [
 ];
 
 /**
- * A field name in lower case: one of COMMON_FIELDS when it matches (in any case), else a new
- * string.
+ * Which of COMMON_FIELDS the field name is (in any case), or -1.
  * @param {Buffer} buf
  * @param {number} start
  * @param {number} end
  */
-function fieldName(buf, start, end) {
-  for (const known of COMMON_FIELDS) if (bytesEqualFolded(buf, start, end, known)) return known;
-  return latin1(buf, start, end).toLowerCase();
+function commonField(buf, start, end) {
+  for (let i = 0; i < COMMON_FIELDS.length; i += 1)
+    if (bytesEqualFolded(buf, start, end, /** @type {string} */ (COMMON_FIELDS[i]))) return i;
+  return -1;
 }
 
 /**

@@ -50,6 +50,26 @@ describe('HttpParser', () => {
     expect('hasOwnProperty' in headers).toBe(false);
   });
 
+  it('gives each request its own field values when a connection changes them', () => {
+    const parser = new HttpParser();
+    const head = (host: string, agent: string) =>
+      `GET / HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: ${agent}\r\nX-Other: ${host}\r\n\r\n`;
+    const requests = [
+      ...parseAll(head('a.example', 'one') + head('a.example', 'one'), parser),
+      ...parseAll(head('b.example', 'one') + head('a.exampl', 'on'), parser),
+      ...parseAll(head('a.examplf', 'One'), parser),
+    ];
+    expect(
+      requests.map((r) => [r.headers.host, r.headers['user-agent'], r.headers['x-other']]),
+    ).toEqual([
+      ['a.example', 'one', 'a.example'],
+      ['a.example', 'one', 'a.example'],
+      ['b.example', 'one', 'b.example'],
+      ['a.exampl', 'on', 'a.exampl'],
+      ['a.examplf', 'One', 'a.examplf'],
+    ]);
+  });
+
   it('returns every request of a pipelined read, in order', () => {
     const input = Array.from(
       { length: 10 },
