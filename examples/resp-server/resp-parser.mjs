@@ -87,6 +87,24 @@ function findCrlf(buf, start) {
 }
 
 /**
+ * The index of the first LF at or after `start`, or -1: `buf.indexOf(10, start)`, by a byte loop
+ * over the first SHORT_SCAN * 2 bytes (an inline command is short).
+ * @param {Buffer} buf
+ * @param {number} start
+ */
+function findLf(buf, start) {
+  const stop = Math.min(buf.length, start + SHORT_SCAN * 2);
+  for (let i = start; i < stop; i += 1) if (buf[i] === 10) return i;
+  return stop === buf.length ? -1 : buf.indexOf(10, stop);
+}
+
+/**
+ * Whitespace as sdssplitargs (isspace) sees it: SP, HT, LF, VT, FF, CR.
+ * @param {number | undefined} c
+ */
+const isSpaceByte = (c) => c === 32 || (c !== undefined && c >= 9 && c <= 13);
+
+/**
  * Splits an inline request like Redis's sdssplitargs: whitespace-separated words, "double
  * quotes" with \n \r \t \b \a \\ \" \xHH escapes, 'single quotes' with \'. A closing quote must
  * be followed by whitespace or the end.
@@ -480,6 +498,32 @@ export class RespParser {
   }
 
   /**
+   * Records the words of an inline request as ranges of `buf`, split at whitespace as
+   * sdssplitargs splits them, when the line has no quote; a line with one is left to
+   * splitInline, which decodes it.
+   * @param {Buffer} buf
+   * @param {number} start
+   * @param {number} end the line's end, without its CRLF
+   * @returns {boolean} false when the line has a quote and nothing was recorded
+   */
+  inlineWords(buf, start, end) {
+    for (let i = start; i < end; i += 1) if (buf[i] === 34 || buf[i] === 39) return false;
+    let words = 0;
+    let i = start;
+    for (;;) {
+      while (i < end && isSpaceByte(buf[i])) i += 1;
+      if (i === end) break;
+      const from = i;
+      while (i < end && !isSpaceByte(buf[i])) i += 1;
+      this.argsLeft = 1; // pushArg counts down the arguments still to come: one word at a time
+      this.pushArg(buf, from, i, false);
+      words += 1;
+    }
+    if (words > 0) this.complete();
+    return true;
+  }
+
+  /**
    * @param {Buffer} buf
    * @returns {number} how far `buf` was consumed
    */
@@ -508,24 +552,26 @@ export class RespParser {
           this.argsLeft = count;
           this.bulkLen = -1;
         } else {
-          const nl = buf.indexOf(10, pos);
+          const nl = findLf(buf, pos);
           if (nl === -1) {
             if (len - pos > this.maxInlineBytes)
               throw new RespProtocolError('too big inline request');
             return pos;
           }
           const end = nl > pos && buf[nl - 1] === 13 ? nl - 1 : nl;
-          const words = splitInline(buf.toString('latin1', pos, end));
-          if (words === undefined) throw new RespProtocolError('unbalanced quotes in request');
-          pos = nl + 1;
-          if (words.length > 0) {
-            this.argsLeft = words.length;
-            for (const word of words) {
-              const bytes = Buffer.from(word, 'latin1');
-              this.pushArg(bytes, 0, bytes.length, true);
+          if (!this.inlineWords(buf, pos, end)) {
+            const words = splitInline(buf.toString('latin1', pos, end));
+            if (words === undefined) throw new RespProtocolError('unbalanced quotes in request');
+            if (words.length > 0) {
+              for (const word of words) {
+                const bytes = Buffer.from(word, 'latin1');
+                this.argsLeft = 1;
+                this.pushArg(bytes, 0, bytes.length, true);
+              }
+              this.complete();
             }
-            this.complete();
           }
+          pos = nl + 1;
         }
         continue;
       }

@@ -4,7 +4,7 @@
 // commands and the same error as the whole input.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RespParser } from '../resp-parser.mjs';
+import { RespParser, splitInline } from '../resp-parser.mjs';
 
 const runs = Number(process.env.IOMUX_FUZZ_RUNS ?? 1000);
 
@@ -61,6 +61,26 @@ describe('RespParser under fuzzing', () => {
         },
       ),
       { numRuns: runs },
+    );
+  });
+
+  it('an inline line gives the words splitInline gives, quoted or not', () => {
+    // Lines without a quote are split in place; splitInline, which decodes quotes, is the
+    // reference for every line.
+    const byte = fc.constantFrom(32, 9, 11, 12, 13, 0, 65, 66, 120, 0xff, 92, 34, 39);
+    const lines = fc.array(fc.oneof(byte, fc.integer({ min: 0, max: 255 })), { maxLength: 60 });
+    fc.assert(
+      fc.property(lines, (bytes) => {
+        const line = Buffer.from(bytes.filter((b) => b !== 10 && b !== 42));
+        const words = splitInline(line.toString('latin1'));
+        const out = feed(Buffer.concat([line, Buffer.from('\n')]), []);
+        if (words === undefined) {
+          expect(out.error).toBe('Protocol error: unbalanced quotes in request');
+        } else {
+          expect(out).toEqual({ commands: words.length > 0 ? [words] : [], error: undefined });
+        }
+      }),
+      { numRuns: runs * 10 },
     );
   });
 

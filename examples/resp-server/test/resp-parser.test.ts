@@ -143,6 +143,21 @@ describe('RespParser', () => {
     expect(splitInline('  ')).toEqual([]);
   });
 
+  it('reads the words of an inline command without quotes in place, split at any whitespace', () => {
+    const chunk = unpooled('SET  k\tv\x0b\x0cw \r\n \t\r\nPING\n' + `ECHO ${'x'.repeat(100)}\r\n`);
+    const parser = new RespParser();
+    expect(parser.parse(chunk)).toBe(3);
+    const set = parser.command(0);
+    expect(set.toArray().map(String)).toEqual(['SET', 'k', 'v', 'w']);
+    expect(set.view(2).buffer).toBe(chunk.buffer);
+    const copy = set.copy(3);
+    chunk.fill(0); // as for multibulk arguments, a copy shares nothing with the read
+    expect(copy.toString()).toBe('w');
+    chunk.set(Buffer.from('SET  k\tv\x0b\x0cw \r\n \t\r\nPING\n' + `ECHO ${'x'.repeat(100)}\r\n`));
+    expect(parser.command(1).toArray().map(String)).toEqual(['PING']);
+    expect(parser.command(2).toArray().map(String)).toEqual(['ECHO', 'x'.repeat(100)]);
+  });
+
   it('finds a header line end past a lone CR and past 32 bytes as indexOf does', () => {
     // A CR that no LF follows is part of the line: the count is then not a number.
     expect(errorOf('*3\rX\r\n')).toBe('Protocol error: invalid multibulk length');
