@@ -35,30 +35,28 @@ inline napi_value NumberValueOf(const Napi::Value& value) {
   return napi_coerce_to_number(env, value, &coerced) == napi_ok ? coerced : nullptr;
 }
 
-// Number(value) as N-API converts it to an integer (NaN and infinities 0, out of range clamped);
-// `fallback` when N-API cannot read it.
-inline int64_t Int64Of(const Napi::Value& value, int64_t fallback = 0) {
+// Number(value) read by N-API's getter `get` (napi_get_value_int64, _int32 or _double: as N-API
+// converts it, NaN and infinities 0 for the integers, out of range clamped); `fallback` when N-API
+// cannot read it.
+template <typename T>
+inline T NumberOf(const Napi::Value& value, napi_status (*get)(napi_env, napi_value, T*),
+                  T fallback) {
   napi_value number = NumberValueOf(value);
-  int64_t out = 0;
-  if (number == nullptr || napi_get_value_int64(value.Env(), number, &out) != napi_ok)
-    return fallback;
+  T out{};
+  if (number == nullptr || get(value.Env(), number, &out) != napi_ok) return fallback;
   return out;
 }
 
-inline double DoubleOf(const Napi::Value& value, double fallback) {
-  napi_value number = NumberValueOf(value);
-  double out = 0;
-  if (number == nullptr || napi_get_value_double(value.Env(), number, &out) != napi_ok)
-    return fallback;
-  return out;
+inline int64_t Int64Of(const Napi::Value& value, int64_t fallback = 0) {
+  return NumberOf<int64_t>(value, napi_get_value_int64, fallback);
 }
 
 inline int32_t Int32Of(const Napi::Value& value, int32_t fallback = 0) {
-  napi_value number = NumberValueOf(value);
-  int32_t out = 0;
-  if (number == nullptr || napi_get_value_int32(value.Env(), number, &out) != napi_ok)
-    return fallback;
-  return out;
+  return NumberOf<int32_t>(value, napi_get_value_int32, fallback);
+}
+
+inline double DoubleOf(const Napi::Value& value, double fallback) {
+  return NumberOf<double>(value, napi_get_value_double, fallback);
 }
 
 // array[index]; an empty value (IsEmpty(), and every helper above falls back on it) when N-API

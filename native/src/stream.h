@@ -64,6 +64,10 @@ class Inbox {
 // that one is the same socket's and ends where this one starts (one event per contiguous run).
 void push_data(EventSink* sink, int id, size_t offset, size_t len);
 
+// Sends bufs[0, count) at once without blocking (MSG_DONTWAIT, so on blocking fds too) and without
+// SIGPIPE: send(2) for one buffer, sendmsg for more. Bytes sent, or -errno (EINTR is retried).
+ssize_t send_now(int fd, const iovec* bufs, int count);
+
 // Sends a FIN (shutdown(SHUT_WR)). ENOTCONN means the peer already reset; the read side reports it.
 void send_fin(int fd);
 

@@ -62,12 +62,8 @@ ssize_t recv_blocking(int fd, uint8_t* buf, size_t len) {
 // stop()), so nothing else would wake a send that waits for a peer that does not read. -EAGAIN
 // after a slice without room; the writer then looks at the Sock's flags and calls again.
 ssize_t send_sliced(int fd, const iovec* bufs, int count) {
-  msghdr msg{};
-  msg.msg_iov = const_cast<iovec*>(bufs);
-  msg.msg_iovlen = static_cast<size_t>(count);
-  ssize_t n = ::sendmsg(fd, &msg, platform::kSendNoSignal | MSG_DONTWAIT);
-  if (n >= 0) return n;
-  if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
+  ssize_t n = send_now(fd, bufs, count);
+  if (n >= 0 || (n != -EAGAIN && n != -EWOULDBLOCK)) return n;
   return wait_ready(fd, POLLOUT) ? -EAGAIN : -EINTR;
 }
 
