@@ -89,13 +89,26 @@ function set(args, { store, out, now }) {
       return void out.error(SYNTAX);
     }
   }
-  const key = args.key(1);
+  // The key by its bytes in place: a key already stored costs no string.
+  const keyBytes = args.bytesOf(1);
+  const keyStart = args.startOf(1);
+  const keyEnd = args.endOf(1);
   if (nx || xx) {
-    const exists = store.lookup(key, now) !== undefined;
+    const exists = store.lookupBytes(keyBytes, keyStart, keyEnd, now) !== undefined;
     if (exists === nx) return void out.bulk(undefined);
   }
-  store.set(key, args.copy(2), expiresAt);
+  store.setBytes(keyBytes, keyStart, keyEnd, args.copy(2), expiresAt);
   out.simple('OK');
+  return undefined;
+}
+
+/**
+ * GET key, the key looked up by its bytes in place.
+ * @param {Args} args
+ * @param {Context} ctx
+ */
+function get(args, { store, out, now }) {
+  out.bulk(store.lookupBytes(args.bytesOf(1), args.startOf(1), args.endOf(1), now)?.value);
   return undefined;
 }
 
@@ -189,7 +202,7 @@ function arity(out, name) {
 export const COMMANDS = new Map([
   ['ping', [-1, ping]],
   ['echo', [2, (args, { out }) => void out.bulk(args.view(1))]],
-  ['get', [2, (args, { store, out, now }) => void out.bulk(store.lookup(args.key(1), now)?.value)]],
+  ['get', [2, get]],
   ['set', [-3, set]],
   [
     'del',

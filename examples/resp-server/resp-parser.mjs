@@ -13,6 +13,7 @@
 
 // Buffer from node:buffer, not the global: Node's global `Buffer` is a getter, run on every use.
 import { Buffer } from 'node:buffer';
+import { latin1 } from './key-table.mjs';
 
 export const DEFAULT_LIMITS = Object.freeze({
   /** Largest bulk string (Redis proto-max-bulk-len). */
@@ -273,12 +274,6 @@ export class Args {
 
 /** Arguments up to this long are copied by a loop: cheaper than Buffer#copy's native call. */
 const SMALL_COPY = 64;
-
-// `buf.toString('latin1', start, end)` without its encoding lookup and argument checks (a
-// pipelined SET/GET load reads a key per command): Buffer's own latin1Slice, which every Node
-// version iomux supports has.
-const latin1 = (/** @type {Buffer} */ b, /** @type {number} */ start, /** @type {number} */ end) =>
-  /** @type {Buffer & { latin1Slice(s: number, e: number): string }} */ (b).latin1Slice(start, end);
 
 /** After a command with more arguments than this, the range arrays are replaced, not kept. */
 const KEEP_RANGES = 4096;

@@ -1,18 +1,25 @@
-// The key space: a Map of key → { value, expiresAt }. Keys are the request bytes read as latin1
-// (one char per byte, so any binary key works). Expiry is enforced two ways, like Redis: lazily,
-// when a command touches an expired key, and by `sweep()`, which a timer calls to drop expired
-// keys nobody touches, using a min-heap of deadlines so each sweep only looks at due keys.
+// The key space: a table of key → { key, value, expiresAt } (key-table.mjs). Keys are the request
+// bytes read as latin1 (one char per byte, so any binary key works); the hot commands look them up
+// by those bytes in place (lookupBytes, setBytes), so a key already stored costs no string. Expiry
+// is enforced two ways, like Redis: lazily, when a command touches an expired key, and by
+// `sweep()`, which a timer calls to drop expired keys nobody touches, using a min-heap of
+// deadlines so each sweep only looks at due keys.
+
+import { KeyTable, latin1 } from './key-table.mjs';
+
+/** @typedef {import('node:buffer').Buffer} Buffer */
 
 /**
  * @typedef {object} Entry
+ * @property {string} key
  * @property {Buffer} value
  * @property {number} expiresAt ms since the epoch; 0 for no expiry
  */
 
 export class Store {
   constructor() {
-    /** @type {Map<string, Entry>} */
-    this.map = new Map();
+    /** @type {KeyTable<Entry>} */
+    this.map = new KeyTable();
     /** Keys that have an expiry. */
     this.volatile = 0;
     /** Min-heap of [expiresAt, key]; entries whose key changed since are skipped when popped. */
@@ -31,10 +38,29 @@ export class Store {
    * @param {number} now
    */
   lookup(key, now) {
-    const entry = this.map.get(key);
+    return this.live(this.map.get(key), now);
+  }
+
+  /**
+   * lookup() of the key whose bytes are `buf[start, end)`.
+   * @param {Buffer} buf
+   * @param {number} start
+   * @param {number} end
+   * @param {number} now
+   */
+  lookupBytes(buf, start, end, now) {
+    return this.live(this.map.getBytes(buf, start, end), now);
+  }
+
+  /**
+   * `entry`, or undefined when there is none or it has expired (it is then dropped).
+   * @param {Entry | undefined} entry
+   * @param {number} now
+   */
+  live(entry, now) {
     if (entry === undefined) return undefined;
     if (entry.expiresAt !== 0 && entry.expiresAt <= now) {
-      this.remove(key, entry);
+      this.remove(entry.key, entry);
       this.expiredKeys += 1;
       return undefined;
     }
@@ -47,9 +73,31 @@ export class Store {
    * @param {number} expiresAt ms since the epoch, or 0
    */
   set(key, value, expiresAt) {
-    const old = this.map.get(key);
+    this.store(this.map.get(key), key, value, expiresAt);
+  }
+
+  /**
+   * set() of the key whose bytes are `buf[start, end)`: its string is made only if it is new.
+   * @param {Buffer} buf
+   * @param {number} start
+   * @param {number} end
+   * @param {Buffer} value
+   * @param {number} expiresAt ms since the epoch, or 0
+   */
+  setBytes(buf, start, end, value, expiresAt) {
+    const old = this.map.getBytes(buf, start, end);
+    this.store(old, old === undefined ? latin1(buf, start, end) : old.key, value, expiresAt);
+  }
+
+  /**
+   * @param {Entry | undefined} old the key's entry, if it has one
+   * @param {string} key
+   * @param {Buffer} value
+   * @param {number} expiresAt
+   */
+  store(old, key, value, expiresAt) {
     if (old === undefined) {
-      this.map.set(key, { value, expiresAt });
+      this.map.set(key, { key, value, expiresAt });
     } else {
       // Overwritten in place: a key SET over and over allocates no entry. A reply still holding
       // the old value holds the Buffer, not the entry.
@@ -123,7 +171,7 @@ export class Store {
   rebuildHeap() {
     /** @type {[number, string][]} */
     const entries = [];
-    for (const [key, entry] of this.map)
+    for (const [key, entry] of this.map.entries())
       if (entry.expiresAt !== 0) entries.push([entry.expiresAt, key]);
     entries.sort((a, b) => a[0] - b[0]); // a sorted array is a valid min-heap
     this.heap = entries;
