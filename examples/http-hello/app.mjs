@@ -46,8 +46,10 @@ const REASONS = /** @type {Record<number, string>} */ ({
 // clock.
 /** @type {string | undefined} */
 let dateValue;
-/** The hello responses of the current second, by helloIndex(). */
-/** @type {(Buffer | undefined)[]} */
+/**
+ * The hello responses of the current second, by helloIndex().
+ * @type {(Buffer | undefined)[]}
+ */
 let helloCache = [];
 
 function httpDate() {

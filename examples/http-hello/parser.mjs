@@ -45,10 +45,6 @@ export class HttpError extends Error {
  * @property {Buffer} body the decoded body (empty when there is none)
  */
 
-// For trailer fields, parsed as text (the head is parsed as bytes, below).
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// Field values: visible ASCII, obs-text, SP and HTAB. CR, LF, NUL and DEL are refused.
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const DIGITS = /^\d{1,15}$/;
 const CHUNK_LINE = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?$/;
 const OWS_EDGES = /^[ \t]+|[ \t]+$/g;
@@ -228,12 +224,12 @@ export class HttpParser {
           this.trailerBytes += end + 2 - pos;
           if (this.trailerBytes > this.maxHeaderBytes)
             throw new HttpError(400, `trailer section larger than ${this.maxHeaderBytes} bytes`);
-          const line = buf.toString('latin1', pos, end);
+          const lineStart = pos;
           pos = end + 2;
-          if (line === '') {
+          if (end === lineStart) {
             if (this.finishRequest(out)) return pos;
           } else {
-            parseField(line); // validated, then dropped: this server has no use for trailers
+            checkField(buf, lineStart, end); // validated, then dropped: no use for trailers here
           }
           break;
         }
@@ -354,15 +350,9 @@ export class HttpParser {
       let fieldEnd = skipFieldValue(buf, valueStart);
       if (colon === from || buf[colon] !== 58 || buf[fieldEnd] !== 13 || buf[fieldEnd + 1] !== 10) {
         fieldEnd = findLineEnd(buf, from, end);
-        colon = indexOfByte(buf, 58, from, fieldEnd);
-        if (colon <= from) throw new HttpError(400, 'bad header line');
-        // Also refuses whitespace before the colon and obsolete line folding (a line starting
-        // with SP).
-        if (!isToken(buf, from, colon)) throw new HttpError(400, 'bad header name');
+        colon = checkField(buf, from, fieldEnd);
         valueStart = colon + 1;
         while (valueStart < fieldEnd && isOws(buf[valueStart])) valueStart += 1;
-        if (!isFieldValue(buf, valueStart, fieldEnd))
-          throw new HttpError(400, `bad value in header ${latin1(buf, from, colon)}`);
       }
       let valueEnd = fieldEnd;
       while (valueEnd > valueStart && isOws(buf[valueEnd - 1])) valueEnd -= 1;
@@ -423,16 +413,17 @@ for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
   TCHAR[c.charCodeAt(0)] = 1;
 
 /**
+ * Whether `buf[start, end)` is a token: one or more tchar.
  * @param {Buffer} buf
  * @param {number} start
  * @param {number} end
  */
 function isToken(buf, start, end) {
-  if (end <= start) return false;
-  for (let i = start; i < end; i += 1)
-    if (TCHAR[/** @type {number} */ (buf[i])] !== 1) return false;
-  return true;
+  return end > start && skipToken(buf, start) >= end;
 }
+
+// The skip functions scan to the first byte that ends the run, which may lie past a caller's
+// end: a head's lines end at CR, which ends every run, and so does the end of the buffer.
 
 /**
  * The index of the first byte at or after `from` that is not a tchar (`buf.length` at the end).
@@ -446,7 +437,8 @@ function skipToken(buf, from) {
 }
 
 /**
- * The index of the first byte at or after `from` that cannot be in a request-target.
+ * The index of the first byte at or after `from` that cannot be in a request-target (visible
+ * ASCII).
  * @param {Buffer} buf
  * @param {number} from
  */
@@ -457,8 +449,8 @@ function skipTarget(buf, from) {
 }
 
 /**
- * The index of the first byte at or after `from` that cannot be in a field value (see
- * isFieldValue).
+ * The index of the first byte at or after `from` that cannot be in a field value (visible ASCII,
+ * obs-text, SP and HTAB; CR, LF, NUL and DEL cannot).
  * @param {Buffer} buf
  * @param {number} from
  */
@@ -469,6 +461,21 @@ function skipFieldValue(buf, from) {
 }
 
 /**
+ * Whether `HTTP/` starts at `at`.
+ * @param {Buffer} buf
+ * @param {number} at
+ */
+function isHttpSlash(buf, at) {
+  return (
+    buf[at] === 72 /* H */ &&
+    buf[at + 1] === 84 /* T */ &&
+    buf[at + 2] === 84 /* T */ &&
+    buf[at + 3] === 80 /* P */ &&
+    buf[at + 4] === 47 /* / */
+  );
+}
+
+/**
  * Where the request line ends (its CR) when `HTTP/1.0` or `HTTP/1.1` and CRLF start at `from`,
  * else -1.
  * @param {Buffer} buf
@@ -476,11 +483,7 @@ function skipFieldValue(buf, from) {
  */
 function versionLineEnd(buf, from) {
   const minor = buf[from + 7];
-  return buf[from] === 72 /* H */ &&
-    buf[from + 1] === 84 /* T */ &&
-    buf[from + 2] === 84 /* T */ &&
-    buf[from + 3] === 80 /* P */ &&
-    buf[from + 4] === 47 /* / */ &&
+  return isHttpSlash(buf, from) &&
     buf[from + 5] === 49 /* 1 */ &&
     buf[from + 6] === 46 /* . */ &&
     (minor === 48 || minor === 49) &&
@@ -497,26 +500,26 @@ function versionLineEnd(buf, from) {
  * @param {number} end
  */
 function isTarget(buf, start, end) {
-  if (end <= start) return false;
-  for (let i = start; i < end; i += 1) {
-    const c = /** @type {number} */ (buf[i]);
-    if (c < 0x21 || c > 0x7e) return false;
-  }
-  return true;
+  return end > start && skipTarget(buf, start) >= end;
 }
 
 /**
- * Field values: visible ASCII, obs-text, SP and HTAB. CR, LF, NUL and DEL are refused.
+ * Checks one field line, `buf[start, end)` without its CRLF, and says what is wrong with it: the
+ * head's lines that the one-pass read did not take, and trailer lines.
  * @param {Buffer} buf
  * @param {number} start
  * @param {number} end
+ * @returns {number} the colon's index
  */
-function isFieldValue(buf, start, end) {
-  for (let i = start; i < end; i += 1) {
-    const c = /** @type {number} */ (buf[i]);
-    if (c < 0x20 ? c !== 9 : c === 0x7f) return false;
-  }
-  return true;
+function checkField(buf, start, end) {
+  const colon = indexOfByte(buf, 58, start, end);
+  if (colon <= start) throw new HttpError(400, 'bad header line');
+  // Also refuses whitespace before the colon and obsolete line folding (a line starting with SP).
+  if (!isToken(buf, start, colon)) throw new HttpError(400, 'bad header name');
+  // Surrounding OWS is allowed: SP and HTAB are field-value bytes anyway.
+  if (skipFieldValue(buf, colon + 1) < end)
+    throw new HttpError(400, `bad value in header ${latin1(buf, start, colon)}`);
+  return colon;
 }
 
 /** @param {number | undefined} c */
@@ -536,11 +539,7 @@ function parseVersion(buf, start, end) {
   };
   if (
     end - start !== 8 ||
-    buf[start] !== 72 /* H */ ||
-    buf[start + 1] !== 84 /* T */ ||
-    buf[start + 2] !== 84 /* T */ ||
-    buf[start + 3] !== 80 /* P */ ||
-    buf[start + 4] !== 47 /* / */ ||
+    !isHttpSlash(buf, start) ||
     !digit(start + 5) ||
     buf[start + 6] !== 46 /* . */ ||
     !digit(start + 7)
@@ -671,21 +670,6 @@ function findHeadEnd(buf, from) {
 /** A header map without a prototype, so a field named like `__proto__` is just a field. */
 function Headers() {}
 Headers.prototype = Object.create(null);
-
-/**
- * @param {string} line one `name: value` field line
- * @returns {[string, string]} lower-case name, value without surrounding whitespace
- */
-function parseField(line) {
-  const colon = line.indexOf(':');
-  if (colon <= 0) throw new HttpError(400, 'bad header line');
-  const name = line.slice(0, colon);
-  // Also refuses whitespace before the colon and obsolete line folding (a line starting with SP).
-  if (!TOKEN.test(name)) throw new HttpError(400, 'bad header name');
-  const value = line.slice(colon + 1).replace(OWS_EDGES, '');
-  if (!FIELD_VALUE.test(value)) throw new HttpError(400, `bad value in header ${name}`);
-  return [name.toLowerCase(), value];
-}
 
 /**
  * The path of a request-target: origin-form `/p?q`, absolute-form `http://h/p?q`, or as-is.

@@ -92,6 +92,18 @@ describe('HttpParser', () => {
     ]);
   });
 
+  it('checks trailer lines as header lines, and refuses a bad one with its reason', () => {
+    const chunked = (trailer: string) =>
+      `POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n${trailer}\r\n\r\n`;
+    expect(parseAll(chunked('X-Sum:  7 \t')).map((r) => r.body.toString())).toEqual(['a']);
+    expect(errorOf(chunked('no colon'))).toMatchObject({ status: 400, message: 'bad header line' });
+    expect(errorOf(chunked('X Sum: 7'))).toMatchObject({ status: 400, message: 'bad header name' });
+    expect(errorOf(chunked('X-Sum: 7\x7f'))).toMatchObject({
+      status: 400,
+      message: 'bad value in header X-Sum',
+    });
+  });
+
   it('ignores empty lines before a request', () => {
     expect(parseAll(`\r\n\r\n${GET}`)).toHaveLength(1);
     const parser = new HttpParser();
