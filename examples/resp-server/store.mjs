@@ -19,7 +19,7 @@ import { KeyTable, latin1 } from './key-table.mjs';
 export class Store {
   constructor() {
     /** @type {KeyTable<Entry>} */
-    this.map = new KeyTable();
+    this.table = new KeyTable();
     /** Keys that have an expiry. */
     this.volatile = 0;
     /** Min-heap of [expiresAt, key]; entries whose key changed since are skipped when popped. */
@@ -29,7 +29,7 @@ export class Store {
   }
 
   get size() {
-    return this.map.size;
+    return this.table.size;
   }
 
   /**
@@ -38,7 +38,7 @@ export class Store {
    * @param {number} now
    */
   lookup(key, now) {
-    return this.live(this.map.get(key), now);
+    return this.live(this.table.get(key), now);
   }
 
   /**
@@ -49,7 +49,7 @@ export class Store {
    * @param {number} now
    */
   lookupBytes(buf, start, end, now) {
-    return this.live(this.map.getBytes(buf, start, end), now);
+    return this.live(this.table.getBytes(buf, start, end), now);
   }
 
   /**
@@ -73,7 +73,7 @@ export class Store {
    * @param {number} expiresAt ms since the epoch, or 0
    */
   set(key, value, expiresAt) {
-    this.store(this.map.get(key), key, value, expiresAt);
+    this.store(this.table.get(key), key, value, expiresAt);
   }
 
   /**
@@ -85,7 +85,7 @@ export class Store {
    * @param {number} expiresAt ms since the epoch, or 0
    */
   setBytes(buf, start, end, value, expiresAt) {
-    const old = this.map.getBytes(buf, start, end);
+    const old = this.table.getBytes(buf, start, end);
     this.store(old, old === undefined ? latin1(buf, start, end) : old.key, value, expiresAt);
   }
 
@@ -97,7 +97,7 @@ export class Store {
    */
   store(old, key, value, expiresAt) {
     if (old === undefined) {
-      this.map.set(key, { key, value, expiresAt });
+      this.table.set(key, { key, value, expiresAt });
     } else {
       // Overwritten in place: a key SET over and over allocates no entry. A reply still holding
       // the old value holds the Buffer, not the entry.
@@ -125,7 +125,7 @@ export class Store {
   }
 
   flush() {
-    this.map.clear();
+    this.table.clear();
     this.heap = [];
     this.volatile = 0;
   }
@@ -145,7 +145,7 @@ export class Store {
       const top = /** @type {[number, string]} */ (heap[0]);
       if (top[0] > now) break;
       this.pop();
-      const entry = this.map.get(top[1]);
+      const entry = this.table.get(top[1]);
       if (entry !== undefined && entry.expiresAt === top[0]) {
         this.remove(top[1], entry);
         this.expiredKeys += 1;
@@ -164,14 +164,14 @@ export class Store {
    * @param {Entry} entry
    */
   remove(key, entry) {
-    this.map.delete(key);
+    this.table.delete(key);
     if (entry.expiresAt !== 0) this.volatile -= 1;
   }
 
   rebuildHeap() {
     /** @type {[number, string][]} */
     const entries = [];
-    for (const [key, entry] of this.map.entries())
+    for (const [key, entry] of this.table.entries())
       if (entry.expiresAt !== 0) entries.push([entry.expiresAt, key]);
     entries.sort((a, b) => a[0] - b[0]); // a sorted array is a valid min-heap
     this.heap = entries;

@@ -88,7 +88,7 @@ describe('resp-server with ioredis', () => {
     expect(await redis.ttl('greeting')).toBe(-1);
     await sleep(250);
     expect(await redis.get('short')).toBeNull(); // lazy, on access
-    expect(server.store.map.has('swept')).toBe(false); // the sweep removed it untouched
+    expect(server.store.table.has('swept')).toBe(false); // the sweep removed it untouched
     expect(await redis.get('seconds')).toBe('v');
     await sleep(900);
     expect(await redis.exists('seconds')).toBe(0);
