@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { pipelineScript, wrkRound } from '../examples/http-hello/bench.mjs';
 import { startServer, stopServer } from './servers.mjs';
-import { fmt, median, ratio, spreadOf } from './stats.mjs';
+import { fmt, interleaved, median, ratio, spreadOf } from './stats.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -33,8 +33,9 @@ function httpContestants(backends) {
 }
 
 /**
- * Runs every workload on every contestant, `rounds` times each, and returns the rows (median of
- * the rounds with their range, req/s and req per server CPU-second).
+ * Runs every workload on every contestant, `rounds` times each with the contestants interleaved
+ * round by round, and returns the rows (median of the rounds with their range, req/s and req per
+ * server CPU-second, and the figures by round for paired ratios).
  * @param {{ quick: boolean, rounds: number, backends: string[] }} options
  */
 export async function runHttpBench({ quick, rounds, backends }) {
@@ -48,27 +49,25 @@ export async function runHttpBench({ quick, rounds, backends }) {
     },
   ];
   const rows = [];
+  const contestants = httpContestants(backends);
   for (const workload of workloads) {
-    for (const contestant of httpContestants(backends)) {
-      const samples = [];
-      let failure;
-      for (let round = 0; round < rounds; round += 1) {
-        const server = await startServer(contestant);
-        try {
-          samples.push(
-            wrkRound(server.port, server.pid, {
-              seconds,
-              connections: CONNECTIONS,
-              threads: 1,
-              script: workload.script,
-            }),
-          );
-        } catch (err) {
-          failure = String(err.message ?? err);
-        } finally {
-          await stopServer(server);
-        }
+    const byContestant = await interleaved(contestants, rounds, async (contestant) => {
+      const server = await startServer(contestant);
+      try {
+        return wrkRound(server.port, server.pid, {
+          seconds,
+          connections: CONNECTIONS,
+          threads: 1,
+          script: workload.script,
+        });
+      } finally {
+        await stopServer(server);
       }
+    });
+    contestants.forEach((contestant, i) => {
+      const all = byContestant[i];
+      const samples = all.filter((s) => s.failed === undefined);
+      const failure = all.find((s) => s.failed !== undefined)?.failed;
       const rps = samples.map((s) => s.rps);
       const perCpu = samples.map((s) => s.perCpu);
       const row = {
@@ -83,6 +82,11 @@ export async function runHttpBench({ quick, rounds, backends }) {
         ...spreadOf('per_sec', rps),
         per_server_cpu_s: median(perCpu),
         ...spreadOf('per_server_cpu_s', perCpu),
+        // By round, for ratios paired round by round (stats.mjs ratioOf); null where one failed.
+        by_round: {
+          per_sec: all.map((s) => (s.failed === undefined ? s.rps : null)),
+          per_server_cpu_s: all.map((s) => (s.failed === undefined ? s.perCpu : null)),
+        },
         // wrk's latency describes whole pipelined batches, so it is kept for keep-alive only.
         p99_ms: workload.pipeline === 1 ? median(samples.map((x) => toMs(x.p99))) : undefined,
         failure,
@@ -93,7 +97,7 @@ export async function runHttpBench({ quick, rounds, backends }) {
           `(${Math.round(row.per_sec_min)}–${Math.round(row.per_sec_max)})  ${Math.round(row.per_server_cpu_s)} req/server-cpu-s  errors ${row.errors}` +
           (failure ? `  FAILED: ${failure}` : ''),
       );
-    }
+    });
   }
   return { seconds, connections: CONNECTIONS, rows };
 }

@@ -1,4 +1,5 @@
 // Turns benchmark rows into a Markdown report with ratios and an SVG bar chart.
+import { fmt, ratioOf } from './stats.mjs';
 
 // [target, goal, key of its measured value in renderReport's `measured`]: the HTTP and RESP
 // sections (bench/http.mjs, bench/resp.mjs) fill in theirs. The echo targets are computed from
@@ -74,8 +75,8 @@ function echoTargets(rows, idle, metrics) {
           r === undefined || c === undefined
             ? undefined
             : {
-                msgs: r.msgs_per_sec / c.msgs_per_sec,
-                cpu: r.msgs_per_server_cpu_s / c.msgs_per_server_cpu_s,
+                msgs: ratioOf(r, c, 'msgs_per_sec'),
+                cpu: ratioOf(r, c, 'msgs_per_server_cpu_s'),
               },
       };
     });
@@ -87,9 +88,9 @@ function echoTargets(rows, idle, metrics) {
     out.push([target, goal, text]);
   }
   const ratio = (workload, of, over, key) => {
-    const a = find(workload, of)?.[key];
-    const b = find(workload, over)?.[key];
-    return a === undefined || b === undefined ? undefined : a / b;
+    const a = find(workload, of);
+    const b = find(workload, over);
+    return a === undefined || b === undefined ? undefined : ratioOf(a, b, key);
   };
   out.push([
     'iomux-epoll ÷ node-net, echo 64 B at 50 and 1000 connections',
@@ -157,13 +158,6 @@ export function renderMeasuredTargets(measured) {
   ].join('\n');
 }
 
-const fmt = (n) =>
-  n >= 1e6
-    ? `${(n / 1e6).toFixed(2)} M`
-    : n >= 1e3
-      ? `${(n / 1e3).toFixed(1)} k`
-      : `${Math.round(n)}`;
-
 export function renderReport(meta, rows, churn = [], idle = [], metrics = [], measured = {}) {
   const workloads = [...new Set(rows.map((r) => r.workload))];
   const contestants = [...new Set(rows.map((r) => r.contestant))];
@@ -172,7 +166,7 @@ export function renderReport(meta, rows, churn = [], idle = [], metrics = [], me
     '',
     `${meta.date} · Node ${meta.node} · ${meta.cpus} · ${meta.rounds} round(s) × ${meta.duration_s} s per cell · load generator: bench/native/loadgen (1 thread, every byte verified).`,
     '',
-    'Median messages per second (spread across rounds in brackets), with ratios to node:net and to the C epoll server measured in the same run.',
+    'Median messages per second (spread across rounds in brackets), with ratios to node:net and to the C epoll server measured in the same run. The contestants run interleaved, one round of each in turn, and a ratio is the median of each round’s own ratio.',
     'On this 2-core machine the load generator shares the CPU with the server; "per server CPU-second" removes that bias.',
     '',
     `| workload | contestant | msg/s | spread | ÷ node-net | ÷ c-epoll | msg per server CPU-s | p99 µs | server RSS |`,
@@ -182,8 +176,7 @@ export function renderReport(meta, rows, churn = [], idle = [], metrics = [], me
     const net = rows.find((r) => r.workload === w && r.contestant === 'node-net');
     const c = rows.find((r) => r.workload === w && r.contestant === 'c-epoll');
     for (const r of rows.filter((x) => x.workload === w)) {
-      const ratio = (base) =>
-        base && base.msgs_per_sec > 0 ? (r.msgs_per_sec / base.msgs_per_sec).toFixed(2) : '–';
+      const ratio = (base) => two(ratioOf(r, base, 'msgs_per_sec'));
       lines.push(
         `| ${w} | ${r.contestant} | ${r.failure ? 'failed' : fmt(r.msgs_per_sec)} | ${fmt(r.min)}–${fmt(r.max)} | ${ratio(net)} | ${ratio(c)} | ${fmt(r.msgs_per_server_cpu_s)} | ${r.p99_us} | ${Math.round(r.server_rss_kb / 1024)} MiB |`,
       );
@@ -210,14 +203,14 @@ export function renderReport(meta, rows, churn = [], idle = [], metrics = [], me
       '',
       '## Cost of metrics',
       '',
-      'iomux-epoll with per-batch timing on (the default) and off (`metrics: false`), rounds interleaved; messages per server CPU-second, median.',
+      'iomux-epoll with per-batch timing on (the default) and off (`metrics: false`), rounds interleaved with the order alternating; messages per server CPU-second, median. The overhead is the median of each round’s own on ÷ off, with the range over rounds.',
       '',
-      '| workload | metrics on | metrics off | overhead |',
-      '|---|---:|---:|---:|',
+      '| workload | metrics on | metrics off | overhead | range over rounds |',
+      '|---|---:|---:|---:|---|',
     );
     for (const r of metrics)
       lines.push(
-        `| ${r.workload} | ${fmt(r.on)} | ${fmt(r.off)} | ${r.overhead_pct.toFixed(1)}% |`,
+        `| ${r.workload} | ${fmt(r.on)} | ${fmt(r.off)} | ${r.overhead_pct.toFixed(1)}% | ${r.overhead_min === undefined ? '–' : `${r.overhead_min.toFixed(1)}% to ${r.overhead_max.toFixed(1)}%`} |`,
       );
   }
   if (idle.length > 0) {

@@ -4,14 +4,22 @@
 // (/proc/<pid>/stat) belong to that test. Starting, measuring and counting error replies is the
 // example's own code (examples/resp-server/bench.mjs).
 import { measureRuns, redisServer, respServer } from '../examples/resp-server/bench.mjs';
-import { fmt, median, ratio, spreadOf } from './stats.mjs';
+import { fmt, interleaved, median, ratio, spreadOf } from './stats.mjs';
+
+/** The samples' figures by their round (null for a round without one), for ratioOf. */
+function byRound(samples, figure) {
+  const out = [];
+  for (const s of samples) out[s.round] = figure(s);
+  return Array.from(out, (x) => x ?? null);
+}
 
 const CLIENTS = 50;
 const TESTS = ['ping', 'set', 'get'];
 
 /**
  * Runs every test at both pipeline depths on every contestant, `rounds` times each (a fresh
- * server per round, warmed up first), and returns the rows: median of the rounds with their range.
+ * server per round, warmed up first; the contestants interleaved round by round), and returns
+ * the rows: median of the rounds with their range, and the figures by round for paired ratios.
  * @param {{ quick: boolean, rounds: number, backends: string[] }} options
  */
 export async function runRespBench({ quick, rounds, backends }) {
@@ -27,15 +35,14 @@ export async function runRespBench({ quick, rounds, backends }) {
   const contestants = [...backends.map((b) => respServer(b)), redisServer];
   /** "<test> -P <depth>" → contestant → samples */
   const cells = new Map();
-  for (const contestant of contestants) {
-    for (let round = 0; round < rounds; round += 1) {
-      let measured;
-      try {
-        measured = (await measureRuns(contestant, runs)).slice(1);
-      } catch (err) {
-        console.log(`resp ${contestant.name}: FAILED: ${err.message ?? err}`);
-        measured = runs.slice(1).map(() => ({ failed: String(err.message ?? err) }));
-      }
+  const measuredBy = await interleaved(contestants, rounds, async (contestant) =>
+    (await measureRuns(contestant, runs)).slice(1),
+  );
+  contestants.forEach((contestant, c) => {
+    measuredBy[c].forEach((result, round) => {
+      if (result.failed !== undefined)
+        console.log(`resp ${contestant.name}: FAILED: ${result.failed}`);
+      const measured = result.failed !== undefined ? runs.slice(1).map(() => result) : result;
       measured.forEach((m, i) => {
         const how = runs[i + 1];
         if (m.warnings) console.log(`resp ${contestant.name}: ${m.warnings}`);
@@ -45,9 +52,10 @@ export async function runRespBench({ quick, rounds, backends }) {
         for (const [test, value] of entries) {
           const key = `${test} -P ${how.pipeline}`;
           if (!cells.has(key)) cells.set(key, new Map());
-          const byContestant = cells.get(key);
-          if (!byContestant.has(contestant.name)) byContestant.set(contestant.name, []);
-          byContestant.get(contestant.name).push({
+          const cell = cells.get(key);
+          if (!cell.has(contestant.name)) cell.set(contestant.name, []);
+          cell.get(contestant.name).push({
+            round,
             pipeline: how.pipeline,
             failed: m.failed,
             rps: value?.rps ?? 0,
@@ -58,8 +66,8 @@ export async function runRespBench({ quick, rounds, backends }) {
           });
         }
       });
-    }
-  }
+    });
+  });
   const rows = [];
   for (const [workload, byContestant] of cells) {
     for (const [contestant, samples] of byContestant) {
@@ -78,6 +86,11 @@ export async function runRespBench({ quick, rounds, backends }) {
         ...spreadOf('per_sec', rps),
         per_server_cpu_s: median(perCpu),
         ...spreadOf('per_server_cpu_s', perCpu),
+        // By round, for ratios paired round by round (stats.mjs ratioOf); a hole where one failed.
+        by_round: {
+          per_sec: byRound(ok, (s) => s.rps),
+          per_server_cpu_s: byRound(ok, (s) => s.perCpu),
+        },
         p50_ms: ok[0]?.p50,
         failure: samples.find((s) => s.failed)?.failed,
       };

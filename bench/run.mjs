@@ -29,6 +29,7 @@ import { renderGameMarkdown, runGameBench } from './game.mjs';
 import { renderEcosystemMarkdown, runEcosystemBench } from './ecosystem/index.mjs';
 import { httpTargets, renderHttpMarkdown, runHttpBench } from './http.mjs';
 import { renderRespMarkdown, respTargets, runRespBench } from './resp.mjs';
+import { interleaved, median, pairedOverhead } from './stats.mjs';
 import { ensureTools } from './tools.mjs';
 import { renderBroadcastMarkdown, runBroadcastBench } from './broadcast.mjs';
 
@@ -76,58 +77,47 @@ const contestants = echoWanted
   ? echoContestants(available).filter((c) => only === undefined || only.includes(c.name))
   : [];
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0
-    ? 0
-    : s.length % 2
-      ? s[(s.length - 1) / 2]
-      : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 const results = [];
 console.log(
   `iomux bench (${quick ? 'quick' : 'full'}): ${rounds} round(s) of ${duration} s; contestants: ${contestants.map((c) => c.name).join(', ')}`,
 );
 for (const workload of workloads) {
-  for (const contestant of contestants) {
-    if (workload.connections > contestant.maxConnections) continue;
-    const samples = [];
-    for (let round = 0; round < rounds; round += 1) {
-      const server = await startServer(contestant);
-      try {
-        const r = await runLoadgen([
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(server.port),
-          '--connections',
-          String(workload.connections),
-          '--size',
-          String(workload.size),
-          '--pipeline',
-          String(workload.pipeline),
-          '--duration',
-          String(duration),
-          '--warmup',
-          '1',
-          '--threads',
-          '1',
-          '--sources',
-          String(workload.connections > 5000 ? 4 : 1),
-          '--server-pid',
-          String(server.pid),
-        ]);
-        samples.push(r);
-      } catch (err) {
-        samples.push({ failed: String(err.message ?? err) });
-      } finally {
-        await stopServer(server);
-      }
+  const eligible = contestants.filter((c) => workload.connections <= c.maxConnections);
+  const byContestant = await interleaved(eligible, rounds, async (contestant) => {
+    const server = await startServer(contestant);
+    try {
+      return await runLoadgen([
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(server.port),
+        '--connections',
+        String(workload.connections),
+        '--size',
+        String(workload.size),
+        '--pipeline',
+        String(workload.pipeline),
+        '--duration',
+        String(duration),
+        '--warmup',
+        '1',
+        '--threads',
+        '1',
+        '--sources',
+        String(workload.connections > 5000 ? 4 : 1),
+        '--server-pid',
+        String(server.pid),
+      ]);
+    } finally {
+      await stopServer(server);
     }
+  });
+  eligible.forEach((contestant, i) => {
+    const samples = byContestant[i];
     const ok = samples.filter((s) => s.failed === undefined);
+    const perCpuOf = (s) => (s.server_cpu_s > 0 ? s.messages / s.server_cpu_s : 0);
     const rates = ok.map((s) => s.msgs_per_sec);
-    const perCpu = ok.map((s) => (s.server_cpu_s > 0 ? s.messages / s.server_cpu_s : 0));
+    const perCpu = ok.map(perCpuOf);
     const row = {
       workload: workload.name,
       ...workload,
@@ -142,6 +132,11 @@ for (const workload of workloads) {
       min: rates.length ? Math.min(...rates) : 0,
       max: rates.length ? Math.max(...rates) : 0,
       msgs_per_server_cpu_s: median(perCpu),
+      // By round, for ratios paired round by round (stats.mjs ratioOf); null where a round failed.
+      by_round: {
+        msgs_per_sec: samples.map((s) => (s.failed === undefined ? s.msgs_per_sec : null)),
+        msgs_per_server_cpu_s: samples.map((s) => (s.failed === undefined ? perCpuOf(s) : null)),
+      },
       p99_us: median(ok.map((s) => s.latency_us?.p99 ?? 0)),
       server_rss_kb: median(ok.map((s) => s.server_rss_kb ?? 0)),
       failure: samples.find((s) => s.failed)?.failed,
@@ -152,7 +147,7 @@ for (const workload of workloads) {
         `(spread ${Math.round(row.min)}–${Math.round(row.max)})  p99 ${row.p99_us} µs  ${Math.round(row.msgs_per_server_cpu_s)} msg/server-cpu-s` +
         (row.failure ? `  FAILED: ${row.failure}` : ''),
     );
-  }
+  });
 }
 
 /** Runs clients.mjs in a child process; resolves with its first JSON line (and the child). */
@@ -179,7 +174,9 @@ const rssKb = (pid) =>
   Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 
 // Metrics on vs off: the same epoll echo server with and without per-batch timing, interleaved
-// round by round so drift on this shared machine hits both alike.
+// round by round (stats.mjs interleaved: on first in even rounds, off first in odd ones), and the
+// overhead is the median of each round's own on ÷ off: a paired figure, which the machine's drift
+// between rounds moves far less than the ratio of two medians.
 const metricsRows = [];
 const epollContestant = contestants.find((c) => c.name === 'iomux-epoll');
 if (epollContestant !== undefined) {
@@ -188,12 +185,13 @@ if (epollContestant !== undefined) {
     workloads.find((w) => w.pipeline === 16),
   ]) {
     if (workload === undefined) continue;
-    const samples = { on: [], off: [] };
-    for (let round = 0; round < Math.max(3, rounds); round += 1) {
-      for (const mode of ['on', 'off']) {
+    const [onRounds, offRounds] = await interleaved(
+      ['1', '0'],
+      Math.max(5, rounds),
+      async (mode) => {
         const server = await startServer({
           ...epollContestant,
-          env: { ...epollContestant.env, IOMUX_METRICS: mode === 'on' ? '1' : '0' },
+          env: { ...epollContestant.env, IOMUX_METRICS: mode },
         });
         try {
           const r = await runLoadgen([
@@ -212,17 +210,20 @@ if (epollContestant !== undefined) {
             '--server-pid',
             String(server.pid),
           ]);
-          samples[mode].push(r.server_cpu_s > 0 ? r.messages / r.server_cpu_s : r.msgs_per_sec);
+          return r.server_cpu_s > 0 ? r.messages / r.server_cpu_s : r.msgs_per_sec;
         } finally {
           await stopServer(server);
         }
-      }
-    }
+      },
+    );
+    const measured = (x) => typeof x === 'number';
+    const samples = { on: onRounds.filter(measured), off: offRounds.filter(measured) };
     const on = median(samples.on);
     const off = median(samples.off);
-    metricsRows.push({ workload: workload.name, on, off, overhead_pct: ((off - on) / off) * 100 });
+    const overhead = pairedOverhead(onRounds, offRounds);
+    metricsRows.push({ workload: workload.name, on, off, ...overhead });
     console.log(
-      `${`metrics on/off ${workload.name}`.padEnd(40)} on ${Math.round(on)} off ${Math.round(off)} msg/server-cpu-s → overhead ${(((off - on) / off) * 100).toFixed(1)}%`,
+      `${`metrics on/off ${workload.name}`.padEnd(40)} on ${Math.round(on)} off ${Math.round(off)} msg/server-cpu-s → overhead ${overhead.overhead_pct.toFixed(1)}% (rounds ${overhead.per_round_pct.map((x) => x.toFixed(1)).join(', ')})`,
     );
   }
 }

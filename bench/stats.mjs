@@ -1,4 +1,4 @@
-// Small helpers the http and resp sections share: median, range and ratio of rounds.
+// Small helpers the bench sections share: interleaved rounds, median, range and ratio of rounds.
 
 /** Median of the samples (mean of the middle two for an even count); 0 for none. */
 export function median(xs) {
@@ -14,11 +14,53 @@ export const spreadOf = (key, xs) => ({
   [`${key}_max`]: xs.length ? Math.max(...xs) : 0,
 });
 
-/** row[key] ÷ base[key] as "0.00×", or "–" when there is no base or it measured nothing. */
-export const ratio = (row, base, key) =>
-  base !== undefined && base[key] > 0 && row[key] > 0
-    ? `${(row[key] / base[key]).toFixed(2)}×`
-    : '–';
+/**
+ * Measures every contestant `rounds` times, interleaved: each round measures each contestant once,
+ * starting one further along the list every round. This machine's speed moves from one minute to
+ * the next (two full runs of the same code differed by ±0.2 in their ratios when each contestant's
+ * rounds ran back to back), so interleaving lets that drift reach every contestant alike, and the
+ * figures of one round can be compared with one another ({@link ratioOf}).
+ * `measure(contestant, round)` may throw: that round's sample is `{ failed: message }`.
+ * @returns {Promise<unknown[][]>} per contestant (in the given order), its samples by round
+ */
+export async function interleaved(contestants, rounds, measure) {
+  const samples = contestants.map(() => []);
+  for (let round = 0; round < rounds; round += 1) {
+    for (let k = 0; k < contestants.length; k += 1) {
+      const i = (k + round) % contestants.length;
+      try {
+        samples[i][round] = await measure(contestants[i], round);
+      } catch (err) {
+        samples[i][round] = { failed: String(err?.message ?? err) };
+      }
+    }
+  }
+  return samples;
+}
+
+/**
+ * row[key] ÷ base[key]: when both rows carry their figures by round (`by_round[key]`, a hole or
+ * undefined where a round failed), the median of each round's own ratio over the rounds both
+ * measured; else the ratio of the medians. NaN when there is no base or either measured nothing.
+ */
+export function ratioOf(row, base, key) {
+  if (base === undefined) return NaN;
+  const mine = row.by_round?.[key];
+  const theirs = base.by_round?.[key];
+  if (mine !== undefined && theirs !== undefined) {
+    const paired = [];
+    for (let r = 0; r < Math.min(mine.length, theirs.length); r += 1)
+      if (mine[r] > 0 && theirs[r] > 0) paired.push(mine[r] / theirs[r]);
+    return paired.length === 0 ? NaN : median(paired);
+  }
+  return base[key] > 0 && row[key] > 0 ? row[key] / base[key] : NaN;
+}
+
+/** {@link ratioOf} as "0.00×", or "–" when it is not a number. */
+export const ratio = (row, base, key) => {
+  const x = ratioOf(row, base, key);
+  return Number.isFinite(x) ? `${x.toFixed(2)}×` : '–';
+};
 
 export const fmt = (n) =>
   n >= 1e6
@@ -26,3 +68,23 @@ export const fmt = (n) =>
     : n >= 1e3
       ? `${(n / 1e3).toFixed(1)} k`
       : `${Math.round(n)}`;
+
+/**
+ * What `with` costs against `without`, in percent of `without`, from rounds measured in pairs
+ * (index i of both arrays is one round; a round either failed, not a number, is left out): the
+ * median of each round's own overhead, and its range. Pairing keeps the machine's drift between
+ * rounds out of the figure.
+ */
+export function pairedOverhead(withIt, without) {
+  const perRound = [];
+  for (let r = 0; r < Math.min(withIt.length, without.length); r += 1) {
+    const [x, base] = [withIt[r], without[r]];
+    if (typeof x === 'number' && typeof base === 'number' && base > 0)
+      perRound.push(((base - x) / base) * 100);
+  }
+  return {
+    overhead_pct: median(perRound),
+    ...spreadOf('overhead', perRound),
+    per_round_pct: perRound,
+  };
+}

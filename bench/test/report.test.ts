@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { renderReport } from '../report.mjs';
+import { pairedOverhead } from '../stats.mjs';
 
 const meta = { mode: 'quick', date: 'd', node: 'v20', cpus: '2', rounds: 1, duration_s: 1 };
 
@@ -87,6 +88,49 @@ describe('bench report: the targets table', () => {
     ];
     expect(targetLine([], 'RSS per idle connection', idle)).toContain(
       'epoll 700 B, io_uring 1100 B: not met',
+    );
+  });
+});
+
+describe('bench report: the cost of metrics', () => {
+  it('takes the overhead from each round’s own pair, not from two medians', () => {
+    // Round 2 ran on a slower machine for both modes: the medians' ratio would say 0 %, every
+    // round's own pair says 2 %.
+    const paired = pairedOverhead([98, 49, 98], [100, 50, 100]);
+    expect(paired.overhead_pct).toBeCloseTo(2, 6);
+    expect(paired.overhead_min).toBeCloseTo(2, 6);
+    expect(paired.overhead_max).toBeCloseTo(2, 6);
+    const skewed = pairedOverhead([100, 96, 90], [100, 100, 100]);
+    expect(skewed.overhead_pct).toBeCloseTo(4, 6);
+    expect([skewed.overhead_min, skewed.overhead_max]).toEqual([0, 10]);
+  });
+
+  it('shows the overhead, its range over rounds and the verdict', () => {
+    const metrics = [
+      { workload: 'echo 64 B x1000', on: 97, off: 100, ...pairedOverhead([97, 99], [100, 100]) },
+    ];
+    const { markdown } = renderReport(meta, [], [], [], metrics, {});
+    expect(markdown).toContain('| echo 64 B x1000 | 97 | 100 | 2.0% | 1.0% to 3.0% |');
+    expect(markdown).toMatch(/\| metrics on vs off[^\n]*echo 64 B x1000 2\.0%: met \|/);
+  });
+});
+
+describe('bench report: paired ratios', () => {
+  it('judges a target on each round’s own ratio to c-epoll', () => {
+    const x50 = 'echo 64 B x50';
+    const paired = (name: string, byRound: number[]) => ({
+      ...row(x50, name, [...byRound].sort((a, b) => a - b)[1]!),
+      by_round: { msgs_per_sec: byRound, msgs_per_server_cpu_s: byRound },
+    });
+    // Round by round iomux is at 0.95, 0.95 and 0.85 of c-epoll: the paired median is 0.95,
+    // where the ratio of the medians (68 / 80) would say 0.85.
+    const rows = [
+      paired('iomux-epoll', [95, 57, 68]),
+      paired('iomux-io_uring', [95, 57, 68]),
+      paired('c-epoll', [100, 60, 80]),
+    ];
+    expect(targetLine(rows, 'echo 64 B ping-pong ×50')).toContain(
+      'epoll 0.95 (0.95), io_uring 0.95 (0.95): met',
     );
   });
 });
