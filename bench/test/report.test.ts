@@ -134,3 +134,24 @@ describe('bench report: paired ratios', () => {
     );
   });
 });
+
+describe('bench report: a metrics figure within the noise', () => {
+  const line = (metrics: unknown[]) => {
+    const { markdown } = renderReport(meta, [], [], [], metrics, {});
+    return markdown.split('\n').find((l) => l.startsWith('| metrics on vs off'));
+  };
+
+  it('says the run did not resolve it when its rounds fall on both sides of the goal', () => {
+    const noisy = [
+      { workload: 'w', on: 1, off: 1, ...pairedOverhead([110, 80, 90], [100, 100, 100]) },
+    ];
+    expect(line(noisy)).toContain('w 10.0%: not resolved by this run');
+  });
+
+  it('says not met when every round is over the goal', () => {
+    const slow = [
+      { workload: 'w', on: 1, off: 1, ...pairedOverhead([95, 90, 94], [100, 100, 100]) },
+    ];
+    expect(line(slow)).toMatch(/w 6\.0%: not met \|$/);
+  });
+});
