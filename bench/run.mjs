@@ -81,37 +81,42 @@ const results = [];
 console.log(
   `iomux bench (${quick ? 'quick' : 'full'}): ${rounds} round(s) of ${duration} s; contestants: ${contestants.map((c) => c.name).join(', ')}`,
 );
+/** One round of `workload` against a fresh server of `contestant`: the load generator's result. */
+async function echoRound(contestant, workload) {
+  const server = await startServer(contestant);
+  try {
+    return await runLoadgen([
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(server.port),
+      '--connections',
+      String(workload.connections),
+      '--size',
+      String(workload.size),
+      '--pipeline',
+      String(workload.pipeline),
+      '--duration',
+      String(duration),
+      '--warmup',
+      '1',
+      '--threads',
+      '1',
+      '--sources',
+      String(workload.connections > 5000 ? 4 : 1),
+      '--server-pid',
+      String(server.pid),
+    ]);
+  } finally {
+    await stopServer(server);
+  }
+}
+
 for (const workload of workloads) {
   const eligible = contestants.filter((c) => workload.connections <= c.maxConnections);
-  const byContestant = await interleaved(eligible, rounds, async (contestant) => {
-    const server = await startServer(contestant);
-    try {
-      return await runLoadgen([
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(server.port),
-        '--connections',
-        String(workload.connections),
-        '--size',
-        String(workload.size),
-        '--pipeline',
-        String(workload.pipeline),
-        '--duration',
-        String(duration),
-        '--warmup',
-        '1',
-        '--threads',
-        '1',
-        '--sources',
-        String(workload.connections > 5000 ? 4 : 1),
-        '--server-pid',
-        String(server.pid),
-      ]);
-    } finally {
-      await stopServer(server);
-    }
-  });
+  const byContestant = await interleaved(eligible, rounds, (contestant) =>
+    echoRound(contestant, workload),
+  );
   eligible.forEach((contestant, i) => {
     const samples = byContestant[i];
     const ok = samples.filter((s) => s.failed === undefined);
@@ -189,31 +194,9 @@ if (epollContestant !== undefined) {
       ['1', '0'],
       Math.max(5, rounds),
       async (mode) => {
-        const server = await startServer({
-          ...epollContestant,
-          env: { ...epollContestant.env, IOMUX_METRICS: mode },
-        });
-        try {
-          const r = await runLoadgen([
-            '--port',
-            String(server.port),
-            '--connections',
-            String(workload.connections),
-            '--size',
-            String(workload.size),
-            '--pipeline',
-            String(workload.pipeline),
-            '--duration',
-            String(duration),
-            '--warmup',
-            '1',
-            '--server-pid',
-            String(server.pid),
-          ]);
-          return r.server_cpu_s > 0 ? r.messages / r.server_cpu_s : r.msgs_per_sec;
-        } finally {
-          await stopServer(server);
-        }
+        const env = { ...epollContestant.env, IOMUX_METRICS: mode };
+        const r = await echoRound({ ...epollContestant, env }, workload);
+        return r.server_cpu_s > 0 ? r.messages / r.server_cpu_s : r.msgs_per_sec;
       },
     );
     const measured = (x) => typeof x === 'number';
