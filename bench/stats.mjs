@@ -72,8 +72,8 @@ export const fmt = (n) =>
 /**
  * What `with` costs against `without`, in percent of `without`, from rounds measured in pairs
  * (index i of both arrays is one round; a round either failed, not a number, is left out): the
- * median of each round's own overhead, and its range. Pairing keeps the machine's drift between
- * rounds out of the figure.
+ * median of each round's own overhead, and its range; NaN throughout when no round measured both.
+ * Pairing keeps the machine's drift between rounds out of the figure.
  */
 export function pairedOverhead(withIt, without) {
   const perRound = [];
@@ -82,6 +82,9 @@ export function pairedOverhead(withIt, without) {
     if (typeof x === 'number' && typeof base === 'number' && base > 0)
       perRound.push(((base - x) / base) * 100);
   }
+  // No round measured both: no figure (NaN), which the report shows as not run, never as 0 %.
+  if (perRound.length === 0)
+    return { overhead_pct: NaN, overhead_min: NaN, overhead_max: NaN, per_round_pct: [] };
   return {
     overhead_pct: median(perRound),
     ...spreadOf('overhead', perRound),

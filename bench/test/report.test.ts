@@ -154,4 +154,19 @@ describe('bench report: a metrics figure within the noise', () => {
     ];
     expect(line(slow)).toMatch(/w 6\.0%: not met \|$/);
   });
+
+  it('says not met when one workload has every round over the goal, whatever the other does', () => {
+    const metrics = [
+      { workload: 'a', on: 1, off: 1, ...pairedOverhead([110, 80, 90], [100, 100, 100]) },
+      { workload: 'b', on: 1, off: 1, ...pairedOverhead([95, 90, 94], [100, 100, 100]) },
+    ];
+    expect(line(metrics)).toMatch(/a 10\.0%, b 6\.0%: not met \|$/);
+  });
+
+  it('says not run, not 0 %, when no round measured both modes', () => {
+    const failed = [{ workload: 'w', on: 0, off: 0, ...pairedOverhead([{ failed: 'x' }], [100]) }];
+    expect(line(failed)).toContain('not run');
+    const { markdown } = renderReport(meta, [], [], [], failed, {});
+    expect(markdown).toContain('| w | 0 | 0 | – | – |');
+  });
 });
