@@ -17,9 +17,10 @@ export const spreadOf = (key, xs) => ({
 /**
  * Measures every contestant `rounds` times, interleaved: each round measures each contestant once,
  * starting one further along the list every round. This machine's speed moves from one minute to
- * the next (two full runs of the same code differed by ±0.2 in their ratios when each contestant's
- * rounds ran back to back), so interleaving lets that drift reach every contestant alike, and the
- * figures of one round can be compared with one another ({@link ratioOf}).
+ * the next (two full runs hours apart, with only a small change between them, differed by ±0.2
+ * in their ratios when each contestant's rounds ran back to back), so interleaving lets that
+ * drift reach every contestant alike, and the figures of one round can be compared with one
+ * another ({@link ratioOf}).
  * `measure(contestant, round)` may throw: that round's sample is `{ failed: message }`.
  * @returns {Promise<unknown[][]>} per contestant (in the given order), its samples by round
  */
