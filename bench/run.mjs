@@ -81,6 +81,9 @@ const results = [];
 console.log(
   `iomux bench (${quick ? 'quick' : 'full'}): ${rounds} round(s) of ${duration} s; contestants: ${contestants.map((c) => c.name).join(', ')}`,
 );
+/** Messages per server CPU-second of one load generator result (0 when it sampled no CPU). */
+const perCpuOf = (r) => (r.server_cpu_s > 0 ? r.messages / r.server_cpu_s : 0);
+
 /** One round of `workload` against a fresh server of `contestant`: the load generator's result. */
 async function echoRound(contestant, workload) {
   const server = await startServer(contestant);
@@ -120,7 +123,6 @@ for (const workload of workloads) {
   eligible.forEach((contestant, i) => {
     const samples = byContestant[i];
     const ok = samples.filter((s) => s.failed === undefined);
-    const perCpuOf = (s) => (s.server_cpu_s > 0 ? s.messages / s.server_cpu_s : 0);
     const rates = ok.map((s) => s.msgs_per_sec);
     const perCpu = ok.map(perCpuOf);
     const row = {
@@ -196,7 +198,7 @@ if (epollContestant !== undefined) {
       async (mode) => {
         const env = { ...epollContestant.env, IOMUX_METRICS: mode };
         const r = await echoRound({ ...epollContestant, env }, workload);
-        return r.server_cpu_s > 0 ? r.messages / r.server_cpu_s : r.msgs_per_sec;
+        return r.server_cpu_s > 0 ? perCpuOf(r) : r.msgs_per_sec;
       },
     );
     const measured = (x) => typeof x === 'number';

@@ -40,6 +40,17 @@ export async function interleaved(contestants, rounds, measure) {
 }
 
 /**
+ * The rounds both `a` and `b` measured, as `[a[r], b[r]]`: both numbers, and `b[r]` above 0 (a
+ * failed round is a hole, null or a `{ failed }` sample).
+ */
+function roundPairs(a, b) {
+  const pairs = [];
+  for (let r = 0; r < Math.min(a.length, b.length); r += 1)
+    if (typeof a[r] === 'number' && typeof b[r] === 'number' && b[r] > 0) pairs.push([a[r], b[r]]);
+  return pairs;
+}
+
+/**
  * row[key] ÷ base[key]: when both rows carry their figures by round (`by_round[key]`, a hole or
  * undefined where a round failed), the median of each round's own ratio over the rounds both
  * measured; else the ratio of the medians. NaN when there is no base or either measured nothing.
@@ -49,9 +60,9 @@ export function ratioOf(row, base, key) {
   const mine = row.by_round?.[key];
   const theirs = base.by_round?.[key];
   if (mine !== undefined && theirs !== undefined) {
-    const paired = [];
-    for (let r = 0; r < Math.min(mine.length, theirs.length); r += 1)
-      if (mine[r] > 0 && theirs[r] > 0) paired.push(mine[r] / theirs[r]);
+    const paired = roundPairs(mine, theirs)
+      .filter(([x]) => x > 0)
+      .map(([x, y]) => x / y);
     return paired.length === 0 ? NaN : median(paired);
   }
   return base[key] > 0 && row[key] > 0 ? row[key] / base[key] : NaN;
@@ -77,12 +88,7 @@ export const fmt = (n) =>
  * Pairing keeps the machine's drift between rounds out of the figure.
  */
 export function pairedOverhead(withIt, without) {
-  const perRound = [];
-  for (let r = 0; r < Math.min(withIt.length, without.length); r += 1) {
-    const [x, base] = [withIt[r], without[r]];
-    if (typeof x === 'number' && typeof base === 'number' && base > 0)
-      perRound.push(((base - x) / base) * 100);
-  }
+  const perRound = roundPairs(withIt, without).map(([x, base]) => ((base - x) / base) * 100);
   // No round measured both: no figure (NaN), which the report shows as not run, never as 0 %.
   if (perRound.length === 0)
     return { overhead_pct: NaN, overhead_min: NaN, overhead_max: NaN, per_round_pct: [] };
